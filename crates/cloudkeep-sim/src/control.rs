@@ -1,0 +1,422 @@
+//! The control API under `/_sim/`: the scenario, the request log, and the
+//! out-of-band changes tests make (as someone in the portal would).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{Response, StatusCode};
+use axum::routing::{get, post};
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::faults::Faults;
+use crate::roles;
+use crate::server::json;
+use crate::state::SimState;
+use crate::world::cost::catalogue;
+use crate::world::{CostProfile, Extra, PrincipalKind, Resource, RoleAssignment, World, hash_str, remove_tag, set_tag};
+
+type St = State<Arc<SimState>>;
+
+fn bad_request(message: impl Into<String>) -> Response<Body> {
+    json(StatusCode::BAD_REQUEST, &json!({"error": {"code": "BadRequest", "message": message.into()}}))
+}
+
+fn not_found(message: impl Into<String>) -> Response<Body> {
+    json(StatusCode::NOT_FOUND, &json!({"error": {"code": "NotFound", "message": message.into()}}))
+}
+
+fn ok(body: Value) -> Response<Body> {
+    json(StatusCode::OK, &body)
+}
+
+pub fn routes() -> axum::Router<Arc<SimState>> {
+    axum::Router::new()
+        .route("/scenario", get(scenario))
+        .route("/requests", get(requests))
+        .route("/tags", post(change_tags))
+        .route("/resources", post(create_resource).delete(delete_resource))
+        .route("/storage/public-access", post(storage_public_access))
+        .route("/keys/rotate", post(rotate_key))
+        .route("/keys/expire", post(expire_key))
+        .route("/role-assignments", post(add_role).delete(remove_role))
+        .route("/secrets/expire", post(expire_secret))
+        .route("/clock/advance", post(advance_clock))
+        .route("/faults", get(get_faults).put(put_faults))
+        .route("/reset", post(reset))
+}
+
+fn roles_of(world: &World, object_id: &str) -> Vec<Value> {
+    world
+        .role_assignments
+        .iter()
+        .filter(|a| a.principal_id.eq_ignore_ascii_case(object_id))
+        .map(|a| {
+            json!({
+                "role": roles::by_id(&a.role_definition_id).map(|r| r.name).unwrap_or("Custom"),
+                "role_definition_id": a.role_definition_id,
+                "scope": a.scope,
+                "assignment_id": a.id(),
+            })
+        })
+        .collect()
+}
+
+pub fn scenario_json(world: &World) -> Value {
+    let tenants: Vec<Value> = world
+        .tenants
+        .iter()
+        .filter(|t| !t.is_app_home)
+        .map(|t| {
+            let mut sps = Vec::new();
+            let mut users = Vec::new();
+            for p in world.principals.iter().filter(|p| p.tenant_id == t.id) {
+                match &p.kind {
+                    PrincipalKind::ServicePrincipal { client_id, secret } => sps.push(json!({
+                        "key": p.key,
+                        "client_id": client_id,
+                        "client_secret": secret.as_ref().map(|s| s.value.clone()).unwrap_or_else(|| world.app.secret.value.clone()),
+                        "object_id": p.object_id,
+                        "display_name": p.display_name,
+                        "roles": roles_of(world, &p.object_id),
+                    })),
+                    PrincipalKind::User { upn, password, guest } => users.push(json!({
+                        "key": p.key,
+                        "upn": upn,
+                        "object_id": p.object_id,
+                        "password": password,
+                        "display_name": p.display_name,
+                        "guest": guest,
+                        "roles": roles_of(world, &p.object_id),
+                    })),
+                    PrincipalKind::Group => {}
+                }
+            }
+            let subscriptions: Vec<Value> = world
+                .subscriptions
+                .iter()
+                .filter(|s| s.tenant_id == t.id)
+                .map(|s| {
+                    json!({
+                        "subscription_id": s.id,
+                        "display_name": s.display_name,
+                        "resource_count": world.live_resources().filter(|r| r.subscription_id == s.id).count(),
+                        "resource_group_count": world.resource_groups.iter().filter(|g| g.subscription_id == s.id).count(),
+                    })
+                })
+                .collect();
+            json!({
+                "tenant_id": t.id,
+                "default_domain": t.default_domain,
+                "display_name": t.display_name,
+                "app_consented": world.app_consented_in.iter().any(|c| c.eq_ignore_ascii_case(&t.id)),
+                "service_principals": sps,
+                "users": users,
+                "subscriptions": subscriptions,
+            })
+        })
+        .collect();
+    json!({
+        "seed": world.seed,
+        "preset": world.preset.name,
+        "today": world.today().to_string(),
+        "cost_start": world.cost_start().to_string(),
+        "application": {
+            "home_tenant_id": world.app.home_tenant_id,
+            "client_id": world.app.client_id,
+            "client_secret": world.app.secret.value,
+            "display_name": world.app.display_name,
+        },
+        "tenants": tenants,
+        "totals": {
+            "tenants": world.tenants.iter().filter(|t| !t.is_app_home).count(),
+            "subscriptions": world.subscriptions.len(),
+            "resources": world.live_resources().count(),
+            "role_assignments": world.role_assignments.len(),
+            "cost_days": (world.today() - world.cost_start()).num_days() + 1,
+        },
+    })
+}
+
+async fn scenario(State(st): St) -> Response<Body> {
+    ok(scenario_json(&st.world()))
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<u64>,
+}
+
+async fn requests(State(st): St, Query(q): Query<Since>) -> Response<Body> {
+    let entries = st.log().since(q.since.unwrap_or(0));
+    ok(json!(entries))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagChange {
+    resource_id: String,
+    #[serde(default = "merge")]
+    operation: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+fn merge() -> String {
+    "Merge".into()
+}
+
+async fn change_tags(State(st): St, Json(change): Json<TagChange>) -> Response<Body> {
+    let mut world = st.world_mut();
+    let Some(tags) = world.tags_at_mut(&change.resource_id) else {
+        return not_found(format!("no resource, resource group or subscription '{}'", change.resource_id));
+    };
+    match change.operation.to_ascii_lowercase().as_str() {
+        "merge" => change.tags.iter().for_each(|(k, v)| set_tag(tags, k, v)),
+        "replace" => {
+            tags.clear();
+            change.tags.iter().for_each(|(k, v)| set_tag(tags, k, v));
+        }
+        "delete" => change.tags.keys().for_each(|k| remove_tag(tags, k)),
+        other => return bad_request(format!("operation '{other}' is not one of Merge, Replace, Delete")),
+    }
+    let tags = tags.clone();
+    ok(json!({"resource_id": change.resource_id, "tags": tags}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewResource {
+    subscription_id: String,
+    resource_group: String,
+    #[serde(rename = "type")]
+    resource_type: String,
+    name: String,
+    location: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Response<Body> {
+    let mut world = st.world_mut();
+    let Some(group) = world.resource_group(&new.subscription_id, &new.resource_group).cloned() else {
+        return not_found(format!("no resource group '{}' in subscription '{}'", new.resource_group, new.subscription_id));
+    };
+    if new.resource_type.split('/').count() < 2 || new.name.is_empty() {
+        return bad_request("type must look like 'Microsoft.Compute/virtualMachines' and name must not be empty");
+    }
+    let id = catalogue::resource_id(&group.id(), &new.resource_type, &new.name);
+    if world.resource(&id).is_some() {
+        return json(StatusCode::CONFLICT, &json!({"error": {"code": "Conflict", "message": format!("resource '{id}' exists")}}));
+    }
+    let spec = catalogue::by_type(&new.resource_type);
+    let now = world.now();
+    let daily = spec.map(|s| (s.daily.0 + s.daily.1) / 2.0).unwrap_or(0.0);
+    let resource = Resource {
+        id: id.clone(),
+        subscription_id: group.subscription_id.clone(),
+        resource_group: group.name.clone(),
+        resource_type: spec.map(|s| s.resource_type.to_string()).unwrap_or(new.resource_type.clone()),
+        name: new.name,
+        location: new.location,
+        kind: spec.and_then(|s| s.kind).map(str::to_string),
+        sku: None,
+        tags: new.tags,
+        created: now,
+        changed: now,
+        deleted: None,
+        cost: CostProfile { daily, growth_per_year: 0.0, weekend_dip: 0.0, reserved: false },
+        cost_seed: hash_str(world.seed, &id),
+        extra: Extra::None,
+    };
+    world.add_resource(resource);
+    json(StatusCode::CREATED, &json!({"id": id}))
+}
+
+#[derive(Deserialize)]
+struct IdQuery {
+    id: String,
+}
+
+async fn delete_resource(State(st): St, Query(q): Query<IdQuery>) -> Response<Body> {
+    if st.world_mut().delete_resource(&q.id) {
+        ok(json!({"deleted": q.id}))
+    } else {
+        not_found(format!("no resource '{}'", q.id))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicAccess {
+    account_id: String,
+    allow_blob_public_access: bool,
+}
+
+async fn storage_public_access(State(st): St, Json(req): Json<PublicAccess>) -> Response<Body> {
+    let mut world = st.world_mut();
+    match world.resource_mut(&req.account_id).map(|r| &mut r.extra) {
+        Some(Extra::Storage(props)) => {
+            props.allow_blob_public_access = Some(req.allow_blob_public_access);
+            ok(json!({"account_id": req.account_id, "allow_blob_public_access": req.allow_blob_public_access}))
+        }
+        _ => not_found(format!("no storage account '{}'", req.account_id)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRef {
+    key_id: String,
+}
+
+/// Finds a key by its ARM id (`{vault}/keys/{name}`).
+fn key_index(world: &World, key_id: &str) -> Option<usize> {
+    let (vault, name) = key_id.rsplit_once("/keys/")?;
+    world
+        .keys
+        .iter()
+        .position(|k| k.vault_id.eq_ignore_ascii_case(vault) && k.name.eq_ignore_ascii_case(name))
+}
+
+async fn rotate_key(State(st): St, Json(req): Json<KeyRef>) -> Response<Body> {
+    let mut world = st.world_mut();
+    let now = world.now().timestamp();
+    let Some(i) = key_index(&world, &req.key_id) else {
+        return not_found(format!("no key '{}'", req.key_id));
+    };
+    let version = format!("{:032x}", u128::from(hash_str(now as u64, &req.key_id)) << 64 | u128::from(now as u64));
+    let key = &mut world.keys[i];
+    key.version = version.clone();
+    key.created = now;
+    key.updated = now;
+    if key.expires.is_some_and(|e| e < now) {
+        key.expires = Some(now + 365 * 86_400);
+    }
+    ok(json!({"key_id": req.key_id, "version": version}))
+}
+
+async fn expire_key(State(st): St, Json(req): Json<KeyRef>) -> Response<Body> {
+    let mut world = st.world_mut();
+    let now = world.now().timestamp();
+    let Some(i) = key_index(&world, &req.key_id) else {
+        return not_found(format!("no key '{}'", req.key_id));
+    };
+    world.keys[i].expires = Some(now - 86_400);
+    world.keys[i].updated = now;
+    ok(json!({"key_id": req.key_id, "expires": now - 86_400}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleChange {
+    principal_id: String,
+    role: String,
+    scope: String,
+}
+
+async fn add_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> {
+    let Some(role) = roles::resolve(&req.role) else {
+        return bad_request(format!("unknown role '{}'; use a built-in role's name or id", req.role));
+    };
+    let mut world = st.world_mut();
+    let Some(principal) = world.principal(&req.principal_id).cloned() else {
+        return not_found(format!("no principal '{}'", req.principal_id));
+    };
+    let name = uuid::Uuid::new_v4().to_string();
+    let assignment = RoleAssignment {
+        name,
+        scope: req.scope.clone(),
+        role_definition_id: role.id.to_string(),
+        principal_id: principal.object_id.clone(),
+        principal_type: principal.principal_type(),
+        created: Utc::now(),
+        created_by: None,
+    };
+    let id = assignment.id();
+    world.role_assignments.push(assignment);
+    json(StatusCode::CREATED, &json!({"id": id}))
+}
+
+async fn remove_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> {
+    let Some(role) = roles::resolve(&req.role) else {
+        return bad_request(format!("unknown role '{}'", req.role));
+    };
+    let mut world = st.world_mut();
+    let before = world.role_assignments.len();
+    world.role_assignments.retain(|a| {
+        !(a.principal_id.eq_ignore_ascii_case(&req.principal_id)
+            && a.role_definition_id == role.id
+            && a.scope.eq_ignore_ascii_case(req.scope.trim_end_matches('/')))
+    });
+    let removed = before - world.role_assignments.len();
+    if removed == 0 {
+        return not_found(format!("'{}' holds no {} at '{}'", req.principal_id, role.name, req.scope));
+    }
+    ok(json!({"removed": removed}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientRef {
+    client_id: String,
+}
+
+async fn expire_secret(State(st): St, Json(req): Json<ClientRef>) -> Response<Body> {
+    let mut world = st.world_mut();
+    let expired = Utc::now() - Duration::days(1);
+    if world.app.client_id.eq_ignore_ascii_case(&req.client_id) {
+        world.app.secret.expires = expired;
+        return ok(json!({"client_id": req.client_id, "expired": true}));
+    }
+    for p in &mut world.principals {
+        if let PrincipalKind::ServicePrincipal { client_id, secret: Some(secret) } = &mut p.kind {
+            if client_id.eq_ignore_ascii_case(&req.client_id) {
+                secret.expires = expired;
+                return ok(json!({"client_id": req.client_id, "expired": true}));
+            }
+        }
+    }
+    not_found(format!("no application '{}'", req.client_id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    days: i64,
+}
+
+async fn advance_clock(State(st): St, Json(req): Json<Advance>) -> Response<Body> {
+    if !(0..=3650).contains(&req.days) {
+        return bad_request("days must be between 0 and 3650; the clock only moves forward");
+    }
+    let mut world = st.world_mut();
+    world.day_offset += req.days;
+    world.generation += 1;
+    ok(json!({"today": world.today().to_string()}))
+}
+
+async fn get_faults(State(st): St) -> Response<Body> {
+    ok(json!(st.faults()))
+}
+
+async fn put_faults(State(st): St, body: axum::body::Bytes) -> Response<Body> {
+    let faults: Faults = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return bad_request(format!("invalid faults: {e}")),
+    };
+    if let Err(e) = faults.validate() {
+        return bad_request(e.to_string());
+    }
+    st.set_faults(faults.clone());
+    ok(json!(faults))
+}
+
+async fn reset(State(st): St) -> Response<Body> {
+    st.reset();
+    ok(json!({"reset": true}))
+}

@@ -1,0 +1,139 @@
+//! Injected faults: error rates, latency, dropped connections, truncated
+//! bodies and token lifetime, set at start (`--faults`) or at run time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::SimError;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    pub rate_500: f64,
+    pub rate_503: f64,
+    pub rate_429: f64,
+    pub latency_ms: u64,
+    pub rate_drop: f64,
+    pub rate_truncate: f64,
+    /// Lifetime of tokens issued from now on; `None` keeps the configured one.
+    pub token_lifetime_secs: Option<u64>,
+}
+
+/// What to do to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    Status500,
+    Status503,
+    Status429,
+    Drop,
+    Truncate,
+}
+
+impl Faults {
+    /// Parses `500=0.05,503=0.05,429=0.05,latency=200ms,drop=0.01,truncate=0.01,token-lifetime=60s`.
+    pub fn parse(spec: &str) -> Result<Faults, SimError> {
+        let mut f = Faults::default();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| SimError::Faults(format!("'{item}' is not KEY=VALUE")))?;
+            let rate = || -> Result<f64, SimError> {
+                let r: f64 = v
+                    .parse()
+                    .map_err(|_| SimError::Faults(format!("'{v}' in '{item}' is not a number")))?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(SimError::Faults(format!("'{item}': a rate is between 0 and 1")));
+                }
+                Ok(r)
+            };
+            match k {
+                "500" => f.rate_500 = rate()?,
+                "503" => f.rate_503 = rate()?,
+                "429" => f.rate_429 = rate()?,
+                "drop" => f.rate_drop = rate()?,
+                "truncate" => f.rate_truncate = rate()?,
+                "latency" => f.latency_ms = parse_duration(v, "ms", item)?,
+                "token-lifetime" => f.token_lifetime_secs = Some(parse_duration(v, "s", item)?),
+                _ => {
+                    return Err(SimError::Faults(format!(
+                        "unknown fault '{k}'; known: 500, 503, 429, latency, drop, truncate, token-lifetime"
+                    )));
+                }
+            }
+        }
+        f.validate()?;
+        Ok(f)
+    }
+
+    pub fn validate(&self) -> Result<(), SimError> {
+        let total = self.rate_500 + self.rate_503 + self.rate_429 + self.rate_drop + self.rate_truncate;
+        if total > 1.0 {
+            return Err(SimError::Faults(format!("the rates add up to {total}, more than 1")));
+        }
+        for r in [self.rate_500, self.rate_503, self.rate_429, self.rate_drop, self.rate_truncate] {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(SimError::Faults("a rate is between 0 and 1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Chooses the fault for a request from a uniform draw in [0, 1).
+    pub fn pick(&self, draw: f64) -> Fault {
+        let mut edge = 0.0;
+        for (rate, fault) in [
+            (self.rate_500, Fault::Status500),
+            (self.rate_503, Fault::Status503),
+            (self.rate_429, Fault::Status429),
+            (self.rate_drop, Fault::Drop),
+            (self.rate_truncate, Fault::Truncate),
+        ] {
+            edge += rate;
+            if draw < edge {
+                return fault;
+            }
+        }
+        Fault::None
+    }
+}
+
+/// `200ms`, `2s`, `1m` or a bare number in `unit`.
+fn parse_duration(v: &str, unit: &str, item: &str) -> Result<u64, SimError> {
+    let bad = || SimError::Faults(format!("'{item}': expected a duration such as 200ms, 5s or 2m"));
+    let (num, factor_ms) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (v, if unit == "ms" { 1 } else { 1000 })
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = n * factor_ms;
+    Ok(if unit == "ms" { ms } else { ms / 1000 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_spec() {
+        let f = Faults::parse("500=0.05, 429=0.1,latency=200ms,token-lifetime=2m").expect("parses");
+        assert_eq!(f.rate_500, 0.05);
+        assert_eq!(f.rate_429, 0.1);
+        assert_eq!(f.latency_ms, 200);
+        assert_eq!(f.token_lifetime_secs, Some(120));
+        assert_eq!(f.pick(0.01), Fault::Status500);
+        assert_eq!(f.pick(0.06), Fault::Status429);
+        assert_eq!(f.pick(0.5), Fault::None);
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        for bad in ["500", "500=2", "bogus=1", "latency=fast", "500=0.6,503=0.6"] {
+            assert!(Faults::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}

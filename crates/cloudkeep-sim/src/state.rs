@@ -1,0 +1,115 @@
+//! Everything the simulator holds while it runs.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::faults::Faults;
+use crate::log::RequestLog;
+use crate::throttle::Throttle;
+use crate::token::Signer;
+use crate::world::{self, World};
+use crate::{SimConfig, SimError, arm};
+
+/// An authorisation code issued by `/authorize`, waiting to be redeemed.
+#[derive(Debug, Clone)]
+pub struct AuthCode {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: String,
+    pub user_object_id: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub issued: Instant,
+    pub redeemed: bool,
+}
+
+pub struct SimState {
+    pub config: SimConfig,
+    world: RwLock<World>,
+    log: Mutex<RequestLog>,
+    faults: Mutex<Faults>,
+    pub throttle: Throttle,
+    pub signer: Signer,
+    codes: Mutex<HashMap<String, AuthCode>>,
+    pub cost_cache: Mutex<arm::cost::Cache>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> Result<Self, SimError> {
+        config.faults.validate()?;
+        let world = world::generate(config.preset, config.seed, chrono::Utc::now().date_naive());
+        Ok(SimState {
+            world: RwLock::new(world),
+            log: Mutex::new(RequestLog::default()),
+            faults: Mutex::new(config.faults.clone()),
+            throttle: Throttle::default(),
+            signer: Signer::new()?,
+            codes: Mutex::new(HashMap::new()),
+            cost_cache: Mutex::new(arm::cost::Cache::default()),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed)),
+            config,
+        })
+    }
+
+    pub fn world(&self) -> RwLockReadGuard<'_, World> {
+        self.world.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn world_mut(&self) -> RwLockWriteGuard<'_, World> {
+        self.world.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn log(&self) -> MutexGuard<'_, RequestLog> {
+        lock(&self.log)
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.faults).clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+
+    pub fn codes(&self) -> MutexGuard<'_, HashMap<String, AuthCode>> {
+        lock(&self.codes)
+    }
+
+    /// A uniform draw in [0, 1) for fault injection.
+    pub fn draw(&self) -> f64 {
+        lock(&self.rng).random::<f64>()
+    }
+
+    /// Random bytes for opaque identifiers (codes, request ids).
+    pub fn random_id(&self) -> String {
+        let bytes: [u8; 16] = lock(&self.rng).random();
+        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    }
+
+    pub fn token_lifetime_secs(&self) -> u64 {
+        self.faults().token_lifetime_secs.unwrap_or(self.config.token_lifetime_secs)
+    }
+
+    /// Back to the seeded scenario: world, log, faults, buckets, codes.
+    pub fn reset(&self) {
+        let fresh = world::generate(self.config.preset, self.config.seed, chrono::Utc::now().date_naive());
+        *self.world_mut() = fresh;
+        self.log().clear();
+        self.set_faults(self.config.faults.clone());
+        self.throttle.reset();
+        self.codes().clear();
+        lock(&self.cost_cache).clear();
+    }
+}

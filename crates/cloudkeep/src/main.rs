@@ -1,0 +1,148 @@
+//! The `cloudkeep` binary: a thin command-line front over the crates.
+
+mod bench;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cloudkeep_sim::{Faults, Preset, SimConfig, Simulator};
+
+#[derive(Parser)]
+#[command(name = "cloudkeep", version, about = "Azure spend, inventory and tags, and security evidence in one place.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Azure simulator (Entra ID and ARM over HTTPS).
+    Sim(SimCommand),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct SimCommand {
+    #[command(subcommand)]
+    action: Option<SimAction>,
+    #[command(flatten)]
+    args: SimArgs,
+}
+
+#[derive(Subcommand)]
+enum SimAction {
+    /// Measure the pages and rows per second the simulator serves, and its peak memory.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PresetName {
+    Demo,
+    Large,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Throttle {
+    Azure,
+    Off,
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// Size of the simulated estate.
+    #[arg(long, value_enum, default_value = "demo")]
+    preset: PresetName,
+    /// Seed of the generated data: the same seed gives the same estate.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Where to write the simulator's CA certificate (ca.pem).
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// Azure's throttling, or none.
+    #[arg(long, value_enum, default_value = "azure")]
+    throttle: Throttle,
+    /// Injected faults, e.g. "500=0.05,429=0.05,latency=100ms,drop=0.01".
+    #[arg(long, default_value = "")]
+    faults: String,
+    /// Lifetime of issued access tokens, in seconds.
+    #[arg(long, default_value_t = 3599)]
+    token_lifetime: u64,
+}
+
+impl SimArgs {
+    fn config(&self) -> Result<SimConfig> {
+        let cert_dir = match &self.cert_dir {
+            Some(d) => d.clone(),
+            None => std::env::temp_dir().join(format!("cloudkeep-sim-{}", std::process::id())),
+        };
+        Ok(SimConfig {
+            preset: match self.preset {
+                PresetName::Demo => Preset::DEMO,
+                PresetName::Large => Preset::LARGE,
+            },
+            seed: self.seed,
+            cert_dir,
+            throttle: self.throttle == Throttle::Azure,
+            faults: Faults::parse(&self.faults).context("--faults")?,
+            token_lifetime_secs: self.token_lifetime,
+        })
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CLOUDKEEP_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Sim(SimCommand { action: Some(SimAction::Bench(args)), .. }) => bench::run(args).await,
+            Command::Sim(SimCommand { action: None, args }) => run_sim(args).await,
+        }
+    })
+}
+
+async fn run_sim(args: SimArgs) -> Result<()> {
+    let config = args.config()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is the port in use? Use --listen 127.0.0.1:0 for a free port", args.listen))?;
+    let addr = listener.local_addr()?;
+    let sim = Simulator::new(config)?;
+    let line = serde_json::json!({ "url": format!("https://{addr}"), "ca": sim.ca_path() });
+    println!("{line}");
+    if addr.port() == 0 {
+        bail!("the listener has no port");
+    }
+    sim.run(listener, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
