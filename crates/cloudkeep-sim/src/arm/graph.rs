@@ -5,7 +5,10 @@
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{ArmError, ArmResult, Ctx, decode_offset, encode_offset, permitted};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::{ArmError, ArmResult, Ctx, decode_offset, permitted};
 use crate::server::json;
 use crate::world::{Resource, World};
 
@@ -202,12 +205,22 @@ pub fn query(ctx: &Ctx) -> ArmResult {
     let text = body.get("query").and_then(Value::as_str).ok_or_else(|| invalid("the request has no 'query'"))?;
     let plan = parse(text)?;
     let options = body.get("options").cloned().unwrap_or(Value::Null);
-    let top = options.get("$top").and_then(Value::as_u64).map(|t| t as usize).unwrap_or(DEFAULT_TOP).clamp(1, MAX_TOP);
     let skip = options.get("$skip").and_then(Value::as_u64).unwrap_or(0) as usize;
-    let offset = match options.get("$skipToken").and_then(Value::as_str) {
-        Some(t) => decode_offset(t).ok_or_else(|| invalid("the $skipToken is invalid or has expired"))?,
-        None => skip,
+    // The skip token carries the page size, so a next-page request need not repeat `$top`.
+    let (offset, token_top) = match options.get("$skipToken").and_then(Value::as_str) {
+        Some(t) => {
+            let offset = decode_offset(t).ok_or_else(|| invalid("the $skipToken is invalid or has expired"))?;
+            (offset, decode_top(t))
+        }
+        None => (skip, None),
     };
+    let top = options
+        .get("$top")
+        .and_then(Value::as_u64)
+        .map(|t| t as usize)
+        .or(token_top)
+        .unwrap_or(DEFAULT_TOP)
+        .clamp(1, MAX_TOP);
     let wanted: Option<Vec<String>> = body
         .get("subscriptions")
         .and_then(Value::as_array)
@@ -259,10 +272,20 @@ pub fn query(ctx: &Ctx) -> ArmResult {
         "resultTruncated": "false",
     });
     if end < total {
-        out["$skipToken"] = json!(encode_offset(end));
+        out["$skipToken"] = json!(encode_token(end, top));
     }
     let mut response = json(StatusCode::OK, &out);
     response.headers_mut().insert("x-ms-user-quota-remaining", axum::http::HeaderValue::from_static("14"));
     response.headers_mut().insert("x-ms-user-quota-resets-after", axum::http::HeaderValue::from_static("00:00:05"));
     Ok(response)
+}
+
+fn encode_token(offset: usize, top: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{{\"o\":{offset},\"t\":{top}}}"))
+}
+
+fn decode_top(token: &str) -> Option<usize> {
+    let raw = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).ok()?;
+    let v: Value = serde_json::from_slice(&raw).ok()?;
+    v.get("t")?.as_u64().map(|t| t as usize)
 }

@@ -172,7 +172,9 @@ pub fn authorization_failed(principal: &str, action: &str, scope: &str) -> ArmEr
 
 /// ARM's timestamps: seven fractional digits and a `Z`.
 pub fn arm_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string()
+    use chrono::Timelike;
+    // chrono has no seven-digit fraction; ARM's ticks are 100 ns.
+    format!("{}.{:07}Z", t.format("%Y-%m-%dT%H:%M:%S"), t.nanosecond() % 1_000_000_000 / 100)
 }
 
 pub fn epoch_time(secs: i64) -> DateTime<Utc> {

@@ -135,12 +135,34 @@ pub fn storage_json(r: &Resource) -> Value {
             "bypass": "AzureServices",
             "virtualNetworkRules": [],
             "ipRules": [],
+            "resourceAccessRules": [],
             "defaultAction": p.network_default_action.unwrap_or("Allow"),
         },
     });
+    // Traits that vary by account, derived from its stable seed.
+    let bits = r.cost_seed;
+    let tenant = uuid_from(bits ^ 0x7e4a);
+    if bits % 4 == 0 {
+        props["networkAcls"]["resourceAccessRules"] = json!([{
+            "resourceId": format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Synapse/workspaces/syn-{}", r.subscription_id, r.resource_group, &r.name[..r.name.len().min(8)]),
+            "tenantId": tenant,
+        }]);
+    }
+    if bits % 3 == 0 {
+        let vault = format!("https://kv-{}.vault.azure.net", &r.name[..r.name.len().min(12)]);
+        props["encryption"]["keySource"] = json!("Microsoft.Keyvault");
+        props["encryption"]["keyvaultproperties"] = json!({
+            "currentVersionedKeyIdentifier": format!("{vault}/keys/cmk-storage/{:032x}", u128::from(bits)),
+            "keyname": "cmk-storage",
+            "keyvaulturi": vault,
+            "keyversion": "",
+            "lastKeyRotationTimestamp": created,
+        });
+    }
     if let Some(secondary) = &p.secondary_location {
         props["secondaryLocation"] = json!(secondary);
         props["statusOfSecondary"] = json!("available");
+        props["geoReplicationStats"] = json!({ "status": "Live", "lastSyncTime": arm_time(Utc::now() - chrono::Duration::minutes(7)), "canFailover": true });
     }
     if let Some(v) = p.allow_blob_public_access {
         props["allowBlobPublicAccess"] = json!(v);
@@ -153,7 +175,7 @@ pub fn storage_json(r: &Resource) -> Value {
     }
     let sku = r.sku.as_ref().map(|s| s.name.clone()).unwrap_or_else(|| "Standard_LRS".into());
     let tier = if sku.starts_with("Premium") { "Premium" } else { "Standard" };
-    json!({
+    let mut account = json!({
         "name": r.name,
         "type": "Microsoft.Storage/storageAccounts",
         "id": r.id,
@@ -162,7 +184,18 @@ pub fn storage_json(r: &Resource) -> Value {
         "properties": props,
         "sku": { "name": sku, "tier": tier },
         "tags": super::resources::resource_json(r, Default::default()).get("tags").cloned().unwrap_or(json!({})),
-    })
+    });
+    if bits % 3 != 1 {
+        account["identity"] = json!({ "type": "SystemAssigned", "principalId": uuid_from(bits), "tenantId": tenant });
+    }
+    account
+}
+
+/// A stable GUID from a seed.
+fn uuid_from(seed: u64) -> String {
+    let a = crate::world::mix(seed);
+    let b = crate::world::mix(a);
+    uuid::Builder::from_random_bytes((u128::from(a) << 64 | u128::from(b)).to_le_bytes()).into_uuid().to_string()
 }
 
 fn list_by_type<'w>(world: &'w World, sub: &str, rg: Option<&str>, resource_type: &str) -> Vec<&'w Resource> {

@@ -1,0 +1,263 @@
+//! Conformance with Microsoft's official examples (`../shared/azure-examples`):
+//! for every example whose operation the simulator serves, the simulator's
+//! answer to the equivalent request has every field of the example's
+//! response at the same path with the same JSON type.
+
+use std::path::PathBuf;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+
+use crate::harness::{Sim, start};
+
+fn examples_dir() -> Option<PathBuf> {
+    let dir = match std::env::var("CLOUDKEEP_SHARED_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    };
+    let examples = dir.join("azure-examples");
+    if examples.is_dir() {
+        return Some(examples);
+    }
+    assert!(std::env::var("CLOUDKEEP_SHARED_DIR").is_err(), "CLOUDKEEP_SHARED_DIR is set but {} is missing", examples.display());
+    None
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Folds the elements of an array into one shape: objects by key union,
+/// arrays index by index, scalars keeping the first non-null.
+fn merge(a: &Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut out: Map<String, Value> = x.clone();
+            for (k, v) in y {
+                let merged = match out.get(k) {
+                    Some(existing) => merge(existing, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            let n = x.len().max(y.len());
+            Value::Array((0..n).map(|i| match (x.get(i), y.get(i)) {
+                (Some(p), Some(q)) => merge(p, q),
+                (Some(p), None) | (None, Some(p)) => p.clone(),
+                (None, None) => Value::Null,
+            }).collect())
+        }
+        (Value::Null, other) => other.clone(),
+        (this, _) => this.clone(),
+    }
+}
+
+/// Field names whose values are maps with data-dependent keys.
+const MAPS: &[&str] = &["tags"];
+
+fn conforms(example: &Value, ours: &Value, path: &str, errors: &mut Vec<String>) {
+    match example {
+        // A null in an example says nothing about the type.
+        Value::Null => {}
+        Value::Object(e) => {
+            let Some(o) = ours.as_object() else {
+                errors.push(format!("{path}: expected object, got {}", type_name(ours)));
+                return;
+            };
+            for (k, ev) in e {
+                let p = format!("{path}.{k}");
+                match o.get(k) {
+                    None => errors.push(format!("{p}: missing")),
+                    Some(ov) if MAPS.contains(&k.as_str()) => {
+                        if !ov.is_object() {
+                            errors.push(format!("{p}: expected a map, got {}", type_name(ov)));
+                        }
+                    }
+                    Some(ov) => conforms(ev, ov, &p, errors),
+                }
+            }
+        }
+        Value::Array(e) => {
+            let Some(o) = ours.as_array() else {
+                errors.push(format!("{path}: expected array, got {}", type_name(ours)));
+                return;
+            };
+            let Some(shape) = o.iter().cloned().reduce(|a, b| merge(&a, &b)) else {
+                return;
+            };
+            for ev in e {
+                match (ev, &shape) {
+                    (Value::Array(row), Value::Array(shape_row)) => {
+                        for (i, cell) in row.iter().enumerate() {
+                            match shape_row.get(i) {
+                                Some(s) => conforms(cell, s, &format!("{path}[][{i}]"), errors),
+                                None => errors.push(format!("{path}[][{i}]: missing")),
+                            }
+                        }
+                    }
+                    _ => conforms(ev, &shape, &format!("{path}[]"), errors),
+                }
+            }
+        }
+        _ => {
+            if type_name(example) != type_name(ours) {
+                errors.push(format!("{path}: expected {}, got {} ({ours})", type_name(example), type_name(ours)));
+            }
+        }
+    }
+}
+
+fn example(dir: &std::path::Path, name: &str) -> Value {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The example's response body for `status`.
+fn response(ex: &Value, status: &str) -> Value {
+    ex["responses"][status]["body"].clone()
+}
+
+async fn check(sim: &Sim, token: &str, dir: &std::path::Path, file: &str, status: &str, method: Method, path: &str, body: Option<Value>, exempt: &[&str]) -> Vec<String> {
+    let ex = example(dir, file);
+    let mut expected = response(&ex, status);
+    if let Some(obj) = expected.as_object_mut() {
+        for e in exempt {
+            obj.remove(*e);
+        }
+    }
+    let r = sim.arm(token, method, path, body).await;
+    let want: u16 = status.parse().expect("status");
+    if r.status.as_u16() != want {
+        return vec![format!("{file}: {path} answered {} (wanted {want}): {}", r.status, r.body)];
+    }
+    let mut errors = Vec::new();
+    conforms(&expected, &r.body, file, &mut errors);
+    errors
+}
+
+#[tokio::test]
+async fn simulator_answers_conform_to_microsofts_examples() {
+    let Some(dir) = examples_dir() else {
+        eprintln!("skipped: ../shared/azure-examples not found (set CLOUDKEEP_SHARED_DIR)");
+        return;
+    };
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let subs = sim.subscriptions();
+    let sub = subs[0].clone();
+    let scope = format!("/subscriptions/{sub}");
+    let (_, resources) = sim.get_all(&token, &format!("{scope}/resources?api-version=2025-04-01")).await;
+    let tagged = resources.iter().find(|r| r["tags"].as_object().is_some_and(|t| !t.is_empty())).and_then(|r| r["id"].as_str()).expect("a tagged resource").to_string();
+
+    // Vaults with keys (an RSA key for Keys_Get) and secrets, in any subscription.
+    let mut vault_with_secrets = None;
+    let mut rsa_key = None;
+    let mut vault_with_keys = None;
+    for s in &subs {
+        let (_, vaults) = sim.get_all(&token, &format!("/subscriptions/{s}/providers/Microsoft.KeyVault/vaults?api-version=2024-11-01")).await;
+        for v in vaults {
+            let id = v["id"].as_str().expect("id").to_string();
+            let (_, keys) = sim.get_all(&token, &format!("{id}/keys?api-version=2024-11-01")).await;
+            if keys.len() >= 2 && vault_with_keys.is_none() {
+                vault_with_keys = Some(id.clone());
+            }
+            if let Some(k) = keys.iter().find(|k| k["properties"]["kty"] == "RSA") {
+                rsa_key.get_or_insert(k["id"].as_str().expect("id").to_string());
+            }
+            let (_, secrets) = sim.get_all(&token, &format!("{id}/secrets?api-version=2024-11-01")).await;
+            if secrets.len() >= 2 && vault_with_secrets.is_none() {
+                vault_with_secrets = Some(id.clone());
+            }
+        }
+    }
+    let vault_sub = |id: &str| id.split('/').nth(2).unwrap_or("").to_string();
+    let owner = sim.user_token("partial-owner").await;
+    let no_access = sim.sp("no-access");
+    let graph_body = |ex: &Value| {
+        let mut q = ex["parameters"]["query"].clone();
+        q["subscriptions"] = json!(subs);
+        q["query"] = json!("Resources | where name contains 'prod' | project id, name, type, location");
+        q
+    };
+    let graph_first = example(&dir, "ResourceGraph_Resources_FirstPage.json");
+    let first_page = sim.arm(&token, Method::POST, "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01", Some(graph_body(&graph_first))).await;
+    let mut next_body = graph_body(&example(&dir, "ResourceGraph_Resources_NextPage.json"));
+    next_body["options"]["$skipToken"] = first_page.body["$skipToken"].clone();
+    let grouping = example(&dir, "Query_Usage_SubscriptionGrouping.json")["parameters"]["parameters"].clone();
+    let daily = example(&dir, "Query_Usage_SubscriptionDailyFilter.json")["parameters"]["parameters"].clone();
+    let tags_put = example(&dir, "Tags_CreateOrUpdateAtScope.json")["parameters"]["parameters"].clone();
+    let tags_patch = example(&dir, "Tags_UpdateAtScope.json")["parameters"]["parameters"].clone();
+    let ra_create = {
+        let mut b = example(&dir, "RoleAssignments_Create_Subscription.json")["parameters"]["parameters"].clone();
+        b["properties"]["roleDefinitionId"] = json!(format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"));
+        b["properties"]["principalId"] = json!(no_access.object_id);
+        b["properties"]["principalType"] = json!("ServicePrincipal");
+        b
+    };
+    let reader_def = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+    let rsa_key = rsa_key.expect("an RSA key");
+    let keys_vault = vault_with_keys.expect("a vault with keys");
+    let secrets_vault = vault_with_secrets.expect("a vault with secrets");
+
+    // (file, status, who, method, path, body, top-level fields exempt because they depend on data size)
+    let cases: Vec<(&str, &str, &str, Method, String, Option<Value>, Vec<&str>)> = vec![
+        ("Subscriptions_List.json", "200", "sp", Method::GET, "/subscriptions?api-version=2022-12-01".into(), None, vec!["nextLink"]),
+        ("Tenants_List.json", "200", "sp", Method::GET, "/tenants?api-version=2022-12-01".into(), None, vec!["nextLink"]),
+        ("Tags_GetAtScope.json", "200", "sp", Method::GET, format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"), None, vec![]),
+        ("Tags_CreateOrUpdateAtScope.json", "200", "sp", Method::PUT, format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"), Some(tags_put), vec![]),
+        ("Tags_UpdateAtScope.json", "200", "sp", Method::PATCH, format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"), Some(tags_patch.clone()), vec![]),
+        ("Tags_UpdateAtScope_Subscription.json", "200", "sp", Method::PATCH, format!("{scope}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"), Some(tags_patch), vec![]),
+        ("RoleAssignments_ListForScope.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01"), None, vec![]),
+        ("RoleAssignments_Create_Subscription.json", "201", "owner", Method::PUT, format!("{scope}/providers/Microsoft.Authorization/roleAssignments/05c5a614-a7d6-4502-b150-c2fb455033ff?api-version=2022-04-01"), Some(ra_create), vec![]),
+        ("RoleDefinitions_GetById.json", "200", "sp", Method::GET, format!("/providers/Microsoft.Authorization/roleDefinitions/{reader_def}?api-version=2022-04-01"), None, vec![]),
+        ("RoleDefinitions_Get.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{reader_def}?api-version=2022-04-01"), None, vec![]),
+        ("Query_Usage_SubscriptionGrouping.json", "200", "sp", Method::POST, format!("{scope}/providers/Microsoft.CostManagement/query?api-version=2025-03-01"), Some(grouping), vec![]),
+        ("Query_Usage_SubscriptionDailyFilter.json", "200", "sp", Method::POST, format!("{scope}/providers/Microsoft.CostManagement/query?api-version=2025-03-01"), Some(daily), vec![]),
+        ("SecureScores_List.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Security/secureScores?api-version=2020-01-01"), None, vec![]),
+        ("SecureScoreControls_List.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Security/secureScoreControls?api-version=2020-01-01"), None, vec![]),
+        ("StorageAccounts_List.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Storage/storageAccounts?api-version=2025-01-01"), None, vec![]),
+        ("Vaults_ListBySubscription.json", "200", "sp", Method::GET, format!("/subscriptions/{}/providers/Microsoft.KeyVault/vaults?api-version=2024-11-01&$top=1", vault_sub(&keys_vault)), None, vec![]),
+        ("Keys_List.json", "200", "sp", Method::GET, format!("{keys_vault}/keys?api-version=2024-11-01"), None, vec![]),
+        ("Keys_Get.json", "200", "sp", Method::GET, format!("{rsa_key}?api-version=2024-11-01"), None, vec![]),
+        ("Secrets_List.json", "200", "sp", Method::GET, format!("{secrets_vault}/secrets?api-version=2024-11-01"), None, vec![]),
+        ("Partner_Create.json", "200", "sp", Method::PUT, "/providers/Microsoft.ManagementPartner/partners/123456?api-version=2018-02-01".into(), None, vec![]),
+        ("Partners_Get_NoPartnerId.json", "200", "sp", Method::GET, "/providers/Microsoft.ManagementPartner/partners?api-version=2018-02-01".into(), None, vec![]),
+        ("ResourceGraph_Resources_FirstPage.json", "200", "sp", Method::POST, "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01".into(), Some(graph_body(&graph_first)), vec![]),
+        ("ResourceGraph_Resources_NextPage.json", "200", "sp", Method::POST, "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01".into(), Some(next_body), vec![]),
+    ];
+    let served: std::collections::HashSet<&str> = cases.iter().map(|c| c.0).collect();
+    // Examples of operations the simulator does not serve (data plane, exports).
+    let not_served = ["Exports_CreateOrUpdate_Subscription.json", "KeyVault_DataPlane_GetKeyRotationPolicy.json"];
+    for entry in std::fs::read_dir(&dir).expect("examples") {
+        let name = entry.expect("entry").file_name().to_string_lossy().to_string();
+        if name.ends_with(".json") {
+            assert!(served.contains(name.as_str()) || not_served.contains(&name.as_str()), "{name} is neither checked nor listed as not served");
+        }
+    }
+    let mut failures = Vec::new();
+    for (file, status, who, method, path, body, exempt) in cases {
+        let t = if who == "owner" { &owner } else { &token };
+        failures.extend(check(&sim, t, &dir, file, status, method, &path, body, &exempt).await);
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(StatusCode::OK, first_page.status);
+}
+
+#[test]
+fn the_comparison_catches_missing_fields_and_wrong_types() {
+    let mut errors = Vec::new();
+    conforms(&json!({"a": 1, "b": {"c": "x"}, "d": [{"e": true}]}), &json!({"a": 2, "b": {"c": "y"}, "d": [{"e": false}]}), "t", &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    conforms(&json!({"a": 1, "b": {"c": "x"}}), &json!({"a": "1", "b": {}}), "t", &mut errors);
+    assert_eq!(errors, vec!["t.a: expected number, got string (\"1\")", "t.b.c: missing"]);
+}
