@@ -454,6 +454,11 @@ def test_key_vaults_keys_and_secrets(sim, cred, subscriptions):
         expected = {low(r.id) for r in rm.resources.list(top=50) if low(r.type) == "microsoft.keyvault/vaults"}
         vaults = list(kv.vaults.list_by_subscription())
         assert {low(v.id) for v in vaults} == expected
+        # vaults.list() goes through the generic resource list with
+        # $filter=resourceType eq 'Microsoft.KeyVault/vaults' and api-version 2015-11-01.
+        generic = list(kv.vaults.list())
+        assert {low(v.id) for v in generic} == expected
+        assert all(low(v.type) == "microsoft.keyvault/vaults" for v in generic)
         for v in vaults:
             vaults_seen += 1
             assert v.properties is not None and v.properties.tenant_id, v.id

@@ -18,16 +18,25 @@ use crate::roles;
 use crate::server::json;
 use crate::state::SimState;
 use crate::world::cost::catalogue;
-use crate::world::{CostProfile, Extra, PrincipalKind, Resource, RoleAssignment, World, hash_str, remove_tag, set_tag};
+use crate::world::{
+    CostProfile, Extra, PrincipalKind, Resource, RoleAssignment, World, hash_str, remove_tag,
+    set_tag,
+};
 
 type St = State<Arc<SimState>>;
 
 fn bad_request(message: impl Into<String>) -> Response<Body> {
-    json(StatusCode::BAD_REQUEST, &json!({"error": {"code": "BadRequest", "message": message.into()}}))
+    json(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": {"code": "BadRequest", "message": message.into()}}),
+    )
 }
 
 fn not_found(message: impl Into<String>) -> Response<Body> {
-    json(StatusCode::NOT_FOUND, &json!({"error": {"code": "NotFound", "message": message.into()}}))
+    json(
+        StatusCode::NOT_FOUND,
+        &json!({"error": {"code": "NotFound", "message": message.into()}}),
+    )
 }
 
 fn ok(body: Value) -> Response<Body> {
@@ -173,7 +182,10 @@ fn merge() -> String {
 async fn change_tags(State(st): St, Json(change): Json<TagChange>) -> Response<Body> {
     let mut world = st.world_mut();
     let Some(tags) = world.tags_at_mut(&change.resource_id) else {
-        return not_found(format!("no resource, resource group or subscription '{}'", change.resource_id));
+        return not_found(format!(
+            "no resource, resource group or subscription '{}'",
+            change.resource_id
+        ));
     };
     match change.operation.to_ascii_lowercase().as_str() {
         "merge" => change.tags.iter().for_each(|(k, v)| set_tag(tags, k, v)),
@@ -182,7 +194,11 @@ async fn change_tags(State(st): St, Json(change): Json<TagChange>) -> Response<B
             change.tags.iter().for_each(|(k, v)| set_tag(tags, k, v));
         }
         "delete" => change.tags.keys().for_each(|k| remove_tag(tags, k)),
-        other => return bad_request(format!("operation '{other}' is not one of Merge, Replace, Delete")),
+        other => {
+            return bad_request(format!(
+                "operation '{other}' is not one of Merge, Replace, Delete"
+            ));
+        }
     }
     let tags = tags.clone();
     ok(json!({"resource_id": change.resource_id, "tags": tags}))
@@ -203,15 +219,26 @@ struct NewResource {
 
 async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Response<Body> {
     let mut world = st.world_mut();
-    let Some(group) = world.resource_group(&new.subscription_id, &new.resource_group).cloned() else {
-        return not_found(format!("no resource group '{}' in subscription '{}'", new.resource_group, new.subscription_id));
+    let Some(group) = world
+        .resource_group(&new.subscription_id, &new.resource_group)
+        .cloned()
+    else {
+        return not_found(format!(
+            "no resource group '{}' in subscription '{}'",
+            new.resource_group, new.subscription_id
+        ));
     };
     if new.resource_type.split('/').count() < 2 || new.name.is_empty() {
-        return bad_request("type must look like 'Microsoft.Compute/virtualMachines' and name must not be empty");
+        return bad_request(
+            "type must look like 'Microsoft.Compute/virtualMachines' and name must not be empty",
+        );
     }
     let id = catalogue::resource_id(&group.id(), &new.resource_type, &new.name);
     if world.resource(&id).is_some() {
-        return json(StatusCode::CONFLICT, &json!({"error": {"code": "Conflict", "message": format!("resource '{id}' exists")}}));
+        return json(
+            StatusCode::CONFLICT,
+            &json!({"error": {"code": "Conflict", "message": format!("resource '{id}' exists")}}),
+        );
     }
     let spec = catalogue::by_type(&new.resource_type);
     let now = world.now();
@@ -220,7 +247,9 @@ async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Respons
         id: id.clone(),
         subscription_id: group.subscription_id.clone(),
         resource_group: group.name.clone(),
-        resource_type: spec.map(|s| s.resource_type.to_string()).unwrap_or(new.resource_type.clone()),
+        resource_type: spec
+            .map(|s| s.resource_type.to_string())
+            .unwrap_or(new.resource_type.clone()),
         name: new.name,
         location: new.location,
         kind: spec.and_then(|s| s.kind).map(str::to_string),
@@ -229,7 +258,12 @@ async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Respons
         created: now,
         changed: now,
         deleted: None,
-        cost: CostProfile { daily, growth_per_year: 0.0, weekend_dip: 0.0, reserved: false },
+        cost: CostProfile {
+            daily,
+            growth_per_year: 0.0,
+            weekend_dip: 0.0,
+            reserved: false,
+        },
         cost_seed: hash_str(world.seed, &id),
         extra: Extra::None,
     };
@@ -262,7 +296,9 @@ async fn storage_public_access(State(st): St, Json(req): Json<PublicAccess>) -> 
     match world.resource_mut(&req.account_id).map(|r| &mut r.extra) {
         Some(Extra::Storage(props)) => {
             props.allow_blob_public_access = Some(req.allow_blob_public_access);
-            ok(json!({"account_id": req.account_id, "allow_blob_public_access": req.allow_blob_public_access}))
+            ok(
+                json!({"account_id": req.account_id, "allow_blob_public_access": req.allow_blob_public_access}),
+            )
         }
         _ => not_found(format!("no storage account '{}'", req.account_id)),
     }
@@ -289,7 +325,10 @@ async fn rotate_key(State(st): St, Json(req): Json<KeyRef>) -> Response<Body> {
     let Some(i) = key_index(&world, &req.key_id) else {
         return not_found(format!("no key '{}'", req.key_id));
     };
-    let version = format!("{:032x}", u128::from(hash_str(now as u64, &req.key_id)) << 64 | u128::from(now as u64));
+    let version = format!(
+        "{:032x}",
+        u128::from(hash_str(now as u64, &req.key_id)) << 64 | u128::from(now as u64)
+    );
     let key = &mut world.keys[i];
     key.version = version.clone();
     key.created = now;
@@ -321,7 +360,10 @@ struct RoleChange {
 
 async fn add_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> {
     let Some(role) = roles::resolve(&req.role) else {
-        return bad_request(format!("unknown role '{}'; use a built-in role's name or id", req.role));
+        return bad_request(format!(
+            "unknown role '{}'; use a built-in role's name or id",
+            req.role
+        ));
     };
     let mut world = st.world_mut();
     let Some(principal) = world.principal(&req.principal_id).cloned() else {
@@ -351,11 +393,15 @@ async fn remove_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Bod
     world.role_assignments.retain(|a| {
         !(a.principal_id.eq_ignore_ascii_case(&req.principal_id)
             && a.role_definition_id == role.id
-            && a.scope.eq_ignore_ascii_case(req.scope.trim_end_matches('/')))
+            && a.scope
+                .eq_ignore_ascii_case(req.scope.trim_end_matches('/')))
     });
     let removed = before - world.role_assignments.len();
     if removed == 0 {
-        return not_found(format!("'{}' holds no {} at '{}'", req.principal_id, role.name, req.scope));
+        return not_found(format!(
+            "'{}' holds no {} at '{}'",
+            req.principal_id, role.name, req.scope
+        ));
     }
     ok(json!({"removed": removed}))
 }
@@ -374,7 +420,11 @@ async fn expire_secret(State(st): St, Json(req): Json<ClientRef>) -> Response<Bo
         return ok(json!({"client_id": req.client_id, "expired": true}));
     }
     for p in &mut world.principals {
-        if let PrincipalKind::ServicePrincipal { client_id, secret: Some(secret) } = &mut p.kind {
+        if let PrincipalKind::ServicePrincipal {
+            client_id,
+            secret: Some(secret),
+        } = &mut p.kind
+        {
             if client_id.eq_ignore_ascii_case(&req.client_id) {
                 secret.expires = expired;
                 return ok(json!({"client_id": req.client_id, "expired": true}));

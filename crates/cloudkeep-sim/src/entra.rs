@@ -63,7 +63,9 @@ fn tenant_not_found(tenant: &str) -> Response<Body> {
         StatusCode::BAD_REQUEST,
         "invalid_request",
         90002,
-        &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."),
+        &format!(
+            "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+        ),
     )
 }
 
@@ -77,10 +79,18 @@ fn missing(param: &str) -> Response<Body> {
 }
 
 fn is_tenant_alias(t: &str) -> bool {
-    matches!(t.to_ascii_lowercase().as_str(), "common" | "organizations" | "consumers")
+    matches!(
+        t.to_ascii_lowercase().as_str(),
+        "common" | "organizations" | "consumers"
+    )
 }
 
-pub async fn openid_configuration(State(st): St, Path(tenant): Path<String>, headers: HeaderMap, uri: Uri) -> Response<Body> {
+pub async fn openid_configuration(
+    State(st): St,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response<Body> {
     let base = base_url(&headers, &uri);
     let tid = if is_tenant_alias(&tenant) {
         "{tenantid}".to_string()
@@ -194,14 +204,25 @@ fn form(body: &[u8]) -> HashMap<String, String> {
 /// Client id and secret from HTTP Basic authentication, if present.
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let unescape = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let unescape = |s: &str| {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
     Some((unescape(id)?, unescape(secret)?))
 }
 
-pub async fn token(State(st): St, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response<Body> {
+pub async fn token(
+    State(st): St,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
     let mut params = form(&body);
     if let Some((id, secret)) = basic_auth(&headers) {
         params.entry("client_id".into()).or_insert(id);
@@ -230,11 +251,16 @@ pub async fn token(State(st): St, Path(tenant): Path<String>, headers: HeaderMap
     }
 }
 
-/// Checks an application's secret; on failure answers Entra's error.
-fn check_secret(world: &World, client_id: &str, own: Option<&crate::world::ClientSecret>, given: Option<&String>) -> Result<(), Response<Body>> {
+/// Checks an application's secret; answers Entra's error when it is wrong.
+fn secret_error(
+    world: &World,
+    client_id: &str,
+    own: Option<&crate::world::ClientSecret>,
+    given: Option<&String>,
+) -> Option<Response<Body>> {
     let secret = own.unwrap_or(&world.app.secret);
     let Some(given) = given else {
-        return Err(entra_error(
+        return Some(entra_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             7000218,
@@ -242,22 +268,26 @@ fn check_secret(world: &World, client_id: &str, own: Option<&crate::world::Clien
         ));
     };
     if given != &secret.value {
-        return Err(entra_error(
+        return Some(entra_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             7000215,
-            &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+            &format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
         ));
     }
     if secret.expires <= Utc::now() {
-        return Err(entra_error(
+        return Some(entra_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             7000222,
-            &format!("The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."),
+            &format!(
+                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+            ),
         ));
     }
-    Ok(())
+    None
 }
 
 fn app_not_found(client_id: &str, tenant_name: &str) -> Response<Body> {
@@ -265,18 +295,28 @@ fn app_not_found(client_id: &str, tenant_name: &str) -> Response<Body> {
         StatusCode::BAD_REQUEST,
         "unauthorized_client",
         700016,
-        &format!("Application with identifier '{client_id}' was not found in the directory '{tenant_name}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."),
+        &format!(
+            "Application with identifier '{client_id}' was not found in the directory '{tenant_name}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+        ),
     )
 }
 
-fn service_principal<'w>(world: &'w World, tenant_id: &str, client_id: &str) -> Option<&'w Principal> {
+fn service_principal<'w>(
+    world: &'w World,
+    tenant_id: &str,
+    client_id: &str,
+) -> Option<&'w Principal> {
     world.principals.iter().find(|p| {
         p.tenant_id.eq_ignore_ascii_case(tenant_id)
             && matches!(&p.kind, PrincipalKind::ServicePrincipal { client_id: c, .. } if c.eq_ignore_ascii_case(client_id))
     })
 }
 
-fn client_credentials(st: &SimState, tenant_id: &str, params: &HashMap<String, String>) -> Response<Body> {
+fn client_credentials(
+    st: &SimState,
+    tenant_id: &str,
+    params: &HashMap<String, String>,
+) -> Response<Body> {
     let Some(client_id) = params.get("client_id") else {
         return missing("client_id");
     };
@@ -288,18 +328,25 @@ fn client_credentials(st: &SimState, tenant_id: &str, params: &HashMap<String, S
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             1002012,
-            &format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+            &format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
         );
     }
     let world = st.world();
-    let tenant_name = world.tenant(tenant_id).map(|t| t.display_name.clone()).unwrap_or_default();
+    let tenant_name = world
+        .tenant(tenant_id)
+        .map(|t| t.display_name.clone())
+        .unwrap_or_default();
     let Some(audience) = scope.split_whitespace().find_map(arm_audience) else {
         let resource = scope.trim_end_matches("/.default");
         return entra_error(
             StatusCode::BAD_REQUEST,
             "invalid_resource",
             500011,
-            &format!("The resource principal named {resource} was not found in the tenant named {tenant_name}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."),
+            &format!(
+                "The resource principal named {resource} was not found in the tenant named {tenant_name}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+            ),
         );
     };
     let Some(principal) = service_principal(&world, tenant_id, client_id) else {
@@ -309,7 +356,7 @@ fn client_credentials(st: &SimState, tenant_id: &str, params: &HashMap<String, S
         PrincipalKind::ServicePrincipal { secret, .. } => secret.as_ref(),
         _ => None,
     };
-    if let Err(e) = check_secret(&world, client_id, own_secret, params.get("client_secret")) {
+    if let Some(e) = secret_error(&world, client_id, own_secret, params.get("client_secret")) {
         return e;
     }
     let lifetime = st.token_lifetime_secs();
@@ -358,42 +405,81 @@ fn invalid_grant(code: u32, message: &str) -> Response<Body> {
     entra_error(StatusCode::BAD_REQUEST, "invalid_grant", code, message)
 }
 
-fn authorization_code(st: &SimState, tenant_id: &str, params: &HashMap<String, String>) -> Response<Body> {
+fn authorization_code(
+    st: &SimState,
+    tenant_id: &str,
+    params: &HashMap<String, String>,
+) -> Response<Body> {
     for p in ["client_id", "code", "redirect_uri"] {
         if !params.contains_key(p) {
             return missing(p);
         }
     }
-    let (client_id, code, redirect_uri) = (&params["client_id"], &params["code"], &params["redirect_uri"]);
+    let (client_id, code, redirect_uri) = (
+        &params["client_id"],
+        &params["code"],
+        &params["redirect_uri"],
+    );
     let issued = {
         let codes = st.codes();
         match codes.get(code) {
-            None => return invalid_grant(70000, "The provided value for the 'code' parameter is not valid."),
-            Some(c) if c.redeemed => return invalid_grant(54005, "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token."),
-            Some(c) if c.issued.elapsed() > CODE_LIFETIME => return invalid_grant(70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource."),
+            None => {
+                return invalid_grant(
+                    70000,
+                    "The provided value for the 'code' parameter is not valid.",
+                );
+            }
+            Some(c) if c.redeemed => {
+                return invalid_grant(
+                    54005,
+                    "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+                );
+            }
+            Some(c) if c.issued.elapsed() > CODE_LIFETIME => {
+                return invalid_grant(
+                    70008,
+                    "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.",
+                );
+            }
             Some(c) => c.clone(),
         }
     };
     if !tenant_id.is_empty() && !issued.tenant_id.eq_ignore_ascii_case(tenant_id) {
-        return invalid_grant(700005, "Provided Authorization Code is intended to use against other tenant, thus rejected.");
+        return invalid_grant(
+            700005,
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+        );
     }
     if !issued.client_id.eq_ignore_ascii_case(client_id) {
-        return invalid_grant(70000, "The provided value for the 'code' parameter is not valid. The code was issued to a different client.");
+        return invalid_grant(
+            70000,
+            "The provided value for the 'code' parameter is not valid. The code was issued to a different client.",
+        );
     }
     if &issued.redirect_uri != redirect_uri {
-        return entra_error(StatusCode::BAD_REQUEST, "invalid_request", 50011, &format!("The redirect URI '{redirect_uri}' specified in the request does not match the redirect URI the authorization code was issued for."));
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50011,
+            &format!(
+                "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URI the authorization code was issued for."
+            ),
+        );
     }
     if let Some(challenge) = &issued.code_challenge {
         let ok = params
             .get("code_verifier")
             .is_some_and(|v| pkce_matches(&issued.code_challenge_method, challenge, v));
         if !ok {
-            return invalid_grant(501481, "The Code_Verifier does not match the code_challenge supplied in the authorization request.");
+            return invalid_grant(
+                501481,
+                "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+            );
         }
     }
     let world = st.world();
     if client_id.eq_ignore_ascii_case(&world.app.client_id) {
-        if let Err(e) = check_secret(&world, client_id, None, params.get("client_secret")) {
+        if let Some(e) = secret_error(&world, client_id, None, params.get("client_secret")) {
             return e;
         }
     }
@@ -408,7 +494,11 @@ fn authorization_code(st: &SimState, tenant_id: &str, params: &HashMap<String, S
         PrincipalKind::User { upn, .. } => upn.clone(),
         _ => String::new(),
     };
-    let audience = issued.scope.split_whitespace().find_map(arm_audience).unwrap_or("https://management.azure.com");
+    let audience = issued
+        .scope
+        .split_whitespace()
+        .find_map(arm_audience)
+        .unwrap_or("https://management.azure.com");
     let lifetime = st.token_lifetime_secs();
     let now = Utc::now().timestamp();
     let tid = issued.tenant_id.clone();
@@ -493,22 +583,43 @@ fn error_page(status: StatusCode, code: u32, message: &str) -> Response<Body> {
 fn html_response(status: StatusCode, html: String) -> Response<Body> {
     let mut response = Response::new(Body::from(html));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     response
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
-fn sign_in_page(action: &str, params: &HashMap<String, String>, error: Option<&str>) -> Response<Body> {
+fn sign_in_page(
+    action: &str,
+    params: &HashMap<String, String>,
+    error: Option<&str>,
+) -> Response<Body> {
     let hidden: String = params
         .iter()
         .filter(|(k, _)| k.as_str() != "login" && k.as_str() != "passwd")
-        .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(k), escape(v)))
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
         .collect();
-    let hint = params.get("login_hint").map(|h| escape(h)).unwrap_or_default();
-    let error = error.map(|e| format!("<p id=\"error\" style=\"color:#a4262c\">{}</p>", escape(e))).unwrap_or_default();
+    let hint = params
+        .get("login_hint")
+        .map(|h| escape(h))
+        .unwrap_or_default();
+    let error = error
+        .map(|e| format!("<p id=\"error\" style=\"color:#a4262c\">{}</p>", escape(e)))
+        .unwrap_or_default();
     let html = format!(
         "<!doctype html><html><head><title>Sign in to your account</title>\
          <style>body{{font-family:Segoe UI,sans-serif;background:#f2f2f2}}form{{background:#fff;width:360px;margin:80px auto;padding:44px;box-shadow:0 2px 6px rgba(0,0,0,.2)}}input[type=text],input[type=password]{{width:100%;margin:8px 0;padding:6px}}</style></head>\
@@ -529,7 +640,9 @@ fn find_user(world: &World, tenant: &str, login: &str) -> Option<Principal> {
         .iter()
         .find(|p| {
             matches!(&p.kind, PrincipalKind::User { upn, .. } if upn.eq_ignore_ascii_case(login))
-                && tenant_id.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(&p.tenant_id))
+                && tenant_id
+                    .as_ref()
+                    .is_none_or(|t| t.eq_ignore_ascii_case(&p.tenant_id))
         })
         .cloned()
 }
@@ -539,49 +652,144 @@ enum Flow {
     AdminConsent,
 }
 
-pub async fn authorize_get(State(st): St, Path(tenant): Path<String>, RawQuery(q): RawQuery, uri: Uri) -> Response<Body> {
-    sign_in(&st, &tenant, query_map(q.as_deref()), uri.path(), Flow::Authorize, false)
+pub async fn authorize_get(
+    State(st): St,
+    Path(tenant): Path<String>,
+    RawQuery(q): RawQuery,
+    uri: Uri,
+) -> Response<Body> {
+    sign_in(
+        &st,
+        &tenant,
+        query_map(q.as_deref()),
+        uri.path(),
+        Flow::Authorize,
+        false,
+    )
 }
 
-pub async fn authorize_post(State(st): St, Path(tenant): Path<String>, uri: Uri, body: Bytes) -> Response<Body> {
+pub async fn authorize_post(
+    State(st): St,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    body: Bytes,
+) -> Response<Body> {
     sign_in(&st, &tenant, form(&body), uri.path(), Flow::Authorize, true)
 }
 
-pub async fn admin_consent_get(State(st): St, Path(tenant): Path<String>, RawQuery(q): RawQuery, uri: Uri) -> Response<Body> {
-    sign_in(&st, &tenant, query_map(q.as_deref()), uri.path(), Flow::AdminConsent, false)
+pub async fn admin_consent_get(
+    State(st): St,
+    Path(tenant): Path<String>,
+    RawQuery(q): RawQuery,
+    uri: Uri,
+) -> Response<Body> {
+    sign_in(
+        &st,
+        &tenant,
+        query_map(q.as_deref()),
+        uri.path(),
+        Flow::AdminConsent,
+        false,
+    )
 }
 
-pub async fn admin_consent_post(State(st): St, Path(tenant): Path<String>, uri: Uri, body: Bytes) -> Response<Body> {
-    sign_in(&st, &tenant, form(&body), uri.path(), Flow::AdminConsent, true)
+pub async fn admin_consent_post(
+    State(st): St,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    body: Bytes,
+) -> Response<Body> {
+    sign_in(
+        &st,
+        &tenant,
+        form(&body),
+        uri.path(),
+        Flow::AdminConsent,
+        true,
+    )
 }
 
-fn sign_in(st: &SimState, tenant: &str, params: HashMap<String, String>, action: &str, flow: Flow, submitted: bool) -> Response<Body> {
+fn sign_in(
+    st: &SimState,
+    tenant: &str,
+    params: HashMap<String, String>,
+    action: &str,
+    flow: Flow,
+    submitted: bool,
+) -> Response<Body> {
     if !is_tenant_alias(tenant) && st.world().tenant(tenant).is_none() {
-        return error_page(StatusCode::BAD_REQUEST, 90002, &format!("Tenant '{tenant}' not found."));
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        );
     }
     let Some(client_id) = params.get("client_id").cloned() else {
-        return error_page(StatusCode::BAD_REQUEST, 900144, "The request body must contain the following parameter: 'client_id'.");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            900144,
+            "The request body must contain the following parameter: 'client_id'.",
+        );
     };
     let Some(redirect_uri) = params.get("redirect_uri").cloned() else {
-        return error_page(StatusCode::BAD_REQUEST, 900144, "The request body must contain the following parameter: 'redirect_uri'.");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            900144,
+            "The request body must contain the following parameter: 'redirect_uri'.",
+        );
     };
-    if !(redirect_uri.starts_with("https://") || redirect_uri.starts_with("http://localhost") || redirect_uri.starts_with("http://127.0.0.1")) {
-        return error_page(StatusCode::BAD_REQUEST, 50011, &format!("The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."));
+    if !(redirect_uri.starts_with("https://")
+        || redirect_uri.starts_with("http://localhost")
+        || redirect_uri.starts_with("http://127.0.0.1"))
+    {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            50011,
+            &format!(
+                "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."
+            ),
+        );
     }
     let state_param = params.get("state").cloned().unwrap_or_default();
     {
         let world = st.world();
         if !client_id.eq_ignore_ascii_case(&world.app.client_id) {
-            return error_page(StatusCode::BAD_REQUEST, 700016, &format!("Application with identifier '{client_id}' was not found in the directory."));
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                700016,
+                &format!(
+                    "Application with identifier '{client_id}' was not found in the directory."
+                ),
+            );
         }
     }
     if let Flow::Authorize = flow {
         if params.get("response_type").map(String::as_str) != Some("code") {
-            return redirect(&redirect_uri, &[("error", "unsupported_response_type"), ("error_description", "AADSTS700054: response_type 'id_token' is not enabled for the application."), ("state", &state_param)]);
+            return redirect(
+                &redirect_uri,
+                &[
+                    ("error", "unsupported_response_type"),
+                    (
+                        "error_description",
+                        "AADSTS700054: response_type 'id_token' is not enabled for the application.",
+                    ),
+                    ("state", &state_param),
+                ],
+            );
         }
         if let Some(m) = params.get("code_challenge_method") {
             if !m.eq_ignore_ascii_case("S256") && !m.eq_ignore_ascii_case("plain") {
-                return redirect(&redirect_uri, &[("error", "invalid_request"), ("error_description", "AADSTS501491: Invalid size of Code_Challenge parameter or invalid code_challenge_method."), ("state", &state_param)]);
+                return redirect(
+                    &redirect_uri,
+                    &[
+                        ("error", "invalid_request"),
+                        (
+                            "error_description",
+                            "AADSTS501491: Invalid size of Code_Challenge parameter or invalid code_challenge_method.",
+                        ),
+                        ("state", &state_param),
+                    ],
+                );
             }
         }
     }
@@ -592,10 +800,18 @@ fn sign_in(st: &SimState, tenant: &str, params: HashMap<String, String>, action:
         let password = params.get("passwd").cloned().unwrap_or_default();
         let world = st.world();
         match find_user(&world, tenant, &login) {
-            Some(u) if matches!(&u.kind, PrincipalKind::User { password: p, .. } if *p == password) => u,
+            Some(u) if matches!(&u.kind, PrincipalKind::User { password: p, .. } if *p == password) => {
+                u
+            }
             _ => {
                 drop(world);
-                return sign_in_page(action, &params, Some("AADSTS50126: Error validating credentials due to invalid username or password."));
+                return sign_in_page(
+                    action,
+                    &params,
+                    Some(
+                        "AADSTS50126: Error validating credentials due to invalid username or password.",
+                    ),
+                );
             }
         }
     } else if params.get("prompt").map(String::as_str) == Some("none") {
@@ -603,7 +819,17 @@ fn sign_in(st: &SimState, tenant: &str, params: HashMap<String, String>, action:
         match find_user(&st.world(), tenant, &hint) {
             Some(u) => u,
             None => {
-                return redirect(&redirect_uri, &[("error", "login_required"), ("error_description", "AADSTS50058: A silent sign-in request was sent but no user is signed in."), ("state", &state_param)]);
+                return redirect(
+                    &redirect_uri,
+                    &[
+                        ("error", "login_required"),
+                        (
+                            "error_description",
+                            "AADSTS50058: A silent sign-in request was sent but no user is signed in.",
+                        ),
+                        ("state", &state_param),
+                    ],
+                );
             }
         }
     } else {
@@ -615,22 +841,45 @@ fn sign_in(st: &SimState, tenant: &str, params: HashMap<String, String>, action:
             let may_consent = {
                 let world = st.world();
                 let guest = matches!(user.kind, PrincipalKind::User { guest: true, .. });
-                !guest && world.role_assignments.iter().any(|a| {
-                    a.principal_id.eq_ignore_ascii_case(&user.object_id)
-                        && (a.role_definition_id == crate::roles::OWNER || a.role_definition_id == crate::roles::USER_ACCESS_ADMINISTRATOR)
-                })
+                !guest
+                    && world.role_assignments.iter().any(|a| {
+                        a.principal_id.eq_ignore_ascii_case(&user.object_id)
+                            && (a.role_definition_id == crate::roles::OWNER
+                                || a.role_definition_id == crate::roles::USER_ACCESS_ADMINISTRATOR)
+                    })
             };
             if !may_consent {
-                return redirect(&redirect_uri, &[("error", "permission_denied"), ("error_description", "AADSTS90094: An administrator of Contoso has set a policy that prevents you from granting the permissions requested by this app."), ("state", &state_param)]);
+                return redirect(
+                    &redirect_uri,
+                    &[
+                        ("error", "permission_denied"),
+                        (
+                            "error_description",
+                            "AADSTS90094: An administrator of Contoso has set a policy that prevents you from granting the permissions requested by this app.",
+                        ),
+                        ("state", &state_param),
+                    ],
+                );
             }
             st.world_mut().consent_app(&user.tenant_id);
-            redirect(&redirect_uri, &[("tenant", &user.tenant_id), ("state", &state_param), ("admin_consent", "True")])
+            redirect(
+                &redirect_uri,
+                &[
+                    ("tenant", &user.tenant_id),
+                    ("state", &state_param),
+                    ("admin_consent", "True"),
+                ],
+            )
         }
         Flow::Authorize => {
             // Signing in to a multi-tenant application consents to it for
             // the user's tenant, which creates its service principal there.
             st.world_mut().consent_app(&user.tenant_id);
-            let code = format!("1.{}{}", URL_SAFE_NO_PAD.encode(st.random_id()), URL_SAFE_NO_PAD.encode(st.random_id()));
+            let code = format!(
+                "1.{}{}",
+                URL_SAFE_NO_PAD.encode(st.random_id()),
+                URL_SAFE_NO_PAD.encode(st.random_id())
+            );
             st.codes().insert(
                 code.clone(),
                 AuthCode {
@@ -638,7 +887,10 @@ fn sign_in(st: &SimState, tenant: &str, params: HashMap<String, String>, action:
                     client_id,
                     redirect_uri: redirect_uri.clone(),
                     code_challenge: params.get("code_challenge").cloned(),
-                    code_challenge_method: params.get("code_challenge_method").cloned().unwrap_or_else(|| "plain".into()),
+                    code_challenge_method: params
+                        .get("code_challenge_method")
+                        .cloned()
+                        .unwrap_or_else(|| "plain".into()),
                     user_object_id: user.object_id.clone(),
                     scope: params.get("scope").cloned().unwrap_or_default(),
                     nonce: params.get("nonce").cloned(),
@@ -647,7 +899,14 @@ fn sign_in(st: &SimState, tenant: &str, params: HashMap<String, String>, action:
                 },
             );
             let session = st.random_id();
-            let mut response = redirect(&redirect_uri, &[("code", &code), ("state", &state_param), ("session_state", &session)]);
+            let mut response = redirect(
+                &redirect_uri,
+                &[
+                    ("code", &code),
+                    ("state", &state_param),
+                    ("session_state", &session),
+                ],
+            );
             response.extensions_mut().insert(Caller(user.object_id));
             response
         }
@@ -657,13 +916,24 @@ fn sign_in(st: &SimState, tenant: &str, params: HashMap<String, String>, action:
 pub fn routes() -> axum::Router<Arc<SimState>> {
     use axum::routing::{get, post};
     axum::Router::new()
-        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(openid_configuration))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .route("/common/discovery/instance", get(discovery_instance))
         .route("/metadata/endpoints", get(metadata_endpoints))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .route("/{tenant}/oauth2/v2.0/token", post(token))
-        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize_get).post(authorize_post))
-        .route("/{tenant}/adminconsent", get(admin_consent_get).post(admin_consent_post))
-        .route("/{tenant}/v2.0/adminconsent", get(admin_consent_get).post(admin_consent_post))
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(authorize_get).post(authorize_post),
+        )
+        .route(
+            "/{tenant}/adminconsent",
+            get(admin_consent_get).post(admin_consent_post),
+        )
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            get(admin_consent_get).post(admin_consent_post),
+        )
 }
-

@@ -42,7 +42,9 @@ impl Faults {
                     .parse()
                     .map_err(|_| SimError::Faults(format!("'{v}' in '{item}' is not a number")))?;
                 if !(0.0..=1.0).contains(&r) {
-                    return Err(SimError::Faults(format!("'{item}': a rate is between 0 and 1")));
+                    return Err(SimError::Faults(format!(
+                        "'{item}': a rate is between 0 and 1"
+                    )));
                 }
                 Ok(r)
             };
@@ -66,11 +68,20 @@ impl Faults {
     }
 
     pub fn validate(&self) -> Result<(), SimError> {
-        let total = self.rate_500 + self.rate_503 + self.rate_429 + self.rate_drop + self.rate_truncate;
+        let total =
+            self.rate_500 + self.rate_503 + self.rate_429 + self.rate_drop + self.rate_truncate;
         if total > 1.0 {
-            return Err(SimError::Faults(format!("the rates add up to {total}, more than 1")));
+            return Err(SimError::Faults(format!(
+                "the rates add up to {total}, more than 1"
+            )));
         }
-        for r in [self.rate_500, self.rate_503, self.rate_429, self.rate_drop, self.rate_truncate] {
+        for r in [
+            self.rate_500,
+            self.rate_503,
+            self.rate_429,
+            self.rate_drop,
+            self.rate_truncate,
+        ] {
             if !(0.0..=1.0).contains(&r) {
                 return Err(SimError::Faults("a rate is between 0 and 1".into()));
             }
@@ -99,7 +110,11 @@ impl Faults {
 
 /// `200ms`, `2s`, `1m` or a bare number in `unit`.
 fn parse_duration(v: &str, unit: &str, item: &str) -> Result<u64, SimError> {
-    let bad = || SimError::Faults(format!("'{item}': expected a duration such as 200ms, 5s or 2m"));
+    let bad = || {
+        SimError::Faults(format!(
+            "'{item}': expected a duration such as 200ms, 5s or 2m"
+        ))
+    };
     let (num, factor_ms) = if let Some(n) = v.strip_suffix("ms") {
         (n, 1)
     } else if let Some(n) = v.strip_suffix('s') {

@@ -88,7 +88,11 @@ impl Simulator {
     }
 
     /// Serves on `listener` until `shutdown` completes.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
         server::serve(self.state, self.tls.server_config, listener, shutdown).await;
     }
 }
@@ -135,7 +139,13 @@ pub async fn spawn(config: SimConfig) -> Result<RunningSim, SimError> {
     let task = tokio::spawn(sim.run(listener, async move {
         let _ = stopped.await;
     }));
-    Ok(RunningSim { url: format!("https://{addr}"), ca_path, ca_pem, stop: Some(stop), task })
+    Ok(RunningSim {
+        url: format!("https://{addr}"),
+        ca_path,
+        ca_pem,
+        stop: Some(stop),
+        task,
+    })
 }
 
 /// All routes: the control API, Entra ID, and ARM as the fallback.

@@ -25,12 +25,26 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    pub fn push(&mut self, method: String, path: String, query: String, principal: Option<String>, status: u16) {
+    pub fn push(
+        &mut self,
+        method: String,
+        path: String,
+        query: String,
+        principal: Option<String>,
+        status: u16,
+    ) {
         self.next_seq += 1;
         if self.entries.len() == CAPACITY {
             self.entries.pop_front();
         }
-        self.entries.push_back(Entry { seq: self.next_seq, method, path, query, principal, status });
+        self.entries.push_back(Entry {
+            seq: self.next_seq,
+            method,
+            path,
+            query,
+            principal,
+            status,
+        });
     }
 
     pub fn since(&self, seq: u64) -> Vec<Entry> {

@@ -112,14 +112,23 @@ fn normalise(uri: &Uri) -> Option<Uri> {
 pub fn decoded_query(uri: &Uri) -> String {
     let q = uri.query().unwrap_or("");
     form_urlencoded::parse(q.as_bytes())
-        .map(|(k, v)| if v.is_empty() && !q.contains(&format!("{k}=")) { k.into_owned() } else { format!("{k}={v}") })
+        .map(|(k, v)| {
+            if v.is_empty() && !q.contains(&format!("{k}=")) {
+                k.into_owned()
+            } else {
+                format!("{k}={v}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
 
 fn is_entra_path(path: &str) -> bool {
-    path.contains("/oauth2/") || path.contains("/.well-known/") || path.contains("/discovery/")
-        || path.starts_with("/metadata/") || path.contains("/adminconsent")
+    path.contains("/oauth2/")
+        || path.contains("/.well-known/")
+        || path.contains("/discovery/")
+        || path.starts_with("/metadata/")
+        || path.contains("/adminconsent")
 }
 
 async fn handle(
@@ -145,7 +154,13 @@ async fn handle(
     }
     let log = |principal: Option<String>, status: u16| {
         if simulated {
-            state.log().push(method.clone(), path.clone(), query.clone(), principal, status);
+            state.log().push(
+                method.clone(),
+                path.clone(),
+                query.clone(),
+                principal,
+                status,
+            );
         }
     };
     match fault {
@@ -175,14 +190,32 @@ async fn handle(
 
 fn injected_error(fault: Fault, entra: bool) -> Response<Body> {
     let (status, code, message) = match fault {
-        Fault::Status503 => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "The service is temporarily unavailable. Please try again later."),
-        Fault::Status429 => (StatusCode::TOO_MANY_REQUESTS, "SubscriptionRequestsThrottled", "Number of requests exceeded the limit. Please try again after '2' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "Encountered internal server error. Diagnostic information: timestamp '', subscription id '', tracking id '', request correlation id ''."),
+        Fault::Status503 => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable. Please try again later.",
+        ),
+        Fault::Status429 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "SubscriptionRequestsThrottled",
+            "Number of requests exceeded the limit. Please try again after '2' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling",
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "Encountered internal server error. Diagnostic information: timestamp '', subscription id '', tracking id '', request correlation id ''.",
+        ),
     };
     let body = if entra {
         let (err, aad) = match fault {
-            Fault::Status429 => ("temporarily_unavailable", "AADSTS90055: The number of requests is too high. Retry after some time."),
-            _ => ("temporarily_unavailable", "AADSTS90033: A transient error has occurred. Please try again."),
+            Fault::Status429 => (
+                "temporarily_unavailable",
+                "AADSTS90055: The number of requests is too high. Retry after some time.",
+            ),
+            _ => (
+                "temporarily_unavailable",
+                "AADSTS90033: A transient error has occurred. Please try again.",
+            ),
         };
         serde_json::json!({"error": err, "error_description": aad, "error_codes": [aad[6..11].parse::<u32>().unwrap_or(0)]})
     } else {
@@ -190,9 +223,14 @@ fn injected_error(fault: Fault, entra: bool) -> Response<Body> {
     };
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     if matches!(fault, Fault::Status429 | Fault::Status503) {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     }
     response
 }
@@ -201,12 +239,22 @@ fn injected_error(fault: Fault, entra: bool) -> Response<Body> {
 /// client sees fewer bytes than `Content-Length` promised.
 async fn truncate(response: Response<Body>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len().max(2)));
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(bytes.len().max(2)),
+    );
     let half = bytes.slice(..bytes.len() / 2);
     let frames = futures_util::stream::iter(vec![
         Ok::<_, std::io::Error>(Frame::data(half)),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "truncated by fault injection")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "truncated by fault injection",
+        )),
     ]);
     Response::from_parts(parts, Body::new(http_body_util::StreamBody::new(frames)))
 }
@@ -215,8 +263,13 @@ async fn truncate(response: Response<Body>) -> Response<Body> {
 pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(Bytes::from(body.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 

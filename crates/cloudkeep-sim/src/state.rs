@@ -95,16 +95,24 @@ impl SimState {
     /// Random bytes for opaque identifiers (codes, request ids).
     pub fn random_id(&self) -> String {
         let bytes: [u8; 16] = lock(&self.rng).random();
-        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
     }
 
     pub fn token_lifetime_secs(&self) -> u64 {
-        self.faults().token_lifetime_secs.unwrap_or(self.config.token_lifetime_secs)
+        self.faults()
+            .token_lifetime_secs
+            .unwrap_or(self.config.token_lifetime_secs)
     }
 
     /// Back to the seeded scenario: world, log, faults, buckets, codes.
     pub fn reset(&self) {
-        let fresh = world::generate(self.config.preset, self.config.seed, chrono::Utc::now().date_naive());
+        let fresh = world::generate(
+            self.config.preset,
+            self.config.seed,
+            chrono::Utc::now().date_naive(),
+        );
         *self.world_mut() = fresh;
         self.log().clear();
         self.set_faults(self.config.faults.clone());

@@ -46,7 +46,12 @@ struct Bucket {
 
 impl Bucket {
     fn new(capacity: f64, rate: f64, now: Instant) -> Self {
-        Bucket { tokens: capacity, capacity, rate, last: now }
+        Bucket {
+            tokens: capacity,
+            capacity,
+            rate,
+            last: now,
+        }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -91,7 +96,11 @@ impl Throttle {
         let now = Instant::now();
         let (cap, rate) = kind.limits();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let own_key = (scope_key.to_ascii_lowercase(), principal.to_ascii_lowercase(), kind);
+        let own_key = (
+            scope_key.to_ascii_lowercase(),
+            principal.to_ascii_lowercase(),
+            kind,
+        );
         let shared_key = (scope_key.to_ascii_lowercase(), String::new(), kind);
         for key in [&own_key, &shared_key] {
             let shared = key.1.is_empty();
@@ -109,14 +118,19 @@ impl Throttle {
                 .filter_map(|k| buckets.get(*k))
                 .map(Bucket::wait)
                 .fold(0.0, f64::max);
-            return Decision::Throttled { retry_after_secs: wait.ceil().max(1.0) as u64 };
+            return Decision::Throttled {
+                retry_after_secs: wait.ceil().max(1.0) as u64,
+            };
         }
         for key in [&own_key, &shared_key] {
             if let Some(b) = buckets.get_mut(key) {
                 b.tokens -= 1.0;
             }
         }
-        let remaining = buckets.get(&own_key).map(|b| b.tokens.floor() as u64).unwrap_or(0);
+        let remaining = buckets
+            .get(&own_key)
+            .map(|b| b.tokens.floor() as u64)
+            .unwrap_or(0);
         Decision::Allowed { remaining }
     }
 
@@ -126,12 +140,19 @@ impl Throttle {
         let now = Instant::now();
         let mut all = self.qpu.lock().unwrap_or_else(|e| e.into_inner());
         let log = all.entry(tenant.to_ascii_lowercase()).or_default();
-        while log.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(3600)) {
+        while log
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(3600))
+        {
             log.pop_front();
         }
         let mut remaining = u32::MAX;
         for &(window, limit) in QPU_WINDOWS {
-            let used: u32 = log.iter().filter(|(t, _)| now.duration_since(*t) <= window).map(|(_, u)| u).sum();
+            let used: u32 = log
+                .iter()
+                .filter(|(t, _)| now.duration_since(*t) <= window)
+                .map(|(_, u)| u)
+                .sum();
             if used + units > limit {
                 // Wait until enough of this window's charges have aged out.
                 let mut freed = 0;
@@ -152,7 +173,10 @@ impl Throttle {
     }
 
     pub fn reset(&self) {
-        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.qpu.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
@@ -165,11 +189,22 @@ mod tests {
     fn read_bucket_holds_250() {
         let t = Throttle::default();
         for i in 0..250 {
-            assert!(matches!(t.take("s", "p", Kind::Read), Decision::Allowed { .. }), "call {i}");
+            assert!(
+                matches!(t.take("s", "p", Kind::Read), Decision::Allowed { .. }),
+                "call {i}"
+            );
         }
-        assert!(matches!(t.take("s", "p", Kind::Read), Decision::Throttled { retry_after_secs: 1 }));
+        assert!(matches!(
+            t.take("s", "p", Kind::Read),
+            Decision::Throttled {
+                retry_after_secs: 1
+            }
+        ));
         // Another principal has its own bucket.
-        assert!(matches!(t.take("s", "q", Kind::Read), Decision::Allowed { remaining: 249 }));
+        assert!(matches!(
+            t.take("s", "q", Kind::Read),
+            Decision::Allowed { remaining: 249 }
+        ));
     }
 
     #[test]

@@ -81,9 +81,20 @@ impl Signer {
         let encoding = EncodingKey::from_ec_der(&key.serialize_der());
         let raw = key.public_key_raw();
         let decoding = DecodingKey::from_ec_der(raw);
-        let (x, y) = if raw.len() == 65 { (&raw[1..33], &raw[33..65]) } else { (&raw[..0], &raw[..0]) };
-        let kid = URL_SAFE_NO_PAD.encode(&ring::digest::digest(&ring::digest::SHA256, raw).as_ref()[..15]);
-        Ok(Signer { kid, encoding, decoding, x: URL_SAFE_NO_PAD.encode(x), y: URL_SAFE_NO_PAD.encode(y) })
+        let (x, y) = if raw.len() == 65 {
+            (&raw[1..33], &raw[33..65])
+        } else {
+            (&raw[..0], &raw[..0])
+        };
+        let kid = URL_SAFE_NO_PAD
+            .encode(&ring::digest::digest(&ring::digest::SHA256, raw).as_ref()[..15]);
+        Ok(Signer {
+            kid,
+            encoding,
+            decoding,
+            x: URL_SAFE_NO_PAD.encode(x),
+            y: URL_SAFE_NO_PAD.encode(y),
+        })
     }
 
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {

@@ -54,7 +54,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let cert_dir = std::env::temp_dir().join(format!("cloudkeep-bench-{}", std::process::id()));
     let started = Instant::now();
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["sim", "--preset", &args.preset, "--seed", &args.seed.to_string(), "--listen", "127.0.0.1:0", "--throttle", "off", "--cert-dir"])
+        .args([
+            "sim",
+            "--preset",
+            &args.preset,
+            "--seed",
+            &args.seed.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--throttle",
+            "off",
+            "--cert-dir",
+        ])
         .arg(&cert_dir)
         .stdout(Stdio::piped())
         .spawn()
@@ -64,14 +75,26 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let ready: Value = serde_json::from_str(&line).context("the simulator's ready line")?;
-    let url = ready["url"].as_str().ok_or_else(|| anyhow!("no url"))?.to_string();
+    let url = ready["url"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no url"))?
+        .to_string();
     let ca = std::fs::read(ready["ca"].as_str().ok_or_else(|| anyhow!("no ca"))?)?;
-    println!("simulator ({} preset) ready in {:.2}s", args.preset, started.elapsed().as_secs_f64());
+    println!(
+        "simulator ({} preset) ready in {:.2}s",
+        args.preset,
+        started.elapsed().as_secs_f64()
+    );
 
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
         .build()?;
-    let scenario: Value = http.get(format!("{url}/_sim/scenario")).send().await?.json().await?;
+    let scenario: Value = http
+        .get(format!("{url}/_sim/scenario"))
+        .send()
+        .await?
+        .json()
+        .await?;
     let tenant = &scenario["tenants"][0];
     let tid = tenant["tenant_id"].as_str().unwrap_or_default();
     let collector = tenant["service_principals"]
@@ -82,18 +105,31 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .post(format!("{url}/{tid}/oauth2/v2.0/token"))
         .form(&[
             ("grant_type", "client_credentials"),
-            ("client_id", collector["client_id"].as_str().unwrap_or_default()),
-            ("client_secret", collector["client_secret"].as_str().unwrap_or_default()),
+            (
+                "client_id",
+                collector["client_id"].as_str().unwrap_or_default(),
+            ),
+            (
+                "client_secret",
+                collector["client_secret"].as_str().unwrap_or_default(),
+            ),
             ("scope", "https://management.azure.com/.default"),
         ])
         .send()
         .await?
         .json()
         .await?;
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap_or_default());
+    let bearer = format!(
+        "Bearer {}",
+        token["access_token"].as_str().unwrap_or_default()
+    );
     let subs: Vec<String> = tenant["subscriptions"]
         .as_array()
-        .map(|a| a.iter().filter_map(|s| s["subscription_id"].as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["subscription_id"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
 
     // Resource lists: every resource of N subscriptions, 1000 per page.
@@ -128,10 +164,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
     })
     .await?;
-    report("cost query (30 days, daily, by resource)", pages, rows, t.elapsed().as_secs_f64());
+    report(
+        "cost query (30 days, daily, by resource)",
+        pages,
+        rows,
+        t.elapsed().as_secs_f64(),
+    );
 
     match sim.peak_rss_kib() {
-        Some(kib) => println!("simulator peak memory (VmHWM): {:.1} MiB", kib as f64 / 1024.0),
+        Some(kib) => println!(
+            "simulator peak memory (VmHWM): {:.1} MiB",
+            kib as f64 / 1024.0
+        ),
         None => println!("simulator peak memory: unavailable (no /proc)"),
     }
     let _ = std::fs::remove_dir_all(&cert_dir);
@@ -186,7 +230,9 @@ async fn follow(
     let (mut pages, mut rows) = (0, 0);
     let mut next = Some(first);
     while let Some(link) = next.take() {
-        let mut req = http.request(method.clone(), &link).header("authorization", bearer);
+        let mut req = http
+            .request(method.clone(), &link)
+            .header("authorization", bearer);
         if let Some(b) = &body {
             req = req.json(b);
         }
@@ -199,7 +245,9 @@ async fn follow(
         let items = items_at.split('.').fold(&page, |v, k| &v[k]);
         pages += 1;
         rows += items.as_array().map(Vec::len).unwrap_or(0);
-        let link = page["nextLink"].as_str().or_else(|| page["properties"]["nextLink"].as_str());
+        let link = page["nextLink"]
+            .as_str()
+            .or_else(|| page["properties"]["nextLink"].as_str());
         next = link.map(str::to_string);
     }
     Ok((pages, rows))

@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cloudkeep_sim::{Faults, Preset, SimConfig, Simulator};
 
 #[derive(Parser)]
-#[command(name = "cloudkeep", version, about = "Azure spend, inventory and tags, and security evidence in one place.")]
+#[command(
+    name = "cloudkeep",
+    version,
+    about = "Azure spend, inventory and tags, and security evidence in one place."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,13 +101,21 @@ impl SimArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CLOUDKEEP_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLOUDKEEP_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Sim(SimCommand { action: Some(SimAction::Bench(args)), .. }) => bench::run(args).await,
+            Command::Sim(SimCommand {
+                action: Some(SimAction::Bench(args)),
+                ..
+            }) => bench::run(args).await,
             Command::Sim(SimCommand { action: None, args }) => run_sim(args).await,
         }
     })
@@ -113,7 +125,12 @@ async fn run_sim(args: SimArgs) -> Result<()> {
     let config = args.config()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}: is the port in use? Use --listen 127.0.0.1:0 for a free port", args.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is the port in use? Use --listen 127.0.0.1:0 for a free port",
+                args.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     let sim = Simulator::new(config)?;
     let line = serde_json::json!({ "url": format!("https://{addr}"), "ca": sim.ca_path() });

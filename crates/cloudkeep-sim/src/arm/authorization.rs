@@ -14,7 +14,9 @@ const PAGE: usize = 500;
 
 fn definition_id(scope_of_listing: &str, role_id: &str) -> String {
     match subscription_of(scope_of_listing) {
-        Some(sub) => format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"),
+        Some(sub) => format!(
+            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
+        ),
         None => format!("/providers/Microsoft.Authorization/roleDefinitions/{role_id}"),
     }
 }
@@ -61,9 +63,19 @@ fn parse_filter(raw: Option<&str>) -> Result<AssignmentFilter, ArmError> {
         } else if let Some(rest) = lower.strip_prefix("principalid eq ") {
             f.principal = Some(rest.trim().trim_matches('\'').to_string());
         } else if let Some(rest) = lower.strip_prefix("assignedto(") {
-            f.principal = Some(rest.trim_end_matches(')').trim().trim_matches('\'').to_string());
+            f.principal = Some(
+                rest.trim_end_matches(')')
+                    .trim()
+                    .trim_matches('\'')
+                    .to_string(),
+            );
         } else {
-            return Err(ArmError::bad_request("UnsupportedQuery", format!("The filter '{raw}' is not supported. Supported filters are 'atScope()', 'principalId eq {{id}}' and 'assignedTo({{id}})'.")));
+            return Err(ArmError::bad_request(
+                "UnsupportedQuery",
+                format!(
+                    "The filter '{raw}' is not supported. Supported filters are 'atScope()', 'principalId eq {{id}}' and 'assignedTo({{id}})'."
+                ),
+            ));
         }
     }
     Ok(f)
@@ -82,31 +94,48 @@ pub fn role_assignments(ctx: &Ctx, scope: &str, name: Option<&str>) -> ArmResult
 fn list(ctx: &Ctx, scope: &str) -> ArmResult {
     let filter = parse_filter(ctx.q("$filter"))?;
     let world = ctx.st.world();
-    ctx.authorize(&world, "Microsoft.Authorization/roleAssignments/read", scope)?;
+    ctx.authorize(
+        &world,
+        "Microsoft.Authorization/roleAssignments/read",
+        scope,
+    )?;
     let items: Vec<&RoleAssignment> = world
         .role_assignments
         .iter()
-        .filter(|a| scope_contains(&a.scope, scope) || (!filter.at_scope && scope_contains(scope, &a.scope)))
-        .filter(|a| filter.principal.as_ref().is_none_or(|p| a.principal_id.eq_ignore_ascii_case(p)))
+        .filter(|a| {
+            scope_contains(&a.scope, scope) || (!filter.at_scope && scope_contains(scope, &a.scope))
+        })
+        .filter(|a| {
+            filter
+                .principal
+                .as_ref()
+                .is_none_or(|p| a.principal_id.eq_ignore_ascii_case(p))
+        })
         .collect();
     let body = ctx.page(&items, PAGE, |a| assignment_json(a))?;
     Ok(json(StatusCode::OK, &body))
 }
 
 fn find<'w>(world: &'w World, scope: &str, name: &str) -> Option<&'w RoleAssignment> {
-    world
-        .role_assignments
-        .iter()
-        .find(|a| a.name.eq_ignore_ascii_case(name) && a.scope.eq_ignore_ascii_case(&canonical(scope)))
+    world.role_assignments.iter().find(|a| {
+        a.name.eq_ignore_ascii_case(name) && a.scope.eq_ignore_ascii_case(&canonical(scope))
+    })
 }
 
 fn not_found(name: &str) -> ArmError {
-    ArmError::not_found("RoleAssignmentNotFound", format!("The role assignment '{name}' is not found."))
+    ArmError::not_found(
+        "RoleAssignmentNotFound",
+        format!("The role assignment '{name}' is not found."),
+    )
 }
 
 fn get(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
     let world = ctx.st.world();
-    ctx.authorize(&world, "Microsoft.Authorization/roleAssignments/read", scope)?;
+    ctx.authorize(
+        &world,
+        "Microsoft.Authorization/roleAssignments/read",
+        scope,
+    )?;
     match find(&world, scope, name) {
         Some(a) => Ok(json(StatusCode::OK, &assignment_json(a))),
         None => Err(not_found(name)),
@@ -116,37 +145,78 @@ fn get(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
 fn create(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
     let body = ctx.json_body()?;
     if uuid::Uuid::parse_str(name).is_err() {
-        return Err(ArmError::bad_request("InvalidRoleAssignmentId", format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.")));
+        return Err(ArmError::bad_request(
+            "InvalidRoleAssignmentId",
+            format!(
+                "The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."
+            ),
+        ));
     }
     let props = body.get("properties").cloned().unwrap_or(Value::Null);
-    let role_ref = props.get("roleDefinitionId").and_then(Value::as_str).unwrap_or("");
-    let principal_id = props.get("principalId").and_then(Value::as_str).unwrap_or("");
+    let role_ref = props
+        .get("roleDefinitionId")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let principal_id = props
+        .get("principalId")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if role_ref.is_empty() || principal_id.is_empty() {
-        return Err(ArmError::bad_request("InvalidRequestContent", "The request content was invalid and could not be deserialized: 'properties.roleDefinitionId and properties.principalId are required.'."));
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: 'properties.roleDefinitionId and properties.principalId are required.'.",
+        ));
     }
     let mut world = ctx.st.world_mut();
-    ctx.authorize(&world, "Microsoft.Authorization/roleAssignments/write", scope)?;
+    ctx.authorize(
+        &world,
+        "Microsoft.Authorization/roleAssignments/write",
+        scope,
+    )?;
     let Some(role) = roles::resolve(role_ref) else {
-        return Err(ArmError::bad_request("RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{}' does not exist.", role_ref.rsplit('/').next().unwrap_or(role_ref))));
+        return Err(ArmError::bad_request(
+            "RoleDefinitionDoesNotExist",
+            format!(
+                "The specified role definition with ID '{}' does not exist.",
+                role_ref.rsplit('/').next().unwrap_or(role_ref)
+            ),
+        ));
     };
     let tid = ctx.claims.tid.clone();
-    let Some(principal) = world.principal(principal_id).filter(|p| p.tenant_id.eq_ignore_ascii_case(&tid)).cloned() else {
+    let Some(principal) = world
+        .principal(principal_id)
+        .filter(|p| p.tenant_id.eq_ignore_ascii_case(&tid))
+        .cloned()
+    else {
         return Err(ArmError::bad_request(
             "PrincipalNotFound",
-            format!("Principal {principal_id} does not exist in the directory {tid}. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype"),
+            format!(
+                "Principal {principal_id} does not exist in the directory {tid}. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype"
+            ),
         ));
     };
     let scope = canonical(scope);
     if let Some(existing) = find(&world, &scope, name) {
-        if existing.role_definition_id == role.id && existing.principal_id.eq_ignore_ascii_case(principal_id) {
+        if existing.role_definition_id == role.id
+            && existing.principal_id.eq_ignore_ascii_case(principal_id)
+        {
             return Ok(json(StatusCode::CREATED, &assignment_json(existing)));
         }
-        return Err(ArmError::bad_request("RoleAssignmentUpdateNotPermitted", "Tenant ID, application ID, principal ID, and scope are not allowed to be updated."));
+        return Err(ArmError::bad_request(
+            "RoleAssignmentUpdateNotPermitted",
+            "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+        ));
     }
     if world.role_assignments.iter().any(|a| {
-        a.principal_id.eq_ignore_ascii_case(principal_id) && a.role_definition_id == role.id && a.scope.eq_ignore_ascii_case(&scope)
+        a.principal_id.eq_ignore_ascii_case(principal_id)
+            && a.role_definition_id == role.id
+            && a.scope.eq_ignore_ascii_case(&scope)
     }) {
-        return Err(ArmError::new(StatusCode::CONFLICT, "RoleAssignmentExists", "The role assignment already exists."));
+        return Err(ArmError::new(
+            StatusCode::CONFLICT,
+            "RoleAssignmentExists",
+            "The role assignment already exists.",
+        ));
     }
     let assignment = RoleAssignment {
         name: name.to_ascii_lowercase(),
@@ -164,12 +234,20 @@ fn create(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
 
 fn canonical(scope: &str) -> String {
     let s = scope.trim_end_matches('/');
-    if s.is_empty() { "/".into() } else { s.to_string() }
+    if s.is_empty() {
+        "/".into()
+    } else {
+        s.to_string()
+    }
 }
 
 fn delete(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
     let mut world = ctx.st.world_mut();
-    ctx.authorize(&world, "Microsoft.Authorization/roleAssignments/delete", scope)?;
+    ctx.authorize(
+        &world,
+        "Microsoft.Authorization/roleAssignments/delete",
+        scope,
+    )?;
     let scope = canonical(scope);
     let Some(i) = world
         .role_assignments
@@ -183,7 +261,11 @@ fn delete(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
 }
 
 fn definition_json(scope: &str, r: &BuiltinRole) -> Value {
-    let prefix = if scope == "/" { String::new() } else { scope.trim_end_matches('/').to_string() };
+    let prefix = if scope == "/" {
+        String::new()
+    } else {
+        scope.trim_end_matches('/').to_string()
+    };
     json!({
         "id": format!("{prefix}/providers/Microsoft.Authorization/roleDefinitions/{}", r.id),
         "type": "Microsoft.Authorization/roleDefinitions",
@@ -212,17 +294,29 @@ pub fn role_definitions(ctx: &Ctx, scope: &str, id: Option<&str>) -> ArmResult {
     if let Some(id) = id {
         return match roles::by_id(id) {
             Some(r) => Ok(json(StatusCode::OK, &definition_json(scope, r))),
-            None => Err(ArmError::not_found("RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{id}' does not exist."))),
+            None => Err(ArmError::not_found(
+                "RoleDefinitionDoesNotExist",
+                format!("The specified role definition with ID '{id}' does not exist."),
+            )),
         };
     }
     let filter = ctx.q("$filter").unwrap_or("").to_string();
     let by_name = filter
         .to_ascii_lowercase()
         .strip_prefix("rolename eq ")
-        .map(|_| filter["roleName eq ".len()..].trim().trim_matches('\'').to_string());
+        .map(|_| {
+            filter["roleName eq ".len()..]
+                .trim()
+                .trim_matches('\'')
+                .to_string()
+        });
     let items: Vec<&BuiltinRole> = roles::BUILTIN_ROLES
         .iter()
-        .filter(|r| by_name.as_ref().is_none_or(|n| r.name.eq_ignore_ascii_case(n)))
+        .filter(|r| {
+            by_name
+                .as_ref()
+                .is_none_or(|n| r.name.eq_ignore_ascii_case(n))
+        })
         .collect();
     let body = ctx.page(&items, PAGE, |r| definition_json(scope, r))?;
     Ok(json(StatusCode::OK, &body))

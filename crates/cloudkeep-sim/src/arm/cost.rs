@@ -22,9 +22,20 @@ pub const PAGE_ROWS: usize = 1000;
 const CACHE_ENTRIES: usize = 4;
 
 const DIMENSIONS: &[&str] = &[
-    "ResourceId", "ResourceGroup", "ResourceGroupName", "ServiceName", "MeterCategory",
-    "MeterSubCategory", "Meter", "ResourceLocation", "ResourceType", "SubscriptionId",
-    "SubscriptionName", "ChargeType", "PricingModel", "PublisherType",
+    "ResourceId",
+    "ResourceGroup",
+    "ResourceGroupName",
+    "ServiceName",
+    "MeterCategory",
+    "MeterSubCategory",
+    "Meter",
+    "ResourceLocation",
+    "ResourceType",
+    "SubscriptionId",
+    "SubscriptionName",
+    "ChargeType",
+    "PricingModel",
+    "PublisherType",
 ];
 
 fn bad(message: impl std::fmt::Display) -> ArmError {
@@ -49,8 +60,16 @@ enum Filter {
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
-    Dimension { name: &'static str, op: FilterOp, values: Vec<String> },
-    Tag { name: String, op: FilterOp, values: Vec<String> },
+    Dimension {
+        name: &'static str,
+        op: FilterOp,
+        values: Vec<String>,
+    },
+    Tag {
+        name: String,
+        op: FilterOp,
+        values: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,17 +94,27 @@ fn dimension(name: &str) -> Result<&'static str, ArmError> {
         .iter()
         .find(|d| d.eq_ignore_ascii_case(name))
         .copied()
-        .ok_or_else(|| bad(format!("Invalid dimension name '{name}'. Valid dimensions: {}.", DIMENSIONS.join(", "))))
+        .ok_or_else(|| {
+            bad(format!(
+                "Invalid dimension name '{name}'. Valid dimensions: {}.",
+                DIMENSIONS.join(", ")
+            ))
+        })
 }
 
 fn parse_date(v: &Value, field: &str) -> Result<NaiveDate, ArmError> {
-    let s = v.as_str().ok_or_else(|| bad(format!("timePeriod.{field} is required.")))?;
+    let s = v
+        .as_str()
+        .ok_or_else(|| bad(format!("timePeriod.{field} is required.")))?;
     let day = s.get(..10).unwrap_or(s);
-    NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| bad(format!("timePeriod.{field} '{s}' is not a date.")))
+    NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|_| bad(format!("timePeriod.{field} '{s}' is not a date.")))
 }
 
 fn parse_filter(v: &Value) -> Result<Filter, ArmError> {
-    let obj = v.as_object().ok_or_else(|| bad("filter must be an object."))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("filter must be an object."))?;
     let list = |key: &str| -> Result<Vec<Filter>, ArmError> {
         obj.get(key)
             .and_then(Value::as_array)
@@ -104,7 +133,10 @@ fn parse_filter(v: &Value) -> Result<Filter, ArmError> {
         return Ok(Filter::Not(Box::new(parse_filter(inner)?)));
     }
     let comparison = |c: &Value| -> Result<(String, FilterOp, Vec<String>), ArmError> {
-        let name = c.get("name").and_then(Value::as_str).ok_or_else(|| bad("a filter comparison needs a name."))?;
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("a filter comparison needs a name."))?;
         let op = match c.get("operator").and_then(Value::as_str).unwrap_or("In") {
             o if o.eq_ignore_ascii_case("In") || o.eq_ignore_ascii_case("Equal") => FilterOp::In,
             o if o.eq_ignore_ascii_case("Contains") => FilterOp::Contains,
@@ -121,7 +153,11 @@ fn parse_filter(v: &Value) -> Result<Filter, ArmError> {
     };
     if let Some(d) = obj.get("dimensions").or_else(|| obj.get("dimension")) {
         let (name, op, values) = comparison(d)?;
-        return Ok(Filter::Dimension { name: dimension(&name)?, op, values });
+        return Ok(Filter::Dimension {
+            name: dimension(&name)?,
+            op,
+            values,
+        });
     }
     if let Some(t) = obj.get("tags").or_else(|| obj.get("tag")) {
         let (name, op, values) = comparison(t)?;
@@ -135,38 +171,68 @@ fn month_start(d: NaiveDate) -> NaiveDate {
 }
 
 fn parse_query(body: &Value, today: NaiveDate) -> Result<Query, ArmError> {
-    let kind = body.get("type").and_then(Value::as_str).ok_or_else(|| bad("type is required (ActualCost, AmortizedCost or Usage)."))?;
+    let kind = body
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("type is required (ActualCost, AmortizedCost or Usage)."))?;
     let amortized = match kind.to_ascii_lowercase().as_str() {
         "actualcost" | "usage" => false,
         "amortizedcost" => true,
-        _ => return Err(bad(format!("Invalid type '{kind}'. Allowed: Usage, ActualCost, AmortizedCost."))),
+        _ => {
+            return Err(bad(format!(
+                "Invalid type '{kind}'. Allowed: Usage, ActualCost, AmortizedCost."
+            )));
+        }
     };
-    let timeframe = body.get("timeframe").and_then(Value::as_str).ok_or_else(|| bad("timeframe is required."))?;
+    let timeframe = body
+        .get("timeframe")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("timeframe is required."))?;
     let (from, to) = match timeframe.to_ascii_lowercase().as_str() {
         "custom" => {
-            let period = body.get("timePeriod").ok_or_else(|| bad("timePeriod is required when timeframe is Custom."))?;
-            (parse_date(&period["from"], "from")?, parse_date(&period["to"], "to")?)
+            let period = body
+                .get("timePeriod")
+                .ok_or_else(|| bad("timePeriod is required when timeframe is Custom."))?;
+            (
+                parse_date(&period["from"], "from")?,
+                parse_date(&period["to"], "to")?,
+            )
         }
         "monthtodate" | "billingmonthtodate" => (month_start(today), today),
         "thelastmonth" | "thelastbillingmonth" => {
             let end = month_start(today) - Duration::days(1);
             (month_start(end), end)
         }
-        "weektodate" => (today - Duration::days(i64::from(today.weekday().num_days_from_monday())), today),
+        "weektodate" => (
+            today - Duration::days(i64::from(today.weekday().num_days_from_monday())),
+            today,
+        ),
         _ => return Err(bad(format!("Invalid timeframe '{timeframe}'."))),
     };
     if from > to {
         return Err(bad("timePeriod.from must not be after timePeriod.to."));
     }
     if (to - from).num_days() > 366 {
-        return Err(bad("The time period for pulling the data cannot exceed 1 year(s)."));
+        return Err(bad(
+            "The time period for pulling the data cannot exceed 1 year(s).",
+        ));
     }
-    let dataset = body.get("dataset").ok_or_else(|| bad("Dataset is invalid or not supplied."))?;
-    let granularity = match dataset.get("granularity").and_then(Value::as_str).unwrap_or("None") {
+    let dataset = body
+        .get("dataset")
+        .ok_or_else(|| bad("Dataset is invalid or not supplied."))?;
+    let granularity = match dataset
+        .get("granularity")
+        .and_then(Value::as_str)
+        .unwrap_or("None")
+    {
         g if g.eq_ignore_ascii_case("Daily") => Granularity::Daily,
         g if g.eq_ignore_ascii_case("Monthly") => Granularity::Monthly,
         g if g.eq_ignore_ascii_case("None") => Granularity::None,
-        g => return Err(bad(format!("Invalid granularity '{g}'. Allowed: Daily, Monthly, None."))),
+        g => {
+            return Err(bad(format!(
+                "Invalid granularity '{g}'. Allowed: Daily, Monthly, None."
+            )));
+        }
     };
     let mut aggregations = Vec::new();
     if let Some(aggs) = dataset.get("aggregation").and_then(Value::as_object) {
@@ -174,16 +240,25 @@ fn parse_query(body: &Value, today: NaiveDate) -> Result<Query, ArmError> {
             let name = agg.get("name").and_then(Value::as_str).unwrap_or(alias);
             let function = agg.get("function").and_then(Value::as_str).unwrap_or("Sum");
             if !function.eq_ignore_ascii_case("Sum") {
-                return Err(bad(format!("Invalid aggregation function '{function}' for '{alias}'; only Sum is supported.")));
+                return Err(bad(format!(
+                    "Invalid aggregation function '{function}' for '{alias}'; only Sum is supported."
+                )));
             }
-            if !["Cost", "PreTaxCost", "CostUSD", "PreTaxCostUSD"].iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            if !["Cost", "PreTaxCost", "CostUSD", "PreTaxCostUSD"]
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(name))
+            {
                 return Err(bad(format!("Invalid aggregation column '{name}'.")));
             }
             aggregations.push(name.to_string());
         }
     }
     if aggregations.is_empty() {
-        aggregations.push(if amortized { "Cost".into() } else { "PreTaxCost".into() });
+        aggregations.push(if amortized {
+            "Cost".into()
+        } else {
+            "PreTaxCost".into()
+        });
     }
     let mut groupings = Vec::new();
     if let Some(groups) = dataset.get("grouping").and_then(Value::as_array) {
@@ -192,16 +267,31 @@ fn parse_query(body: &Value, today: NaiveDate) -> Result<Query, ArmError> {
         }
         for g in groups {
             let kind = g.get("type").and_then(Value::as_str).unwrap_or("Dimension");
-            let name = g.get("name").and_then(Value::as_str).ok_or_else(|| bad("a grouping needs a name."))?;
+            let name = g
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("a grouping needs a name."))?;
             groupings.push(match kind.to_ascii_lowercase().as_str() {
                 "dimension" => Grouping::Dimension(dimension(name)?),
                 "tagkey" => Grouping::TagKey(name.to_string()),
-                _ => return Err(bad(format!("Invalid grouping type '{kind}'. Allowed: Dimension, TagKey."))),
+                _ => {
+                    return Err(bad(format!(
+                        "Invalid grouping type '{kind}'. Allowed: Dimension, TagKey."
+                    )));
+                }
             });
         }
     }
     let filter = dataset.get("filter").map(parse_filter).transpose()?;
-    Ok(Query { amortized, from, to, granularity, aggregations, groupings, filter })
+    Ok(Query {
+        amortized,
+        from,
+        to,
+        granularity,
+        aggregations,
+        groupings,
+        filter,
+    })
 }
 
 /// What a cost line is, for grouping and filtering: constant over days.
@@ -219,14 +309,20 @@ impl LineKind<'_> {
         let r = self.resource;
         match d {
             "ResourceId" => r.map(|r| r.id.to_ascii_lowercase()).unwrap_or_default(),
-            "ResourceGroup" => r.map(|r| r.resource_group.to_ascii_lowercase()).unwrap_or_default(),
+            "ResourceGroup" => r
+                .map(|r| r.resource_group.to_ascii_lowercase())
+                .unwrap_or_default(),
             "ResourceGroupName" => r.map(|r| r.resource_group.clone()).unwrap_or_default(),
             "ServiceName" => self.meter.service_name.to_string(),
             "MeterCategory" => self.meter.meter_category.to_string(),
             "MeterSubCategory" => self.meter.meter_subcategory.to_string(),
             "Meter" => self.meter.meter.to_string(),
-            "ResourceLocation" => r.map(|r| r.location.to_ascii_lowercase()).unwrap_or_default(),
-            "ResourceType" => r.map(|r| r.resource_type.to_ascii_lowercase()).unwrap_or_default(),
+            "ResourceLocation" => r
+                .map(|r| r.location.to_ascii_lowercase())
+                .unwrap_or_default(),
+            "ResourceType" => r
+                .map(|r| r.resource_type.to_ascii_lowercase())
+                .unwrap_or_default(),
             "SubscriptionId" => self.subscription_id.to_string(),
             "SubscriptionName" => self.subscription_name.to_string(),
             "ChargeType" => self.charge_type.to_string(),
@@ -247,14 +343,20 @@ impl LineKind<'_> {
     fn matches(&self, f: &Filter) -> bool {
         let test = |op: FilterOp, actual: &str, values: &[String]| match op {
             FilterOp::In => values.iter().any(|v| v.eq_ignore_ascii_case(actual)),
-            FilterOp::Contains => values.iter().any(|v| actual.to_ascii_lowercase().contains(&v.to_ascii_lowercase())),
+            FilterOp::Contains => values.iter().any(|v| {
+                actual
+                    .to_ascii_lowercase()
+                    .contains(&v.to_ascii_lowercase())
+            }),
         };
         match f {
             Filter::And(fs) => fs.iter().all(|f| self.matches(f)),
             Filter::Or(fs) => fs.iter().any(|f| self.matches(f)),
             Filter::Not(f) => !self.matches(f),
             Filter::Dimension { name, op, values } => test(*op, &self.dimension(name), values),
-            Filter::Tag { name, op, values } => self.tag(name).is_some_and(|(_, v)| test(*op, v, values)),
+            Filter::Tag { name, op, values } => {
+                self.tag(name).is_some_and(|(_, v)| test(*op, v, values))
+            }
         }
     }
 }
@@ -273,7 +375,10 @@ pub struct Cache {
 
 impl Cache {
     fn get(&self, key: &str) -> Option<Arc<QueryResult>> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, r)| r.clone())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, r)| r.clone())
     }
 
     fn insert(&mut self, key: String, result: Arc<QueryResult>) {
@@ -312,7 +417,10 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
             match g {
                 Grouping::Dimension(d) => key.push(kind.dimension(d)),
                 Grouping::TagKey(k) => {
-                    let (tk, tv) = kind.tag(k).map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or_default();
+                    let (tk, tv) = kind
+                        .tag(k)
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .unwrap_or_default();
                     key.push(tk);
                     key.push(tv);
                 }
@@ -330,7 +438,9 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
     if from <= to {
         for r in world.resources.iter().filter(|r| in_scope(r, scope)) {
             let sub = world.subscription(&r.subscription_id);
-            let (sid, sname) = sub.map(|s| (s.id.as_str(), s.display_name.as_str())).unwrap_or(("", ""));
+            let (sid, sname) = sub
+                .map(|s| (s.id.as_str(), s.display_name.as_str()))
+                .unwrap_or(("", ""));
             let meters = cost::catalogue::meters(&r.resource_type);
             if meters.is_empty() {
                 continue;
@@ -345,7 +455,11 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
                     subscription_id: sid,
                     subscription_name: sname,
                     charge_type: "Usage",
-                    pricing_model: if reserved_vm(m) { "Reservation" } else { "OnDemand" },
+                    pricing_model: if reserved_vm(m) {
+                        "Reservation"
+                    } else {
+                        "OnDemand"
+                    },
                 })
                 .filter(|k| q.filter.as_ref().is_none_or(|f| k.matches(f)))
                 .map(|k| {
@@ -362,7 +476,10 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
                     charge_type: "Purchase",
                     pricing_model: "Reservation",
                 };
-                q.filter.as_ref().is_none_or(|f| k.matches(f)).then(|| intern(&k))
+                q.filter
+                    .as_ref()
+                    .is_none_or(|f| k.matches(f))
+                    .then(|| intern(&k))
             } else {
                 None
             };
@@ -371,8 +488,15 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
                 lines.clear();
                 cost::resource_day_lines(r, day, &mut lines);
                 for line in &lines {
-                    if let Some((_, id)) = kinds.iter().find(|(k, _)| std::ptr::eq(k.meter, line.meter)) {
-                        let v = if q.amortized { line.amortized } else { line.actual };
+                    if let Some((_, id)) = kinds
+                        .iter()
+                        .find(|(k, _)| std::ptr::eq(k.meter, line.meter))
+                    {
+                        let v = if q.amortized {
+                            line.amortized
+                        } else {
+                            line.actual
+                        };
                         *sums.entry((*id, bucket(day))).or_insert(0.0) += v;
                     }
                 }
@@ -384,7 +508,11 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
         }
     }
 
-    let mut columns: Vec<Value> = q.aggregations.iter().map(|a| json!({"name": a, "type": "Number"})).collect();
+    let mut columns: Vec<Value> = q
+        .aggregations
+        .iter()
+        .map(|a| json!({"name": a, "type": "Number"}))
+        .collect();
     for g in &q.groupings {
         match g {
             Grouping::Dimension(d) => columns.push(json!({"name": d, "type": "String"})),
@@ -402,7 +530,10 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
     columns.push(json!({"name": "Currency", "type": "String"}));
 
     let mut entries: Vec<((u32, u32), f64)> = sums.into_iter().collect();
-    entries.sort_by(|((ka, da), _), ((kb, db), _)| da.cmp(db).then_with(|| keys[*ka as usize].cmp(&keys[*kb as usize])));
+    entries.sort_by(|((ka, da), _), ((kb, db), _)| {
+        da.cmp(db)
+            .then_with(|| keys[*ka as usize].cmp(&keys[*kb as usize]))
+    });
     let rows = entries
         .into_iter()
         .map(|((key, date), cost)| {
@@ -410,7 +541,11 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
             row.extend(keys[key as usize].iter().map(|k| json!(k)));
             match q.granularity {
                 Granularity::Daily => row.push(json!(date)),
-                Granularity::Monthly => row.push(json!(format!("{:04}-{:02}-01T00:00:00", date / 100, date % 100))),
+                Granularity::Monthly => row.push(json!(format!(
+                    "{:04}-{:02}-01T00:00:00",
+                    date / 100,
+                    date % 100
+                ))),
                 Granularity::None => {}
             }
             row.push(json!("USD"));
@@ -433,7 +568,10 @@ pub fn query(ctx: &Ctx, scope: &str) -> ArmResult {
         ctx.authorize(&world, "Microsoft.CostManagement/query/read", scope)?;
         let segs: Vec<&str> = scope.trim_matches('/').split('/').collect();
         if segs.len() >= 4 && world.resource_group(segs[1], segs[3]).is_none() {
-            return Err(ArmError::not_found("ResourceGroupNotFound", format!("Resource group '{}' could not be found.", segs[3])));
+            return Err(ArmError::not_found(
+                "ResourceGroupNotFound",
+                format!("Resource group '{}' could not be found.", segs[3]),
+            ));
         }
         (world.today(), world.generation, ctx.claims.tid.clone())
     };
@@ -445,33 +583,69 @@ pub fn query(ctx: &Ctx, scope: &str) -> ArmResult {
         if continuation.is_none() {
             match ctx.st.throttle.take_qpu(&tenant, units) {
                 Ok((consumed, remaining)) => {
-                    qpu_headers.push(("x-ms-ratelimit-microsoft.costmanagement-qpu-consumed", consumed.to_string()));
-                    qpu_headers.push(("x-ms-ratelimit-microsoft.costmanagement-qpu-remaining", format!("QueryResource={remaining}, Tenant={remaining}")));
+                    qpu_headers.push((
+                        "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+                        consumed.to_string(),
+                    ));
+                    qpu_headers.push((
+                        "x-ms-ratelimit-microsoft.costmanagement-qpu-remaining",
+                        format!("QueryResource={remaining}, Tenant={remaining}"),
+                    ));
                 }
                 Err(wait) => {
-                    let mut e = ArmError::new(StatusCode::TOO_MANY_REQUESTS, "429", format!("Too many requests. Please retry after {wait} seconds."));
+                    let mut e = ArmError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "429",
+                        format!("Too many requests. Please retry after {wait} seconds."),
+                    );
                     e.headers.push(("retry-after", wait.to_string()));
-                    e.headers.push(("x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after", wait.to_string()));
-                    e.headers.push(("x-ms-ratelimit-microsoft.costmanagement-qpu-consumed", "0".into()));
+                    e.headers.push((
+                        "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after",
+                        wait.to_string(),
+                    ));
+                    e.headers.push((
+                        "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+                        "0".into(),
+                    ));
                     return Err(e);
                 }
             }
         } else {
-            qpu_headers.push(("x-ms-ratelimit-microsoft.costmanagement-qpu-consumed", "0".into()));
+            qpu_headers.push((
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+                "0".into(),
+            ));
         }
     }
-    let cache_key = format!("{}|{}|{}|{}", scope.to_ascii_lowercase(), body, generation, today);
-    let cached = ctx.st.cost_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key);
+    let cache_key = format!(
+        "{}|{}|{}|{}",
+        scope.to_ascii_lowercase(),
+        body,
+        generation,
+        today
+    );
+    let cached = ctx
+        .st
+        .cost_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cache_key);
     let result = match cached {
         Some(r) => r,
         None => {
             let computed = Arc::new(compute(&ctx.st.world(), scope, &q));
-            ctx.st.cost_cache.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, computed.clone());
+            ctx.st
+                .cost_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(cache_key, computed.clone());
             computed
         }
     };
     let offset = match continuation {
-        Some(t) => decode_offset(t).ok_or_else(|| bad("The $skiptoken is invalid or has expired."))?,
+        Some(t) => {
+            decode_offset(t).ok_or_else(|| bad("The $skiptoken is invalid or has expired."))?
+        }
         None => 0,
     };
     let world_start = ctx.st.world().cost_start();
@@ -481,7 +655,11 @@ pub fn query(ctx: &Ctx, scope: &str) -> ArmResult {
     }
     let end = (offset + PAGE_ROWS).min(result.rows.len());
     let rows = &result.rows[offset.min(end)..end];
-    let next_link = if end < result.rows.len() { json!(ctx.next_link(&encode_offset(end))) } else { Value::Null };
+    let next_link = if end < result.rows.len() {
+        json!(ctx.next_link(&encode_offset(end)))
+    } else {
+        Value::Null
+    };
     let name = ctx.st.random_id();
     let response_body = json!({
         "id": format!("{}/providers/Microsoft.CostManagement/query/{name}", scope.trim_start_matches('/')),
@@ -524,7 +702,13 @@ mod tests {
         )
         .expect("parses");
         assert!(q.amortized);
-        assert_eq!(q.groupings, vec![Grouping::Dimension("ResourceId"), Grouping::TagKey("env".into())]);
+        assert_eq!(
+            q.groupings,
+            vec![
+                Grouping::Dimension("ResourceId"),
+                Grouping::TagKey("env".into())
+            ]
+        );
         assert_eq!(qpu(&q), 1);
         let too_long = json!({"type": "ActualCost", "timeframe": "Custom",
             "timePeriod": {"from": "2024-01-01", "to": "2025-06-01"}, "dataset": {"granularity": "Daily"}});

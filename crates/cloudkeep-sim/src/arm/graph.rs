@@ -18,7 +18,11 @@ const MAX_TOP: usize = 1000;
 fn invalid(message: &str) -> ArmError {
     ArmError::bad_request(
         "BadRequest",
-        format!("Please provide below info when asking for support: timestamp = {}, correlationId = {}. Query is invalid: {message}", chrono::Utc::now().to_rfc3339(), uuid::Uuid::new_v4()),
+        format!(
+            "Please provide below info when asking for support: timestamp = {}, correlationId = {}. Query is invalid: {message}",
+            chrono::Utc::now().to_rfc3339(),
+            uuid::Uuid::new_v4()
+        ),
     )
 }
 
@@ -60,21 +64,41 @@ fn strip_quotes(s: &str) -> Option<String> {
 }
 
 fn parse_cond(raw: &str) -> Result<Cond, ArmError> {
-    let t = raw.trim().trim_start_matches('(').trim_end_matches(')').trim();
+    let t = raw
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .trim();
     let ops: &[(&str, Cmp)] = &[
-        (" in~ ", Cmp::InCi), (" =~ ", Cmp::EqCi), (" !~ ", Cmp::NeCi), (" == ", Cmp::Eq), (" != ", Cmp::Ne),
-        (" contains ", Cmp::Contains), (" startswith ", Cmp::StartsWith),
+        (" in~ ", Cmp::InCi),
+        (" =~ ", Cmp::EqCi),
+        (" !~ ", Cmp::NeCi),
+        (" == ", Cmp::Eq),
+        (" != ", Cmp::Ne),
+        (" contains ", Cmp::Contains),
+        (" startswith ", Cmp::StartsWith),
     ];
     for (op, cmp) in ops {
         if let Some(i) = t.to_ascii_lowercase().find(op) {
             let field = t[..i].trim().to_string();
             let rhs = t[i + op.len()..].trim();
             let values = if matches!(cmp, Cmp::InCi) {
-                rhs.trim_start_matches('(').trim_end_matches(')').split(',').filter_map(strip_quotes).collect()
+                rhs.trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .split(',')
+                    .filter_map(strip_quotes)
+                    .collect()
             } else {
-                vec![strip_quotes(rhs).ok_or_else(|| invalid(&format!("expected a quoted value in '{t}'")))?]
+                vec![
+                    strip_quotes(rhs)
+                        .ok_or_else(|| invalid(&format!("expected a quoted value in '{t}'")))?,
+                ]
             };
-            return Ok(Cond { field, cmp: cmp.clone(), values });
+            return Ok(Cond {
+                field,
+                cmp: cmp.clone(),
+                values,
+            });
         }
     }
     Err(invalid(&format!("unsupported condition '{t}'")))
@@ -84,7 +108,9 @@ fn parse(query: &str) -> Result<Plan, ArmError> {
     let mut stages = query.split('|').map(str::trim);
     let table = stages.next().unwrap_or("");
     if !table.eq_ignore_ascii_case("resources") {
-        return Err(invalid(&format!("unsupported table '{table}'; the simulator serves 'Resources'")));
+        return Err(invalid(&format!(
+            "unsupported table '{table}'; the simulator serves 'Resources'"
+        )));
     }
     let mut plan = Plan::default();
     for stage in stages {
@@ -93,7 +119,11 @@ fn parse(query: &str) -> Result<Plan, ArmError> {
             "where" => {
                 let alternatives = rest
                     .split(" or ")
-                    .map(|alt| alt.split(" and ").map(parse_cond).collect::<Result<Vec<_>, _>>())
+                    .map(|alt| {
+                        alt.split(" and ")
+                            .map(parse_cond)
+                            .collect::<Result<Vec<_>, _>>()
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 plan.wheres.push(alternatives);
             }
@@ -103,7 +133,9 @@ fn parse(query: &str) -> Result<Plan, ArmError> {
                     .map(|f| {
                         let f = f.trim();
                         match f.split_once('=') {
-                            Some((alias, field)) => (alias.trim().to_string(), field.trim().to_string()),
+                            Some((alias, field)) => {
+                                (alias.trim().to_string(), field.trim().to_string())
+                            }
                             None => (f.to_string(), f.to_string()),
                         }
                     })
@@ -113,14 +145,24 @@ fn parse(query: &str) -> Result<Plan, ArmError> {
             }
             "order" | "sort" => {
                 let rest = rest.trim();
-                let rest = rest.strip_prefix("by ").or_else(|| rest.strip_prefix("BY ")).unwrap_or(rest);
+                let rest = rest
+                    .strip_prefix("by ")
+                    .or_else(|| rest.strip_prefix("BY "))
+                    .unwrap_or(rest);
                 let mut parts = rest.split_whitespace();
-                let field = parts.next().ok_or_else(|| invalid("order by needs a field"))?.to_string();
+                let field = parts
+                    .next()
+                    .ok_or_else(|| invalid("order by needs a field"))?
+                    .to_string();
                 let asc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("asc"));
                 plan.order = Some((field, asc));
             }
             "limit" | "take" => {
-                plan.limit = Some(rest.trim().parse().map_err(|_| invalid(&format!("'{stage}' needs a number")))?);
+                plan.limit = Some(
+                    rest.trim()
+                        .parse()
+                        .map_err(|_| invalid(&format!("'{stage}' needs a number")))?,
+                );
             }
             _ => return Err(invalid(&format!("unsupported operator '{verb}'"))),
         }
@@ -130,7 +172,10 @@ fn parse(query: &str) -> Result<Plan, ArmError> {
 
 /// A resource as a Resource Graph row (types and groups lower-cased, as ARG does).
 fn row(world: &World, r: &Resource) -> Map<String, Value> {
-    let tenant = world.subscription(&r.subscription_id).map(|s| s.tenant_id.clone()).unwrap_or_default();
+    let tenant = world
+        .subscription(&r.subscription_id)
+        .map(|s| s.tenant_id.clone())
+        .unwrap_or_default();
     let mut m = Map::new();
     m.insert("id".into(), json!(r.id));
     m.insert("name".into(), json!(r.name));
@@ -138,13 +183,28 @@ fn row(world: &World, r: &Resource) -> Map<String, Value> {
     m.insert("tenantId".into(), json!(tenant));
     m.insert("kind".into(), json!(r.kind.clone().unwrap_or_default()));
     m.insert("location".into(), json!(r.location));
-    m.insert("resourceGroup".into(), json!(r.resource_group.to_ascii_lowercase()));
+    m.insert(
+        "resourceGroup".into(),
+        json!(r.resource_group.to_ascii_lowercase()),
+    );
     m.insert("subscriptionId".into(), json!(r.subscription_id));
     m.insert("managedBy".into(), json!(""));
-    m.insert("sku".into(), r.sku.as_ref().map(|s| json!({"name": s.name, "tier": s.tier})).unwrap_or(Value::Null));
+    m.insert(
+        "sku".into(),
+        r.sku
+            .as_ref()
+            .map(|s| json!({"name": s.name, "tier": s.tier}))
+            .unwrap_or(Value::Null),
+    );
     m.insert("plan".into(), Value::Null);
-    m.insert("properties".into(), json!({"provisioningState": "Succeeded"}));
-    m.insert("tags".into(), Value::Object(r.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect()));
+    m.insert(
+        "properties".into(),
+        json!({"provisioningState": "Succeeded"}),
+    );
+    m.insert(
+        "tags".into(),
+        Value::Object(r.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect()),
+    );
     m.insert("identity".into(), Value::Null);
     m.insert("zones".into(), Value::Null);
     m.insert("extendedLocation".into(), Value::Null);
@@ -166,7 +226,9 @@ fn field_value(m: &Map<String, Value>, field: &str) -> Value {
         let next = match &cur {
             Value::Object(o) => {
                 if i == 0 || path[0].eq_ignore_ascii_case("tags") {
-                    o.iter().find(|(k, _)| k.eq_ignore_ascii_case(p)).map(|(_, v)| v.clone())
+                    o.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(p))
+                        .map(|(_, v)| v.clone())
                 } else {
                     o.get(p).cloned()
                 }
@@ -191,25 +253,37 @@ fn holds(m: &Map<String, Value>, c: &Cond) -> bool {
     let v = &c.values;
     match c.cmp {
         Cmp::EqCi => v.iter().any(|x| x.eq_ignore_ascii_case(&actual)),
-        Cmp::Eq => v.iter().any(|x| *x == actual),
+        Cmp::Eq => v.contains(&actual),
         Cmp::Ne => v.iter().all(|x| *x != actual),
         Cmp::NeCi => v.iter().all(|x| !x.eq_ignore_ascii_case(&actual)),
-        Cmp::Contains => v.iter().any(|x| actual.to_ascii_lowercase().contains(&x.to_ascii_lowercase())),
-        Cmp::StartsWith => v.iter().any(|x| actual.to_ascii_lowercase().starts_with(&x.to_ascii_lowercase())),
+        Cmp::Contains => v.iter().any(|x| {
+            actual
+                .to_ascii_lowercase()
+                .contains(&x.to_ascii_lowercase())
+        }),
+        Cmp::StartsWith => v.iter().any(|x| {
+            actual
+                .to_ascii_lowercase()
+                .starts_with(&x.to_ascii_lowercase())
+        }),
         Cmp::InCi => v.iter().any(|x| x.eq_ignore_ascii_case(&actual)),
     }
 }
 
 pub fn query(ctx: &Ctx) -> ArmResult {
     let body = ctx.json_body()?;
-    let text = body.get("query").and_then(Value::as_str).ok_or_else(|| invalid("the request has no 'query'"))?;
+    let text = body
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("the request has no 'query'"))?;
     let plan = parse(text)?;
     let options = body.get("options").cloned().unwrap_or(Value::Null);
     let skip = options.get("$skip").and_then(Value::as_u64).unwrap_or(0) as usize;
     // The skip token carries the page size, so a next-page request need not repeat `$top`.
     let (offset, token_top) = match options.get("$skipToken").and_then(Value::as_str) {
         Some(t) => {
-            let offset = decode_offset(t).ok_or_else(|| invalid("the $skipToken is invalid or has expired"))?;
+            let offset = decode_offset(t)
+                .ok_or_else(|| invalid("the $skipToken is invalid or has expired"))?;
             (offset, decode_top(t))
         }
         None => (skip, None),
@@ -221,30 +295,51 @@ pub fn query(ctx: &Ctx) -> ArmResult {
         .or(token_top)
         .unwrap_or(DEFAULT_TOP)
         .clamp(1, MAX_TOP);
-    let wanted: Option<Vec<String>> = body
-        .get("subscriptions")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_ascii_lowercase)).collect());
+    let wanted: Option<Vec<String>> =
+        body.get("subscriptions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_ascii_lowercase))
+                    .collect()
+            });
 
     let world = ctx.st.world();
     let readable: Vec<String> = world
         .subscriptions
         .iter()
         .filter(|s| s.tenant_id.eq_ignore_ascii_case(&ctx.claims.tid))
-        .filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&s.id.to_ascii_lowercase())))
-        .filter(|s| permitted(&world, ctx.caller(), "Microsoft.Resources/subscriptions/resources/read", &format!("/subscriptions/{}", s.id)))
+        .filter(|s| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.contains(&s.id.to_ascii_lowercase()))
+        })
+        .filter(|s| {
+            permitted(
+                &world,
+                ctx.caller(),
+                "Microsoft.Resources/subscriptions/resources/read",
+                &format!("/subscriptions/{}", s.id),
+            )
+        })
         .map(|s| s.id.to_ascii_lowercase())
         .collect();
     let mut rows: Vec<Map<String, Value>> = world
         .live_resources()
         .filter(|r| readable.contains(&r.subscription_id.to_ascii_lowercase()))
         .map(|r| row(&world, r))
-        .filter(|m| plan.wheres.iter().all(|alts| alts.iter().any(|conj| conj.iter().all(|c| holds(m, c)))))
+        .filter(|m| {
+            plan.wheres
+                .iter()
+                .all(|alts| alts.iter().any(|conj| conj.iter().all(|c| holds(m, c))))
+        })
         .collect();
     drop(world);
     match &plan.order {
         Some((field, asc)) => {
-            rows.sort_by(|a, b| as_text(&field_value(a, field)).cmp(&as_text(&field_value(b, field))));
+            rows.sort_by(|a, b| {
+                as_text(&field_value(a, field)).cmp(&as_text(&field_value(b, field)))
+            });
             if !asc {
                 rows.reverse();
             }
@@ -260,7 +355,12 @@ pub fn query(ctx: &Ctx) -> ArmResult {
     let data: Vec<Value> = rows[offset.min(end)..end]
         .iter()
         .map(|m| match &plan.project {
-            Some(fields) => Value::Object(fields.iter().map(|(alias, f)| (alias.clone(), field_value(m, f))).collect()),
+            Some(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(alias, f)| (alias.clone(), field_value(m, f)))
+                    .collect(),
+            ),
             None => Value::Object(m.clone()),
         })
         .collect();
@@ -275,8 +375,14 @@ pub fn query(ctx: &Ctx) -> ArmResult {
         out["$skipToken"] = json!(encode_token(end, top));
     }
     let mut response = json(StatusCode::OK, &out);
-    response.headers_mut().insert("x-ms-user-quota-remaining", axum::http::HeaderValue::from_static("14"));
-    response.headers_mut().insert("x-ms-user-quota-resets-after", axum::http::HeaderValue::from_static("00:00:05"));
+    response.headers_mut().insert(
+        "x-ms-user-quota-remaining",
+        axum::http::HeaderValue::from_static("14"),
+    );
+    response.headers_mut().insert(
+        "x-ms-user-quota-resets-after",
+        axum::http::HeaderValue::from_static("00:00:05"),
+    );
     Ok(response)
 }
 

@@ -22,12 +22,24 @@ fn sub_scope(sub: &str) -> String {
 
 pub fn secure_scores(ctx: &Ctx, sub: &str, name: Option<&str>) -> ArmResult {
     let world = ctx.st.world();
-    ctx.authorize(&world, "Microsoft.Security/secureScores/read", &sub_scope(sub))?;
-    let controls = world.secure_scores.get(&sub.to_ascii_lowercase()).cloned().unwrap_or_default();
+    ctx.authorize(
+        &world,
+        "Microsoft.Security/secureScores/read",
+        &sub_scope(sub),
+    )?;
+    let controls = world
+        .secure_scores
+        .get(&sub.to_ascii_lowercase())
+        .cloned()
+        .unwrap_or_default();
     let max: u32 = controls.iter().map(|c| c.max).sum();
     let current: f64 = controls.iter().map(control_current).sum();
     let current = (current * 100.0).round() / 100.0;
-    let percentage = if max == 0 { 0.0 } else { ((current / f64::from(max)) * 10_000.0).round() / 10_000.0 };
+    let percentage = if max == 0 {
+        0.0
+    } else {
+        ((current / f64::from(max)) * 10_000.0).round() / 10_000.0
+    };
     let weight: u32 = controls.iter().map(|c| c.healthy + c.unhealthy).sum();
     let score = json!({
         "id": format!("/subscriptions/{sub}/providers/Microsoft.Security/secureScores/ascScore"),
@@ -42,7 +54,10 @@ pub fn secure_scores(ctx: &Ctx, sub: &str, name: Option<&str>) -> ArmResult {
     match name {
         None => ok(&json!({ "value": [score] })),
         Some(n) if n.eq_ignore_ascii_case("ascScore") => ok(&score),
-        Some(n) => Err(ArmError::not_found("NotFound", format!("Secure score '{n}' was not found."))),
+        Some(n) => Err(ArmError::not_found(
+            "NotFound",
+            format!("Secure score '{n}' was not found."),
+        )),
     }
 }
 
@@ -56,11 +71,22 @@ fn control_current(c: &crate::world::SecureScoreControl) -> f64 {
 
 pub fn secure_score_controls(ctx: &Ctx, sub: &str, score: Option<&str>) -> ArmResult {
     if let Some(s) = score.filter(|s| !s.eq_ignore_ascii_case("ascScore")) {
-        return Err(ArmError::not_found("NotFound", format!("Secure score '{s}' was not found.")));
+        return Err(ArmError::not_found(
+            "NotFound",
+            format!("Secure score '{s}' was not found."),
+        ));
     }
     let world = ctx.st.world();
-    ctx.authorize(&world, "Microsoft.Security/secureScoreControls/read", &sub_scope(sub))?;
-    let controls = world.secure_scores.get(&sub.to_ascii_lowercase()).cloned().unwrap_or_default();
+    ctx.authorize(
+        &world,
+        "Microsoft.Security/secureScoreControls/read",
+        &sub_scope(sub),
+    )?;
+    let controls = world
+        .secure_scores
+        .get(&sub.to_ascii_lowercase())
+        .cloned()
+        .unwrap_or_default();
     let value: Vec<Value> = controls
         .iter()
         .map(|c| {
@@ -149,7 +175,10 @@ pub fn storage_json(r: &Resource) -> Value {
         }]);
     }
     if bits % 3 == 0 {
-        let vault = format!("https://kv-{}.vault.azure.net", &r.name[..r.name.len().min(12)]);
+        let vault = format!(
+            "https://kv-{}.vault.azure.net",
+            &r.name[..r.name.len().min(12)]
+        );
         props["encryption"]["keySource"] = json!("Microsoft.Keyvault");
         props["encryption"]["keyvaultproperties"] = json!({
             "currentVersionedKeyIdentifier": format!("{vault}/keys/cmk-storage/{:032x}", u128::from(bits)),
@@ -173,8 +202,16 @@ pub fn storage_json(r: &Resource) -> Value {
     if let Some(v) = p.minimum_tls_version {
         props["minimumTlsVersion"] = json!(v);
     }
-    let sku = r.sku.as_ref().map(|s| s.name.clone()).unwrap_or_else(|| "Standard_LRS".into());
-    let tier = if sku.starts_with("Premium") { "Premium" } else { "Standard" };
+    let sku = r
+        .sku
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| "Standard_LRS".into());
+    let tier = if sku.starts_with("Premium") {
+        "Premium"
+    } else {
+        "Standard"
+    };
     let mut account = json!({
         "name": r.name,
         "type": "Microsoft.Storage/storageAccounts",
@@ -186,7 +223,8 @@ pub fn storage_json(r: &Resource) -> Value {
         "tags": super::resources::resource_json(r, Default::default()).get("tags").cloned().unwrap_or(json!({})),
     });
     if bits % 3 != 1 {
-        account["identity"] = json!({ "type": "SystemAssigned", "principalId": uuid_from(bits), "tenantId": tenant });
+        account["identity"] =
+            json!({ "type": "SystemAssigned", "principalId": uuid_from(bits), "tenantId": tenant });
     }
     account
 }
@@ -195,13 +233,23 @@ pub fn storage_json(r: &Resource) -> Value {
 fn uuid_from(seed: u64) -> String {
     let a = crate::world::mix(seed);
     let b = crate::world::mix(a);
-    uuid::Builder::from_random_bytes((u128::from(a) << 64 | u128::from(b)).to_le_bytes()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes((u128::from(a) << 64 | u128::from(b)).to_le_bytes())
+        .into_uuid()
+        .to_string()
 }
 
-fn list_by_type<'w>(world: &'w World, sub: &str, rg: Option<&str>, resource_type: &str) -> Vec<&'w Resource> {
+fn list_by_type<'w>(
+    world: &'w World,
+    sub: &str,
+    rg: Option<&str>,
+    resource_type: &str,
+) -> Vec<&'w Resource> {
     world
         .live_resources()
-        .filter(|r| r.subscription_id.eq_ignore_ascii_case(sub) && r.resource_type.eq_ignore_ascii_case(resource_type))
+        .filter(|r| {
+            r.subscription_id.eq_ignore_ascii_case(sub)
+                && r.resource_type.eq_ignore_ascii_case(resource_type)
+        })
         .filter(|r| rg.is_none_or(|g| r.resource_group.eq_ignore_ascii_case(g)))
         .collect()
 }
@@ -215,12 +263,22 @@ fn provider_scope(sub: &str, rg: Option<&str>) -> String {
 
 pub fn storage_accounts(ctx: &Ctx, sub: &str, rg: Option<&str>, name: Option<&str>) -> ArmResult {
     let world = ctx.st.world();
-    ctx.authorize(&world, "Microsoft.Storage/storageAccounts/read", &provider_scope(sub, rg))?;
+    ctx.authorize(
+        &world,
+        "Microsoft.Storage/storageAccounts/read",
+        &provider_scope(sub, rg),
+    )?;
     let items = list_by_type(&world, sub, rg, "Microsoft.Storage/storageAccounts");
     if let Some(name) = name {
         return match items.iter().find(|r| r.name.eq_ignore_ascii_case(name)) {
             Some(r) => ok(&storage_json(r)),
-            None => Err(ArmError::not_found("ResourceNotFound", format!("The Resource 'Microsoft.Storage/storageAccounts/{name}' under resource group '{}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", rg.unwrap_or("")))),
+            None => Err(ArmError::not_found(
+                "ResourceNotFound",
+                format!(
+                    "The Resource 'Microsoft.Storage/storageAccounts/{name}' under resource group '{}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+                    rg.unwrap_or("")
+                ),
+            )),
         };
     }
     ok(&ctx.page(&items, 1000, |r| storage_json(r))?)
@@ -232,7 +290,10 @@ pub fn vault_json(world: &World, r: &Resource) -> Value {
     let Extra::Vault(p) = &r.extra else {
         return Value::Null;
     };
-    let tenant = world.subscription(&r.subscription_id).map(|s| s.tenant_id.clone()).unwrap_or_default();
+    let tenant = world
+        .subscription(&r.subscription_id)
+        .map(|s| s.tenant_id.clone())
+        .unwrap_or_default();
     let policies: Vec<Value> = p
         .access_policy_object_ids
         .iter()
@@ -278,7 +339,11 @@ pub fn vault_json(world: &World, r: &Resource) -> Value {
     if let Some(v) = p.network_default_action {
         props["networkAcls"] = json!({ "bypass": "AzureServices", "defaultAction": v, "ipRules": [], "virtualNetworkRules": [] });
     }
-    let creator = p.access_policy_object_ids.first().cloned().unwrap_or_default();
+    let creator = p
+        .access_policy_object_ids
+        .first()
+        .cloned()
+        .unwrap_or_default();
     json!({
         "id": r.id,
         "name": r.name,
@@ -299,19 +364,38 @@ pub fn vault_json(world: &World, r: &Resource) -> Value {
 
 pub fn vaults(ctx: &Ctx, sub: &str, rg: Option<&str>, name: Option<&str>) -> ArmResult {
     let world = ctx.st.world();
-    ctx.authorize(&world, "Microsoft.KeyVault/vaults/read", &provider_scope(sub, rg))?;
+    ctx.authorize(
+        &world,
+        "Microsoft.KeyVault/vaults/read",
+        &provider_scope(sub, rg),
+    )?;
     let items = list_by_type(&world, sub, rg, "Microsoft.KeyVault/vaults");
     if let Some(name) = name {
         return match items.iter().find(|r| r.name.eq_ignore_ascii_case(name)) {
             Some(r) => ok(&vault_json(&world, r)),
-            None => Err(ArmError::not_found("ResourceNotFound", format!("The Resource 'Microsoft.KeyVault/vaults/{name}' under resource group '{}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", rg.unwrap_or("")))),
+            None => Err(ArmError::not_found(
+                "ResourceNotFound",
+                format!(
+                    "The Resource 'Microsoft.KeyVault/vaults/{name}' under resource group '{}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+                    rg.unwrap_or("")
+                ),
+            )),
         };
     }
     ok(&ctx.page(&items, 1000, |r| vault_json(&world, r))?)
 }
 
-fn vault_of<'w>(ctx: &Ctx, world: &'w World, vault_id: &str, what: &str) -> Result<&'w Resource, ArmError> {
-    ctx.authorize(world, &format!("Microsoft.KeyVault/vaults/{what}/read"), vault_id)?;
+fn vault_of<'w>(
+    ctx: &Ctx,
+    world: &'w World,
+    vault_id: &str,
+    what: &str,
+) -> Result<&'w Resource, ArmError> {
+    ctx.authorize(
+        world,
+        &format!("Microsoft.KeyVault/vaults/{what}/read"),
+        vault_id,
+    )?;
     world
         .resource(vault_id)
         .filter(|r| matches!(r.extra, Extra::Vault(_)))
@@ -351,15 +435,25 @@ fn key_json(vault: &Resource, k: &VaultKey, api_version: &str) -> Value {
     if let Some(curve) = k.curve {
         props["curveName"] = json!(curve);
     }
-    if let Some(policy) = k.rotation_policy.as_ref().filter(|_| exposes_rotation_policy(api_version)) {
+    if let Some(policy) = k
+        .rotation_policy
+        .as_ref()
+        .filter(|_| exposes_rotation_policy(api_version))
+    {
         let mut actions = Vec::new();
         if let Some(t) = &policy.time_after_create {
-            actions.push(json!({ "trigger": { "timeAfterCreate": t }, "action": { "type": "rotate" } }));
+            actions.push(
+                json!({ "trigger": { "timeAfterCreate": t }, "action": { "type": "rotate" } }),
+            );
         }
         if let Some(t) = &policy.time_before_expiry {
-            actions.push(json!({ "trigger": { "timeBeforeExpiry": t }, "action": { "type": "rotate" } }));
+            actions.push(
+                json!({ "trigger": { "timeBeforeExpiry": t }, "action": { "type": "rotate" } }),
+            );
         }
-        actions.push(json!({ "trigger": { "timeBeforeExpiry": "P30D" }, "action": { "type": "notify" } }));
+        actions.push(
+            json!({ "trigger": { "timeBeforeExpiry": "P30D" }, "action": { "type": "notify" } }),
+        );
         let mut attrs = json!({ "created": k.created, "updated": k.updated });
         if let Some(e) = &policy.expiry_time {
             attrs["expiryTime"] = json!(e);
@@ -379,18 +473,26 @@ fn key_json(vault: &Resource, k: &VaultKey, api_version: &str) -> Value {
 pub fn vault_keys(ctx: &Ctx, vault_id: &str, key: Option<&str>) -> ArmResult {
     let world = ctx.st.world();
     let vault = vault_of(ctx, &world, vault_id, "keys")?;
-    let keys: Vec<&VaultKey> = world.keys.iter().filter(|k| k.vault_id.eq_ignore_ascii_case(&vault.id)).collect();
+    let keys: Vec<&VaultKey> = world
+        .keys
+        .iter()
+        .filter(|k| k.vault_id.eq_ignore_ascii_case(&vault.id))
+        .collect();
     if let Some(name) = key {
         return match keys.iter().find(|k| k.name.eq_ignore_ascii_case(name)) {
             Some(k) => ok(&key_json(vault, k, &ctx.api_version)),
-            None => Err(ArmError::not_found("KeyNotFound", format!("The key '{name}' was not found in vault '{}'.", vault.name))),
+            None => Err(ArmError::not_found(
+                "KeyNotFound",
+                format!("The key '{name}' was not found in vault '{}'.", vault.name),
+            )),
         };
     }
     ok(&ctx.page(&keys, 25, |k| key_json(vault, k, &ctx.api_version))?)
 }
 
 fn secret_json(vault: &Resource, s: &VaultSecret) -> Value {
-    let mut attributes = json!({ "enabled": s.enabled, "created": s.created, "updated": s.updated });
+    let mut attributes =
+        json!({ "enabled": s.enabled, "created": s.created, "updated": s.updated });
     if let Some(exp) = s.expires {
         attributes["exp"] = json!(exp);
     }
@@ -415,11 +517,21 @@ fn secret_json(vault: &Resource, s: &VaultSecret) -> Value {
 pub fn vault_secrets(ctx: &Ctx, vault_id: &str, secret: Option<&str>) -> ArmResult {
     let world = ctx.st.world();
     let vault = vault_of(ctx, &world, vault_id, "secrets")?;
-    let secrets: Vec<&VaultSecret> = world.secrets.iter().filter(|s| s.vault_id.eq_ignore_ascii_case(&vault.id)).collect();
+    let secrets: Vec<&VaultSecret> = world
+        .secrets
+        .iter()
+        .filter(|s| s.vault_id.eq_ignore_ascii_case(&vault.id))
+        .collect();
     if let Some(name) = secret {
         return match secrets.iter().find(|s| s.name.eq_ignore_ascii_case(name)) {
             Some(s) => ok(&secret_json(vault, s)),
-            None => Err(ArmError::not_found("SecretNotFound", format!("The secret '{name}' was not found in vault '{}'.", vault.name))),
+            None => Err(ArmError::not_found(
+                "SecretNotFound",
+                format!(
+                    "The secret '{name}' was not found in vault '{}'.",
+                    vault.name
+                ),
+            )),
         };
     }
     ok(&ctx.page(&secrets, 25, |s| secret_json(vault, s))?)
@@ -429,7 +541,10 @@ pub fn vault_secrets(ctx: &Ctx, vault_id: &str, secret: Option<&str>) -> ArmResu
 
 fn partner_json(link: &PartnerLink, with_id: bool) -> Value {
     let id = if with_id {
-        format!("/providers/microsoft.managementpartner/partners/{}", link.partner_id)
+        format!(
+            "/providers/microsoft.managementpartner/partners/{}",
+            link.partner_id
+        )
     } else {
         "/providers/microsoft.managementpartner/partners".to_string()
     };
@@ -454,22 +569,48 @@ fn partner_json(link: &PartnerLink, with_id: bool) -> Value {
 /// The Partner Admin Link: one partner id per principal in a tenant.
 pub fn partner(ctx: &Ctx, id: Option<&str>) -> ArmResult {
     let (tid, oid) = (ctx.claims.tid.clone(), ctx.claims.oid.clone());
-    let mine = |l: &&PartnerLink| l.tenant_id.eq_ignore_ascii_case(&tid) && l.object_id.eq_ignore_ascii_case(&oid);
-    let not_found = || ArmError::not_found("PartnerNotFound", "Partner not found for the given user or service principal.");
+    let mine = |l: &&PartnerLink| {
+        l.tenant_id.eq_ignore_ascii_case(&tid) && l.object_id.eq_ignore_ascii_case(&oid)
+    };
+    let not_found = || {
+        ArmError::not_found(
+            "PartnerNotFound",
+            "Partner not found for the given user or service principal.",
+        )
+    };
     match (&ctx.method, id) {
         (&Method::GET, id) => {
             let world = ctx.st.world();
-            let link = world.partner_links.iter().find(|l| mine(l) && id.is_none_or(|i| l.partner_id == i)).ok_or_else(not_found)?;
+            let link = world
+                .partner_links
+                .iter()
+                .find(|l| mine(l) && id.is_none_or(|i| l.partner_id == i))
+                .ok_or_else(not_found)?;
             ok(&partner_json(link, id.is_some()))
         }
         (&Method::PUT | &Method::PATCH, Some(id)) => {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-                return Err(ArmError::bad_request("InvalidPartnerId", format!("The partner id '{id}' is not valid: a Microsoft Partner Network id is numeric.")));
+                return Err(ArmError::bad_request(
+                    "InvalidPartnerId",
+                    format!(
+                        "The partner id '{id}' is not valid: a Microsoft Partner Network id is numeric."
+                    ),
+                ));
             }
             let mut world = ctx.st.world_mut();
             let now = Utc::now();
-            if ctx.method == Method::PUT && world.partner_links.iter().any(|l| mine(&l)) && !world.partner_links.iter().any(|l| mine(&l) && l.partner_id == id) {
-                return Err(ArmError::new(StatusCode::CONFLICT, "PartnerAlreadyExists", "A partner is already linked for this user or service principal; delete it or update it with PATCH."));
+            if ctx.method == Method::PUT
+                && world.partner_links.iter().any(|l| mine(&l))
+                && !world
+                    .partner_links
+                    .iter()
+                    .any(|l| mine(&l) && l.partner_id == id)
+            {
+                return Err(ArmError::new(
+                    StatusCode::CONFLICT,
+                    "PartnerAlreadyExists",
+                    "A partner is already linked for this user or service principal; delete it or update it with PATCH.",
+                ));
             }
             let link = match world.partner_links.iter().position(|l| mine(&l)) {
                 Some(i) => {
@@ -480,7 +621,14 @@ pub fn partner(ctx: &Ctx, id: Option<&str>) -> ArmResult {
                     l.clone()
                 }
                 None => {
-                    let l = PartnerLink { tenant_id: tid.clone(), object_id: oid.clone(), partner_id: id.to_string(), created: now, updated: now, version: 1 };
+                    let l = PartnerLink {
+                        tenant_id: tid.clone(),
+                        object_id: oid.clone(),
+                        partner_id: id.to_string(),
+                        created: now,
+                        updated: now,
+                        version: 1,
+                    };
                     world.partner_links.push(l.clone());
                     l
                 }
@@ -490,7 +638,9 @@ pub fn partner(ctx: &Ctx, id: Option<&str>) -> ArmResult {
         (&Method::DELETE, Some(id)) => {
             let mut world = ctx.st.world_mut();
             let before = world.partner_links.len();
-            world.partner_links.retain(|l| !(mine(&l) && l.partner_id == id));
+            world
+                .partner_links
+                .retain(|l| !(mine(&l) && l.partner_id == id));
             if before == world.partner_links.len() {
                 return Err(not_found());
             }

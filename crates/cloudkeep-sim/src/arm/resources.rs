@@ -6,7 +6,9 @@ use serde_json::{Map, Value, json};
 
 use super::{ArmError, ArmResult, Ctx, arm_time, permitted};
 use crate::server::json;
-use crate::world::{Extra, Resource, ResourceGroup, Subscription, Tags, World, remove_tag, scope_contains, set_tag};
+use crate::world::{
+    Extra, Resource, ResourceGroup, Subscription, Tags, World, remove_tag, scope_contains, set_tag,
+};
 
 /// ARM pages subscription lists at this size.
 const SUBSCRIPTIONS_PAGE: usize = 100;
@@ -77,7 +79,10 @@ pub fn get_subscription(ctx: &Ctx, sub: &str) -> ArmResult {
     let visible = visible_subscriptions(&world, ctx.caller());
     match visible.iter().find(|s| s.id.eq_ignore_ascii_case(sub)) {
         Some(s) => ok(&subscription_json(&world, s)),
-        None => Err(ArmError::not_found("SubscriptionNotFound", format!("The subscription '{sub}' could not be found."))),
+        None => Err(ArmError::not_found(
+            "SubscriptionNotFound",
+            format!("The subscription '{sub}' could not be found."),
+        )),
     }
 }
 
@@ -131,19 +136,30 @@ pub fn list_resource_groups(ctx: &Ctx, sub: &str) -> ArmResult {
         .filter(|g| all || permitted(&world, ctx.caller(), GROUP_READ, &g.id()))
         .collect();
     if groups.is_empty() && !all {
-        return Err(super::authorization_failed(ctx.caller(), GROUP_READ, &scope));
+        return Err(super::authorization_failed(
+            ctx.caller(),
+            GROUP_READ,
+            &scope,
+        ));
     }
     let body = ctx.page(&groups, GROUPS_PAGE, |g| group_json(g))?;
     ok(&body)
 }
 
 fn group_not_found(rg: &str) -> ArmError {
-    ArmError::not_found("ResourceGroupNotFound", format!("Resource group '{rg}' could not be found."))
+    ArmError::not_found(
+        "ResourceGroupNotFound",
+        format!("Resource group '{rg}' could not be found."),
+    )
 }
 
 pub fn get_resource_group(ctx: &Ctx, sub: &str, rg: &str) -> ArmResult {
     let world = ctx.st.world();
-    ctx.authorize(&world, GROUP_READ, &format!("/subscriptions/{sub}/resourceGroups/{rg}"))?;
+    ctx.authorize(
+        &world,
+        GROUP_READ,
+        &format!("/subscriptions/{sub}/resourceGroups/{rg}"),
+    )?;
     match world.resource_group(sub, rg) {
         Some(g) => ok(&group_json(g)),
         None => Err(group_not_found(rg)),
@@ -199,7 +215,11 @@ fn quoted(s: &str) -> Option<String> {
 }
 
 fn parse_term(raw: &str) -> Option<Term> {
-    let t = raw.trim().trim_start_matches('(').trim_end_matches(')').trim();
+    let t = raw
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .trim();
     let lower = t.to_ascii_lowercase();
     if let Some(args) = lower.strip_prefix("substringof(") {
         let args = &t[t.len() - args.len()..];
@@ -224,7 +244,12 @@ fn parse_term(raw: &str) -> Option<Term> {
 
 impl Filter {
     fn parse(raw: &str) -> Result<Filter, ArmError> {
-        let bad = || ArmError::bad_request("InvalidFilterInQueryString", format!("Invalid $filter '{raw}' specified in the query string."));
+        let bad = || {
+            ArmError::bad_request(
+                "InvalidFilterInQueryString",
+                format!("Invalid $filter '{raw}' specified in the query string."),
+            )
+        };
         let mut any_of = Vec::new();
         for alternative in split_keyword(raw.trim(), "or") {
             let terms = split_keyword(alternative, "and")
@@ -237,7 +262,10 @@ impl Filter {
     }
 
     fn has_tag_terms(&self) -> bool {
-        self.any_of.iter().flatten().any(|t| matches!(t, Term::TagName(_) | Term::TagValue(_)))
+        self.any_of
+            .iter()
+            .flatten()
+            .any(|t| matches!(t, Term::TagName(_) | Term::TagValue(_)))
     }
 
     fn matches(&self, r: &Resource) -> bool {
@@ -245,17 +273,27 @@ impl Filter {
             return true;
         }
         self.any_of.iter().any(|terms| {
-            let tag_name = terms.iter().find_map(|t| if let Term::TagName(n) = t { Some(n) } else { None });
+            let tag_name = terms.iter().find_map(|t| {
+                if let Term::TagName(n) = t {
+                    Some(n)
+                } else {
+                    None
+                }
+            });
             terms.iter().all(|t| match t {
                 Term::Type(v) => r.resource_type.eq_ignore_ascii_case(v),
                 Term::Group(v) => r.resource_group.eq_ignore_ascii_case(v),
                 Term::Location(v) => r.location.eq_ignore_ascii_case(v),
                 Term::Name(v) => r.name.eq_ignore_ascii_case(v),
-                Term::NameContains(v) => r.name.to_ascii_lowercase().contains(&v.to_ascii_lowercase()),
+                Term::NameContains(v) => r
+                    .name
+                    .to_ascii_lowercase()
+                    .contains(&v.to_ascii_lowercase()),
                 Term::TagName(n) => r.tags.keys().any(|k| k.eq_ignore_ascii_case(n)),
-                Term::TagValue(v) => r.tags.iter().any(|(k, val)| {
-                    val == v && tag_name.is_none_or(|n| k.eq_ignore_ascii_case(n))
-                }),
+                Term::TagValue(v) => r
+                    .tags
+                    .iter()
+                    .any(|(k, val)| val == v && tag_name.is_none_or(|n| k.eq_ignore_ascii_case(n))),
             })
         })
     }
@@ -305,7 +343,8 @@ pub fn resource_json(r: &Resource, expand: Expand) -> Value {
 }
 
 const RESOURCES_READ: &str = "Microsoft.Resources/subscriptions/resources/read";
-const GROUP_RESOURCES_READ: &str = "Microsoft.Resources/subscriptions/resourceGroups/resources/read";
+const GROUP_RESOURCES_READ: &str =
+    "Microsoft.Resources/subscriptions/resourceGroups/resources/read";
 
 pub fn list_resources(ctx: &Ctx, sub: &str, rg: Option<&str>) -> ArmResult {
     let world = ctx.st.world();
@@ -327,7 +366,11 @@ pub fn list_resources(ctx: &Ctx, sub: &str, rg: Option<&str>) -> ArmResult {
             if world.resource_group(sub, rg).is_none() {
                 return Err(group_not_found(rg));
             }
-            ctx.authorize(&world, GROUP_RESOURCES_READ, &format!("{sub_scope}/resourceGroups/{rg}"))?;
+            ctx.authorize(
+                &world,
+                GROUP_RESOURCES_READ,
+                &format!("{sub_scope}/resourceGroups/{rg}"),
+            )?;
             (false, vec![rg.to_ascii_lowercase()])
         }
         None => {
@@ -342,7 +385,11 @@ pub fn list_resources(ctx: &Ctx, sub: &str, rg: Option<&str>) -> ArmResult {
                     .map(|g| g.name.to_ascii_lowercase())
                     .collect();
                 if groups.is_empty() {
-                    return Err(super::authorization_failed(ctx.caller(), RESOURCES_READ, &sub_scope));
+                    return Err(super::authorization_failed(
+                        ctx.caller(),
+                        RESOURCES_READ,
+                        &sub_scope,
+                    ));
                 }
                 (false, groups)
             }
@@ -366,7 +413,9 @@ fn resource_not_found(world: &World, id: &str) -> ArmError {
         return group_not_found(rg);
     }
     let provider_path = segs.get(5..).map(|s| s.join("/")).unwrap_or_default();
-    let (ns, rest) = provider_path.split_once('/').unwrap_or((&provider_path, ""));
+    let (ns, rest) = provider_path
+        .split_once('/')
+        .unwrap_or((&provider_path, ""));
     let parts: Vec<&str> = rest.split('/').collect();
     let types: Vec<&str> = parts.iter().step_by(2).copied().collect();
     let names: Vec<&str> = parts.iter().skip(1).step_by(2).copied().collect();
@@ -383,7 +432,10 @@ fn resource_not_found(world: &World, id: &str) -> ArmError {
 /// The type part of a resource id (`Microsoft.Sql/servers/databases`).
 pub fn type_of_id(id: &str) -> String {
     let segs: Vec<&str> = id.trim_matches('/').split('/').collect();
-    let Some(p) = segs.iter().rposition(|s| s.eq_ignore_ascii_case("providers")) else {
+    let Some(p) = segs
+        .iter()
+        .rposition(|s| s.eq_ignore_ascii_case("providers"))
+    else {
         return String::new();
     };
     let mut t = vec![segs.get(p + 1).copied().unwrap_or("")];
@@ -421,10 +473,16 @@ fn tags_resource(scope: &str, tags: &Tags) -> Value {
 /// The `properties.tags` object of a Tags API body, validated as strings.
 fn body_tags(body: &Value) -> Result<Vec<(String, String)>, ArmError> {
     let Some(tags) = body.pointer("/properties/tags") else {
-        return Err(ArmError::bad_request("InvalidRequestContent", "The request content was invalid and could not be deserialized: 'Required property 'tags' not found in JSON. Path 'properties'.'."));
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: 'Required property 'tags' not found in JSON. Path 'properties'.'.",
+        ));
     };
     let Some(map) = tags.as_object() else {
-        return Err(ArmError::bad_request("InvalidRequestContent", "The request content was invalid and could not be deserialized: 'properties.tags must be an object of string values'."));
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: 'properties.tags must be an object of string values'.",
+        ));
     };
     map.iter()
         .map(|(k, v)| match v {
@@ -451,28 +509,43 @@ pub fn validate_tags(tags: &Tags, storage_account: bool) -> Result<(), ArmError>
     if !bad_names.is_empty() {
         return Err(ArmError::bad_request(
             "InvalidTagNameCharacters",
-            format!("The tag names '{}' have reserved characters '<,>,%,&,\\,?,/' or control characters.", bad_names.join(",")),
+            format!(
+                "The tag names '{}' have reserved characters '<,>,%,&,\\,?,/' or control characters.",
+                bad_names.join(",")
+            ),
         ));
     }
     if let Some(k) = tags.keys().find(|k| k.trim().is_empty()) {
-        return Err(ArmError::bad_request("InvalidTagName", format!("The tag name '{k}' is invalid. Tag names cannot be empty or consist only of white space.")));
+        return Err(ArmError::bad_request(
+            "InvalidTagName",
+            format!(
+                "The tag name '{k}' is invalid. Tag names cannot be empty or consist only of white space."
+            ),
+        ));
     }
     if let Some(k) = tags.keys().find(|k| k.chars().count() > name_limit) {
         return Err(ArmError::bad_request(
             "InvalidTagNameLength",
-            format!("Tag name too large. Following tag name '{k}' exceeded the maximum length. Maximum allowed length for tag name - '{name_limit}' characters."),
+            format!(
+                "Tag name too large. Following tag name '{k}' exceeded the maximum length. Maximum allowed length for tag name - '{name_limit}' characters."
+            ),
         ));
     }
     if let Some(v) = tags.values().find(|v| v.chars().count() > 256) {
         return Err(ArmError::bad_request(
             "InvalidTagValueLength",
-            format!("Tag value too large. Following tag value '{v}' exceeded the maximum length. Maximum allowed length for tag value - '256' characters."),
+            format!(
+                "Tag value too large. Following tag value '{v}' exceeded the maximum length. Maximum allowed length for tag value - '256' characters."
+            ),
         ));
     }
     if tags.len() > 50 {
         return Err(ArmError::bad_request(
             "InvalidTagCount",
-            format!("The number of tags '{}' exceeds the maximum of '50' tags per resource, resource group or subscription.", tags.len()),
+            format!(
+                "The number of tags '{}' exceeds the maximum of '50' tags per resource, resource group or subscription.",
+                tags.len()
+            ),
         ));
     }
     Ok(())
@@ -481,7 +554,10 @@ pub fn validate_tags(tags: &Tags, storage_account: bool) -> Result<(), ArmError>
 fn scope_not_found(world: &World, scope: &str) -> ArmError {
     let segs: Vec<&str> = scope.trim_matches('/').split('/').collect();
     match segs.len() {
-        2 => ArmError::not_found("SubscriptionNotFound", format!("The subscription '{}' could not be found.", segs[1])),
+        2 => ArmError::not_found(
+            "SubscriptionNotFound",
+            format!("The subscription '{}' could not be found.", segs[1]),
+        ),
         4 => group_not_found(segs[3]),
         _ => resource_not_found(world, scope),
     }
@@ -503,13 +579,19 @@ pub fn tags(ctx: &Ctx, scope: &str) -> ArmResult {
         return ok(&tags_resource(&canonical_scope(&world, scope), tags));
     }
 
-    let body = if ctx.method == Method::DELETE { Value::Null } else { ctx.json_body()? };
+    let body = if ctx.method == Method::DELETE {
+        Value::Null
+    } else {
+        ctx.json_body()?
+    };
     let mut world = ctx.st.world_mut();
     ctx.authorize(&world, action, scope)?;
     if world.tags_at(scope).is_none() {
         return Err(scope_not_found(&world, scope));
     }
-    let storage = world.resource(scope).is_some_and(|r| matches!(r.extra, Extra::Storage(_)));
+    let storage = world
+        .resource(scope)
+        .is_some_and(|r| matches!(r.extra, Extra::Storage(_)));
     let current = world.tags_at(scope).cloned().unwrap_or_default();
     let updated = match ctx.method {
         Method::DELETE => Tags::new(),
@@ -533,7 +615,10 @@ pub fn tags(ctx: &Ctx, scope: &str) -> ArmResult {
                 "delete" => {
                     for (k, v) in &given {
                         // A name deletes the tag; a name/value pair only if the value matches.
-                        let existing = t.iter().find(|(name, _)| name.eq_ignore_ascii_case(k)).map(|(_, val)| val.clone());
+                        let existing = t
+                            .iter()
+                            .find(|(name, _)| name.eq_ignore_ascii_case(k))
+                            .map(|(_, val)| val.clone());
                         if existing.is_some_and(|val| v.is_empty() || &val == v) {
                             remove_tag(&mut t, k);
                         }
@@ -542,7 +627,9 @@ pub fn tags(ctx: &Ctx, scope: &str) -> ArmResult {
                 _ => {
                     return Err(ArmError::bad_request(
                         "InvalidRequestContent",
-                        format!("The request content was invalid and could not be deserialized: 'The value '{operation}' of 'operation' is invalid. Use Merge, Replace or Delete.'."),
+                        format!(
+                            "The request content was invalid and could not be deserialized: 'The value '{operation}' of 'operation' is invalid. Use Merge, Replace or Delete.'."
+                        ),
                     ));
                 }
             }
@@ -567,8 +654,14 @@ fn canonical_scope(world: &World, scope: &str) -> String {
     }
     let segs: Vec<&str> = scope.trim_matches('/').split('/').collect();
     match segs.len() {
-        2 => world.subscription(segs[1]).map(|s| format!("/subscriptions/{}", s.id)).unwrap_or_else(|| scope.to_string()),
-        4 => world.resource_group(segs[1], segs[3]).map(ResourceGroup::id).unwrap_or_else(|| scope.to_string()),
+        2 => world
+            .subscription(segs[1])
+            .map(|s| format!("/subscriptions/{}", s.id))
+            .unwrap_or_else(|| scope.to_string()),
+        4 => world
+            .resource_group(segs[1], segs[3])
+            .map(ResourceGroup::id)
+            .unwrap_or_else(|| scope.to_string()),
         _ => scope.to_string(),
     }
 }
@@ -594,12 +687,23 @@ mod tests {
         t.insert("ok".into(), "v".into());
         assert!(validate_tags(&t, false).is_ok());
         t.insert("a/b".into(), "v".into());
-        assert_eq!(validate_tags(&t, false).map_err(|e| e.code).unwrap_err(), "InvalidTagNameCharacters");
+        assert_eq!(
+            validate_tags(&t, false).map_err(|e| e.code).unwrap_err(),
+            "InvalidTagNameCharacters"
+        );
         let mut t = Tags::new();
         t.insert("x".repeat(129), "v".into());
         assert!(validate_tags(&t, false).is_ok());
-        assert_eq!(validate_tags(&t, true).map_err(|e| e.code).unwrap_err(), "InvalidTagNameLength");
-        let t: Tags = (0..51).map(|i| (format!("k{i}"), "v".to_string())).collect();
-        assert_eq!(validate_tags(&t, false).map_err(|e| e.code).unwrap_err(), "InvalidTagCount");
+        assert_eq!(
+            validate_tags(&t, true).map_err(|e| e.code).unwrap_err(),
+            "InvalidTagNameLength"
+        );
+        let t: Tags = (0..51)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert_eq!(
+            validate_tags(&t, false).map_err(|e| e.code).unwrap_err(),
+            "InvalidTagCount"
+        );
     }
 }

@@ -21,8 +21,20 @@ pub mod catalogue {
         pub share: f64,
     }
 
-    const fn m(service_name: &'static str, meter_category: &'static str, meter_subcategory: &'static str, meter: &'static str, share: f64) -> Meter {
-        Meter { service_name, meter_category, meter_subcategory, meter, share }
+    const fn m(
+        service_name: &'static str,
+        meter_category: &'static str,
+        meter_subcategory: &'static str,
+        meter: &'static str,
+        share: f64,
+    ) -> Meter {
+        Meter {
+            service_name,
+            meter_category,
+            meter_subcategory,
+            meter,
+            share,
+        }
     }
 
     #[derive(Debug)]
@@ -39,49 +51,360 @@ pub mod catalogue {
     }
 
     pub static TYPES: &[TypeSpec] = &[
-        TypeSpec { resource_type: "Microsoft.Compute/virtualMachines", weight: 14, prefix: "vm", kind: None, sku: None, daily: (1.5, 22.0), weekday_sensitive: true,
-            meters: &[m("Virtual Machines", "Virtual Machines", "Dv5/DSv5 Series", "D4s v5", 0.9), m("Bandwidth", "Bandwidth", "Rtn Preference: MGN", "Standard Data Transfer Out", 0.1)] },
-        TypeSpec { resource_type: "Microsoft.Compute/disks", weight: 14, prefix: "disk", kind: None, sku: Some(("Premium_LRS", Some("Premium"))), daily: (0.15, 4.0), weekday_sensitive: false,
-            meters: &[m("Storage", "Storage", "Premium SSD Managed Disks", "P10 LRS Disk", 1.0)] },
-        TypeSpec { resource_type: "Microsoft.Network/networkInterfaces", weight: 12, prefix: "nic", kind: None, sku: None, daily: (0.0, 0.0), weekday_sensitive: false, meters: &[] },
-        TypeSpec { resource_type: "Microsoft.Network/publicIPAddresses", weight: 5, prefix: "pip", kind: None, sku: Some(("Standard", Some("Regional"))), daily: (0.1, 0.13), weekday_sensitive: false,
-            meters: &[m("Virtual Network", "Virtual Network", "IP Addresses", "Standard IPv4 Static Public IP", 1.0)] },
-        TypeSpec { resource_type: "Microsoft.Network/virtualNetworks", weight: 4, prefix: "vnet", kind: None, sku: None, daily: (0.0, 0.4), weekday_sensitive: false,
-            meters: &[m("Virtual Network", "Virtual Network", "Peering", "Intra-Region Ingress", 1.0)] },
-        TypeSpec { resource_type: "Microsoft.Network/networkSecurityGroups", weight: 6, prefix: "nsg", kind: None, sku: None, daily: (0.0, 0.0), weekday_sensitive: false, meters: &[] },
-        TypeSpec { resource_type: "Microsoft.Storage/storageAccounts", weight: 9, prefix: "st", kind: Some("StorageV2"), sku: Some(("Standard_LRS", Some("Standard"))), daily: (0.2, 14.0), weekday_sensitive: false,
-            meters: &[m("Storage", "Storage", "General Block Blob v2", "Hot LRS Data Stored", 0.7), m("Storage", "Storage", "General Block Blob v2", "All Other Operations", 0.3)] },
-        TypeSpec { resource_type: "Microsoft.KeyVault/vaults", weight: 4, prefix: "kv", kind: None, sku: None, daily: (0.01, 0.6), weekday_sensitive: false,
-            meters: &[m("Key Vault", "Key Vault", "", "Operations", 1.0)] },
-        TypeSpec { resource_type: "Microsoft.Sql/servers", weight: 3, prefix: "sql", kind: Some("v12.0"), sku: None, daily: (0.0, 0.0), weekday_sensitive: false, meters: &[] },
-        TypeSpec { resource_type: "Microsoft.Sql/servers/databases", weight: 4, prefix: "sql", kind: Some("v12.0,user,vcore"), sku: Some(("GP_Gen5", Some("GeneralPurpose"))), daily: (4.0, 60.0), weekday_sensitive: false,
-            meters: &[m("SQL Database", "SQL Database", "General Purpose - Compute Gen5", "vCore", 0.85), m("SQL Database", "SQL Database", "General Purpose - Storage", "Data Stored", 0.15)] },
-        TypeSpec { resource_type: "Microsoft.Web/serverFarms", weight: 3, prefix: "asp", kind: Some("app"), sku: Some(("P1v3", Some("PremiumV3"))), daily: (2.5, 12.0), weekday_sensitive: false,
-            meters: &[m("Azure App Service", "Azure App Service", "Premium v3 Plan", "P1 v3 App", 1.0)] },
-        TypeSpec { resource_type: "Microsoft.Web/sites", weight: 5, prefix: "app", kind: Some("app,linux"), sku: None, daily: (0.0, 0.0), weekday_sensitive: false, meters: &[] },
-        TypeSpec { resource_type: "Microsoft.ContainerService/managedClusters", weight: 1, prefix: "aks", kind: None, sku: Some(("Base", Some("Standard"))), daily: (2.4, 2.4), weekday_sensitive: false,
-            meters: &[m("Azure Kubernetes Service", "Azure Kubernetes Service", "Standard", "Standard Uptime SLA", 1.0)] },
-        TypeSpec { resource_type: "Microsoft.Insights/components", weight: 4, prefix: "appi", kind: Some("web"), sku: None, daily: (0.1, 6.0), weekday_sensitive: true,
-            meters: &[m("Log Analytics", "Log Analytics", "", "Analytics Logs Data Ingestion", 1.0)] },
-        TypeSpec { resource_type: "Microsoft.OperationalInsights/workspaces", weight: 2, prefix: "log", kind: None, sku: None, daily: (1.0, 25.0), weekday_sensitive: true,
-            meters: &[m("Log Analytics", "Log Analytics", "", "Pay-as-you-go Data Ingestion", 0.9), m("Log Analytics", "Log Analytics", "", "Data Retention", 0.1)] },
-        TypeSpec { resource_type: "Microsoft.DocumentDB/databaseAccounts", weight: 2, prefix: "cosmos", kind: Some("GlobalDocumentDB"), sku: None, daily: (0.8, 30.0), weekday_sensitive: false,
-            meters: &[m("Azure Cosmos DB", "Azure Cosmos DB", "", "100 RU/s", 0.8), m("Azure Cosmos DB", "Azure Cosmos DB", "", "Data Stored", 0.2)] },
-        TypeSpec { resource_type: "Microsoft.Cache/Redis", weight: 1, prefix: "redis", kind: None, sku: None, daily: (1.3, 9.0), weekday_sensitive: false,
-            meters: &[m("Redis Cache", "Redis Cache", "Standard", "C1 Cache Instance", 1.0)] },
-        TypeSpec { resource_type: "Microsoft.Network/loadBalancers", weight: 2, prefix: "lb", kind: None, sku: Some(("Standard", Some("Regional"))), daily: (0.6, 1.2), weekday_sensitive: false,
-            meters: &[m("Load Balancer", "Load Balancer", "", "Standard Overage LB Rules and Outbound Rules", 0.7), m("Load Balancer", "Load Balancer", "", "Standard Data Processed", 0.3)] },
-        TypeSpec { resource_type: "Microsoft.Network/applicationGateways", weight: 1, prefix: "agw", kind: None, sku: None, daily: (6.0, 12.0), weekday_sensitive: false,
-            meters: &[m("Application Gateway", "Application Gateway", "", "Standard_v2 Fixed Cost", 0.6), m("Application Gateway", "Application Gateway", "", "Standard_v2 Capacity Units", 0.4)] },
-        TypeSpec { resource_type: "Microsoft.ManagedIdentity/userAssignedIdentities", weight: 3, prefix: "id", kind: None, sku: None, daily: (0.0, 0.0), weekday_sensitive: false, meters: &[] },
-        TypeSpec { resource_type: "Microsoft.Network/networkWatchers", weight: 0, prefix: "NetworkWatcher", kind: None, sku: None, daily: (0.0, 0.0), weekday_sensitive: false, meters: &[] },
+        TypeSpec {
+            resource_type: "Microsoft.Compute/virtualMachines",
+            weight: 14,
+            prefix: "vm",
+            kind: None,
+            sku: None,
+            daily: (1.5, 22.0),
+            weekday_sensitive: true,
+            meters: &[
+                m(
+                    "Virtual Machines",
+                    "Virtual Machines",
+                    "Dv5/DSv5 Series",
+                    "D4s v5",
+                    0.9,
+                ),
+                m(
+                    "Bandwidth",
+                    "Bandwidth",
+                    "Rtn Preference: MGN",
+                    "Standard Data Transfer Out",
+                    0.1,
+                ),
+            ],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Compute/disks",
+            weight: 14,
+            prefix: "disk",
+            kind: None,
+            sku: Some(("Premium_LRS", Some("Premium"))),
+            daily: (0.15, 4.0),
+            weekday_sensitive: false,
+            meters: &[m(
+                "Storage",
+                "Storage",
+                "Premium SSD Managed Disks",
+                "P10 LRS Disk",
+                1.0,
+            )],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Network/networkInterfaces",
+            weight: 12,
+            prefix: "nic",
+            kind: None,
+            sku: None,
+            daily: (0.0, 0.0),
+            weekday_sensitive: false,
+            meters: &[],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Network/publicIPAddresses",
+            weight: 5,
+            prefix: "pip",
+            kind: None,
+            sku: Some(("Standard", Some("Regional"))),
+            daily: (0.1, 0.13),
+            weekday_sensitive: false,
+            meters: &[m(
+                "Virtual Network",
+                "Virtual Network",
+                "IP Addresses",
+                "Standard IPv4 Static Public IP",
+                1.0,
+            )],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Network/virtualNetworks",
+            weight: 4,
+            prefix: "vnet",
+            kind: None,
+            sku: None,
+            daily: (0.0, 0.4),
+            weekday_sensitive: false,
+            meters: &[m(
+                "Virtual Network",
+                "Virtual Network",
+                "Peering",
+                "Intra-Region Ingress",
+                1.0,
+            )],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Network/networkSecurityGroups",
+            weight: 6,
+            prefix: "nsg",
+            kind: None,
+            sku: None,
+            daily: (0.0, 0.0),
+            weekday_sensitive: false,
+            meters: &[],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Storage/storageAccounts",
+            weight: 9,
+            prefix: "st",
+            kind: Some("StorageV2"),
+            sku: Some(("Standard_LRS", Some("Standard"))),
+            daily: (0.2, 14.0),
+            weekday_sensitive: false,
+            meters: &[
+                m(
+                    "Storage",
+                    "Storage",
+                    "General Block Blob v2",
+                    "Hot LRS Data Stored",
+                    0.7,
+                ),
+                m(
+                    "Storage",
+                    "Storage",
+                    "General Block Blob v2",
+                    "All Other Operations",
+                    0.3,
+                ),
+            ],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.KeyVault/vaults",
+            weight: 4,
+            prefix: "kv",
+            kind: None,
+            sku: None,
+            daily: (0.01, 0.6),
+            weekday_sensitive: false,
+            meters: &[m("Key Vault", "Key Vault", "", "Operations", 1.0)],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Sql/servers",
+            weight: 3,
+            prefix: "sql",
+            kind: Some("v12.0"),
+            sku: None,
+            daily: (0.0, 0.0),
+            weekday_sensitive: false,
+            meters: &[],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Sql/servers/databases",
+            weight: 4,
+            prefix: "sql",
+            kind: Some("v12.0,user,vcore"),
+            sku: Some(("GP_Gen5", Some("GeneralPurpose"))),
+            daily: (4.0, 60.0),
+            weekday_sensitive: false,
+            meters: &[
+                m(
+                    "SQL Database",
+                    "SQL Database",
+                    "General Purpose - Compute Gen5",
+                    "vCore",
+                    0.85,
+                ),
+                m(
+                    "SQL Database",
+                    "SQL Database",
+                    "General Purpose - Storage",
+                    "Data Stored",
+                    0.15,
+                ),
+            ],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Web/serverFarms",
+            weight: 3,
+            prefix: "asp",
+            kind: Some("app"),
+            sku: Some(("P1v3", Some("PremiumV3"))),
+            daily: (2.5, 12.0),
+            weekday_sensitive: false,
+            meters: &[m(
+                "Azure App Service",
+                "Azure App Service",
+                "Premium v3 Plan",
+                "P1 v3 App",
+                1.0,
+            )],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Web/sites",
+            weight: 5,
+            prefix: "app",
+            kind: Some("app,linux"),
+            sku: None,
+            daily: (0.0, 0.0),
+            weekday_sensitive: false,
+            meters: &[],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.ContainerService/managedClusters",
+            weight: 1,
+            prefix: "aks",
+            kind: None,
+            sku: Some(("Base", Some("Standard"))),
+            daily: (2.4, 2.4),
+            weekday_sensitive: false,
+            meters: &[m(
+                "Azure Kubernetes Service",
+                "Azure Kubernetes Service",
+                "Standard",
+                "Standard Uptime SLA",
+                1.0,
+            )],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Insights/components",
+            weight: 4,
+            prefix: "appi",
+            kind: Some("web"),
+            sku: None,
+            daily: (0.1, 6.0),
+            weekday_sensitive: true,
+            meters: &[m(
+                "Log Analytics",
+                "Log Analytics",
+                "",
+                "Analytics Logs Data Ingestion",
+                1.0,
+            )],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.OperationalInsights/workspaces",
+            weight: 2,
+            prefix: "log",
+            kind: None,
+            sku: None,
+            daily: (1.0, 25.0),
+            weekday_sensitive: true,
+            meters: &[
+                m(
+                    "Log Analytics",
+                    "Log Analytics",
+                    "",
+                    "Pay-as-you-go Data Ingestion",
+                    0.9,
+                ),
+                m("Log Analytics", "Log Analytics", "", "Data Retention", 0.1),
+            ],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.DocumentDB/databaseAccounts",
+            weight: 2,
+            prefix: "cosmos",
+            kind: Some("GlobalDocumentDB"),
+            sku: None,
+            daily: (0.8, 30.0),
+            weekday_sensitive: false,
+            meters: &[
+                m("Azure Cosmos DB", "Azure Cosmos DB", "", "100 RU/s", 0.8),
+                m("Azure Cosmos DB", "Azure Cosmos DB", "", "Data Stored", 0.2),
+            ],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Cache/Redis",
+            weight: 1,
+            prefix: "redis",
+            kind: None,
+            sku: None,
+            daily: (1.3, 9.0),
+            weekday_sensitive: false,
+            meters: &[m(
+                "Redis Cache",
+                "Redis Cache",
+                "Standard",
+                "C1 Cache Instance",
+                1.0,
+            )],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Network/loadBalancers",
+            weight: 2,
+            prefix: "lb",
+            kind: None,
+            sku: Some(("Standard", Some("Regional"))),
+            daily: (0.6, 1.2),
+            weekday_sensitive: false,
+            meters: &[
+                m(
+                    "Load Balancer",
+                    "Load Balancer",
+                    "",
+                    "Standard Overage LB Rules and Outbound Rules",
+                    0.7,
+                ),
+                m(
+                    "Load Balancer",
+                    "Load Balancer",
+                    "",
+                    "Standard Data Processed",
+                    0.3,
+                ),
+            ],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Network/applicationGateways",
+            weight: 1,
+            prefix: "agw",
+            kind: None,
+            sku: None,
+            daily: (6.0, 12.0),
+            weekday_sensitive: false,
+            meters: &[
+                m(
+                    "Application Gateway",
+                    "Application Gateway",
+                    "",
+                    "Standard_v2 Fixed Cost",
+                    0.6,
+                ),
+                m(
+                    "Application Gateway",
+                    "Application Gateway",
+                    "",
+                    "Standard_v2 Capacity Units",
+                    0.4,
+                ),
+            ],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.ManagedIdentity/userAssignedIdentities",
+            weight: 3,
+            prefix: "id",
+            kind: None,
+            sku: None,
+            daily: (0.0, 0.0),
+            weekday_sensitive: false,
+            meters: &[],
+        },
+        TypeSpec {
+            resource_type: "Microsoft.Network/networkWatchers",
+            weight: 0,
+            prefix: "NetworkWatcher",
+            kind: None,
+            sku: None,
+            daily: (0.0, 0.0),
+            weekday_sensitive: false,
+            meters: &[],
+        },
     ];
 
     /// Meter used for the monthly reservation purchase in actual cost.
-    pub static RESERVATION_PURCHASE: Meter = m("Virtual Machines", "Virtual Machines", "Reservation-Base VM", "D4s v5 Reserved 1 Year", 1.0);
+    pub static RESERVATION_PURCHASE: Meter = m(
+        "Virtual Machines",
+        "Virtual Machines",
+        "Reservation-Base VM",
+        "D4s v5 Reserved 1 Year",
+        1.0,
+    );
 
     pub fn by_type(resource_type: &str) -> Option<&'static TypeSpec> {
-        TYPES.iter().find(|t| t.resource_type.eq_ignore_ascii_case(resource_type))
+        TYPES
+            .iter()
+            .find(|t| t.resource_type.eq_ignore_ascii_case(resource_type))
     }
 
     /// The meters of a resource type (none for free types and unknown ones).
@@ -126,9 +449,17 @@ pub fn resource_day_cost(r: &Resource, date: NaiveDate) -> Option<f64> {
     let years = (d - 739_000) as f64 / 365.0;
     let growth = (1.0 + r.cost.growth_per_year).max(0.1).powf(years);
     let weekend = matches!(date.weekday(), Weekday::Sat | Weekday::Sun);
-    let dip = if weekend { 1.0 - r.cost.weekend_dip } else { 1.0 };
+    let dip = if weekend {
+        1.0 - r.cost.weekend_dip
+    } else {
+        1.0
+    };
     let noise = 0.9 + 0.2 * unit(h);
-    let anomaly = if mix(h) % 1000 < 3 { 4.0 + 6.0 * unit(mix(h ^ 7)) } else { 1.0 };
+    let anomaly = if mix(h) % 1000 < 3 {
+        4.0 + 6.0 * unit(mix(h ^ 7))
+    } else {
+        1.0
+    };
     Some(r.cost.daily * growth * dip * noise * anomaly)
 }
 
@@ -148,19 +479,29 @@ pub fn resource_day_lines(r: &Resource, date: NaiveDate, out: &mut Vec<CostLine>
     };
     for meter in catalogue::meters(&r.resource_type) {
         let payg = total * meter.share;
-        let (actual, amortized, pricing_model) = if r.cost.reserved && meter.meter_category == "Virtual Machines" {
-            (0.0, payg * RESERVATION_RATE, "Reservation")
-        } else {
-            (payg, payg, "OnDemand")
-        };
-        out.push(CostLine { meter, actual, amortized, pricing_model });
+        let (actual, amortized, pricing_model) =
+            if r.cost.reserved && meter.meter_category == "Virtual Machines" {
+                (0.0, payg * RESERVATION_RATE, "Reservation")
+            } else {
+                (payg, payg, "OnDemand")
+            };
+        out.push(CostLine {
+            meter,
+            actual,
+            amortized,
+            pricing_model,
+        });
     }
 }
 
 /// The monthly reservation purchase a resource causes in actual cost, on
 /// the first of each month: a month of its reserved usage, paid up front.
 pub fn reservation_purchase(r: &Resource, date: NaiveDate) -> Option<f64> {
-    if !r.cost.reserved || date.day() != 1 || r.deleted.is_some_and(|d| date > d) || date < r.created.date_naive() {
+    if !r.cost.reserved
+        || date.day() != 1
+        || r.deleted.is_some_and(|d| date > d)
+        || date < r.created.date_naive()
+    {
         return None;
     }
     let days = match date.month() {

@@ -12,19 +12,63 @@ use super::*;
 use crate::roles;
 
 const APPS: &[&str] = &[
-    "web", "api", "data", "analytics", "identity", "network", "shared", "ml", "billing",
-    "search", "iot", "mobile", "payments", "crm", "hr", "logistics", "portal", "etl",
-    "reporting", "edge",
+    "web",
+    "api",
+    "data",
+    "analytics",
+    "identity",
+    "network",
+    "shared",
+    "ml",
+    "billing",
+    "search",
+    "iot",
+    "mobile",
+    "payments",
+    "crm",
+    "hr",
+    "logistics",
+    "portal",
+    "etl",
+    "reporting",
+    "edge",
 ];
 const LOCATIONS: &[&str] = &[
-    "westeurope", "westeurope", "northeurope", "eastus", "eastus", "eastus2", "westus2",
-    "uksouth", "centralus", "swedencentral",
+    "westeurope",
+    "westeurope",
+    "northeurope",
+    "eastus",
+    "eastus",
+    "eastus2",
+    "westus2",
+    "uksouth",
+    "centralus",
+    "swedencentral",
 ];
 const TEAMS: &[&str] = &[
-    "Retail", "Finance", "Platform", "Data", "Marketing", "Logistics", "Security", "Research",
-    "Mobile", "Partner", "Support", "Identity", "Payments", "Analytics", "Growth",
+    "Retail",
+    "Finance",
+    "Platform",
+    "Data",
+    "Marketing",
+    "Logistics",
+    "Security",
+    "Research",
+    "Mobile",
+    "Partner",
+    "Support",
+    "Identity",
+    "Payments",
+    "Analytics",
+    "Growth",
 ];
-const ENVS: &[&str] = &["Production", "Development", "Shared Services", "Staging", "Test"];
+const ENVS: &[&str] = &[
+    "Production",
+    "Development",
+    "Shared Services",
+    "Staging",
+    "Test",
+];
 const PEOPLE: &[(&str, &str)] = &[
     ("alex.morgan", "Alex Morgan"),
     ("sam.lee", "Sam Lee"),
@@ -58,7 +102,9 @@ struct Gen {
 
 impl Gen {
     fn uuid(&mut self) -> String {
-        uuid::Builder::from_random_bytes(self.rng.random()).into_uuid().to_string()
+        uuid::Builder::from_random_bytes(self.rng.random())
+            .into_uuid()
+            .to_string()
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -97,7 +143,9 @@ fn at_midnight(date: NaiveDate) -> DateTime<Utc> {
 
 /// Generates the world for a preset and seed as of `today`.
 pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
-    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(seed) };
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(seed),
+    };
     let now = at_midnight(today) + Duration::hours(9);
     let far_future = now + Duration::days(365 * 2);
 
@@ -112,7 +160,10 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
         home_tenant_id: home_tenant.id.clone(),
         client_id: g.uuid(),
         display_name: "cloudkeep".into(),
-        secret: ClientSecret { value: g.client_secret(), expires: far_future },
+        secret: ClientSecret {
+            value: g.client_secret(),
+            expires: far_future,
+        },
     };
     let customer = Tenant {
         id: g.uuid(),
@@ -127,7 +178,10 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
         object_id: g.uuid(),
         display_name: app.display_name.clone(),
         key: Some("cloudkeep".into()),
-        kind: PrincipalKind::ServicePrincipal { client_id: app.client_id.clone(), secret: None },
+        kind: PrincipalKind::ServicePrincipal {
+            client_id: app.client_id.clone(),
+            secret: None,
+        },
     };
     let domain = customer.default_domain.clone();
 
@@ -140,7 +194,10 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
             key: key.map(str::to_string),
             kind: PrincipalKind::ServicePrincipal {
                 client_id: g.uuid(),
-                secret: Some(ClientSecret { value: g.client_secret(), expires: far_future }),
+                secret: Some(ClientSecret {
+                    value: g.client_secret(),
+                    expires: far_future,
+                }),
             },
         };
         principals.push(p);
@@ -152,7 +209,12 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
     let deployer = sp(&mut g, None, "github-actions-deploy");
     let terraform = sp(&mut g, None, "terraform-platform");
 
-    let user = |g: &mut Gen, principals: &mut Vec<Principal>, key: Option<&str>, login: &str, name: &str, guest: bool| {
+    let user = |g: &mut Gen,
+                principals: &mut Vec<Principal>,
+                key: Option<&str>,
+                login: &str,
+                name: &str,
+                guest: bool| {
         let upn = if guest {
             format!("{}#EXT#@{domain}", login.replace('@', "_"))
         } else {
@@ -163,14 +225,39 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
             object_id: g.uuid(),
             display_name: name.into(),
             key: key.map(str::to_string),
-            kind: PrincipalKind::User { upn, password: g.password(), guest },
+            kind: PrincipalKind::User {
+                upn,
+                password: g.password(),
+                guest,
+            },
         });
         principals.len() - 1
     };
-    let partial_owner = user(&mut g, &mut principals, Some("partial-owner"), "dana.fischer", "Dana Fischer", false);
-    let guest = user(&mut g, &mut principals, Some("guest"), "auditor@fabrikam.com", "Fabrikam Auditor", true);
+    let partial_owner = user(
+        &mut g,
+        &mut principals,
+        Some("partial-owner"),
+        "dana.fischer",
+        "Dana Fischer",
+        false,
+    );
+    let guest = user(
+        &mut g,
+        &mut principals,
+        Some("guest"),
+        "auditor@fabrikam.com",
+        "Fabrikam Auditor",
+        true,
+    );
     let global_admin = user(&mut g, &mut principals, None, "it.admin", "IT Admin", false);
-    let vendor_guest = user(&mut g, &mut principals, None, "consultant@outlook.com", "External Consultant", true);
+    let vendor_guest = user(
+        &mut g,
+        &mut principals,
+        None,
+        "consultant@outlook.com",
+        "External Consultant",
+        true,
+    );
     let staff: Vec<usize> = PEOPLE
         .iter()
         .map(|(login, name)| user(&mut g, &mut principals, None, login, name, false))
@@ -185,7 +272,12 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
     let group = principals.len() - 1;
 
     let mut role_assignments = Vec::new();
-    let mut assign = |g: &mut Gen, principals: &[Principal], who: usize, role: &str, scope: String, days_ago: i64| {
+    let mut assign = |g: &mut Gen,
+                      principals: &[Principal],
+                      who: usize,
+                      role: &str,
+                      scope: String,
+                      days_ago: i64| {
         let p = &principals[who];
         role_assignments.push(RoleAssignment {
             name: g.uuid(),
@@ -194,10 +286,21 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
             principal_id: p.object_id.clone(),
             principal_type: p.principal_type(),
             created: now - Duration::days(days_ago),
-            created_by: if g.chance(0.5) { Some(principals[global_admin].object_id.clone()) } else { None },
+            created_by: if g.chance(0.5) {
+                Some(principals[global_admin].object_id.clone())
+            } else {
+                None
+            },
         });
     };
-    assign(&mut g, &principals, global_admin, roles::USER_ACCESS_ADMINISTRATOR, "/".into(), 700);
+    assign(
+        &mut g,
+        &principals,
+        global_admin,
+        roles::USER_ACCESS_ADMINISTRATOR,
+        "/".into(),
+        700,
+    );
 
     let mut subscriptions = Vec::new();
     let mut resource_groups = Vec::new();
@@ -216,7 +319,11 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
         let display_name = if preset.subscriptions <= 3 {
             format!("Contoso {env_name}")
         } else {
-            format!("Contoso {} {env_name} {:02}", TEAMS[si % TEAMS.len()], si + 1)
+            format!(
+                "Contoso {} {env_name} {:02}",
+                TEAMS[si % TEAMS.len()],
+                si + 1
+            )
         };
         let env = env_short(env_name);
         let sub_id = g.uuid();
@@ -224,45 +331,113 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
         let mut sub_tags = Tags::new();
         if g.chance(0.7) {
             sub_tags.insert("environment".into(), env.into());
-            sub_tags.insert("cost-center".into(), format!("CC-{}", g.rng.random_range(1000..9999)));
+            sub_tags.insert(
+                "cost-center".into(),
+                format!("CC-{}", g.rng.random_range(1000..9999)),
+            );
         }
         subscriptions.push(Subscription {
             id: sub_id.clone(),
             tenant_id: tid.clone(),
             display_name,
             tags: sub_tags,
-            quota_id: if si % 4 == 3 { "MSDN_2014-09-01" } else { "EnterpriseAgreement_2014-09-01" },
+            quota_id: if si % 4 == 3 {
+                "MSDN_2014-09-01"
+            } else {
+                "EnterpriseAgreement_2014-09-01"
+            },
         });
 
         // The principals the tests rely on.
-        for role in [roles::READER, roles::SECURITY_READER, roles::COST_MANAGEMENT_READER, roles::TAG_CONTRIBUTOR] {
+        for role in [
+            roles::READER,
+            roles::SECURITY_READER,
+            roles::COST_MANAGEMENT_READER,
+            roles::TAG_CONTRIBUTOR,
+        ] {
             assign(&mut g, &principals, collector, role, sub_scope.clone(), 60);
         }
-        assign(&mut g, &principals, reader_only, roles::READER, sub_scope.clone(), 200);
+        assign(
+            &mut g,
+            &principals,
+            reader_only,
+            roles::READER,
+            sub_scope.clone(),
+            200,
+        );
         if si + 1 < preset.subscriptions.max(2) {
-            assign(&mut g, &principals, partial_owner, roles::OWNER, sub_scope.clone(), 400);
+            assign(
+                &mut g,
+                &principals,
+                partial_owner,
+                roles::OWNER,
+                sub_scope.clone(),
+                400,
+            );
         }
         if si == 0 {
-            assign(&mut g, &principals, guest, roles::READER, sub_scope.clone(), 30);
+            assign(
+                &mut g,
+                &principals,
+                guest,
+                roles::READER,
+                sub_scope.clone(),
+                30,
+            );
         }
         if si == 1 {
-            assign(&mut g, &principals, vendor_guest, roles::OWNER, sub_scope.clone(), 500);
+            assign(
+                &mut g,
+                &principals,
+                vendor_guest,
+                roles::OWNER,
+                sub_scope.clone(),
+                500,
+            );
         }
         // The estate's usual crowd: a few owners, contributors, a group.
         let owners = 1 + g.rng.random_range(0..3);
         for _ in 0..owners {
             let who = *g.pick(&staff);
             let days = g.rng.random_range(30..900);
-            assign(&mut g, &principals, who, roles::OWNER, sub_scope.clone(), days);
+            assign(
+                &mut g,
+                &principals,
+                who,
+                roles::OWNER,
+                sub_scope.clone(),
+                days,
+            );
         }
         let days = g.rng.random_range(30..600);
-        assign(&mut g, &principals, deployer, roles::CONTRIBUTOR, sub_scope.clone(), days);
+        assign(
+            &mut g,
+            &principals,
+            deployer,
+            roles::CONTRIBUTOR,
+            sub_scope.clone(),
+            days,
+        );
         if g.chance(0.5) {
             let days = g.rng.random_range(30..600);
-            assign(&mut g, &principals, terraform, roles::OWNER, sub_scope.clone(), days);
+            assign(
+                &mut g,
+                &principals,
+                terraform,
+                roles::OWNER,
+                sub_scope.clone(),
+                days,
+            );
         }
         let days = g.rng.random_range(30..600);
-        assign(&mut g, &principals, group, roles::READER, sub_scope.clone(), days);
+        assign(
+            &mut g,
+            &principals,
+            group,
+            roles::READER,
+            sub_scope.clone(),
+            days,
+        );
 
         // Resource groups.
         let mut rgs = Vec::new();
@@ -270,12 +445,19 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
             let (name, app) = match ri {
                 0 => ("NetworkWatcherRG".to_string(), "network"),
                 1 if preset.resource_groups_per_subscription > 4 => (
-                    format!("DefaultResourceGroup-{}", if g.chance(0.5) { "WEU" } else { "EUS" }),
+                    format!(
+                        "DefaultResourceGroup-{}",
+                        if g.chance(0.5) { "WEU" } else { "EUS" }
+                    ),
                     "shared",
                 ),
                 _ => {
                     let app = APPS[(ri + si * 3) % APPS.len()];
-                    let suffix = if ri >= APPS.len() { format!("-{:02}", ri / APPS.len()) } else { String::new() };
+                    let suffix = if ri >= APPS.len() {
+                        format!("-{:02}", ri / APPS.len())
+                    } else {
+                        String::new()
+                    };
                     (format!("rg-{app}-{env}{suffix}"), app)
                 }
             };
@@ -283,7 +465,10 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
             let mut tags = Tags::new();
             if ri > 1 && g.chance(0.6) {
                 tags.insert("app".into(), app.into());
-                tags.insert(env_key_variant(&mut g).into(), env_value_variant(&mut g, env));
+                tags.insert(
+                    env_key_variant(&mut g).into(),
+                    env_value_variant(&mut g, env),
+                );
                 if g.chance(0.5) {
                     let (login, _) = *g.pick(PEOPLE);
                     tags.insert("owner".into(), format!("{login}@contoso.com"));
@@ -296,7 +481,12 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
                 assign(&mut g, &principals, who, roles::CONTRIBUTOR, scope, days);
             }
             rgs.push((name.clone(), app, location.clone()));
-            resource_groups.push(ResourceGroup { subscription_id: sub_id.clone(), name, location, tags });
+            resource_groups.push(ResourceGroup {
+                subscription_id: sub_id.clone(),
+                name,
+                location,
+                tags,
+            });
         }
 
         // Resources.
@@ -307,30 +497,57 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
         for _ in 0..preset.resources_per_subscription {
             let (rg_name, app, rg_loc) = {
                 // NetworkWatcherRG holds only watchers; keep it small.
-                let i = if g.chance(0.02) { 0 } else { g.rng.random_range(1.min(rgs.len() - 1)..rgs.len()) };
+                let i = if g.chance(0.02) {
+                    0
+                } else {
+                    g.rng.random_range(1.min(rgs.len() - 1)..rgs.len())
+                };
                 rgs[i].clone()
             };
             let spec = pick_type(&mut g, &rg_name);
             let n = counters.entry(spec.resource_type).or_insert(0);
             *n += 1;
             let name = resource_name(spec, app, env, *n, &mut g);
-            let location = if g.chance(0.9) { rg_loc.clone() } else { g.pick(LOCATIONS).to_string() };
-            let id = catalogue::resource_id(&format!("{sub_scope}/resourceGroups/{rg_name}"), spec.resource_type, &name);
-            let created = now - Duration::days(g.rng.random_range(5..1200)) - Duration::minutes(g.rng.random_range(0..1440));
-            let changed = created + Duration::days(g.rng.random_range(0..=(now - created).num_days().max(1)));
+            let location = if g.chance(0.9) {
+                rg_loc.clone()
+            } else {
+                g.pick(LOCATIONS).to_string()
+            };
+            let id = catalogue::resource_id(
+                &format!("{sub_scope}/resourceGroups/{rg_name}"),
+                spec.resource_type,
+                &name,
+            );
+            let created = now
+                - Duration::days(g.rng.random_range(5..1200))
+                - Duration::minutes(g.rng.random_range(0..1440));
+            let changed =
+                created + Duration::days(g.rng.random_range(0..=(now - created).num_days().max(1)));
             let tags = resource_tags(&mut g, app, env);
-            let daily = if spec.daily.1 > 0.0 { g.rng.random_range(spec.daily.0..=spec.daily.1) } else { 0.0 };
+            let daily = if spec.daily.1 > 0.0 {
+                g.rng.random_range(spec.daily.0..=spec.daily.1)
+            } else {
+                0.0
+            };
             let cost = CostProfile {
                 daily,
                 growth_per_year: g.rng.random_range(-0.1..0.6),
-                weekend_dip: if spec.weekday_sensitive && env != "prod" { g.rng.random_range(0.2..0.6) } else { g.rng.random_range(0.0..0.08) },
-                reserved: spec.resource_type == "Microsoft.Compute/virtualMachines" && env == "prod" && g.chance(0.3),
+                weekend_dip: if spec.weekday_sensitive && env != "prod" {
+                    g.rng.random_range(0.2..0.6)
+                } else {
+                    g.rng.random_range(0.0..0.08)
+                },
+                reserved: spec.resource_type == "Microsoft.Compute/virtualMachines"
+                    && env == "prod"
+                    && g.chance(0.3),
             };
             let extra = match spec.resource_type {
                 "Microsoft.Storage/storageAccounts" => {
                     storage_count += 1;
                     let props = storage_props(&mut g, &location);
-                    if props.allow_blob_public_access == Some(true) || props.minimum_tls_version != Some("TLS1_2") {
+                    if props.allow_blob_public_access == Some(true)
+                        || props.minimum_tls_version != Some("TLS1_2")
+                    {
                         weak_storage += 1;
                     }
                     Extra::Storage(props)
@@ -344,9 +561,21 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
                         sku: if g.chance(0.2) { "premium" } else { "standard" },
                         enable_soft_delete: g.chance(0.95),
                         enable_purge_protection: if g.chance(0.4) { Some(true) } else { None },
-                        enable_rbac_authorization: match g.rng.random_range(0..3) { 0 => Some(true), 1 => Some(false), _ => None },
-                        public_network_access: match g.rng.random_range(0..4) { 0 => Some("Disabled"), 1 => Some("Enabled"), _ => None },
-                        network_default_action: if g.chance(0.4) { Some(if g.chance(0.5) { "Deny" } else { "Allow" }) } else { None },
+                        enable_rbac_authorization: match g.rng.random_range(0..3) {
+                            0 => Some(true),
+                            1 => Some(false),
+                            _ => None,
+                        },
+                        public_network_access: match g.rng.random_range(0..4) {
+                            0 => Some("Disabled"),
+                            1 => Some("Enabled"),
+                            _ => None,
+                        },
+                        network_default_action: if g.chance(0.4) {
+                            Some(if g.chance(0.5) { "Deny" } else { "Allow" })
+                        } else {
+                            None
+                        },
                         access_policy_object_ids: access,
                     };
                     vault_contents(&mut g, &id, created, now, &mut keys, &mut secrets);
@@ -363,7 +592,10 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
                 name,
                 location,
                 kind: spec.kind.map(str::to_string),
-                sku: spec.sku.map(|(n, t)| Sku { name: n.to_string(), tier: t.map(str::to_string) }),
+                sku: spec.sku.map(|(n, t)| Sku {
+                    name: n.to_string(),
+                    tier: t.map(str::to_string),
+                }),
                 tags,
                 created,
                 changed,
@@ -377,7 +609,9 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
 
         for (display_name, max) in SCORE_CONTROLS {
             let total = g.rng.random_range(0..12u32);
-            let unhealthy = if *display_name == "Enable encryption at rest" || *display_name == "Encrypt data in transit" {
+            let unhealthy = if *display_name == "Enable encryption at rest"
+                || *display_name == "Encrypt data in transit"
+            {
                 weak_storage.min(total.max(weak_storage))
             } else {
                 g.rng.random_range(0..=total)
@@ -386,7 +620,9 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
                 name: g.uuid(),
                 display_name,
                 max: *max,
-                healthy: total.saturating_sub(unhealthy).max(if storage_count > 0 { 1 } else { 0 }),
+                healthy: total
+                    .saturating_sub(unhealthy)
+                    .max(if storage_count > 0 { 1 } else { 0 }),
                 unhealthy,
                 not_applicable: g.rng.random_range(0..3),
             });
@@ -430,12 +666,21 @@ fn env_short(env_name: &str) -> &'static str {
 
 /// Real estates spell the same tag several ways.
 fn env_key_variant(g: &mut Gen) -> &'static str {
-    *g.pick(&["env", "env", "env", "Env", "environment", "Environment"])
+    const KEYS: [&str; 6] = ["env", "env", "env", "Env", "environment", "Environment"];
+    KEYS[g.rng.random_range(0..KEYS.len())]
 }
 
 fn env_value_variant(g: &mut Gen, env: &str) -> String {
     let variants: &[&str] = match env {
-        "prod" => &["prod", "prod", "Prod", "production", "Production", "prd", "Prodcution"],
+        "prod" => &[
+            "prod",
+            "prod",
+            "Prod",
+            "production",
+            "Production",
+            "prd",
+            "Prodcution",
+        ],
         "dev" => &["dev", "dev", "Dev", "development", "develop"],
         "stg" => &["staging", "stg", "Staging", "stagng"],
         "test" => &["test", "Test", "tst"],
@@ -458,7 +703,9 @@ fn resource_tags(g: &mut Gen, app: &str, env: &str) -> Tags {
     }
     if g.chance(0.45) {
         let key = *g.pick(&["cost-center", "CostCenter", "costcenter"]);
-        let cc = *g.pick(&["CC-1042", "CC-2210", "CC-3301", "CC-4400", "cc-1042", "CC1042"]);
+        let cc = *g.pick(&[
+            "CC-1042", "CC-2210", "CC-3301", "CC-4400", "cc-1042", "CC1042",
+        ]);
         tags.insert(key.into(), cc.into());
     }
     if g.chance(0.4) {
@@ -496,33 +743,57 @@ fn storage_props(g: &mut Gen, location: &str) -> StorageProps {
         network_default_action: Some(if g.chance(0.3) { "Deny" } else { "Allow" }),
         is_hns_enabled: g.chance(0.2),
         secondary_location: if g.chance(0.4) {
-            Some(match location {
-                "westeurope" => "northeurope",
-                "northeurope" => "westeurope",
-                "eastus" => "westus",
-                "eastus2" => "centralus",
-                _ => "westus3",
-            }.to_string())
+            Some(
+                match location {
+                    "westeurope" => "northeurope",
+                    "northeurope" => "westeurope",
+                    "eastus" => "westus",
+                    "eastus2" => "centralus",
+                    _ => "westus3",
+                }
+                .to_string(),
+            )
         } else {
             None
         },
     }
 }
 
-fn vault_contents(g: &mut Gen, vault_id: &str, created: DateTime<Utc>, now: DateTime<Utc>, keys: &mut Vec<VaultKey>, secrets: &mut Vec<VaultSecret>) {
+fn vault_contents(
+    g: &mut Gen,
+    vault_id: &str,
+    created: DateTime<Utc>,
+    now: DateTime<Utc>,
+    keys: &mut Vec<VaultKey>,
+    secrets: &mut Vec<VaultSecret>,
+) {
     let span = (now - created).num_seconds().max(86_400);
     for i in 0..g.rng.random_range(1..=4) {
         let created_at = created.timestamp() + g.rng.random_range(0..span);
-        let updated = created_at + g.rng.random_range(0..=(now.timestamp() - created_at).max(1));
+        let updated = created_at
+            + g.rng
+                .random_range(0..=(now.timestamp() - created_at).max(1));
         let rsa = g.chance(0.7);
         let rotation_policy = match g.rng.random_range(0..4) {
             0 | 1 => None,
-            2 => Some(RotationPolicy { time_after_create: Some("P90D".into()), time_before_expiry: None, expiry_time: Some("P1Y".into()) }),
-            _ => Some(RotationPolicy { time_after_create: None, time_before_expiry: Some("P30D".into()), expiry_time: Some("P2Y".into()) }),
+            2 => Some(RotationPolicy {
+                time_after_create: Some("P90D".into()),
+                time_before_expiry: None,
+                expiry_time: Some("P1Y".into()),
+            }),
+            _ => Some(RotationPolicy {
+                time_after_create: None,
+                time_before_expiry: Some("P30D".into()),
+                expiry_time: Some("P2Y".into()),
+            }),
         };
         keys.push(VaultKey {
             vault_id: vault_id.to_string(),
-            name: format!("{}-{}", g.pick(&["cmk", "signing", "data", "backup", "tde"]), i + 1),
+            name: format!(
+                "{}-{}",
+                g.pick(&["cmk", "signing", "data", "backup", "tde"]),
+                i + 1
+            ),
             version: g.hex(32),
             created: created_at,
             updated,
@@ -532,7 +803,11 @@ fn vault_contents(g: &mut Gen, vault_id: &str, created: DateTime<Utc>, now: Date
                 _ => None,
             },
             kty: if rsa { "RSA" } else { "EC" },
-            key_size: if rsa { Some(*g.pick(&[2048, 3072, 4096])) } else { None },
+            key_size: if rsa {
+                Some(*g.pick(&[2048, 3072, 4096]))
+            } else {
+                None
+            },
             curve: if rsa { None } else { Some("P-256") },
             enabled: g.chance(0.95),
             rotation_policy,
@@ -542,7 +817,17 @@ fn vault_contents(g: &mut Gen, vault_id: &str, created: DateTime<Utc>, now: Date
         let created_at = created.timestamp() + g.rng.random_range(0..span);
         secrets.push(VaultSecret {
             vault_id: vault_id.to_string(),
-            name: format!("{}-{}", g.pick(&["db-password", "api-key", "storage-conn", "client-secret", "webhook-token"]), i + 1),
+            name: format!(
+                "{}-{}",
+                g.pick(&[
+                    "db-password",
+                    "api-key",
+                    "storage-conn",
+                    "client-secret",
+                    "webhook-token"
+                ]),
+                i + 1
+            ),
             version: g.hex(32),
             created: created_at,
             updated: created_at + g.rng.random_range(0..86_400 * 30),
@@ -551,7 +836,11 @@ fn vault_contents(g: &mut Gen, vault_id: &str, created: DateTime<Utc>, now: Date
                 1 => Some(now.timestamp() + g.rng.random_range(86_400..86_400 * 365)),
                 _ => None,
             },
-            content_type: if g.chance(0.3) { Some("text/plain") } else { None },
+            content_type: if g.chance(0.3) {
+                Some("text/plain")
+            } else {
+                None
+            },
             enabled: true,
         });
     }
@@ -559,7 +848,8 @@ fn vault_contents(g: &mut Gen, vault_id: &str, created: DateTime<Utc>, now: Date
 
 fn pick_type(g: &mut Gen, rg_name: &str) -> &'static catalogue::TypeSpec {
     if rg_name == "NetworkWatcherRG" {
-        return catalogue::by_type("Microsoft.Network/networkWatchers").unwrap_or(&catalogue::TYPES[0]);
+        return catalogue::by_type("Microsoft.Network/networkWatchers")
+            .unwrap_or(&catalogue::TYPES[0]);
     }
     let total: u32 = catalogue::TYPES.iter().map(|t| t.weight).sum();
     let mut x = g.rng.random_range(0..total);
@@ -572,10 +862,20 @@ fn pick_type(g: &mut Gen, rg_name: &str) -> &'static catalogue::TypeSpec {
     &catalogue::TYPES[0]
 }
 
-fn resource_name(spec: &catalogue::TypeSpec, app: &str, env: &str, n: usize, g: &mut Gen) -> String {
+fn resource_name(
+    spec: &catalogue::TypeSpec,
+    app: &str,
+    env: &str,
+    n: usize,
+    g: &mut Gen,
+) -> String {
     match spec.resource_type {
         "Microsoft.Storage/storageAccounts" => {
-            let app: String = app.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+            let app: String = app
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect();
             format!("st{app}{env}{n}{}", g.hex(4))
         }
         "Microsoft.Sql/servers/databases" => {

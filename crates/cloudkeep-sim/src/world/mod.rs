@@ -366,7 +366,8 @@ impl World {
         let today = self.today();
         self.resources[i].deleted = Some(today);
         self.keys.retain(|k| !k.vault_id.eq_ignore_ascii_case(id));
-        self.secrets.retain(|s| !s.vault_id.eq_ignore_ascii_case(id));
+        self.secrets
+            .retain(|s| !s.vault_id.eq_ignore_ascii_case(id));
         self.generation += 1;
         true
     }
@@ -390,7 +391,8 @@ impl World {
 
     pub fn resource_group(&self, subscription: &str, name: &str) -> Option<&ResourceGroup> {
         self.resource_groups.iter().find(|g| {
-            g.subscription_id.eq_ignore_ascii_case(subscription) && g.name.eq_ignore_ascii_case(name)
+            g.subscription_id.eq_ignore_ascii_case(subscription)
+                && g.name.eq_ignore_ascii_case(name)
         })
     }
 
@@ -420,7 +422,9 @@ impl World {
             Scope::ResourceGroup(s, g) => self
                 .resource_groups
                 .iter_mut()
-                .find(|x| x.subscription_id.eq_ignore_ascii_case(&s) && x.name.eq_ignore_ascii_case(&g))
+                .find(|x| {
+                    x.subscription_id.eq_ignore_ascii_case(&s) && x.name.eq_ignore_ascii_case(&g)
+                })
                 .map(|g| &mut g.tags),
             Scope::Resource => {
                 let now = self.now();
@@ -446,13 +450,18 @@ impl World {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&h.to_le_bytes());
         bytes[8..].copy_from_slice(&mix(h).to_le_bytes());
-        let object_id = uuid::Builder::from_random_bytes(bytes).into_uuid().to_string();
+        let object_id = uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string();
         self.principals.push(Principal {
             tenant_id: tenant_id.to_string(),
             object_id: object_id.clone(),
             display_name: self.app.display_name.clone(),
             key: Some("cloudkeep".into()),
-            kind: PrincipalKind::ServicePrincipal { client_id, secret: None },
+            kind: PrincipalKind::ServicePrincipal {
+                client_id,
+                secret: None,
+            },
         });
         self.app_consented_in.push(tenant_id.to_string());
         object_id
@@ -493,12 +502,16 @@ fn parse_scope(scope: &str) -> Option<Scope> {
         [s, sub] if s.eq_ignore_ascii_case("subscriptions") => {
             Some(Scope::Subscription((*sub).to_string()))
         }
-        [s, sub, r, rg] if s.eq_ignore_ascii_case("subscriptions") && r.eq_ignore_ascii_case("resourcegroups") => {
+        [s, sub, r, rg]
+            if s.eq_ignore_ascii_case("subscriptions")
+                && r.eq_ignore_ascii_case("resourcegroups") =>
+        {
             Some(Scope::ResourceGroup((*sub).to_string(), (*rg).to_string()))
         }
-        [s, _, r, _, p, ..] if s.eq_ignore_ascii_case("subscriptions")
-            && r.eq_ignore_ascii_case("resourcegroups")
-            && p.eq_ignore_ascii_case("providers") =>
+        [s, _, r, _, p, ..]
+            if s.eq_ignore_ascii_case("subscriptions")
+                && r.eq_ignore_ascii_case("resourcegroups")
+                && p.eq_ignore_ascii_case("providers") =>
         {
             Some(Scope::Resource)
         }
@@ -546,7 +559,10 @@ mod tests {
     #[test]
     fn scopes_nest_on_segment_boundaries() {
         assert!(scope_contains("/", "/subscriptions/a"));
-        assert!(scope_contains("/subscriptions/A", "/subscriptions/a/resourceGroups/x"));
+        assert!(scope_contains(
+            "/subscriptions/A",
+            "/subscriptions/a/resourceGroups/x"
+        ));
         assert!(!scope_contains("/subscriptions/a", "/subscriptions/ab"));
         assert!(scope_contains("/subscriptions/a", "/subscriptions/a"));
     }

@@ -19,7 +19,11 @@ fn examples_dir() -> Option<PathBuf> {
     if examples.is_dir() {
         return Some(examples);
     }
-    assert!(std::env::var("CLOUDKEEP_SHARED_DIR").is_err(), "CLOUDKEEP_SHARED_DIR is set but {} is missing", examples.display());
+    assert!(
+        std::env::var("CLOUDKEEP_SHARED_DIR").is_err(),
+        "CLOUDKEEP_SHARED_DIR is set but {} is missing",
+        examples.display()
+    );
     None
 }
 
@@ -51,11 +55,15 @@ fn merge(a: &Value, b: &Value) -> Value {
         }
         (Value::Array(x), Value::Array(y)) => {
             let n = x.len().max(y.len());
-            Value::Array((0..n).map(|i| match (x.get(i), y.get(i)) {
-                (Some(p), Some(q)) => merge(p, q),
-                (Some(p), None) | (None, Some(p)) => p.clone(),
-                (None, None) => Value::Null,
-            }).collect())
+            Value::Array(
+                (0..n)
+                    .map(|i| match (x.get(i), y.get(i)) {
+                        (Some(p), Some(q)) => merge(p, q),
+                        (Some(p), None) | (None, Some(p)) => p.clone(),
+                        (None, None) => Value::Null,
+                    })
+                    .collect(),
+            )
         }
         (Value::Null, other) => other.clone(),
         (this, _) => this.clone(),
@@ -111,7 +119,11 @@ fn conforms(example: &Value, ours: &Value, path: &str, errors: &mut Vec<String>)
         }
         _ => {
             if type_name(example) != type_name(ours) {
-                errors.push(format!("{path}: expected {}, got {} ({ours})", type_name(example), type_name(ours)));
+                errors.push(format!(
+                    "{path}: expected {}, got {} ({ours})",
+                    type_name(example),
+                    type_name(ours)
+                ));
             }
         }
     }
@@ -127,21 +139,55 @@ fn response(ex: &Value, status: &str) -> Value {
     ex["responses"][status]["body"].clone()
 }
 
-async fn check(sim: &Sim, token: &str, dir: &std::path::Path, file: &str, status: &str, method: Method, path: &str, body: Option<Value>, exempt: &[&str]) -> Vec<String> {
-    let ex = example(dir, file);
-    let mut expected = response(&ex, status);
+/// One example and the equivalent request.
+struct Case {
+    file: &'static str,
+    status: &'static str,
+    /// Sent with the Owner user's token rather than the collector's.
+    as_owner: bool,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    /// Top-level fields whose presence depends on data size (`nextLink`).
+    exempt: &'static [&'static str],
+}
+
+fn case(
+    file: &'static str,
+    status: &'static str,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+) -> Case {
+    Case {
+        file,
+        status,
+        as_owner: false,
+        method,
+        path,
+        body,
+        exempt: &[],
+    }
+}
+
+async fn check(sim: &Sim, token: &str, dir: &std::path::Path, c: Case) -> Vec<String> {
+    let ex = example(dir, c.file);
+    let mut expected = response(&ex, c.status);
     if let Some(obj) = expected.as_object_mut() {
-        for e in exempt {
+        for e in c.exempt {
             obj.remove(*e);
         }
     }
-    let r = sim.arm(token, method, path, body).await;
-    let want: u16 = status.parse().expect("status");
+    let r = sim.arm(token, c.method, &c.path, c.body).await;
+    let want: u16 = c.status.parse().expect("status");
     if r.status.as_u16() != want {
-        return vec![format!("{file}: {path} answered {} (wanted {want}): {}", r.status, r.body)];
+        return vec![format!(
+            "{}: {} answered {} (wanted {want}): {}",
+            c.file, c.path, r.status, r.body
+        )];
     }
     let mut errors = Vec::new();
-    conforms(&expected, &r.body, file, &mut errors);
+    conforms(&expected, &r.body, c.file, &mut errors);
     errors
 }
 
@@ -156,25 +202,43 @@ async fn simulator_answers_conform_to_microsofts_examples() {
     let subs = sim.subscriptions();
     let sub = subs[0].clone();
     let scope = format!("/subscriptions/{sub}");
-    let (_, resources) = sim.get_all(&token, &format!("{scope}/resources?api-version=2025-04-01")).await;
-    let tagged = resources.iter().find(|r| r["tags"].as_object().is_some_and(|t| !t.is_empty())).and_then(|r| r["id"].as_str()).expect("a tagged resource").to_string();
+    let (_, resources) = sim
+        .get_all(&token, &format!("{scope}/resources?api-version=2025-04-01"))
+        .await;
+    let tagged = resources
+        .iter()
+        .find(|r| r["tags"].as_object().is_some_and(|t| !t.is_empty()))
+        .and_then(|r| r["id"].as_str())
+        .expect("a tagged resource")
+        .to_string();
 
     // Vaults with keys (an RSA key for Keys_Get) and secrets, in any subscription.
     let mut vault_with_secrets = None;
     let mut rsa_key = None;
     let mut vault_with_keys = None;
     for s in &subs {
-        let (_, vaults) = sim.get_all(&token, &format!("/subscriptions/{s}/providers/Microsoft.KeyVault/vaults?api-version=2024-11-01")).await;
+        let (_, vaults) = sim
+            .get_all(
+                &token,
+                &format!(
+                    "/subscriptions/{s}/providers/Microsoft.KeyVault/vaults?api-version=2024-11-01"
+                ),
+            )
+            .await;
         for v in vaults {
             let id = v["id"].as_str().expect("id").to_string();
-            let (_, keys) = sim.get_all(&token, &format!("{id}/keys?api-version=2024-11-01")).await;
+            let (_, keys) = sim
+                .get_all(&token, &format!("{id}/keys?api-version=2024-11-01"))
+                .await;
             if keys.len() >= 2 && vault_with_keys.is_none() {
                 vault_with_keys = Some(id.clone());
             }
             if let Some(k) = keys.iter().find(|k| k["properties"]["kty"] == "RSA") {
                 rsa_key.get_or_insert(k["id"].as_str().expect("id").to_string());
             }
-            let (_, secrets) = sim.get_all(&token, &format!("{id}/secrets?api-version=2024-11-01")).await;
+            let (_, secrets) = sim
+                .get_all(&token, &format!("{id}/secrets?api-version=2024-11-01"))
+                .await;
             if secrets.len() >= 2 && vault_with_secrets.is_none() {
                 vault_with_secrets = Some(id.clone());
             }
@@ -186,20 +250,36 @@ async fn simulator_answers_conform_to_microsofts_examples() {
     let graph_body = |ex: &Value| {
         let mut q = ex["parameters"]["query"].clone();
         q["subscriptions"] = json!(subs);
-        q["query"] = json!("Resources | where name contains 'prod' | project id, name, type, location");
+        q["query"] =
+            json!("Resources | where name contains 'prod' | project id, name, type, location");
         q
     };
     let graph_first = example(&dir, "ResourceGraph_Resources_FirstPage.json");
-    let first_page = sim.arm(&token, Method::POST, "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01", Some(graph_body(&graph_first))).await;
+    let first_page = sim
+        .arm(
+            &token,
+            Method::POST,
+            "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01",
+            Some(graph_body(&graph_first)),
+        )
+        .await;
     let mut next_body = graph_body(&example(&dir, "ResourceGraph_Resources_NextPage.json"));
     next_body["options"]["$skipToken"] = first_page.body["$skipToken"].clone();
-    let grouping = example(&dir, "Query_Usage_SubscriptionGrouping.json")["parameters"]["parameters"].clone();
-    let daily = example(&dir, "Query_Usage_SubscriptionDailyFilter.json")["parameters"]["parameters"].clone();
-    let tags_put = example(&dir, "Tags_CreateOrUpdateAtScope.json")["parameters"]["parameters"].clone();
+    let grouping =
+        example(&dir, "Query_Usage_SubscriptionGrouping.json")["parameters"]["parameters"].clone();
+    let daily =
+        example(&dir, "Query_Usage_SubscriptionDailyFilter.json")["parameters"]["parameters"]
+            .clone();
+    let tags_put =
+        example(&dir, "Tags_CreateOrUpdateAtScope.json")["parameters"]["parameters"].clone();
     let tags_patch = example(&dir, "Tags_UpdateAtScope.json")["parameters"]["parameters"].clone();
     let ra_create = {
-        let mut b = example(&dir, "RoleAssignments_Create_Subscription.json")["parameters"]["parameters"].clone();
-        b["properties"]["roleDefinitionId"] = json!(format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"));
+        let mut b =
+            example(&dir, "RoleAssignments_Create_Subscription.json")["parameters"]["parameters"]
+                .clone();
+        b["properties"]["roleDefinitionId"] = json!(format!(
+            "{scope}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
+        ));
         b["properties"]["principalId"] = json!(no_access.object_id);
         b["properties"]["principalType"] = json!("ServicePrincipal");
         b
@@ -209,55 +289,242 @@ async fn simulator_answers_conform_to_microsofts_examples() {
     let keys_vault = vault_with_keys.expect("a vault with keys");
     let secrets_vault = vault_with_secrets.expect("a vault with secrets");
 
-    // (file, status, who, method, path, body, top-level fields exempt because they depend on data size)
-    let cases: Vec<(&str, &str, &str, Method, String, Option<Value>, Vec<&str>)> = vec![
-        ("Subscriptions_List.json", "200", "sp", Method::GET, "/subscriptions?api-version=2022-12-01".into(), None, vec!["nextLink"]),
-        ("Tenants_List.json", "200", "sp", Method::GET, "/tenants?api-version=2022-12-01".into(), None, vec!["nextLink"]),
-        ("Tags_GetAtScope.json", "200", "sp", Method::GET, format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"), None, vec![]),
-        ("Tags_CreateOrUpdateAtScope.json", "200", "sp", Method::PUT, format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"), Some(tags_put), vec![]),
-        ("Tags_UpdateAtScope.json", "200", "sp", Method::PATCH, format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"), Some(tags_patch.clone()), vec![]),
-        ("Tags_UpdateAtScope_Subscription.json", "200", "sp", Method::PATCH, format!("{scope}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"), Some(tags_patch), vec![]),
-        ("RoleAssignments_ListForScope.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01"), None, vec![]),
-        ("RoleAssignments_Create_Subscription.json", "201", "owner", Method::PUT, format!("{scope}/providers/Microsoft.Authorization/roleAssignments/05c5a614-a7d6-4502-b150-c2fb455033ff?api-version=2022-04-01"), Some(ra_create), vec![]),
-        ("RoleDefinitions_GetById.json", "200", "sp", Method::GET, format!("/providers/Microsoft.Authorization/roleDefinitions/{reader_def}?api-version=2022-04-01"), None, vec![]),
-        ("RoleDefinitions_Get.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{reader_def}?api-version=2022-04-01"), None, vec![]),
-        ("Query_Usage_SubscriptionGrouping.json", "200", "sp", Method::POST, format!("{scope}/providers/Microsoft.CostManagement/query?api-version=2025-03-01"), Some(grouping), vec![]),
-        ("Query_Usage_SubscriptionDailyFilter.json", "200", "sp", Method::POST, format!("{scope}/providers/Microsoft.CostManagement/query?api-version=2025-03-01"), Some(daily), vec![]),
-        ("SecureScores_List.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Security/secureScores?api-version=2020-01-01"), None, vec![]),
-        ("SecureScoreControls_List.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Security/secureScoreControls?api-version=2020-01-01"), None, vec![]),
-        ("StorageAccounts_List.json", "200", "sp", Method::GET, format!("{scope}/providers/Microsoft.Storage/storageAccounts?api-version=2025-01-01"), None, vec![]),
-        ("Vaults_ListBySubscription.json", "200", "sp", Method::GET, format!("/subscriptions/{}/providers/Microsoft.KeyVault/vaults?api-version=2024-11-01&$top=1", vault_sub(&keys_vault)), None, vec![]),
-        ("Keys_List.json", "200", "sp", Method::GET, format!("{keys_vault}/keys?api-version=2024-11-01"), None, vec![]),
-        ("Keys_Get.json", "200", "sp", Method::GET, format!("{rsa_key}?api-version=2024-11-01"), None, vec![]),
-        ("Secrets_List.json", "200", "sp", Method::GET, format!("{secrets_vault}/secrets?api-version=2024-11-01"), None, vec![]),
-        ("Partner_Create.json", "200", "sp", Method::PUT, "/providers/Microsoft.ManagementPartner/partners/123456?api-version=2018-02-01".into(), None, vec![]),
-        ("Partners_Get_NoPartnerId.json", "200", "sp", Method::GET, "/providers/Microsoft.ManagementPartner/partners?api-version=2018-02-01".into(), None, vec![]),
-        ("ResourceGraph_Resources_FirstPage.json", "200", "sp", Method::POST, "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01".into(), Some(graph_body(&graph_first)), vec![]),
-        ("ResourceGraph_Resources_NextPage.json", "200", "sp", Method::POST, "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01".into(), Some(next_body), vec![]),
+    let cases: Vec<Case> = vec![
+        Case {
+            exempt: &["nextLink"],
+            ..case(
+                "Subscriptions_List.json",
+                "200",
+                Method::GET,
+                "/subscriptions?api-version=2022-12-01".into(),
+                None,
+            )
+        },
+        Case {
+            exempt: &["nextLink"],
+            ..case(
+                "Tenants_List.json",
+                "200",
+                Method::GET,
+                "/tenants?api-version=2022-12-01".into(),
+                None,
+            )
+        },
+        case(
+            "Tags_GetAtScope.json",
+            "200",
+            Method::GET,
+            format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"),
+            None,
+        ),
+        case(
+            "Tags_CreateOrUpdateAtScope.json",
+            "200",
+            Method::PUT,
+            format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"),
+            Some(tags_put),
+        ),
+        case(
+            "Tags_UpdateAtScope.json",
+            "200",
+            Method::PATCH,
+            format!("{tagged}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"),
+            Some(tags_patch.clone()),
+        ),
+        case(
+            "Tags_UpdateAtScope_Subscription.json",
+            "200",
+            Method::PATCH,
+            format!("{scope}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"),
+            Some(tags_patch),
+        ),
+        case(
+            "RoleAssignments_ListForScope.json",
+            "200",
+            Method::GET,
+            format!(
+                "{scope}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01"
+            ),
+            None,
+        ),
+        Case {
+            as_owner: true,
+            ..case(
+                "RoleAssignments_Create_Subscription.json",
+                "201",
+                Method::PUT,
+                format!(
+                    "{scope}/providers/Microsoft.Authorization/roleAssignments/05c5a614-a7d6-4502-b150-c2fb455033ff?api-version=2022-04-01"
+                ),
+                Some(ra_create),
+            )
+        },
+        case(
+            "RoleDefinitions_GetById.json",
+            "200",
+            Method::GET,
+            format!(
+                "/providers/Microsoft.Authorization/roleDefinitions/{reader_def}?api-version=2022-04-01"
+            ),
+            None,
+        ),
+        case(
+            "RoleDefinitions_Get.json",
+            "200",
+            Method::GET,
+            format!(
+                "{scope}/providers/Microsoft.Authorization/roleDefinitions/{reader_def}?api-version=2022-04-01"
+            ),
+            None,
+        ),
+        case(
+            "Query_Usage_SubscriptionGrouping.json",
+            "200",
+            Method::POST,
+            format!("{scope}/providers/Microsoft.CostManagement/query?api-version=2025-03-01"),
+            Some(grouping),
+        ),
+        case(
+            "Query_Usage_SubscriptionDailyFilter.json",
+            "200",
+            Method::POST,
+            format!("{scope}/providers/Microsoft.CostManagement/query?api-version=2025-03-01"),
+            Some(daily),
+        ),
+        case(
+            "SecureScores_List.json",
+            "200",
+            Method::GET,
+            format!("{scope}/providers/Microsoft.Security/secureScores?api-version=2020-01-01"),
+            None,
+        ),
+        case(
+            "SecureScoreControls_List.json",
+            "200",
+            Method::GET,
+            format!(
+                "{scope}/providers/Microsoft.Security/secureScoreControls?api-version=2020-01-01"
+            ),
+            None,
+        ),
+        case(
+            "StorageAccounts_List.json",
+            "200",
+            Method::GET,
+            format!("{scope}/providers/Microsoft.Storage/storageAccounts?api-version=2025-01-01"),
+            None,
+        ),
+        case(
+            "Vaults_ListBySubscription.json",
+            "200",
+            Method::GET,
+            format!(
+                "/subscriptions/{}/providers/Microsoft.KeyVault/vaults?api-version=2024-11-01&$top=1",
+                vault_sub(&keys_vault)
+            ),
+            None,
+        ),
+        case(
+            "Keys_List.json",
+            "200",
+            Method::GET,
+            format!("{keys_vault}/keys?api-version=2024-11-01"),
+            None,
+        ),
+        case(
+            "Keys_Get.json",
+            "200",
+            Method::GET,
+            format!("{rsa_key}?api-version=2024-11-01"),
+            None,
+        ),
+        case(
+            "Secrets_List.json",
+            "200",
+            Method::GET,
+            format!("{secrets_vault}/secrets?api-version=2024-11-01"),
+            None,
+        ),
+        case(
+            "Partner_Create.json",
+            "200",
+            Method::PUT,
+            "/providers/Microsoft.ManagementPartner/partners/123456?api-version=2018-02-01".into(),
+            None,
+        ),
+        case(
+            "Partners_Get_NoPartnerId.json",
+            "200",
+            Method::GET,
+            "/providers/Microsoft.ManagementPartner/partners?api-version=2018-02-01".into(),
+            None,
+        ),
+        case(
+            "ResourceGraph_Resources_FirstPage.json",
+            "200",
+            Method::POST,
+            "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01".into(),
+            Some(graph_body(&graph_first)),
+        ),
+        case(
+            "ResourceGraph_Resources_NextPage.json",
+            "200",
+            Method::POST,
+            "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01".into(),
+            Some(next_body),
+        ),
     ];
-    let served: std::collections::HashSet<&str> = cases.iter().map(|c| c.0).collect();
+    let served: std::collections::HashSet<&str> = cases.iter().map(|c| c.file).collect();
     // Examples of operations the simulator does not serve (data plane, exports).
-    let not_served = ["Exports_CreateOrUpdate_Subscription.json", "KeyVault_DataPlane_GetKeyRotationPolicy.json"];
+    let not_served = [
+        "Exports_CreateOrUpdate_Subscription.json",
+        "KeyVault_DataPlane_GetKeyRotationPolicy.json",
+    ];
     for entry in std::fs::read_dir(&dir).expect("examples") {
-        let name = entry.expect("entry").file_name().to_string_lossy().to_string();
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .to_string();
         if name.ends_with(".json") {
-            assert!(served.contains(name.as_str()) || not_served.contains(&name.as_str()), "{name} is neither checked nor listed as not served");
+            assert!(
+                served.contains(name.as_str()) || not_served.contains(&name.as_str()),
+                "{name} is neither checked nor listed as not served"
+            );
         }
     }
     let mut failures = Vec::new();
-    for (file, status, who, method, path, body, exempt) in cases {
-        let t = if who == "owner" { &owner } else { &token };
-        failures.extend(check(&sim, t, &dir, file, status, method, &path, body, &exempt).await);
+    for c in cases {
+        let t = if c.as_owner { &owner } else { &token };
+        failures.extend(check(&sim, t, &dir, c).await);
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(StatusCode::OK, first_page.status);
 }
 
 #[test]
 fn the_comparison_catches_missing_fields_and_wrong_types() {
     let mut errors = Vec::new();
-    conforms(&json!({"a": 1, "b": {"c": "x"}, "d": [{"e": true}]}), &json!({"a": 2, "b": {"c": "y"}, "d": [{"e": false}]}), "t", &mut errors);
+    conforms(
+        &json!({"a": 1, "b": {"c": "x"}, "d": [{"e": true}]}),
+        &json!({"a": 2, "b": {"c": "y"}, "d": [{"e": false}]}),
+        "t",
+        &mut errors,
+    );
     assert!(errors.is_empty(), "{errors:?}");
-    conforms(&json!({"a": 1, "b": {"c": "x"}}), &json!({"a": "1", "b": {}}), "t", &mut errors);
-    assert_eq!(errors, vec!["t.a: expected number, got string (\"1\")", "t.b.c: missing"]);
+    conforms(
+        &json!({"a": 1, "b": {"c": "x"}}),
+        &json!({"a": "1", "b": {}}),
+        "t",
+        &mut errors,
+    );
+    assert_eq!(
+        errors,
+        vec!["t.a: expected number, got string (\"1\")", "t.b.c: missing"]
+    );
 }

@@ -10,19 +10,47 @@ use crate::harness::{self, REDIRECT, claims, pkce, start};
 async fn discovery_documents_point_at_the_simulator() {
     let sim = start().await;
     let tid = sim.tenant_id();
-    let doc = sim.control_get(&format!("/{tid}/v2.0/.well-known/openid-configuration")).await;
+    let doc = sim
+        .control_get(&format!("/{tid}/v2.0/.well-known/openid-configuration"))
+        .await;
     assert_eq!(doc["issuer"], format!("{}/{tid}/v2.0", sim.url()));
-    assert_eq!(doc["token_endpoint"], format!("{}/{tid}/oauth2/v2.0/token", sim.url()));
-    assert_eq!(doc["authorization_endpoint"], format!("{}/{tid}/oauth2/v2.0/authorize", sim.url()));
-    let keys = sim.control_get(&format!("/{tid}/discovery/v2.0/keys")).await;
+    assert_eq!(
+        doc["token_endpoint"],
+        format!("{}/{tid}/oauth2/v2.0/token", sim.url())
+    );
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{}/{tid}/oauth2/v2.0/authorize", sim.url())
+    );
+    let keys = sim
+        .control_get(&format!("/{tid}/discovery/v2.0/keys"))
+        .await;
     assert_eq!(keys["keys"][0]["kty"], "EC");
     let instance = sim.control_get("/common/discovery/instance").await;
-    assert!(instance["tenant_discovery_endpoint"].as_str().unwrap_or("").starts_with(sim.url()));
-    let meta = sim.control_get("/metadata/endpoints?api-version=2022-09-01").await;
+    assert!(
+        instance["tenant_discovery_endpoint"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(sim.url())
+    );
+    let meta = sim
+        .control_get("/metadata/endpoints?api-version=2022-09-01")
+        .await;
     assert_eq!(meta[0]["name"], "AzureCloud");
     assert_eq!(meta[0]["resourceManager"], format!("{}/", sim.url()));
-    assert_eq!(meta[0]["authentication"]["loginEndpoint"], format!("{}/", sim.url()));
-    let r = sim.http.get(format!("{}/no-such-tenant/v2.0/.well-known/openid-configuration", sim.url())).send().await.expect("call");
+    assert_eq!(
+        meta[0]["authentication"]["loginEndpoint"],
+        format!("{}/", sim.url())
+    );
+    let r = sim
+        .http
+        .get(format!(
+            "{}/no-such-tenant/v2.0/.well-known/openid-configuration",
+            sim.url()
+        ))
+        .send()
+        .await
+        .expect("call");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -41,25 +69,56 @@ async fn client_credentials_issue_an_arm_token() {
     // The secret may also come by HTTP Basic, and the legacy ARM scope works.
     let r = sim
         .http
-        .post(format!("{}/{}/oauth2/v2.0/token", sim.url(), sim.tenant_id()))
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            sim.url(),
+            sim.tenant_id()
+        ))
         .basic_auth(&p.client_id, Some(&p.client_secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "https://management.core.windows.net//.default")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "https://management.core.windows.net//.default"),
+        ])
         .send()
         .await
         .expect("token");
     assert_eq!(r.status(), StatusCode::OK);
 }
 
-async fn assert_aadsts(sim: &harness::Sim, tenant: &str, client_id: &str, secret: &str, scope: &str, status: StatusCode, error: &str, code: u64) {
+/// A client-credentials request and the Entra error it must get.
+struct Attempt<'a> {
+    tenant: &'a str,
+    client_id: &'a str,
+    secret: &'a str,
+    scope: &'a str,
+}
+
+async fn assert_aadsts(sim: &harness::Sim, a: Attempt<'_>, expected: (StatusCode, &str, u64)) {
+    let (status, error, code) = expected;
     let (s, body) = sim
-        .token_request(tenant, &[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", scope)])
+        .token_request(
+            a.tenant,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", a.client_id),
+                ("client_secret", a.secret),
+                ("scope", a.scope),
+            ],
+        )
         .await;
     assert_eq!(s, status, "{body}");
     assert_eq!(body["error"], error, "{body}");
     assert_eq!(body["error_codes"], json!([code]), "{body}");
     let description = body["error_description"].as_str().expect("description");
-    assert!(description.starts_with(&format!("AADSTS{code}:")), "{description}");
-    assert!(body["trace_id"].is_string() && body["correlation_id"].is_string() && body["timestamp"].is_string());
+    assert!(
+        description.starts_with(&format!("AADSTS{code}:")),
+        "{description}"
+    );
+    assert!(
+        body["trace_id"].is_string()
+            && body["correlation_id"].is_string()
+            && body["timestamp"].is_string()
+    );
 }
 
 #[tokio::test]
@@ -68,14 +127,72 @@ async fn credential_errors_carry_the_right_aadsts_codes() {
     let tid = sim.tenant_id();
     let p = sim.sp("collector");
     let arm = "https://management.azure.com/.default";
-    assert_aadsts(&sim, &tid, &p.client_id, "wrong", arm, StatusCode::UNAUTHORIZED, "invalid_client", 7000215).await;
-    assert_aadsts(&sim, &tid, "00000000-0000-0000-0000-000000000001", "x", arm, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
-    assert_aadsts(&sim, "11111111-2222-3333-4444-555555555555", &p.client_id, &p.client_secret, arm, StatusCode::BAD_REQUEST, "invalid_request", 90002).await;
-    assert_aadsts(&sim, &tid, &p.client_id, &p.client_secret, "https://vault.azure.net/.default", StatusCode::BAD_REQUEST, "invalid_resource", 500011).await;
-    let (status, _) = sim.control(Method::POST, "/_sim/secrets/expire", json!({"client_id": p.client_id})).await;
+    assert_aadsts(
+        &sim,
+        Attempt {
+            tenant: &tid,
+            client_id: &p.client_id,
+            secret: "wrong",
+            scope: arm,
+        },
+        (StatusCode::UNAUTHORIZED, "invalid_client", 7000215),
+    )
+    .await;
+    assert_aadsts(
+        &sim,
+        Attempt {
+            tenant: &tid,
+            client_id: "00000000-0000-0000-0000-000000000001",
+            secret: "x",
+            scope: arm,
+        },
+        (StatusCode::BAD_REQUEST, "unauthorized_client", 700016),
+    )
+    .await;
+    assert_aadsts(
+        &sim,
+        Attempt {
+            tenant: "11111111-2222-3333-4444-555555555555",
+            client_id: &p.client_id,
+            secret: &p.client_secret,
+            scope: arm,
+        },
+        (StatusCode::BAD_REQUEST, "invalid_request", 90002),
+    )
+    .await;
+    assert_aadsts(
+        &sim,
+        Attempt {
+            tenant: &tid,
+            client_id: &p.client_id,
+            secret: &p.client_secret,
+            scope: "https://vault.azure.net/.default",
+        },
+        (StatusCode::BAD_REQUEST, "invalid_resource", 500011),
+    )
+    .await;
+    let (status, _) = sim
+        .control(
+            Method::POST,
+            "/_sim/secrets/expire",
+            json!({"client_id": p.client_id}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert_aadsts(&sim, &tid, &p.client_id, &p.client_secret, arm, StatusCode::UNAUTHORIZED, "invalid_client", 7000222).await;
-    let (status, body) = sim.token_request(&tid, &[("client_id", &p.client_id)]).await;
+    assert_aadsts(
+        &sim,
+        Attempt {
+            tenant: &tid,
+            client_id: &p.client_id,
+            secret: &p.client_secret,
+            scope: arm,
+        },
+        (StatusCode::UNAUTHORIZED, "invalid_client", 7000222),
+    )
+    .await;
+    let (status, body) = sim
+        .token_request(&tid, &[("client_id", &p.client_id)])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error_codes"], json!([900144]));
 }
@@ -97,13 +214,24 @@ async fn authorization_code_with_pkce_is_single_use() {
         async move {
             sim.token_request(
                 "organizations",
-                &[("grant_type", "authorization_code"), ("client_id", &client_id), ("client_secret", &secret), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", &verifier)],
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", &verifier),
+                ],
             )
             .await
         }
     };
     let (status, body) = redeem("not-the-verifier-0123456789012345678901234567890".into()).await;
-    assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([501481])), "{body}");
+    assert_eq!(
+        (status, body["error_codes"].clone()),
+        (StatusCode::BAD_REQUEST, json!([501481])),
+        "{body}"
+    );
     let (status, body) = redeem(verifier.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let c = claims(body["access_token"].as_str().expect("token"));
@@ -112,11 +240,27 @@ async fn authorization_code_with_pkce_is_single_use() {
     assert_eq!(c["scp"], "user_impersonation");
     assert!(body["id_token"].is_string());
     let (status, body) = redeem(verifier).await;
-    assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([54005])), "{body}");
+    assert_eq!(
+        (status, body["error_codes"].clone()),
+        (StatusCode::BAD_REQUEST, json!([54005])),
+        "{body}"
+    );
     let (status, body) = sim
-        .token_request("organizations", &[("grant_type", "authorization_code"), ("client_id", &client_id), ("code", "bogus"), ("redirect_uri", REDIRECT)])
+        .token_request(
+            "organizations",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("code", "bogus"),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
         .await;
-    assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([70000])), "{body}");
+    assert_eq!(
+        (status, body["error_codes"].clone()),
+        (StatusCode::BAD_REQUEST, json!([70000])),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -128,7 +272,13 @@ async fn sign_in_page_checks_the_password() {
     let page = sim
         .http
         .get(format!("{}/{tid}/oauth2/v2.0/authorize", sim.url()))
-        .query(&[("client_id", client_id.as_str()), ("response_type", "code"), ("redirect_uri", REDIRECT), ("scope", "https://management.azure.com/user_impersonation"), ("state", "s")])
+        .query(&[
+            ("client_id", client_id.as_str()),
+            ("response_type", "code"),
+            ("redirect_uri", REDIRECT),
+            ("scope", "https://management.azure.com/user_impersonation"),
+            ("state", "s"),
+        ])
         .send()
         .await
         .expect("page");
@@ -136,11 +286,22 @@ async fn sign_in_page_checks_the_password() {
     assert!(page.text().await.expect("html").contains("<form"));
     let post = |password: String| {
         let sim = &sim;
-        let (client_id, tid, upn) = (client_id.clone(), tid.clone(), user["upn"].as_str().unwrap_or("").to_string());
+        let (client_id, tid, upn) = (
+            client_id.clone(),
+            tid.clone(),
+            user["upn"].as_str().unwrap_or("").to_string(),
+        );
         async move {
             sim.http
                 .post(format!("{}/{tid}/oauth2/v2.0/authorize", sim.url()))
-                .form(&[("client_id", client_id.as_str()), ("response_type", "code"), ("redirect_uri", REDIRECT), ("state", "s"), ("login", upn.as_str()), ("passwd", password.as_str())])
+                .form(&[
+                    ("client_id", client_id.as_str()),
+                    ("response_type", "code"),
+                    ("redirect_uri", REDIRECT),
+                    ("state", "s"),
+                    ("login", upn.as_str()),
+                    ("passwd", password.as_str()),
+                ])
                 .send()
                 .await
                 .expect("post")
@@ -151,7 +312,12 @@ async fn sign_in_page_checks_the_password() {
     assert!(wrong.text().await.expect("html").contains("AADSTS50126"));
     let right = post(user["password"].as_str().expect("password").to_string()).await;
     assert_eq!(right.status(), StatusCode::FOUND);
-    assert!(right.headers()["location"].to_str().expect("location").contains("code="));
+    assert!(
+        right.headers()["location"]
+            .to_str()
+            .expect("location")
+            .contains("code=")
+    );
 }
 
 #[tokio::test]
@@ -160,7 +326,17 @@ async fn multi_tenant_app_works_only_after_consent() {
     let tid = sim.tenant_id();
     let (client_id, secret) = sim.app();
     let arm = "https://management.azure.com/.default";
-    assert_aadsts(&sim, &tid, &client_id, &secret, arm, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
+    assert_aadsts(
+        &sim,
+        Attempt {
+            tenant: &tid,
+            client_id: &client_id,
+            secret: &secret,
+            scope: arm,
+        },
+        (StatusCode::BAD_REQUEST, "unauthorized_client", 700016),
+    )
+    .await;
 
     let consent = |upn: String| {
         let sim = &sim;
@@ -169,23 +345,60 @@ async fn multi_tenant_app_works_only_after_consent() {
             let r = sim
                 .http
                 .get(format!("{}/{tid}/adminconsent", sim.url()))
-                .query(&[("client_id", client_id.as_str()), ("redirect_uri", REDIRECT), ("state", "c1"), ("login_hint", upn.as_str()), ("prompt", "none")])
+                .query(&[
+                    ("client_id", client_id.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("state", "c1"),
+                    ("login_hint", upn.as_str()),
+                    ("prompt", "none"),
+                ])
                 .send()
                 .await
                 .expect("consent");
             assert_eq!(r.status(), StatusCode::FOUND);
-            r.headers()["location"].to_str().expect("location").to_string()
+            r.headers()["location"]
+                .to_str()
+                .expect("location")
+                .to_string()
         }
     };
     let guest = consent(sim.user("guest")["upn"].as_str().expect("upn").into()).await;
     assert!(guest.contains("error=permission_denied"), "{guest}");
-    let owner = consent(sim.user("partial-owner")["upn"].as_str().expect("upn").into()).await;
-    assert!(owner.contains("admin_consent=True") && owner.contains(&format!("tenant={tid}")), "{owner}");
+    let owner = consent(
+        sim.user("partial-owner")["upn"]
+            .as_str()
+            .expect("upn")
+            .into(),
+    )
+    .await;
+    assert!(
+        owner.contains("admin_consent=True") && owner.contains(&format!("tenant={tid}")),
+        "{owner}"
+    );
 
-    let (status, body) = sim.token_request(&tid, &[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret), ("scope", arm)]).await;
+    let (status, body) = sim
+        .token_request(
+            &tid,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &client_id),
+                ("client_secret", &secret),
+                ("scope", arm),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let scenario = sim.control_get("/_sim/scenario").await;
-    let app_sp = scenario["tenants"][0]["service_principals"].as_array().expect("sps").iter().find(|p| p["key"] == "cloudkeep").cloned().expect("app sp");
-    assert_eq!(claims(body["access_token"].as_str().expect("token"))["oid"], app_sp["object_id"]);
+    let app_sp = scenario["tenants"][0]["service_principals"]
+        .as_array()
+        .expect("sps")
+        .iter()
+        .find(|p| p["key"] == "cloudkeep")
+        .cloned()
+        .expect("app sp");
+    assert_eq!(
+        claims(body["access_token"].as_str().expect("token"))["oid"],
+        app_sp["object_id"]
+    );
     assert_eq!(scenario["tenants"][0]["app_consented"], true);
 }

@@ -18,7 +18,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { throttle: false, faults: Faults::default(), seed: 7 }
+        Options {
+            throttle: false,
+            faults: Faults::default(),
+            seed: 7,
+        }
     }
 }
 
@@ -39,11 +43,17 @@ pub async fn start_with(options: Options) -> Sim {
     .await
     .expect("simulator starts");
     let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(running.ca_pem.as_bytes()).expect("ca"))
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(running.ca_pem.as_bytes()).expect("ca"),
+        )
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let mut sim = Sim { running, http, scenario: Value::Null };
+    let mut sim = Sim {
+        running,
+        http,
+        scenario: Value::Null,
+    };
     sim.scenario = sim.control_get("/_sim/scenario").await;
     sim
 }
@@ -51,7 +61,11 @@ pub async fn start_with(options: Options) -> Sim {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A principal's credentials from the scenario.
@@ -71,7 +85,10 @@ impl Sim {
     }
 
     pub fn tenant_id(&self) -> String {
-        self.tenant()["tenant_id"].as_str().expect("tenant id").to_string()
+        self.tenant()["tenant_id"]
+            .as_str()
+            .expect("tenant id")
+            .to_string()
     }
 
     pub fn subscriptions(&self) -> Vec<String> {
@@ -108,7 +125,12 @@ impl Sim {
     }
 
     pub async fn control_get(&self, path: &str) -> Value {
-        let r = self.http.get(format!("{}{path}", self.url())).send().await.expect("control call");
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url()))
+            .send()
+            .await
+            .expect("control call");
         assert!(r.status().is_success(), "{path}: {}", r.status());
         r.json().await.expect("json")
     }
@@ -160,8 +182,18 @@ impl Sim {
     }
 
     /// An ARM call with a bearer token; `path_and_query` is relative to the URL.
-    pub async fn arm(&self, token: &str, method: Method, path_and_query: &str, body: Option<Value>) -> Resp {
-        let url = if path_and_query.starts_with("https://") { path_and_query.to_string() } else { format!("{}{path_and_query}", self.url()) };
+    pub async fn arm(
+        &self,
+        token: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let url = if path_and_query.starts_with("https://") {
+            path_and_query.to_string()
+        } else {
+            format!("{}{path_and_query}", self.url())
+        };
         let mut req = self.http.request(method, url).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -190,11 +222,19 @@ impl Sim {
     }
 
     pub async fn requests_since(&self, seq: u64) -> Vec<Value> {
-        self.control_get(&format!("/_sim/requests?since={seq}")).await.as_array().cloned().unwrap_or_default()
+        self.control_get(&format!("/_sim/requests?since={seq}"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub async fn last_seq(&self) -> u64 {
-        self.requests_since(0).await.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0)
+        self.requests_since(0)
+            .await
+            .last()
+            .and_then(|e| e["seq"].as_u64())
+            .unwrap_or(0)
     }
 }
 
@@ -209,8 +249,16 @@ impl Resp {
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await.expect("body");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(json!({ "raw": text })) };
-        Resp { status, headers, body }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(json!({ "raw": text }))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn error_code(&self) -> &str {
@@ -226,8 +274,12 @@ impl Resp {
 pub fn pkce() -> (String, String) {
     use base64::Engine;
     use sha2::Digest;
-    let verifier = format!("verifier-{}-abcdefghijklmnopqrstuvwxyz0123456789", uuid_like());
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let verifier = format!(
+        "verifier-{}-abcdefghijklmnopqrstuvwxyz0123456789",
+        uuid_like()
+    );
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
@@ -236,20 +288,34 @@ pub const REDIRECT: &str = "https://cloudkeep.example/api/v1/connections/consent
 impl Sim {
     pub fn app(&self) -> (String, String) {
         let a = &self.scenario["application"];
-        (a["client_id"].as_str().expect("app id").into(), a["client_secret"].as_str().expect("app secret").into())
+        (
+            a["client_id"].as_str().expect("app id").into(),
+            a["client_secret"].as_str().expect("app secret").into(),
+        )
     }
 
     /// Runs `/authorize` silently for a user; answers the redirect's query.
-    pub async fn authorize(&self, upn: &str, challenge: &str, state: &str) -> Vec<(String, String)> {
+    pub async fn authorize(
+        &self,
+        upn: &str,
+        challenge: &str,
+        state: &str,
+    ) -> Vec<(String, String)> {
         let (client_id, _) = self.app();
         let r = self
             .http
-            .get(format!("{}/organizations/oauth2/v2.0/authorize", self.url()))
+            .get(format!(
+                "{}/organizations/oauth2/v2.0/authorize",
+                self.url()
+            ))
             .query(&[
                 ("client_id", client_id.as_str()),
                 ("response_type", "code"),
                 ("redirect_uri", REDIRECT),
-                ("scope", "https://management.azure.com/user_impersonation offline_access openid"),
+                (
+                    "scope",
+                    "https://management.azure.com/user_impersonation offline_access openid",
+                ),
                 ("state", state),
                 ("code_challenge", challenge),
                 ("code_challenge_method", "S256"),
@@ -260,7 +326,10 @@ impl Sim {
             .await
             .expect("authorize");
         assert_eq!(r.status(), StatusCode::FOUND);
-        let location = r.headers()["location"].to_str().expect("location").to_string();
+        let location = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
         assert!(location.starts_with(REDIRECT), "{location}");
         let query = location.split_once('?').map(|(_, q)| q).unwrap_or("");
         url_pairs(query)
@@ -271,7 +340,11 @@ impl Sim {
         let upn = self.user(key)["upn"].as_str().expect("upn").to_string();
         let (verifier, challenge) = pkce();
         let params = self.authorize(&upn, &challenge, "s1").await;
-        let code = params.iter().find(|(k, _)| k == "code").map(|(_, v)| v.clone()).expect("code");
+        let code = params
+            .iter()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.clone())
+            .expect("code");
         let (client_id, secret) = self.app();
         let (status, body) = self
             .token_request(
@@ -292,13 +365,17 @@ impl Sim {
 }
 
 pub fn url_pairs(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The claims of a JWT, unverified.
 pub fn claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).expect("payload");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
     serde_json::from_slice(&raw).expect("claims json")
 }

@@ -7,7 +7,11 @@ use crate::harness::{Options, start_with};
 
 #[tokio::test]
 async fn read_bucket_empties_into_429() {
-    let sim = start_with(Options { throttle: true, ..Options::default() }).await;
+    let sim = start_with(Options {
+        throttle: true,
+        ..Options::default()
+    })
+    .await;
     let token = sim.token("collector").await;
     let sub = sim.subscriptions()[2].clone();
     let path = format!("/subscriptions/{sub}/resourcegroups?api-version=2025-04-01");
@@ -20,14 +24,27 @@ async fn read_bucket_empties_into_429() {
             break;
         }
         assert_eq!(r.status, StatusCode::OK);
-        let remaining: u64 = r.header("x-ms-ratelimit-remaining-subscription-reads").expect("header").parse().expect("number");
+        let remaining: u64 = r
+            .header("x-ms-ratelimit-remaining-subscription-reads")
+            .expect("header")
+            .parse()
+            .expect("number");
         assert!(remaining <= last_remaining);
         last_remaining = remaining;
     }
     let (calls, r) = throttled.expect("throttled within 400 calls");
-    assert!((240..=300).contains(&calls), "the bucket holds about 250 reads (refilling 25/s): {calls}");
+    assert!(
+        (240..=300).contains(&calls),
+        "the bucket holds about 250 reads (refilling 25/s): {calls}"
+    );
     assert_eq!(r.error_code(), "SubscriptionRequestsThrottled");
-    assert!(r.header("retry-after").expect("retry-after").parse::<u64>().expect("seconds") >= 1);
+    assert!(
+        r.header("retry-after")
+            .expect("retry-after")
+            .parse::<u64>()
+            .expect("seconds")
+            >= 1
+    );
     // Another principal has its own bucket.
     let other = sim.token("reader-only").await;
     assert_eq!(sim.get(&other, &path).await.status, StatusCode::OK);
@@ -35,34 +52,104 @@ async fn read_bucket_empties_into_429() {
 
 #[tokio::test]
 async fn injected_errors_and_broken_connections() {
-    let sim = start_with(Options { faults: Faults { rate_500: 1.0, ..Faults::default() }, ..Options::default() }).await;
-    let r = sim.http.get(format!("{}/subscriptions?api-version=2022-12-01", sim.url())).send().await.expect("call");
+    let sim = start_with(Options {
+        faults: Faults {
+            rate_500: 1.0,
+            ..Faults::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let r = sim
+        .http
+        .get(format!(
+            "{}/subscriptions?api-version=2022-12-01",
+            sim.url()
+        ))
+        .send()
+        .await
+        .expect("call");
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     // The control API is never faulted.
-    assert_eq!(sim.http.get(format!("{}/_sim/scenario", sim.url())).send().await.expect("call").status(), StatusCode::OK);
+    assert_eq!(
+        sim.http
+            .get(format!("{}/_sim/scenario", sim.url()))
+            .send()
+            .await
+            .expect("call")
+            .status(),
+        StatusCode::OK
+    );
 
     let set = |f: Faults| {
         let sim = &sim;
         async move {
-            let r = sim.http.put(format!("{}/_sim/faults", sim.url())).json(&f).send().await.expect("put");
+            let r = sim
+                .http
+                .put(format!("{}/_sim/faults", sim.url()))
+                .json(&f)
+                .send()
+                .await
+                .expect("put");
             assert_eq!(r.status(), StatusCode::OK);
         }
     };
-    set(Faults { rate_429: 1.0, ..Faults::default() }).await;
-    let r = sim.http.get(format!("{}/subscriptions?api-version=2022-12-01", sim.url())).send().await.expect("call");
+    set(Faults {
+        rate_429: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    let r = sim
+        .http
+        .get(format!(
+            "{}/subscriptions?api-version=2022-12-01",
+            sim.url()
+        ))
+        .send()
+        .await
+        .expect("call");
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
 
-    set(Faults { rate_drop: 1.0, ..Faults::default() }).await;
-    assert!(sim.http.get(format!("{}/subscriptions?api-version=2022-12-01", sim.url())).send().await.is_err(), "connection dropped");
+    set(Faults {
+        rate_drop: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    assert!(
+        sim.http
+            .get(format!(
+                "{}/subscriptions?api-version=2022-12-01",
+                sim.url()
+            ))
+            .send()
+            .await
+            .is_err(),
+        "connection dropped"
+    );
 
     set(Faults::default()).await;
     let token = sim.token("collector").await;
-    set(Faults { rate_truncate: 1.0, ..Faults::default() }).await;
-    let r = sim.http.get(format!("{}/subscriptions?api-version=2022-12-01", sim.url())).bearer_auth(&token).send().await;
+    set(Faults {
+        rate_truncate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    let r = sim
+        .http
+        .get(format!(
+            "{}/subscriptions?api-version=2022-12-01",
+            sim.url()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await;
     let outcome = match r {
         Ok(resp) => resp.bytes().await.map(|b| b.len()),
         Err(e) => Err(e),
     };
-    assert!(outcome.is_err(), "a truncated body fails to read: {outcome:?}");
+    assert!(
+        outcome.is_err(),
+        "a truncated body fails to read: {outcome:?}"
+    );
 }
