@@ -171,6 +171,30 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         t.elapsed().as_secs_f64(),
     );
 
+    // Cost: a year, monthly, by service, over the whole history of each subscription.
+    let year = json!({
+        "type": "AmortizedCost", "timeframe": "Custom",
+        "timePeriod": {"from": format!("{}T00:00:00Z", minus_days(&today, 364)), "to": format!("{today}T23:59:59Z")},
+        "dataset": {"granularity": "Monthly",
+            "aggregation": {"totalCost": {"name": "Cost", "function": "Sum"}},
+            "grouping": [{"type": "Dimension", "name": "ServiceName"}]}
+    });
+    let t = Instant::now();
+    let (pages, rows) = fan_out(&chosen, args.concurrency, |sub| {
+        let (http, url, bearer, body) = (http.clone(), url.clone(), bearer.clone(), year.clone());
+        async move {
+            let first = format!("{url}/subscriptions/{sub}/providers/Microsoft.CostManagement/query?api-version=2025-03-01");
+            follow(&http, &bearer, reqwest::Method::POST, first, Some(body), "properties.rows").await
+        }
+    })
+    .await?;
+    report(
+        "cost query (12 months, monthly, by service)",
+        pages,
+        rows,
+        t.elapsed().as_secs_f64(),
+    );
+
     match sim.peak_rss_kib() {
         Some(kib) => println!(
             "simulator peak memory (VmHWM): {:.1} MiB",
