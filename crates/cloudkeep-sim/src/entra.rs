@@ -221,6 +221,7 @@ pub async fn token(
     State(st): St,
     Path(tenant): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
     body: Bytes,
 ) -> Response<Body> {
     let mut params = form(&body);
@@ -241,7 +242,9 @@ pub async fn token(
     };
     match grant_type.as_str() {
         "client_credentials" => client_credentials(&st, &tenant_id, &params),
-        "authorization_code" => authorization_code(&st, &tenant_id, &params),
+        "authorization_code" => {
+            authorization_code(&st, &tenant_id, &params, &base_url(&headers, &uri))
+        }
         other => entra_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -409,6 +412,7 @@ fn authorization_code(
     st: &SimState,
     tenant_id: &str,
     params: &HashMap<String, String>,
+    base: &str,
 ) -> Response<Body> {
     for p in ["client_id", "code", "redirect_uri"] {
         if !params.contains_key(p) {
@@ -528,7 +532,8 @@ fn authorization_code(
         "access_token": st.signer.sign(&claims),
     });
     if issued.scope.split_whitespace().any(|s| s == "openid") {
-        let base_iss = format!("https://login.microsoftonline.com/{tid}/v2.0");
+        // The issuer the discovery document announces, as OIDC requires.
+        let base_iss = format!("{base}/{tid}/v2.0");
         let id = IdClaims {
             aud: client_id.clone(),
             iss: base_iss,
@@ -602,8 +607,10 @@ fn sign_in_page(
     params: &HashMap<String, String>,
     error: Option<&str>,
 ) -> Response<Body> {
-    let hidden: String = params
-        .iter()
+    let mut fields: Vec<(&String, &String)> = params.iter().collect();
+    fields.sort();
+    let hidden: String = fields
+        .into_iter()
         .filter(|(k, _)| k.as_str() != "login" && k.as_str() != "passwd")
         .map(|(k, v)| {
             format!(
@@ -707,6 +714,19 @@ pub async fn admin_consent_post(
         Flow::AdminConsent,
         true,
     )
+}
+
+/// Who may consent for a tenant: members (not guests) holding Owner or
+/// User Access Administrator somewhere.
+fn may_consent(st: &SimState, user: &Principal) -> bool {
+    let world = st.world();
+    let guest = matches!(user.kind, PrincipalKind::User { guest: true, .. });
+    !guest
+        && world.role_assignments.iter().any(|a| {
+            a.principal_id.eq_ignore_ascii_case(&user.object_id)
+                && (a.role_definition_id == crate::roles::OWNER
+                    || a.role_definition_id == crate::roles::USER_ACCESS_ADMINISTRATOR)
+        })
 }
 
 fn sign_in(
@@ -838,16 +858,7 @@ fn sign_in(
 
     match flow {
         Flow::AdminConsent => {
-            let may_consent = {
-                let world = st.world();
-                let guest = matches!(user.kind, PrincipalKind::User { guest: true, .. });
-                !guest
-                    && world.role_assignments.iter().any(|a| {
-                        a.principal_id.eq_ignore_ascii_case(&user.object_id)
-                            && (a.role_definition_id == crate::roles::OWNER
-                                || a.role_definition_id == crate::roles::USER_ACCESS_ADMINISTRATOR)
-                    })
-            };
+            let may_consent = may_consent(st, &user);
             if !may_consent {
                 return redirect(
                     &redirect_uri,
@@ -872,9 +883,33 @@ fn sign_in(
             )
         }
         Flow::Authorize => {
-            // Signing in to a multi-tenant application consents to it for
-            // the user's tenant, which creates its service principal there.
-            st.world_mut().consent_app(&user.tenant_id);
+            // The application needs consent in the user's tenant. An Owner or
+            // User Access Administrator may give it with `prompt=consent`;
+            // without it, sign-in fails as Entra's does (AADSTS65001).
+            let consented = st
+                .world()
+                .app_consented_in
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&user.tenant_id));
+            if !consented {
+                if params.get("prompt").map(String::as_str) == Some("consent")
+                    && may_consent(st, &user)
+                {
+                    st.world_mut().consent_app(&user.tenant_id);
+                } else {
+                    return redirect(
+                        &redirect_uri,
+                        &[
+                            ("error", "consent_required"),
+                            (
+                                "error_description",
+                                "AADSTS65001: The user or administrator has not consented to use the application. Send an interactive authorization request for this user and resource.",
+                            ),
+                            ("state", &state_param),
+                        ],
+                    );
+                }
+            }
             let code = format!(
                 "1.{}{}",
                 URL_SAFE_NO_PAD.encode(st.random_id()),

@@ -14,6 +14,10 @@ pub struct Faults {
     pub latency_ms: u64,
     pub rate_drop: f64,
     pub rate_truncate: f64,
+    /// Share of list pages answered empty but with a `nextLink` (at most 0.9).
+    pub rate_empty_page: f64,
+    /// Share of tag writes answered 202 with a `Location` to poll.
+    pub rate_async_tags: f64,
     /// Lifetime of tokens issued from now on; `None` keeps the configured one.
     pub token_lifetime_secs: Option<u64>,
 }
@@ -54,11 +58,13 @@ impl Faults {
                 "429" => f.rate_429 = rate()?,
                 "drop" => f.rate_drop = rate()?,
                 "truncate" => f.rate_truncate = rate()?,
+                "empty-page" => f.rate_empty_page = rate()?,
+                "async-tags" => f.rate_async_tags = rate()?,
                 "latency" => f.latency_ms = parse_duration(v, "ms", item)?,
                 "token-lifetime" => f.token_lifetime_secs = Some(parse_duration(v, "s", item)?),
                 _ => {
                     return Err(SimError::Faults(format!(
-                        "unknown fault '{k}'; known: 500, 503, 429, latency, drop, truncate, token-lifetime"
+                        "unknown fault '{k}'; known: 500, 503, 429, latency, drop, truncate, empty-page, async-tags, token-lifetime"
                     )));
                 }
             }

@@ -29,6 +29,13 @@ pub struct AuthCode {
     pub redeemed: bool,
 }
 
+/// An accepted (202) write the client polls for.
+#[derive(Debug, Clone)]
+pub struct PendingOperation {
+    pub polls_left: u32,
+    pub result: serde_json::Value,
+}
+
 pub struct SimState {
     pub config: SimConfig,
     world: RwLock<World>,
@@ -37,6 +44,7 @@ pub struct SimState {
     pub throttle: Throttle,
     pub signer: Signer,
     codes: Mutex<HashMap<String, AuthCode>>,
+    operations: Mutex<HashMap<String, PendingOperation>>,
     pub cost_cache: Mutex<arm::cost::Cache>,
     rng: Mutex<ChaCha8Rng>,
 }
@@ -57,6 +65,7 @@ impl SimState {
             throttle: Throttle::default(),
             signer: Signer::new()?,
             codes: Mutex::new(HashMap::new()),
+            operations: Mutex::new(HashMap::new()),
             cost_cache: Mutex::new(arm::cost::Cache::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed)),
             config,
@@ -85,6 +94,10 @@ impl SimState {
 
     pub fn codes(&self) -> MutexGuard<'_, HashMap<String, AuthCode>> {
         lock(&self.codes)
+    }
+
+    pub fn operations(&self) -> MutexGuard<'_, HashMap<String, PendingOperation>> {
+        lock(&self.operations)
     }
 
     /// A uniform draw in [0, 1) for fault injection.
@@ -118,6 +131,7 @@ impl SimState {
         self.set_faults(self.config.faults.clone());
         self.throttle.reset();
         self.codes().clear();
+        self.operations().clear();
         lock(&self.cost_cache).clear();
     }
 }

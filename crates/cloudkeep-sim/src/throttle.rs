@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 pub enum Kind {
     Read,
     Write,
+    Delete,
 }
 
 impl Kind {
     fn limits(self) -> (f64, f64) {
         match self {
             Kind::Read => (250.0, 25.0),
-            Kind::Write => (200.0, 10.0),
+            Kind::Write | Kind::Delete => (200.0, 10.0),
         }
     }
 
@@ -23,8 +24,10 @@ impl Kind {
         match (self, tenant_level) {
             (Kind::Read, false) => "x-ms-ratelimit-remaining-subscription-reads",
             (Kind::Write, false) => "x-ms-ratelimit-remaining-subscription-writes",
+            (Kind::Delete, false) => "x-ms-ratelimit-remaining-subscription-deletes",
             (Kind::Read, true) => "x-ms-ratelimit-remaining-tenant-reads",
             (Kind::Write, true) => "x-ms-ratelimit-remaining-tenant-writes",
+            (Kind::Delete, true) => "x-ms-ratelimit-remaining-tenant-deletes",
         }
     }
 
@@ -32,6 +35,7 @@ impl Kind {
         match self {
             Kind::Read => "read",
             Kind::Write => "write",
+            Kind::Delete => "delete",
         }
     }
 }
@@ -77,7 +81,12 @@ pub enum Decision {
 pub struct Throttle {
     buckets: Mutex<HashMap<(String, String, Kind), Bucket>>,
     qpu: Mutex<HashMap<String, VecDeque<(Instant, u32)>>>,
+    graph: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
+
+/// Resource Graph: queries per user per window.
+const GRAPH_QUOTA: usize = 15;
+const GRAPH_WINDOW: Duration = Duration::from_secs(5);
 
 /// Subscription-wide limits are this many times a single principal's.
 const ALL_PRINCIPALS_FACTOR: f64 = 15.0;
@@ -172,7 +181,38 @@ impl Throttle {
         Ok((units, remaining))
     }
 
+    /// Counts a Resource Graph query for a user: on success answers the
+    /// queries left and the seconds until the window resets; otherwise the
+    /// seconds to wait.
+    pub fn take_graph(&self, user: &str) -> Result<(usize, u64), u64> {
+        let now = Instant::now();
+        let mut all = self.graph.lock().unwrap_or_else(|e| e.into_inner());
+        let window = all.entry(user.to_ascii_lowercase()).or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= GRAPH_WINDOW)
+        {
+            window.pop_front();
+        }
+        let resets = |oldest: Option<&Instant>| {
+            oldest
+                .map(|t| {
+                    GRAPH_WINDOW
+                        .saturating_sub(now.duration_since(*t))
+                        .as_secs()
+                        .max(1)
+                })
+                .unwrap_or(GRAPH_WINDOW.as_secs())
+        };
+        if window.len() >= GRAPH_QUOTA {
+            return Err(resets(window.front()));
+        }
+        window.push_back(now);
+        Ok((GRAPH_QUOTA - window.len(), resets(window.front())))
+    }
+
     pub fn reset(&self) {
+        self.graph.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.buckets
             .lock()
             .unwrap_or_else(|e| e.into_inner())

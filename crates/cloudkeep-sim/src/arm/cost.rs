@@ -653,7 +653,10 @@ pub fn query(ctx: &Ctx, scope: &str) -> ArmResult {
         // Nothing at all in the period: Cost Management answers 204.
         return Ok(json(StatusCode::NO_CONTENT, &Value::Null).map(|_| axum::body::Body::empty()));
     }
-    let end = (offset + PAGE_ROWS).min(result.rows.len());
+    let end = offset
+        .min(result.rows.len())
+        .saturating_add(PAGE_ROWS)
+        .min(result.rows.len());
     let rows = &result.rows[offset.min(end)..end];
     let next_link = if end < result.rows.len() {
         json!(ctx.next_link(&encode_offset(end)))

@@ -271,6 +271,30 @@ fn holds(m: &Map<String, Value>, c: &Cond) -> bool {
 }
 
 pub fn query(ctx: &Ctx) -> ArmResult {
+    let quota = if ctx.st.config.throttle {
+        let user = format!("{}:{}", ctx.claims.tid, ctx.caller());
+        match ctx.st.throttle.take_graph(&user) {
+            Ok(q) => Some(q),
+            Err(wait) => {
+                let mut e = ArmError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RateLimiting",
+                    format!(
+                        "Please provide below info when asking for support: timestamp = {}, correlationId = {}. Rate limit exceeded: the user quota of 15 queries per 5 seconds is used up.",
+                        chrono::Utc::now().to_rfc3339(),
+                        uuid::Uuid::new_v4()
+                    ),
+                );
+                e.headers.push(("retry-after", wait.to_string()));
+                e.headers.push(("x-ms-user-quota-remaining", "0".into()));
+                e.headers
+                    .push(("x-ms-user-quota-resets-after", format!("00:00:{wait:02}")));
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     let body = ctx.json_body()?;
     let text = body
         .get("query")
@@ -351,7 +375,7 @@ pub fn query(ctx: &Ctx) -> ArmResult {
         rows.truncate(limit);
     }
     let total = rows.len();
-    let end = (offset + top).min(total);
+    let end = offset.min(total).saturating_add(top).min(total);
     let data: Vec<Value> = rows[offset.min(end)..end]
         .iter()
         .map(|m| match &plan.project {
@@ -375,14 +399,16 @@ pub fn query(ctx: &Ctx) -> ArmResult {
         out["$skipToken"] = json!(encode_token(end, top));
     }
     let mut response = json(StatusCode::OK, &out);
-    response.headers_mut().insert(
-        "x-ms-user-quota-remaining",
-        axum::http::HeaderValue::from_static("14"),
-    );
-    response.headers_mut().insert(
-        "x-ms-user-quota-resets-after",
-        axum::http::HeaderValue::from_static("00:00:05"),
-    );
+    if let Some((remaining, resets)) = quota {
+        let h = response.headers_mut();
+        h.insert(
+            "x-ms-user-quota-remaining",
+            axum::http::HeaderValue::from(remaining),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("00:00:{resets:02}")) {
+            h.insert("x-ms-user-quota-resets-after", v);
+        }
+    }
     Ok(response)
 }
 

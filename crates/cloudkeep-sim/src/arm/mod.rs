@@ -137,36 +137,85 @@ impl Ctx<'_> {
         format!("{}{}?{}", self.base, self.path, ser.finish())
     }
 
+    fn top(&self, max_page: usize) -> Result<usize, ArmError> {
+        let top = match self.q("$top") {
+            Some(t) => t.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ArmError::bad_request(
+                    "InvalidTopInQueryString",
+                    format!("The value '{t}' of the $top query parameter is invalid. It must be a positive integer."),
+                )
+            })?,
+            None => max_page,
+        };
+        Ok(top.min(max_page))
+    }
+
+    fn skiptoken(&self) -> Result<usize, ArmError> {
+        match self.q("$skiptoken") {
+            Some(t) => decode_offset(t).ok_or_else(|| {
+                ArmError::bad_request(
+                    "InvalidSkipToken",
+                    "The provided $skiptoken is invalid or has expired.",
+                )
+            }),
+            None => Ok(0),
+        }
+    }
+
+    /// Real lists sometimes answer an empty page that still has a
+    /// `nextLink`; the `rate_empty_page` fault reproduces it.
+    fn empty_page(&self, position: usize) -> Option<Value> {
+        let rate = self.st.faults().rate_empty_page;
+        (rate > 0.0 && self.st.draw() < rate)
+            .then(|| json!({ "value": [], "nextLink": self.next_link(&encode_offset(position)) }))
+    }
+
     /// One page of `items`, serialised with `render`, with a `nextLink`
-    /// when more remain.
+    /// when more remain. The token is an offset into `items`.
     pub fn page<T>(
         &self,
         items: &[T],
         max_page: usize,
         render: impl Fn(&T) -> Value,
     ) -> Result<Value, ArmError> {
-        let top = match self.q("$top") {
-            Some(t) => t.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                ArmError::bad_request("InvalidTopInQueryString", format!("The value '{t}' of the $top query parameter is invalid. It must be a positive integer."))
-            })?,
-            None => max_page,
+        let top = self.top(max_page)?;
+        let offset = self.skiptoken()?.min(items.len());
+        if offset < items.len() {
+            if let Some(empty) = self.empty_page(offset) {
+                return Ok(empty);
+            }
         }
-        .min(max_page);
-        let offset = match self.q("$skiptoken") {
-            Some(t) => decode_offset(t).ok_or_else(|| {
-                ArmError::bad_request(
-                    "InvalidSkipToken",
-                    "The provided $skiptoken is invalid or has expired.",
-                )
-            })?,
-            None => 0,
-        }
-        .min(items.len());
-        let end = (offset + top).min(items.len());
+        let end = offset.saturating_add(top).min(items.len());
         let value: Vec<Value> = items[offset..end].iter().map(render).collect();
         let mut body = json!({ "value": value });
         if end < items.len() {
             body["nextLink"] = json!(self.next_link(&encode_offset(end)));
+        }
+        Ok(body)
+    }
+
+    /// Like `page`, for items with increasing stable keys: the token is the
+    /// next key, so items removed or added between pages never make a
+    /// surviving item be skipped or repeated.
+    pub fn page_keyed<T>(
+        &self,
+        items: &[(usize, T)],
+        max_page: usize,
+        render: impl Fn(&T) -> Value,
+    ) -> Result<Value, ArmError> {
+        let top = self.top(max_page)?;
+        let from_key = self.skiptoken()?;
+        let start = items.partition_point(|(k, _)| *k < from_key);
+        if start < items.len() {
+            if let Some(empty) = self.empty_page(items[start].0) {
+                return Ok(empty);
+            }
+        }
+        let end = start.saturating_add(top).min(items.len());
+        let value: Vec<Value> = items[start..end].iter().map(|(_, t)| render(t)).collect();
+        let mut body = json!({ "value": value });
+        if let Some((next_key, _)) = items.get(end) {
+            body["nextLink"] = json!(self.next_link(&encode_offset(*next_key)));
         }
         Ok(body)
     }
@@ -215,10 +264,31 @@ pub fn epoch_time(secs: i64) -> DateTime<Utc> {
 
 fn unauthenticated(code: &str, message: &str) -> ArmError {
     let mut e = ArmError::new(StatusCode::UNAUTHORIZED, code, message);
-    e.headers.push((
-        "www-authenticate",
-        format!("Bearer authorization_uri=\"https://login.windows.net/\", error=\"invalid_token\", error_description=\"{message}\""),
-    ));
+    e.headers.push(("www-authenticate", challenge("", message)));
+    e
+}
+
+/// The `WWW-Authenticate` challenge; naming the subscription's tenant lets
+/// a client discover which authority to use.
+fn challenge(tenant: &str, message: &str) -> String {
+    format!(
+        "Bearer authorization_uri=\"https://login.windows.net/{tenant}\", error=\"invalid_token\", error_description=\"{message}\""
+    )
+}
+
+/// Names the subscription's tenant in a 401's challenge, for paths under a subscription.
+fn with_tenant_challenge(st: &SimState, path: &str, mut e: ArmError) -> ArmError {
+    let tenant = resolve(path)
+        .ok()
+        .and_then(|op| op.subscription().map(str::to_string))
+        .and_then(|s| st.world().subscription(&s).map(|s| s.tenant_id.clone()));
+    if let Some(t) = tenant {
+        for (name, value) in &mut e.headers {
+            if *name == "www-authenticate" {
+                *value = challenge(&t, &e.message);
+            }
+        }
+    }
     e
 }
 
@@ -293,6 +363,7 @@ const RESOURCES_VERSIONS: &[&str] = &[
     "2018-02-01",
     "2018-05-01",
     "2018-06-01",
+    "2018-08-01",
     "2019-03-01",
     "2019-05-01",
     "2019-05-10",
@@ -475,6 +546,10 @@ fn check_api_version(family: Family, version: Option<&str>) -> Result<String, Ar
 pub enum Op {
     ListSubscriptions,
     ListTenants,
+    OperationResult {
+        sub: String,
+        id: String,
+    },
     Subscription {
         sub: String,
     },
@@ -552,7 +627,8 @@ impl Op {
             | Op::ResourceGroups { .. }
             | Op::ResourceGroup { .. }
             | Op::Resources { .. }
-            | Op::Tags { .. } => Family::Resources,
+            | Op::Tags { .. }
+            | Op::OperationResult { .. } => Family::Resources,
             Op::Resource { .. } => Family::AnyProvider,
             Op::RoleAssignments { .. } | Op::RoleDefinitions { .. } => Family::Authorization,
             Op::CostQuery { .. } => Family::CostManagement,
@@ -579,7 +655,8 @@ impl Op {
             | Op::StorageAccounts { sub, .. }
             | Op::Vaults { sub, .. }
             | Op::VaultKeys { sub, .. }
-            | Op::VaultSecrets { sub, .. } => Some(sub),
+            | Op::VaultSecrets { sub, .. }
+            | Op::OperationResult { sub, .. } => Some(sub),
             Op::RoleAssignments { scope, .. } | Op::RoleDefinitions { scope, .. } => {
                 subscription_of(scope)
             }
@@ -680,6 +757,10 @@ pub fn resolve(path: &str) -> Result<Op, ArmError> {
     Ok(match l.as_slice() {
         ["subscriptions"] => Op::ListSubscriptions,
         ["tenants"] => Op::ListTenants,
+        ["subscriptions", _, "operationresults", _] => Op::OperationResult {
+            sub: sub(),
+            id: seg(3),
+        },
         ["subscriptions", _] => Op::Subscription { sub: sub() },
         ["subscriptions", _, "resourcegroups"] => Op::ResourceGroups { sub: sub() },
         ["subscriptions", _, "resourcegroups", _] => Op::ResourceGroup {
@@ -869,6 +950,7 @@ fn throttle_kind(method: &Method, op: &Op) -> Kind {
         (&Method::GET | &Method::HEAD, _) => Kind::Read,
         // Queries are reads, though they are POSTed.
         (&Method::POST, Op::CostQuery { .. } | Op::ResourceGraph) => Kind::Read,
+        (&Method::DELETE, _) => Kind::Delete,
         _ => Kind::Write,
     }
 }
@@ -924,7 +1006,8 @@ fn serve(
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    let claims = authenticate(st, &parts.headers)?;
+    let claims =
+        authenticate(st, &parts.headers).map_err(|e| with_tenant_challenge(st, &path, e))?;
     *caller = Some(claims.oid.clone());
     let op = resolve(&path)?;
     let family = op.family();
@@ -948,13 +1031,18 @@ fn serve(
         };
         if !subscription.tenant_id.eq_ignore_ascii_case(&claims.tid) {
             let t = &subscription.tenant_id;
-            return Err(unauthenticated(
+            let message = format!(
+                "The access token is from the wrong issuer 'https://sts.windows.net/{}/'. It must match the tenant 'https://sts.windows.net/{t}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{t}' to get the token. Note, if the subscription is transferred to another tenant there is no impact to the services, but information about new tenant could take time to propagate (up to an hour). If you just transferred your subscription and see this error message, please try back later.",
+                claims.tid
+            );
+            // The world is locked here: build the challenge directly.
+            let mut e = ArmError::new(
+                StatusCode::UNAUTHORIZED,
                 "InvalidAuthenticationTokenTenant",
-                &format!(
-                    "The access token is from the wrong issuer 'https://sts.windows.net/{}/'. It must match the tenant 'https://sts.windows.net/{t}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{t}' to get the token. Note, if the subscription is transferred to another tenant there is no impact to the services, but information about new tenant could take time to propagate (up to an hour). If you just transferred your subscription and see this error message, please try back later.",
-                    claims.tid
-                ),
-            ));
+                message.clone(),
+            );
+            e.headers.push(("www-authenticate", challenge(t, &message)));
+            return Err(e);
         }
     }
 
@@ -1006,7 +1094,8 @@ fn serve(
         body,
         claims,
     };
-    let mut response = run(&ctx, op)?;
+    // Errors carry the remaining quota too, as ARM's do.
+    let mut response = run(&ctx, op).unwrap_or_else(ArmError::into_response);
     if let Some((name, remaining)) = rate_header {
         if let Ok(v) = HeaderValue::from_str(&remaining.to_string()) {
             response.headers_mut().insert(name, v);
@@ -1037,6 +1126,7 @@ fn run(ctx: &Ctx, op: Op) -> ArmResult {
         Op::Resources { sub, rg } if get => resources::list_resources(ctx, &sub, rg.as_deref()),
         Op::Resource { id, .. } if get => resources::get_resource(ctx, &id),
         Op::Tags { scope, .. } => resources::tags(ctx, &scope),
+        Op::OperationResult { sub, id } if get => resources::operation_result(ctx, &sub, &id),
         Op::RoleAssignments { scope, name } => {
             authorization::role_assignments(ctx, &scope, name.as_deref())
         }

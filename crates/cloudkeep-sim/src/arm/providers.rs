@@ -254,6 +254,17 @@ fn list_by_type<'w>(
         .collect()
 }
 
+/// A resource group named in a path must exist.
+fn check_group(world: &World, sub: &str, rg: Option<&str>) -> Result<(), ArmError> {
+    match rg {
+        Some(g) if world.resource_group(sub, g).is_none() => Err(ArmError::not_found(
+            "ResourceGroupNotFound",
+            format!("Resource group '{g}' could not be found."),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn provider_scope(sub: &str, rg: Option<&str>) -> String {
     match rg {
         Some(g) => format!("/subscriptions/{sub}/resourceGroups/{g}"),
@@ -268,6 +279,7 @@ pub fn storage_accounts(ctx: &Ctx, sub: &str, rg: Option<&str>, name: Option<&st
         "Microsoft.Storage/storageAccounts/read",
         &provider_scope(sub, rg),
     )?;
+    check_group(&world, sub, rg)?;
     let items = list_by_type(&world, sub, rg, "Microsoft.Storage/storageAccounts");
     if let Some(name) = name {
         return match items.iter().find(|r| r.name.eq_ignore_ascii_case(name)) {
@@ -369,6 +381,7 @@ pub fn vaults(ctx: &Ctx, sub: &str, rg: Option<&str>, name: Option<&str>) -> Arm
         "Microsoft.KeyVault/vaults/read",
         &provider_scope(sub, rg),
     )?;
+    check_group(&world, sub, rg)?;
     let items = list_by_type(&world, sub, rg, "Microsoft.KeyVault/vaults");
     if let Some(name) = name {
         return match items.iter().find(|r| r.name.eq_ignore_ascii_case(name)) {

@@ -196,7 +196,7 @@ fn split_keyword<'a>(s: &'a str, word: &str) -> Vec<&'a str> {
     while i < bytes.len() {
         if bytes[i] == b'\'' {
             in_quote = !in_quote;
-        } else if !in_quote && lower[i..].starts_with(&needle) {
+        } else if !in_quote && lower.as_bytes()[i..].starts_with(needle.as_bytes()) {
             parts.push(&s[start..i]);
             i += needle.len();
             start = i;
@@ -395,13 +395,17 @@ pub fn list_resources(ctx: &Ctx, sub: &str, rg: Option<&str>) -> ArmResult {
             }
         }
     };
-    let items: Vec<&Resource> = world
-        .live_resources()
-        .filter(|r| r.subscription_id.eq_ignore_ascii_case(sub))
-        .filter(|r| all || allowed_groups.contains(&r.resource_group.to_ascii_lowercase()))
-        .filter(|r| filter.matches(r))
+    // Keyed by position in the world's resource list, which never shrinks.
+    let items: Vec<(usize, &Resource)> = world
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.deleted.is_none())
+        .filter(|(_, r)| r.subscription_id.eq_ignore_ascii_case(sub))
+        .filter(|(_, r)| all || allowed_groups.contains(&r.resource_group.to_ascii_lowercase()))
+        .filter(|(_, r)| filter.matches(r))
         .collect();
-    let body = ctx.page(&items, RESOURCES_PAGE, |r| resource_json(r, expand))?;
+    let body = ctx.page_keyed(&items, RESOURCES_PAGE, |r| resource_json(r, expand))?;
     ok(&body)
 }
 
@@ -644,7 +648,61 @@ pub fn tags(ctx: &Ctx, scope: &str) -> ArmResult {
     if ctx.method == Method::DELETE {
         return Ok(json(StatusCode::OK, &Value::Null).map(|_| axum::body::Body::empty()));
     }
-    ok(&tags_resource(&canonical, &updated))
+    let result = tags_resource(&canonical, &updated);
+    drop(world);
+    // Sometimes ARM accepts a tag write and makes the client poll for it.
+    let rate = ctx.st.faults().rate_async_tags;
+    if rate > 0.0 && ctx.st.draw() < rate {
+        let sub = super::subscription_of(scope)
+            .unwrap_or_default()
+            .to_string();
+        let id = ctx.st.random_id();
+        ctx.st.operations().insert(
+            id.clone(),
+            crate::state::PendingOperation {
+                polls_left: 1,
+                result,
+            },
+        );
+        return Ok(accepted(ctx, &sub, &id));
+    }
+    ok(&result)
+}
+
+/// 202 with the `Location` to poll and a `Retry-After`.
+fn accepted(ctx: &Ctx, sub: &str, id: &str) -> axum::http::Response<axum::body::Body> {
+    let location = format!(
+        "{}/subscriptions/{sub}/operationresults/{id}?api-version=2018-08-01",
+        ctx.base
+    );
+    let mut response = json(StatusCode::ACCEPTED, &Value::Null).map(|_| axum::body::Body::empty());
+    if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, v);
+    }
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Polls an accepted write: 202 until it is done, then 200 with its result.
+pub fn operation_result(ctx: &Ctx, sub: &str, id: &str) -> ArmResult {
+    let mut ops = ctx.st.operations();
+    let Some(op) = ops.get_mut(id) else {
+        return Err(ArmError::not_found(
+            "OperationNotFound",
+            format!("The operation '{id}' was not found."),
+        ));
+    };
+    if op.polls_left > 0 {
+        op.polls_left -= 1;
+        drop(ops);
+        return Ok(accepted(ctx, sub, id));
+    }
+    ok(&op.result)
 }
 
 /// The scope with the casing Azure stores it in.

@@ -317,8 +317,10 @@ pub fn id_key(id: &str) -> String {
 }
 
 impl World {
+    /// The simulated date: today's real date plus the offset the clock was
+    /// advanced by, so a long-running simulator gains a cost day at midnight.
     pub fn today(&self) -> NaiveDate {
-        self.base_date + Duration::days(self.day_offset)
+        Utc::now().date_naive().max(self.base_date) + Duration::days(self.day_offset)
     }
 
     /// The simulated "now": the real time of day on the simulated date.

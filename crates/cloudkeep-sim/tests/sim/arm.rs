@@ -708,3 +708,164 @@ async fn resource_graph_pages_by_skip_token() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn paging_survives_deletes_between_pages() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let (_, all) = sim
+        .get_all(&token, &format!("/subscriptions/{sub}/resources?{RES}"))
+        .await;
+    let first = sim
+        .get(
+            &token,
+            &format!("/subscriptions/{sub}/resources?{RES}&$top=10"),
+        )
+        .await;
+    let page1: Vec<String> = first.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect();
+    // Someone deletes a resource already listed; nothing else may be skipped.
+    let r = sim
+        .http
+        .delete(format!("{}/_sim/resources", sim.url()))
+        .query(&[("id", page1[3].as_str())])
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, rest) = sim
+        .get_all(&token, first.body["nextLink"].as_str().expect("next"))
+        .await;
+    let mut seen: Vec<String> = page1.clone();
+    seen.extend(
+        rest.iter()
+            .map(|r| r["id"].as_str().expect("id").to_string()),
+    );
+    let expected: Vec<String> = all
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(seen, expected, "every resource exactly once, in order");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_not_crashed_on() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let r = sim
+        .get(
+            &token,
+            &format!("/subscriptions/{sub}/resources?{RES}&$filter=name eq ’x’ and é"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = sim
+        .get(
+            &token,
+            &format!("/subscriptions/{sub}/resources?{RES}&$skiptoken=bm9wZQ"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, "InvalidSkipToken")
+    );
+    let r = sim.get(&token, &format!("/subscriptions/{sub}/resourceGroups/nope/providers/Microsoft.Storage/storageAccounts?api-version=2025-01-01")).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::NOT_FOUND, "ResourceGroupNotFound")
+    );
+    let r = sim
+        .arm(
+            &token,
+            Method::POST,
+            "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01",
+            Some(json!({"query": "Resources", "options": {"$skip": u64::MAX}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A 401 names the subscription's tenant, so a client can find its authority.
+    let r = sim
+        .http
+        .get(format!("{}/subscriptions/{sub}/resources?{RES}", sim.url()))
+        .send()
+        .await
+        .expect("call");
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .expect("header")
+        .to_string();
+    assert!(
+        challenge.contains(&format!("https://login.windows.net/{}", sim.tenant_id())),
+        "{challenge}"
+    );
+}
+
+#[tokio::test]
+async fn tag_writes_may_be_accepted_for_polling() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let (status, _) = sim
+        .control(Method::PUT, "/_sim/faults", json!({"rate_async_tags": 1.0}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let path = tag_path(&format!("/subscriptions/{sub}"));
+    let r = sim
+        .arm(
+            &token,
+            Method::PATCH,
+            &path,
+            Some(json!({"operation": "Merge", "properties": {"tags": {"polled": "yes"}}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let location = r.header("location").expect("location").to_string();
+    assert!(location.starts_with(&format!(
+        "{}/subscriptions/{sub}/operationresults/",
+        sim.url()
+    )));
+    let poll = sim.get(&token, &location).await;
+    assert_eq!(
+        poll.status,
+        StatusCode::ACCEPTED,
+        "still running on the first poll"
+    );
+    let done = sim.get(&token, &location).await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert_eq!(done.body["properties"]["tags"]["polled"], "yes");
+}
+
+#[tokio::test]
+async fn empty_pages_with_next_links_do_not_lose_items() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let (clean_pages, clean) = sim
+        .get_all(
+            &token,
+            &format!("/subscriptions/{sub}/resources?{RES}&$top=20"),
+        )
+        .await;
+    let (status, _) = sim
+        .control(Method::PUT, "/_sim/faults", json!({"rate_empty_page": 0.5}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (pages, items) = sim
+        .get_all(
+            &token,
+            &format!("/subscriptions/{sub}/resources?{RES}&$top=20"),
+        )
+        .await;
+    assert_eq!(items, clean);
+    assert!(
+        pages > clean_pages,
+        "some pages came back empty: {pages} vs {clean_pages}"
+    );
+}

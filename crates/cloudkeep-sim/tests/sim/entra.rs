@@ -204,6 +204,15 @@ async fn authorization_code_with_pkce_is_single_use() {
     let upn = user["upn"].as_str().expect("upn");
     let (verifier, challenge) = pkce();
     let params = sim.authorize(upn, &challenge, "state-123").await;
+    let error =
+        |p: &[(String, String)]| p.iter().find(|(k, _)| k == "error").map(|(_, v)| v.clone());
+    assert_eq!(
+        error(&params).as_deref(),
+        Some("consent_required"),
+        "no sign-in before the tenant consents"
+    );
+    sim.consent().await;
+    let params = sim.authorize(upn, &challenge, "state-123").await;
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(get("state").as_deref(), Some("state-123"));
     let code = get("code").expect("code");
@@ -299,6 +308,7 @@ async fn sign_in_page_checks_the_password() {
                     ("response_type", "code"),
                     ("redirect_uri", REDIRECT),
                     ("state", "s"),
+                    ("prompt", "consent"),
                     ("login", upn.as_str()),
                     ("passwd", password.as_str()),
                 ])

@@ -337,6 +337,7 @@ impl Sim {
 
     /// A delegated ARM token for a scenario user, through the code flow.
     pub async fn user_token(&self, key: &str) -> String {
+        self.consent().await;
         let upn = self.user(key)["upn"].as_str().expect("upn").to_string();
         let (verifier, challenge) = pkce();
         let params = self.authorize(&upn, &challenge, "s1").await;
@@ -378,4 +379,33 @@ pub fn claims(token: &str) -> Value {
         .decode(payload)
         .expect("base64");
     serde_json::from_slice(&raw).expect("claims json")
+}
+
+impl Sim {
+    /// Consents to cloudkeep's application in the tenant, as its Owner does.
+    pub async fn consent(&self) {
+        let (client_id, _) = self.app();
+        let upn = self.user("partial-owner")["upn"]
+            .as_str()
+            .expect("upn")
+            .to_string();
+        let r = self
+            .http
+            .get(format!("{}/{}/adminconsent", self.url(), self.tenant_id()))
+            .query(&[
+                ("client_id", client_id.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("state", "c"),
+                ("login_hint", upn.as_str()),
+                ("prompt", "none"),
+            ])
+            .send()
+            .await
+            .expect("consent");
+        let location = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        assert!(location.contains("admin_consent=True"), "{location}");
+    }
 }

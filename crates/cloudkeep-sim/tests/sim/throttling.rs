@@ -153,3 +153,81 @@ async fn injected_errors_and_broken_connections() {
         "a truncated body fails to read: {outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn resource_graph_has_a_per_user_quota() {
+    let sim = start_with(Options {
+        throttle: true,
+        ..Options::default()
+    })
+    .await;
+    let token = sim.token("collector").await;
+    let body = serde_json::json!({"query": "Resources | take 1"});
+    let mut remaining = Vec::new();
+    for _ in 0..15 {
+        let r = sim
+            .arm(
+                &token,
+                reqwest::Method::POST,
+                "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        remaining.push(
+            r.header("x-ms-user-quota-remaining")
+                .expect("quota")
+                .parse::<u32>()
+                .expect("number"),
+        );
+        assert!(r.header("x-ms-user-quota-resets-after").is_some());
+    }
+    assert_eq!(remaining.first(), Some(&14));
+    assert_eq!(remaining.last(), Some(&0));
+    let r = sim
+        .arm(
+            &token,
+            reqwest::Method::POST,
+            "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01",
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::TOO_MANY_REQUESTS, "RateLimiting")
+    );
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn deletes_and_errors_report_their_own_quota() {
+    let sim = start_with(Options {
+        throttle: true,
+        ..Options::default()
+    })
+    .await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let path = format!(
+        "/subscriptions/{sub}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01"
+    );
+    let r = sim.arm(&token, reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.header("x-ms-ratelimit-remaining-subscription-deletes")
+            .is_some()
+    );
+    let none = sim.token("no-access").await;
+    let r = sim
+        .get(
+            &none,
+            &format!("/subscriptions/{sub}/resources?api-version=2025-04-01"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.header("x-ms-ratelimit-remaining-subscription-reads")
+            .is_some(),
+        "errors carry the quota too"
+    );
+}
