@@ -1,0 +1,575 @@
+//! Organisations, users, logins, sessions and API tokens: the ways an
+//! `OrgScope` comes to exist.
+
+use chrono::{DateTime, Duration, Utc};
+use cloudkeep_domain::password::{random_token, token_hash, verify_password};
+use cloudkeep_domain::{OrgId, Role, SecretString, TokenId, UserId};
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::audit::{AuditEntry, append};
+use crate::{OrgScope, Result, Store, StoreError, conflict, now_ms, parse, time};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Organisation {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// How a request proved who it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    Password,
+    Session { csrf_token: String },
+    Token(TokenId),
+}
+
+/// A caller whose identity is proven: its organisation scope and user.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub scope: OrgScope,
+    pub user: User,
+    pub credential: Credential,
+}
+
+impl Authenticated {
+    /// How the audit log names this caller.
+    pub fn actor(&self) -> String {
+        match &self.credential {
+            Credential::Token(t) => format!("token:{t}"),
+            _ => format!("user:{}", self.user.id),
+        }
+    }
+}
+
+pub struct NewOrganisation {
+    pub name: String,
+    pub owner_email: String,
+    pub owner_name: String,
+    /// argon2id PHC string of the owner's password.
+    pub owner_password_hash: String,
+    pub actor: String,
+}
+
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub password_hash: Option<String>,
+}
+
+/// A user found by email, not yet authenticated.
+pub struct LoginCandidate {
+    scope: OrgScope,
+    user: User,
+    password_hash: Option<String>,
+}
+
+impl LoginCandidate {
+    /// The scope and user, if the password is right and the user active.
+    pub fn verify(self, password: &SecretString) -> Option<Authenticated> {
+        let hash = self.password_hash.as_deref()?;
+        (!self.user.disabled && verify_password(password, hash)).then_some(Authenticated {
+            scope: self.scope,
+            user: self.user,
+            credential: Credential::Password,
+        })
+    }
+
+    /// The organisation, to audit a failed attempt in it.
+    pub fn scope_for_audit(&self) -> &OrgScope {
+        &self.scope
+    }
+
+    pub fn user_id(&self) -> UserId {
+        self.user.id
+    }
+}
+
+fn normalise_email(email: &str) -> Result<String> {
+    let e = email.trim().to_ascii_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'));
+    if !valid {
+        return Err(StoreError::Invalid(format!(
+            "'{email}' is not an email address"
+        )));
+    }
+    Ok(e)
+}
+
+fn user(row: &AnyRow) -> Result<User> {
+    Ok(User {
+        id: parse(row, "user_id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role: parse(row, "role")?,
+        created_at: time(row.try_get("created_at")?),
+        disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+    })
+}
+
+fn token(row: &AnyRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: parse(row, "token_id")?,
+        user_id: parse(row, "user_id")?,
+        name: row.try_get("name")?,
+        created_at: time(row.try_get("created_at")?),
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(time),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(time),
+    })
+}
+
+/// Tokens and session ids carry their organisation, so authentication is a
+/// lookup within one organisation: `{prefix}{org}_{random}`.
+fn split_bearer<'a>(prefix: &str, secret: &'a SecretString) -> Option<(OrgId, &'a str)> {
+    let rest = secret.expose().strip_prefix(prefix)?;
+    let (org, random) = rest.split_once('_')?;
+    Some((org.parse().ok()?, random))
+}
+
+fn scoped_secret(prefix: &str, org: OrgId) -> SecretString {
+    let random = random_token("");
+    SecretString::new(format!(
+        "{prefix}{}_{}",
+        org.as_uuid().simple(),
+        random.expose()
+    ))
+}
+
+const USER_COLUMNS: &str = "user_id, email, name, role, created_at, disabled_at";
+const TOKEN_PREFIX: &str = "ck_";
+const SESSION_PREFIX: &str = "cks_";
+
+impl Store {
+    /// Creates an organisation and its owner (the bootstrap of a scope).
+    pub async fn create_organisation(
+        &self,
+        new: NewOrganisation,
+    ) -> Result<(OrgScope, Organisation, User)> {
+        let name = new.name.trim().to_string();
+        if name.is_empty() || name.len() > 200 {
+            return Err(StoreError::Invalid(
+                "an organisation name is 1 to 200 characters".into(),
+            ));
+        }
+        let email = normalise_email(&new.owner_email)?;
+        let org = OrgId::new();
+        let scope = OrgScope::new(org);
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO organisations (org_id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(org.to_string())
+            .bind(&name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let owner = insert_user(
+            &mut tx,
+            &scope,
+            NewUser {
+                email,
+                name: new.owner_name,
+                role: Role::Owner,
+                password_hash: Some(new.owner_password_hash),
+            },
+        )
+        .await?;
+        append(
+            &mut tx,
+            &scope,
+            &AuditEntry::new(
+                &new.actor,
+                "organisation.created",
+                format!("organisation:{org}"),
+                json!({"name": name}),
+            ),
+        )
+        .await?;
+        append(
+            &mut tx,
+            &scope,
+            &AuditEntry::new(
+                &new.actor,
+                "user.created",
+                format!("user:{}", owner.id),
+                json!({"email": owner.email, "role": "owner"}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((
+            scope,
+            Organisation {
+                id: org,
+                name,
+                created_at: time(now),
+            },
+            owner,
+        ))
+    }
+
+    pub async fn organisation(&self, scope: &OrgScope) -> Result<Organisation> {
+        let row =
+            sqlx::query("SELECT org_id, name, created_at FROM organisations WHERE org_id = $1")
+                .bind(scope.id())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Organisation {
+            id: parse(&row, "org_id")?,
+            name: row.try_get("name")?,
+            created_at: time(row.try_get("created_at")?),
+        })
+    }
+
+    pub async fn create_user(&self, scope: &OrgScope, new: NewUser, actor: &str) -> Result<User> {
+        let email = normalise_email(&new.email)?;
+        let mut tx = self.pool.begin().await?;
+        let role = new.role;
+        let u = insert_user(&mut tx, scope, NewUser { email, ..new }).await?;
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(
+                actor,
+                "user.created",
+                format!("user:{}", u.id),
+                json!({"email": u.email, "role": role.as_str()}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(u)
+    }
+
+    pub async fn users(&self, scope: &OrgScope) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 ORDER BY created_at, email"
+        ))
+        .bind(scope.id())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user).collect()
+    }
+
+    pub async fn user(&self, scope: &OrgScope, id: UserId) -> Result<User> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND user_id = $2"
+        ))
+        .bind(scope.id())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound { what: "user" })?;
+        user(&row)
+    }
+
+    pub async fn set_role(
+        &self,
+        scope: &OrgScope,
+        id: UserId,
+        role: Role,
+        actor: &str,
+    ) -> Result<User> {
+        let mut tx = self.pool.begin().await?;
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(
+                actor,
+                "user.role_changed",
+                format!("user:{id}"),
+                json!({"role": role.as_str()}),
+            ),
+        )
+        .await?;
+        let done = sqlx::query("UPDATE users SET role = $3 WHERE org_id = $1 AND user_id = $2")
+            .bind(scope.id())
+            .bind(id.to_string())
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "user" });
+        }
+        tx.commit().await?;
+        self.user(scope, id).await
+    }
+
+    /// Looks up a login by email (the one unscoped lookup, by design).
+    pub async fn find_login(&self, email: &str) -> Result<Option<LoginCandidate>> {
+        let Ok(email) = normalise_email(email) else {
+            return Ok(None);
+        };
+        let Some(route) =
+            sqlx::query("SELECT org_id, user_id FROM login_directory WHERE email = $1")
+                .bind(&email)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let scope = OrgScope::new(parse(&route, "org_id")?);
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE org_id = $1 AND user_id = $2"
+        ))
+        .bind(scope.id())
+        .bind(route.try_get::<String, _>("user_id")?)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(LoginCandidate {
+            user: user(&row)?,
+            password_hash: row.try_get("password_hash")?,
+            scope,
+        }))
+    }
+
+    /// Issues an API token for a user; the plaintext is returned once and
+    /// only its hash is kept.
+    pub async fn create_api_token(
+        &self,
+        scope: &OrgScope,
+        user_id: UserId,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+        actor: &str,
+    ) -> Result<(ApiToken, SecretString)> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(StoreError::Invalid(
+                "a token name is 1 to 100 characters".into(),
+            ));
+        }
+        let secret = scoped_secret(TOKEN_PREFIX, scope.org());
+        let id = TokenId::new();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(
+                actor,
+                "token.issued",
+                format!("token:{id}"),
+                json!({"name": name, "user": user_id}),
+            ),
+        )
+        .await?;
+        let owner = sqlx::query(
+            "SELECT user_id FROM users WHERE org_id = $1 AND user_id = $2 AND disabled_at IS NULL",
+        )
+        .bind(scope.id())
+        .bind(user_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if owner.is_none() {
+            return Err(StoreError::NotFound { what: "user" });
+        }
+        sqlx::query(
+            "INSERT INTO api_tokens (org_id, token_id, user_id, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(scope.id())
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .bind(name)
+        .bind(token_hash(&secret))
+        .bind(now)
+        .bind(expires_at.map(|t| t.timestamp_millis()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let t = ApiToken {
+            id,
+            user_id,
+            name: name.to_string(),
+            created_at: time(now),
+            expires_at,
+            revoked_at: None,
+        };
+        Ok((t, secret))
+    }
+
+    pub async fn api_tokens(&self, scope: &OrgScope) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query(
+            "SELECT token_id, user_id, name, created_at, expires_at, revoked_at FROM api_tokens WHERE org_id = $1 ORDER BY created_at",
+        )
+        .bind(scope.id())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token).collect()
+    }
+
+    pub async fn revoke_api_token(&self, scope: &OrgScope, id: TokenId, actor: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(actor, "token.revoked", format!("token:{id}"), json!({})),
+        )
+        .await?;
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $3 WHERE org_id = $1 AND token_id = $2 AND revoked_at IS NULL")
+            .bind(scope.id())
+            .bind(id.to_string())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "token" });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The caller behind an API token, if it is valid, unexpired and unrevoked.
+    pub async fn authenticate_token(&self, secret: &SecretString) -> Result<Option<Authenticated>> {
+        let Some((org, _)) = split_bearer(TOKEN_PREFIX, secret) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(&format!(
+            "SELECT t.token_id, {} FROM api_tokens t JOIN users u ON u.org_id = t.org_id AND u.user_id = t.user_id \
+             WHERE t.org_id = $1 AND t.token_hash = $2 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $3) \
+               AND u.disabled_at IS NULL",
+            USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(org.to_string())
+        .bind(token_hash(secret))
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Authenticated {
+            scope: OrgScope::new(org),
+            user: user(&row)?,
+            credential: Credential::Token(parse(&row, "token_id")?),
+        }))
+    }
+
+    /// Starts a browser session; answers its secret and CSRF token.
+    pub async fn create_session(
+        &self,
+        auth: &Authenticated,
+        lifetime: Duration,
+    ) -> Result<(SecretString, String)> {
+        let secret = scoped_secret(SESSION_PREFIX, auth.scope.org());
+        let csrf = random_token("").expose().to_string();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO sessions (org_id, session_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(auth.scope.id())
+        .bind(token_hash(&secret))
+        .bind(auth.user.id.to_string())
+        .bind(&csrf)
+        .bind(now)
+        .bind(now + lifetime.num_milliseconds())
+        .execute(&self.pool)
+        .await?;
+        Ok((secret, csrf))
+    }
+
+    pub async fn authenticate_session(
+        &self,
+        secret: &SecretString,
+    ) -> Result<Option<Authenticated>> {
+        let Some((org, _)) = split_bearer(SESSION_PREFIX, secret) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(&format!(
+            "SELECT s.csrf_token, {} FROM sessions s JOIN users u ON u.org_id = s.org_id AND u.user_id = s.user_id \
+             WHERE s.org_id = $1 AND s.session_hash = $2 AND s.expires_at > $3 AND u.disabled_at IS NULL",
+            USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(org.to_string())
+        .bind(token_hash(secret))
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Authenticated {
+            scope: OrgScope::new(org),
+            user: user(&row)?,
+            credential: Credential::Session {
+                csrf_token: row.try_get("csrf_token")?,
+            },
+        }))
+    }
+
+    pub async fn delete_session(&self, secret: &SecretString) -> Result<()> {
+        if let Some((org, _)) = split_bearer(SESSION_PREFIX, secret) {
+            sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND session_hash = $2")
+                .bind(org.to_string())
+                .bind(token_hash(secret))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn insert_user(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    scope: &OrgScope,
+    new: NewUser,
+) -> Result<User> {
+    let id = UserId::new();
+    let now = now_ms();
+    let name = new.name.trim().to_string();
+    if name.is_empty() {
+        return Err(StoreError::Invalid("a user needs a name".into()));
+    }
+    sqlx::query("INSERT INTO login_directory (email, org_id, user_id) VALUES ($1, $2, $3)")
+        .bind(&new.email)
+        .bind(scope.id())
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| conflict(e, "user with email", &new.email))?;
+    sqlx::query(
+        "INSERT INTO users (org_id, user_id, email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(scope.id())
+    .bind(id.to_string())
+    .bind(&new.email)
+    .bind(&name)
+    .bind(new.role.as_str())
+    .bind(new.password_hash)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict(e, "user with email", &new.email))?;
+    Ok(User {
+        id,
+        email: new.email,
+        name,
+        role: new.role,
+        created_at: time(now),
+        disabled: false,
+    })
+}

@@ -1,0 +1,314 @@
+//! The audit log: append-only, hash-chained per organisation, written in
+//! the same transaction as the action it records.
+
+use chrono::{DateTime, Utc};
+use cloudkeep_domain::EventId;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{OrgScope, Result, Store, StoreError, now_ms, time};
+
+/// What to record: who did what to which thing, with details.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// `user:{id}`, `token:{id}`, `system:{component}`.
+    pub actor: String,
+    /// A dotted name: `connection.created`, `user.login`, ...
+    pub action: String,
+    pub target: String,
+    pub details: Value,
+}
+
+impl AuditEntry {
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        target: impl Into<String>,
+        details: Value,
+    ) -> Self {
+        AuditEntry {
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            details,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub id: EventId,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: Value,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Events after this sequence number (for paging).
+    pub after_seq: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// The first thing wrong with an organisation's audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditProblem {
+    pub seq: i64,
+    pub kind: AuditProblemKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditProblemKind {
+    /// The event's content no longer matches its hash.
+    Changed,
+    /// Events are missing before this one (or at the end of the log).
+    Removed,
+    /// The event does not follow the one before it.
+    Reordered,
+}
+
+impl std::fmt::Display for AuditProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            AuditProblemKind::Changed => {
+                write!(f, "event {} was changed after it was written", self.seq)
+            }
+            AuditProblemKind::Removed => write!(f, "events were removed before event {}", self.seq),
+            AuditProblemKind::Reordered => write!(
+                f,
+                "event {} is out of order: it does not follow the event before it",
+                self.seq
+            ),
+        }
+    }
+}
+
+/// Serialises JSON with object keys sorted, so a hash does not depend on map order.
+pub(crate) fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let body: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chain_hash(
+    prev: &str,
+    org: &str,
+    seq: i64,
+    id: &str,
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    details: &str,
+) -> String {
+    let content = canonical(&serde_json::json!({
+        "org": org, "seq": seq, "id": id, "at": at, "actor": actor,
+        "action": action, "target": target, "details": details,
+    }));
+    hex::encode(Sha256::digest(format!("{prev}\n{content}").as_bytes()))
+}
+
+/// Appends an event inside the caller's transaction. The first statement
+/// takes the organisation's row lock, so appends in one organisation are
+/// serialised and the chain never forks.
+pub(crate) async fn append(
+    tx: &mut Transaction<'_, Any>,
+    scope: &OrgScope,
+    entry: &AuditEntry,
+) -> Result<i64> {
+    let org = scope.id();
+    let head = sqlx::query("UPDATE organisations SET audit_seq = audit_seq + 1 WHERE org_id = $1 RETURNING audit_seq, audit_head")
+        .bind(&org)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound { what: "organisation" })?;
+    let seq: i64 = head.try_get("audit_seq")?;
+    let prev: String = head.try_get("audit_head")?;
+    let id = EventId::new().to_string();
+    let at = now_ms();
+    let details = canonical(&entry.details);
+    let hash = chain_hash(
+        &prev,
+        &org,
+        seq,
+        &id,
+        at,
+        &entry.actor,
+        &entry.action,
+        &entry.target,
+        &details,
+    );
+    sqlx::query(
+        "INSERT INTO audit_events (org_id, seq, event_id, at, actor, action, target, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&org)
+    .bind(seq)
+    .bind(&id)
+    .bind(at)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(&details)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE organisations SET audit_head = $2 WHERE org_id = $1")
+        .bind(&org)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(seq)
+}
+
+fn event(row: &AnyRow) -> Result<AuditEvent> {
+    let details: String = row.try_get("details")?;
+    Ok(AuditEvent {
+        seq: row.try_get("seq")?,
+        id: crate::parse(row, "event_id")?,
+        at: time(row.try_get("at")?),
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        details: serde_json::from_str(&details)
+            .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+impl Store {
+    /// Records an action that changes nothing else in the store (a login, a
+    /// failed connection attempt), in its own transaction.
+    pub async fn audit(&self, scope: &OrgScope, entry: AuditEntry) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let seq = append(&mut tx, scope, &entry).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    pub async fn audit_events(&self, scope: &OrgScope, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, at, actor, action, target, details, hash FROM audit_events \
+             WHERE org_id = $1 \
+               AND ($2 = '' OR action = $2) AND ($3 = '' OR actor = $3) AND ($4 = '' OR target = $4) \
+               AND at >= $5 AND at <= $6 AND seq > $7 \
+             ORDER BY seq LIMIT $8",
+        )
+        .bind(scope.id())
+        .bind(f.action.clone().unwrap_or_default())
+        .bind(f.actor.clone().unwrap_or_default())
+        .bind(f.target.clone().unwrap_or_default())
+        .bind(f.since.map(|t| t.timestamp_millis()).unwrap_or(i64::MIN))
+        .bind(f.until.map(|t| t.timestamp_millis()).unwrap_or(i64::MAX))
+        .bind(f.after_seq.unwrap_or(0))
+        .bind(f.limit.unwrap_or(1000).clamp(1, 10_000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event).collect()
+    }
+
+    /// Walks the organisation's chain; `Ok(n)` when all `n` events are intact.
+    pub async fn verify_audit(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<std::result::Result<i64, AuditProblem>> {
+        let org = scope.id();
+        let head = sqlx::query("SELECT audit_seq, audit_head FROM organisations WHERE org_id = $1")
+            .bind(&org)
+            .fetch_one(&self.pool)
+            .await?;
+        let head_seq: i64 = head.try_get("audit_seq")?;
+        let head_hash: String = head.try_get("audit_head")?;
+        let rows = sqlx::query(
+            "SELECT seq, event_id, at, actor, action, target, details, prev_hash, hash FROM audit_events WHERE org_id = $1 ORDER BY seq",
+        )
+        .bind(&org)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expected_seq = 1;
+        let mut prev = String::new();
+        for row in &rows {
+            let seq: i64 = row.try_get("seq")?;
+            let stored_prev: String = row.try_get("prev_hash")?;
+            let hash: String = row.try_get("hash")?;
+            let recomputed = chain_hash(
+                &stored_prev,
+                &org,
+                seq,
+                &row.try_get::<String, _>("event_id")?,
+                row.try_get("at")?,
+                &row.try_get::<String, _>("actor")?,
+                &row.try_get::<String, _>("action")?,
+                &row.try_get::<String, _>("target")?,
+                &row.try_get::<String, _>("details")?,
+            );
+            if seq != expected_seq {
+                return Ok(Err(AuditProblem {
+                    seq,
+                    kind: AuditProblemKind::Removed,
+                }));
+            }
+            if recomputed != hash {
+                return Ok(Err(AuditProblem {
+                    seq,
+                    kind: AuditProblemKind::Changed,
+                }));
+            }
+            if stored_prev != prev {
+                return Ok(Err(AuditProblem {
+                    seq,
+                    kind: AuditProblemKind::Reordered,
+                }));
+            }
+            prev = hash;
+            expected_seq += 1;
+        }
+        if head_seq != expected_seq - 1 || head_hash != prev {
+            return Ok(Err(AuditProblem {
+                seq: expected_seq,
+                kind: AuditProblemKind::Removed,
+            }));
+        }
+        Ok(Ok(expected_seq - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a = serde_json::json!({"b": 1, "a": {"d": [1, {"z": 1, "y": 2}], "c": "x"}});
+        assert_eq!(
+            canonical(&a),
+            r#"{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! Organisation data keys, wrapped by the key provider's master key, and
+//! the credentials sealed under them.
+
+use cloudkeep_domain::crypto::{DataKey, KeyProvider, WrappedKey};
+use cloudkeep_domain::{ConnectionId, SecretString};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::audit::{AuditEntry, append};
+use crate::{OrgScope, Result, Store, StoreError, now_ms};
+
+/// A credential encrypted for one connection, with the data key version used.
+#[derive(Debug, Clone)]
+pub struct SealedCredential {
+    pub blob: Vec<u8>,
+    pub data_key_version: i64,
+}
+
+impl Store {
+    /// The organisation's current data key (created on first use), unwrapped.
+    async fn current_data_key(
+        &self,
+        scope: &OrgScope,
+        provider: &dyn KeyProvider,
+    ) -> Result<(i64, DataKey)> {
+        if let Some(found) = self.data_key_versions(scope).await?.last() {
+            return Ok((found.0, provider.unwrap(scope.org(), &found.1)?));
+        }
+        let key = DataKey::generate();
+        let wrapped = provider.wrap(scope.org(), &key)?;
+        let inserted = sqlx::query(
+            "INSERT INTO data_keys (org_id, version, master_key_id, wrapped_key, created_at) VALUES ($1, 1, $2, $3, $4) \
+             ON CONFLICT (org_id, version) DO NOTHING",
+        )
+        .bind(scope.id())
+        .bind(&wrapped.master_key_id)
+        .bind(wrapped.blob)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok((1, key));
+        }
+        // Another process made it first: use theirs.
+        let versions = self.data_key_versions(scope).await?;
+        let (v, w) = versions
+            .last()
+            .ok_or(StoreError::NotFound { what: "data key" })?;
+        Ok((*v, provider.unwrap(scope.org(), w)?))
+    }
+
+    /// Every stored version of the organisation's data key, oldest first.
+    async fn data_key_versions(&self, scope: &OrgScope) -> Result<Vec<(i64, WrappedKey)>> {
+        let rows = sqlx::query("SELECT version, master_key_id, wrapped_key FROM data_keys WHERE org_id = $1 ORDER BY version")
+            .bind(scope.id())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("version")?,
+                    WrappedKey {
+                        master_key_id: r.try_get("master_key_id")?,
+                        blob: r.try_get("wrapped_key")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn data_key(
+        &self,
+        scope: &OrgScope,
+        provider: &dyn KeyProvider,
+        version: i64,
+    ) -> Result<DataKey> {
+        let versions = self.data_key_versions(scope).await?;
+        let (_, wrapped) = versions
+            .iter()
+            .find(|(v, _)| *v == version)
+            .ok_or(StoreError::NotFound { what: "data key" })?;
+        Ok(provider.unwrap(scope.org(), wrapped)?)
+    }
+
+    /// Encrypts a credential for a connection under the current data key.
+    pub async fn seal_credential(
+        &self,
+        scope: &OrgScope,
+        provider: &dyn KeyProvider,
+        connection: ConnectionId,
+        secret: &SecretString,
+    ) -> Result<SealedCredential> {
+        let (version, key) = self.current_data_key(scope, provider).await?;
+        Ok(SealedCredential {
+            blob: key.seal_credential(scope.org(), connection, secret)?,
+            data_key_version: version,
+        })
+    }
+
+    /// Decrypts a connection's credential, in memory only.
+    pub async fn open_credential(
+        &self,
+        scope: &OrgScope,
+        provider: &dyn KeyProvider,
+        connection: ConnectionId,
+    ) -> Result<SecretString> {
+        let row = sqlx::query("SELECT credential, data_key_version FROM connections WHERE org_id = $1 AND connection_id = $2")
+            .bind(scope.id())
+            .bind(connection.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound { what: "connection" })?;
+        let blob: Option<Vec<u8>> = row.try_get("credential")?;
+        let version: Option<i64> = row.try_get("data_key_version")?;
+        let (Some(blob), Some(version)) = (blob, version) else {
+            return Err(StoreError::NotFound {
+                what: "credential (the connection was revoked)",
+            });
+        };
+        let key = self.data_key(scope, provider, version).await?;
+        Ok(key.open_credential(scope.org(), connection, &blob)?)
+    }
+
+    /// Re-wraps every data key not wrapped by the provider's current master
+    /// key. Credential ciphertexts are untouched. Safe to run again after an
+    /// interruption. Answers how many keys were re-wrapped.
+    pub async fn rewrap_data_keys(
+        &self,
+        scope: &OrgScope,
+        provider: &dyn KeyProvider,
+        actor: &str,
+    ) -> Result<usize> {
+        let current = provider.current_key_id();
+        let mut count = 0;
+        for (version, wrapped) in self.data_key_versions(scope).await? {
+            if wrapped.master_key_id == current {
+                continue;
+            }
+            let key = provider.unwrap(scope.org(), &wrapped)?;
+            let rewrapped = provider.wrap(scope.org(), &key)?;
+            let mut tx = self.pool.begin().await?;
+            append(
+                &mut tx,
+                scope,
+                &AuditEntry::new(
+                    actor,
+                    "master_key.rewrapped",
+                    format!("data_key:{version}"),
+                    json!({"from": wrapped.master_key_id, "to": current}),
+                ),
+            )
+            .await?;
+            sqlx::query("UPDATE data_keys SET master_key_id = $3, wrapped_key = $4 WHERE org_id = $1 AND version = $2")
+                .bind(scope.id())
+                .bind(version)
+                .bind(&rewrapped.master_key_id)
+                .bind(rewrapped.blob)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Whether any data key of any organisation is wrapped by another master key.
+    pub async fn data_keys_wrapped_by_others(&self, current_master_key: &str) -> Result<i64> {
+        // Operator query across organisations, by design (key rotation).
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM data_keys WHERE master_key_id <> $1")
+            .bind(current_master_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Moves an organisation to a new data key: a new version, every
+    /// credential re-encrypted under it, then the old versions deleted.
+    /// An interrupted run is finished by running it again.
+    pub async fn rotate_data_key(
+        &self,
+        scope: &OrgScope,
+        provider: &dyn KeyProvider,
+        actor: &str,
+    ) -> Result<usize> {
+        let versions = self.data_key_versions(scope).await?;
+        let newest = versions.last().map(|(v, _)| *v).unwrap_or(0);
+        // A rotation in progress has two versions: finish it rather than start another.
+        let target = if versions.len() > 1 {
+            newest
+        } else {
+            let key = DataKey::generate();
+            let wrapped = provider.wrap(scope.org(), &key)?;
+            sqlx::query("INSERT INTO data_keys (org_id, version, master_key_id, wrapped_key, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(scope.id())
+                .bind(newest + 1)
+                .bind(&wrapped.master_key_id)
+                .bind(wrapped.blob)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?;
+            newest + 1
+        };
+        let new_key = self.data_key(scope, provider, target).await?;
+        let rows = sqlx::query(
+            "SELECT connection_id, credential, data_key_version FROM connections WHERE org_id = $1 AND credential IS NOT NULL AND data_key_version <> $2",
+        )
+        .bind(scope.id())
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut count = 0;
+        for row in rows {
+            let conn: ConnectionId = crate::parse(&row, "connection_id")?;
+            let old_version: i64 = row.try_get("data_key_version")?;
+            let blob: Vec<u8> = row.try_get("credential")?;
+            let old_key = self.data_key(scope, provider, old_version).await?;
+            let secret = old_key.open_credential(scope.org(), conn, &blob)?;
+            let sealed = new_key.seal_credential(scope.org(), conn, &secret)?;
+            sqlx::query("UPDATE connections SET credential = $3, data_key_version = $4 WHERE org_id = $1 AND connection_id = $2 AND data_key_version = $5")
+                .bind(scope.id())
+                .bind(conn.to_string())
+                .bind(sealed)
+                .bind(target)
+                .bind(old_version)
+                .execute(&self.pool)
+                .await?;
+            count += 1;
+        }
+        let mut tx = self.pool.begin().await?;
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(
+                actor,
+                "data_key.rotated",
+                format!("data_key:{target}"),
+                json!({"credentials": count}),
+            ),
+        )
+        .await?;
+        sqlx::query("DELETE FROM data_keys WHERE org_id = $1 AND version < $2")
+            .bind(scope.id())
+            .bind(target)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+}

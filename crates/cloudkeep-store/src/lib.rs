@@ -1,0 +1,222 @@
+//! cloudkeep's store: one API over SQLite (the embedded default) and
+//! PostgreSQL, chosen by the URL's scheme, with plain SQL and one migrations
+//! folder per backend.
+//!
+//! **Invariant:** every read and write of organisation data takes an
+//! [`OrgScope`], and only this crate can make one: from authentication
+//! (a password, a session, an API token), from creating an organisation, or
+//! for the operator's per-organisation loops. A query without a scope does
+//! not compile.
+
+mod access;
+mod audit;
+mod connections;
+mod keys;
+
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use cloudkeep_domain::OrgId;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use access::{
+    ApiToken, Authenticated, Credential, LoginCandidate, NewOrganisation, NewUser, Organisation,
+    User,
+};
+pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
+pub use connections::{Connection, NewConnection, NewSubscription, SubscriptionRecord};
+pub use keys::SealedCredential;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported store URL '{0}': use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("cannot open the store: {0}")]
+    Open(#[source] sqlx::Error),
+    #[error("cannot apply the store's migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The caller asked for something that is not there (or not in its organisation).
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// A unique value is taken (an email, a name).
+    #[error("{what} '{value}' already exists")]
+    Conflict { what: &'static str, value: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Crypto(#[from] cloudkeep_domain::crypto::CryptoError),
+    #[error("store query failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("a stored value is malformed: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The store: a pool over one of the two backends.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Proof that the caller acts within one organisation. Only this crate can
+/// make one (see the crate's documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgScope {
+    org: OrgId,
+}
+
+impl OrgScope {
+    fn new(org: OrgId) -> Self {
+        OrgScope { org }
+    }
+
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    fn id(&self) -> String {
+        self.org.to_string()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+pub(crate) fn parse<T: FromStr>(row: &AnyRow, column: &str) -> Result<T> {
+    let raw: String = row.try_get(column)?;
+    raw.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{column} = '{raw}'")))
+}
+
+impl Store {
+    /// Opens (creating an SQLite file if needed) and migrates the store.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        if backend == Backend::Sqlite {
+            if let Some(dir) = std::path::Path::new(
+                url.trim_start_matches("sqlite://")
+                    .split('?')
+                    .next()
+                    .unwrap_or(""),
+            )
+            .parent()
+            {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Open(sqlx::Error::Io(e)))?;
+                }
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Concurrent writers wait for each other instead of failing.
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(StoreError::Open)?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(StoreError::Open)?;
+        }
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A scope for every organisation, for the operator's commands and the
+    /// scheduler's per-organisation loop.
+    pub async fn operator_scopes(&self) -> Result<Vec<OrgScope>> {
+        let rows = sqlx::query("SELECT org_id FROM organisations ORDER BY created_at, org_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| parse::<OrgId>(r, "org_id").map(OrgScope::new))
+            .collect()
+    }
+
+    /// A scope for one organisation named by the operator (`--org ID`).
+    pub async fn operator_scope(&self, org: OrgId) -> Result<OrgScope> {
+        let found = sqlx::query("SELECT org_id FROM organisations WHERE org_id = $1")
+            .bind(org.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        found
+            .map(|_| OrgScope::new(org))
+            .ok_or(StoreError::NotFound {
+                what: "organisation",
+            })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Maps a unique-constraint violation to a conflict naming the value.
+pub(crate) fn conflict(e: sqlx::Error, what: &'static str, value: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            what,
+            value: value.to_string(),
+        },
+        _ => StoreError::Database(e),
+    }
+}

@@ -1,0 +1,708 @@
+//! The store's story suite, run against SQLite always and against
+//! PostgreSQL when `CLOUDKEEP_TEST_POSTGRES_URL` is set (each test in a
+//! schema of its own).
+
+use chrono::{Duration, Utc};
+use cloudkeep_domain::crypto::{KeyProvider, LocalKeyFile};
+use cloudkeep_domain::password::hash_password;
+use cloudkeep_domain::{ConnectionId, ConnectionStatus, OrgId, Role, SecretString, SyncLevel};
+use cloudkeep_store::{
+    AuditEntry, AuditFilter, AuditProblemKind, NewConnection, NewOrganisation, NewSubscription,
+    NewUser, OrgScope, Store, StoreError,
+};
+use serde_json::json;
+
+struct Backend {
+    store: Store,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("cloudkeep.db").display());
+    Backend {
+        store: Store::open(&url).await.expect("sqlite store"),
+        url,
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh schema in the test database, or `None` (the test says it skips).
+async fn postgres() -> Option<Backend> {
+    let Ok(base) = std::env::var("CLOUDKEEP_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: CLOUDKEEP_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&base).await.expect("postgres");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut c)
+            .await
+            .expect("schema");
+    }
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    Some(Backend {
+        store: Store::open(&url).await.expect("postgres store"),
+        url,
+        _dir: None,
+    })
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::sqlite().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(b) = super::postgres().await {
+                    super::$name(b).await;
+                }
+            }
+        }
+    };
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+async fn org(store: &Store, owner: &str) -> (OrgScope, cloudkeep_store::User) {
+    let (scope, _, user) = store
+        .create_organisation(NewOrganisation {
+            name: "Acme".into(),
+            owner_email: owner.into(),
+            owner_name: "Owner".into(),
+            owner_password_hash: hash_password(&SecretString::new("correct horse battery"))
+                .expect("hash"),
+            actor: "system:test".into(),
+        })
+        .await
+        .expect("org");
+    (scope, user)
+}
+
+both!(logins_tokens_and_sessions);
+async fn logins_tokens_and_sessions(b: Backend) {
+    let store = &b.store;
+    let email = unique("owner");
+    let (scope, owner) = org(store, &email).await;
+    assert_eq!(owner.role, Role::Owner);
+
+    let candidate = store
+        .find_login(&email.to_uppercase())
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert!(
+        store
+            .find_login(&email)
+            .await
+            .expect("lookup")
+            .expect("found")
+            .verify(&SecretString::new("wrong password!!"))
+            .is_none()
+    );
+    let auth = candidate
+        .verify(&SecretString::new("correct horse battery"))
+        .expect("password ok");
+    assert_eq!(auth.scope, scope);
+    assert!(
+        store
+            .find_login("nobody@example.com")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+
+    let (token, secret) = store
+        .create_api_token(&scope, owner.id, "ci", None, "system:test")
+        .await
+        .expect("token");
+    let via_token = store
+        .authenticate_token(&secret)
+        .await
+        .expect("auth")
+        .expect("valid");
+    assert_eq!(via_token.user.id, owner.id);
+    assert!(
+        store
+            .authenticate_token(&SecretString::new("ck_garbage"))
+            .await
+            .expect("auth")
+            .is_none()
+    );
+    store
+        .revoke_api_token(&scope, token.id, "system:test")
+        .await
+        .expect("revoke");
+    assert!(
+        store
+            .authenticate_token(&secret)
+            .await
+            .expect("auth")
+            .is_none(),
+        "revoked tokens stop working"
+    );
+    let (_, expired) = store
+        .create_api_token(
+            &scope,
+            owner.id,
+            "old",
+            Some(Utc::now() - Duration::seconds(1)),
+            "system:test",
+        )
+        .await
+        .expect("token");
+    assert!(
+        store
+            .authenticate_token(&expired)
+            .await
+            .expect("auth")
+            .is_none(),
+        "expired tokens stop working"
+    );
+
+    let (session, csrf) = store
+        .create_session(&auth, Duration::hours(1))
+        .await
+        .expect("session");
+    let via_session = store
+        .authenticate_session(&session)
+        .await
+        .expect("auth")
+        .expect("valid");
+    assert!(
+        matches!(via_session.credential, cloudkeep_store::Credential::Session { csrf_token } if csrf_token == csrf)
+    );
+    store.delete_session(&session).await.expect("logout");
+    assert!(
+        store
+            .authenticate_session(&session)
+            .await
+            .expect("auth")
+            .is_none()
+    );
+
+    let dup = store
+        .create_user(
+            &scope,
+            NewUser {
+                email: email.clone(),
+                name: "Again".into(),
+                role: Role::Viewer,
+                password_hash: None,
+            },
+            "system:test",
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict { .. })), "{dup:?}");
+    let bad = store
+        .create_user(
+            &scope,
+            NewUser {
+                email: "not-an-email".into(),
+                name: "X".into(),
+                role: Role::Viewer,
+                password_hash: None,
+            },
+            "t",
+        )
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid(_))));
+    let viewer = store
+        .create_user(
+            &scope,
+            NewUser {
+                email: unique("viewer"),
+                name: "Viewer".into(),
+                role: Role::Viewer,
+                password_hash: None,
+            },
+            "system:test",
+        )
+        .await
+        .expect("viewer");
+    let editor = store
+        .set_role(&scope, viewer.id, Role::Editor, "system:test")
+        .await
+        .expect("role");
+    assert_eq!(editor.role, Role::Editor);
+    assert_eq!(store.users(&scope).await.expect("users").len(), 2);
+}
+
+both!(organisations_are_isolated);
+async fn organisations_are_isolated(b: Backend) {
+    let store = &b.store;
+    let (a, a_owner) = org(store, &unique("a")).await;
+    let (bscope, _) = org(store, &unique("b")).await;
+    assert!(matches!(
+        store.user(&bscope, a_owner.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let (_, a_token) = store
+        .create_api_token(&a, a_owner.id, "t", None, "system:test")
+        .await
+        .expect("token");
+    // A's token re-labelled with B's organisation does not authenticate.
+    let forged = SecretString::new(a_token.expose().replacen(
+        &a.org().as_uuid().simple().to_string(),
+        &bscope.org().as_uuid().simple().to_string(),
+        1,
+    ));
+    assert!(
+        store
+            .authenticate_token(&forged)
+            .await
+            .expect("auth")
+            .is_none()
+    );
+    assert!(
+        store
+            .users(&bscope)
+            .await
+            .expect("users")
+            .iter()
+            .all(|u| u.id != a_owner.id)
+    );
+    let keys = keyfile();
+    let conn = connect(store, &a, &keys.1, "secret-of-a").await;
+    assert!(matches!(
+        store.connection(&bscope, conn).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(store.connections(&bscope).await.expect("list").is_empty());
+    assert!(
+        store
+            .audit_events(&bscope, &AuditFilter::default())
+            .await
+            .expect("audit")
+            .iter()
+            .all(|e| !e.target.contains(&conn.to_string()))
+    );
+}
+
+fn keyfile() -> (tempfile::TempDir, LocalKeyFile) {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = LocalKeyFile::open_or_create(&dir.path().join("master.key")).expect("key file");
+    (dir, file)
+}
+
+async fn connect(
+    store: &Store,
+    scope: &OrgScope,
+    keys: &dyn KeyProvider,
+    secret: &str,
+) -> ConnectionId {
+    let id = ConnectionId::new();
+    let credential = store
+        .seal_credential(scope, keys, id, &SecretString::new(secret))
+        .await
+        .expect("seal");
+    store
+        .create_connection(
+            scope,
+            NewConnection {
+                id,
+                name: "Contoso".into(),
+                tenant_id: "t-1".into(),
+                client_id: "c-1".into(),
+                principal_id: "p-1".into(),
+                credential,
+                cadence_secs: 86_400,
+                stale_after_secs: 172_800,
+                subscriptions: vec![NewSubscription {
+                    azure_id: "SUB-1".into(),
+                    display_name: "Prod".into(),
+                    permissions: json!({"missing": []}),
+                }],
+                actor: "user:test".into(),
+            },
+        )
+        .await
+        .expect("connection")
+        .id
+}
+
+both!(credentials_are_encrypted_and_bound_to_their_row);
+async fn credentials_are_encrypted_and_bound_to_their_row(b: Backend) {
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("c")).await;
+    let (_dir, keys) = keyfile();
+    let one = connect(store, &scope, &keys, "first-secret-value").await;
+    let two = connect(store, &scope, &keys, "second-secret-value").await;
+    assert_eq!(
+        store
+            .open_credential(&scope, &keys, one)
+            .await
+            .expect("open")
+            .expose(),
+        "first-secret-value"
+    );
+    let c = store.connection(&scope, one).await.expect("get");
+    assert_eq!(c.status, ConnectionStatus::Active);
+    assert_eq!(c.subscriptions[0].sync_level, SyncLevel::ReadWriteTags);
+    assert_eq!(c.subscriptions[0].azure_id, "sub-1");
+    assert!(c.has_credential);
+
+    // A blob copied onto another connection does not decrypt.
+    raw_exec(&b.url, &format!("UPDATE connections SET credential = (SELECT credential FROM connections WHERE connection_id = '{one}') WHERE connection_id = '{two}'")).await;
+    assert!(matches!(
+        store.open_credential(&scope, &keys, two).await,
+        Err(StoreError::Crypto(_))
+    ));
+
+    // Another organisation's data key does not open it either.
+    let (other, _) = org(store, &unique("d")).await;
+    let three = connect(store, &other, &keys, "third").await;
+    raw_exec(&b.url, &format!("UPDATE connections SET credential = (SELECT credential FROM connections WHERE connection_id = '{one}') WHERE connection_id = '{three}'")).await;
+    assert!(matches!(
+        store.open_credential(&other, &keys, three).await,
+        Err(StoreError::Crypto(_))
+    ));
+
+    let revoked = store
+        .revoke_connection(&scope, one, "user:test")
+        .await
+        .expect("revoke");
+    assert!(revoked.deleted_at.is_some() && !revoked.has_credential);
+    assert_eq!(revoked.status, ConnectionStatus::Revoked);
+    assert!(matches!(
+        store.open_credential(&scope, &keys, one).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store
+            .connection(&scope, one)
+            .await
+            .expect("still readable")
+            .subscriptions
+            .len(),
+        1
+    );
+}
+
+both!(keys_rotate_without_losing_credentials);
+async fn keys_rotate_without_losing_credentials(b: Backend) {
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("k")).await;
+    let (_dir, mut keys) = keyfile();
+    let conn = connect(store, &scope, &keys, "rotating-secret").await;
+    assert_eq!(
+        store
+            .rotate_data_key(&scope, &keys, "system:test")
+            .await
+            .expect("rotate"),
+        1
+    );
+    assert_eq!(
+        store
+            .open_credential(&scope, &keys, conn)
+            .await
+            .expect("open")
+            .expose(),
+        "rotating-secret"
+    );
+
+    let old_master = keys.current_key_id();
+    keys.begin_rotation().expect("new master key");
+    assert_eq!(
+        store
+            .data_keys_wrapped_by_others(&keys.current_key_id())
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        store
+            .rewrap_data_keys(&scope, &keys, "system:test")
+            .await
+            .expect("rewrap"),
+        1
+    );
+    assert_eq!(
+        store
+            .rewrap_data_keys(&scope, &keys, "system:test")
+            .await
+            .expect("again"),
+        0,
+        "idempotent"
+    );
+    keys.retire_old_keys().expect("retire");
+    assert_ne!(keys.current_key_id(), old_master);
+    assert_eq!(
+        store
+            .open_credential(&scope, &keys, conn)
+            .await
+            .expect("open")
+            .expose(),
+        "rotating-secret"
+    );
+    assert!(store.verify_audit(&scope).await.expect("verify").is_ok());
+}
+
+both!(audit_chain_detects_tampering);
+async fn audit_chain_detects_tampering(b: Backend) {
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("au")).await;
+    for i in 0..5 {
+        store
+            .audit(
+                &scope,
+                AuditEntry::new(
+                    "user:x",
+                    "thing.done",
+                    format!("thing:{i}"),
+                    json!({"i": i}),
+                ),
+            )
+            .await
+            .expect("audit");
+    }
+    assert_eq!(store.verify_audit(&scope).await.expect("verify"), Ok(7));
+    let events = store
+        .audit_events(
+            &scope,
+            &AuditFilter {
+                action: Some("thing.done".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(events.len(), 5);
+    let page = store
+        .audit_events(
+            &scope,
+            &AuditFilter {
+                after_seq: Some(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("page");
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![6, 7]);
+
+    // No code path may change events; the database refuses too.
+    let org = scope.org();
+    assert!(
+        try_exec(
+            &b.url,
+            &format!("UPDATE audit_events SET actor = 'x' WHERE org_id = '{org}'")
+        )
+        .await
+        .is_err()
+    );
+
+    // An attacker with the database disables the guard and edits an event.
+    disable_guard(&b.url).await;
+    raw_exec(
+        &b.url,
+        &format!(
+            "UPDATE audit_events SET details = '{{\"i\":99}}' WHERE org_id = '{org}' AND seq = 4"
+        ),
+    )
+    .await;
+    assert_eq!(
+        store
+            .verify_audit(&scope)
+            .await
+            .expect("verify")
+            .map_err(|p| (p.seq, p.kind)),
+        Err((4, AuditProblemKind::Changed))
+    );
+}
+
+both!(audit_chain_detects_deletion_and_swaps);
+async fn audit_chain_detects_deletion_and_swaps(b: Backend) {
+    let store = &b.store;
+    let (deleted, _) = org(store, &unique("del")).await;
+    let (swapped, _) = org(store, &unique("swap")).await;
+    for scope in [&deleted, &swapped] {
+        for i in 0..4 {
+            store
+                .audit(
+                    scope,
+                    AuditEntry::new(
+                        "user:x",
+                        "thing.done",
+                        format!("thing:{i}"),
+                        json!({"i": i}),
+                    ),
+                )
+                .await
+                .expect("audit");
+        }
+    }
+    disable_guard(&b.url).await;
+    let d = deleted.org();
+    raw_exec(
+        &b.url,
+        &format!("DELETE FROM audit_events WHERE org_id = '{d}' AND seq = 3"),
+    )
+    .await;
+    assert_eq!(
+        store
+            .verify_audit(&deleted)
+            .await
+            .expect("verify")
+            .map_err(|p| (p.seq, p.kind)),
+        Err((4, AuditProblemKind::Removed))
+    );
+
+    let s = swapped.org();
+    // Swap the contents of events 3 and 4, keeping their positions.
+    raw_exec(
+        &b.url,
+        &format!("UPDATE audit_events SET seq = -1 WHERE org_id = '{s}' AND seq = 3"),
+    )
+    .await;
+    raw_exec(
+        &b.url,
+        &format!("UPDATE audit_events SET seq = 3 WHERE org_id = '{s}' AND seq = 4"),
+    )
+    .await;
+    raw_exec(
+        &b.url,
+        &format!("UPDATE audit_events SET seq = 4 WHERE org_id = '{s}' AND seq = -1"),
+    )
+    .await;
+    let problem = store
+        .verify_audit(&swapped)
+        .await
+        .expect("verify")
+        .expect_err("detected");
+    assert_eq!(problem.seq, 3);
+    assert!(matches!(
+        problem.kind,
+        AuditProblemKind::Changed | AuditProblemKind::Reordered
+    ));
+
+    // Removing the newest event is caught by the head the organisation keeps.
+    let (tail, _) = org(store, &unique("tail")).await;
+    let t = tail.org();
+    raw_exec(
+        &b.url,
+        &format!("DELETE FROM audit_events WHERE org_id = '{t}' AND seq = 2"),
+    )
+    .await;
+    assert_eq!(
+        store
+            .verify_audit(&tail)
+            .await
+            .expect("verify")
+            .map_err(|p| p.kind),
+        Err(AuditProblemKind::Removed)
+    );
+}
+
+both!(concurrent_appends_keep_one_chain);
+async fn concurrent_appends_keep_one_chain(b: Backend) {
+    let store = b.store.clone();
+    let (scope, _) = org(&store, &unique("cc")).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (store, scope) = (store.clone(), scope.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .audit(
+                    &scope,
+                    AuditEntry::new("user:x", "parallel", format!("n:{i}"), json!({})),
+                )
+                .await
+                .expect("audit")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(store.verify_audit(&scope).await.expect("verify"), Ok(22));
+}
+
+both!(sync_levels_change_with_an_audit_event);
+async fn sync_levels_change_with_an_audit_event(b: Backend) {
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("sl")).await;
+    let (_dir, keys) = keyfile();
+    let conn = connect(store, &scope, &keys, "x-secret").await;
+    let sub = store
+        .connection(&scope, conn)
+        .await
+        .expect("get")
+        .subscriptions[0]
+        .clone();
+    let changed = store
+        .set_sync_level(&scope, sub.id, SyncLevel::ReadTagsOnly, "user:test")
+        .await
+        .expect("set");
+    assert_eq!(changed.sync_level, SyncLevel::ReadTagsOnly);
+    let events = store
+        .audit_events(
+            &scope,
+            &AuditFilter {
+                action: Some("subscription.sync_level_changed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("audit");
+    assert_eq!(events[0].details["from"], "read_write_tags");
+    assert_eq!(events[0].details["to"], "read_tags_only");
+    let missing = store
+        .set_sync_level(
+            &scope,
+            cloudkeep_domain::SubscriptionId::new(),
+            SyncLevel::NoTags,
+            "user:test",
+        )
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+    assert!(
+        store
+            .operator_scopes()
+            .await
+            .expect("scopes")
+            .contains(&scope)
+    );
+    assert!(matches!(
+        store.operator_scope(OrgId::new()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn try_exec(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::query(sql).execute(&mut c).await.map(|_| ())
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await?;
+        sqlx::query(sql).execute(&mut c).await.map(|_| ())
+    }
+}
+
+async fn raw_exec(url: &str, sql: &str) {
+    try_exec(url, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn disable_guard(url: &str) {
+    if url.starts_with("sqlite:") {
+        raw_exec(url, "DROP TRIGGER IF EXISTS audit_events_no_update").await;
+        raw_exec(url, "DROP TRIGGER IF EXISTS audit_events_no_delete").await;
+    } else {
+        raw_exec(
+            url,
+            "DROP TRIGGER IF EXISTS audit_events_no_change ON audit_events",
+        )
+        .await;
+    }
+}
