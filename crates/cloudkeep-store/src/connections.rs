@@ -13,6 +13,7 @@ use crate::{OrgScope, Result, Store, StoreError, now_ms, parse, time};
 pub struct NewSubscription {
     pub azure_id: String,
     pub display_name: String,
+    pub sync_level: SyncLevel,
     /// Roles present and missing, and the features a missing role disables.
     pub permissions: Value,
 }
@@ -167,7 +168,7 @@ impl Store {
             .bind(new.id.to_string())
             .bind(s.azure_id.to_ascii_lowercase())
             .bind(&s.display_name)
-            .bind(SyncLevel::default().as_str())
+            .bind(s.sync_level.as_str())
             .bind(s.permissions.to_string())
             .bind(now)
             .execute(&mut *tx)

@@ -1,6 +1,8 @@
 //! The `cloudkeep` binary: a thin command-line front over the crates.
 
 mod bench;
+mod commands;
+mod config;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,10 +22,82 @@ struct Cli {
     command: Command,
 }
 
+/// Where the store and key file are: a config file, or a demo's data folder.
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// A TOML configuration file (see the README); CLOUDKEEP_* variables override it.
+    #[arg(long, env = "CLOUDKEEP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Use the store and key file in this folder (e.g. a `cloudkeep demo --data-dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<config::Config> {
+        config::Config::load(self.config.as_deref(), self.data_dir.as_deref())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the API server.
+    Serve(ConfigArgs),
+    /// Start the Azure simulator and the server on an embedded store, with a demo organisation connected.
+    Demo {
+        /// Where the demo keeps its store, key file and simulator CA.
+        #[arg(long, default_value = "./cloudkeep-demo")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Write {url, api_token, owner_email, password, sim_url, ca} here once everything is up.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Operator commands on the store.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an organisation and its owner; prints a one-time password and an API token.
+    CreateOrg {
+        #[arg(long)]
+        name: String,
+        /// The owner's email.
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Re-wrap every organisation's data key under a new master key.
+    RotateMasterKey(ConfigArgs),
+    /// Re-encrypt one organisation's credentials under a new data key.
+    RotateDataKey {
+        #[arg(long)]
+        org: cloudkeep_domain::OrgId,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit hash chains; exits non-zero at the first changed, removed or reordered event.
+    Verify {
+        #[arg(long)]
+        org: Option<cloudkeep_domain::OrgId>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Args)]
@@ -98,25 +172,52 @@ impl SimArgs {
     }
 }
 
+fn init_logging(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDKEEP_LOG").unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CLOUDKEEP_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Sim(SimCommand {
-                action: Some(SimAction::Bench(args)),
-                ..
-            }) => bench::run(args).await,
-            Command::Sim(SimCommand { action: None, args }) => run_sim(args).await,
+            Command::Serve(args) => {
+                let config = args.load()?;
+                init_logging(config.log_json, "info");
+                commands::serve(config).await
+            }
+            Command::Demo { data_dir, port, ready_file } => {
+                init_logging(false, "warn");
+                commands::demo(commands::DemoArgs { data_dir, port, ready_file }).await
+            }
+            Command::Admin(cmd) => {
+                init_logging(false, "warn");
+                match cmd {
+                    AdminCommand::CreateOrg { name, owner, json, config } => {
+                        commands::admin_create_org(config.load()?, &name, &owner, json).await
+                    }
+                    AdminCommand::RotateMasterKey(config) => commands::rotate_master_key(config.load()?).await,
+                    AdminCommand::RotateDataKey { org, config } => commands::rotate_data_key(config.load()?, org).await,
+                }
+            }
+            Command::Audit(AuditCommand::Verify { org, config }) => {
+                init_logging(false, "warn");
+                commands::audit_verify(config.load()?, org).await
+            }
+            Command::Sim(SimCommand { action: Some(SimAction::Bench(args)), .. }) => {
+                init_logging(false, "warn");
+                bench::run(args).await
+            }
+            Command::Sim(SimCommand { action: None, args }) => {
+                init_logging(false, "warn");
+                run_sim(args).await
+            }
         }
     })
 }
@@ -143,7 +244,7 @@ async fn run_sim(args: SimArgs) -> Result<()> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,23 @@
+//! cloudkeep's Azure client: client-credentials tokens from Entra ID and
+//! typed reads from Azure Resource Manager (subscriptions, role
+//! assignments), over HTTPS with retries.
+//!
+//! The server uses it to validate a service principal when a connection is
+//! made; the sync engine will grow it into its collector client. Both hosts
+//! are configurable so that tests and the demo can point it at the
+//! simulator.
+//!
+//! Modules: `client` holds the configuration and the shared HTTP machinery
+//! (retries, backoff, nextLink checks), `token` the Entra ID token request,
+//! `arm` the Resource Manager operations, `error` the error type and the
+//! defensive parsing of Azure's error bodies.
+
+mod arm;
+mod client;
+mod error;
+mod token;
+
+pub use arm::{AzureSubscription, RoleAssignment};
+pub use client::{AzureClient, AzureConfig};
+pub use error::{AzureError, CredentialErrorKind};
+pub use token::AccessToken;

@@ -1,0 +1,91 @@
+//! cloudkeep's HTTP API: a JSON API under `/api/v1` with one error shape,
+//! an OpenAPI document generated from the handlers, sessions and API tokens,
+//! request ids, structured logs, health and Prometheus metrics.
+//!
+//! **API boundary:** only this crate knows HTTP and the JSON wire types;
+//! the store and domain types never reach the wire directly.
+
+mod auth;
+mod connect;
+mod error;
+mod metrics;
+mod routes;
+mod tls;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use cloudkeep_azure::AzureClient;
+use cloudkeep_domain::crypto::KeyProvider;
+use cloudkeep_store::Store;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use tls::TlsFiles;
+
+/// Settings the server needs beyond its collaborators.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// How long a browser session lasts.
+    pub session_lifetime: chrono::Duration,
+    /// Set `Secure` on cookies (on when serving HTTPS or behind a TLS proxy).
+    pub secure_cookies: bool,
+    /// Default sync cadence and stale threshold of new connections.
+    pub default_cadence: Duration,
+    pub default_stale_after: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            session_lifetime: chrono::Duration::hours(12),
+            secure_cookies: false,
+            default_cadence: Duration::from_secs(86_400),
+            default_stale_after: Duration::from_secs(2 * 86_400),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub keys: Arc<dyn KeyProvider>,
+    pub azure: AzureClient,
+    pub settings: ServerSettings,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, keys: Arc<dyn KeyProvider>, azure: AzureClient, settings: ServerSettings) -> Self {
+        AppState { store, keys, azure, settings, metrics: Arc::default() }
+    }
+}
+
+/// The router with every route, middleware and the OpenAPI document.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// The OpenAPI document, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::openapi()
+}
+
+/// Serves until `shutdown` completes, then finishes open requests. With
+/// `tls`, serves HTTPS.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<TlsFiles>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app(state);
+    match tls {
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+        Some(files) => tls::serve(listener, router, files, shutdown).await,
+    }
+}

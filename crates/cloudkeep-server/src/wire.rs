@@ -1,0 +1,247 @@
+//! The API's JSON types. Only these cross the wire; store and domain types
+//! are converted here.
+
+use chrono::{DateTime, Utc};
+use cloudkeep_domain::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// owner, admin, editor, viewer or auditor.
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub disabled: bool,
+}
+
+impl From<&cloudkeep_store::User> for UserView {
+    fn from(u: &cloudkeep_store::User) -> Self {
+        UserView { id: u.id.as_uuid(), email: u.email.clone(), name: u.name.clone(), role: u.role.to_string(), created_at: u.created_at, disabled: u.disabled }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<&cloudkeep_store::ApiToken> for TokenView {
+    fn from(t: &cloudkeep_store::ApiToken) -> Self {
+        TokenView { id: t.id.as_uuid(), user_id: t.user_id.as_uuid(), name: t.name.clone(), created_at: t.created_at, expires_at: t.expires_at, revoked_at: t.revoked_at }
+    }
+}
+
+/// A new token: its secret is shown this once and never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenCreated {
+    pub token: TokenView,
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    pub name: String,
+    /// Days until the token expires; none for a token that does not expire.
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    #[schema(value_type = String)]
+    pub password: SecretString,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub user: UserView,
+    /// Send it as `X-CSRF-Token` on every state-changing request made with the session cookie.
+    pub csrf_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    pub user: UserView,
+    pub organisation_id: Uuid,
+    pub organisation_name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    /// Optional initial password (12 characters or more).
+    #[schema(value_type = Option<String>)]
+    pub password: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRequest {
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    pub name: String,
+    /// The Entra tenant id (a GUID) or its default domain.
+    pub tenant_id: String,
+    /// The service principal's application (client) id.
+    pub client_id: String,
+    #[schema(value_type = String)]
+    pub client_secret: SecretString,
+    /// Connect only these subscriptions; all the principal sees when absent.
+    pub subscription_ids: Option<Vec<String>>,
+    /// Hours between syncs (default 24).
+    pub cadence_hours: Option<u32>,
+    /// Hours after which evidence counts as stale (default 48).
+    pub stale_after_hours: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthRequest {
+    #[schema(value_type = String)]
+    pub client_secret: SecretString,
+}
+
+/// A role the principal lacks on a subscription, and what that disables.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct MissingRole {
+    pub role: String,
+    /// Features off because of it (empty when another role covers them).
+    pub features_disabled: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct PermissionReport {
+    pub roles_present: Vec<String>,
+    pub roles_missing: Vec<MissingRole>,
+    pub features_enabled: Vec<String>,
+    pub features_disabled: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: Uuid,
+    pub connection_id: Uuid,
+    /// The Azure subscription id.
+    pub subscription_id: String,
+    pub display_name: String,
+    /// no_resources, no_tags, read_tags_only or read_write_tags.
+    pub sync_level: String,
+    #[schema(value_type = Object)]
+    pub permissions: Value,
+}
+
+impl From<&cloudkeep_store::SubscriptionRecord> for SubscriptionView {
+    fn from(s: &cloudkeep_store::SubscriptionRecord) -> Self {
+        SubscriptionView {
+            id: s.id.as_uuid(),
+            connection_id: s.connection_id.as_uuid(),
+            subscription_id: s.azure_id.clone(),
+            display_name: s.display_name.clone(),
+            sync_level: s.sync_level.to_string(),
+            permissions: s.permissions.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionView {
+    pub id: Uuid,
+    pub name: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub principal_id: String,
+    pub auth_method: String,
+    /// active, needs_reauth, failing or revoked.
+    pub status: String,
+    pub status_detail: Option<String>,
+    pub cadence_secs: i64,
+    pub stale_after_secs: i64,
+    pub created_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub subscriptions: Vec<SubscriptionView>,
+}
+
+impl From<&cloudkeep_store::Connection> for ConnectionView {
+    fn from(c: &cloudkeep_store::Connection) -> Self {
+        ConnectionView {
+            id: c.id.as_uuid(),
+            name: c.name.clone(),
+            tenant_id: c.tenant_id.clone(),
+            client_id: c.client_id.clone(),
+            principal_id: c.principal_id.clone(),
+            auth_method: c.auth_method.clone(),
+            status: c.status.to_string(),
+            status_detail: c.status_detail.clone(),
+            cadence_secs: c.cadence_secs,
+            stale_after_secs: c.stale_after_secs,
+            created_at: c.created_at,
+            deleted_at: c.deleted_at,
+            last_sync_at: c.last_sync_at,
+            next_sync_at: c.next_sync_at,
+            subscriptions: c.subscriptions.iter().map(SubscriptionView::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncLevelRequest {
+    /// no_resources, no_tags, read_tags_only or read_write_tags.
+    pub sync_level: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventView {
+    pub seq: i64,
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub hash: String,
+}
+
+impl From<&cloudkeep_store::AuditEvent> for AuditEventView {
+    fn from(e: &cloudkeep_store::AuditEvent) -> Self {
+        AuditEventView {
+            seq: e.seq,
+            id: e.id.as_uuid(),
+            at: e.at,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            details: e.details.clone(),
+            hash: e.hash.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditEventView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next_after: Option<i64>,
+}

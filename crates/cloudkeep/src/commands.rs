@@ -1,0 +1,239 @@
+//! The commands behind the CLI: serve, demo, admin and audit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use cloudkeep_azure::AzureClient;
+use cloudkeep_domain::crypto::{KeyProvider, LocalKeyFile};
+use cloudkeep_domain::password::{hash_password, random_password};
+use cloudkeep_domain::{OrgId, SecretString};
+use cloudkeep_server::{AppState, ServerSettings};
+use cloudkeep_store::{NewOrganisation, Store};
+use serde_json::json;
+
+use crate::config::Config;
+
+/// Opens the store and the key file the configuration names.
+async fn open(config: &Config) -> Result<(Store, LocalKeyFile)> {
+    let store = Store::open(&config.store_url).await.with_context(|| format!("opening the store at {}", config.store_url))?;
+    let keys = LocalKeyFile::open_or_create(&config.key_file)?;
+    Ok((store, keys))
+}
+
+async fn state(config: &Config) -> Result<AppState> {
+    let (store, keys) = open(config).await?;
+    let azure = AzureClient::new(config.azure()?)?;
+    let settings = ServerSettings { secure_cookies: config.secure_cookies, ..ServerSettings::default() };
+    Ok(AppState::new(store, Arc::new(keys), azure, settings))
+}
+
+pub async fn serve(config: Config) -> Result<()> {
+    let state = state(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is it in use? Set CLOUDKEEP_LISTEN or server.listen", config.listen))?;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    tracing::info!(url = %format!("{scheme}://{}", listener.local_addr()?), "cloudkeep serving");
+    cloudkeep_server::run(listener, state, config.tls.clone(), crate::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// A new organisation with its owner: one-time password and API token.
+pub struct Bootstrap {
+    pub org_id: OrgId,
+    pub owner_email: String,
+    pub password: SecretString,
+    pub api_token: SecretString,
+}
+
+pub async fn create_org(store: &Store, name: &str, owner: &str) -> Result<Bootstrap> {
+    let password = random_password();
+    let (scope, _, user) = store
+        .create_organisation(NewOrganisation {
+            name: name.into(),
+            owner_email: owner.into(),
+            owner_name: owner.split('@').next().unwrap_or(owner).into(),
+            owner_password_hash: hash_password(&password)?,
+            actor: "system:cli".into(),
+        })
+        .await?;
+    let (_, api_token) = store.create_api_token(&scope, user.id, "created with the organisation", None, "system:cli").await?;
+    Ok(Bootstrap { org_id: scope.org(), owner_email: user.email, password, api_token })
+}
+
+pub async fn admin_create_org(config: Config, name: &str, owner: &str, as_json: bool) -> Result<()> {
+    let (store, _) = open(&config).await?;
+    let b = create_org(&store, name, owner).await?;
+    if as_json {
+        println!("{}", json!({"org_id": b.org_id, "owner_email": b.owner_email, "password": b.password.expose(), "api_token": b.api_token.expose()}));
+    } else {
+        println!("organisation {} created", b.org_id);
+        println!("owner:      {}", b.owner_email);
+        println!("password:   {}   (shown once; change it after signing in)", b.password.expose());
+        println!("API token:  {}   (shown once)", b.api_token.expose());
+    }
+    Ok(())
+}
+
+pub async fn rotate_master_key(config: Config) -> Result<()> {
+    let (store, mut keys) = open(&config).await?;
+    // More than one key in the file means an earlier rotation was interrupted: finish it.
+    if keys.key_ids().len() == 1 {
+        keys.begin_rotation()?;
+    }
+    let mut rewrapped = 0;
+    for scope in store.operator_scopes().await? {
+        rewrapped += store.rewrap_data_keys(&scope, &keys, "system:cli").await?;
+    }
+    let left = store.data_keys_wrapped_by_others(&keys.current_key_id()).await?;
+    if left > 0 {
+        bail!("{left} data keys are still wrapped by an old master key; run the command again");
+    }
+    keys.retire_old_keys()?;
+    println!("master key rotated to {}: {rewrapped} data keys re-wrapped", keys.current_key_id());
+    Ok(())
+}
+
+pub async fn rotate_data_key(config: Config, org: OrgId) -> Result<()> {
+    let (store, keys) = open(&config).await?;
+    let scope = store.operator_scope(org).await?;
+    let n = store.rotate_data_key(&scope, &keys, "system:cli").await?;
+    println!("data key of organisation {org} rotated: {n} credentials re-encrypted");
+    Ok(())
+}
+
+/// Verifies the audit chains; `Err` (a non-zero exit) when any is broken.
+pub async fn audit_verify(config: Config, org: Option<OrgId>) -> Result<()> {
+    let (store, _) = open(&config).await?;
+    let scopes = match org {
+        Some(o) => vec![store.operator_scope(o).await?],
+        None => store.operator_scopes().await?,
+    };
+    let mut broken = 0;
+    for scope in &scopes {
+        match store.verify_audit(scope).await? {
+            Ok(n) => println!("organisation {}: {n} events, chain intact", scope.org()),
+            Err(problem) => {
+                broken += 1;
+                println!("organisation {}: BROKEN: {problem}", scope.org());
+            }
+        }
+    }
+    if broken > 0 {
+        bail!("{broken} of {} audit chains are broken", scopes.len());
+    }
+    Ok(())
+}
+
+pub struct DemoArgs {
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub ready_file: Option<PathBuf>,
+}
+
+const DEMO_OWNER: &str = "owner@demo.cloudkeep.dev";
+
+pub async fn demo(args: DemoArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let sim = cloudkeep_sim::spawn(cloudkeep_sim::SimConfig { cert_dir: args.data_dir.join("sim"), ..Default::default() }).await?;
+    let mut config = Config::load(None, Some(&args.data_dir))?;
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    config.azure_authority = sim.url.clone();
+    config.azure_arm = sim.url.clone();
+    config.azure_ca_file = Some(sim.ca_path.clone());
+    let state = state(&config).await?;
+    let store = state.store.clone();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: choose another port with --port", config.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cloudkeep_server::run(listener, state, None, async move {
+        let _ = stopped.await;
+    }));
+
+    // The demo organisation: created once; a re-run gets a fresh password and token.
+    let (password, api_token) = match store.find_login(DEMO_OWNER).await? {
+        None => {
+            let b = create_org(&store, "Demo", DEMO_OWNER).await?;
+            (b.password, b.api_token)
+        }
+        Some(existing) => {
+            let scope = existing.scope_for_audit().clone();
+            let user = existing.user_id();
+            let password = random_password();
+            store.set_password(&scope, user, &hash_password(&password)?, "system:demo").await?;
+            let (_, token) = store.create_api_token(&scope, user, "demo", None, "system:demo").await?;
+            (password, token)
+        }
+    };
+    connect_simulator(&url, &sim, &api_token).await?;
+
+    println!("cloudkeep demo is running");
+    println!("  API:       {url}/api/v1   (OpenAPI: {url}/api/v1/openapi.json)");
+    println!("  sign in:   {DEMO_OWNER} / {}", password.expose());
+    println!("  API token: {}", api_token.expose());
+    println!("  simulator: {} (CA {})", sim.url, sim.ca_path.display());
+    println!("  try:       curl -H 'Authorization: Bearer {}' {url}/api/v1/connections", api_token.expose());
+    if let Some(path) = &args.ready_file {
+        let ready = json!({
+            "url": url, "api_token": api_token.expose(), "owner_email": DEMO_OWNER,
+            "password": password.expose(), "sim_url": sim.url, "ca": sim.ca_path,
+        });
+        write_private(path, &ready.to_string())?;
+    }
+    crate::shutdown_signal().await;
+    let _ = stop.send(());
+    let _ = server.await;
+    sim.stop().await;
+    Ok(())
+}
+
+/// Connects the simulator's tenant through the API, as a user would.
+async fn connect_simulator(url: &str, sim: &cloudkeep_sim::RunningSim, token: &SecretString) -> Result<()> {
+    let sim_http = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes())?).build()?;
+    let scenario: serde_json::Value = sim_http.get(format!("{}/_sim/scenario", sim.url)).send().await?.json().await?;
+    let tenant = &scenario["tenants"][0];
+    let tenant_id = tenant["tenant_id"].as_str().ok_or_else(|| anyhow!("the simulator has no tenant"))?;
+    let collector = tenant["service_principals"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["key"] == "collector"))
+        .ok_or_else(|| anyhow!("the simulator has no collector principal"))?;
+    let api = reqwest::Client::new();
+    let existing: serde_json::Value = api.get(format!("{url}/api/v1/connections")).bearer_auth(token.expose()).send().await?.json().await?;
+    let connected = existing.as_array().is_some_and(|list| list.iter().any(|c| c["tenant_id"] == tenant_id && c["deleted_at"].is_null()));
+    if connected {
+        return Ok(());
+    }
+    let response = api
+        .post(format!("{url}/api/v1/connections"))
+        .bearer_auth(token.expose())
+        .json(&json!({
+            "name": format!("{} (simulated)", tenant["display_name"].as_str().unwrap_or("Contoso")),
+            "tenant_id": tenant_id,
+            "client_id": collector["client_id"],
+            "client_secret": collector["client_secret"],
+        }))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("connecting the simulated tenant failed: {} {}", response.status(), response.text().await.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read (it holds credentials).
+fn write_private(path: &Path, content: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}

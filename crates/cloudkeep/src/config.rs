@@ -1,0 +1,191 @@
+//! Configuration: a TOML file (`--config FILE`) and `CLOUDKEEP_*`
+//! environment variables over defaults that run.
+//!
+//! | variable | file key | default |
+//! |---|---|---|
+//! | `CLOUDKEEP_LISTEN` | `server.listen` | `127.0.0.1:8080` |
+//! | `CLOUDKEEP_TLS_CERT`, `CLOUDKEEP_TLS_KEY` | `server.tls_cert`, `server.tls_key` | none (plain HTTP) |
+//! | `CLOUDKEEP_SECURE_COOKIES` | `server.secure_cookies` | on when TLS is on |
+//! | `CLOUDKEEP_DATA_DIR` | `data_dir` | `./cloudkeep-data` |
+//! | `CLOUDKEEP_STORE_URL` | `store.url` | `sqlite://{data_dir}/cloudkeep.db` |
+//! | `CLOUDKEEP_KEY_FILE` | `keys.key_file` | `{data_dir}/master.key` |
+//! | `CLOUDKEEP_AZURE_AUTHORITY` | `azure.authority_host` | `https://login.microsoftonline.com` |
+//! | `CLOUDKEEP_AZURE_ARM` | `azure.arm_endpoint` | `https://management.azure.com` |
+//! | `CLOUDKEEP_AZURE_CA_FILE` | `azure.ca_file` | none (an extra CA to trust, e.g. the simulator's) |
+//! | `CLOUDKEEP_LOG` | — | `info` (a tracing filter) |
+//! | `CLOUDKEEP_LOG_FORMAT` | `log.format` | `json` (`text` for people) |
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    store: StoreSection,
+    #[serde(default)]
+    keys: KeysSection,
+    #[serde(default)]
+    azure: AzureSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    secure_cookies: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysSection {
+    /// Only `local` today.
+    provider: Option<String>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AzureSection {
+    authority_host: Option<String>,
+    arm_endpoint: Option<String>,
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    format: Option<String>,
+}
+
+/// The resolved configuration every command uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls: Option<cloudkeep_server::TlsFiles>,
+    pub secure_cookies: bool,
+    pub store_url: String,
+    pub key_file: PathBuf,
+    pub azure_authority: String,
+    pub azure_arm: String,
+    pub azure_ca_file: Option<PathBuf>,
+    pub log_json: bool,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Loads `file` (if given), then the environment; `data_dir` (from
+    /// `--data-dir`) wins over both for the store and key file.
+    pub fn load(file: Option<&Path>, data_dir: Option<&Path>) -> Result<Config> {
+        let parsed: FileConfig = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("{} is not a valid cloudkeep config", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let dir = data_dir
+            .map(Path::to_path_buf)
+            .or_else(|| env("CLOUDKEEP_DATA_DIR").map(PathBuf::from))
+            .or(parsed.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./cloudkeep-data"));
+        let listen = match env("CLOUDKEEP_LISTEN") {
+            Some(v) => v.parse().with_context(|| format!("CLOUDKEEP_LISTEN='{v}' is not an address such as 127.0.0.1:8080"))?,
+            None => parsed.server.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        };
+        let cert = env("CLOUDKEEP_TLS_CERT").map(PathBuf::from).or(parsed.server.tls_cert);
+        let key = env("CLOUDKEEP_TLS_KEY").map(PathBuf::from).or(parsed.server.tls_key);
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(cloudkeep_server::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("HTTPS needs both a certificate and a key: set server.tls_cert and server.tls_key (or CLOUDKEEP_TLS_CERT and CLOUDKEEP_TLS_KEY)"),
+        };
+        let secure_cookies = match env("CLOUDKEEP_SECURE_COOKIES") {
+            Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
+            None => parsed.server.secure_cookies.unwrap_or(tls.is_some()),
+        };
+        if let Some(p) = parsed.keys.provider.as_deref().filter(|p| *p != "local") {
+            bail!("keys.provider '{p}' is not supported; use 'local'");
+        }
+        let from_dir = data_dir.is_some();
+        let store_url = if from_dir {
+            format!("sqlite://{}", dir.join("cloudkeep.db").display())
+        } else {
+            env("CLOUDKEEP_STORE_URL").or(parsed.store.url).unwrap_or_else(|| format!("sqlite://{}", dir.join("cloudkeep.db").display()))
+        };
+        let key_file = if from_dir {
+            dir.join("master.key")
+        } else {
+            env("CLOUDKEEP_KEY_FILE").map(PathBuf::from).or(parsed.keys.key_file).unwrap_or_else(|| dir.join("master.key"))
+        };
+        let log_json = env("CLOUDKEEP_LOG_FORMAT").or(parsed.log.format).is_none_or(|f| f != "text");
+        Ok(Config {
+            listen,
+            tls,
+            secure_cookies,
+            store_url,
+            key_file,
+            azure_authority: env("CLOUDKEEP_AZURE_AUTHORITY").or(parsed.azure.authority_host).unwrap_or_else(|| "https://login.microsoftonline.com".into()),
+            azure_arm: env("CLOUDKEEP_AZURE_ARM").or(parsed.azure.arm_endpoint).unwrap_or_else(|| "https://management.azure.com".into()),
+            azure_ca_file: env("CLOUDKEEP_AZURE_CA_FILE").map(PathBuf::from).or(parsed.azure.ca_file),
+            log_json,
+        })
+    }
+
+    pub fn azure(&self) -> Result<cloudkeep_azure::AzureConfig> {
+        let extra_ca_pem = match &self.azure_ca_file {
+            Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read the Azure CA file {}", p.display()))?),
+            None => None,
+        };
+        Ok(cloudkeep_azure::AzureConfig {
+            authority_host: self.azure_authority.clone(),
+            arm_endpoint: self.azure_arm.clone(),
+            extra_ca_pem,
+            timeout: std::time::Duration::from_secs(30),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_and_files_override() {
+        let c = Config::load(None, None).expect("defaults");
+        assert_eq!(c.listen.port(), 8080);
+        assert!(c.store_url.starts_with("sqlite://"));
+        let dir = std::env::temp_dir().join(format!("ck-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("cloudkeep.toml");
+        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9999\"\n[store]\nurl = \"postgres://x@h/db\"\n").expect("write");
+        let c = Config::load(Some(&file), None).expect("file");
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.store_url, "postgres://x@h/db");
+        let c = Config::load(Some(&file), Some(&dir)).expect("data dir");
+        assert!(c.store_url.ends_with("cloudkeep.db"), "--data-dir points at a demo's store");
+        std::fs::write(&file, "[server]\nlisten = \"nope\"\n").expect("write");
+        assert!(Config::load(Some(&file), None).is_err());
+        std::fs::write(&file, "[serverr]\n").expect("write");
+        assert!(Config::load(Some(&file), None).is_err(), "unknown keys are refused");
+    }
+}
