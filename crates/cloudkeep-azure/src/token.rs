@@ -83,7 +83,7 @@ fn seconds(v: &Value) -> Option<i64> {
         Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0 && secs < 1e12).then_some(secs as i64)
+    (secs.is_finite() && (0.0..1e12).contains(&secs)).then_some(secs as i64)
 }
 
 /// Validates a token endpoint's 2xx body.

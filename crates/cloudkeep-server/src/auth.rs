@@ -26,7 +26,11 @@ impl Caller {
 
     /// Fails with 403 unless the caller's role allows `p`.
     pub fn require(&self, p: Permission, what: &str) -> Result<(), ApiError> {
-        if self.0.user.role.allows(p) { Ok(()) } else { Err(ApiError::forbidden(what)) }
+        if self.0.user.role.allows(p) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(what))
+        }
     }
 }
 
@@ -45,20 +49,33 @@ pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
                 .ok_or_else(ApiError::unauthenticated)?;
-            let found = state.store.authenticate_token(&SecretString::new(token.trim())).await?;
+            let found = state
+                .store
+                .authenticate_token(&SecretString::new(token.trim()))
+                .await?;
             return found.map(Caller).ok_or_else(ApiError::unauthenticated);
         }
         let Some(session) = cookie(parts, SESSION_COOKIE) else {
             return Err(ApiError::unauthenticated());
         };
-        let auth = state.store.authenticate_session(&SecretString::new(session)).await?.ok_or_else(ApiError::unauthenticated)?;
+        let auth = state
+            .store
+            .authenticate_session(&SecretString::new(session))
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe {
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());

@@ -21,7 +21,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -33,7 +37,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn unauthenticated() -> Self {
@@ -45,18 +53,30 @@ impl ApiError {
     }
 
     pub fn forbidden(what: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("your role does not allow {what}"))
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("your role does not allow {what}"),
+        )
     }
 
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, context, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side; the request id in the response headers helps us find it")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on our side; the request id in the response headers helps us find it",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
     }
 }
 
@@ -64,7 +84,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { what } => ApiError::not_found(what),
-            StoreError::Conflict { what, value } => ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} '{value}' already exists")),
+            StoreError::Conflict { what, value } => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} '{value}' already exists"),
+            ),
             StoreError::Invalid(message) => ApiError::unprocessable("invalid", message),
             other => ApiError::internal("store", other),
         }

@@ -60,8 +60,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, keys: Arc<dyn KeyProvider>, azure: AzureClient, settings: ServerSettings) -> Self {
-        AppState { store, keys, azure, settings, metrics: Arc::default() }
+    pub fn new(
+        store: Store,
+        keys: Arc<dyn KeyProvider>,
+        azure: AzureClient,
+        settings: ServerSettings,
+    ) -> Self {
+        AppState {
+            store,
+            keys,
+            azure,
+            settings,
+            metrics: Arc::default(),
+        }
     }
 }
 
@@ -85,7 +96,11 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let router = app(state);
     match tls {
-        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
         Some(files) => tls::serve(listener, router, files, shutdown).await,
     }
 }

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 use cloudkeep_domain::password::hash_password;
-use cloudkeep_domain::{ConnectionId, Permission, Role, SecretString, SubscriptionId, SyncLevel, TokenId, UserId};
+use cloudkeep_domain::{
+    ConnectionId, Permission, Role, SecretString, SubscriptionId, SyncLevel, TokenId, UserId,
+};
 use cloudkeep_store::{AuditEntry, AuditFilter, NewConnection, NewSubscription, NewUser};
 use serde::Deserialize;
 use serde_json::json;
@@ -77,9 +79,18 @@ pub fn router(state: AppState) -> axum::Router {
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let response = next.run(req).await;
-    state.metrics.record(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.record(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -88,13 +99,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "store not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "store unavailable"}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "store unavailable"})),
+            )
+                .into_response()
         }
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
@@ -106,23 +125,68 @@ fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> 
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, description = "wrong email or password")))]
-async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
-    let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "wrong_credentials", "the email or the password is wrong");
+async fn login(
+    State(state): State<AppState>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let wrong = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong_credentials",
+            "the email or the password is wrong",
+        )
+    };
     let Some(candidate) = state.store.find_login(&req.email).await? else {
         return Err(wrong());
     };
     let scope = candidate.scope_for_audit().clone();
     let user_id = candidate.user_id();
     let Some(auth) = candidate.verify(&req.password) else {
-        state.store.audit(&scope, AuditEntry::new(format!("user:{user_id}"), "user.login_failed", format!("user:{user_id}"), json!({}))).await?;
+        state
+            .store
+            .audit(
+                &scope,
+                AuditEntry::new(
+                    format!("user:{user_id}"),
+                    "user.login_failed",
+                    format!("user:{user_id}"),
+                    json!({}),
+                ),
+            )
+            .await?;
         return Err(wrong());
     };
-    let (session, csrf) = state.store.create_session(&auth, state.settings.session_lifetime).await?;
-    state.store.audit(&auth.scope, AuditEntry::new(auth.actor(), "user.login", format!("user:{}", auth.user.id), json!({}))).await?;
-    let secure = if state.settings.secure_cookies { "; Secure" } else { "" };
+    let (session, csrf) = state
+        .store
+        .create_session(&auth, state.settings.session_lifetime)
+        .await?;
+    state
+        .store
+        .audit(
+            &auth.scope,
+            AuditEntry::new(
+                auth.actor(),
+                "user.login",
+                format!("user:{}", auth.user.id),
+                json!({}),
+            ),
+        )
+        .await?;
+    let secure = if state.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let max_age = state.settings.session_lifetime.num_seconds();
-    let cookie = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}", session.expose());
-    let mut response = Json(LoginResponse { user: UserView::from(&auth.user), csrf_token: csrf }).into_response();
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+        session.expose()
+    );
+    let mut response = Json(LoginResponse {
+        user: UserView::from(&auth.user),
+        csrf_token: csrf,
+    })
+    .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -130,7 +194,11 @@ async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>) -> 
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204)))]
-async fn logout(State(state): State<AppState>, caller: Caller, headers: axum::http::HeaderMap) -> Result<Response, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
     let session = headers
         .get_all(header::COOKIE)
         .iter()
@@ -142,48 +210,105 @@ async fn logout(State(state): State<AppState>, caller: Caller, headers: axum::ht
     if let Some(s) = session {
         state.store.delete_session(&s).await?;
     }
-    state.store.audit(caller.scope(), AuditEntry::new(caller.actor(), "user.logout", format!("user:{}", caller.0.user.id), json!({}))).await?;
+    state
+        .store
+        .audit(
+            caller.scope(),
+            AuditEntry::new(
+                caller.actor(),
+                "user.logout",
+                format!("user:{}", caller.0.user.id),
+                json!({}),
+            ),
+        )
+        .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static("cloudkeep_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "cloudkeep_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
     Ok(response)
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", responses((status = 200, body = MeView)))]
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeView>, ApiError> {
     let org = state.store.organisation(caller.scope()).await?;
-    Ok(Json(MeView { user: UserView::from(&caller.0.user), organisation_id: org.id.as_uuid(), organisation_name: org.name }))
+    Ok(Json(MeView {
+        user: UserView::from(&caller.0.user),
+        organisation_id: org.id.as_uuid(),
+        organisation_name: org.name,
+    }))
 }
 
 // ---- users ----
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = [UserView])))]
-async fn list_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<UserView>>, ApiError> {
+async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<UserView>>, ApiError> {
     caller.require(Permission::ManageUsers, "listing users")?;
-    Ok(Json(state.store.users(caller.scope()).await?.iter().map(UserView::from).collect()))
+    Ok(Json(
+        state
+            .store
+            .users(caller.scope())
+            .await?
+            .iter()
+            .map(UserView::from)
+            .collect(),
+    ))
 }
 
 fn parse_role(raw: &str) -> Result<Role, ApiError> {
-    raw.parse().map_err(|e: cloudkeep_domain::ParseError| ApiError::unprocessable("invalid_role", e.to_string()))
+    raw.parse().map_err(|e: cloudkeep_domain::ParseError| {
+        ApiError::unprocessable("invalid_role", e.to_string())
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUserRequest, responses((status = 201, body = UserView)))]
-async fn create_user(State(state): State<AppState>, caller: Caller, Json(req): Json<CreateUserRequest>) -> Result<(StatusCode, Json<UserView>), ApiError> {
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<CreateUserRequest>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
     caller.require(Permission::ManageUsers, "adding users")?;
     let role = parse_role(&req.role)?;
     if role == Role::Owner {
         caller.require(Permission::ManageOwners, "making owners")?;
     }
     let password_hash = match &req.password {
-        Some(p) => Some(hash_password(p).map_err(|e| ApiError::unprocessable("weak_password", e.to_string()))?),
+        Some(p) => Some(
+            hash_password(p)
+                .map_err(|e| ApiError::unprocessable("weak_password", e.to_string()))?,
+        ),
         None => None,
     };
-    let user = state.store.create_user(caller.scope(), NewUser { email: req.email, name: req.name, role, password_hash }, &caller.actor()).await?;
+    let user = state
+        .store
+        .create_user(
+            caller.scope(),
+            NewUser {
+                email: req.email,
+                name: req.name,
+                role,
+                password_hash,
+            },
+            &caller.actor(),
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(UserView::from(&user))))
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = RoleRequest,
     params(("id" = Uuid, Path, description = "user id")), responses((status = 200, body = UserView)))]
-async fn change_role(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(req): Json<RoleRequest>) -> Result<Json<UserView>, ApiError> {
+async fn change_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<RoleRequest>,
+) -> Result<Json<UserView>, ApiError> {
     caller.require(Permission::ManageUsers, "changing roles")?;
     let id: UserId = parse_id(&id, "user")?;
     let role = parse_role(&req.role)?;
@@ -191,68 +316,160 @@ async fn change_role(State(state): State<AppState>, caller: Caller, Path(id): Pa
     if role == Role::Owner || current.role == Role::Owner {
         caller.require(Permission::ManageOwners, "making or unmaking owners")?;
     }
-    Ok(Json(UserView::from(&state.store.set_role(caller.scope(), id, role, &caller.actor()).await?)))
+    Ok(Json(UserView::from(
+        &state
+            .store
+            .set_role(caller.scope(), id, role, &caller.actor())
+            .await?,
+    )))
 }
 
 // ---- tokens ----
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenView])))]
-async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
+async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
     let all = caller.0.user.role.allows(Permission::ManageUsers);
     let tokens = state.store.api_tokens(caller.scope()).await?;
-    Ok(Json(tokens.iter().filter(|t| all || t.user_id == caller.0.user.id).map(TokenView::from).collect()))
+    Ok(Json(
+        tokens
+            .iter()
+            .filter(|t| all || t.user_id == caller.0.user.id)
+            .map(TokenView::from)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest, responses((status = 201, body = TokenCreated)))]
-async fn create_token(State(state): State<AppState>, caller: Caller, Json(req): Json<CreateTokenRequest>) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    let expires = req.expires_in_days.map(|d| Utc::now() + chrono::Duration::days(i64::from(d)));
-    let (token, secret) = state.store.create_api_token(caller.scope(), caller.0.user.id, &req.name, expires, &caller.actor()).await?;
-    Ok((StatusCode::CREATED, Json(TokenCreated { token: TokenView::from(&token), secret: secret.expose().to_string() })))
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<CreateTokenRequest>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let expires = req
+        .expires_in_days
+        .map(|d| Utc::now() + chrono::Duration::days(i64::from(d)));
+    let (token, secret) = state
+        .store
+        .create_api_token(
+            caller.scope(),
+            caller.0.user.id,
+            &req.name,
+            expires,
+            &caller.actor(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: TokenView::from(&token),
+            secret: secret.expose().to_string(),
+        }),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path, description = "token id")), responses((status = 204)))]
-async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id: TokenId = parse_id(&id, "token")?;
-    let token = state.store.api_tokens(caller.scope()).await?.into_iter().find(|t| t.id == id).ok_or_else(|| ApiError::not_found("token"))?;
+    let token = state
+        .store
+        .api_tokens(caller.scope())
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| ApiError::not_found("token"))?;
     if token.user_id != caller.0.user.id {
         caller.require(Permission::ManageUsers, "revoking other users' tokens")?;
     }
-    state.store.revoke_api_token(caller.scope(), id, &caller.actor()).await?;
+    state
+        .store
+        .revoke_api_token(caller.scope(), id, &caller.actor())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- connections ----
 
 #[utoipa::path(get, path = "/api/v1/connections", tag = "connections", responses((status = 200, body = [ConnectionView])))]
-async fn list_connections(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<ConnectionView>>, ApiError> {
+async fn list_connections(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ConnectionView>>, ApiError> {
     caller.require(Permission::ReadData, "reading connections")?;
-    Ok(Json(state.store.connections(caller.scope()).await?.iter().map(ConnectionView::from).collect()))
+    Ok(Json(
+        state
+            .store
+            .connections(caller.scope())
+            .await?
+            .iter()
+            .map(ConnectionView::from)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/connections", tag = "connections", request_body = ConnectRequest,
     responses((status = 201, body = ConnectionView), (status = 422, description = "the credential or its permissions are not usable; nothing stored")))]
-async fn create_connection(State(state): State<AppState>, caller: Caller, Json(req): Json<ConnectRequest>) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
+async fn create_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<ConnectRequest>,
+) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     caller.require(Permission::ManageConnections, "connecting tenants")?;
-    for (field, value) in [("name", &req.name), ("tenant_id", &req.tenant_id), ("client_id", &req.client_id)] {
+    for (field, value) in [
+        ("name", &req.name),
+        ("tenant_id", &req.tenant_id),
+        ("client_id", &req.client_id),
+    ] {
         if value.trim().is_empty() {
-            return Err(ApiError::unprocessable("missing_field", format!("'{field}' must not be empty")));
+            return Err(ApiError::unprocessable(
+                "missing_field",
+                format!("'{field}' must not be empty"),
+            ));
         }
     }
     if req.client_secret.is_empty() {
-        return Err(ApiError::unprocessable("missing_field", "'client_secret' must not be empty"));
+        return Err(ApiError::unprocessable(
+            "missing_field",
+            "'client_secret' must not be empty",
+        ));
     }
-    let validated = match validate(&state, req.tenant_id.trim(), req.client_id.trim(), &req.client_secret, req.subscription_ids.as_deref()).await {
+    let validated = match validate(
+        &state,
+        req.tenant_id.trim(),
+        req.client_id.trim(),
+        &req.client_secret,
+        req.subscription_ids.as_deref(),
+    )
+    .await
+    {
         Ok(v) => v,
         Err(e) => {
             state
                 .store
-                .audit(caller.scope(), AuditEntry::new(caller.actor(), "connection.rejected", format!("tenant:{}", req.tenant_id.trim()), json!({"client_id": req.client_id, "reason": e.code})))
+                .audit(
+                    caller.scope(),
+                    AuditEntry::new(
+                        caller.actor(),
+                        "connection.rejected",
+                        format!("tenant:{}", req.tenant_id.trim()),
+                        json!({"client_id": req.client_id, "reason": e.code}),
+                    ),
+                )
                 .await?;
             return Err(e);
         }
     };
     let id = ConnectionId::new();
-    let credential = state.store.seal_credential(caller.scope(), state.keys.as_ref(), id, &req.client_secret).await?;
+    let credential = state
+        .store
+        .seal_credential(caller.scope(), state.keys.as_ref(), id, &req.client_secret)
+        .await?;
     let subscriptions = validated
         .subscriptions
         .into_iter()
@@ -263,7 +480,10 @@ async fn create_connection(State(state): State<AppState>, caller: Caller, Json(r
             display_name,
         })
         .collect();
-    let hours = |h: Option<u32>, default: std::time::Duration| h.map(|h| i64::from(h) * 3600).unwrap_or(default.as_secs() as i64);
+    let hours = |h: Option<u32>, default: std::time::Duration| {
+        h.map(|h| i64::from(h) * 3600)
+            .unwrap_or(default.as_secs() as i64)
+    };
     let connection = state
         .store
         .create_connection(
@@ -287,41 +507,94 @@ async fn create_connection(State(state): State<AppState>, caller: Caller, Json(r
 
 #[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = Uuid, Path, description = "connection id")),
     responses((status = 200, body = ConnectionView), (status = 404)))]
-async fn get_connection(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ConnectionView>, ApiError> {
+async fn get_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
     caller.require(Permission::ReadData, "reading connections")?;
     let id: ConnectionId = parse_id(&id, "connection")?;
-    Ok(Json(ConnectionView::from(&state.store.connection(caller.scope(), id).await?)))
+    Ok(Json(ConnectionView::from(
+        &state.store.connection(caller.scope(), id).await?,
+    )))
 }
 
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = Uuid, Path, description = "connection id")),
     responses((status = 200, body = ConnectionView)))]
-async fn revoke_connection(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ConnectionView>, ApiError> {
+async fn revoke_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
     caller.require(Permission::ManageConnections, "revoking connections")?;
     let id: ConnectionId = parse_id(&id, "connection")?;
-    Ok(Json(ConnectionView::from(&state.store.revoke_connection(caller.scope(), id, &caller.actor()).await?)))
+    Ok(Json(ConnectionView::from(
+        &state
+            .store
+            .revoke_connection(caller.scope(), id, &caller.actor())
+            .await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/reauth", tag = "connections", request_body = ReauthRequest,
     params(("id" = Uuid, Path, description = "connection id")), responses((status = 200, body = ConnectionView), (status = 422)))]
-async fn reauth_connection(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(req): Json<ReauthRequest>) -> Result<Json<ConnectionView>, ApiError> {
-    caller.require(Permission::ManageConnections, "re-authenticating connections")?;
+async fn reauth_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<ReauthRequest>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    caller.require(
+        Permission::ManageConnections,
+        "re-authenticating connections",
+    )?;
     let id: ConnectionId = parse_id(&id, "connection")?;
     let current = state.store.connection(caller.scope(), id).await?;
     if current.deleted_at.is_some() {
-        return Err(ApiError::unprocessable("revoked", "the connection was revoked; connect the tenant again instead"));
+        return Err(ApiError::unprocessable(
+            "revoked",
+            "the connection was revoked; connect the tenant again instead",
+        ));
     }
-    state.azure.client_credentials_token(&current.tenant_id, &current.client_id, &req.client_secret).await.map_err(crate::connect::explain)?;
-    let sealed = state.store.seal_credential(caller.scope(), state.keys.as_ref(), id, &req.client_secret).await?;
-    Ok(Json(ConnectionView::from(&state.store.replace_credential(caller.scope(), id, sealed, &caller.actor()).await?)))
+    state
+        .azure
+        .client_credentials_token(&current.tenant_id, &current.client_id, &req.client_secret)
+        .await
+        .map_err(crate::connect::explain)?;
+    let sealed = state
+        .store
+        .seal_credential(caller.scope(), state.keys.as_ref(), id, &req.client_secret)
+        .await?;
+    Ok(Json(ConnectionView::from(
+        &state
+            .store
+            .replace_credential(caller.scope(), id, sealed, &caller.actor())
+            .await?,
+    )))
 }
 
 #[utoipa::path(patch, path = "/api/v1/subscriptions/{id}", tag = "connections", request_body = SyncLevelRequest,
     params(("id" = Uuid, Path, description = "cloudkeep's subscription id")), responses((status = 200, body = SubscriptionView)))]
-async fn set_sync_level(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(req): Json<SyncLevelRequest>) -> Result<Json<SubscriptionView>, ApiError> {
+async fn set_sync_level(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<SyncLevelRequest>,
+) -> Result<Json<SubscriptionView>, ApiError> {
     caller.require(Permission::ManageConnections, "changing sync levels")?;
     let id: SubscriptionId = parse_id(&id, "subscription")?;
-    let level: SyncLevel = req.sync_level.parse().map_err(|e: cloudkeep_domain::ParseError| ApiError::unprocessable("invalid_sync_level", e.to_string()))?;
-    Ok(Json(SubscriptionView::from(&state.store.set_sync_level(caller.scope(), id, level, &caller.actor()).await?)))
+    let level: SyncLevel = req
+        .sync_level
+        .parse()
+        .map_err(|e: cloudkeep_domain::ParseError| {
+            ApiError::unprocessable("invalid_sync_level", e.to_string())
+        })?;
+    Ok(Json(SubscriptionView::from(
+        &state
+            .store
+            .set_sync_level(caller.scope(), id, level, &caller.actor())
+            .await?,
+    )))
 }
 
 // ---- audit ----
@@ -341,17 +614,41 @@ struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = AuditPage)))]
-async fn list_audit(State(state): State<AppState>, caller: Caller, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
+async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
     caller.require(Permission::ReadAudit, "reading the audit log")?;
     let export = q.format.as_deref() == Some("jsonl");
-    let limit = q.limit.unwrap_or(if export { 10_000 } else { 100 }).clamp(1, if export { 10_000 } else { 1000 });
-    let filter = AuditFilter { action: q.action, actor: q.actor, target: q.target, after_seq: q.after, limit: Some(limit), ..Default::default() };
+    let limit = q
+        .limit
+        .unwrap_or(if export { 10_000 } else { 100 })
+        .clamp(1, if export { 10_000 } else { 1000 });
+    let filter = AuditFilter {
+        action: q.action,
+        actor: q.actor,
+        target: q.target,
+        after_seq: q.after,
+        limit: Some(limit),
+        ..Default::default()
+    };
     let events = state.store.audit_events(caller.scope(), &filter).await?;
     let views: Vec<AuditEventView> = events.iter().map(AuditEventView::from).collect();
     if export {
-        let body: String = views.iter().filter_map(|v| serde_json::to_string(v).ok()).map(|l| l + "\n").collect();
+        let body: String = views
+            .iter()
+            .filter_map(|v| serde_json::to_string(v).ok())
+            .map(|l| l + "\n")
+            .collect();
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
-    let next_after = (views.len() as i64 == limit).then(|| views.last().map(|v| v.seq)).flatten();
-    Ok(Json(AuditPage { events: views, next_after }).into_response())
+    let next_after = (views.len() as i64 == limit)
+        .then(|| views.last().map(|v| v.seq))
+        .flatten();
+    Ok(Json(AuditPage {
+        events: views,
+        next_after,
+    })
+    .into_response())
 }

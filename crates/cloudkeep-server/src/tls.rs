@@ -19,24 +19,42 @@ pub struct TlsFiles {
 }
 
 fn config(files: &TlsFiles) -> std::io::Result<Arc<rustls::ServerConfig>> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{what}: {e}"));
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(&files.cert)?))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&files.cert.display().to_string(), &e))?;
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(&files.key)?))
-        .map_err(|e| bad(&files.key.display().to_string(), &e))?
-        .ok_or_else(|| bad(&files.key.display().to_string(), &"no private key in the file"))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad("tls", &e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| bad("tls certificate", &e))?;
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{what}: {e}"))
+    };
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(
+        &files.cert,
+    )?))
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| bad(&files.cert.display().to_string(), &e))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(
+        &files.key,
+    )?))
+    .map_err(|e| bad(&files.key.display().to_string(), &e))?
+    .ok_or_else(|| {
+        bad(
+            &files.key.display().to_string(),
+            &"no private key in the file",
+        )
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("tls", &e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad("tls certificate", &e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-pub async fn serve(listener: TcpListener, router: Router, files: TlsFiles, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    files: TlsFiles,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(config(&files)?);
     let (closing, close_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -65,6 +83,9 @@ pub async fn serve(listener: TcpListener, router: Router, files: TlsFiles, shutd
         while connections.try_join_next().is_some() {}
     }
     let _ = closing.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), async { while connections.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
 }

@@ -21,7 +21,14 @@ pub struct UserView {
 
 impl From<&cloudkeep_store::User> for UserView {
     fn from(u: &cloudkeep_store::User) -> Self {
-        UserView { id: u.id.as_uuid(), email: u.email.clone(), name: u.name.clone(), role: u.role.to_string(), created_at: u.created_at, disabled: u.disabled }
+        UserView {
+            id: u.id.as_uuid(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            role: u.role.to_string(),
+            created_at: u.created_at,
+            disabled: u.disabled,
+        }
     }
 }
 
@@ -37,7 +44,14 @@ pub struct TokenView {
 
 impl From<&cloudkeep_store::ApiToken> for TokenView {
     fn from(t: &cloudkeep_store::ApiToken) -> Self {
-        TokenView { id: t.id.as_uuid(), user_id: t.user_id.as_uuid(), name: t.name.clone(), created_at: t.created_at, expires_at: t.expires_at, revoked_at: t.revoked_at }
+        TokenView {
+            id: t.id.as_uuid(),
+            user_id: t.user_id.as_uuid(),
+            name: t.name.clone(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+        }
     }
 }
 

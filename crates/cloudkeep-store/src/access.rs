@@ -320,19 +320,35 @@ impl Store {
     }
 
     /// Sets a user's password (an argon2id PHC string), ending their sessions.
-    pub async fn set_password(&self, scope: &OrgScope, id: UserId, password_hash: &str, actor: &str) -> Result<()> {
+    pub async fn set_password(
+        &self,
+        scope: &OrgScope,
+        id: UserId,
+        password_hash: &str,
+        actor: &str,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        append(&mut tx, scope, &AuditEntry::new(actor, "user.password_set", format!("user:{id}"), json!({}))).await?;
-        let done = sqlx::query("UPDATE users SET password_hash = $3 WHERE org_id = $1 AND user_id = $2")
-            .bind(scope.id())
-            .bind(id.to_string())
-            .bind(password_hash)
-            .execute(&mut *tx)
-            .await?;
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(actor, "user.password_set", format!("user:{id}"), json!({})),
+        )
+        .await?;
+        let done =
+            sqlx::query("UPDATE users SET password_hash = $3 WHERE org_id = $1 AND user_id = $2")
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound { what: "user" });
         }
-        sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2").bind(scope.id()).bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
+            .bind(scope.id())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -321,6 +321,7 @@ async fn connect(
                 subscriptions: vec![NewSubscription {
                     azure_id: "SUB-1".into(),
                     display_name: "Prod".into(),
+                    sync_level: SyncLevel::default(),
                     permissions: json!({"missing": []}),
                 }],
                 actor: "user:test".into(),

@@ -16,7 +16,9 @@ use crate::config::Config;
 
 /// Opens the store and the key file the configuration names.
 async fn open(config: &Config) -> Result<(Store, LocalKeyFile)> {
-    let store = Store::open(&config.store_url).await.with_context(|| format!("opening the store at {}", config.store_url))?;
+    let store = Store::open(&config.store_url)
+        .await
+        .with_context(|| format!("opening the store at {}", config.store_url))?;
     let keys = LocalKeyFile::open_or_create(&config.key_file)?;
     Ok((store, keys))
 }
@@ -24,7 +26,10 @@ async fn open(config: &Config) -> Result<(Store, LocalKeyFile)> {
 async fn state(config: &Config) -> Result<AppState> {
     let (store, keys) = open(config).await?;
     let azure = AzureClient::new(config.azure()?)?;
-    let settings = ServerSettings { secure_cookies: config.secure_cookies, ..ServerSettings::default() };
+    let settings = ServerSettings {
+        secure_cookies: config.secure_cookies,
+        ..ServerSettings::default()
+    };
     Ok(AppState::new(store, Arc::new(keys), azure, settings))
 }
 
@@ -32,10 +37,25 @@ pub async fn serve(config: Config) -> Result<()> {
     let state = state(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}: is it in use? Set CLOUDKEEP_LISTEN or server.listen", config.listen))?;
-    let scheme = if config.tls.is_some() { "https" } else { "http" };
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is it in use? Set CLOUDKEEP_LISTEN or server.listen",
+                config.listen
+            )
+        })?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(url = %format!("{scheme}://{}", listener.local_addr()?), "cloudkeep serving");
-    cloudkeep_server::run(listener, state, config.tls.clone(), crate::shutdown_signal()).await?;
+    cloudkeep_server::run(
+        listener,
+        state,
+        config.tls.clone(),
+        crate::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -58,19 +78,43 @@ pub async fn create_org(store: &Store, name: &str, owner: &str) -> Result<Bootst
             actor: "system:cli".into(),
         })
         .await?;
-    let (_, api_token) = store.create_api_token(&scope, user.id, "created with the organisation", None, "system:cli").await?;
-    Ok(Bootstrap { org_id: scope.org(), owner_email: user.email, password, api_token })
+    let (_, api_token) = store
+        .create_api_token(
+            &scope,
+            user.id,
+            "created with the organisation",
+            None,
+            "system:cli",
+        )
+        .await?;
+    Ok(Bootstrap {
+        org_id: scope.org(),
+        owner_email: user.email,
+        password,
+        api_token,
+    })
 }
 
-pub async fn admin_create_org(config: Config, name: &str, owner: &str, as_json: bool) -> Result<()> {
+pub async fn admin_create_org(
+    config: Config,
+    name: &str,
+    owner: &str,
+    as_json: bool,
+) -> Result<()> {
     let (store, _) = open(&config).await?;
     let b = create_org(&store, name, owner).await?;
     if as_json {
-        println!("{}", json!({"org_id": b.org_id, "owner_email": b.owner_email, "password": b.password.expose(), "api_token": b.api_token.expose()}));
+        println!(
+            "{}",
+            json!({"org_id": b.org_id, "owner_email": b.owner_email, "password": b.password.expose(), "api_token": b.api_token.expose()})
+        );
     } else {
         println!("organisation {} created", b.org_id);
         println!("owner:      {}", b.owner_email);
-        println!("password:   {}   (shown once; change it after signing in)", b.password.expose());
+        println!(
+            "password:   {}   (shown once; change it after signing in)",
+            b.password.expose()
+        );
         println!("API token:  {}   (shown once)", b.api_token.expose());
     }
     Ok(())
@@ -86,12 +130,17 @@ pub async fn rotate_master_key(config: Config) -> Result<()> {
     for scope in store.operator_scopes().await? {
         rewrapped += store.rewrap_data_keys(&scope, &keys, "system:cli").await?;
     }
-    let left = store.data_keys_wrapped_by_others(&keys.current_key_id()).await?;
+    let left = store
+        .data_keys_wrapped_by_others(&keys.current_key_id())
+        .await?;
     if left > 0 {
         bail!("{left} data keys are still wrapped by an old master key; run the command again");
     }
     keys.retire_old_keys()?;
-    println!("master key rotated to {}: {rewrapped} data keys re-wrapped", keys.current_key_id());
+    println!(
+        "master key rotated to {}: {rewrapped} data keys re-wrapped",
+        keys.current_key_id()
+    );
     Ok(())
 }
 
@@ -135,8 +184,13 @@ pub struct DemoArgs {
 const DEMO_OWNER: &str = "owner@demo.cloudkeep.dev";
 
 pub async fn demo(args: DemoArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let sim = cloudkeep_sim::spawn(cloudkeep_sim::SimConfig { cert_dir: args.data_dir.join("sim"), ..Default::default() }).await?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let sim = cloudkeep_sim::spawn(cloudkeep_sim::SimConfig {
+        cert_dir: args.data_dir.join("sim"),
+        ..Default::default()
+    })
+    .await?;
     let mut config = Config::load(None, Some(&args.data_dir))?;
     config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     config.azure_authority = sim.url.clone();
@@ -146,7 +200,12 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     let store = state.store.clone();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}: choose another port with --port", config.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: choose another port with --port",
+                config.listen
+            )
+        })?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cloudkeep_server::run(listener, state, None, async move {
@@ -163,8 +222,12 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
             let scope = existing.scope_for_audit().clone();
             let user = existing.user_id();
             let password = random_password();
-            store.set_password(&scope, user, &hash_password(&password)?, "system:demo").await?;
-            let (_, token) = store.create_api_token(&scope, user, "demo", None, "system:demo").await?;
+            store
+                .set_password(&scope, user, &hash_password(&password)?, "system:demo")
+                .await?;
+            let (_, token) = store
+                .create_api_token(&scope, user, "demo", None, "system:demo")
+                .await?;
             (password, token)
         }
     };
@@ -175,7 +238,10 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     println!("  sign in:   {DEMO_OWNER} / {}", password.expose());
     println!("  API token: {}", api_token.expose());
     println!("  simulator: {} (CA {})", sim.url, sim.ca_path.display());
-    println!("  try:       curl -H 'Authorization: Bearer {}' {url}/api/v1/connections", api_token.expose());
+    println!(
+        "  try:       curl -H 'Authorization: Bearer {}' {url}/api/v1/connections",
+        api_token.expose()
+    );
     if let Some(path) = &args.ready_file {
         let ready = json!({
             "url": url, "api_token": api_token.expose(), "owner_email": DEMO_OWNER,
@@ -191,18 +257,40 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
 }
 
 /// Connects the simulator's tenant through the API, as a user would.
-async fn connect_simulator(url: &str, sim: &cloudkeep_sim::RunningSim, token: &SecretString) -> Result<()> {
-    let sim_http = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes())?).build()?;
-    let scenario: serde_json::Value = sim_http.get(format!("{}/_sim/scenario", sim.url)).send().await?.json().await?;
+async fn connect_simulator(
+    url: &str,
+    sim: &cloudkeep_sim::RunningSim,
+    token: &SecretString,
+) -> Result<()> {
+    let sim_http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes())?)
+        .build()?;
+    let scenario: serde_json::Value = sim_http
+        .get(format!("{}/_sim/scenario", sim.url))
+        .send()
+        .await?
+        .json()
+        .await?;
     let tenant = &scenario["tenants"][0];
-    let tenant_id = tenant["tenant_id"].as_str().ok_or_else(|| anyhow!("the simulator has no tenant"))?;
+    let tenant_id = tenant["tenant_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the simulator has no tenant"))?;
     let collector = tenant["service_principals"]
         .as_array()
         .and_then(|a| a.iter().find(|p| p["key"] == "collector"))
         .ok_or_else(|| anyhow!("the simulator has no collector principal"))?;
     let api = reqwest::Client::new();
-    let existing: serde_json::Value = api.get(format!("{url}/api/v1/connections")).bearer_auth(token.expose()).send().await?.json().await?;
-    let connected = existing.as_array().is_some_and(|list| list.iter().any(|c| c["tenant_id"] == tenant_id && c["deleted_at"].is_null()));
+    let existing: serde_json::Value = api
+        .get(format!("{url}/api/v1/connections"))
+        .bearer_auth(token.expose())
+        .send()
+        .await?
+        .json()
+        .await?;
+    let connected = existing.as_array().is_some_and(|list| {
+        list.iter()
+            .any(|c| c["tenant_id"] == tenant_id && c["deleted_at"].is_null())
+    });
     if connected {
         return Ok(());
     }
@@ -218,7 +306,11 @@ async fn connect_simulator(url: &str, sim: &cloudkeep_sim::RunningSim, token: &S
         .send()
         .await?;
     if !response.status().is_success() {
-        bail!("connecting the simulated tenant failed: {} {}", response.status(), response.text().await.unwrap_or_default());
+        bail!(
+            "connecting the simulated tenant failed: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -233,7 +325,9 @@ fn write_private(path: &Path, content: &str) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(content.as_bytes())?;
     Ok(())
 }

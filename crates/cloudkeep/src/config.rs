@@ -98,8 +98,11 @@ impl Config {
     pub fn load(file: Option<&Path>, data_dir: Option<&Path>) -> Result<Config> {
         let parsed: FileConfig = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("{} is not a valid cloudkeep config", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| {
+                    format!("{} is not a valid cloudkeep config", path.display())
+                })?
             }
             None => FileConfig::default(),
         };
@@ -109,15 +112,26 @@ impl Config {
             .or(parsed.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./cloudkeep-data"));
         let listen = match env("CLOUDKEEP_LISTEN") {
-            Some(v) => v.parse().with_context(|| format!("CLOUDKEEP_LISTEN='{v}' is not an address such as 127.0.0.1:8080"))?,
-            None => parsed.server.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            Some(v) => v.parse().with_context(|| {
+                format!("CLOUDKEEP_LISTEN='{v}' is not an address such as 127.0.0.1:8080")
+            })?,
+            None => parsed
+                .server
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
         };
-        let cert = env("CLOUDKEEP_TLS_CERT").map(PathBuf::from).or(parsed.server.tls_cert);
-        let key = env("CLOUDKEEP_TLS_KEY").map(PathBuf::from).or(parsed.server.tls_key);
+        let cert = env("CLOUDKEEP_TLS_CERT")
+            .map(PathBuf::from)
+            .or(parsed.server.tls_cert);
+        let key = env("CLOUDKEEP_TLS_KEY")
+            .map(PathBuf::from)
+            .or(parsed.server.tls_key);
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => Some(cloudkeep_server::TlsFiles { cert, key }),
             (None, None) => None,
-            _ => bail!("HTTPS needs both a certificate and a key: set server.tls_cert and server.tls_key (or CLOUDKEEP_TLS_CERT and CLOUDKEEP_TLS_KEY)"),
+            _ => bail!(
+                "HTTPS needs both a certificate and a key: set server.tls_cert and server.tls_key (or CLOUDKEEP_TLS_CERT and CLOUDKEEP_TLS_KEY)"
+            ),
         };
         let secure_cookies = match env("CLOUDKEEP_SECURE_COOKIES") {
             Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
@@ -130,30 +144,46 @@ impl Config {
         let store_url = if from_dir {
             format!("sqlite://{}", dir.join("cloudkeep.db").display())
         } else {
-            env("CLOUDKEEP_STORE_URL").or(parsed.store.url).unwrap_or_else(|| format!("sqlite://{}", dir.join("cloudkeep.db").display()))
+            env("CLOUDKEEP_STORE_URL")
+                .or(parsed.store.url)
+                .unwrap_or_else(|| format!("sqlite://{}", dir.join("cloudkeep.db").display()))
         };
         let key_file = if from_dir {
             dir.join("master.key")
         } else {
-            env("CLOUDKEEP_KEY_FILE").map(PathBuf::from).or(parsed.keys.key_file).unwrap_or_else(|| dir.join("master.key"))
+            env("CLOUDKEEP_KEY_FILE")
+                .map(PathBuf::from)
+                .or(parsed.keys.key_file)
+                .unwrap_or_else(|| dir.join("master.key"))
         };
-        let log_json = env("CLOUDKEEP_LOG_FORMAT").or(parsed.log.format).is_none_or(|f| f != "text");
+        let log_json = env("CLOUDKEEP_LOG_FORMAT")
+            .or(parsed.log.format)
+            .is_none_or(|f| f != "text");
         Ok(Config {
             listen,
             tls,
             secure_cookies,
             store_url,
             key_file,
-            azure_authority: env("CLOUDKEEP_AZURE_AUTHORITY").or(parsed.azure.authority_host).unwrap_or_else(|| "https://login.microsoftonline.com".into()),
-            azure_arm: env("CLOUDKEEP_AZURE_ARM").or(parsed.azure.arm_endpoint).unwrap_or_else(|| "https://management.azure.com".into()),
-            azure_ca_file: env("CLOUDKEEP_AZURE_CA_FILE").map(PathBuf::from).or(parsed.azure.ca_file),
+            azure_authority: env("CLOUDKEEP_AZURE_AUTHORITY")
+                .or(parsed.azure.authority_host)
+                .unwrap_or_else(|| "https://login.microsoftonline.com".into()),
+            azure_arm: env("CLOUDKEEP_AZURE_ARM")
+                .or(parsed.azure.arm_endpoint)
+                .unwrap_or_else(|| "https://management.azure.com".into()),
+            azure_ca_file: env("CLOUDKEEP_AZURE_CA_FILE")
+                .map(PathBuf::from)
+                .or(parsed.azure.ca_file),
             log_json,
         })
     }
 
     pub fn azure(&self) -> Result<cloudkeep_azure::AzureConfig> {
         let extra_ca_pem = match &self.azure_ca_file {
-            Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read the Azure CA file {}", p.display()))?),
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read the Azure CA file {}", p.display()))?,
+            ),
             None => None,
         };
         Ok(cloudkeep_azure::AzureConfig {
@@ -177,15 +207,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ck-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("cloudkeep.toml");
-        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9999\"\n[store]\nurl = \"postgres://x@h/db\"\n").expect("write");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:9999\"\n[store]\nurl = \"postgres://x@h/db\"\n",
+        )
+        .expect("write");
         let c = Config::load(Some(&file), None).expect("file");
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.store_url, "postgres://x@h/db");
         let c = Config::load(Some(&file), Some(&dir)).expect("data dir");
-        assert!(c.store_url.ends_with("cloudkeep.db"), "--data-dir points at a demo's store");
+        assert!(
+            c.store_url.ends_with("cloudkeep.db"),
+            "--data-dir points at a demo's store"
+        );
         std::fs::write(&file, "[server]\nlisten = \"nope\"\n").expect("write");
         assert!(Config::load(Some(&file), None).is_err());
         std::fs::write(&file, "[serverr]\n").expect("write");
-        assert!(Config::load(Some(&file), None).is_err(), "unknown keys are refused");
+        assert!(
+            Config::load(Some(&file), None).is_err(),
+            "unknown keys are refused"
+        );
     }
 }

@@ -173,8 +173,11 @@ impl SimArgs {
 }
 
 fn init_logging(json: bool, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDKEEP_LOG").unwrap_or_else(|_| default.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDKEEP_LOG")
+        .unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -184,7 +187,9 @@ fn init_logging(json: bool, default: &str) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
@@ -192,25 +197,44 @@ fn main() -> Result<()> {
                 init_logging(config.log_json, "info");
                 commands::serve(config).await
             }
-            Command::Demo { data_dir, port, ready_file } => {
+            Command::Demo {
+                data_dir,
+                port,
+                ready_file,
+            } => {
                 init_logging(false, "warn");
-                commands::demo(commands::DemoArgs { data_dir, port, ready_file }).await
+                commands::demo(commands::DemoArgs {
+                    data_dir,
+                    port,
+                    ready_file,
+                })
+                .await
             }
             Command::Admin(cmd) => {
                 init_logging(false, "warn");
                 match cmd {
-                    AdminCommand::CreateOrg { name, owner, json, config } => {
-                        commands::admin_create_org(config.load()?, &name, &owner, json).await
+                    AdminCommand::CreateOrg {
+                        name,
+                        owner,
+                        json,
+                        config,
+                    } => commands::admin_create_org(config.load()?, &name, &owner, json).await,
+                    AdminCommand::RotateMasterKey(config) => {
+                        commands::rotate_master_key(config.load()?).await
                     }
-                    AdminCommand::RotateMasterKey(config) => commands::rotate_master_key(config.load()?).await,
-                    AdminCommand::RotateDataKey { org, config } => commands::rotate_data_key(config.load()?, org).await,
+                    AdminCommand::RotateDataKey { org, config } => {
+                        commands::rotate_data_key(config.load()?, org).await
+                    }
                 }
             }
             Command::Audit(AuditCommand::Verify { org, config }) => {
                 init_logging(false, "warn");
                 commands::audit_verify(config.load()?, org).await
             }
-            Command::Sim(SimCommand { action: Some(SimAction::Bench(args)), .. }) => {
+            Command::Sim(SimCommand {
+                action: Some(SimAction::Bench(args)),
+                ..
+            }) => {
                 init_logging(false, "warn");
                 bench::run(args).await
             }

@@ -1,0 +1,123 @@
+//! Tenant isolation: every route of the OpenAPI document, called with one
+//! organisation's token and another organisation's ids, answers 404 (or
+//! 403 for a role failure) and never the other organisation's data. The
+//! routes come from the document, so a new route cannot skip this test.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::spawn_app;
+
+/// A plausible body for a route, so that validation does not stop the call early.
+fn body_for(path: &str, method: &Method) -> Option<Value> {
+    if *method == Method::GET || *method == Method::DELETE {
+        return None;
+    }
+    Some(match path {
+        p if p.ends_with("/reauth") => json!({"client_secret": "x"}),
+        p if p.starts_with("/api/v1/subscriptions/") => json!({"sync_level": "no_tags"}),
+        p if p.starts_with("/api/v1/users/") => json!({"role": "viewer"}),
+        "/api/v1/users" => {
+            json!({"email": format!("iso-{}@example.com", uuid::Uuid::new_v4().simple()), "name": "I", "role": "viewer"})
+        }
+        "/api/v1/tokens" => json!({"name": "iso"}),
+        "/api/v1/auth/login" => {
+            json!({"email": "nobody@example.com", "password": "wrong password"})
+        }
+        _ => json!({}),
+    })
+}
+
+#[tokio::test]
+async fn no_route_reaches_another_organisations_data() {
+    let app = spawn_app().await;
+    let a = app.org("alpha").await;
+    let b = app.org("beta").await;
+    let conn = app.connect(&a, "collector").await;
+    let (_, me) = app.call(&a.token, Method::GET, "/api/v1/me", None).await;
+    let (_, tokens) = app
+        .call(&a.token, Method::GET, "/api/v1/tokens", None)
+        .await;
+    // The ids of A's records, by the parameter kind of the route.
+    let connection_id = conn["id"].as_str().expect("id").to_string();
+    let subscription_id = conn["subscriptions"][0]["id"]
+        .as_str()
+        .expect("sub")
+        .to_string();
+    let user_id = me["user"]["id"].as_str().expect("user").to_string();
+    let token_id = tokens[0]["id"].as_str().expect("token").to_string();
+    let a_markers = [
+        connection_id.clone(),
+        subscription_id.clone(),
+        user_id.clone(),
+        token_id.clone(),
+        a.owner_email.clone(),
+        a.org_id.clone(),
+    ];
+
+    let doc: Value = app
+        .http
+        .get(format!("{}/api/v1/openapi.json", app.url))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 10, "the document lists the routes");
+    let mut checked = 0;
+    for (template, ops) in paths {
+        for (verb, _) in ops.as_object().expect("ops") {
+            let method: Method = verb.to_uppercase().parse().expect("method");
+            let path = template
+                .replace(
+                    "/connections/{id}",
+                    &format!("/connections/{connection_id}"),
+                )
+                .replace(
+                    "/subscriptions/{id}",
+                    &format!("/subscriptions/{subscription_id}"),
+                )
+                .replace("/users/{id}", &format!("/users/{user_id}"))
+                .replace("/tokens/{id}", &format!("/tokens/{token_id}"));
+            assert!(
+                !path.contains('{'),
+                "{template}: a path parameter this test does not know; teach it"
+            );
+            let (status, body) = app
+                .call(&b.token, method.clone(), &path, body_for(template, &method))
+                .await;
+            let text = body.to_string();
+            for marker in &a_markers {
+                assert!(
+                    !text.contains(marker.as_str()),
+                    "{verb} {path} leaked {marker}: {text}"
+                );
+            }
+            if template.contains('{') {
+                assert!(
+                    matches!(status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+                    "{verb} {path} answered {status}: {text}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "checked {checked} operations");
+    // A's records are untouched.
+    let (status, still) = app
+        .call(
+            &a.token,
+            Method::GET,
+            &format!("/api/v1/connections/{connection_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(still["deleted_at"].is_null());
+    assert_eq!(
+        still["subscriptions"][0]["sync_level"],
+        conn["subscriptions"][0]["sync_level"]
+    );
+}

@@ -1,0 +1,323 @@
+//! The binary end to end: `admin create-org`, `serve` as a child process
+//! against the simulator, `audit verify` on a tampered store, and `demo`.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cloudkeep_sim::SimConfig;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudkeep");
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run cloudkeep");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn wait_until_up(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{url}/healthz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+fn grep_dir(dir: &Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in walk(dir) {
+        let mut bytes = Vec::new();
+        if std::fs::File::open(&entry)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .is_ok()
+            && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            hits.push(entry.display().to_string());
+        }
+    }
+    hits
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_logs_responses_and_files_and_the_audit_chain_catches_tampering() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("path");
+    let (ok, out, err) = run(&[
+        "admin",
+        "create-org",
+        "--name",
+        "Acme",
+        "--owner",
+        "ops@acme.example",
+        "--json",
+        "--data-dir",
+        data_arg,
+    ]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    for k in ["org_id", "owner_email", "password", "api_token"] {
+        assert!(created[k].is_string(), "{k} in {created}");
+    }
+    let token = created["api_token"].as_str().expect("token").to_string();
+
+    let sim = cloudkeep_sim::spawn(SimConfig {
+        cert_dir: dir.path().join("sim"),
+        throttle: false,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let sim_http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let scenario: Value = sim_http
+        .get(format!("{}/_sim/scenario", sim.url))
+        .send()
+        .await
+        .expect("scenario")
+        .json()
+        .await
+        .expect("json");
+    let tenant = &scenario["tenants"][0];
+    let sp = tenant["service_principals"]
+        .as_array()
+        .expect("sps")
+        .iter()
+        .find(|p| p["key"] == "collector")
+        .cloned()
+        .expect("collector");
+    let secret = sp["client_secret"].as_str().expect("secret").to_string();
+
+    let port = free_port();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let server = Killed(
+        Command::new(BIN)
+            .args(["serve", "--data-dir", data_arg])
+            .env("CLOUDKEEP_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CLOUDKEEP_AZURE_AUTHORITY", &sim.url)
+            .env("CLOUDKEEP_AZURE_ARM", &sim.url)
+            .env("CLOUDKEEP_AZURE_CA_FILE", &sim.ca_path)
+            .env("CLOUDKEEP_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("serve"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until_up(&url).await;
+    let api = reqwest::Client::new();
+    let mut responses = String::new();
+    let body = json!({"name": "Contoso", "tenant_id": tenant["tenant_id"], "client_id": sp["client_id"], "client_secret": secret});
+    let r = api
+        .post(format!("{url}/api/v1/connections"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("connect");
+    assert_eq!(r.status().as_u16(), 201);
+    let conn: Value = r.json().await.expect("json");
+    responses.push_str(&conn.to_string());
+    let id = conn["id"].as_str().expect("id");
+    for path in [
+        "/api/v1/connections".to_string(),
+        format!("/api/v1/connections/{id}"),
+        "/api/v1/audit".into(),
+        "/api/v1/audit?format=jsonl".into(),
+    ] {
+        responses.push_str(
+            &api.get(format!("{url}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("text"),
+        );
+    }
+    let reauth = api
+        .post(format!("{url}/api/v1/connections/{id}/reauth"))
+        .bearer_auth(&token)
+        .json(&json!({"client_secret": secret}))
+        .send()
+        .await
+        .expect("reauth");
+    responses.push_str(&reauth.text().await.expect("text"));
+    drop(server);
+
+    let log_text = std::fs::read_to_string(&log_path).expect("log");
+    assert!(
+        log_text.contains("request"),
+        "the server logged requests: {}",
+        &log_text[..log_text.len().min(500)]
+    );
+    assert!(!log_text.contains(&secret), "the secret is not in the logs");
+    assert!(
+        !responses.contains(&secret),
+        "the secret is not in any response"
+    );
+    assert_eq!(
+        grep_dir(&data, &secret),
+        Vec::<String>::new(),
+        "the secret is in no file of the store"
+    );
+
+    let (ok, out, err) = run(&["audit", "verify", "--data-dir", data_arg]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("chain intact"), "{out}");
+
+    // Tamper with an event directly in the database.
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            data.join("cloudkeep.db").display()
+        ))
+        .await
+        .expect("db");
+        sqlx::query("DROP TRIGGER audit_events_no_update")
+            .execute(&mut c)
+            .await
+            .expect("drop trigger");
+        sqlx::query("UPDATE audit_events SET actor = 'user:someone-else' WHERE seq = 2")
+            .execute(&mut c)
+            .await
+            .expect("tamper");
+    }
+    let (ok, out, _) = run(&["audit", "verify", "--data-dir", data_arg]);
+    assert!(!ok, "verify fails on a tampered chain");
+    assert!(out.contains("BROKEN: event 2 was changed"), "{out}");
+
+    let (ok, out, _) = run(&[
+        "admin",
+        "rotate-data-key",
+        "--org",
+        created["org_id"].as_str().expect("org"),
+        "--data-dir",
+        data_arg,
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 credentials re-encrypted"), "{out}");
+    let (ok, out, err) = run(&["admin", "rotate-master-key", "--data-dir", data_arg]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("1 data keys re-wrapped"), "{out}");
+    let (ok, _, err) = run(&[
+        "admin",
+        "create-org",
+        "--name",
+        "X",
+        "--owner",
+        "not-an-email",
+        "--data-dir",
+        data_arg,
+    ]);
+    assert!(!ok && err.contains("not an email"), "{err}");
+}
+
+#[tokio::test]
+async fn demo_connects_the_simulator_and_writes_its_ready_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ready = dir.path().join("ready.json");
+    let port = free_port();
+    let _demo = Killed(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--data-dir",
+                dir.path().join("demo").to_str().expect("path"),
+                "--port",
+                &port.to_string(),
+                "--ready-file",
+                ready.to_str().expect("path"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("demo"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the demo never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(&ready).expect("ready")).expect("json");
+    for k in [
+        "url",
+        "api_token",
+        "owner_email",
+        "password",
+        "sim_url",
+        "ca",
+    ] {
+        assert!(info[k].is_string(), "{k} in {info}");
+    }
+    let url = info["url"].as_str().expect("url");
+    let conns: Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/connections"))
+        .bearer_auth(info["api_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(conns.as_array().map(Vec::len), Some(1), "{conns}");
+    assert_eq!(conns[0]["subscriptions"].as_array().map(Vec::len), Some(3));
+    let login = reqwest::Client::new()
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&json!({"email": info["owner_email"], "password": info["password"]}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status().as_u16(), 200);
+}
