@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Caller, SESSION_COOKIE};
 use crate::connect::{initial_level, validate};
+use crate::error::{Body, Params};
 use crate::wire::*;
 use crate::{ApiError, AppState};
 
@@ -127,7 +128,7 @@ fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> 
     responses((status = 200, body = LoginResponse), (status = 401, description = "wrong email or password")))]
 async fn login(
     State(state): State<AppState>,
-    Json(req): Json<LoginRequest>,
+    Body(req): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let wrong = || {
         ApiError::new(
@@ -271,7 +272,7 @@ fn parse_role(raw: &str) -> Result<Role, ApiError> {
 async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
-    Json(req): Json<CreateUserRequest>,
+    Body(req): Body<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     caller.require(Permission::ManageUsers, "adding users")?;
     let role = parse_role(&req.role)?;
@@ -307,7 +308,7 @@ async fn change_role(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(req): Json<RoleRequest>,
+    Body(req): Body<RoleRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     caller.require(Permission::ManageUsers, "changing roles")?;
     let id: UserId = parse_id(&id, "user")?;
@@ -346,7 +347,7 @@ async fn list_tokens(
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
-    Json(req): Json<CreateTokenRequest>,
+    Body(req): Body<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     let expires = req
         .expires_in_days
@@ -418,7 +419,7 @@ async fn list_connections(
 async fn create_connection(
     State(state): State<AppState>,
     caller: Caller,
-    Json(req): Json<ConnectRequest>,
+    Body(req): Body<ConnectRequest>,
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     caller.require(Permission::ManageConnections, "connecting tenants")?;
     for (field, value) in [
@@ -542,7 +543,7 @@ async fn reauth_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(req): Json<ReauthRequest>,
+    Body(req): Body<ReauthRequest>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     caller.require(
         Permission::ManageConnections,
@@ -579,7 +580,7 @@ async fn set_sync_level(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(req): Json<SyncLevelRequest>,
+    Body(req): Body<SyncLevelRequest>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
     caller.require(Permission::ManageConnections, "changing sync levels")?;
     let id: SubscriptionId = parse_id(&id, "subscription")?;
@@ -617,7 +618,7 @@ struct AuditQuery {
 async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    Params(q): Params<AuditQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ReadAudit, "reading the audit log")?;
     let export = q.format.as_deref() == Some("jsonl");

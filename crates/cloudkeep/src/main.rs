@@ -1,6 +1,7 @@
 //! The `cloudkeep` binary: a thin command-line front over the crates.
 
 mod bench;
+mod client;
 mod commands;
 mod config;
 
@@ -60,6 +61,12 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Connections to Azure tenants, through the API.
+    #[command(subcommand)]
+    Connections(client::ConnectionsCommand),
+    /// Subscriptions' sync levels, through the API.
+    #[command(subcommand)]
+    Subscriptions(client::SubscriptionsCommand),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimCommand),
 }
@@ -230,6 +237,14 @@ fn main() -> Result<()> {
             Command::Audit(AuditCommand::Verify { org, config }) => {
                 init_logging(false, "warn");
                 commands::audit_verify(config.load()?, org).await
+            }
+            Command::Connections(cmd) => {
+                init_logging(false, "warn");
+                client::connections(cmd).await
+            }
+            Command::Subscriptions(cmd) => {
+                init_logging(false, "warn");
+                client::subscriptions(cmd).await
             }
             Command::Sim(SimCommand {
                 action: Some(SimAction::Bench(args)),

@@ -320,4 +320,92 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
         .await
         .expect("login");
     assert_eq!(login.status().as_u16(), 200);
+
+    // The CLI clients, against the demo's server.
+    let token = info["api_token"].as_str().expect("token");
+    let cli = |args: &[&str], secret: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("CLOUDKEEP_URL", url)
+            .env("CLOUDKEEP_TOKEN", token)
+            .env_remove("CLOUDKEEP_CLIENT_SECRET");
+        if let Some(s) = secret {
+            cmd.env("CLOUDKEEP_CLIENT_SECRET", s);
+        }
+        let out = cmd.output().expect("cli");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = cli(&["connections", "list"], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("CONNECTION") && out.contains("read_write_tags"),
+        "{out}"
+    );
+
+    let sim_http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(
+                &std::fs::read(info["ca"].as_str().expect("ca")).expect("ca"),
+            )
+            .expect("pem"),
+        )
+        .build()
+        .expect("client");
+    let scenario: Value = sim_http
+        .get(format!(
+            "{}/_sim/scenario",
+            info["sim_url"].as_str().expect("sim")
+        ))
+        .send()
+        .await
+        .expect("scenario")
+        .json()
+        .await
+        .expect("json");
+    let tenant = &scenario["tenants"][0];
+    let reader = tenant["service_principals"]
+        .as_array()
+        .expect("sps")
+        .iter()
+        .find(|p| p["key"] == "reader-only")
+        .cloned()
+        .expect("reader");
+    let add = [
+        "connections",
+        "add",
+        "--name",
+        "Readers",
+        "--tenant-id",
+        tenant["tenant_id"].as_str().expect("tid"),
+        "--client-id",
+        reader["client_id"].as_str().expect("cid"),
+        "--json",
+    ];
+    let (ok, _, err) = cli(&add, None);
+    assert!(
+        !ok && err.contains("CLOUDKEEP_CLIENT_SECRET"),
+        "a secret is required: {err}"
+    );
+    let (ok, _, err) = cli(&add, Some("wrong-secret"));
+    assert!(!ok && err.contains("wrong_secret"), "{err}");
+    let (ok, out, err) = cli(&add, reader["client_secret"].as_str());
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(created["subscriptions"][0]["sync_level"], "read_tags_only");
+    let sub = created["subscriptions"][0]["id"].as_str().expect("sub");
+    let (ok, out, err) = cli(&["subscriptions", "set-level", sub, "no_tags"], None);
+    assert!(ok && out.contains("sync level no_tags"), "{out}{err}");
+    let (ok, _, err) = cli(&["subscriptions", "set-level", sub, "all-of-it"], None);
+    assert!(!ok && err.contains("read_write_tags"), "{err}");
+    let id = created["id"].as_str().expect("id");
+    let (ok, out, err) = cli(&["connections", "revoke", id], None);
+    assert!(ok && out.contains("revoked"), "{out}{err}");
+    let (ok, out, _) = cli(&["connections", "list", "--json"], None);
+    assert!(ok);
+    let list: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
 }

@@ -4,4 +4,5 @@
 mod connections;
 mod harness;
 mod isolation;
+mod openapi;
 mod sessions;

@@ -251,3 +251,137 @@ async fn health_metrics_and_openapi() {
     let body: serde_json::Value = missing.json().await.expect("json");
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+#[tokio::test]
+async fn malformed_input_gets_the_api_error_shape() {
+    let app = spawn_app().await;
+    let org = app.org("acme").await;
+    let r = app
+        .http
+        .post(format!("{}/api/v1/connections", app.url))
+        .bearer_auth(&org.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "invalid_body");
+    let (status, body) = app
+        .call(
+            &org.token,
+            Method::POST,
+            "/api/v1/connections",
+            Some(json!({"name": "x", "tenant_id": "t"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("client_id"),
+        "{body}"
+    );
+    let (status, body) = app
+        .call(
+            &org.token,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "x", "colour": "red"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown fields are refused: {body}"
+    );
+    let (status, body) = app
+        .call(&org.token, Method::GET, "/api/v1/audit?limit=lots", None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query"))
+    );
+    let (status, _) = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/connections/not-a-uuid",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_server_can_serve_https_itself() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    let state = cloudkeep_server::AppState::new(
+        app.store.clone(),
+        std::sync::Arc::new(
+            cloudkeep_domain::crypto::LocalKeyFile::open_or_create(&dir.path().join("m.key"))
+                .expect("keys"),
+        ),
+        cloudkeep_azure::AzureClient::new(cloudkeep_azure::AzureConfig::default()).expect("azure"),
+        cloudkeep_server::ServerSettings {
+            secure_cookies: true,
+            ..Default::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cloudkeep_server::run(
+        listener,
+        state,
+        Some(cloudkeep_server::TlsFiles {
+            cert: cert_path,
+            key: key_path,
+        }),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let r = client
+        .get(format!("https://127.0.0.1:{}/healthz", addr.port()))
+        .send()
+        .await
+        .expect("https");
+    assert_eq!(r.status(), StatusCode::OK);
+    let org = app.org("tls").await;
+    let login = client
+        .post(format!(
+            "https://127.0.0.1:{}/api/v1/auth/login",
+            addr.port()
+        ))
+        .json(&json!({"email": org.owner_email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("login");
+    assert!(
+        login.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .contains("; Secure")
+    );
+    let _ = stop.send(());
+    server.await.expect("task").expect("clean shutdown");
+}

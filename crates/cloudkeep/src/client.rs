@@ -1,0 +1,299 @@
+//! CLI clients for the API, for scripting: `connections` and
+//! `subscriptions`. Human tables by default, `--json` for scripts.
+
+use std::io::BufRead;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Args, Clone)]
+pub struct Api {
+    /// The server's URL.
+    #[arg(long, env = "CLOUDKEEP_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An API token (`ck_...`).
+    #[arg(long, env = "CLOUDKEEP_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where a client secret comes from: never the command line, where other
+/// users and the shell history would see it.
+#[derive(Args, Clone)]
+pub struct SecretSource {
+    /// Read the client secret from the first line of standard input
+    /// (otherwise from CLOUDKEEP_CLIENT_SECRET).
+    #[arg(long)]
+    client_secret_stdin: bool,
+}
+
+impl SecretSource {
+    fn read(&self) -> Result<String> {
+        if self.client_secret_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the client secret from standard input")?;
+            return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+        }
+        std::env::var("CLOUDKEEP_CLIENT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .context("no client secret: set CLOUDKEEP_CLIENT_SECRET or pass --client-secret-stdin")
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ConnectionsCommand {
+    /// List connections with their subscriptions.
+    List(Api),
+    /// Connect a tenant with a service principal (validated before anything is stored).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        tenant_id: String,
+        #[arg(long)]
+        client_id: String,
+        /// Connect only these subscriptions (repeatable); all it sees by default.
+        #[arg(long = "subscription")]
+        subscriptions: Vec<String>,
+        #[command(flatten)]
+        secret: SecretSource,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Replace a connection's client secret after validating it.
+    Reauth {
+        id: String,
+        #[command(flatten)]
+        secret: SecretSource,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Revoke a connection: its credential is destroyed, its history kept.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SubscriptionsCommand {
+    /// Set a subscription's sync level: no_resources, no_tags, read_tags_only or read_write_tags.
+    SetLevel {
+        /// cloudkeep's subscription id (see `connections list`).
+        id: String,
+        level: String,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+async fn call(
+    api: &Api,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let url = format!("{}{path}", api.url.trim_end_matches('/'));
+    let mut req = reqwest::Client::new()
+        .request(method, &url)
+        .bearer_auth(&api.token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.with_context(|| {
+        format!("cannot reach {url}: is the server running? (--url or CLOUDKEEP_URL)")
+    })?;
+    let status = r.status();
+    let text = r.text().await?;
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if !status.is_success() {
+        let message = value["error"]["message"].as_str().unwrap_or("no message");
+        let code = value["error"]["code"].as_str().unwrap_or("error");
+        bail!("{message} ({code}, HTTP {})", status.as_u16());
+    }
+    Ok(value)
+}
+
+/// Prints rows as an aligned table.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_connections(list: &[Value]) {
+    let mut rows = Vec::new();
+    for c in list {
+        for sub in c["subscriptions"].as_array().cloned().unwrap_or_default() {
+            let missing: Vec<String> = sub["permissions"]["roles_missing"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|m| s(&m["role"]))
+                .collect();
+            rows.push(vec![
+                s(&c["id"]),
+                s(&c["name"]),
+                s(&c["status"]),
+                s(&sub["id"]),
+                s(&sub["display_name"]),
+                s(&sub["sync_level"]),
+                if missing.is_empty() {
+                    "-".into()
+                } else {
+                    missing.join(", ")
+                },
+            ]);
+        }
+        if c["subscriptions"].as_array().is_none_or(Vec::is_empty) {
+            rows.push(vec![
+                s(&c["id"]),
+                s(&c["name"]),
+                s(&c["status"]),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+    }
+    table(
+        &[
+            "CONNECTION",
+            "NAME",
+            "STATUS",
+            "SUBSCRIPTION",
+            "DISPLAY NAME",
+            "SYNC LEVEL",
+            "MISSING ROLES",
+        ],
+        rows,
+    );
+}
+
+fn output(api: &Api, value: &Value, human: impl FnOnce(&Value)) {
+    if api.json {
+        println!("{value}");
+    } else {
+        human(value);
+    }
+}
+
+pub async fn connections(cmd: ConnectionsCommand) -> Result<()> {
+    match cmd {
+        ConnectionsCommand::List(api) => {
+            let list = call(&api, reqwest::Method::GET, "/api/v1/connections", None).await?;
+            output(&api, &list, |v| {
+                print_connections(v.as_array().map(Vec::as_slice).unwrap_or(&[]))
+            });
+        }
+        ConnectionsCommand::Add {
+            name,
+            tenant_id,
+            client_id,
+            subscriptions,
+            secret,
+            api,
+        } => {
+            let mut body = json!({"name": name, "tenant_id": tenant_id, "client_id": client_id, "client_secret": secret.read()?});
+            if !subscriptions.is_empty() {
+                body["subscription_ids"] = json!(subscriptions);
+            }
+            let created = call(
+                &api,
+                reqwest::Method::POST,
+                "/api/v1/connections",
+                Some(body),
+            )
+            .await?;
+            output(&api, &created, |v| {
+                print_connections(std::slice::from_ref(v))
+            });
+        }
+        ConnectionsCommand::Reauth { id, secret, api } => {
+            let body = json!({"client_secret": secret.read()?});
+            let updated = call(
+                &api,
+                reqwest::Method::POST,
+                &format!("/api/v1/connections/{id}/reauth"),
+                Some(body),
+            )
+            .await?;
+            output(&api, &updated, |v| {
+                print_connections(std::slice::from_ref(v))
+            });
+        }
+        ConnectionsCommand::Revoke { id, api } => {
+            let revoked = call(
+                &api,
+                reqwest::Method::DELETE,
+                &format!("/api/v1/connections/{id}"),
+                None,
+            )
+            .await?;
+            output(&api, &revoked, |v| {
+                println!(
+                    "connection {} revoked at {}; its credential is destroyed",
+                    s(&v["id"]),
+                    s(&v["deleted_at"])
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn subscriptions(cmd: SubscriptionsCommand) -> Result<()> {
+    match cmd {
+        SubscriptionsCommand::SetLevel { id, level, api } => {
+            let updated = call(
+                &api,
+                reqwest::Method::PATCH,
+                &format!("/api/v1/subscriptions/{id}"),
+                Some(json!({"sync_level": level})),
+            )
+            .await?;
+            output(&api, &updated, |v| {
+                println!(
+                    "{} ({}): sync level {}",
+                    s(&v["display_name"]),
+                    s(&v["subscription_id"]),
+                    s(&v["sync_level"])
+                )
+            });
+        }
+    }
+    Ok(())
+}
