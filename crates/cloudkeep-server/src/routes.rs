@@ -47,7 +47,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(list_connections, create_connection))
-        .routes(routes!(get_connection, revoke_connection))
+        .routes(routes!(
+            get_connection,
+            update_connection,
+            revoke_connection
+        ))
         .routes(routes!(reauth_connection))
         .routes(routes!(set_sync_level))
         .routes(routes!(list_audit))
@@ -518,6 +522,31 @@ async fn get_connection(
     Ok(Json(ConnectionView::from(
         &state.store.connection(caller.scope(), id).await?,
     )))
+}
+
+#[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", request_body = UpdateConnectionRequest,
+    params(("id" = Uuid, Path, description = "connection id")), responses((status = 200, body = ConnectionView)))]
+async fn update_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateConnectionRequest>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    caller.require(Permission::ManageConnections, "changing connections")?;
+    let id: ConnectionId = parse_id(&id, "connection")?;
+    let secs = |h: Option<u32>| h.map(|h| i64::from(h) * 3600);
+    let updated = state
+        .store
+        .update_connection(
+            caller.scope(),
+            id,
+            req.name.as_deref(),
+            secs(req.cadence_hours),
+            secs(req.stale_after_hours),
+            &caller.actor(),
+        )
+        .await?;
+    Ok(Json(ConnectionView::from(&updated)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = Uuid, Path, description = "connection id")),

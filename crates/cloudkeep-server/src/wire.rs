@@ -129,6 +129,16 @@ pub struct ConnectRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct UpdateConnectionRequest {
+    pub name: Option<String>,
+    /// Hours between syncs (1 to 2160).
+    pub cadence_hours: Option<u32>,
+    /// Hours after which evidence counts as stale (1 to 2160).
+    pub stale_after_hours: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReauthRequest {
     #[schema(value_type = String)]
     pub client_secret: SecretString,

@@ -334,6 +334,57 @@ impl Store {
         Ok(())
     }
 
+    /// Renames a connection or changes its cadence or stale threshold.
+    pub async fn update_connection(
+        &self,
+        scope: &OrgScope,
+        id: ConnectionId,
+        name: Option<&str>,
+        cadence_secs: Option<i64>,
+        stale_after_secs: Option<i64>,
+        actor: &str,
+    ) -> Result<Connection> {
+        if let Some(n) = name.map(str::trim) {
+            if n.is_empty() || n.len() > 200 {
+                return Err(StoreError::Invalid(
+                    "a connection name is 1 to 200 characters".into(),
+                ));
+            }
+        }
+        for (what, v) in [
+            ("cadence", cadence_secs),
+            ("stale threshold", stale_after_secs),
+        ] {
+            if v.is_some_and(|s| !(3600..=90 * 86_400).contains(&s)) {
+                return Err(StoreError::Invalid(format!(
+                    "the {what} is between 1 hour and 90 days"
+                )));
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(actor, "connection.updated", format!("connection:{id}"), json!({"name": name, "cadence_secs": cadence_secs, "stale_after_secs": stale_after_secs})),
+        )
+        .await?;
+        let done = sqlx::query(
+            "UPDATE connections SET name = COALESCE($3, name), cadence_secs = COALESCE($4, cadence_secs),              stale_after_secs = COALESCE($5, stale_after_secs) WHERE org_id = $1 AND connection_id = $2",
+        )
+        .bind(scope.id())
+        .bind(id.to_string())
+        .bind(name.map(str::trim))
+        .bind(cadence_secs)
+        .bind(stale_after_secs)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "connection" });
+        }
+        tx.commit().await?;
+        self.connection(scope, id).await
+    }
+
     pub async fn set_sync_level(
         &self,
         scope: &OrgScope,

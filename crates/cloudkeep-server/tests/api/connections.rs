@@ -206,6 +206,32 @@ async fn reauth_revoke_and_sync_levels() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    let (status, updated) = app
+        .call(
+            &org.token,
+            Method::PATCH,
+            &format!("/api/v1/connections/{id}"),
+            Some(json!({"cadence_hours": 6, "stale_after_hours": 24})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        (
+            updated["cadence_secs"].as_i64(),
+            updated["stale_after_secs"].as_i64()
+        ),
+        (Some(21_600), Some(86_400))
+    );
+    let (status, _) = app
+        .call(
+            &org.token,
+            Method::PATCH,
+            &format!("/api/v1/connections/{id}"),
+            Some(json!({"cadence_hours": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
     let sub_id = body["subscriptions"][0]["id"]
         .as_str()
         .expect("sub")

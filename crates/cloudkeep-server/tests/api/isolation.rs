@@ -15,6 +15,9 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
     }
     Some(match path {
         p if p.ends_with("/reauth") => json!({"client_secret": "x"}),
+        p if p.starts_with("/api/v1/connections/") => {
+            json!({"name": "taken over", "cadence_hours": 1})
+        }
         p if p.starts_with("/api/v1/subscriptions/") => json!({"sync_level": "no_tags"}),
         p if p.starts_with("/api/v1/users/") => json!({"role": "viewer"}),
         "/api/v1/users" => {
