@@ -141,7 +141,11 @@ fn assignment_from(item: &Value, principal_id: &str) -> Result<Option<RoleAssign
 impl AzureClient {
     /// Every item of a paged ARM list: follows `nextLink` (verbatim, on
     /// the ARM endpoint only) through empty pages until a page has none.
-    async fn list(&self, token: &AccessToken, first: Url) -> Result<Vec<Value>, AzureError> {
+    pub(crate) async fn list(
+        &self,
+        token: &AccessToken,
+        first: Url,
+    ) -> Result<Vec<Value>, AzureError> {
         let mut items = Vec::new();
         let mut next = Some(first);
         let mut pages = 0usize;

@@ -15,9 +15,11 @@
 mod arm;
 mod client;
 mod error;
+mod inventory;
 mod token;
 
 pub use arm::{AzureSubscription, RoleAssignment};
 pub use client::{AzureClient, AzureConfig};
 pub use error::{AzureError, CredentialErrorKind};
+pub use inventory::AzureResource;
 pub use token::AccessToken;

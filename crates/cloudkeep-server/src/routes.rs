@@ -33,7 +33,7 @@ use crate::{ApiError, AppState};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "cloudkeep API", description = "Azure spend, inventory and tags, and security evidence, per organisation."),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "audit"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "audit"))
 )]
 struct ApiDoc;
 
@@ -54,6 +54,11 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(reauth_connection))
         .routes(routes!(set_sync_level))
+        .routes(routes!(sync_now))
+        .routes(routes!(list_sync_runs))
+        .routes(routes!(get_sync_run))
+        .routes(routes!(list_resources))
+        .routes(routes!(get_resource))
         .routes(routes!(list_audit))
 }
 
@@ -681,4 +686,186 @@ async fn list_audit(
         next_after,
     })
     .into_response())
+}
+
+// ---- sync ----
+
+fn sync_deps(state: &AppState) -> cloudkeep_sync::SyncDeps {
+    cloudkeep_sync::SyncDeps {
+        store: state.store.clone(),
+        azure: state.azure.clone(),
+        keys: state.keys.clone(),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/connections/{id}/sync", tag = "sync", params(("id" = Uuid, Path, description = "connection id")),
+    responses((status = 200, body = SyncRunView, description = "the finished run, with what it could not read")))]
+async fn sync_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SyncRunView>, ApiError> {
+    caller.require(Permission::ManageConnections, "starting syncs")?;
+    let id: ConnectionId = parse_id(&id, "connection")?;
+    match cloudkeep_sync::sync_connection(
+        &sync_deps(&state),
+        caller.scope(),
+        id,
+        "manual",
+        &caller.actor(),
+    )
+    .await
+    {
+        Ok(run) => Ok(Json(SyncRunView::from(&run))),
+        Err(cloudkeep_sync::SyncError::Revoked) => Err(ApiError::unprocessable(
+            "revoked",
+            "the connection was revoked; it no longer syncs",
+        )),
+        Err(cloudkeep_sync::SyncError::Store(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RunsQuery {
+    /// Only this connection's runs.
+    connection: Option<String>,
+    /// At most this many, newest first (default 50).
+    limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sync-runs", tag = "sync", params(RunsQuery), responses((status = 200, body = [SyncRunView])))]
+async fn list_sync_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<RunsQuery>,
+) -> Result<Json<Vec<SyncRunView>>, ApiError> {
+    caller.require(Permission::ReadData, "reading sync runs")?;
+    let connection = match q.connection.as_deref() {
+        Some(c) => Some(parse_id::<ConnectionId>(c, "connection")?),
+        None => None,
+    };
+    let runs = state
+        .store
+        .sync_runs(caller.scope(), connection, q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(runs.iter().map(SyncRunView::from).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/sync-runs/{id}", tag = "sync", params(("id" = Uuid, Path, description = "run id")), responses((status = 200, body = SyncRunView)))]
+async fn get_sync_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SyncRunView>, ApiError> {
+    caller.require(Permission::ReadData, "reading sync runs")?;
+    let id: uuid::Uuid = parse_id(&id, "sync run")?;
+    Ok(Json(SyncRunView::from(
+        &state.store.sync_run(caller.scope(), id).await?,
+    )))
+}
+
+// ---- resources ----
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ResourcesQuery {
+    /// cloudkeep's subscription id.
+    subscription: Option<String>,
+    resource_group: Option<String>,
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    resource_type: Option<String>,
+    location: Option<String>,
+    /// Part of the name, any case.
+    name: Option<String>,
+    /// Has a tag with this name.
+    has_tag: Option<String>,
+    /// `key=value`: has this tag with this value.
+    tag: Option<String>,
+    /// Lacks a tag with this name.
+    missing_tag: Option<String>,
+    /// Include resources deleted in Azure.
+    include_deleted: Option<bool>,
+    after: Option<String>,
+    /// Default 100, at most 1000.
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/resources", tag = "resources", params(ResourcesQuery), responses((status = 200, body = ResourcePage)))]
+async fn list_resources(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ResourcesQuery>,
+) -> Result<Json<ResourcePage>, ApiError> {
+    caller.require(Permission::ReadData, "reading resources")?;
+    let tag = match q.tag.as_deref() {
+        Some(t) => Some(
+            t.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| ApiError::unprocessable("invalid_filter", "tag is 'key=value'"))?,
+        ),
+        None => None,
+    };
+    let subscription = match q.subscription.as_deref() {
+        Some(s) => Some(s.parse::<SubscriptionId>().map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_filter",
+                "subscription is cloudkeep's subscription id (a UUID)",
+            )
+        })?),
+        None => None,
+    };
+    let after = match q.after.as_deref() {
+        Some(a) => Some(a.parse::<uuid::Uuid>().map_err(|_| {
+            ApiError::unprocessable("invalid_filter", "after is a resource id from next_after")
+        })?),
+        None => None,
+    };
+    let filter = cloudkeep_store::ResourceFilter {
+        subscription,
+        resource_group: q.resource_group,
+        resource_type: q.resource_type,
+        location: q.location,
+        name_contains: q.name,
+        has_tag: q.has_tag,
+        tag,
+        missing_tag: q.missing_tag,
+        include_deleted: q.include_deleted.unwrap_or(false),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let page = state
+        .store
+        .resources(caller.scope(), &filter, after, limit)
+        .await?;
+    let next_after = (page.len() == limit)
+        .then(|| page.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(ResourcePage {
+        resources: page.iter().map(ResourceView::from).collect(),
+        next_after,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/resources/{id}", tag = "resources", params(("id" = Uuid, Path, description = "cloudkeep's resource id")),
+    responses((status = 200, body = ResourceDetail)))]
+async fn get_resource(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ResourceDetail>, ApiError> {
+    caller.require(Permission::ReadData, "reading resources")?;
+    let id: uuid::Uuid = parse_id(&id, "resource")?;
+    let (resource, history) = state.store.resource(caller.scope(), id).await?;
+    Ok(Json(ResourceDetail {
+        resource: ResourceView::from(&resource),
+        tag_history: history
+            .into_iter()
+            .map(|h| TagChangeView {
+                observed_at: h.observed_at,
+                old: h.old,
+                new: h.new,
+            })
+            .collect(),
+    }))
 }

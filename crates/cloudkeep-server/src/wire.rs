@@ -269,3 +269,99 @@ pub struct AuditPage {
     /// Pass as `after` for the next page; absent on the last.
     pub next_after: Option<i64>,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncRunView {
+    pub id: Uuid,
+    pub connection_id: Uuid,
+    /// `manual` (the API), `schedule`, ...
+    pub trigger: String,
+    /// running, succeeded, partial or failed.
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Per subscription and collector.
+    #[schema(value_type = Object)]
+    pub counts: Value,
+    /// What could not be read, and why.
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Value,
+}
+
+impl From<&cloudkeep_store::SyncRun> for SyncRunView {
+    fn from(r: &cloudkeep_store::SyncRun) -> Self {
+        SyncRunView {
+            id: r.id,
+            connection_id: r.connection_id.as_uuid(),
+            trigger: r.trigger.clone(),
+            status: r.status.clone(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            counts: r.counts.clone(),
+            errors: r.errors.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceView {
+    pub id: Uuid,
+    pub connection_id: Uuid,
+    /// cloudkeep's subscription id.
+    pub subscription_id: Uuid,
+    /// The ARM id.
+    pub azure_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub location: String,
+    pub resource_group: String,
+    /// Tags as last observed in Azure; absent when the sync level does not read tags.
+    #[schema(value_type = Option<Object>)]
+    pub tags: Option<cloudkeep_store::Tags>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// Set when the resource is gone from Azure.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<&cloudkeep_store::ResourceRecord> for ResourceView {
+    fn from(r: &cloudkeep_store::ResourceRecord) -> Self {
+        ResourceView {
+            id: r.id,
+            connection_id: r.connection_id.as_uuid(),
+            subscription_id: r.subscription_id.as_uuid(),
+            azure_id: r.arm_id.clone(),
+            name: r.name.clone(),
+            resource_type: r.resource_type.clone(),
+            location: r.location.clone(),
+            resource_group: r.resource_group.clone(),
+            tags: r.tags.clone(),
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+            deleted_at: r.deleted_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourcePage {
+    pub resources: Vec<ResourceView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next_after: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagChangeView {
+    pub observed_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub old: cloudkeep_store::Tags,
+    #[schema(value_type = Object)]
+    pub new: cloudkeep_store::Tags,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceDetail {
+    pub resource: ResourceView,
+    pub tag_history: Vec<TagChangeView>,
+}

@@ -11,6 +11,7 @@
 mod access;
 mod audit;
 mod connections;
+mod inventory;
 mod keys;
 
 use std::str::FromStr;
@@ -26,6 +27,9 @@ pub use access::{
 };
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
 pub use connections::{Connection, NewConnection, NewSubscription, SubscriptionRecord};
+pub use inventory::{
+    InventoryCounts, ObservedResource, ResourceFilter, ResourceRecord, SyncRun, TagChange, Tags,
+};
 pub use keys::SealedCredential;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -287,30 +287,51 @@ async fn connect_simulator(
         .await?
         .json()
         .await?;
-    let connected = existing.as_array().is_some_and(|list| {
-        list.iter()
-            .any(|c| c["tenant_id"] == tenant_id && c["deleted_at"].is_null())
-    });
-    if connected {
-        return Ok(());
-    }
-    let response = api
-        .post(format!("{url}/api/v1/connections"))
+    let connected = existing
+        .as_array()
+        .and_then(|list| {
+            list.iter()
+                .find(|c| c["tenant_id"] == tenant_id && c["deleted_at"].is_null())
+        })
+        .and_then(|c| c["id"].as_str().map(str::to_string));
+    let id = match connected {
+        Some(id) => id,
+        None => {
+            let response = api
+                .post(format!("{url}/api/v1/connections"))
+                .bearer_auth(token.expose())
+                .json(&json!({
+                    "name": format!("{} (simulated)", tenant["display_name"].as_str().unwrap_or("Contoso")),
+                    "tenant_id": tenant_id,
+                    "client_id": collector["client_id"],
+                    "client_secret": collector["client_secret"],
+                }))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!(
+                    "connecting the simulated tenant failed: {} {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            let created: serde_json::Value = response.json().await?;
+            created["id"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("the new connection has no id"))?
+        }
+    };
+    // And sync it, so the demo shows an inventory from the start.
+    let run: serde_json::Value = api
+        .post(format!("{url}/api/v1/connections/{id}/sync"))
         .bearer_auth(token.expose())
-        .json(&json!({
-            "name": format!("{} (simulated)", tenant["display_name"].as_str().unwrap_or("Contoso")),
-            "tenant_id": tenant_id,
-            "client_id": collector["client_id"],
-            "client_secret": collector["client_secret"],
-        }))
         .send()
+        .await?
+        .json()
         .await?;
-    if !response.status().is_success() {
-        bail!(
-            "connecting the simulated tenant failed: {} {}",
-            response.status(),
-            response.text().await.unwrap_or_default()
-        );
+    if run["status"] != "succeeded" {
+        bail!("the demo's first sync did not succeed: {run}");
     }
     Ok(())
 }

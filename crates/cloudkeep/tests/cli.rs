@@ -313,6 +313,24 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
         .expect("json");
     assert_eq!(conns.as_array().map(Vec::len), Some(1), "{conns}");
     assert_eq!(conns[0]["subscriptions"].as_array().map(Vec::len), Some(3));
+    assert!(
+        conns[0]["last_sync_at"].is_string(),
+        "the demo synced its connection"
+    );
+    let resources: Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/resources?limit=1000"))
+        .bearer_auth(info["api_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("resources")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        resources["resources"].as_array().map(Vec::len),
+        Some(300),
+        "the demo's inventory"
+    );
     let login = reqwest::Client::new()
         .post(format!("{url}/api/v1/auth/login"))
         .json(&json!({"email": info["owner_email"], "password": info["password"]}))

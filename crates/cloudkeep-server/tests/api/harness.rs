@@ -226,3 +226,33 @@ impl App {
         assert!(r.status().is_success(), "{path}: {}", r.status());
     }
 }
+
+impl App {
+    pub async fn sim_requests(&self, since: u64) -> Vec<Value> {
+        self.sim_http
+            .get(format!("{}/_sim/requests?since={since}", self.sim.url))
+            .send()
+            .await
+            .expect("log")
+            .json::<Vec<Value>>()
+            .await
+            .expect("json")
+    }
+
+    pub async fn sim_last_seq(&self) -> u64 {
+        self.sim_requests(0)
+            .await
+            .last()
+            .and_then(|e| e["seq"].as_u64())
+            .unwrap_or(0)
+    }
+
+    pub fn subscription_ids(&self) -> Vec<String> {
+        self.tenant()["subscriptions"]
+            .as_array()
+            .expect("subs")
+            .iter()
+            .map(|s| s["subscription_id"].as_str().expect("id").to_string())
+            .collect()
+    }
+}

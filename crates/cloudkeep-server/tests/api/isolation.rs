@@ -37,6 +37,26 @@ async fn no_route_reaches_another_organisations_data() {
     let a = app.org("alpha").await;
     let b = app.org("beta").await;
     let conn = app.connect(&a, "collector").await;
+    let (status, run) = app
+        .call(
+            &a.token,
+            Method::POST,
+            &format!(
+                "/api/v1/connections/{}/sync",
+                conn["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let run_id = run["id"].as_str().expect("run").to_string();
+    let (_, resources) = app
+        .call(&a.token, Method::GET, "/api/v1/resources?limit=1", None)
+        .await;
+    let resource_id = resources["resources"][0]["id"]
+        .as_str()
+        .expect("resource")
+        .to_string();
     let (_, me) = app.call(&a.token, Method::GET, "/api/v1/me", None).await;
     let (_, tokens) = app
         .call(&a.token, Method::GET, "/api/v1/tokens", None)
@@ -54,6 +74,8 @@ async fn no_route_reaches_another_organisations_data() {
         subscription_id.clone(),
         user_id.clone(),
         token_id.clone(),
+        run_id.clone(),
+        resource_id.clone(),
         a.owner_email.clone(),
         a.org_id.clone(),
     ];
@@ -83,7 +105,9 @@ async fn no_route_reaches_another_organisations_data() {
                     &format!("/subscriptions/{subscription_id}"),
                 )
                 .replace("/users/{id}", &format!("/users/{user_id}"))
-                .replace("/tokens/{id}", &format!("/tokens/{token_id}"));
+                .replace("/tokens/{id}", &format!("/tokens/{token_id}"))
+                .replace("/sync-runs/{id}", &format!("/sync-runs/{run_id}"))
+                .replace("/resources/{id}", &format!("/resources/{resource_id}"));
             assert!(
                 !path.contains('{'),
                 "{template}: a path parameter this test does not know; teach it"
@@ -107,7 +131,7 @@ async fn no_route_reaches_another_organisations_data() {
             checked += 1;
         }
     }
-    assert!(checked >= 14, "checked {checked} operations");
+    assert!(checked >= 19, "checked {checked} operations");
     // A's records are untouched.
     let (status, still) = app
         .call(

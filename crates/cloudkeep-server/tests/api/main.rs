@@ -6,3 +6,4 @@ mod harness;
 mod isolation;
 mod openapi;
 mod sessions;
+mod sync;

@@ -1,0 +1,132 @@
+//! Resources of a subscription, with their tags, as the generic resource
+//! list answers them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::client::AzureClient;
+use crate::error::AzureError;
+use crate::token::AccessToken;
+
+const RESOURCES_API: &str = "2025-04-01";
+
+/// One resource as ARM lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AzureResource {
+    pub id: String,
+    pub name: String,
+    pub resource_type: String,
+    pub location: String,
+    pub resource_group: String,
+    /// Empty when the list carried none: a missing field, `{}`, `null` and
+    /// `[]` all mean "no tags".
+    pub tags: BTreeMap<String, String>,
+    pub created: Option<DateTime<Utc>>,
+    pub changed: Option<DateTime<Utc>>,
+}
+
+fn resource_group_of(id: &str) -> String {
+    let segs: Vec<&str> = id.trim_matches('/').split('/').collect();
+    segs.iter()
+        .position(|s| s.eq_ignore_ascii_case("resourceGroups"))
+        .and_then(|i| segs.get(i + 1))
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+fn time(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Tags as lists carry them: an object, or missing, `null` or `[]` for none.
+pub(crate) fn tags_of(v: Option<&Value>) -> BTreeMap<String, String> {
+    match v {
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    match v {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    },
+                )
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+fn resource_from(item: &Value) -> Result<AzureResource, AzureError> {
+    let text = |k: &str| {
+        item.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let id = text("id");
+    if id.is_empty() {
+        return Err(AzureError::Malformed(format!(
+            "a resource without an id: {item}"
+        )));
+    }
+    Ok(AzureResource {
+        resource_group: resource_group_of(&id),
+        name: text("name"),
+        resource_type: text("type"),
+        location: text("location"),
+        tags: tags_of(item.get("tags")),
+        created: time(&item["createdTime"]),
+        changed: time(&item["changedTime"]),
+        id,
+    })
+}
+
+impl AzureClient {
+    /// Every resource of a subscription with its tags and times, 1000 a page.
+    pub async fn resources(
+        &self,
+        token: &AccessToken,
+        subscription_id: &str,
+    ) -> Result<Vec<AzureResource>, AzureError> {
+        let url = self.arm_url(
+            &["subscriptions", subscription_id.trim(), "resources"],
+            &[
+                ("$expand", "createdTime,changedTime"),
+                ("$top", "1000"),
+                ("api-version", RESOURCES_API),
+            ],
+        )?;
+        self.list(token, url)
+            .await?
+            .iter()
+            .map(resource_from)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_resources_and_their_many_ways_of_having_no_tags() {
+        let r = resource_from(&json!({"id": "/subscriptions/s/resourceGroups/RG-1/providers/Microsoft.Compute/disks/d", "name": "d",
+            "type": "Microsoft.Compute/disks", "location": "westeurope", "tags": {"env": "prod"}, "createdTime": "2024-01-02T03:04:05.1234567Z"}))
+        .expect("resource");
+        assert_eq!(r.resource_group, "RG-1");
+        assert_eq!(r.tags.get("env").map(String::as_str), Some("prod"));
+        assert!(r.created.is_some());
+        for none in [json!(null), json!([]), json!({})] {
+            assert!(tags_of(Some(&none)).is_empty());
+        }
+        assert!(tags_of(None).is_empty());
+        assert!(resource_from(&json!({"name": "x"})).is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! Syncing inventory and tags against the simulator: sync levels (checked
+//! in the simulator's request log), tag history, deletions, and failures
+//! that become state.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{App, Org, spawn_app};
+
+async fn sync(app: &App, org: &Org, connection: &str) -> Value {
+    let (status, run) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/connections/{connection}/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    run
+}
+
+async fn all_resources(app: &App, org: &Org, query: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/api/v1/resources?limit=40&after={a}&{query}"),
+            None => format!("/api/v1/resources?limit=40&{query}"),
+        };
+        let (status, page) = app.call(&org.token, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        out.extend(page["resources"].as_array().cloned().unwrap_or_default());
+        match page["next_after"].as_str() {
+            Some(a) => after = Some(a.to_string()),
+            None => return out,
+        }
+    }
+}
+
+fn level_of(conn: &Value, azure_id: &str) -> String {
+    conn["subscriptions"]
+        .as_array()
+        .expect("subs")
+        .iter()
+        .find(|s| s["subscription_id"] == azure_id)
+        .expect("sub")["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn sync_levels_decide_what_is_read() {
+    let app = spawn_app().await;
+    let org = app.org("acme").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    let subs = app.subscription_ids();
+    let levels = ["no_resources", "no_tags", "read_tags_only"];
+    for (sub, level) in subs.iter().zip(levels) {
+        let (status, _) = app
+            .call(
+                &org.token,
+                Method::PATCH,
+                &format!("/api/v1/subscriptions/{}", level_of(&conn, sub)),
+                Some(json!({"sync_level": level})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let since = app.sim_last_seq().await;
+    let run = sync(&app, &org, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let log = app.sim_requests(since).await;
+    let touches = |sub: &str| {
+        log.iter()
+            .filter(|e| {
+                e["path"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("/subscriptions/{sub}"))
+            })
+            .count()
+    };
+    assert_eq!(
+        touches(&subs[0]),
+        0,
+        "no_resources makes no call for the subscription"
+    );
+    assert!(touches(&subs[1]) > 0 && touches(&subs[2]) > 0);
+    assert!(
+        log.iter().all(|e| e["method"] == "GET"
+            || e["method"] == "POST" && e["path"].as_str().unwrap_or("").ends_with("/token")),
+        "a sync only reads: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .all(|e| !e["path"].as_str().unwrap_or("").contains("/tags/default")),
+        "no tag writes without read_write_tags"
+    );
+
+    let counts = |i: usize| {
+        app.tenant()["subscriptions"][i]["resource_count"]
+            .as_u64()
+            .expect("count") as usize
+    };
+    let sub_row = |i: usize| level_of(&conn, &subs[i]);
+    let none = all_resources(&app, &org, &format!("subscription={}", sub_row(0))).await;
+    assert!(none.is_empty());
+    let untagged = all_resources(&app, &org, &format!("subscription={}", sub_row(1))).await;
+    assert_eq!(untagged.len(), counts(1));
+    assert!(
+        untagged
+            .iter()
+            .all(|r| r.get("tags").is_none_or(Value::is_null)),
+        "no_tags stores no tags"
+    );
+    let tagged = all_resources(&app, &org, &format!("subscription={}", sub_row(2))).await;
+    assert_eq!(tagged.len(), counts(2));
+    assert!(tagged.iter().all(|r| r["tags"].is_object()));
+    assert!(
+        tagged
+            .iter()
+            .any(|r| r["tags"].as_object().is_some_and(|t| !t.is_empty()))
+    );
+    assert_eq!(
+        run["counts"]["subscriptions"][&subs[0]]["inventory"]["skipped"],
+        "sync level no_resources"
+    );
+    assert_eq!(
+        run["counts"]["subscriptions"][&subs[2]]["inventory"]["seen"].as_u64(),
+        Some(counts(2) as u64)
+    );
+
+    // Filters.
+    let with_owner = all_resources(
+        &app,
+        &org,
+        &format!("subscription={}&has_tag=owner", sub_row(2)),
+    )
+    .await;
+    let without_owner = all_resources(
+        &app,
+        &org,
+        &format!("subscription={}&missing_tag=owner", sub_row(2)),
+    )
+    .await;
+    assert_eq!(with_owner.len() + without_owner.len(), counts(2));
+    assert!(!with_owner.is_empty());
+    let disks = all_resources(&app, &org, "type=Microsoft.Compute/disks").await;
+    assert!(disks.iter().all(|r| r["type"] == "Microsoft.Compute/disks"));
+    let (_, connection) = app
+        .call(
+            &org.token,
+            Method::GET,
+            &format!("/api/v1/connections/{id}"),
+            None,
+        )
+        .await;
+    assert!(connection["last_sync_at"].is_string() && connection["next_sync_at"].is_string());
+    let (_, runs) = app
+        .call(
+            &org.token,
+            Method::GET,
+            &format!("/api/v1/sync-runs?connection={id}"),
+            None,
+        )
+        .await;
+    assert_eq!(runs.as_array().map(Vec::len), Some(1));
+    let (_, audit) = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/audit?action=sync.completed",
+            None,
+        )
+        .await;
+    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn portal_changes_and_deletions_are_observed() {
+    let app = spawn_app().await;
+    let org = app.org("acme").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    sync(&app, &org, &id).await;
+    let before = all_resources(&app, &org, "").await;
+    let total: u64 = app.tenant()["subscriptions"]
+        .as_array()
+        .expect("subs")
+        .iter()
+        .map(|s| s["resource_count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(before.len() as u64, total);
+    let changed = before[0].clone();
+    let gone = before[1].clone();
+    app.sim_control(Method::POST, "/_sim/tags", json!({"resource_id": changed["azure_id"], "operation": "Merge", "tags": {"changed-in": "portal"}})).await;
+    let r = app
+        .sim_http
+        .delete(format!("{}/_sim/resources", app.sim.url))
+        .query(&[("id", gone["azure_id"].as_str().expect("id"))])
+        .send()
+        .await
+        .expect("delete");
+    assert!(r.status().is_success());
+
+    let run = sync(&app, &org, &id).await;
+    assert_eq!(run["status"], "succeeded");
+    let (_, detail) = app
+        .call(
+            &org.token,
+            Method::GET,
+            &format!("/api/v1/resources/{}", changed["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(detail["resource"]["tags"]["changed-in"], "portal");
+    let history = detail["tag_history"].as_array().expect("history");
+    assert_eq!(history.len(), 1);
+    assert!(
+        history[0]["old"].get("changed-in").is_none()
+            && history[0]["new"]["changed-in"] == "portal"
+    );
+    let after = all_resources(&app, &org, "").await;
+    assert_eq!(
+        after.len(),
+        before.len() - 1,
+        "deleted resources leave the default list"
+    );
+    let (_, detail) = app
+        .call(
+            &org.token,
+            Method::GET,
+            &format!("/api/v1/resources/{}", gone["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert!(
+        detail["resource"]["deleted_at"].is_string(),
+        "and are kept, marked deleted"
+    );
+    let with_deleted = all_resources(&app, &org, "include_deleted=true").await;
+    assert_eq!(with_deleted.len(), before.len());
+    // A third sync with nothing changed records nothing new.
+    let run = sync(&app, &org, &id).await;
+    let sub = gone["azure_id"]
+        .as_str()
+        .expect("id")
+        .split('/')
+        .nth(2)
+        .expect("sub")
+        .to_string();
+    assert_eq!(
+        run["counts"]["subscriptions"][&sub]["inventory"]["tag_changes"],
+        0
+    );
+    assert_eq!(
+        run["counts"]["subscriptions"][&sub]["inventory"]["deleted"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn failures_become_state() {
+    let app = spawn_app().await;
+    let org = app.org("acme").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    let collector = app.sp("collector");
+    let sub = app.subscription_ids()[0].clone();
+    for role in ["Reader", "Tag Contributor"] {
+        app.sim_control(Method::DELETE, "/_sim/role-assignments", json!({"principal_id": collector["object_id"], "role": role, "scope": format!("/subscriptions/{sub}")})).await;
+    }
+    let run = sync(&app, &org, &id).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    let errors = run["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["kind"], "permission_missing");
+    assert_eq!(errors[0]["subscription"], sub.as_str());
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Microsoft.Resources/subscriptions/resources/read")
+    );
+
+    app.sim_control(
+        Method::POST,
+        "/_sim/secrets/expire",
+        json!({"client_id": collector["client_id"]}),
+    )
+    .await;
+    let run = sync(&app, &org, &id).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["errors"][0]["kind"], "credential_rejected");
+    let (_, connection) = app
+        .call(
+            &org.token,
+            Method::GET,
+            &format!("/api/v1/connections/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(connection["status"], "needs_reauth");
+    assert!(
+        connection["status_detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("7000222")
+    );
+    let (_, audit) = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/audit?action=sync.failed",
+            None,
+        )
+        .await;
+    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1));
+
+    let (status, _) = app
+        .call(
+            &org.token,
+            Method::DELETE,
+            &format!("/api/v1/connections/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/connections/{id}/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("revoked"))
+    );
+}
