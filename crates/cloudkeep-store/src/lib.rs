@@ -12,6 +12,7 @@ mod access;
 mod audit;
 mod connections;
 mod inventory;
+mod jobs;
 mod keys;
 
 use std::str::FromStr;
@@ -30,6 +31,7 @@ pub use connections::{Connection, NewConnection, NewSubscription, SubscriptionRe
 pub use inventory::{
     InventoryCounts, ObservedResource, ResourceFilter, ResourceRecord, SyncRun, TagChange, Tags,
 };
+pub use jobs::{Job, SYNC_JOB};
 pub use keys::SealedCredential;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

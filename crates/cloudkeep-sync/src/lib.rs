@@ -7,6 +7,7 @@
 //! as a missing permission and the rest of the run goes on.
 
 pub mod collectors;
+pub mod scheduler;
 
 use std::sync::Arc;
 

@@ -33,8 +33,54 @@ async fn state(config: &Config) -> Result<AppState> {
     Ok(AppState::new(store, Arc::new(keys), azure, settings))
 }
 
+/// Starts the scheduler in the background (unless configured off); the
+/// returned sender stops it after its current pass.
+fn spawn_scheduler(
+    config: &Config,
+    state: &AppState,
+) -> Option<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    if !config.scheduler {
+        return None;
+    }
+    let deps = cloudkeep_sync::SyncDeps {
+        store: state.store.clone(),
+        azure: state.azure.clone(),
+        keys: state.keys.clone(),
+    };
+    let settings = cloudkeep_sync::scheduler::SchedulerConfig {
+        poll: config.scheduler_poll,
+        ..Default::default()
+    };
+    let scheduler = cloudkeep_sync::scheduler::Scheduler::new(
+        deps,
+        settings,
+        Arc::new(cloudkeep_sync::scheduler::SystemClock),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(scheduler.run_until(async move {
+        let _ = stopped.await;
+    }));
+    Some((stop, task))
+}
+
+async fn stop_scheduler(
+    handle: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+) {
+    if let Some((stop, task)) = handle {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+}
+
 pub async fn serve(config: Config) -> Result<()> {
     let state = state(&config).await?;
+    let scheduler = spawn_scheduler(&config, &state);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -56,6 +102,7 @@ pub async fn serve(config: Config) -> Result<()> {
         crate::shutdown_signal(),
     )
     .await?;
+    stop_scheduler(scheduler).await;
     Ok(())
 }
 

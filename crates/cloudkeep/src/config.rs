@@ -12,6 +12,8 @@
 //! | `CLOUDKEEP_AZURE_AUTHORITY` | `azure.authority_host` | `https://login.microsoftonline.com` |
 //! | `CLOUDKEEP_AZURE_ARM` | `azure.arm_endpoint` | `https://management.azure.com` |
 //! | `CLOUDKEEP_AZURE_CA_FILE` | `azure.ca_file` | none (an extra CA to trust, e.g. the simulator's) |
+//! | `CLOUDKEEP_SCHEDULER` | `scheduler.enabled` | `on` (`off` for an API-only instance) |
+//! | `CLOUDKEEP_SCHEDULER_POLL_SECS` | `scheduler.poll_secs` | `15` |
 //! | `CLOUDKEEP_LOG` | — | `info` (a tracing filter) |
 //! | `CLOUDKEEP_LOG_FORMAT` | `log.format` | `json` (`text` for people) |
 
@@ -35,6 +37,15 @@ struct FileConfig {
     azure: AzureSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    scheduler: SchedulerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchedulerSection {
+    enabled: Option<bool>,
+    poll_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +97,8 @@ pub struct Config {
     pub azure_arm: String,
     pub azure_ca_file: Option<PathBuf>,
     pub log_json: bool,
+    pub scheduler: bool,
+    pub scheduler_poll: std::time::Duration,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -159,6 +172,16 @@ impl Config {
         let log_json = env("CLOUDKEEP_LOG_FORMAT")
             .or(parsed.log.format)
             .is_none_or(|f| f != "text");
+        let scheduler = match env("CLOUDKEEP_SCHEDULER") {
+            Some(v) => !matches!(v.as_str(), "off" | "0" | "false" | "no"),
+            None => parsed.scheduler.enabled.unwrap_or(true),
+        };
+        let poll = match env("CLOUDKEEP_SCHEDULER_POLL_SECS") {
+            Some(v) => v.parse().with_context(|| {
+                format!("CLOUDKEEP_SCHEDULER_POLL_SECS='{v}' is not a number of seconds")
+            })?,
+            None => parsed.scheduler.poll_secs.unwrap_or(15),
+        };
         Ok(Config {
             listen,
             tls,
@@ -175,6 +198,8 @@ impl Config {
                 .map(PathBuf::from)
                 .or(parsed.azure.ca_file),
             log_json,
+            scheduler,
+            scheduler_poll: std::time::Duration::from_secs(poll.max(1)),
         })
     }
 

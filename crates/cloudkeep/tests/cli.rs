@@ -145,6 +145,7 @@ async fn secrets_stay_out_of_logs_responses_and_files_and_the_audit_chain_catche
             .env("CLOUDKEEP_AZURE_ARM", &sim.url)
             .env("CLOUDKEEP_AZURE_CA_FILE", &sim.ca_path)
             .env("CLOUDKEEP_LOG", "trace")
+            .env("CLOUDKEEP_SCHEDULER_POLL_SECS", "1")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -182,6 +183,28 @@ async fn secrets_stay_out_of_logs_responses_and_files_and_the_audit_chain_catche
                 .await
                 .expect("text"),
         );
+    }
+    // The scheduler in `serve` syncs the new connection on its own.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs: Value = api
+            .get(format!("{url}/api/v1/sync-runs"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("runs")
+            .json()
+            .await
+            .expect("json");
+        if runs.as_array().is_some_and(|r| {
+            r.iter()
+                .any(|run| run["trigger"] == "schedule" && run["status"] == "succeeded")
+        }) {
+            responses.push_str(&runs.to_string());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scheduled sync ran: {runs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let reauth = api
         .post(format!("{url}/api/v1/connections/{id}/reauth"))

@@ -1,0 +1,208 @@
+//! The scheduler: per organisation, queue the connections that are due and
+//! work through the queue under leases, so that any number of cloudkeep
+//! processes on one database split the work and none runs a job twice
+//! while its holder is alive.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use cloudkeep_store::{Job, OrgScope};
+
+use crate::{SyncDeps, SyncError, sync_connection};
+
+/// Where the scheduler reads the time, so tests can move it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+#[derive(Clone)]
+pub struct SchedulerConfig {
+    /// Names this process in leases.
+    pub worker_id: String,
+    /// How long a claimed job is ours without a heartbeat.
+    pub lease: Duration,
+    /// How often to look for due work.
+    pub poll: StdDuration,
+    /// Attempts before a job is given up (each retry waits longer).
+    pub max_attempts: i64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            lease: Duration::seconds(120),
+            poll: StdDuration::from_secs(15),
+            max_attempts: 5,
+        }
+    }
+}
+
+pub struct Scheduler {
+    deps: SyncDeps,
+    config: SchedulerConfig,
+    clock: Arc<dyn Clock>,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tick {
+    pub queued: u64,
+    pub ran: u64,
+    pub failed: u64,
+}
+
+impl Scheduler {
+    pub fn new(deps: SyncDeps, config: SchedulerConfig, clock: Arc<dyn Clock>) -> Self {
+        Scheduler {
+            deps,
+            config,
+            clock,
+        }
+    }
+
+    /// One pass over every organisation: queue what is due, run what is queued.
+    pub async fn tick(&self) -> Result<Tick, SyncError> {
+        let mut tick = Tick::default();
+        for scope in self.deps.store.operator_scopes().await? {
+            tick.queued += self
+                .deps
+                .store
+                .enqueue_due_syncs(&scope, self.clock.now())
+                .await?;
+            while let Some(job) = self
+                .deps
+                .store
+                .claim_job(
+                    &scope,
+                    &self.config.worker_id,
+                    self.clock.now(),
+                    self.config.lease,
+                )
+                .await?
+            {
+                if self.run(&scope, job).await? {
+                    tick.ran += 1;
+                } else {
+                    tick.failed += 1;
+                }
+            }
+        }
+        Ok(tick)
+    }
+
+    /// Runs one claimed job with a heartbeat; answers whether it succeeded.
+    async fn run(&self, scope: &OrgScope, job: Job) -> Result<bool, SyncError> {
+        let store = self.deps.store.clone();
+        let (worker, lease, clock) = (
+            self.config.worker_id.clone(),
+            self.config.lease,
+            self.clock.clone(),
+        );
+        let (scope2, id) = (scope.clone(), job.id);
+        let beat = lease.to_std().unwrap_or(StdDuration::from_secs(60)) / 3;
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(beat).await;
+                match store
+                    .heartbeat_job(&scope2, id, &worker, clock.now(), lease)
+                    .await
+                {
+                    Ok(true) => {}
+                    _ => break,
+                }
+            }
+        });
+        let outcome = sync_connection(
+            &self.deps,
+            scope,
+            job.connection_id,
+            "schedule",
+            "system:scheduler",
+        )
+        .await;
+        heartbeat.abort();
+        let now = self.clock.now();
+        match outcome {
+            Ok(run) if run.status != "failed" => {
+                self.deps
+                    .store
+                    .complete_job(scope, job.id, &self.config.worker_id, now)
+                    .await?;
+                Ok(true)
+            }
+            Ok(run) => {
+                // A failed run is recorded; the connection's state says why. The
+                // next cadence tries again, so the job itself is done.
+                tracing::warn!(connection = %job.connection_id, run = %run.id, "scheduled sync failed");
+                self.deps
+                    .store
+                    .complete_job(scope, job.id, &self.config.worker_id, now)
+                    .await?;
+                Ok(false)
+            }
+            Err(SyncError::Revoked) => {
+                self.deps
+                    .store
+                    .fail_job(
+                        scope,
+                        job.id,
+                        &self.config.worker_id,
+                        "the connection was revoked",
+                        None,
+                        now,
+                    )
+                    .await?;
+                Ok(false)
+            }
+            Err(SyncError::Store(e)) => {
+                let retry = (job.attempts < self.config.max_attempts)
+                    .then(|| now + Duration::seconds(30 * (1 << job.attempts.clamp(0, 10))));
+                self.deps
+                    .store
+                    .fail_job(
+                        scope,
+                        job.id,
+                        &self.config.worker_id,
+                        &e.to_string(),
+                        retry,
+                        now,
+                    )
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Ticks every `poll` until `shutdown` completes.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            match self.tick().await {
+                Ok(t) if t.ran + t.failed > 0 => tracing::info!(
+                    queued = t.queued,
+                    ran = t.ran,
+                    failed = t.failed,
+                    "scheduler pass"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+    }
+}

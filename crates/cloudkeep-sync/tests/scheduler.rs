@@ -1,0 +1,320 @@
+//! The scheduler against the simulator: due connections sync once per
+//! cadence, two schedulers on one store split the work without running a
+//! job twice, and a job whose holder died is taken over when its lease ends.
+//! Each test runs on SQLite, and on PostgreSQL when
+//! `CLOUDKEEP_TEST_POSTGRES_URL` is set.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use cloudkeep_azure::{AzureClient, AzureConfig};
+use cloudkeep_domain::crypto::LocalKeyFile;
+use cloudkeep_domain::password::hash_password;
+use cloudkeep_domain::{ConnectionId, SecretString, SyncLevel};
+use cloudkeep_store::{NewConnection, NewOrganisation, NewSubscription, OrgScope, Store};
+use cloudkeep_sync::SyncDeps;
+use cloudkeep_sync::scheduler::{Clock, Scheduler, SchedulerConfig};
+use serde_json::{Value, json};
+
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) += d;
+    }
+}
+
+struct Env {
+    deps: SyncDeps,
+    scenario: Value,
+    _sim: cloudkeep_sim::RunningSim,
+    _dir: tempfile::TempDir,
+}
+
+async fn env(store: Store) -> Env {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = cloudkeep_sim::spawn(cloudkeep_sim::SimConfig {
+        cert_dir: dir.path().join("sim"),
+        throttle: false,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let scenario: Value = http
+        .get(format!("{}/_sim/scenario", sim.url))
+        .send()
+        .await
+        .expect("scenario")
+        .json()
+        .await
+        .expect("json");
+    let azure = AzureClient::new(AzureConfig {
+        authority_host: sim.url.clone(),
+        arm_endpoint: sim.url.clone(),
+        extra_ca_pem: Some(sim.ca_pem.clone()),
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .expect("azure");
+    let keys = LocalKeyFile::open_or_create(&dir.path().join("master.key")).expect("keys");
+    Env {
+        deps: SyncDeps {
+            store,
+            azure,
+            keys: Arc::new(keys),
+        },
+        scenario,
+        _sim: sim,
+        _dir: dir,
+    }
+}
+
+async fn sqlite() -> (Store, Option<tempfile::TempDir>) {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("ck.db").display()))
+        .await
+        .expect("store");
+    (store, Some(dir))
+}
+
+async fn postgres() -> Option<Store> {
+    let Ok(base) = std::env::var("CLOUDKEEP_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: CLOUDKEEP_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&base).await.expect("postgres");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut c)
+            .await
+            .expect("schema");
+    }
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(
+        Store::open(&format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+            .await
+            .expect("store"),
+    )
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (store, _dir) = super::sqlite().await;
+                super::$name(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(store) = super::postgres().await {
+                    super::$name(store).await;
+                }
+            }
+        }
+    };
+}
+
+/// An organisation with `n` connections to the simulated tenant (inventory off,
+/// so a sync is quick: `no_resources` reads nothing but a token).
+async fn org_with_connections(env: &Env, n: usize) -> (OrgScope, Vec<ConnectionId>) {
+    let store = &env.deps.store;
+    let (scope, _, _) = store
+        .create_organisation(NewOrganisation {
+            name: "Acme".into(),
+            owner_email: format!("o-{}@example.com", uuid::Uuid::new_v4().simple()),
+            owner_name: "O".into(),
+            owner_password_hash: hash_password(&SecretString::new("correct horse battery"))
+                .expect("hash"),
+            actor: "system:test".into(),
+        })
+        .await
+        .expect("org");
+    let tenant = &env.scenario["tenants"][0];
+    let sp = tenant["service_principals"]
+        .as_array()
+        .expect("sps")
+        .iter()
+        .find(|p| p["key"] == "collector")
+        .cloned()
+        .expect("collector");
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = ConnectionId::new();
+        let credential = store
+            .seal_credential(
+                &scope,
+                env.deps.keys.as_ref(),
+                id,
+                &SecretString::new(sp["client_secret"].as_str().expect("secret")),
+            )
+            .await
+            .expect("seal");
+        let sub = &tenant["subscriptions"][i % 3];
+        store
+            .create_connection(
+                &scope,
+                NewConnection {
+                    id,
+                    name: format!("c{i}"),
+                    tenant_id: tenant["tenant_id"].as_str().expect("tid").into(),
+                    client_id: sp["client_id"].as_str().expect("cid").into(),
+                    principal_id: sp["object_id"].as_str().expect("oid").into(),
+                    credential,
+                    cadence_secs: 86_400,
+                    stale_after_secs: 172_800,
+                    subscriptions: vec![NewSubscription {
+                        azure_id: sub["subscription_id"].as_str().expect("sub").into(),
+                        display_name: "s".into(),
+                        sync_level: SyncLevel::NoResources,
+                        permissions: json!({}),
+                    }],
+                    actor: "system:test".into(),
+                },
+            )
+            .await
+            .expect("connection");
+        ids.push(id);
+    }
+    (scope, ids)
+}
+
+fn scheduler(env: &Env, worker: &str, clock: Arc<ManualClock>) -> Scheduler {
+    let config = SchedulerConfig {
+        worker_id: worker.into(),
+        lease: Duration::seconds(60),
+        ..Default::default()
+    };
+    Scheduler::new(env.deps.clone(), config, clock)
+}
+
+both!(due_connections_sync_once_per_cadence);
+async fn due_connections_sync_once_per_cadence(store: Store) {
+    let env = env(store).await;
+    let (a, a_conns) = org_with_connections(&env, 1).await;
+    let (b, _) = org_with_connections(&env, 1).await;
+    // Connections are due as soon as they exist.
+    let clock = Arc::new(ManualClock(Mutex::new(Utc::now() + Duration::seconds(1))));
+    let s = scheduler(&env, "w1", clock.clone());
+    let tick = s.tick().await.expect("tick");
+    assert_eq!((tick.queued, tick.ran), (2, 2), "{tick:?}");
+    let again = s.tick().await.expect("tick");
+    assert_eq!(
+        (again.queued, again.ran),
+        (0, 0),
+        "nothing is due until the cadence passes"
+    );
+    let runs = env
+        .deps
+        .store
+        .sync_runs(&a, Some(a_conns[0]), 10)
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].trigger, "schedule");
+    assert_eq!(runs[0].status, "succeeded");
+    clock.advance(Duration::days(1) + Duration::seconds(5));
+    let later = s.tick().await.expect("tick");
+    assert_eq!(later.ran, 2, "the next cadence runs both again");
+    assert_eq!(
+        env.deps
+            .store
+            .sync_runs(&b, None, 10)
+            .await
+            .expect("runs")
+            .len(),
+        2
+    );
+}
+
+both!(two_schedulers_never_run_a_job_twice);
+async fn two_schedulers_never_run_a_job_twice(store: Store) {
+    let env = env(store).await;
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        all.push(org_with_connections(&env, 3).await);
+    }
+    let clock = Arc::new(ManualClock(Mutex::new(Utc::now() + Duration::seconds(1))));
+    let (one, two) = (
+        scheduler(&env, "w1", clock.clone()),
+        scheduler(&env, "w2", clock.clone()),
+    );
+    let (t1, t2) = tokio::join!(one.tick(), two.tick());
+    let (t1, t2) = (t1.expect("tick"), t2.expect("tick"));
+    assert_eq!(t1.ran + t2.ran, 9, "{t1:?} {t2:?}");
+    for (scope, conns) in &all {
+        for c in conns {
+            assert_eq!(
+                env.deps
+                    .store
+                    .sync_runs(scope, Some(*c), 10)
+                    .await
+                    .expect("runs")
+                    .len(),
+                1,
+                "each connection synced once"
+            );
+        }
+        assert_eq!(
+            env.deps.store.job_counts(scope).await.expect("jobs"),
+            vec![("done".to_string(), 3)]
+        );
+    }
+}
+
+both!(a_dead_workers_job_is_taken_over_after_its_lease);
+async fn a_dead_workers_job_is_taken_over_after_its_lease(store: Store) {
+    let env = env(store).await;
+    let (scope, conns) = org_with_connections(&env, 1).await;
+    let clock = Arc::new(ManualClock(Mutex::new(Utc::now() + Duration::seconds(1))));
+    let db = &env.deps.store;
+    assert_eq!(
+        db.enqueue_due_syncs(&scope, clock.now())
+            .await
+            .expect("enqueue"),
+        1
+    );
+    // A worker claims the job and dies without finishing it.
+    let lost = db
+        .claim_job(&scope, "dead", clock.now(), Duration::seconds(60))
+        .await
+        .expect("claim")
+        .expect("a job");
+    let survivor = scheduler(&env, "alive", clock.clone());
+    assert_eq!(
+        survivor.tick().await.expect("tick").ran,
+        0,
+        "a leased job is not taken while its lease runs"
+    );
+    clock.advance(Duration::seconds(61));
+    assert_eq!(
+        survivor.tick().await.expect("tick").ran,
+        1,
+        "an expired lease is taken over"
+    );
+    assert!(
+        !db.complete_job(&scope, lost.id, "dead", clock.now())
+            .await
+            .expect("complete"),
+        "the dead worker no longer holds it"
+    );
+    assert_eq!(
+        db.sync_runs(&scope, Some(conns[0]), 10)
+            .await
+            .expect("runs")
+            .len(),
+        1
+    );
+}
