@@ -297,3 +297,254 @@ pub async fn subscriptions(cmd: SubscriptionsCommand) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum SyncCommand {
+    /// Sync a connection now and print what each collector did per subscription.
+    Run {
+        #[arg(long)]
+        connection: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Recent sync runs.
+    Runs {
+        #[arg(long)]
+        connection: Option<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ResourcesCommand {
+    /// List resources, all pages, with filters.
+    List {
+        /// cloudkeep's subscription id.
+        #[arg(long)]
+        subscription: Option<String>,
+        #[arg(long)]
+        resource_group: Option<String>,
+        #[arg(long = "type")]
+        resource_type: Option<String>,
+        #[arg(long)]
+        location: Option<String>,
+        /// Part of the name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        has_tag: Option<String>,
+        /// key=value
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        missing_tag: Option<String>,
+        #[arg(long)]
+        include_deleted: bool,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+fn print_run(run: &Value) {
+    println!(
+        "run {} ({}): {}",
+        s(&run["id"]),
+        s(&run["trigger"]),
+        s(&run["status"])
+    );
+    let mut rows = Vec::new();
+    if let Some(subs) = run["counts"]["subscriptions"].as_object() {
+        for (sub, collectors) in subs {
+            for (name, c) in collectors.as_object().cloned().unwrap_or_default() {
+                let detail = match c.get("skipped") {
+                    Some(reason) => format!("skipped: {}", s(reason)),
+                    None => c
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", s(v)))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default(),
+                };
+                rows.push(vec![sub.clone(), name, detail]);
+            }
+        }
+    }
+    for e in run["errors"].as_array().cloned().unwrap_or_default() {
+        rows.push(vec![
+            s(&e["subscription"]),
+            s(&e["collector"]),
+            format!("ERROR {}: {}", s(&e["kind"]), s(&e["message"])),
+        ]);
+    }
+    table(&["SUBSCRIPTION", "COLLECTOR", "RESULT"], rows);
+}
+
+pub async fn sync(cmd: SyncCommand) -> Result<()> {
+    match cmd {
+        SyncCommand::Run { connection, api } => {
+            if !api.json {
+                eprintln!("syncing connection {connection}...");
+            }
+            let run = call(
+                &api,
+                reqwest::Method::POST,
+                &format!("/api/v1/connections/{connection}/sync"),
+                None,
+            )
+            .await?;
+            output(&api, &run, print_run);
+            if run["status"] == "failed" {
+                bail!("the sync failed: {}", run["errors"]);
+            }
+        }
+        SyncCommand::Runs { connection, api } => {
+            let path = match connection {
+                Some(c) => format!("/api/v1/sync-runs?connection={c}"),
+                None => "/api/v1/sync-runs".to_string(),
+            };
+            let runs = call(&api, reqwest::Method::GET, &path, None).await?;
+            output(&api, &runs, |v| {
+                let rows = v
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            s(&r["id"]),
+                            s(&r["connection_id"]),
+                            s(&r["trigger"]),
+                            s(&r["status"]),
+                            s(&r["started_at"]),
+                            s(&r["finished_at"]),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "RUN",
+                        "CONNECTION",
+                        "TRIGGER",
+                        "STATUS",
+                        "STARTED",
+                        "FINISHED",
+                    ],
+                    rows,
+                );
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn resources(cmd: ResourcesCommand) -> Result<()> {
+    let ResourcesCommand::List {
+        subscription,
+        resource_group,
+        resource_type,
+        location,
+        name,
+        has_tag,
+        tag,
+        missing_tag,
+        include_deleted,
+        api,
+    } = cmd;
+    let mut query = form_query(&[
+        ("subscription", subscription),
+        ("resource_group", resource_group),
+        ("type", resource_type),
+        ("location", location),
+        ("name", name),
+        ("has_tag", has_tag),
+        ("tag", tag),
+        ("missing_tag", missing_tag),
+        (
+            "include_deleted",
+            include_deleted.then(|| "true".to_string()),
+        ),
+    ]);
+    query.push_str("&limit=1000");
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/api/v1/resources?{query}&after={a}"),
+            None => format!("/api/v1/resources?{query}"),
+        };
+        let page = call(&api, reqwest::Method::GET, &path, None).await?;
+        all.extend(page["resources"].as_array().cloned().unwrap_or_default());
+        match page["next_after"].as_str() {
+            Some(a) => after = Some(a.to_string()),
+            None => break,
+        }
+    }
+    let list = Value::Array(all);
+    output(&api, &list, |v| {
+        let rows = v
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let tags = match r["tags"].as_object() {
+                    Some(t) => t
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    None => "(not read)".into(),
+                };
+                vec![
+                    s(&r["name"]),
+                    s(&r["type"]),
+                    s(&r["resource_group"]),
+                    s(&r["location"]),
+                    tags,
+                    if r["deleted_at"].is_null() {
+                        "-".into()
+                    } else {
+                        "deleted".into()
+                    },
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "NAME",
+                "TYPE",
+                "RESOURCE GROUP",
+                "LOCATION",
+                "TAGS",
+                "STATE",
+            ],
+            rows,
+        );
+        println!("{} resources", v.as_array().map(Vec::len).unwrap_or(0));
+    });
+    Ok(())
+}
+
+fn form_query(pairs: &[(&str, Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", url_escape(v))))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes a query value.
+fn url_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

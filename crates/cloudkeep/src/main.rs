@@ -67,6 +67,12 @@ enum Command {
     /// Subscriptions' sync levels, through the API.
     #[command(subcommand)]
     Subscriptions(client::SubscriptionsCommand),
+    /// Sync runs, through the API.
+    #[command(subcommand)]
+    Sync(client::SyncCommand),
+    /// The inventory, through the API.
+    #[command(subcommand)]
+    Resources(client::ResourcesCommand),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimCommand),
 }
@@ -245,6 +251,14 @@ fn main() -> Result<()> {
             Command::Subscriptions(cmd) => {
                 init_logging(false, "warn");
                 client::subscriptions(cmd).await
+            }
+            Command::Sync(cmd) => {
+                init_logging(false, "warn");
+                client::sync(cmd).await
+            }
+            Command::Resources(cmd) => {
+                init_logging(false, "warn");
+                client::resources(cmd).await
             }
             Command::Sim(SimCommand {
                 action: Some(SimAction::Bench(args)),

@@ -382,6 +382,33 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     };
     let (ok, out, err) = cli(&["connections", "list"], None);
     assert!(ok, "{err}");
+    let first = conns[0]["id"].as_str().expect("id");
+    let (ok, out2, err) = cli(&["sync", "run", "--connection", first], None);
+    assert!(ok, "{err}");
+    assert!(
+        out2.contains("succeeded") && out2.contains("inventory") && out2.contains("seen=100"),
+        "{out2}"
+    );
+    let (ok, out2, err) = cli(
+        &["resources", "list", "--type", "Microsoft.KeyVault/vaults"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out2.starts_with("NAME")
+            && out2.contains("Microsoft.KeyVault/vaults")
+            && !out2.contains("Microsoft.Compute"),
+        "{out2}"
+    );
+    let (ok, out2, _) = cli(&["resources", "list", "--json"], None);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(out2.trim())
+            .expect("json")
+            .as_array()
+            .map(Vec::len),
+        Some(300)
+    );
     assert!(
         out.starts_with("CONNECTION") && out.contains("read_write_tags"),
         "{out}"
