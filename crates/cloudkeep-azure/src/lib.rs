@@ -17,6 +17,7 @@ mod client;
 mod error;
 mod inventory;
 mod token;
+pub mod write;
 
 pub use arm::{AzureSubscription, RoleAssignment};
 pub use client::{AzureClient, AzureConfig};

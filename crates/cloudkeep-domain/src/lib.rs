@@ -10,6 +10,7 @@ mod ids;
 mod model;
 pub mod password;
 mod secret;
+pub mod tags;
 
 pub use ids::{ConnectionId, EventId, OrgId, SubscriptionId, TokenId, UserId};
 pub use model::{ConnectionStatus, ParseError, Permission, Role, SyncLevel};

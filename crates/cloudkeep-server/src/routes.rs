@@ -33,7 +33,7 @@ use crate::{ApiError, AppState};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "cloudkeep API", description = "Azure spend, inventory and tags, and security evidence, per organisation."),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "audit"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"))
 )]
 struct ApiDoc;
 
@@ -59,6 +59,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_sync_run))
         .routes(routes!(list_resources))
         .routes(routes!(get_resource))
+        .routes(routes!(list_tag_edits, create_tag_edits))
         .routes(routes!(list_audit))
 }
 
@@ -868,4 +869,166 @@ async fn get_resource(
             })
             .collect(),
     }))
+}
+
+// ---- tag edits ----
+
+fn tag_filter(f: &TagEditFilter) -> Result<cloudkeep_store::ResourceFilter, ApiError> {
+    let tag = match f.tag.as_deref() {
+        Some(t) => Some(
+            t.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| ApiError::unprocessable("invalid_filter", "tag is 'key=value'"))?,
+        ),
+        None => None,
+    };
+    let subscription = match f.subscription.as_deref() {
+        Some(s) => Some(s.parse::<SubscriptionId>().map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_filter",
+                "subscription is cloudkeep's subscription id",
+            )
+        })?),
+        None => None,
+    };
+    Ok(cloudkeep_store::ResourceFilter {
+        subscription,
+        resource_group: f.resource_group.clone(),
+        resource_type: f.resource_type.clone(),
+        location: f.location.clone(),
+        name_contains: f.name.clone(),
+        has_tag: f.has_tag.clone(),
+        tag,
+        missing_tag: f.missing_tag.clone(),
+        include_deleted: false,
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/tag-edits", tag = "tags", request_body = TagEditRequest,
+    responses((status = 201, body = TagEditsCreated), (status = 422, description = "a tag breaks Azure's rules, or the sync level forbids tag edits")))]
+async fn create_tag_edits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<TagEditRequest>,
+) -> Result<(StatusCode, Json<TagEditsCreated>), ApiError> {
+    use cloudkeep_domain::tags;
+    caller.require(Permission::EditTags, "editing tags")?;
+    if req.set.is_empty() && req.remove.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_edit",
+            "set some tags or remove some: the edit changes nothing",
+        ));
+    }
+    let targets = match (&req.resource_id, &req.filter) {
+        (Some(id), None) => {
+            let (r, _) = state.store.resource(caller.scope(), *id).await?;
+            if r.deleted_at.is_some() {
+                return Err(ApiError::unprocessable(
+                    "resource_deleted",
+                    "the resource was deleted in Azure; its tags cannot be edited",
+                ));
+            }
+            vec![r]
+        }
+        (None, Some(f)) => {
+            state
+                .store
+                .resources(caller.scope(), &tag_filter(f)?, None, 100_000)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "target",
+                "give either resource_id or filter",
+            ));
+        }
+    };
+    if targets.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no_resources",
+            "no live resource matches the filter",
+        ));
+    }
+    let subscriptions = state.store.subscriptions(caller.scope()).await?;
+    let mut edits = Vec::new();
+    for r in &targets {
+        tags::check_edit(&req.set, &req.remove, &r.resource_type).map_err(|e| {
+            ApiError::unprocessable("tag_rule", format!("{e} (resource {})", r.name))
+        })?;
+        let base = r.tags.clone().unwrap_or_default();
+        tags::check_count(&tags::apply(&base, &req.set, &req.remove)).map_err(|e| {
+            ApiError::unprocessable("tag_rule", format!("{e} (resource {})", r.name))
+        })?;
+        let level = subscriptions
+            .iter()
+            .find(|s| s.id == r.subscription_id)
+            .map(|s| s.sync_level)
+            .unwrap_or_default();
+        let (state_name, reason) = match level {
+            SyncLevel::ReadWriteTags => ("pending", None),
+            SyncLevel::ReadTagsOnly => ("local", Some("the subscription is at read_tags_only: the edit is kept in cloudkeep and never written to Azure".to_string())),
+            other => ("refused", Some(format!("the subscription is at {other}: cloudkeep neither reads nor writes its tags; raise the sync level to edit them"))),
+        };
+        edits.push(cloudkeep_store::NewTagEdit {
+            resource_id: r.id,
+            subscription_id: r.subscription_id,
+            set: req.set.clone(),
+            remove: req.remove.clone(),
+            base,
+            state: state_name.into(),
+            reason,
+        });
+    }
+    if edits.iter().all(|e| e.state == "refused") {
+        let reason = edits[0].reason.clone().unwrap_or_default();
+        return Err(ApiError::unprocessable(
+            "sync_level",
+            format!("Tags cannot be edited here: {reason}."),
+        ));
+    }
+    let created = state
+        .store
+        .create_tag_edits(caller.scope(), edits, &caller.actor())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TagEditsCreated {
+            edits: created.iter().map(TagEditView::from).collect(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TagEditsQuery {
+    /// pending, applied, conflict, refused, failed or local.
+    state: Option<String>,
+    /// cloudkeep's resource id.
+    resource: Option<String>,
+    limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/tag-edits", tag = "tags", params(TagEditsQuery), responses((status = 200, body = [TagEditView])))]
+async fn list_tag_edits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<TagEditsQuery>,
+) -> Result<Json<Vec<TagEditView>>, ApiError> {
+    caller.require(Permission::ReadData, "reading tag edits")?;
+    let resource = match q.resource.as_deref() {
+        Some(r) => Some(r.parse::<uuid::Uuid>().map_err(|_| {
+            ApiError::unprocessable("invalid_filter", "resource is cloudkeep's resource id")
+        })?),
+        None => None,
+    };
+    let edits = state
+        .store
+        .tag_edits(
+            caller.scope(),
+            q.state.as_deref(),
+            resource,
+            q.limit.unwrap_or(100),
+        )
+        .await?;
+    Ok(Json(edits.iter().map(TagEditView::from).collect()))
 }

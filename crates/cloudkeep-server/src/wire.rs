@@ -365,3 +365,77 @@ pub struct ResourceDetail {
     pub resource: ResourceView,
     pub tag_history: Vec<TagChangeView>,
 }
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagEditFilter {
+    /// cloudkeep's subscription id.
+    pub subscription: Option<String>,
+    pub resource_group: Option<String>,
+    #[serde(rename = "type")]
+    pub resource_type: Option<String>,
+    pub location: Option<String>,
+    pub name: Option<String>,
+    pub has_tag: Option<String>,
+    /// `key=value`
+    pub tag: Option<String>,
+    pub missing_tag: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagEditRequest {
+    /// One resource (cloudkeep's id)...
+    pub resource_id: Option<Uuid>,
+    /// ...or every live resource matching a filter.
+    pub filter: Option<TagEditFilter>,
+    /// Tags to set (name → value).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub set: cloudkeep_store::Tags,
+    /// Tag names to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagEditView {
+    pub id: Uuid,
+    pub resource_id: Uuid,
+    pub subscription_id: Uuid,
+    pub author: String,
+    #[schema(value_type = Object)]
+    pub set: cloudkeep_store::Tags,
+    pub remove: Vec<String>,
+    /// The tags observed when the edit was made: the base of the three-way merge.
+    #[schema(value_type = Object)]
+    pub base: cloudkeep_store::Tags,
+    /// pending, applied, conflict, refused, failed, or local (kept in cloudkeep at read_tags_only).
+    pub state: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&cloudkeep_store::TagEdit> for TagEditView {
+    fn from(e: &cloudkeep_store::TagEdit) -> Self {
+        TagEditView {
+            id: e.id,
+            resource_id: e.resource_id,
+            subscription_id: e.subscription_id.as_uuid(),
+            author: e.author.clone(),
+            set: e.set.clone(),
+            remove: e.remove.clone(),
+            base: e.base.clone(),
+            state: e.state.clone(),
+            reason: e.reason.clone(),
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagEditsCreated {
+    pub edits: Vec<TagEditView>,
+}

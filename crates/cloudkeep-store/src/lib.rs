@@ -14,6 +14,7 @@ mod connections;
 mod inventory;
 mod jobs;
 mod keys;
+mod tag_edits;
 
 use std::str::FromStr;
 
@@ -33,6 +34,7 @@ pub use inventory::{
 };
 pub use jobs::{Job, SYNC_JOB};
 pub use keys::SealedCredential;
+pub use tag_edits::{NewTagEdit, TagEdit};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -8,6 +8,7 @@
 
 pub mod collectors;
 pub mod scheduler;
+pub mod writeback;
 
 use std::sync::Arc;
 
@@ -138,15 +139,25 @@ pub async fn sync_connection(
                     successes += 1;
                     per_sub.insert(c.name().into(), v);
                 }
-                Err(e) => {
-                    let kind = match &e {
-                        CollectError::Azure(AzureError::Forbidden { .. }) => "permission_missing",
-                        CollectError::Azure(AzureError::Throttled { .. }) => "throttled",
-                        _ => "error",
-                    };
-                    tracing::warn!(collector = c.name(), subscription = %sub.azure_id, error = %e, "collector failed");
-                    errors.push(json!({ "subscription": sub.azure_id, "collector": c.name(), "kind": kind, "message": e.to_string() }));
+                Err(e) => errors.push(failure(sub, c.name(), &e)),
+            }
+        }
+        // Then the user's tag edits, where the level writes tags.
+        if sub.sync_level.writes_tags() {
+            let ctx = CollectContext {
+                store: &deps.store,
+                azure: &deps.azure,
+                scope,
+                token: &token,
+                run: &run,
+                subscription: sub,
+            };
+            match writeback::apply(&ctx, actor).await {
+                Ok(v) => {
+                    successes += 1;
+                    per_sub.insert("write_back".into(), v);
                 }
+                Err(e) => errors.push(failure(sub, "write_back", &e)),
             }
         }
         counts.insert(sub.azure_id.clone(), Value::Object(per_sub));
@@ -172,4 +183,14 @@ pub async fn sync_connection(
             actor,
         )
         .await?)
+}
+
+fn failure(sub: &SubscriptionRecord, step: &str, e: &CollectError) -> Value {
+    let kind = match e {
+        CollectError::Azure(AzureError::Forbidden { .. }) => "permission_missing",
+        CollectError::Azure(AzureError::Throttled { .. }) => "throttled",
+        _ => "error",
+    };
+    tracing::warn!(step, subscription = %sub.azure_id, error = %e, "sync step failed");
+    json!({ "subscription": sub.azure_id, "collector": step, "kind": kind, "message": e.to_string() })
 }

@@ -24,6 +24,7 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
             json!({"email": format!("iso-{}@example.com", uuid::Uuid::new_v4().simple()), "name": "I", "role": "viewer"})
         }
         "/api/v1/tokens" => json!({"name": "iso"}),
+        "/api/v1/tag-edits" => json!({"resource_id": uuid::Uuid::nil(), "set": {"x": "y"}}),
         "/api/v1/auth/login" => {
             json!({"email": "nobody@example.com", "password": "wrong password"})
         }

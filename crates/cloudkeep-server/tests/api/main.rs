@@ -7,3 +7,4 @@ mod isolation;
 mod openapi;
 mod sessions;
 mod sync;
+mod tags;
