@@ -134,6 +134,9 @@ fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> 
 
 // ---- auth ----
 
+/// An argon2id hash of a random string, checked when an email is unknown.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$qAKGx2QW4yX2oR5u8J5m0b2c6tHK1wQY0VbQOJ9iFSY";
+
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, description = "wrong email or password")))]
 async fn login(
@@ -148,24 +151,16 @@ async fn login(
         )
     };
     let Some(candidate) = state.store.find_login(&req.email).await? else {
+        // Spend the same work as a real check, so timing does not tell which emails exist.
+        cloudkeep_domain::password::verify_password(&req.password, DUMMY_HASH);
         return Err(wrong());
     };
-    let scope = candidate.scope_for_audit().clone();
-    let user_id = candidate.user_id();
-    let Some(auth) = candidate.verify(&req.password) else {
-        state
-            .store
-            .audit(
-                &scope,
-                AuditEntry::new(
-                    format!("user:{user_id}"),
-                    "user.login_failed",
-                    format!("user:{user_id}"),
-                    json!({}),
-                ),
-            )
-            .await?;
-        return Err(wrong());
+    let auth = match candidate.verify(&req.password) {
+        Ok(auth) => auth,
+        Err(candidate) => {
+            state.store.audit_login_failure(&candidate).await?;
+            return Err(wrong());
+        }
     };
     let (session, csrf) = state
         .store
@@ -327,6 +322,21 @@ async fn change_role(
     if role == Role::Owner || current.role == Role::Owner {
         caller.require(Permission::ManageOwners, "making or unmaking owners")?;
     }
+    if current.role == Role::Owner && role != Role::Owner {
+        let owners = state
+            .store
+            .users(caller.scope())
+            .await?
+            .iter()
+            .filter(|u| u.role == Role::Owner && !u.disabled)
+            .count();
+        if owners <= 1 {
+            return Err(ApiError::unprocessable(
+                "last_owner",
+                "an organisation keeps at least one owner: make someone else owner first",
+            ));
+        }
+    }
     Ok(Json(UserView::from(
         &state
             .store
@@ -359,9 +369,28 @@ async fn create_token(
     caller: Caller,
     Body(req): Body<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    let expires = req
+    if req.expires_in_days.is_some_and(|d| d > 3650) {
+        return Err(ApiError::unprocessable(
+            "invalid_expiry",
+            "a token lasts at most 3650 days",
+        ));
+    }
+    let mut expires = req
         .expires_in_days
         .map(|d| Utc::now() + chrono::Duration::days(i64::from(d)));
+    // A token made with a token lives no longer than the token that made it.
+    if let cloudkeep_store::Credential::Token(own) = &caller.0.credential {
+        let own_expiry = state
+            .store
+            .api_tokens(caller.scope())
+            .await?
+            .into_iter()
+            .find(|t| t.id == *own)
+            .and_then(|t| t.expires_at);
+        if let Some(limit) = own_expiry {
+            expires = Some(expires.map_or(limit, |e| e.min(limit)));
+        }
+    }
     let (token, secret) = state
         .store
         .create_api_token(
@@ -397,6 +426,9 @@ async fn revoke_token(
         .ok_or_else(|| ApiError::not_found("token"))?;
     if token.user_id != caller.0.user.id {
         caller.require(Permission::ManageUsers, "revoking other users' tokens")?;
+        if state.store.user(caller.scope(), token.user_id).await?.role == Role::Owner {
+            caller.require(Permission::ManageOwners, "revoking an owner's tokens")?;
+        }
     }
     state
         .store

@@ -87,20 +87,42 @@ pub struct LoginCandidate {
     password_hash: Option<String>,
 }
 
+impl std::fmt::Debug for LoginCandidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password hash.
+        f.debug_struct("LoginCandidate")
+            .field("org", &self.scope.org())
+            .field("user", &self.user.id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl LoginCandidate {
-    /// The scope and user, if the password is right and the user active.
-    pub fn verify(self, password: &SecretString) -> Option<Authenticated> {
-        let hash = self.password_hash.as_deref()?;
-        (!self.user.disabled && verify_password(password, hash)).then_some(Authenticated {
-            scope: self.scope,
-            user: self.user,
-            credential: Credential::Password,
-        })
+    /// The scope and user if the password is right and the user active;
+    /// otherwise the candidate back, to audit the failure.
+    pub fn verify(
+        self,
+        password: &SecretString,
+    ) -> std::result::Result<Authenticated, LoginCandidate> {
+        let ok = !self.user.disabled
+            && self
+                .password_hash
+                .as_deref()
+                .is_some_and(|h| verify_password(password, h));
+        if ok {
+            Ok(Authenticated {
+                scope: self.scope,
+                user: self.user,
+                credential: Credential::Password,
+            })
+        } else {
+            Err(self)
+        }
     }
 
-    /// The organisation, to audit a failed attempt in it.
-    pub fn scope_for_audit(&self) -> &OrgScope {
-        &self.scope
+    /// The organisation the login belongs to (an id, not a scope).
+    pub fn org(&self) -> cloudkeep_domain::OrgId {
+        self.scope.org()
     }
 
     pub fn user_id(&self) -> UserId {
@@ -353,6 +375,22 @@ impl Store {
         Ok(())
     }
 
+    /// Audits a failed password attempt in the login's organisation.
+    pub async fn audit_login_failure(&self, candidate: &LoginCandidate) -> Result<()> {
+        let user = candidate.user.id;
+        self.audit(
+            &candidate.scope,
+            AuditEntry::new(
+                format!("user:{user}"),
+                "user.login_failed",
+                format!("user:{user}"),
+                json!({}),
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Looks up a login by email (the one unscoped lookup, by design).
     pub async fn find_login(&self, email: &str) -> Result<Option<LoginCandidate>> {
         let Ok(email) = normalise_email(email) else {
@@ -440,7 +478,8 @@ impl Store {
             user_id,
             name: name.to_string(),
             created_at: time(now),
-            expires_at,
+            // As stored: to the millisecond.
+            expires_at: expires_at.map(|t| time(t.timestamp_millis())),
             revoked_at: None,
         };
         Ok((t, secret))

@@ -304,6 +304,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            crate::redact_url("postgres://ck:s3cret@db:5432/ck"),
+            "postgres://ck:[redacted]@db:5432/ck"
+        );
+        assert_eq!(
+            crate::redact_url("sqlite://./data/ck.db"),
+            "sqlite://./data/ck.db"
+        );
+    }
+
+    #[test]
     fn canonical_json_sorts_keys() {
         let a = serde_json::json!({"b": 1, "a": {"d": [1, {"z": 1, "y": 2}], "c": "x"}});
         assert_eq!(

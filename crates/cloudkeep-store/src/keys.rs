@@ -216,14 +216,23 @@ impl Store {
             let old_key = self.data_key(scope, provider, old_version).await?;
             let secret = old_key.open_credential(scope.org(), conn, &blob)?;
             let sealed = new_key.seal_credential(scope.org(), conn, &secret)?;
-            sqlx::query("UPDATE connections SET credential = $3, data_key_version = $4 WHERE org_id = $1 AND connection_id = $2 AND data_key_version = $5")
-                .bind(scope.id())
-                .bind(conn.to_string())
-                .bind(sealed)
-                .bind(target)
-                .bind(old_version)
-                .execute(&self.pool)
-                .await?;
+            // Only if the credential is still the one just re-encrypted: a
+            // re-auth in between wins, and is re-encrypted by a later run.
+            let done = sqlx::query(
+                "UPDATE connections SET credential = $3, data_key_version = $4 \
+                 WHERE org_id = $1 AND connection_id = $2 AND data_key_version = $5 AND credential = $6",
+            )
+            .bind(scope.id())
+            .bind(conn.to_string())
+            .bind(sealed)
+            .bind(target)
+            .bind(old_version)
+            .bind(blob)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
             count += 1;
         }
         let mut tx = self.pool.begin().await?;
@@ -238,7 +247,11 @@ impl Store {
             ),
         )
         .await?;
-        sqlx::query("DELETE FROM data_keys WHERE org_id = $1 AND version < $2")
+        // Old versions go only once no credential uses them.
+        sqlx::query(
+            "DELETE FROM data_keys WHERE org_id = $1 AND version < $2 AND NOT EXISTS \
+             (SELECT 1 FROM connections c WHERE c.org_id = data_keys.org_id AND c.data_key_version = data_keys.version)",
+        )
             .bind(scope.id())
             .bind(target)
             .execute(&mut *tx)

@@ -41,7 +41,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported store URL '{0}': use sqlite://PATH or postgres://...")]
+    #[error("unsupported store URL '{}': use sqlite://PATH or postgres://...", redact_url(.0))]
     UnsupportedUrl(String),
     #[error("cannot open the store: {0}")]
     Open(#[source] sqlx::Error),
@@ -96,6 +96,18 @@ impl OrgScope {
 
     fn id(&self) -> String {
         self.org.to_string()
+    }
+}
+
+/// A URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:[redacted]{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
     }
 }
 

@@ -108,7 +108,7 @@ async fn logins_tokens_and_sessions(b: Backend) {
             .expect("lookup")
             .expect("found")
             .verify(&SecretString::new("wrong password!!"))
-            .is_none()
+            .is_err()
     );
     let auth = candidate
         .verify(&SecretString::new("correct horse battery"))

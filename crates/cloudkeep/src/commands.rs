@@ -16,9 +16,12 @@ use crate::config::Config;
 
 /// Opens the store and the key file the configuration names.
 async fn open(config: &Config) -> Result<(Store, LocalKeyFile)> {
-    let store = Store::open(&config.store_url)
-        .await
-        .with_context(|| format!("opening the store at {}", config.store_url))?;
+    let store = Store::open(&config.store_url).await.with_context(|| {
+        format!(
+            "opening the store at {}",
+            cloudkeep_store::redact_url(&config.store_url)
+        )
+    })?;
     let keys = LocalKeyFile::open_or_create(&config.key_file)?;
     Ok((store, keys))
 }
@@ -266,7 +269,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
             (b.password, b.api_token)
         }
         Some(existing) => {
-            let scope = existing.scope_for_audit().clone();
+            let scope = store.operator_scope(existing.org()).await?;
             let user = existing.user_id();
             let password = random_password();
             store
@@ -386,8 +389,10 @@ async fn connect_simulator(
 /// Writes a file only its owner can read (it holds credentials).
 fn write_private(path: &Path, content: &str) -> Result<()> {
     use std::io::Write;
+    // A new file, so the mode applies (an old one may be readable by others).
+    let _ = std::fs::remove_file(path);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -385,3 +385,69 @@ async fn the_server_can_serve_https_itself() {
     let _ = stop.send(());
     server.await.expect("task").expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn privileges_cannot_be_stretched() {
+    let app = spawn_app().await;
+    let org = app.org("acme").await;
+    // A token made with an expiring token expires no later.
+    let (_, short) = app
+        .call(
+            &org.token,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "short", "expires_in_days": 1})),
+        )
+        .await;
+    let short_secret = short["secret"].as_str().expect("secret").to_string();
+    let (status, child) = app
+        .call(
+            &short_secret,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "forever"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        child["token"]["expires_at"], short["token"]["expires_at"],
+        "capped at the parent's expiry"
+    );
+    let (status, _) = app
+        .call(
+            &org.token,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "x", "expires_in_days": 4_000_000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The last owner stays an owner; an admin cannot touch an owner's tokens.
+    let (_, me) = app.call(&org.token, Method::GET, "/api/v1/me", None).await;
+    let owner_id = me["user"]["id"].as_str().expect("id");
+    let (status, body) = app
+        .call(
+            &org.token,
+            Method::PATCH,
+            &format!("/api/v1/users/{owner_id}"),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("last_owner"))
+    );
+    let admin = app.member(&org, Role::Admin).await;
+    let (status, _) = app
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!(
+                "/api/v1/tokens/{}",
+                short["token"]["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
