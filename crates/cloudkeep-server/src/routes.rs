@@ -60,6 +60,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_resources))
         .routes(routes!(get_resource))
         .routes(routes!(list_tag_edits, create_tag_edits))
+        .routes(routes!(resolve_tag_edit))
         .routes(routes!(list_audit))
 }
 
@@ -1063,4 +1064,33 @@ async fn list_tag_edits(
         )
         .await?;
     Ok(Json(edits.iter().map(TagEditView::from).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/tag-edits/{id}/resolve", tag = "tags", request_body = ResolveRequest,
+    params(("id" = Uuid, Path, description = "the conflicted edit")), responses((status = 200, body = ResolveResponse), (status = 422)))]
+async fn resolve_tag_edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<ResolveRequest>,
+) -> Result<Json<ResolveResponse>, ApiError> {
+    caller.require(Permission::EditTags, "resolving tag conflicts")?;
+    let id: uuid::Uuid = parse_id(&id, "tag edit")?;
+    let keep_mine = match req.resolution.as_str() {
+        "keep_mine" => true,
+        "take_theirs" => false,
+        other => {
+            return Err(ApiError::unprocessable(
+                "invalid_resolution",
+                format!("'{other}' is not a resolution; use keep_mine or take_theirs"),
+            ));
+        }
+    };
+    let created = state
+        .store
+        .resolve_tag_conflict(caller.scope(), id, keep_mine, &caller.actor())
+        .await?;
+    Ok(Json(ResolveResponse {
+        edit: created.as_ref().map(TagEditView::from),
+    }))
 }

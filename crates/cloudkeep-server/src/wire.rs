@@ -439,3 +439,17 @@ impl From<&cloudkeep_store::TagEdit> for TagEditView {
 pub struct TagEditsCreated {
     pub edits: Vec<TagEditView>,
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// `keep_mine` writes the edit over Azure's value at the next sync;
+    /// `take_theirs` keeps Azure's value.
+    pub resolution: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResolveResponse {
+    /// The re-queued edit, for `keep_mine`.
+    pub edit: Option<TagEditView>,
+}

@@ -193,6 +193,106 @@ impl Store {
         Ok(true)
     }
 
+    /// Resolves a conflict: `keep_mine` re-queues the user's change based on
+    /// the tags observed now (so it is written at the next sync);
+    /// `take_theirs` keeps Azure's value. The conflicted edit is closed
+    /// either way. Answers the new pending edit, if any.
+    pub async fn resolve_tag_conflict(
+        &self,
+        scope: &OrgScope,
+        id: Uuid,
+        keep_mine: bool,
+        actor: &str,
+    ) -> Result<Option<TagEdit>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tag_edits WHERE org_id = $1 AND edit_id = $2"
+        ))
+        .bind(scope.id())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound { what: "tag edit" })?;
+        let conflicted = edit(&row)?;
+        if conflicted.state != "conflict" {
+            return Err(StoreError::Invalid(format!(
+                "the edit is {}, not in conflict",
+                conflicted.state
+            )));
+        }
+        let observed: Option<String> =
+            sqlx::query("SELECT tags FROM resources WHERE org_id = $1 AND resource_id = $2")
+                .bind(scope.id())
+                .bind(conflicted.resource_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get("tags"))
+                .transpose()?
+                .flatten();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let resolution = if keep_mine {
+            "keep_mine"
+        } else {
+            "take_theirs"
+        };
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(
+                actor,
+                "tag_edit.resolved",
+                format!("tag_edit:{id}"),
+                json!({"resolution": resolution}),
+            ),
+        )
+        .await?;
+        let closed = sqlx::query("UPDATE tag_edits SET state = $3, updated_at = $4 WHERE org_id = $1 AND edit_id = $2 AND state = 'conflict'")
+            .bind(scope.id())
+            .bind(id.to_string())
+            .bind(if keep_mine { "superseded" } else { "dismissed" })
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if closed.rows_affected() == 0 {
+            return Err(StoreError::Invalid(
+                "the edit was resolved meanwhile".into(),
+            ));
+        }
+        let mut created = None;
+        if keep_mine {
+            let new_id = Uuid::new_v4();
+            let base = observed.unwrap_or_else(|| "{}".into());
+            sqlx::query(
+                "INSERT INTO tag_edits (org_id, edit_id, resource_id, subscription_id, author, set_tags, remove_tags, base_tags, state, reason, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $10)",
+            )
+            .bind(scope.id())
+            .bind(new_id.to_string())
+            .bind(conflicted.resource_id.to_string())
+            .bind(conflicted.subscription_id.to_string())
+            .bind(actor)
+            .bind(serde_json::to_string(&conflicted.set).unwrap_or_default())
+            .bind(serde_json::to_string(&conflicted.remove).unwrap_or_default())
+            .bind(&base)
+            .bind(format!("keeps the change of edit {id} over Azure's value"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            created = Some(TagEdit {
+                id: new_id,
+                author: actor.to_string(),
+                base: serde_json::from_str(&base).unwrap_or_default(),
+                state: "pending".into(),
+                reason: Some(format!("keeps the change of edit {id} over Azure's value")),
+                created_at: time(now),
+                updated_at: time(now),
+                ..conflicted
+            });
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
     /// Records tags just written to Azure as observed, with history.
     pub async fn observe_tags(&self, scope: &OrgScope, resource: Uuid, tags: &Tags) -> Result<()> {
         let now = now_ms();

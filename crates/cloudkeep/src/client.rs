@@ -548,3 +548,184 @@ fn url_escape(v: &str) -> String {
         })
         .collect()
 }
+
+/// Which resources a tag command edits: one, or every one a filter matches.
+#[derive(Args, Clone)]
+pub struct TagTarget {
+    /// cloudkeep's resource id.
+    #[arg(long)]
+    resource: Option<String>,
+    /// Every live resource of this subscription (cloudkeep's id)...
+    #[arg(long)]
+    subscription: Option<String>,
+    #[arg(long)]
+    resource_group: Option<String>,
+    #[arg(long = "type")]
+    resource_type: Option<String>,
+    #[arg(long)]
+    has_tag: Option<String>,
+    #[arg(long)]
+    missing_tag: Option<String>,
+}
+
+impl TagTarget {
+    fn body(&self) -> Result<Value> {
+        if let Some(r) = &self.resource {
+            return Ok(json!({ "resource_id": r }));
+        }
+        let filter = json!({
+            "subscription": self.subscription, "resource_group": self.resource_group, "type": self.resource_type,
+            "has_tag": self.has_tag, "missing_tag": self.missing_tag,
+        });
+        if filter
+            .as_object()
+            .is_some_and(|m| m.values().all(Value::is_null))
+        {
+            bail!(
+                "name the resources: --resource ID, or a filter (--subscription, --resource-group, --type, --has-tag, --missing-tag)"
+            );
+        }
+        let filter: serde_json::Map<String, Value> = filter
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .collect();
+        Ok(json!({ "filter": filter }))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TagsCommand {
+    /// Set tags (`KEY=VALUE`, repeatable) on one resource or on a filter's resources.
+    Set {
+        #[arg(required = true)]
+        tags: Vec<String>,
+        #[command(flatten)]
+        target: TagTarget,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Remove tags by name.
+    Remove {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        target: TagTarget,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// List conflicts, or resolve one with --resolve ID and --keep-mine or --take-theirs.
+    Conflicts {
+        #[arg(long)]
+        resolve: Option<String>,
+        #[arg(long, conflicts_with = "take_theirs")]
+        keep_mine: bool,
+        #[arg(long)]
+        take_theirs: bool,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+fn print_edits(v: &Value) {
+    let rows = v
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let set = e["set"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let remove = e["remove"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                .unwrap_or_default();
+            vec![
+                s(&e["id"]),
+                s(&e["resource_id"]),
+                s(&e["state"]),
+                set,
+                remove,
+                s(&e["reason"]),
+            ]
+        })
+        .collect();
+    table(
+        &["EDIT", "RESOURCE", "STATE", "SET", "REMOVE", "REASON"],
+        rows,
+    );
+}
+
+pub async fn tags(cmd: TagsCommand) -> Result<()> {
+    match cmd {
+        TagsCommand::Set { tags, target, api } => {
+            let mut set = serde_json::Map::new();
+            for t in &tags {
+                let (k, v) = t
+                    .split_once('=')
+                    .with_context(|| format!("'{t}' is not KEY=VALUE"))?;
+                set.insert(k.to_string(), json!(v));
+            }
+            let mut body = target.body()?;
+            body["set"] = Value::Object(set);
+            let created =
+                call(&api, reqwest::Method::POST, "/api/v1/tag-edits", Some(body)).await?;
+            output(&api, &created["edits"], print_edits);
+        }
+        TagsCommand::Remove { names, target, api } => {
+            let mut body = target.body()?;
+            body["remove"] = json!(names);
+            let created =
+                call(&api, reqwest::Method::POST, "/api/v1/tag-edits", Some(body)).await?;
+            output(&api, &created["edits"], print_edits);
+        }
+        TagsCommand::Conflicts {
+            resolve: Some(id),
+            keep_mine,
+            take_theirs,
+            api,
+        } => {
+            let resolution = match (keep_mine, take_theirs) {
+                (true, false) => "keep_mine",
+                (false, true) => "take_theirs",
+                _ => bail!("say how: --keep-mine or --take-theirs"),
+            };
+            let done = call(
+                &api,
+                reqwest::Method::POST,
+                &format!("/api/v1/tag-edits/{id}/resolve"),
+                Some(json!({ "resolution": resolution })),
+            )
+            .await?;
+            output(&api, &done, |v| match v["edit"].as_object() {
+                Some(_) => println!(
+                    "kept yours: edit {} will be written at the next sync",
+                    s(&v["edit"]["id"])
+                ),
+                None => println!("kept Azure's value"),
+            });
+        }
+        TagsCommand::Conflicts {
+            resolve: None, api, ..
+        } => {
+            let list = call(
+                &api,
+                reqwest::Method::GET,
+                "/api/v1/tag-edits?state=conflict",
+                None,
+            )
+            .await?;
+            output(&api, &list, print_edits);
+        }
+    }
+    Ok(())
+}

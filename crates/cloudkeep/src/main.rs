@@ -73,6 +73,9 @@ enum Command {
     /// The inventory, through the API.
     #[command(subcommand)]
     Resources(client::ResourcesCommand),
+    /// Tag edits and conflicts, through the API.
+    #[command(subcommand)]
+    Tags(client::TagsCommand),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimCommand),
 }
@@ -259,6 +262,10 @@ fn main() -> Result<()> {
             Command::Resources(cmd) => {
                 init_logging(false, "warn");
                 client::resources(cmd).await
+            }
+            Command::Tags(cmd) => {
+                init_logging(false, "warn");
+                client::tags(cmd).await
             }
             Command::Sim(SimCommand {
                 action: Some(SimAction::Bench(args)),

@@ -400,6 +400,33 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
             && !out2.contains("Microsoft.Compute"),
         "{out2}"
     );
+    let (ok, listed, _) = cli(
+        &[
+            "resources",
+            "list",
+            "--type",
+            "Microsoft.KeyVault/vaults",
+            "--json",
+        ],
+        None,
+    );
+    assert!(ok);
+    let vault = serde_json::from_str::<Value>(listed.trim()).expect("json")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (ok, out3, err) = cli(
+        &["tags", "set", "team=platform", "--resource", &vault],
+        None,
+    );
+    assert!(
+        ok && out3.contains("pending") && out3.contains("team=platform"),
+        "{out3}{err}"
+    );
+    let (ok, _, err) = cli(&["tags", "set", "bad/name=x", "--resource", &vault], None);
+    assert!(!ok && err.contains("bad/name"), "{err}");
+    let (ok, out3, err) = cli(&["tags", "conflicts"], None);
+    assert!(ok && out3.starts_with("EDIT"), "{out3}{err}");
     let (ok, out2, _) = cli(&["resources", "list", "--json"], None);
     assert!(ok);
     assert_eq!(

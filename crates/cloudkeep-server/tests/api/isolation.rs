@@ -15,6 +15,7 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
     }
     Some(match path {
         p if p.ends_with("/reauth") => json!({"client_secret": "x"}),
+        p if p.ends_with("/resolve") => json!({"resolution": "take_theirs"}),
         p if p.starts_with("/api/v1/connections/") => {
             json!({"name": "taken over", "cadence_hours": 1})
         }
@@ -70,6 +71,16 @@ async fn no_route_reaches_another_organisations_data() {
         .to_string();
     let user_id = me["user"]["id"].as_str().expect("user").to_string();
     let token_id = tokens[0]["id"].as_str().expect("token").to_string();
+    let (status, edits) = app
+        .call(
+            &a.token,
+            Method::POST,
+            "/api/v1/tag-edits",
+            Some(json!({"resource_id": resource_id, "set": {"isolation": "a"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{edits}");
+    let edit_id = edits["edits"][0]["id"].as_str().expect("edit").to_string();
     let a_markers = [
         connection_id.clone(),
         subscription_id.clone(),
@@ -77,6 +88,7 @@ async fn no_route_reaches_another_organisations_data() {
         token_id.clone(),
         run_id.clone(),
         resource_id.clone(),
+        edit_id.clone(),
         a.owner_email.clone(),
         a.org_id.clone(),
     ];
@@ -108,7 +120,8 @@ async fn no_route_reaches_another_organisations_data() {
                 .replace("/users/{id}", &format!("/users/{user_id}"))
                 .replace("/tokens/{id}", &format!("/tokens/{token_id}"))
                 .replace("/sync-runs/{id}", &format!("/sync-runs/{run_id}"))
-                .replace("/resources/{id}", &format!("/resources/{resource_id}"));
+                .replace("/resources/{id}", &format!("/resources/{resource_id}"))
+                .replace("/tag-edits/{id}", &format!("/tag-edits/{edit_id}"));
             assert!(
                 !path.contains('{'),
                 "{template}: a path parameter this test does not know; teach it"
@@ -132,7 +145,7 @@ async fn no_route_reaches_another_organisations_data() {
             checked += 1;
         }
     }
-    assert!(checked >= 19, "checked {checked} operations");
+    assert!(checked >= 22, "checked {checked} operations");
     // A's records are untouched.
     let (status, still) = app
         .call(

@@ -393,3 +393,112 @@ async fn sync_levels_and_tag_rules_govern_edits() {
         "{run}"
     );
 }
+
+#[tokio::test]
+async fn conflicts_are_resolved_by_the_user() {
+    let app = spawn_app().await;
+    let org = app.org("acme").await;
+    let (conn_id, conn) = synced(&app, &org).await;
+    let sub_row = conn["subscriptions"][0]["id"]
+        .as_str()
+        .expect("sub")
+        .to_string();
+    let r = tagged_resource(&app, &org, &sub_row).await;
+    let (rid, arm) = (
+        r["id"].as_str().expect("id").to_string(),
+        r["azure_id"].as_str().expect("arm").to_string(),
+    );
+    let conflict = |value: &'static str| {
+        let (app, org, rid, arm, conn_id) = (&app, &org, rid.clone(), arm.clone(), conn_id.clone());
+        async move {
+            let (_, created) = app
+                .call(
+                    &org.token,
+                    Method::POST,
+                    "/api/v1/tag-edits",
+                    Some(json!({"resource_id": rid, "set": {"tier": value}})),
+                )
+                .await;
+            app.sim_control(Method::POST, "/_sim/tags", json!({"resource_id": arm, "operation": "Merge", "tags": {"tier": format!("portal-{value}")}})).await;
+            let (_, run) = app
+                .call(
+                    &org.token,
+                    Method::POST,
+                    &format!("/api/v1/connections/{conn_id}/sync"),
+                    None,
+                )
+                .await;
+            assert_eq!(run["status"], "succeeded");
+            created["edits"][0]["id"].as_str().expect("id").to_string()
+        }
+    };
+    let first = conflict("gold").await;
+    let (status, resolved) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/tag-edits/{first}/resolve"),
+            Some(json!({"resolution": "keep_mine"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(resolved["edit"]["state"], "pending");
+    app.call(
+        &org.token,
+        Method::POST,
+        &format!("/api/v1/connections/{conn_id}/sync"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        sim_tags(&app, &arm).await["tier"],
+        "gold",
+        "keep_mine writes over Azure's value"
+    );
+
+    let second = conflict("silver").await;
+    let (status, resolved) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/tag-edits/{second}/resolve"),
+            Some(json!({"resolution": "take_theirs"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(resolved["edit"].is_null());
+    app.call(
+        &org.token,
+        Method::POST,
+        &format!("/api/v1/connections/{conn_id}/sync"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        sim_tags(&app, &arm).await["tier"],
+        "portal-silver",
+        "take_theirs keeps Azure's value"
+    );
+    let (status, _) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/tag-edits/{second}/resolve"),
+            Some(json!({"resolution": "keep_mine"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "only a conflict can be resolved"
+    );
+    let (status, _) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/tag-edits/{first}/resolve"),
+            Some(json!({"resolution": "maybe"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
