@@ -55,6 +55,7 @@ struct Inner {
     http: reqwest::Client,
     authority: Url,
     arm: Url,
+    pacer: crate::pacing::Pacer,
 }
 
 impl fmt::Debug for AzureClient {
@@ -216,6 +217,7 @@ impl AzureClient {
                 http,
                 authority,
                 arm,
+                pacer: crate::pacing::Pacer::default(),
             }),
         })
     }
@@ -276,8 +278,19 @@ impl AzureClient {
     ) -> Result<Answer, AzureError> {
         let mut retry = 0u32;
         loop {
+            let pause = self.inner.pacer.delay(&method, url);
+            if !pause.is_zero() {
+                tracing::debug!(
+                    wait_ms = pause.as_millis() as u64,
+                    "pacing by ARM's remaining quota"
+                );
+                tokio::time::sleep(pause).await;
+            }
             let request = build(self.inner.http.request(method.clone(), url.clone()));
             let outcome = attempt(request).await;
+            if let Ok(answer) = &outcome {
+                self.inner.pacer.observe(&method, url, &answer.headers);
+            }
             let wait = match outcome {
                 Ok(answer) if !is_retryable_status(answer.status) => {
                     tracing::debug!(%method, url = %url.path(), status = answer.status.as_u16(), retry, "azure answered");

@@ -16,6 +16,7 @@ mod arm;
 mod client;
 mod error;
 mod inventory;
+mod pacing;
 mod token;
 pub mod write;
 
