@@ -157,11 +157,61 @@ async fn apply_one(
             Ok(Outcome::Conflict)
         }
         Plan::Write { merge, delete } => {
+            let mut written = Ok(());
             if !merge.is_empty() {
-                writer.merge(ctx.token, &resource.arm_id, &merge).await?;
+                written = writer
+                    .merge(ctx.token, &resource.arm_id, &merge)
+                    .await
+                    .map(|_| ());
             }
-            if !delete.is_empty() {
-                writer.delete(ctx.token, &resource.arm_id, &delete).await?;
+            if written.is_ok() && !delete.is_empty() {
+                written = writer
+                    .delete(ctx.token, &resource.arm_id, &delete)
+                    .await
+                    .map(|_| ());
+            }
+            match written {
+                Ok(()) => {}
+                // Azure refused this edit (a policy, a rule): it is settled, the others go on.
+                Err(AzureError::Service {
+                    status,
+                    code,
+                    message,
+                }) if (400..500).contains(&status) => {
+                    let state = if code.contains("Policy") {
+                        "rejected"
+                    } else {
+                        "failed"
+                    };
+                    ctx.store
+                        .settle_tag_edit(
+                            ctx.scope,
+                            edit.id,
+                            state,
+                            Some(&format!("Azure refused the write ({code}): {message}")),
+                            json!({"resource": resource.arm_id}),
+                            actor,
+                        )
+                        .await?;
+                    return Ok(Outcome::Failed);
+                }
+                Err(AzureError::Forbidden { code, message }) if code.contains("Policy") => {
+                    let reason = format!("an Azure Policy refused the write ({code}): {message}");
+                    ctx.store
+                        .settle_tag_edit(
+                            ctx.scope,
+                            edit.id,
+                            "rejected",
+                            Some(&reason),
+                            json!({"resource": resource.arm_id}),
+                            actor,
+                        )
+                        .await?;
+                    return Ok(Outcome::Failed);
+                }
+                // A missing permission, throttling, an outage: stop here; the
+                // edit stays pending for the next run.
+                Err(e) => return Err(e.into()),
             }
             // Read back to confirm what Azure now holds.
             let after = ctx.azure.tags_at(ctx.token, &resource.arm_id).await?;

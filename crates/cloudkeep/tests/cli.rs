@@ -504,3 +504,229 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     let list: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(list.as_array().map(Vec::len), Some(2));
 }
+
+/// A `serve` process killed (SIGKILL) in the middle of writing tag edits
+/// back, then restarted: every edit ends applied, and none is written twice.
+#[tokio::test]
+async fn a_killed_write_back_resumes_without_writing_twice() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("path").to_string();
+    let (ok, out, err) = run(&[
+        "admin",
+        "create-org",
+        "--name",
+        "Kill",
+        "--owner",
+        "kill@example.com",
+        "--json",
+        "--data-dir",
+        &data_arg,
+    ]);
+    assert!(ok, "{err}");
+    let token = serde_json::from_str::<Value>(out.trim()).expect("json")["api_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let sim = cloudkeep_sim::spawn(SimConfig {
+        cert_dir: dir.path().join("sim"),
+        throttle: false,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let sim_http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let scenario: Value = sim_http
+        .get(format!("{}/_sim/scenario", sim.url))
+        .send()
+        .await
+        .expect("s")
+        .json()
+        .await
+        .expect("json");
+    let tenant = &scenario["tenants"][0];
+    let sp = tenant["service_principals"]
+        .as_array()
+        .expect("sps")
+        .iter()
+        .find(|p| p["key"] == "collector")
+        .cloned()
+        .expect("collector");
+
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let start = || {
+        Killed(
+            Command::new(BIN)
+                .args(["serve", "--data-dir", &data_arg])
+                .env("CLOUDKEEP_LISTEN", format!("127.0.0.1:{port}"))
+                .env("CLOUDKEEP_AZURE_AUTHORITY", &sim.url)
+                .env("CLOUDKEEP_AZURE_ARM", &sim.url)
+                .env("CLOUDKEEP_AZURE_CA_FILE", &sim.ca_path)
+                .env("CLOUDKEEP_SCHEDULER", "off")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("serve"),
+        )
+    };
+    let mut server = start();
+    wait_until_up(&url).await;
+    let api = reqwest::Client::new();
+    let conn: Value = api
+        .post(format!("{url}/api/v1/connections"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "c", "tenant_id": tenant["tenant_id"], "client_id": sp["client_id"], "client_secret": sp["client_secret"]}))
+        .send()
+        .await
+        .expect("connect")
+        .json()
+        .await
+        .expect("json");
+    let id = conn["id"].as_str().expect("id").to_string();
+    let sync = |api: reqwest::Client, url: String, token: String, id: String| async move {
+        api.post(format!("{url}/api/v1/connections/{id}/sync"))
+            .bearer_auth(&token)
+            .send()
+            .await
+    };
+    assert!(
+        sync(api.clone(), url.clone(), token.clone(), id.clone())
+            .await
+            .expect("first sync")
+            .status()
+            .is_success()
+    );
+    // Edit every resource of one subscription; make each Azure call slow.
+    let sub = conn["subscriptions"][0]["id"].as_str().expect("sub");
+    let edits: Value = api
+        .post(format!("{url}/api/v1/tag-edits"))
+        .bearer_auth(&token)
+        .json(&json!({"filter": {"subscription": sub}, "set": {"survived": "kill"}}))
+        .send()
+        .await
+        .expect("edit")
+        .json()
+        .await
+        .expect("json");
+    let total = edits["edits"].as_array().map(Vec::len).expect("edits");
+    assert!(total >= 50, "{total}");
+    sim_http
+        .put(format!("{}/_sim/faults", sim.url))
+        .json(&json!({"latency_ms": 20}))
+        .send()
+        .await
+        .expect("faults");
+    let since: u64 = sim_http
+        .get(format!("{}/_sim/requests", sim.url))
+        .send()
+        .await
+        .expect("log")
+        .json::<Vec<Value>>()
+        .await
+        .expect("json")
+        .last()
+        .and_then(|e| e["seq"].as_u64())
+        .unwrap_or(0);
+
+    // Start the write-back and kill the server part-way through it.
+    let running = tokio::spawn(sync(api.clone(), url.clone(), token.clone(), id.clone()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log: Vec<Value> = sim_http
+            .get(format!("{}/_sim/requests?since={since}", sim.url))
+            .send()
+            .await
+            .expect("log")
+            .json()
+            .await
+            .expect("json");
+        let patches = log.iter().filter(|e| e["method"] == "PATCH").count();
+        if patches >= total / 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write-back never got going: {:?}",
+            log.iter().rev().take(5).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.0.kill().expect("SIGKILL");
+    let _ = server.0.wait();
+    assert!(
+        running.await.expect("task").is_err(),
+        "the request died with the server"
+    );
+    let log: Vec<Value> = sim_http
+        .get(format!("{}/_sim/requests?since={since}", sim.url))
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    let before_restart = log.iter().filter(|e| e["method"] == "PATCH").count();
+    assert!(
+        before_restart < total,
+        "killed before the end ({before_restart} of {total})"
+    );
+
+    drop(server);
+    let _server = start();
+    wait_until_up(&url).await;
+    let resumed: Value = sync(api.clone(), url.clone(), token.clone(), id.clone())
+        .await
+        .expect("resumed sync")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    let edits: Value = api
+        .get(format!("{url}/api/v1/tag-edits?limit=1000"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("edits")
+        .json()
+        .await
+        .expect("json");
+    let states: Vec<&str> = edits
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["state"].as_str())
+        .collect();
+    assert_eq!(states.len(), total);
+    assert!(
+        states.iter().all(|s| *s == "applied"),
+        "{}",
+        resumed["counts"]
+    );
+    let log: Vec<Value> = sim_http
+        .get(format!("{}/_sim/requests?since={since}", sim.url))
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    let mut per_resource = std::collections::HashMap::new();
+    for e in log
+        .iter()
+        .filter(|e| e["method"] == "PATCH" && e["status"] == 200)
+    {
+        *per_resource
+            .entry(e["path"].as_str().expect("path").to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(per_resource.len(), total, "every resource written");
+    assert!(
+        per_resource.values().all(|n| *n == 1),
+        "no edit applied twice: {:?}",
+        per_resource.values().filter(|n| **n > 1).count()
+    );
+}

@@ -869,3 +869,50 @@ async fn empty_pages_with_next_links_do_not_lose_items() {
         "some pages came back empty: {pages} vs {clean_pages}"
     );
 }
+
+#[tokio::test]
+async fn existing_system_tags_do_not_block_merges() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let (_, groups) = sim
+        .get_all(
+            &token,
+            &format!("/subscriptions/{sub}/resourcegroups?{RES}"),
+        )
+        .await;
+    let rg = groups[2]["name"].as_str().expect("rg").to_string();
+    let (status, created) = sim
+        .control(Method::POST, "/_sim/resources", json!({"subscription_id": sub, "resource_group": rg, "type": "Microsoft.Web/sites", "name": "app-linked",
+            "location": "westeurope", "tags": {"hidden-link: /app-insights-resource-id": "/subscriptions/x/resourceGroups/y/providers/microsoft.insights/components/z"}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let path = tag_path(created["id"].as_str().expect("id"));
+    let r = sim
+        .arm(
+            &token,
+            Method::PATCH,
+            &path,
+            Some(json!({"operation": "Merge", "properties": {"tags": {"team": "web"}}})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "Azure's own tags stand: {}",
+        r.body
+    );
+    let r = sim
+        .arm(
+            &token,
+            Method::PATCH,
+            &path,
+            Some(json!({"operation": "Merge", "properties": {"tags": {"bad/name": "x"}}})),
+        )
+        .await;
+    assert_eq!(
+        r.error_code(),
+        "InvalidTagNameCharacters",
+        "the tags a request names are checked"
+    );
+}
