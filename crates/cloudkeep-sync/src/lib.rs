@@ -66,7 +66,11 @@ pub trait Collector: Send + Sync {
     -> BoxFuture<'a, Result<Value, CollectError>>;
 }
 
-/// Runs one sync of a connection now and records it.
+/// A token this close to its end is renewed before the next step.
+const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs one sync of a connection now and records it. The credential stays
+/// in memory for the run, to renew the token when it runs out.
 pub async fn sync_connection(
     deps: &SyncDeps,
     scope: &OrgScope,
@@ -86,7 +90,7 @@ pub async fn sync_connection(
         .store
         .open_credential(scope, deps.keys.as_ref(), connection)
         .await?;
-    let token = match deps
+    let mut token = match deps
         .azure
         .client_credentials_token(&conn.tenant_id, &conn.client_id, &secret)
         .await
@@ -110,7 +114,6 @@ pub async fn sync_connection(
                 .await?);
         }
     };
-    drop(secret);
 
     let collectors = collectors::all();
     let mut counts = Map::new();
@@ -144,6 +147,15 @@ pub async fn sync_connection(
         }
         // Then the user's tag edits, where the level writes tags.
         if sub.sync_level.writes_tags() {
+            if token.expires_within(TOKEN_MARGIN) {
+                if let Ok(t) = deps
+                    .azure
+                    .client_credentials_token(&conn.tenant_id, &conn.client_id, &secret)
+                    .await
+                {
+                    token = t;
+                }
+            }
             let ctx = CollectContext {
                 store: &deps.store,
                 azure: &deps.azure,

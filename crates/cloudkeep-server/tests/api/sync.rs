@@ -342,3 +342,43 @@ async fn failures_become_state() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("revoked"))
     );
 }
+
+#[tokio::test]
+async fn a_sync_through_5xx_and_429_faults_reads_the_same_data() {
+    let app = spawn_app().await;
+    let org = app.org("acme").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    let clean = sync(&app, &org, &id).await;
+    let clean_resources = all_resources(&app, &org, "").await.len();
+    // 5% of calls answered 500, 5% answered 429, some connections dropped.
+    app.sim_control(
+        Method::PUT,
+        "/_sim/faults",
+        json!({"rate_500": 0.05, "rate_429": 0.05, "rate_drop": 0.02}),
+    )
+    .await;
+    let faulty = sync(&app, &org, &id).await;
+    assert_eq!(faulty["status"], "succeeded", "{faulty}");
+    assert_eq!(all_resources(&app, &org, "").await.len(), clean_resources);
+    for (sub, counts) in clean["counts"]["subscriptions"].as_object().expect("subs") {
+        assert_eq!(
+            faulty["counts"]["subscriptions"][sub]["inventory"]["seen"],
+            counts["inventory"]["seen"],
+            "{sub}"
+        );
+        assert_eq!(
+            faulty["counts"]["subscriptions"][sub]["inventory"]["deleted"], 0,
+            "nothing lost to a fault"
+        );
+    }
+    // Tokens that expire mid-run: each sync gets a fresh one.
+    app.sim_control(
+        Method::PUT,
+        "/_sim/faults",
+        json!({"token_lifetime_secs": 1}),
+    )
+    .await;
+    let again = sync(&app, &org, &id).await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+}
