@@ -409,12 +409,20 @@ impl Store {
             .bind(errors.to_string())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE connections SET last_sync_at = $3, next_sync_at = $3 + cadence_secs * 1000 WHERE org_id = $1 AND connection_id = $2")
-            .bind(scope.id())
-            .bind(run.connection_id.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // The next run comes a cadence later, plus a jitter of up to a
+        // twentieth of the cadence, fixed per connection, so connections made
+        // together do not all sync at the same moment.
+        let spread = i64::from(run.connection_id.as_uuid().as_bytes()[0]) * 1000 / 255;
+        sqlx::query(
+            "UPDATE connections SET last_sync_at = $3, next_sync_at = $3 + cadence_secs * 1000 + (cadence_secs * $4 / 20) \
+             WHERE org_id = $1 AND connection_id = $2",
+        )
+        .bind(scope.id())
+        .bind(run.connection_id.to_string())
+        .bind(now)
+        .bind(spread)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(SyncRun {
             status: status.into(),
@@ -423,6 +431,26 @@ impl Store {
             errors: errors.clone(),
             ..run.clone()
         })
+    }
+
+    /// Marks a connection's runs still `running` from before `before` as
+    /// interrupted: their process died (its job's lease ran out).
+    pub async fn interrupt_stale_runs(
+        &self,
+        scope: &OrgScope,
+        connection: ConnectionId,
+        before: DateTime<Utc>,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = $4 WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND started_at < $3",
+        )
+        .bind(scope.id())
+        .bind(connection.to_string())
+        .bind(before.timestamp_millis())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn sync_runs(

@@ -49,8 +49,13 @@ impl Store {
         let mut queued = 0;
         for row in due {
             let connection: String = row.try_get("connection_id")?;
+            // Re-checked in the insert itself: a run that finished since the
+            // SELECT has moved `next_sync_at`, and must not be queued again.
             let inserted = sqlx::query(
-                "INSERT INTO jobs (org_id, job_id, kind, connection_id, status, run_at, created_at) VALUES ($1, $2, $3, $4, 'queued', $5, $5)",
+                "INSERT INTO jobs (org_id, job_id, kind, connection_id, status, run_at, created_at) \
+                 SELECT $1, $2, $3, c.connection_id, 'queued', $5, $5 FROM connections c \
+                 WHERE c.org_id = $1 AND c.connection_id = $4 AND c.deleted_at IS NULL AND c.next_sync_at <= $5 \
+                 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.org_id = $1 AND j.connection_id = $4 AND j.kind = $3 AND j.status IN ('queued', 'running'))",
             )
             .bind(scope.id())
             .bind(Uuid::new_v4().to_string())
@@ -60,7 +65,7 @@ impl Store {
             .execute(&self.pool)
             .await;
             match inserted {
-                Ok(_) => queued += 1,
+                Ok(done) => queued += done.rows_affected(),
                 // Another process queued it first: the unique index holds one active job.
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
                 Err(e) => return Err(e.into()),

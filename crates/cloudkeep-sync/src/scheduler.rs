@@ -104,6 +104,21 @@ impl Scheduler {
 
     /// Runs one claimed job with a heartbeat; answers whether it succeeded.
     async fn run(&self, scope: &OrgScope, job: Job) -> Result<bool, SyncError> {
+        if job.attempts > 1 {
+            // Taken over from a worker that died: its run never finished.
+            let lost = self
+                .deps
+                .store
+                .interrupt_stale_runs(
+                    scope,
+                    job.connection_id,
+                    self.clock.now() - self.config.lease,
+                )
+                .await?;
+            if lost > 0 {
+                tracing::warn!(connection = %job.connection_id, runs = lost, "marked runs of a dead worker interrupted");
+            }
+        }
         let store = self.deps.store.clone();
         let (worker, lease, clock) = (
             self.config.worker_id.clone(),
