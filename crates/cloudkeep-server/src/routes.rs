@@ -135,8 +135,14 @@ fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> 
 
 // ---- auth ----
 
-/// An argon2id hash of a random string, checked when an email is unknown.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$qAKGx2QW4yX2oR5u8J5m0b2c6tHK1wQY0VbQOJ9iFSY";
+/// An argon2id hash of a random password, checked when an email is unknown
+/// (made once, on first use).
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        hash_password(&cloudkeep_domain::password::random_password()).unwrap_or_default()
+    })
+}
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, description = "wrong email or password")))]
@@ -153,7 +159,7 @@ async fn login(
     };
     let Some(candidate) = state.store.find_login(&req.email).await? else {
         // Spend the same work as a real check, so timing does not tell which emails exist.
-        cloudkeep_domain::password::verify_password(&req.password, DUMMY_HASH);
+        cloudkeep_domain::password::verify_password(&req.password, dummy_hash());
         return Err(wrong());
     };
     let auth = match candidate.verify(&req.password) {
