@@ -28,8 +28,25 @@ async fn sqlite() -> Backend {
     }
 }
 
+/// Drops a test's PostgreSQL schema once the test is done with it.
+struct Cleanup {
+    base: String,
+    schema: String,
+}
+
+impl Cleanup {
+    async fn run(self) {
+        use sqlx::Connection;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&self.base).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+                .execute(&mut c)
+                .await;
+        }
+    }
+}
+
 /// A fresh schema in the test database, or `None` (the test says it skips).
-async fn postgres() -> Option<Backend> {
+async fn postgres() -> Option<(Backend, Cleanup)> {
     let Ok(base) = std::env::var("CLOUDKEEP_TEST_POSTGRES_URL") else {
         eprintln!("skipped: CLOUDKEEP_TEST_POSTGRES_URL is not set");
         return None;
@@ -45,11 +62,18 @@ async fn postgres() -> Option<Backend> {
     }
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    Some(Backend {
-        store: Store::open(&url).await.expect("postgres store"),
-        url,
-        _dir: None,
-    })
+    let cleanup = Cleanup {
+        base: base.clone(),
+        schema: schema.clone(),
+    };
+    Some((
+        Backend {
+            store: Store::open(&url).await.expect("postgres store"),
+            url,
+            _dir: None,
+        },
+        cleanup,
+    ))
 }
 
 macro_rules! both {
@@ -62,8 +86,9 @@ macro_rules! both {
 
             #[tokio::test]
             async fn postgres() {
-                if let Some(b) = super::postgres().await {
+                if let Some((b, cleanup)) = super::postgres().await {
                     super::$name(b).await;
+                    cleanup.run().await;
                 }
             }
         }

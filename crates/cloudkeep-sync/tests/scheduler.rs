@@ -86,7 +86,24 @@ async fn sqlite() -> (Store, Option<tempfile::TempDir>) {
     (store, Some(dir))
 }
 
-async fn postgres() -> Option<Store> {
+/// Drops a test's PostgreSQL schema once the test is done with it.
+struct Cleanup {
+    base: String,
+    schema: String,
+}
+
+impl Cleanup {
+    async fn run(self) {
+        use sqlx::Connection;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&self.base).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+                .execute(&mut c)
+                .await;
+        }
+    }
+}
+
+async fn postgres() -> Option<(Store, Cleanup)> {
     let Ok(base) = std::env::var("CLOUDKEEP_TEST_POSTGRES_URL") else {
         eprintln!("skipped: CLOUDKEEP_TEST_POSTGRES_URL is not set");
         return None;
@@ -101,11 +118,10 @@ async fn postgres() -> Option<Store> {
             .expect("schema");
     }
     let sep = if base.contains('?') { '&' } else { '?' };
-    Some(
-        Store::open(&format!("{base}{sep}options=-c%20search_path%3D{schema}"))
-            .await
-            .expect("store"),
-    )
+    let store = Store::open(&format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+        .await
+        .expect("store");
+    Some((store, Cleanup { base, schema }))
 }
 
 macro_rules! both {
@@ -119,8 +135,9 @@ macro_rules! both {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(store) = super::postgres().await {
+                if let Some((store, cleanup)) = super::postgres().await {
                     super::$name(store).await;
+                    cleanup.run().await;
                 }
             }
         }
