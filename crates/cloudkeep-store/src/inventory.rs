@@ -433,20 +433,22 @@ impl Store {
         })
     }
 
-    /// Marks a connection's runs still `running` from before `before` as
-    /// interrupted: their process died (its job's lease ran out).
-    pub async fn interrupt_stale_runs(
+    /// Marks a connection's runs of trigger `trigger` still `running` as
+    /// interrupted. The scheduler calls it when it takes over a job whose
+    /// holder died: one job per connection is active at a time, so every
+    /// scheduled run of that connection still `running` was the dead worker's.
+    pub async fn interrupt_runs(
         &self,
         scope: &OrgScope,
         connection: ConnectionId,
-        before: DateTime<Utc>,
+        trigger: &str,
     ) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE sync_runs SET status = 'interrupted', finished_at = $4 WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND started_at < $3",
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = $4 WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND trigger_kind = $3",
         )
         .bind(scope.id())
         .bind(connection.to_string())
-        .bind(before.timestamp_millis())
+        .bind(trigger)
         .bind(now_ms())
         .execute(&self.pool)
         .await?;

@@ -11,6 +11,9 @@ use cloudkeep_store::{Job, OrgScope};
 
 use crate::{SyncDeps, SyncError, sync_connection};
 
+/// The trigger recorded on the runs the scheduler starts.
+const SCHEDULED: &str = "schedule";
+
 /// Where the scheduler reads the time, so tests can move it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
@@ -109,11 +112,7 @@ impl Scheduler {
             let lost = self
                 .deps
                 .store
-                .interrupt_stale_runs(
-                    scope,
-                    job.connection_id,
-                    self.clock.now() - self.config.lease,
-                )
+                .interrupt_runs(scope, job.connection_id, SCHEDULED)
                 .await?;
             if lost > 0 {
                 tracing::warn!(connection = %job.connection_id, runs = lost, "marked runs of a dead worker interrupted");
@@ -143,7 +142,7 @@ impl Scheduler {
             &self.deps,
             scope,
             job.connection_id,
-            "schedule",
+            SCHEDULED,
             "system:scheduler",
         )
         .await;

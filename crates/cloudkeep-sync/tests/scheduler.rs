@@ -314,6 +314,11 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(store: Store) {
         .begin_sync_run(&scope, conns[0], "schedule")
         .await
         .expect("run");
+    // A manual sync of the same connection is under way meanwhile, outside the job.
+    let manual_run = db
+        .begin_sync_run(&scope, conns[0], "manual")
+        .await
+        .expect("manual run");
     let survivor = scheduler(&env, "alive", clock.clone());
     assert_eq!(
         survivor.tick().await.expect("tick").ran,
@@ -336,11 +341,19 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(store: Store) {
         .sync_runs(&scope, Some(conns[0]), 10)
         .await
         .expect("runs");
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 3);
     let dead = runs.iter().find(|r| r.id == dead_run.id).expect("dead run");
     assert_eq!(
         dead.status, "interrupted",
         "the dead worker's run is marked"
+    );
+    let manual = runs
+        .iter()
+        .find(|r| r.id == manual_run.id)
+        .expect("manual run");
+    assert_eq!(
+        manual.status, "running",
+        "a manual run in progress is not the dead worker's"
     );
     assert!(runs.iter().any(|r| r.status == "succeeded"));
 }
