@@ -96,7 +96,10 @@ fn subscription_from(item: &Value) -> Result<AzureSubscription, AzureError> {
 }
 
 /// The assignment's role and scope, or `None` when it is for someone else.
-fn assignment_from(item: &Value, principal_id: &str) -> Result<Option<RoleAssignment>, AzureError> {
+fn assignment_from(
+    item: &Value,
+    principal_id: Option<&str>,
+) -> Result<Option<RoleAssignment>, AzureError> {
     let malformed = |why: &str| {
         AzureError::Malformed(format!(
             "a role assignment {why}: {}",
@@ -105,7 +108,9 @@ fn assignment_from(item: &Value, principal_id: &str) -> Result<Option<RoleAssign
     };
     let props = item.get("properties").unwrap_or(&Value::Null);
     let principal = text(props, "principalId");
-    if !principal.is_empty() && !principal.eq_ignore_ascii_case(principal_id.trim()) {
+    if principal_id
+        .is_some_and(|p| !principal.is_empty() && !principal.eq_ignore_ascii_case(p.trim()))
+    {
         return Ok(None);
     }
     let role_definition_id = text(props, "roleDefinitionId")
@@ -252,12 +257,37 @@ impl AzureClient {
         subscription_id: &str,
         principal_id: &str,
     ) -> Result<Vec<RoleAssignment>, AzureError> {
-        let subscription_id = subscription_id.trim();
         // OData string literal: a quote is written twice.
         let filter = format!(
             "principalId eq '{}'",
             principal_id.trim().replace('\'', "''")
         );
+        self.assignments_at_subscription(token, subscription_id, &filter, Some(principal_id))
+            .await
+    }
+
+    /// The roles a user holds on a subscription, directly or through the
+    /// groups they belong to (`assignedTo`), as the consent flow needs to
+    /// know where the signed-in user is Owner.
+    pub async fn roles_assigned_to(
+        &self,
+        token: &AccessToken,
+        subscription_id: &str,
+        object_id: &str,
+    ) -> Result<Vec<RoleAssignment>, AzureError> {
+        let filter = format!("assignedTo('{}')", object_id.trim().replace('\'', "''"));
+        self.assignments_at_subscription(token, subscription_id, &filter, None)
+            .await
+    }
+
+    async fn assignments_at_subscription(
+        &self,
+        token: &AccessToken,
+        subscription_id: &str,
+        filter: &str,
+        principal_id: Option<&str>,
+    ) -> Result<Vec<RoleAssignment>, AzureError> {
+        let subscription_id = subscription_id.trim();
         let url = self.arm_url(
             &[
                 "subscriptions",
@@ -266,7 +296,7 @@ impl AzureClient {
                 "Microsoft.Authorization",
                 "roleAssignments",
             ],
-            &[("$filter", &filter), ("api-version", AUTHORIZATION_API)],
+            &[("$filter", filter), ("api-version", AUTHORIZATION_API)],
         )?;
         let mut assignments: Vec<RoleAssignment> = Vec::new();
         for item in self.list(token, url).await? {
@@ -328,19 +358,21 @@ mod tests {
             },
             "id": "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/a1"
         });
-        let a = assignment_from(&item, "p1").expect("ok").expect("mine");
+        let a = assignment_from(&item, Some("p1"))
+            .expect("ok")
+            .expect("mine");
         assert_eq!(a.role_definition_id, "acdd72a7-3385-48ef-bd42-f606fba81ae7");
         assert_eq!(a.scope, "/subscriptions/s");
-        assert_eq!(assignment_from(&item, "p2").expect("ok"), None);
+        assert_eq!(assignment_from(&item, Some("p2")).expect("ok"), None);
 
         let no_scope = json!({
             "properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/x"},
             "id": "/providers/Microsoft.Authorization/roleAssignments/a2"
         });
-        let a = assignment_from(&no_scope, "p").expect("ok").expect("mine");
+        let a = assignment_from(&no_scope, None).expect("ok").expect("mine");
         assert_eq!(a.scope, "/");
         assert!(matches!(
-            assignment_from(&json!({"properties": {}}), "p"),
+            assignment_from(&json!({"properties": {}}), None),
             Err(AzureError::Malformed(_))
         ));
     }

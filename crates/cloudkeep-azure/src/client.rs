@@ -276,6 +276,19 @@ impl AzureClient {
         url: &Url,
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Answer, AzureError> {
+        self.send_with_retries(method, url, MAX_RETRIES, build)
+            .await
+    }
+
+    /// `send` with at most `max_retries` retries; 0 for a request that must
+    /// not be repeated (an authorisation code is redeemable once).
+    pub(crate) async fn send_with_retries(
+        &self,
+        method: Method,
+        url: &Url,
+        max_retries: u32,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, AzureError> {
         let mut retry = 0u32;
         loop {
             let pause = self.inner.pacer.delay(&method, url);
@@ -298,7 +311,7 @@ impl AzureClient {
                 }
                 Ok(answer) => {
                     let asked = retry_after(&answer.headers);
-                    if retry >= MAX_RETRIES {
+                    if retry >= max_retries {
                         tracing::warn!(%method, url = %url.path(), status = answer.status.as_u16(), retries = retry, "azure still failing after retries");
                         if answer.status == StatusCode::TOO_MANY_REQUESTS {
                             return Err(AzureError::Throttled {
@@ -316,7 +329,7 @@ impl AzureClient {
                 }
                 Err(Failure::Fatal(text)) => return Err(AzureError::Transport(text)),
                 Err(Failure::Retryable(text)) => {
-                    if retry >= MAX_RETRIES {
+                    if retry >= max_retries {
                         tracing::warn!(%method, url = %url.path(), error = %text, retries = retry, "azure unreachable after retries");
                         return Err(AzureError::Transport(text));
                     }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use cloudkeep_domain::SecretString;
 use reqwest::Method;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::client::AzureClient;
 use crate::error::{AzureError, CredentialErrorKind, entra_error, truncate_raw};
@@ -187,6 +188,103 @@ impl AzureClient {
         let token = parse_token(&answer.body, tenant_id)?;
         tracing::debug!(tenant_id = %token.tenant_id, object_id = %token.object_id, expires_at = %token.expires_at, "token issued");
         Ok(token)
+    }
+}
+
+/// The delegated scope the consent flow asks for: Resource Manager on the
+/// signed-in user's behalf.
+pub const ARM_USER_SCOPE: &str = "https://management.azure.com/user_impersonation";
+
+/// A PKCE pair (RFC 7636, S256): the verifier stays with cloudkeep, the
+/// challenge goes in the authorisation request.
+pub struct Pkce {
+    pub verifier: SecretString,
+    pub challenge: String,
+}
+
+impl Pkce {
+    pub fn new() -> Self {
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let verifier = engine.encode(rand::random::<[u8; 32]>());
+        let challenge = engine.encode(Sha256::digest(verifier.as_bytes()));
+        Pkce {
+            verifier: SecretString::new(verifier),
+            challenge,
+        }
+    }
+}
+
+impl Default for Pkce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What an authorisation-code sign-in needs besides the code.
+pub struct CodeRedemption<'a> {
+    pub client_id: &'a str,
+    pub client_secret: &'a SecretString,
+    pub redirect_uri: &'a str,
+    pub verifier: &'a SecretString,
+}
+
+impl AzureClient {
+    /// The URL that sends a browser to Entra ID's sign-in for the
+    /// authorisation-code flow with PKCE (S256). `tenant` may be
+    /// `organizations` when the user's tenant is not known yet.
+    pub fn authorize_url(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        state: &str,
+        pkce: &Pkce,
+        extra: &[(&str, &str)],
+    ) -> Result<reqwest::Url, AzureError> {
+        let mut url = self.authority_url(&[tenant.trim(), "oauth2", "v2.0", "authorize"])?;
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("response_mode", "query")
+            .append_pair("scope", ARM_USER_SCOPE)
+            .append_pair("state", state)
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("code_challenge_method", "S256")
+            .extend_pairs(extra);
+        Ok(url)
+    }
+
+    /// Redeems an authorisation code for a delegated Resource Manager token.
+    /// A code is good once, so the request is never retried.
+    pub async fn redeem_code(
+        &self,
+        tenant: &str,
+        code: &SecretString,
+        with: CodeRedemption<'_>,
+    ) -> Result<AccessToken, AzureError> {
+        let url = self.authority_url(&[tenant.trim(), "oauth2", "v2.0", "token"])?;
+        let answer = self
+            .send_with_retries(Method::POST, &url, 0, |request| {
+                request
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .form(&[
+                        ("grant_type", "authorization_code"),
+                        ("client_id", with.client_id),
+                        ("client_secret", with.client_secret.expose()),
+                        ("code", code.expose()),
+                        ("redirect_uri", with.redirect_uri),
+                        ("code_verifier", with.verifier.expose()),
+                        ("scope", ARM_USER_SCOPE),
+                    ])
+            })
+            .await?;
+        if !answer.status.is_success() {
+            let error = entra_error(answer.status, &answer.body);
+            tracing::info!(status = answer.status.as_u16(), %error, "authorisation code refused");
+            return Err(error);
+        }
+        parse_token(&answer.body, tenant)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The write path: the only code in cloudkeep that changes Azure. A
 //! `TagWriter` can issue the Tags API's `PATCH` (Merge, Delete) and nothing
-//! else; role assignments and the partner link of the consent flow will
-//! join it here.
+//! else; a `ConsentWriter`, used only by the consent flow, can create role
+//! assignments for cloudkeep's own service principal and the Partner Admin
+//! Link, and nothing else (it cannot remove or change either).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use crate::inventory::tags_of;
 use crate::token::AccessToken;
 
 const TAGS_API: &str = "2025-04-01";
+const AUTHORIZATION_API: &str = "2022-04-01";
+const PARTNER_API: &str = "2018-02-01";
 /// Polls of an accepted (202) tag write before giving up.
 const MAX_POLLS: u32 = 30;
 
@@ -141,5 +144,146 @@ impl<'a> TagWriter<'a> {
             code: "OperationTimedOut".into(),
             message: format!("the tag write at {location} did not finish"),
         })
+    }
+}
+
+/// What asking for a role assignment achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// Azure created it.
+    Created,
+    /// The principal already held the role at that scope.
+    AlreadyThere,
+}
+
+/// What asking for the Partner Admin Link achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartnerLink {
+    /// The principal is linked to this partner id (now or already).
+    Linked,
+    /// The principal is linked to another partner id, which is left alone.
+    LinkedElsewhere(String),
+}
+
+/// Creates role assignments and the Partner Admin Link, and nothing else.
+pub struct ConsentWriter<'a> {
+    client: &'a AzureClient,
+}
+
+impl<'a> ConsentWriter<'a> {
+    pub fn new(client: &'a AzureClient) -> Self {
+        ConsentWriter { client }
+    }
+
+    /// Assigns `role_definition_id` (a built-in role's GUID) to the service
+    /// principal `principal_id` on a subscription, with the signed-in
+    /// user's token. The assignment's name is chosen once, so the client's
+    /// retries of the `PUT` cannot create it twice; a 409
+    /// `RoleAssignmentExists` means the principal already holds the role.
+    pub async fn assign_role(
+        &self,
+        token: &AccessToken,
+        subscription_id: &str,
+        role_definition_id: &str,
+        principal_id: &str,
+    ) -> Result<Assignment, AzureError> {
+        let subscription_id = subscription_id.trim();
+        let name = uuid::Uuid::new_v4().to_string();
+        let url = self.client.arm_url(
+            &[
+                "subscriptions",
+                subscription_id,
+                "providers",
+                "Microsoft.Authorization",
+                "roleAssignments",
+                &name,
+            ],
+            &[("api-version", AUTHORIZATION_API)],
+        )?;
+        let body = json!({ "properties": {
+            "roleDefinitionId": format!(
+                "/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{}",
+                role_definition_id.trim()
+            ),
+            "principalId": principal_id.trim(),
+            // Named, so a principal created moments ago (replication delay) is accepted.
+            "principalType": "ServicePrincipal",
+        }});
+        let answer = self
+            .client
+            .send(Method::PUT, &url, |r| {
+                r.bearer_auth(token.token.expose()).json(&body)
+            })
+            .await?;
+        match answer.status {
+            StatusCode::OK | StatusCode::CREATED => Ok(Assignment::Created),
+            status => match arm_error(status, &answer.body) {
+                AzureError::Service { code, .. } if code == "RoleAssignmentExists" => {
+                    Ok(Assignment::AlreadyThere)
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Links the token's principal to the partner id
+    /// (`PUT /providers/Microsoft.ManagementPartner/partners/{id}`, no body).
+    pub async fn link_partner(
+        &self,
+        token: &AccessToken,
+        partner_id: &str,
+    ) -> Result<PartnerLink, AzureError> {
+        let partner_id = partner_id.trim();
+        let url = self.client.arm_url(
+            &[
+                "providers",
+                "Microsoft.ManagementPartner",
+                "partners",
+                partner_id,
+            ],
+            &[("api-version", PARTNER_API)],
+        )?;
+        let answer = self
+            .client
+            .send(Method::PUT, &url, |r| r.bearer_auth(token.token.expose()))
+            .await?;
+        if answer.status.is_success() {
+            return Ok(PartnerLink::Linked);
+        }
+        match arm_error(answer.status, &answer.body) {
+            AzureError::Service { code, .. } if code == "PartnerAlreadyExists" => {
+                let current = self.linked_partner(token).await?;
+                Ok(if current.as_deref() == Some(partner_id) {
+                    PartnerLink::Linked
+                } else {
+                    PartnerLink::LinkedElsewhere(current.unwrap_or_default())
+                })
+            }
+            other => Err(other),
+        }
+    }
+
+    /// The partner id the token's principal is linked to, if any.
+    async fn linked_partner(&self, token: &AccessToken) -> Result<Option<String>, AzureError> {
+        let url = self.client.arm_url(
+            &["providers", "Microsoft.ManagementPartner", "partners"],
+            &[("api-version", PARTNER_API)],
+        )?;
+        let answer = self
+            .client
+            .send(Method::GET, &url, |r| r.bearer_auth(token.token.expose()))
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(arm_error(answer.status, &answer.body));
+        }
+        let body: Value = serde_json::from_slice(&answer.body)
+            .map_err(|e| AzureError::Malformed(format!("a partner answer is not JSON: {e}")))?;
+        Ok(body
+            .pointer("/properties/partnerId")
+            .and_then(Value::as_str)
+            .map(str::to_string))
     }
 }

@@ -13,5 +13,7 @@ mod secret;
 pub mod tags;
 
 pub use ids::{ConnectionId, EventId, OrgId, SubscriptionId, TokenId, UserId};
-pub use model::{ConnectionStatus, ParseError, Permission, Role, SyncLevel};
+pub use model::{
+    AuthMethod, ConnectionStatus, OperatorApp, ParseError, Permission, Role, SyncLevel,
+};
 pub use secret::SecretString;

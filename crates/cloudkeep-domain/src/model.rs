@@ -212,6 +212,63 @@ impl FromStr for ConnectionStatus {
     }
 }
 
+/// How a connection proves itself to Entra ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// The customer's own service principal; its secret is sealed in the store.
+    ClientSecret,
+    /// The operator's multi-tenant application, consented in the tenant by
+    /// the consent flow; its secret is the operator's configuration, never
+    /// stored per connection.
+    OperatorApp,
+}
+
+impl AuthMethod {
+    pub const ALL: [AuthMethod; 2] = [AuthMethod::ClientSecret, AuthMethod::OperatorApp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecret => "client_secret",
+            AuthMethod::OperatorApp => "operator_app",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuthMethod {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AuthMethod::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| ParseError {
+                what: "authentication method",
+                value: s.to_string(),
+                expected: "client_secret, operator_app",
+            })
+    }
+}
+
+/// The operator's own multi-tenant Entra ID application: the service
+/// principal the consent flow assigns roles to, and the credential its
+/// connections sync with. Configured by whoever runs cloudkeep.
+#[derive(Debug, Clone)]
+pub struct OperatorApp {
+    pub client_id: String,
+    pub client_secret: crate::SecretString,
+    /// The service principal's object id, when the operator knows it; in a
+    /// customer's tenant it is read from the app-only token's `oid` claim.
+    pub object_id: Option<String>,
+    /// A Microsoft Partner Network id to link (Partner Admin Link).
+    pub partner_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

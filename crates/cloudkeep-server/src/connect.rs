@@ -19,7 +19,7 @@ const SECURITY_READER: (&str, &str) = ("Security Reader", "39bc4728-0917-49c7-9d
 const TAG_CONTRIBUTOR: (&str, &str) = ("Tag Contributor", "4a9ae827-6dc8-4573-8ac7-8239d42aa03f");
 const CONTRIBUTOR: (&str, &str) = ("Contributor", "b24988ac-6180-42a0-ab88-20f7382dd24c");
 const OWNER: (&str, &str) = ("Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635");
-const RECOMMENDED: [(&str, &str); 4] = [READER, COST_READER, SECURITY_READER, TAG_CONTRIBUTOR];
+pub const RECOMMENDED: [(&str, &str); 4] = [READER, COST_READER, SECURITY_READER, TAG_CONTRIBUTOR];
 const KNOWN: [(&str, &str); 6] = [
     READER,
     COST_READER,

@@ -7,6 +7,7 @@
 
 mod auth;
 mod connect;
+mod consent;
 mod error;
 mod metrics;
 mod routes;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use cloudkeep_azure::AzureClient;
+use cloudkeep_domain::OperatorApp;
 use cloudkeep_domain::crypto::KeyProvider;
 use cloudkeep_store::Store;
 use tokio::net::TcpListener;
@@ -36,6 +38,12 @@ pub struct ServerSettings {
     /// Default sync cadence and stale threshold of new connections.
     pub default_cadence: Duration,
     pub default_stale_after: Duration,
+    /// The operator's application, for the consent flow and the syncs of
+    /// the connections it makes; without it the consent flow is off.
+    pub operator: Option<OperatorApp>,
+    /// The URL browsers reach this server at, for the consent flow's
+    /// redirect URI (e.g. "https://cloudkeep.example.com").
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -45,6 +53,8 @@ impl Default for ServerSettings {
             secure_cookies: false,
             default_cadence: Duration::from_secs(86_400),
             default_stale_after: Duration::from_secs(2 * 86_400),
+            operator: None,
+            public_url: None,
         }
     }
 }
@@ -57,6 +67,8 @@ pub struct AppState {
     pub azure: AzureClient,
     pub settings: ServerSettings,
     metrics: Arc<metrics::Metrics>,
+    /// Consent flows under way, in memory only (they hold delegated tokens).
+    consent: Arc<consent::Flows>,
 }
 
 impl AppState {
@@ -72,6 +84,17 @@ impl AppState {
             azure,
             settings,
             metrics: Arc::default(),
+            consent: Arc::default(),
+        }
+    }
+
+    /// What the sync engine needs, from this state.
+    pub fn sync_deps(&self) -> cloudkeep_sync::SyncDeps {
+        cloudkeep_sync::SyncDeps {
+            store: self.store.clone(),
+            azure: self.azure.clone(),
+            keys: self.keys.clone(),
+            operator: self.settings.operator.clone(),
         }
     }
 }

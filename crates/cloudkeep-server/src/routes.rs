@@ -13,9 +13,12 @@ use axum::routing::get;
 use chrono::Utc;
 use cloudkeep_domain::password::hash_password;
 use cloudkeep_domain::{
-    ConnectionId, Permission, Role, SecretString, SubscriptionId, SyncLevel, TokenId, UserId,
+    AuthMethod, ConnectionId, Permission, Role, SecretString, SubscriptionId, SyncLevel, TokenId,
+    UserId,
 };
-use cloudkeep_store::{AuditEntry, AuditFilter, NewConnection, NewSubscription, NewUser};
+use cloudkeep_store::{
+    AuditEntry, AuditFilter, ConnectionCredential, NewConnection, NewSubscription, NewUser,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -52,6 +55,9 @@ fn api() -> OpenApiRouter<AppState> {
             update_connection,
             revoke_connection
         ))
+        .routes(routes!(crate::consent::start))
+        .routes(routes!(crate::consent::callback))
+        .routes(routes!(crate::consent::complete))
         .routes(routes!(reauth_connection))
         .routes(routes!(set_sync_level))
         .routes(routes!(sync_now))
@@ -128,7 +134,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     // A malformed id names nothing: it is answered as not found.
     raw.parse().map_err(|_| ApiError::not_found(what))
 }
@@ -544,7 +550,7 @@ async fn create_connection(
                 tenant_id: validated.token.tenant_id.clone(),
                 client_id: req.client_id.trim().to_string(),
                 principal_id: validated.token.object_id.clone(),
-                credential,
+                credential: ConnectionCredential::ClientSecret(credential),
                 cadence_secs: hours(req.cadence_hours, state.settings.default_cadence),
                 stale_after_secs: hours(req.stale_after_hours, state.settings.default_stale_after),
                 subscriptions,
@@ -629,6 +635,12 @@ async fn reauth_connection(
         return Err(ApiError::unprocessable(
             "revoked",
             "the connection was revoked; connect the tenant again instead",
+        ));
+    }
+    if current.auth_method == AuthMethod::OperatorApp {
+        return Err(ApiError::unprocessable(
+            "operator_app",
+            "this connection was made by consent and signs in with the operator's application, so it has no secret of yours to renew: if it needs re-authenticating, the operator must renew the application's secret, or run the consent flow again (GET /api/v1/connections/consent/start?connection=ID)",
         ));
     }
     state
@@ -730,14 +742,6 @@ async fn list_audit(
 
 // ---- sync ----
 
-fn sync_deps(state: &AppState) -> cloudkeep_sync::SyncDeps {
-    cloudkeep_sync::SyncDeps {
-        store: state.store.clone(),
-        azure: state.azure.clone(),
-        keys: state.keys.clone(),
-    }
-}
-
 #[utoipa::path(post, path = "/api/v1/connections/{id}/sync", tag = "sync", params(("id" = Uuid, Path, description = "connection id")),
     responses((status = 200, body = SyncRunView, description = "the finished run, with what it could not read")))]
 async fn sync_now(
@@ -748,7 +752,7 @@ async fn sync_now(
     caller.require(Permission::ManageConnections, "starting syncs")?;
     let id: ConnectionId = parse_id(&id, "connection")?;
     match cloudkeep_sync::sync_connection(
-        &sync_deps(&state),
+        &state.sync_deps(),
         caller.scope(),
         id,
         "manual",

@@ -193,6 +193,8 @@ pub struct ConnectionView {
     pub tenant_id: String,
     pub client_id: String,
     pub principal_id: String,
+    /// `client_secret` (the customer's service principal) or `operator_app`
+    /// (cloudkeep's own application, connected by consent).
     pub auth_method: String,
     /// active, needs_reauth, failing or revoked.
     pub status: String,
@@ -214,7 +216,7 @@ impl From<&cloudkeep_store::Connection> for ConnectionView {
             tenant_id: c.tenant_id.clone(),
             client_id: c.client_id.clone(),
             principal_id: c.principal_id.clone(),
-            auth_method: c.auth_method.clone(),
+            auth_method: c.auth_method.to_string(),
             status: c.status.to_string(),
             status_detail: c.status_detail.clone(),
             cadence_secs: c.cadence_secs,
@@ -452,4 +454,75 @@ pub struct ResolveRequest {
 pub struct ResolveResponse {
     /// The re-queued edit, for `keep_mine`.
     pub edit: Option<TagEditView>,
+}
+
+// ---- consent ----
+
+/// A subscription the signed-in Azure user can see, and whether they may
+/// assign roles on it (Owner or User Access Administrator).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OfferedSubscription {
+    pub subscription_id: String,
+    pub display_name: String,
+    pub can_assign_roles: bool,
+}
+
+/// The consent flow after sign-in: what the user may connect. Choose with
+/// `POST /api/v1/connections/consent/{flow}` before `expires_at`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentOffer {
+    pub flow: String,
+    pub tenant_id: String,
+    /// The connection the flow extends, if it was started for one.
+    pub connection_id: Option<Uuid>,
+    pub subscriptions: Vec<OfferedSubscription>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChoice {
+    /// Azure subscription ids to connect; empty or absent: every one the
+    /// user may assign roles on.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// Name of a new connection (default: "Azure tenant {tenant id}").
+    pub name: Option<String>,
+}
+
+/// One role assignment the flow asked Azure for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoleOutcome {
+    pub role: String,
+    /// `created`, `already_assigned` or `failed`.
+    pub outcome: String,
+    pub message: Option<String>,
+}
+
+/// What the flow did on one subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionConsent {
+    pub subscription_id: String,
+    /// `connected` (cloudkeep now reads it) or `failed`.
+    pub outcome: String,
+    pub message: Option<String>,
+    pub roles: Vec<RoleOutcome>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartnerLinkOutcome {
+    pub partner_id: String,
+    /// `linked`, `linked_elsewhere` (another partner id is kept) or `failed`.
+    pub outcome: String,
+    pub message: Option<String>,
+}
+
+/// The end of a consent flow: each step's outcome and the connection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentReport {
+    /// The connection created or extended; absent when no subscription
+    /// could be connected.
+    pub connection: Option<ConnectionView>,
+    pub subscriptions: Vec<SubscriptionConsent>,
+    pub partner_link: Option<PartnerLinkOutcome>,
 }

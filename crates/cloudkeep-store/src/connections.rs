@@ -1,7 +1,7 @@
 //! Connections to Azure tenants and the subscriptions under them.
 
 use chrono::{DateTime, Utc};
-use cloudkeep_domain::{ConnectionId, ConnectionStatus, SubscriptionId, SyncLevel};
+use cloudkeep_domain::{AuthMethod, ConnectionId, ConnectionStatus, SubscriptionId, SyncLevel};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -18,6 +18,14 @@ pub struct NewSubscription {
     pub permissions: Value,
 }
 
+/// How a new connection authenticates.
+pub enum ConnectionCredential {
+    /// The customer's service principal, its secret sealed for this connection.
+    ClientSecret(SealedCredential),
+    /// The operator's application (the consent flow); nothing is stored.
+    OperatorApp,
+}
+
 pub struct NewConnection {
     /// Chosen by the caller, which seals the credential for it first.
     pub id: ConnectionId,
@@ -26,7 +34,7 @@ pub struct NewConnection {
     pub client_id: String,
     /// The service principal's object id in the tenant.
     pub principal_id: String,
-    pub credential: SealedCredential,
+    pub credential: ConnectionCredential,
     pub cadence_secs: i64,
     pub stale_after_secs: i64,
     pub subscriptions: Vec<NewSubscription>,
@@ -50,7 +58,7 @@ pub struct Connection {
     pub tenant_id: String,
     pub client_id: String,
     pub principal_id: String,
-    pub auth_method: String,
+    pub auth_method: AuthMethod,
     pub status: ConnectionStatus,
     pub status_detail: Option<String>,
     pub cadence_secs: i64,
@@ -79,7 +87,7 @@ fn connection(row: &AnyRow) -> Result<Connection> {
         tenant_id: row.try_get("tenant_id")?,
         client_id: row.try_get("client_id")?,
         principal_id: row.try_get("principal_id")?,
-        auth_method: row.try_get("auth_method")?,
+        auth_method: parse(row, "auth_method")?,
         status: parse(row, "status")?,
         status_detail: row.try_get("status_detail")?,
         cadence_secs: row.try_get("cadence_secs")?,
@@ -122,6 +130,14 @@ impl Store {
             ));
         }
         let now = now_ms();
+        let (auth_method, blob, data_key_version) = match new.credential {
+            ConnectionCredential::ClientSecret(sealed) => (
+                AuthMethod::ClientSecret,
+                Some(sealed.blob),
+                Some(sealed.data_key_version),
+            ),
+            ConnectionCredential::OperatorApp => (AuthMethod::OperatorApp, None, None),
+        };
         let mut tx = self.pool.begin().await?;
         let subs: Vec<&str> = new
             .subscriptions
@@ -135,47 +151,87 @@ impl Store {
                 &new.actor,
                 "connection.created",
                 format!("connection:{}", new.id),
-                json!({"name": name, "tenant_id": new.tenant_id, "client_id": new.client_id, "subscriptions": subs}),
+                json!({"name": name, "tenant_id": new.tenant_id, "client_id": new.client_id, "auth_method": auth_method.as_str(), "subscriptions": subs}),
             ),
         )
         .await?;
         sqlx::query(
             "INSERT INTO connections (org_id, connection_id, name, tenant_id, client_id, auth_method, credential, data_key_version, \
              principal_id, status, cadence_secs, stale_after_secs, created_at, created_by, next_sync_at) \
-             VALUES ($1, $2, $3, $4, $5, 'client_secret', $6, $7, $8, 'active', $9, $10, $11, $12, $11)",
+             VALUES ($1, $2, $3, $4, $5, $13, $6, $7, $8, 'active', $9, $10, $11, $12, $11)",
         )
         .bind(scope.id())
         .bind(new.id.to_string())
         .bind(&name)
         .bind(&new.tenant_id)
         .bind(&new.client_id)
-        .bind(new.credential.blob)
-        .bind(new.credential.data_key_version)
+        .bind(blob)
+        .bind(data_key_version)
         .bind(&new.principal_id)
         .bind(new.cadence_secs)
         .bind(new.stale_after_secs)
         .bind(now)
         .bind(&new.actor)
+        .bind(auth_method.as_str())
         .execute(&mut *tx)
         .await?;
-        for s in &new.subscriptions {
-            sqlx::query(
-                "INSERT INTO subscriptions (org_id, subscription_id, connection_id, azure_id, display_name, sync_level, permissions, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(scope.id())
-            .bind(SubscriptionId::new().to_string())
-            .bind(new.id.to_string())
-            .bind(s.azure_id.to_ascii_lowercase())
-            .bind(&s.display_name)
-            .bind(s.sync_level.as_str())
-            .bind(s.permissions.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_subscriptions(&mut tx, scope, new.id, &new.subscriptions, now).await?;
         tx.commit().await?;
         self.connection(scope, new.id).await
+    }
+
+    /// Adds subscriptions to a live connection (the consent flow run again);
+    /// ones it already has are left as they are. Answers the connection.
+    pub async fn add_subscriptions(
+        &self,
+        scope: &OrgScope,
+        id: ConnectionId,
+        subscriptions: &[NewSubscription],
+        actor: &str,
+    ) -> Result<Connection> {
+        let current = self.connection(scope, id).await?;
+        if current.deleted_at.is_some() {
+            return Err(StoreError::Invalid(
+                "the connection was revoked; connect the tenant again instead".into(),
+            ));
+        }
+        let added: Vec<&NewSubscription> = subscriptions
+            .iter()
+            .filter(|new| {
+                !current
+                    .subscriptions
+                    .iter()
+                    .any(|s| s.azure_id.eq_ignore_ascii_case(&new.azure_id))
+            })
+            .collect();
+        if added.is_empty() {
+            return Ok(current);
+        }
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<&str> = added.iter().map(|s| s.azure_id.as_str()).collect();
+        append(
+            &mut tx,
+            scope,
+            &AuditEntry::new(
+                actor,
+                "connection.subscriptions_added",
+                format!("connection:{id}"),
+                json!({ "subscriptions": ids }),
+            ),
+        )
+        .await?;
+        let added: Vec<NewSubscription> = added
+            .into_iter()
+            .map(|s| NewSubscription {
+                azure_id: s.azure_id.clone(),
+                display_name: s.display_name.clone(),
+                sync_level: s.sync_level,
+                permissions: s.permissions.clone(),
+            })
+            .collect();
+        insert_subscriptions(&mut tx, scope, id, &added, now_ms()).await?;
+        tx.commit().await?;
+        self.connection(scope, id).await
     }
 
     pub async fn connections(&self, scope: &OrgScope) -> Result<Vec<Connection>> {
@@ -426,4 +482,30 @@ impl Store {
             ..current
         })
     }
+}
+
+async fn insert_subscriptions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    scope: &OrgScope,
+    connection: ConnectionId,
+    subscriptions: &[NewSubscription],
+    now: i64,
+) -> Result<()> {
+    for s in subscriptions {
+        sqlx::query(
+            "INSERT INTO subscriptions (org_id, subscription_id, connection_id, azure_id, display_name, sync_level, permissions, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(scope.id())
+        .bind(SubscriptionId::new().to_string())
+        .bind(connection.to_string())
+        .bind(s.azure_id.to_ascii_lowercase())
+        .bind(&s.display_name)
+        .bind(s.sync_level.as_str())
+        .bind(s.permissions.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

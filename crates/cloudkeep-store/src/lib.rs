@@ -28,7 +28,9 @@ pub use access::{
     User,
 };
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
-pub use connections::{Connection, NewConnection, NewSubscription, SubscriptionRecord};
+pub use connections::{
+    Connection, ConnectionCredential, NewConnection, NewSubscription, SubscriptionRecord,
+};
 pub use inventory::{
     InventoryCounts, ObservedResource, ResourceFilter, ResourceRecord, SyncRun, TagChange, Tags,
 };

@@ -5,7 +5,9 @@
 use chrono::{Duration, Utc};
 use cloudkeep_domain::crypto::{KeyProvider, LocalKeyFile};
 use cloudkeep_domain::password::hash_password;
-use cloudkeep_domain::{ConnectionId, ConnectionStatus, OrgId, Role, SecretString, SyncLevel};
+use cloudkeep_domain::{
+    AuthMethod, ConnectionId, ConnectionStatus, OrgId, Role, SecretString, SyncLevel,
+};
 use cloudkeep_store::{
     AuditEntry, AuditFilter, AuditProblemKind, NewConnection, NewOrganisation, NewSubscription,
     NewUser, OrgScope, Store, StoreError,
@@ -340,7 +342,7 @@ async fn connect(
                 tenant_id: "t-1".into(),
                 client_id: "c-1".into(),
                 principal_id: "p-1".into(),
-                credential,
+                credential: cloudkeep_store::ConnectionCredential::ClientSecret(credential),
                 cadence_secs: 86_400,
                 stale_after_secs: 172_800,
                 subscriptions: vec![NewSubscription {
@@ -731,4 +733,96 @@ async fn disable_guard(url: &str) {
         )
         .await;
     }
+}
+
+both!(consent_connections_store_no_secret_and_grow);
+async fn consent_connections_store_no_secret_and_grow(b: Backend) {
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("cs")).await;
+    let (_dir, keys) = keyfile();
+    let sub = |id: &str| NewSubscription {
+        azure_id: id.into(),
+        display_name: id.to_lowercase(),
+        sync_level: SyncLevel::ReadWriteTags,
+        permissions: json!({}),
+    };
+    let created = store
+        .create_connection(
+            &scope,
+            NewConnection {
+                id: ConnectionId::new(),
+                name: "By consent".into(),
+                tenant_id: "t-1".into(),
+                client_id: "operator-app".into(),
+                principal_id: "sp-1".into(),
+                credential: cloudkeep_store::ConnectionCredential::OperatorApp,
+                cadence_secs: 86_400,
+                stale_after_secs: 172_800,
+                subscriptions: vec![sub("SUB-1")],
+                actor: "user:test".into(),
+            },
+        )
+        .await
+        .expect("connection");
+    assert_eq!(created.auth_method, AuthMethod::OperatorApp);
+    assert!(
+        !created.has_credential,
+        "the operator's secret is not stored"
+    );
+    assert!(matches!(
+        store.open_credential(&scope, &keys, created.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Adding a known subscription (any case) and a new one adds only the new one.
+    let grown = store
+        .add_subscriptions(
+            &scope,
+            created.id,
+            &[sub("sub-1"), sub("SUB-2")],
+            "user:test",
+        )
+        .await
+        .expect("add");
+    let ids: Vec<&str> = grown
+        .subscriptions
+        .iter()
+        .map(|s| s.azure_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["sub-1", "sub-2"]);
+    let same = store
+        .add_subscriptions(&scope, created.id, &[sub("SUB-2")], "user:test")
+        .await
+        .expect("again");
+    assert_eq!(same.subscriptions.len(), 2);
+    let events = store
+        .audit_events(
+            &scope,
+            &AuditFilter {
+                action: Some("connection.subscriptions_added".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("audit");
+    assert_eq!(events.len(), 1, "nothing added, nothing audited");
+    assert_eq!(events[0].details["subscriptions"], json!(["SUB-2"]));
+    // Another organisation cannot add to it.
+    let (other, _) = org(store, &unique("cs2")).await;
+    assert!(matches!(
+        store
+            .add_subscriptions(&other, created.id, &[sub("SUB-3")], "user:x")
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Nor can anyone once it is revoked.
+    store
+        .revoke_connection(&scope, created.id, "user:test")
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        store
+            .add_subscriptions(&scope, created.id, &[sub("SUB-3")], "user:test")
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
 }

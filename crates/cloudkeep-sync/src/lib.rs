@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use cloudkeep_azure::{AccessToken, AzureClient, AzureError};
 use cloudkeep_domain::crypto::KeyProvider;
-use cloudkeep_domain::{ConnectionId, ConnectionStatus, SyncLevel};
+use cloudkeep_domain::{
+    AuthMethod, ConnectionId, ConnectionStatus, OperatorApp, SecretString, SyncLevel,
+};
 use cloudkeep_store::{OrgScope, Store, StoreError, SubscriptionRecord, SyncRun};
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
@@ -25,6 +27,8 @@ pub struct SyncDeps {
     pub store: Store,
     pub azure: AzureClient,
     pub keys: Arc<dyn KeyProvider>,
+    /// The operator's application, for connections made by consent.
+    pub operator: Option<OperatorApp>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +90,25 @@ pub async fn sync_connection(
         .store
         .begin_sync_run(scope, connection, trigger)
         .await?;
-    let secret = deps
-        .store
-        .open_credential(scope, deps.keys.as_ref(), connection)
-        .await?;
+    let Some(secret) = credential(deps, scope, &conn).await? else {
+        let detail = "this connection was made by consent and syncs with the operator's application, \
+                      which this server is not configured with (or whose client id changed): \
+                      set CLOUDKEEP_OPERATOR_CLIENT_ID and CLOUDKEEP_OPERATOR_CLIENT_SECRET";
+        deps.store
+            .set_connection_status(
+                scope,
+                connection,
+                ConnectionStatus::Failing,
+                Some(detail),
+                actor,
+            )
+            .await?;
+        let errors = json!([{ "kind": "operator_app_missing", "message": detail }]);
+        return Ok(deps
+            .store
+            .finish_sync_run(scope, &run, "failed", &json!({}), &errors, actor)
+            .await?);
+    };
     let mut token = match deps
         .azure
         .client_credentials_token(&conn.tenant_id, &conn.client_id, &secret)
@@ -195,6 +214,27 @@ pub async fn sync_connection(
             actor,
         )
         .await?)
+}
+
+/// The secret a connection signs in with, in memory: its own sealed one, or
+/// the operator's application's (`None` when this server has none for it).
+async fn credential(
+    deps: &SyncDeps,
+    scope: &OrgScope,
+    conn: &cloudkeep_store::Connection,
+) -> Result<Option<SecretString>, SyncError> {
+    Ok(match conn.auth_method {
+        AuthMethod::ClientSecret => Some(
+            deps.store
+                .open_credential(scope, deps.keys.as_ref(), conn.id)
+                .await?,
+        ),
+        AuthMethod::OperatorApp => deps
+            .operator
+            .as_ref()
+            .filter(|op| op.client_id.eq_ignore_ascii_case(&conn.client_id))
+            .map(|op| op.client_secret.clone()),
+    })
 }
 
 fn failure(sub: &SubscriptionRecord, step: &str, e: &CollectError) -> Value {

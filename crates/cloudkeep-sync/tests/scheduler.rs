@@ -71,6 +71,7 @@ async fn env(store: Store) -> Env {
             store,
             azure,
             keys: Arc::new(keys),
+            operator: None,
         },
         scenario,
         _sim: sim,
@@ -189,7 +190,7 @@ async fn org_with_connections(env: &Env, n: usize) -> (OrgScope, Vec<ConnectionI
                     tenant_id: tenant["tenant_id"].as_str().expect("tid").into(),
                     client_id: sp["client_id"].as_str().expect("cid").into(),
                     principal_id: sp["object_id"].as_str().expect("oid").into(),
-                    credential,
+                    credential: cloudkeep_store::ConnectionCredential::ClientSecret(credential),
                     cadence_secs: 86_400,
                     stale_after_secs: 172_800,
                     subscriptions: vec![NewSubscription {

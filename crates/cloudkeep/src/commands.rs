@@ -31,6 +31,8 @@ async fn state(config: &Config) -> Result<AppState> {
     let azure = AzureClient::new(config.azure()?)?;
     let settings = ServerSettings {
         secure_cookies: config.secure_cookies,
+        operator: config.operator.clone(),
+        public_url: Some(config.public_url.clone()),
         ..ServerSettings::default()
     };
     Ok(AppState::new(store, Arc::new(keys), azure, settings))
@@ -48,11 +50,7 @@ fn spawn_scheduler(
     if !config.scheduler {
         return None;
     }
-    let deps = cloudkeep_sync::SyncDeps {
-        store: state.store.clone(),
-        azure: state.azure.clone(),
-        keys: state.keys.clone(),
-    };
+    let deps = state.sync_deps();
     let settings = cloudkeep_sync::scheduler::SchedulerConfig {
         poll: config.scheduler_poll,
         ..Default::default()
@@ -241,22 +239,28 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         ..Default::default()
     })
     .await?;
+    let scenario = scenario(&sim).await?;
     let mut config = Config::load(None, Some(&args.data_dir))?;
-    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}: choose another port with --port"))?;
+    config.listening_on(listener.local_addr()?);
     config.azure_authority = sim.url.clone();
     config.azure_arm = sim.url.clone();
     config.azure_ca_file = Some(sim.ca_path.clone());
+    // The simulator's cloudkeep application stands for the operator's, so
+    // connecting by consent works in the demo.
+    let app = &scenario["application"];
+    config.operator = Some(cloudkeep_domain::OperatorApp {
+        client_id: text(app, "client_id")?,
+        client_secret: SecretString::new(text(app, "client_secret")?),
+        object_id: None,
+        partner_id: None,
+    });
     let state = state(&config).await?;
     let store = state.store.clone();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: choose another port with --port",
-                config.listen
-            )
-        })?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let url = config.public_url.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cloudkeep_server::run(listener, state, None, async move {
         let _ = stopped.await;
@@ -281,13 +285,23 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
             (password, token)
         }
     };
-    connect_simulator(&url, &sim, &api_token).await?;
+    connect_simulator(&url, &scenario, &api_token).await?;
+    let consent_user = scenario["tenants"][0]["users"]
+        .as_array()
+        .and_then(|users| users.iter().find(|u| u["key"] == "partial-owner"));
 
     println!("cloudkeep demo is running");
     println!("  API:       {url}/api/v1   (OpenAPI: {url}/api/v1/openapi.json)");
     println!("  sign in:   {DEMO_OWNER} / {}", password.expose());
     println!("  API token: {}", api_token.expose());
     println!("  simulator: {} (CA {})", sim.url, sim.ca_path.display());
+    if let Some(user) = consent_user {
+        println!(
+            "  consent:   signed in, open {url}/api/v1/connections/consent/start; the simulator's Azure Owner is {} / {}",
+            user["upn"].as_str().unwrap_or_default(),
+            user["password"].as_str().unwrap_or_default()
+        );
+    }
     println!(
         "  try:       curl -H 'Authorization: Bearer {}' {url}/api/v1/connections",
         api_token.expose()
@@ -306,21 +320,32 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// Connects the simulator's tenant through the API, as a user would.
-async fn connect_simulator(
-    url: &str,
-    sim: &cloudkeep_sim::RunningSim,
-    token: &SecretString,
-) -> Result<()> {
+/// The simulator's scenario: its tenants, principals and application.
+async fn scenario(sim: &cloudkeep_sim::RunningSim) -> Result<serde_json::Value> {
     let sim_http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes())?)
         .build()?;
-    let scenario: serde_json::Value = sim_http
+    Ok(sim_http
         .get(format!("{}/_sim/scenario", sim.url))
         .send()
         .await?
         .json()
-        .await?;
+        .await?)
+}
+
+fn text(v: &serde_json::Value, key: &str) -> Result<String> {
+    v[key]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("the simulator's scenario has no '{key}'"))
+}
+
+/// Connects the simulator's tenant through the API, as a user would.
+async fn connect_simulator(
+    url: &str,
+    scenario: &serde_json::Value,
+    token: &SecretString,
+) -> Result<()> {
     let tenant = &scenario["tenants"][0];
     let tenant_id = tenant["tenant_id"]
         .as_str()

@@ -14,6 +14,11 @@
 //! | `CLOUDKEEP_AZURE_CA_FILE` | `azure.ca_file` | none (an extra CA to trust, e.g. the simulator's) |
 //! | `CLOUDKEEP_SCHEDULER` | `scheduler.enabled` | `on` (`off` for an API-only instance) |
 //! | `CLOUDKEEP_SCHEDULER_POLL_SECS` | `scheduler.poll_secs` | `15` |
+//! | `CLOUDKEEP_PUBLIC_URL` | `server.public_url` | `http(s)://{listen}` (the URL browsers reach; the consent flow's redirect URI is under it) |
+//! | `CLOUDKEEP_OPERATOR_CLIENT_ID` | `operator.client_id` | none (the consent flow is off without it) |
+//! | `CLOUDKEEP_OPERATOR_CLIENT_SECRET` | `operator.client_secret` | none |
+//! | `CLOUDKEEP_OPERATOR_OBJECT_ID` | `operator.object_id` | none (read from the app-only token) |
+//! | `CLOUDKEEP_PARTNER_ID` | `operator.partner_id` | none (no Partner Admin Link) |
 //! | `CLOUDKEEP_LOG` | — | `info` (a tracing filter) |
 //! | `CLOUDKEEP_LOG_FORMAT` | `log.format` | `json` (`text` for people) |
 
@@ -21,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use cloudkeep_domain::{OperatorApp, SecretString};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +45,18 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     scheduler: SchedulerSection,
+    #[serde(default)]
+    operator: OperatorSection,
+}
+
+/// The operator's own multi-tenant application, for onboarding by consent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorSection {
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    object_id: Option<String>,
+    partner_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +73,7 @@ struct ServerSection {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     secure_cookies: Option<bool>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +118,8 @@ pub struct Config {
     pub log_json: bool,
     pub scheduler: bool,
     pub scheduler_poll: std::time::Duration,
+    pub public_url: String,
+    pub operator: Option<OperatorApp>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -182,7 +203,13 @@ impl Config {
             })?,
             None => parsed.scheduler.poll_secs.unwrap_or(15),
         };
+        let public_url = env("CLOUDKEEP_PUBLIC_URL")
+            .or(parsed.server.public_url)
+            .unwrap_or_else(|| default_public_url(listen, tls.is_some()));
+        let operator = operator(parsed.operator)?;
         Ok(Config {
+            public_url,
+            operator,
             listen,
             tls,
             secure_cookies,
@@ -203,6 +230,13 @@ impl Config {
         })
     }
 
+    /// Points the configuration at a server listening on `addr` (for a
+    /// listener bound to port 0, once its port is known).
+    pub fn listening_on(&mut self, addr: SocketAddr) {
+        self.listen = addr;
+        self.public_url = default_public_url(addr, self.tls.is_some());
+    }
+
     pub fn azure(&self) -> Result<cloudkeep_azure::AzureConfig> {
         let extra_ca_pem = match &self.azure_ca_file {
             Some(p) => Some(
@@ -217,6 +251,41 @@ impl Config {
             extra_ca_pem,
             timeout: std::time::Duration::from_secs(30),
         })
+    }
+}
+
+fn default_public_url(listen: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    if listen.ip().is_unspecified() {
+        format!("{scheme}://localhost:{}", listen.port())
+    } else {
+        format!("{scheme}://{listen}")
+    }
+}
+
+/// The operator's application: both its id and secret, or neither.
+fn operator(file: OperatorSection) -> Result<Option<OperatorApp>> {
+    let client_id = env("CLOUDKEEP_OPERATOR_CLIENT_ID").or(file.client_id);
+    let secret = env("CLOUDKEEP_OPERATOR_CLIENT_SECRET")
+        .map(SecretString::new)
+        .or(file.client_secret);
+    let partner_id = env("CLOUDKEEP_PARTNER_ID").or(file.partner_id);
+    if let Some(p) = &partner_id {
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
+            bail!("the partner id '{p}' is not a Microsoft Partner Network id (digits only)");
+        }
+    }
+    match (client_id, secret) {
+        (Some(client_id), Some(client_secret)) => Ok(Some(OperatorApp {
+            client_id,
+            client_secret,
+            object_id: env("CLOUDKEEP_OPERATOR_OBJECT_ID").or(file.object_id),
+            partner_id,
+        })),
+        (None, None) => Ok(None),
+        _ => bail!(
+            "the operator's application needs both a client id and a client secret: set operator.client_id and operator.client_secret (or CLOUDKEEP_OPERATOR_CLIENT_ID and CLOUDKEEP_OPERATOR_CLIENT_SECRET)"
+        ),
     }
 }
 

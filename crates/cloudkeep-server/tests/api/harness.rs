@@ -6,12 +6,15 @@ use std::sync::Arc;
 use cloudkeep_azure::{AzureClient, AzureConfig};
 use cloudkeep_domain::crypto::LocalKeyFile;
 use cloudkeep_domain::password::hash_password;
-use cloudkeep_domain::{Role, SecretString};
+use cloudkeep_domain::{OperatorApp, Role, SecretString};
 use cloudkeep_server::{AppState, ServerSettings};
 use cloudkeep_sim::{Preset, RunningSim, SimConfig};
 use cloudkeep_store::{NewOrganisation, NewUser, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+/// The Microsoft Partner Network id the test server links.
+pub const PARTNER_ID: &str = "4567890";
 
 pub struct App {
     pub url: String,
@@ -65,25 +68,11 @@ pub async fn spawn_app() -> App {
         timeout: std::time::Duration::from_secs(10),
     })
     .expect("azure client");
-    let state = AppState::new(
-        store.clone(),
-        Arc::new(keys),
-        azure,
-        ServerSettings::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(cloudkeep_server::run(listener, state, None, async move {
-        let _ = stopped.await;
-    }));
     let sim_http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes()).expect("ca"))
         .build()
         .expect("client");
-    let scenario = sim_http
+    let scenario: Value = sim_http
         .get(format!("{}/_sim/scenario", sim.url))
         .send()
         .await
@@ -91,6 +80,38 @@ pub async fn spawn_app() -> App {
         .json()
         .await
         .expect("json");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    // The simulator's cloudkeep application is the operator's, as in the demo.
+    let operator = OperatorApp {
+        client_id: scenario["application"]["client_id"]
+            .as_str()
+            .expect("app")
+            .into(),
+        client_secret: SecretString::new(
+            scenario["application"]["client_secret"]
+                .as_str()
+                .expect("secret"),
+        ),
+        object_id: None,
+        partner_id: Some(PARTNER_ID.into()),
+    };
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(keys),
+        azure,
+        ServerSettings {
+            operator: Some(operator),
+            public_url: Some(url.clone()),
+            ..ServerSettings::default()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(cloudkeep_server::run(listener, state, None, async move {
+        let _ = stopped.await;
+    }));
     App {
         url,
         store,

@@ -16,6 +16,7 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
     Some(match path {
         p if p.ends_with("/reauth") => json!({"client_secret": "x"}),
         p if p.ends_with("/resolve") => json!({"resolution": "take_theirs"}),
+        p if p.starts_with("/api/v1/connections/consent/") => json!({"subscriptions": []}),
         p if p.starts_with("/api/v1/connections/") => {
             json!({"name": "taken over", "cadence_hours": 1})
         }
@@ -121,7 +122,10 @@ async fn no_route_reaches_another_organisations_data() {
                 .replace("/tokens/{id}", &format!("/tokens/{token_id}"))
                 .replace("/sync-runs/{id}", &format!("/sync-runs/{run_id}"))
                 .replace("/resources/{id}", &format!("/resources/{resource_id}"))
-                .replace("/tag-edits/{id}", &format!("/tag-edits/{edit_id}"));
+                .replace("/tag-edits/{id}", &format!("/tag-edits/{edit_id}"))
+                // Consent flows are bound to a browser session; the consent
+                // tests check that another session cannot reach one.
+                .replace("/consent/{flow}", "/consent/cs_not_this_session");
             assert!(
                 !path.contains('{'),
                 "{template}: a path parameter this test does not know; teach it"

@@ -2,6 +2,7 @@
 //! Azure simulator behind it.
 
 mod connections;
+mod consent;
 mod harness;
 mod isolation;
 mod openapi;
