@@ -455,3 +455,145 @@ async fn a_refused_sign_in_changes_nothing_and_says_why() {
         .await;
     assert_eq!(connections, json!([]));
 }
+
+#[tokio::test]
+async fn azure_refusing_one_subscription_leaves_the_others_connected() {
+    let app = spawn_app().await;
+    let org = app.org("partly").await;
+    let dana = user(&app, "partial-owner");
+    let owned = subscriptions_with(&dana, OWNER);
+    let browser = Browser::signed_in(&app, &org).await;
+    let callback = browser
+        .sign_in_at_entra(
+            &app,
+            "/api/v1/connections/consent/start",
+            dana["upn"].as_str().expect("upn"),
+            dana["password"].as_str().expect("password"),
+        )
+        .await;
+    let (status, offer) = browser.get(callback).await;
+    assert_eq!(status, StatusCode::OK, "{offer}");
+    // Between the offer and the choice, the user loses Owner on the second
+    // subscription: Azure itself refuses the role assignments there.
+    app.sim_control(
+        Method::DELETE,
+        "/_sim/role-assignments",
+        json!({"principal_id": dana["object_id"], "role": OWNER, "scope": format!("/subscriptions/{}", owned[1])}),
+    )
+    .await;
+    let (status, report) = browser
+        .complete(
+            &app,
+            offer["flow"].as_str().expect("flow"),
+            json!({"subscriptions": [owned[0], owned[1]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let subs = report["subscriptions"].as_array().expect("subs");
+    assert_eq!(subs[0]["outcome"], "connected", "{report}");
+    assert_eq!(subs[1]["outcome"], "failed", "{report}");
+    for role in subs[1]["roles"].as_array().expect("roles") {
+        assert_eq!(role["outcome"], "failed", "{role}");
+        assert!(
+            role["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("AuthorizationFailed"),
+            "Azure's refusal is passed on: {role}"
+        );
+    }
+    let connected = report["connection"]["subscriptions"]
+        .as_array()
+        .expect("subs");
+    assert_eq!(connected.len(), 1, "the refused one is not recorded");
+    let (_, audit) = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/audit?action=consent.role_failed",
+            None,
+        )
+        .await;
+    let failed = audit["events"]
+        .as_array()
+        .or(audit.as_array())
+        .expect("events")
+        .len();
+    assert_eq!(failed, 4, "each refused assignment is audited: {audit}");
+}
+
+#[tokio::test]
+async fn a_consent_connection_without_its_application_fails_its_sync_plainly() {
+    let app = spawn_app().await;
+    let org = app.org("orphaned").await;
+    let scope = app
+        .store
+        .authenticate_token(&cloudkeep_domain::SecretString::new(org.token.clone()))
+        .await
+        .expect("auth")
+        .expect("valid")
+        .scope;
+    // Made by consent with an application this server is not configured with.
+    let conn = app
+        .store
+        .create_connection(
+            &scope,
+            cloudkeep_store::NewConnection {
+                id: cloudkeep_domain::ConnectionId::new(),
+                name: "Other operator".into(),
+                tenant_id: app.tenant()["tenant_id"].as_str().expect("tid").into(),
+                client_id: "00000000-0000-0000-0000-0000000000aa".into(),
+                principal_id: "sp".into(),
+                credential: cloudkeep_store::ConnectionCredential::OperatorApp,
+                cadence_secs: 86_400,
+                stale_after_secs: 172_800,
+                subscriptions: Vec::new(),
+                actor: "system:test".into(),
+            },
+        )
+        .await
+        .expect("connection");
+    let seq = app.sim_last_seq().await;
+    let (status, run) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/connections/{}/sync", conn.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["errors"][0]["kind"], "operator_app_missing", "{run}");
+    assert!(
+        app.sim_requests(seq).await.is_empty(),
+        "no credential was tried against Azure"
+    );
+    let (_, c) = app
+        .call(
+            &org.token,
+            Method::GET,
+            &format!("/api/v1/connections/{}", conn.id),
+            None,
+        )
+        .await;
+    assert_eq!(c["status"], "failing");
+    assert!(
+        c["status_detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CLOUDKEEP_OPERATOR_CLIENT_ID"),
+        "{c}"
+    );
+    // Nor can it be "re-authenticated" with a secret of the user's.
+    let (status, body) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/connections/{}/reauth", conn.id),
+            Some(json!({"client_secret": "anything"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "operator_app");
+}
