@@ -148,10 +148,10 @@ impl<'a> TagWriter<'a> {
 }
 
 /// What asking for a role assignment achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assignment {
-    /// Azure created it.
-    Created,
+    /// Azure created it; its resource id, for whoever removes it later.
+    Created(String),
     /// The principal already held the role at that scope.
     AlreadyThere,
 }
@@ -216,7 +216,9 @@ impl<'a> ConsentWriter<'a> {
             })
             .await?;
         match answer.status {
-            StatusCode::OK | StatusCode::CREATED => Ok(Assignment::Created),
+            StatusCode::OK | StatusCode::CREATED => Ok(Assignment::Created(format!(
+                "/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleAssignments/{name}"
+            ))),
             status => match arm_error(status, &answer.body) {
                 AzureError::Service { code, .. } if code == "RoleAssignmentExists" => {
                     Ok(Assignment::AlreadyThere)

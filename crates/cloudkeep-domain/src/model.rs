@@ -257,14 +257,13 @@ impl FromStr for AuthMethod {
 
 /// The operator's own multi-tenant Entra ID application: the service
 /// principal the consent flow assigns roles to, and the credential its
-/// connections sync with. Configured by whoever runs cloudkeep.
+/// connections sync with. Configured by whoever runs cloudkeep. (Its
+/// service principal's object id differs in every tenant, so it is read
+/// from the app-only token's `oid` there, never configured.)
 #[derive(Debug, Clone)]
 pub struct OperatorApp {
     pub client_id: String,
     pub client_secret: crate::SecretString,
-    /// The service principal's object id, when the operator knows it; in a
-    /// customer's tenant it is read from the app-only token's `oid` claim.
-    pub object_id: Option<String>,
     /// A Microsoft Partner Network id to link (Partner Admin Link).
     pub partner_id: Option<String>,
 }

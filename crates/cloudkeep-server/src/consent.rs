@@ -8,21 +8,28 @@
 //! and offers the subscriptions; `complete` assigns the roles, links the
 //! partner id and stores the connection. The delegated token lives only in
 //! the flow, in this process's memory, until `complete` (or the flow's
-//! expiry) drops it: it is never stored, logged or returned. A flow is bound
-//! to the organisation, user and browser session that started it, so the
-//! callback and the choice must come through the same server process.
+//! expiry, enforced by `Flows::sweep`) drops it: it is never stored, logged
+//! or returned.
+//!
+//! A flow is bound to the organisation, user and session that started it,
+//! and to a flow cookie set by `start` (SameSite=Lax, so it survives Entra
+//! ID's cross-site redirect): someone who plants their session in a
+//! victim's browser still lacks the flow cookie. Its `state` names the
+//! process that holds it, so a request that reaches another instance gets a
+//! clear answer instead of "not found".
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use cloudkeep_azure::write::{Assignment, ConsentWriter, PartnerLink};
 use cloudkeep_azure::{AccessToken, AzureError, CodeRedemption, Pkce};
+use cloudkeep_domain::password::random_token;
 use cloudkeep_domain::{
     AuthMethod, ConnectionId, OperatorApp, OrgId, Permission, SecretString, UserId,
 };
@@ -30,7 +37,7 @@ use cloudkeep_store::{
     AuditEntry, Connection, ConnectionCredential, Credential, NewConnection, NewSubscription,
 };
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use crate::auth::Caller;
@@ -48,22 +55,42 @@ const ANY_WORK_ACCOUNT: &str = "organizations";
 const SIGN_IN_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// How long the user has to choose after signing in (bounded by the token too).
 const CHOICE_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// The token must outlive the role writes: the choice closes this long
+/// before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Flows one process holds at most (each is a few hundred bytes).
+const MAX_FLOWS: usize = 10_000;
 /// Roles that may create role assignments: Owner, User Access Administrator.
 const MAY_ASSIGN: [&str; 2] = [
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
 ];
 pub const CALLBACK_PATH: &str = "/api/v1/connections/consent/callback";
+const FLOW_COOKIE: &str = "cloudkeep_consent";
 
-/// Consent flows under way, keyed by their `state` value.
-#[derive(Default)]
-pub struct Flows(Mutex<HashMap<String, Flow>>);
+/// Consent flows under way in this process, keyed by their `state`.
+pub struct Flows {
+    /// Names this process in every `state` it issues.
+    instance: String,
+    flows: Mutex<HashMap<String, Flow>>,
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Flows {
+            instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            flows: Mutex::default(),
+        }
+    }
+}
 
 struct Flow {
     org: OrgId,
     user: UserId,
     /// The session's CSRF token: the flow answers only to that session.
     session: String,
+    /// The flow cookie's value.
+    cookie: String,
     connection: Option<ConnectionId>,
     expires: Instant,
     stage: Stage,
@@ -89,28 +116,78 @@ struct Offered {
 }
 
 impl Flows {
-    fn insert(&self, state: String, flow: Flow) {
-        let mut flows = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        flows.retain(|_, f| f.expires > now);
-        flows.insert(state, flow);
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Flow>> {
+        self.flows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a live flow out if it belongs to this caller and is at the
-    /// step asked for (signed in or not); any other flow is left in place
-    /// and reported as unknown.
-    fn take(&self, state: &str, caller: &Caller, signed_in: bool) -> Option<Flow> {
-        let mut flows = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    /// Drops expired flows, and with them any user token they held.
+    pub fn sweep(&self) {
         let now = Instant::now();
-        flows.retain(|_, f| f.expires > now);
-        let session = session_of(caller)?;
+        self.lock().retain(|_, f| f.expires > now);
+    }
+
+    fn new_state(&self) -> String {
+        format!("{}.{}", self.instance, random_token("").expose())
+    }
+
+    /// Starts a flow; a session has one at a time, so a new start replaces
+    /// the session's earlier one.
+    fn insert(&self, state: String, flow: Flow) -> Result<(), ApiError> {
+        self.sweep();
+        let mut flows = self.lock();
+        flows.retain(|_, f| f.session != flow.session);
+        if flows.len() >= MAX_FLOWS {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "consent_busy",
+                "too many consent flows are under way on this server; try again in a few minutes",
+            ));
+        }
+        flows.insert(state, flow);
+        Ok(())
+    }
+
+    fn put_back(&self, state: String, flow: Flow) {
+        self.lock().insert(state, flow);
+    }
+
+    /// Takes a live flow out if it belongs to this caller and browser and
+    /// is at the step asked for (signed in or not); any other flow is left
+    /// in place and reported as unknown.
+    fn take(
+        &self,
+        state: &str,
+        caller: &Caller,
+        headers: &HeaderMap,
+        signed_in: bool,
+    ) -> Result<Flow, ApiError> {
+        if state.split_once('.').map(|(i, _)| i) != Some(self.instance.as_str()) {
+            return Err(if state.contains('.') {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "consent_other_instance",
+                    "this consent flow was started on another cloudkeep instance, which holds it in memory: route /api/v1/connections/consent/* to one instance per session (session affinity), or start again",
+                )
+            } else {
+                unknown_flow()
+            });
+        }
+        self.sweep();
+        let session = session_of(caller).ok_or_else(unknown_flow)?;
+        let cookie = cookie(headers, FLOW_COOKIE).ok_or_else(unknown_flow)?;
+        let mut flows = self.lock();
         let mine = flows.get(state).is_some_and(|f| {
             f.org == caller.scope().org()
                 && f.user == caller.0.user.id
                 && f.session == session
+                && f.cookie == cookie
                 && matches!(f.stage, Stage::SignedIn { .. }) == signed_in
         });
-        if mine { flows.remove(state) } else { None }
+        if mine {
+            flows.remove(state).ok_or_else(unknown_flow)
+        } else {
+            Err(unknown_flow())
+        }
     }
 }
 
@@ -121,11 +198,22 @@ fn session_of(caller: &Caller) -> Option<String> {
     }
 }
 
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
 fn unknown_flow() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "consent_flow_not_found",
-        "this consent flow does not exist, has expired, or was started in another session: start again at /api/v1/connections/consent/start",
+        "this consent flow does not exist, has expired, or was started in another session or browser: start again at /api/v1/connections/consent/start",
     )
 }
 
@@ -140,12 +228,6 @@ fn operator(state: &AppState) -> Result<(&OperatorApp, &str), ApiError> {
     }
 }
 
-fn random_state() -> String {
-    cloudkeep_domain::password::random_token("cs_")
-        .expose()
-        .to_string()
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StartQuery {
@@ -157,7 +239,7 @@ pub struct StartQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/connections/consent/start", tag = "connections", params(StartQuery),
-    responses((status = 303, description = "to Entra ID's sign-in (Location)"), (status = 409, description = "consent is not configured on this server")))]
+    responses((status = 303, description = "to Entra ID's sign-in (Location), with the flow cookie"), (status = 409, description = "consent is not configured on this server")))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -179,12 +261,16 @@ pub async fn start(
         None => None,
     };
     let pkce = Pkce::new();
-    let flow_state = random_state();
+    let flow_state = state.consent.new_state();
     let redirect_uri = format!("{public_url}{CALLBACK_PATH}");
-    let mut extra = vec![("prompt", "consent")];
-    if let Some(hint) = q.login_hint.as_deref() {
-        extra.push(("login_hint", hint));
-    }
+    // No `prompt`: Entra asks for consent only where it is missing, and a
+    // forced prompt would stop Owners whose tenant restricts user consent.
+    let extra: Vec<(&str, &str)> = q
+        .login_hint
+        .as_deref()
+        .map(|hint| ("login_hint", hint))
+        .into_iter()
+        .collect();
     let url = state
         .azure
         .authorize_url(
@@ -196,12 +282,14 @@ pub async fn start(
             &extra,
         )
         .map_err(explain)?;
+    let flow_cookie = random_token("").expose().to_string();
     state.consent.insert(
         flow_state,
         Flow {
             org: caller.scope().org(),
             user: caller.0.user.id,
             session,
+            cookie: flow_cookie.clone(),
             connection,
             expires: Instant::now() + SIGN_IN_WINDOW,
             stage: Stage::SigningIn {
@@ -209,8 +297,24 @@ pub async fn start(
                 redirect_uri,
             },
         },
+    )?;
+    let secure = if state.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let set_cookie = format!(
+        "{FLOW_COOKIE}={flow_cookie}; HttpOnly; SameSite=Lax; Path=/api/v1/connections/consent; Max-Age={}{secure}",
+        (SIGN_IN_WINDOW + CHOICE_WINDOW).as_secs()
     );
-    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, url.to_string())]).into_response())
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, url.to_string()),
+            (header::SET_COOKIE, set_cookie),
+        ],
+    )
+        .into_response())
 }
 
 /// A connection the flow may add subscriptions to: live, and syncing with
@@ -232,10 +336,11 @@ fn extendable(c: &Connection, op: &OperatorApp) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
-    code: Option<String>,
+    #[param(value_type = Option<String>)]
+    code: Option<SecretString>,
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
@@ -249,11 +354,12 @@ pub struct CallbackQuery {
 pub async fn callback(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
     Params(q): Params<CallbackQuery>,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     match caller {
-        Ok(caller) => Ok(signed_in(state, caller, q).await?.into_response()),
+        Ok(caller) => Ok(signed_in(state, caller, &headers, q).await?.into_response()),
         // Entra ID's redirect is a cross-site navigation, on which browsers
         // withhold the SameSite=Strict session cookie; a page of our own
         // asks again, same-site, and the cookie comes along.
@@ -267,7 +373,8 @@ fn bounce(uri: &axum::http::Uri) -> Response {
     let target = format!("{CALLBACK_PATH}?{query}&bounced=1")
         .replace('&', "&amp;")
         .replace('"', "&quot;")
-        .replace('<', "&lt;");
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\">\
          <meta http-equiv=\"refresh\" content=\"0;url={target}\"><title>cloudkeep</title></head>\
@@ -287,15 +394,13 @@ fn bounce(uri: &axum::http::Uri) -> Response {
 async fn signed_in(
     state: AppState,
     caller: Caller,
+    headers: &HeaderMap,
     q: CallbackQuery,
 ) -> Result<Json<ConsentOffer>, ApiError> {
     caller.require(Permission::ManageConnections, "connecting tenants")?;
     let (op, _) = operator(&state)?;
-    let flow_state = q.state.as_deref().ok_or_else(unknown_flow)?;
-    let mut flow = state
-        .consent
-        .take(flow_state, &caller, false)
-        .ok_or_else(unknown_flow)?;
+    let flow_state = q.state.clone().ok_or_else(unknown_flow)?;
+    let mut flow = state.consent.take(&flow_state, &caller, headers, false)?;
     let Stage::SigningIn {
         verifier,
         redirect_uri,
@@ -315,15 +420,15 @@ async fn signed_in(
         .await?;
         return Err(sign_in_refused(error, &description));
     }
-    let code =
-        SecretString::new(q.code.clone().ok_or_else(|| {
-            ApiError::bad_request("the callback has neither a code nor an error")
-        })?);
-    let token = state
+    let code = q
+        .code
+        .as_ref()
+        .ok_or_else(|| ApiError::bad_request("the callback has neither a code nor an error"))?;
+    let redeemed = state
         .azure
         .redeem_code(
             ANY_WORK_ACCOUNT,
-            &code,
+            code,
             CodeRedemption {
                 client_id: &op.client_id,
                 client_secret: &op.client_secret,
@@ -331,8 +436,15 @@ async fn signed_in(
                 verifier,
             },
         )
-        .await
-        .map_err(explain)?;
+        .await;
+    let token = match redeemed {
+        Ok(token) => token,
+        Err(e) => {
+            let error = redemption_failed(&e);
+            audit_failure(&state, &caller, "tenant:unknown", "redeem_code", &error).await?;
+            return Err(error);
+        }
+    };
     if let Some(id) = flow.connection {
         let c = state.store.connection(caller.scope(), id).await?;
         if !c.tenant_id.eq_ignore_ascii_case(&token.tenant_id) {
@@ -347,21 +459,26 @@ async fn signed_in(
     }
     let visible = state.azure.subscriptions(&token).await.map_err(explain)?;
     let mut offered = Vec::new();
+    let mut notes = Vec::new();
     for s in visible {
-        let roles = state
+        let id = s.subscription_id.to_ascii_lowercase();
+        let can_assign = match state
             .azure
-            .roles_assigned_to(&token, &s.subscription_id, &token.object_id)
-            .await;
-        let can_assign = match roles {
+            .roles_assigned_to(&token, &id, &token.object_id)
+            .await
+        {
             Ok(roles) => roles
                 .iter()
                 .any(|r| MAY_ASSIGN.contains(&r.role_definition_id.as_str())),
-            // The user may not even read role assignments there.
-            Err(AzureError::Forbidden { .. }) => false,
-            Err(e) => return Err(explain(e)),
+            // Not knowing is not a reason to lose the whole sign-in: the
+            // subscription is offered as not assignable, with why.
+            Err(e) => {
+                notes.push((id.clone(), azure_said(&e)));
+                false
+            }
         };
         offered.push(Offered {
-            subscription_id: s.subscription_id.to_ascii_lowercase(),
+            subscription_id: id,
             display_name: s.display_name,
             can_assign,
         });
@@ -380,31 +497,48 @@ async fn signed_in(
     let window = (token.expires_at - Utc::now())
         .to_std()
         .unwrap_or_default()
+        .saturating_sub(TOKEN_MARGIN)
         .min(CHOICE_WINDOW);
     let offer = ConsentOffer {
-        flow: flow_state.to_string(),
+        flow: flow_state.clone(),
         tenant_id: token.tenant_id.clone(),
         connection_id: flow.connection.map(|c| c.as_uuid()),
+        partner_id: op.partner_id.clone(),
         subscriptions: offered
             .iter()
             .map(|o| OfferedSubscription {
                 subscription_id: o.subscription_id.clone(),
                 display_name: o.display_name.clone(),
                 can_assign_roles: o.can_assign,
+                note: notes
+                    .iter()
+                    .find(|(id, _)| *id == o.subscription_id)
+                    .map(|(_, n)| format!("cloudkeep could not read your roles here: {n}")),
             })
             .collect(),
         expires_at: Utc::now() + window,
     };
     flow.expires = Instant::now() + window;
     flow.stage = Stage::SignedIn { token, offered };
-    state.consent.insert(flow_state.to_string(), flow);
+    state.consent.put_back(flow_state, flow);
     Ok(Json(offer))
+}
+
+/// Azure's own words for a failure, without advice meant for other callers.
+fn azure_said(e: &AzureError) -> String {
+    match e {
+        AzureError::Forbidden { code, message }
+        | AzureError::NotFound { code, message }
+        | AzureError::Unauthorized { code, message }
+        | AzureError::Service { code, message, .. } => format!("{code}: {message}"),
+        other => other.to_string(),
+    }
 }
 
 /// Entra ID's `error` on the redirect, explained.
 fn sign_in_refused(error: &str, description: &str) -> ApiError {
     let advice = match error {
-        "access_denied" => "the sign-in was cancelled or declined",
+        "access_denied" => "the sign-in was cancelled or consent was declined",
         "consent_required" | "interaction_required" => {
             "cloudkeep's application is not consented in your tenant, and your account may not consent for it: sign in as an Owner or User Access Administrator, or ask an administrator to grant admin consent"
         }
@@ -418,68 +552,109 @@ fn sign_in_refused(error: &str, description: &str) -> ApiError {
     )
 }
 
+/// A code Entra ID would not redeem, explained for this flow.
+fn redemption_failed(e: &AzureError) -> ApiError {
+    let AzureError::Credential { code, message, .. } = e else {
+        return explain_transient(e);
+    };
+    let (api_code, advice) = match code {
+        Some(70008 | 54005 | 70000) => (
+            "consent_code_unusable",
+            "the sign-in expired or was already used: start again",
+        ),
+        Some(501481) => (
+            "consent_code_unusable",
+            "the sign-in did not match this flow (PKCE): start again",
+        ),
+        Some(7000215 | 7000222 | 700016 | 7000218) => (
+            "operator_app_refused",
+            "Entra ID refused cloudkeep's own application credential: the operator must renew its secret or fix its configuration",
+        ),
+        _ => ("consent_refused", "Entra ID refused the sign-in"),
+    };
+    let aadsts = code.map(|c| format!(" (AADSTS{c})")).unwrap_or_default();
+    ApiError::unprocessable(
+        api_code,
+        format!("{advice}{aadsts}. Nothing was changed. Entra ID said: {message}"),
+    )
+}
+
+fn explain_transient(e: &AzureError) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "azure_unavailable",
+        format!("Azure could not complete the step ({e}); try again. Nothing was changed."),
+    )
+}
+
 #[utoipa::path(post, path = "/api/v1/connections/consent/{flow}", tag = "connections", request_body = ConsentChoice,
     params(("flow" = String, Path, description = "the flow from the callback's answer")),
-    responses((status = 200, body = ConsentReport), (status = 404, description = "no such flow in this session")))]
+    responses((status = 200, body = ConsentReport), (status = 404, description = "no such flow in this session"),
+        (status = 422, description = "the choice is not usable; the flow stays open to choose again")))]
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(flow_state): Path<String>,
     Body(choice): Body<ConsentChoice>,
 ) -> Result<Json<ConsentReport>, ApiError> {
     caller.require(Permission::ManageConnections, "connecting tenants")?;
     let (op, _) = operator(&state)?;
-    // Taken out: whatever happens next, the user's token ends with this request.
-    let flow = state
-        .consent
-        .take(&flow_state, &caller, true)
-        .ok_or_else(unknown_flow)?;
-    let Stage::SignedIn { token, offered } = flow.stage else {
+    let flow = state.consent.take(&flow_state, &caller, &headers, true)?;
+    // Everything that can be refused is checked before Azure is changed;
+    // a refused choice puts the flow back, to choose again.
+    let target = match prepare(&state, &caller, op, &flow, &choice).await {
+        Ok(target) => target,
+        Err(e) => {
+            state.consent.put_back(flow_state, flow);
+            return Err(e);
+        }
+    };
+    let Stage::SignedIn { token, offered } = &flow.stage else {
         return Err(unknown_flow());
     };
     let tenant = token.tenant_id.clone();
-    let chosen: Vec<String> = if choice.subscriptions.is_empty() {
-        offered
-            .iter()
-            .filter(|o| o.can_assign)
-            .map(|o| o.subscription_id.clone())
-            .collect()
-    } else {
-        choice
-            .subscriptions
-            .iter()
-            .map(|s| s.trim().to_ascii_lowercase())
-            .collect()
-    };
-    if chosen.is_empty() {
-        return Err(ApiError::unprocessable(
-            "no_subscriptions",
-            "you are Owner or User Access Administrator of no subscription in this tenant, so cloudkeep cannot be given roles on any; ask an Owner to run the consent flow. Nothing was changed.",
-        ));
-    }
     // cloudkeep's own principal in this tenant, and proof it is consented.
-    let app_token = state
+    let app_token = match state
         .azure
         .client_credentials_token(&tenant, &op.client_id, &op.client_secret)
         .await
-        .map_err(explain)?;
-    let principal = if app_token.object_id.is_empty() {
-        op.object_id.clone().unwrap_or_default()
-    } else {
-        app_token.object_id.clone()
+    {
+        Ok(t) if !t.object_id.is_empty() => t,
+        outcome => {
+            let error = match outcome {
+                Err(AzureError::Credential { code, message, .. }) => ApiError::unprocessable(
+                    "operator_app_refused",
+                    format!(
+                        "Entra ID would not sign cloudkeep's application in to your tenant{}: {message}. If consent was given moments ago it may still be replicating: choose again in a minute. Nothing was changed.",
+                        code.map(|c| format!(" (AADSTS{c})")).unwrap_or_default()
+                    ),
+                ),
+                Err(e) => explain_transient(&e),
+                Ok(_) => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "principal_unknown",
+                    "Entra ID's token for cloudkeep's application names no object id, so cloudkeep cannot tell which principal to give roles to. Nothing was changed.",
+                ),
+            };
+            audit_failure(
+                &state,
+                &caller,
+                &format!("tenant:{tenant}"),
+                "operator_token",
+                &error,
+            )
+            .await?;
+            state.consent.put_back(flow_state, flow);
+            return Err(error);
+        }
     };
-    if principal.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "principal_unknown",
-            "Entra ID's token for cloudkeep's application names no object id, and none is configured (CLOUDKEEP_OPERATOR_OBJECT_ID). Nothing was changed.",
-        ));
-    }
+    let principal = app_token.object_id.clone();
 
     let writer = ConsentWriter::new(&state.azure);
     let mut report = Vec::new();
     let mut connected = Vec::new();
-    for sub in &chosen {
+    for sub in &target.subscriptions {
         let Some(offer) = offered.iter().find(|o| &o.subscription_id == sub) else {
             report.push(failed(
                 sub,
@@ -497,11 +672,11 @@ pub async fn complete(
         let mut roles = Vec::new();
         let mut held = Vec::new();
         for (role, role_id) in RECOMMENDED {
-            let outcome = writer.assign_role(&token, sub, role_id, &principal).await;
-            let (word, message) = match &outcome {
-                Ok(Assignment::Created) => ("created", None),
-                Ok(Assignment::AlreadyThere) => ("already_assigned", None),
-                Err(e) => ("failed", Some(e.to_string())),
+            let outcome = writer.assign_role(token, sub, role_id, &principal).await;
+            let (word, assignment, message) = match &outcome {
+                Ok(Assignment::Created(id)) => ("created", Some(id.clone()), None),
+                Ok(Assignment::AlreadyThere) => ("already_assigned", None, None),
+                Err(e) => ("failed", None, Some(azure_said(e))),
             };
             if outcome.is_ok() {
                 held.push(role_id.to_string());
@@ -515,7 +690,8 @@ pub async fn complete(
                     "consent.role_failed"
                 },
                 &format!("subscription:{sub}"),
-                json!({ "tenant_id": tenant, "role": role, "principal_id": principal, "outcome": word, "message": message }),
+                json!({ "tenant_id": tenant, "role": role, "principal_id": principal, "outcome": word,
+                        "assignment_id": assignment, "message": message }),
             )
             .await?;
             roles.push(RoleOutcome {
@@ -524,11 +700,6 @@ pub async fn complete(
                 message,
             });
         }
-        let permissions = assess(&held);
-        let reads = permissions
-            .features_enabled
-            .iter()
-            .any(|f| f == "inventory");
         if held.is_empty() {
             report.push(SubscriptionConsent {
                 subscription_id: sub.clone(),
@@ -538,6 +709,11 @@ pub async fn complete(
             });
             continue;
         }
+        let permissions = assess(&held);
+        let reads = permissions
+            .features_enabled
+            .iter()
+            .any(|f| f == "inventory");
         connected.push(NewSubscription {
             azure_id: sub.clone(),
             display_name: offer.display_name.clone(),
@@ -553,10 +729,11 @@ pub async fn complete(
             roles,
         });
     }
-    drop(token);
+    // The user's token ends here, whatever happens next.
+    drop(flow);
 
     let partner_link = match op.partner_id.as_deref() {
-        Some(partner) if !connected.is_empty() => {
+        Some(partner) if choice.link_partner && !connected.is_empty() => {
             Some(link_partner(&state, &caller, &writer, &app_token, partner).await?)
         }
         _ => None,
@@ -564,25 +741,85 @@ pub async fn complete(
     let connection = if connected.is_empty() {
         None
     } else {
-        Some(
-            record(
-                &state,
-                &caller,
-                op,
-                flow.connection,
-                &tenant,
-                &principal,
-                choice.name,
-                connected,
-            )
-            .await?,
-        )
+        Some(record(&state, &caller, op, target, &principal, connected).await?)
     };
     Ok(Json(ConsentReport {
         connection: connection.as_ref().map(ConnectionView::from),
         subscriptions: report,
         partner_link,
     }))
+}
+
+/// Where the chosen subscriptions go, decided before Azure is changed.
+struct Target {
+    /// Each chosen subscription once, lower-cased, in the order given.
+    subscriptions: Vec<String>,
+    /// The connection to extend, or the name of a new one.
+    existing: Option<ConnectionId>,
+    name: String,
+    tenant: String,
+}
+
+async fn prepare(
+    state: &AppState,
+    caller: &Caller,
+    op: &OperatorApp,
+    flow: &Flow,
+    choice: &ConsentChoice,
+) -> Result<Target, ApiError> {
+    let Stage::SignedIn { token, .. } = &flow.stage else {
+        return Err(unknown_flow());
+    };
+    let mut seen = BTreeSet::new();
+    let subscriptions: Vec<String> = choice
+        .subscriptions
+        .iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty() && seen.insert(s.clone()))
+        .collect();
+    if subscriptions.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no_subscriptions",
+            "choose the subscriptions to connect: 'subscriptions' lists Azure subscription ids from the offer (those with can_assign_roles)",
+        ));
+    }
+    let tenant = token.tenant_id.clone();
+    let existing = match flow.connection {
+        Some(id) => Some(state.store.connection(caller.scope(), id).await?),
+        None => state
+            .store
+            .connections(caller.scope())
+            .await?
+            .into_iter()
+            .find(|c| {
+                c.deleted_at.is_none()
+                    && c.auth_method == AuthMethod::OperatorApp
+                    && c.tenant_id.eq_ignore_ascii_case(&tenant)
+                    && c.client_id.eq_ignore_ascii_case(&op.client_id)
+            }),
+    };
+    if let Some(c) = &existing {
+        extendable(c, op)?;
+    }
+    let name = choice
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("Azure tenant {tenant}"));
+    if name.chars().count() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "a connection name is 1 to 200 characters",
+        ));
+    }
+    Ok(Target {
+        subscriptions,
+        existing: existing.map(|c| c.id),
+        name,
+        tenant,
+    })
 }
 
 fn failed(sub: &str, why: &str) -> SubscriptionConsent {
@@ -609,7 +846,7 @@ async fn link_partner(
                 "cloudkeep's principal in this tenant is already linked to partner id {other}, which is left as it is"
             )),
         ),
-        Err(e) => ("failed", Some(e.to_string())),
+        Err(e) => ("failed", Some(azure_said(&e))),
     };
     audit(
         state,
@@ -630,52 +867,29 @@ async fn link_partner(
     })
 }
 
-/// Adds the subscriptions to the flow's connection, to the organisation's
-/// consent connection for this tenant, or to a new one.
-#[allow(clippy::too_many_arguments)]
+/// Adds the subscriptions to the target connection, or creates it.
 async fn record(
     state: &AppState,
     caller: &Caller,
     op: &OperatorApp,
-    requested: Option<ConnectionId>,
-    tenant: &str,
+    target: Target,
     principal: &str,
-    name: Option<String>,
     subscriptions: Vec<NewSubscription>,
 ) -> Result<Connection, ApiError> {
-    let existing = match requested {
-        Some(id) => Some(state.store.connection(caller.scope(), id).await?),
-        None => state
-            .store
-            .connections(caller.scope())
-            .await?
-            .into_iter()
-            .find(|c| {
-                c.deleted_at.is_none()
-                    && c.auth_method == AuthMethod::OperatorApp
-                    && c.tenant_id.eq_ignore_ascii_case(tenant)
-                    && c.client_id.eq_ignore_ascii_case(&op.client_id)
-            }),
-    };
-    if let Some(c) = existing {
-        extendable(&c, op)?;
+    if let Some(id) = target.existing {
         return Ok(state
             .store
-            .add_subscriptions(caller.scope(), c.id, &subscriptions, &caller.actor())
+            .add_subscriptions(caller.scope(), id, &subscriptions, &caller.actor())
             .await?);
     }
-    let name = name
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("Azure tenant {tenant}"));
     Ok(state
         .store
         .create_connection(
             caller.scope(),
             NewConnection {
                 id: ConnectionId::new(),
-                name,
-                tenant_id: tenant.to_string(),
+                name: target.name,
+                tenant_id: target.tenant,
                 client_id: op.client_id.clone(),
                 principal_id: principal.to_string(),
                 credential: ConnectionCredential::OperatorApp,
@@ -693,7 +907,7 @@ async fn audit(
     caller: &Caller,
     action: &str,
     target: &str,
-    details: serde_json::Value,
+    details: Value,
 ) -> Result<(), ApiError> {
     state
         .store
@@ -703,4 +917,21 @@ async fn audit(
         )
         .await?;
     Ok(())
+}
+
+async fn audit_failure(
+    state: &AppState,
+    caller: &Caller,
+    target: &str,
+    step: &str,
+    error: &ApiError,
+) -> Result<(), ApiError> {
+    audit(
+        state,
+        caller,
+        "consent.failed",
+        target,
+        json!({ "step": step, "code": error.code, "message": error.message }),
+    )
+    .await
 }

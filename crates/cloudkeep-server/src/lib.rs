@@ -117,13 +117,27 @@ pub async fn run(
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Consent flows hold user tokens: drop expired ones even when no one
+    // starts another flow.
+    let sweeper = {
+        let flows = state.consent.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                flows.sweep();
+            }
+        })
+    };
     let router = app(state);
-    match tls {
+    let served = match tls {
         None => {
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
         Some(files) => tls::serve(listener, router, files, shutdown).await,
-    }
+    };
+    sweeper.abort();
+    served
 }

@@ -465,6 +465,8 @@ pub struct OfferedSubscription {
     pub subscription_id: String,
     pub display_name: String,
     pub can_assign_roles: bool,
+    /// Why cloudkeep could not tell, when it could not.
+    pub note: Option<String>,
 }
 
 /// The consent flow after sign-in: what the user may connect. Choose with
@@ -475,6 +477,8 @@ pub struct ConsentOffer {
     pub tenant_id: String,
     /// The connection the flow extends, if it was started for one.
     pub connection_id: Option<Uuid>,
+    /// The partner id the flow links unless `link_partner` is false.
+    pub partner_id: Option<String>,
     pub subscriptions: Vec<OfferedSubscription>,
     pub expires_at: DateTime<Utc>,
 }
@@ -482,12 +486,19 @@ pub struct ConsentOffer {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentChoice {
-    /// Azure subscription ids to connect; empty or absent: every one the
-    /// user may assign roles on.
+    /// Azure subscription ids to connect (from the offer).
     #[serde(default)]
     pub subscriptions: Vec<String>,
     /// Name of a new connection (default: "Azure tenant {tenant id}").
     pub name: Option<String>,
+    /// Link the installation's partner id (Partner Admin Link), when one is
+    /// configured; default true.
+    #[serde(default = "yes")]
+    pub link_partner: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One role assignment the flow asked Azure for.

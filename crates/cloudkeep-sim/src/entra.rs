@@ -883,16 +883,17 @@ fn sign_in(
             )
         }
         Flow::Authorize => {
-            // The application needs consent in the user's tenant. An Owner or
-            // User Access Administrator may give it with `prompt=consent`;
-            // without it, sign-in fails as Entra's does (AADSTS65001).
+            // The application needs consent in the user's tenant. In an
+            // interactive sign-in (anything but `prompt=none`) Entra asks an
+            // Owner or User Access Administrator for it, who gives it for the
+            // organisation; otherwise sign-in fails as Entra's does (AADSTS65001).
             let consented = st
                 .world()
                 .app_consented_in
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(&user.tenant_id));
             if !consented {
-                if params.get("prompt").map(String::as_str) == Some("consent")
+                if params.get("prompt").map(String::as_str) != Some("none")
                     && may_consent(st, &user)
                 {
                     st.world_mut().consent_app(&user.tenant_id);

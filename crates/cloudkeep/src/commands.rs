@@ -255,7 +255,6 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     config.operator = Some(cloudkeep_domain::OperatorApp {
         client_id: text(app, "client_id")?,
         client_secret: SecretString::new(text(app, "client_secret")?),
-        object_id: None,
         partner_id: None,
     });
     let state = state(&config).await?;

@@ -17,7 +17,6 @@
 //! | `CLOUDKEEP_PUBLIC_URL` | `server.public_url` | `http(s)://{listen}` (the URL browsers reach; the consent flow's redirect URI is under it) |
 //! | `CLOUDKEEP_OPERATOR_CLIENT_ID` | `operator.client_id` | none (the consent flow is off without it) |
 //! | `CLOUDKEEP_OPERATOR_CLIENT_SECRET` | `operator.client_secret` | none |
-//! | `CLOUDKEEP_OPERATOR_OBJECT_ID` | `operator.object_id` | none (read from the app-only token) |
 //! | `CLOUDKEEP_PARTNER_ID` | `operator.partner_id` | none (no Partner Admin Link) |
 //! | `CLOUDKEEP_LOG` | — | `info` (a tracing filter) |
 //! | `CLOUDKEEP_LOG_FORMAT` | `log.format` | `json` (`text` for people) |
@@ -55,7 +54,6 @@ struct FileConfig {
 struct OperatorSection {
     client_id: Option<String>,
     client_secret: Option<SecretString>,
-    object_id: Option<String>,
     partner_id: Option<String>,
 }
 
@@ -279,7 +277,6 @@ fn operator(file: OperatorSection) -> Result<Option<OperatorApp>> {
         (Some(client_id), Some(client_secret)) => Ok(Some(OperatorApp {
             client_id,
             client_secret,
-            object_id: env("CLOUDKEEP_OPERATOR_OBJECT_ID").or(file.object_id),
             partner_id,
         })),
         (None, None) => Ok(None),

@@ -21,6 +21,8 @@ const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
 struct Browser {
     http: reqwest::Client,
     csrf: String,
+    /// The session cookie's value, to plant it elsewhere.
+    session: String,
 }
 
 impl Browser {
@@ -33,18 +35,25 @@ impl Browser {
             )
             .build()
             .expect("browser");
-        let login: Value = http
+        let response = http
             .post(format!("{}/api/v1/auth/login", app.url))
             .json(&json!({"email": org.owner_email, "password": "correct horse battery"}))
             .send()
             .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
+            .expect("login");
+        let session = response.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .split(';')
+            .next()
+            .and_then(|c| c.strip_prefix("cloudkeep_session="))
+            .expect("session cookie")
+            .to_string();
+        let login: Value = response.json().await.expect("json");
         Browser {
             http,
             csrf: login["csrf_token"].as_str().expect("csrf").to_string(),
+            session,
         }
     }
 
@@ -219,7 +228,9 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
     // Another session of the same organisation cannot complete this flow.
     let flow = offer["flow"].as_str().expect("flow").to_string();
     let other = Browser::signed_in(&app, &org).await;
-    let (status, body) = other.complete(&app, &flow, json!({})).await;
+    let (status, body) = other
+        .complete(&app, &flow, json!({"subscriptions": [owned[0]]}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     // Choose one owned subscription and one the user does not own.
@@ -279,7 +290,9 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
         "read_write_tags"
     );
     // The flow is over: its token is gone.
-    let (status, _) = browser.complete(&app, &flow, json!({})).await;
+    let (status, _) = browser
+        .complete(&app, &flow, json!({"subscriptions": [owned[0]]}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // What Azure saw: four role assignments for cloudkeep's principal, made
@@ -596,4 +609,140 @@ async fn a_consent_connection_without_its_application_fails_its_sync_plainly() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "operator_app");
+}
+
+#[tokio::test]
+async fn a_choice_is_checked_before_azure_is_changed_and_flows_stay_with_their_browser() {
+    let app = spawn_app().await;
+    let org = app.org("careful").await;
+    let dana = user(&app, "partial-owner");
+    let owned = subscriptions_with(&dana, OWNER);
+    let browser = Browser::signed_in(&app, &org).await;
+    let callback = browser
+        .sign_in_at_entra(
+            &app,
+            "/api/v1/connections/consent/start",
+            dana["upn"].as_str().expect("upn"),
+            dana["password"].as_str().expect("password"),
+        )
+        .await;
+
+    // Someone who planted this user's session in another browser, without
+    // the flow cookie, cannot take the sign-in.
+    let planted = reqwest::Client::new()
+        .get(callback.clone())
+        .header("cookie", format!("cloudkeep_session={}", browser.session))
+        .send()
+        .await
+        .expect("planted");
+    assert_eq!(planted.status(), StatusCode::NOT_FOUND);
+    let (status, offer) = browser.get(callback).await;
+    assert_eq!(status, StatusCode::OK, "{offer}");
+    assert_eq!(offer["partner_id"], PARTNER_ID);
+    let flow = offer["flow"].as_str().expect("flow").to_string();
+    let seq = app.sim_last_seq().await;
+
+    // Refused choices change nothing in Azure and leave the flow open.
+    for (choice, code) in [
+        (json!({"subscriptions": []}), "no_subscriptions"),
+        (
+            json!({"subscriptions": [owned[0]], "name": "x".repeat(201)}),
+            "invalid_name",
+        ),
+    ] {
+        let (status, body) = browser.complete(&app, &flow, choice).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    assert!(
+        writes(&app.sim_requests(seq).await).is_empty(),
+        "nothing was written to Azure"
+    );
+    // A member of the organisation who is not this user cannot complete it.
+    let (status, _) = app
+        .call(
+            &app.member(&org, cloudkeep_domain::Role::Admin).await,
+            Method::POST,
+            &format!("/api/v1/connections/consent/{flow}"),
+            Some(json!({"subscriptions": [owned[0]]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The same subscription twice is assigned once; no partner link when declined.
+    let (status, report) = browser
+        .complete(
+            &app,
+            &flow,
+            json!({"subscriptions": [owned[0], owned[0].to_uppercase()], "link_partner": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["subscriptions"].as_array().map(Vec::len), Some(1));
+    assert!(report["partner_link"].is_null(), "{report}");
+    let w = writes(&app.sim_requests(seq).await);
+    assert_eq!(w.len(), 4, "four role assignments, no link: {w:?}");
+    let (_, assigned) = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/audit?action=consent.role_assigned",
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = assigned["events"]
+        .as_array()
+        .or(assigned.as_array())
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["details"]["assignment_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        4,
+        "each assignment's id is recorded, for removing it later"
+    );
+
+    // Another organisation cannot start a flow for this one's connection.
+    let other_org = app.org("other").await;
+    let intruder = Browser::signed_in(&app, &other_org).await;
+    let r = intruder
+        .http
+        .get(format!(
+            "{}/api/v1/connections/consent/start?connection={}",
+            app.url,
+            report["connection"]["id"].as_str().expect("id")
+        ))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_bounce_page_escapes_what_it_repeats() {
+    let app = spawn_app().await;
+    let r = reqwest::get(format!(
+        "{}/api/v1/connections/consent/callback?state=a%22%3E%3Cscript%3E&code=%3Cb%3E",
+        app.url
+    ))
+    .await
+    .expect("bounce");
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.expect("page");
+    assert!(
+        !page.contains("<script>") && !page.contains("<b>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&amp;code=%3Cb%3E&amp;bounced=1\""),
+        "the query is repeated as it came, its ampersands escaped: {page}"
+    );
+    // A second time, still without a session, is a plain 401.
+    let again = reqwest::get(format!(
+        "{}/api/v1/connections/consent/callback?state=x&bounced=1",
+        app.url
+    ))
+    .await
+    .expect("again");
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
 }

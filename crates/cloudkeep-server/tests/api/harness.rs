@@ -95,7 +95,6 @@ pub async fn spawn_app() -> App {
                 .as_str()
                 .expect("secret"),
         ),
-        object_id: None,
         partner_id: Some(PARTNER_ID.into()),
     };
     let state = AppState::new(
