@@ -313,6 +313,36 @@ mod tests {
         );
         std::fs::write(&file, "[server]\nlisten = \"nope\"\n").expect("write");
         assert!(Config::load(Some(&file), None).is_err());
+        std::fs::write(&file, "[operator]\nclient_id = \"app\"\n").expect("write");
+        assert!(
+            Config::load(Some(&file), None).is_err(),
+            "an operator application needs its secret too"
+        );
+        std::fs::write(
+            &file,
+            "[server]\npublic_url = \"https://ck.example.com\"\n[operator]\nclient_id = \"app\"\nclient_secret = \"s3cret\"\npartner_id = \"4567890\"\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&file), None).expect("operator");
+        let op = c.operator.as_ref().expect("operator");
+        assert_eq!(
+            (op.client_id.as_str(), op.client_secret.expose()),
+            ("app", "s3cret")
+        );
+        assert_eq!(c.public_url, "https://ck.example.com");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret stays out of Debug"
+        );
+        std::fs::write(
+            &file,
+            "[operator]\nclient_id = \"app\"\nclient_secret = \"s\"\npartner_id = \"MPN-1\"\n",
+        )
+        .expect("write");
+        assert!(
+            Config::load(Some(&file), None).is_err(),
+            "a partner id is digits"
+        );
         std::fs::write(&file, "[serverr]\n").expect("write");
         assert!(
             Config::load(Some(&file), None).is_err(),
