@@ -25,6 +25,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use faults::Faults;
+/// ARM's bucket sizes, for benchmarks that compare against them.
+pub use throttle::{ALL_PRINCIPALS_FACTOR, ARM_READS, ARM_WRITES, BucketLimits};
 pub use world::Preset;
 
 #[derive(Debug, thiserror::Error)]

@@ -12,12 +12,31 @@ pub enum Kind {
     Delete,
 }
 
+/// A token bucket's size and refill rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketLimits {
+    pub capacity: f64,
+    pub per_second: f64,
+}
+
+/// ARM's read bucket per subscription and principal.
+pub const ARM_READS: BucketLimits = BucketLimits {
+    capacity: 250.0,
+    per_second: 25.0,
+};
+/// ARM's write bucket (deletes included) per subscription and principal.
+pub const ARM_WRITES: BucketLimits = BucketLimits {
+    capacity: 200.0,
+    per_second: 10.0,
+};
+
 impl Kind {
     fn limits(self) -> (f64, f64) {
-        match self {
-            Kind::Read => (250.0, 25.0),
-            Kind::Write | Kind::Delete => (200.0, 10.0),
-        }
+        let b = match self {
+            Kind::Read => ARM_READS,
+            Kind::Write | Kind::Delete => ARM_WRITES,
+        };
+        (b.capacity, b.per_second)
     }
 
     pub fn header(self, tenant_level: bool) -> &'static str {
@@ -89,7 +108,7 @@ const GRAPH_QUOTA: usize = 15;
 const GRAPH_WINDOW: Duration = Duration::from_secs(5);
 
 /// Subscription-wide limits are this many times a single principal's.
-const ALL_PRINCIPALS_FACTOR: f64 = 15.0;
+pub const ALL_PRINCIPALS_FACTOR: f64 = 15.0;
 
 /// Cost Management: QPU allowed per window, per tenant.
 const QPU_WINDOWS: &[(Duration, u32)] = &[

@@ -21,7 +21,7 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeZone, Utc};
 use cloudkeep_domain::OrgId;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 pub use access::{
     ApiToken, Authenticated, Credential, LoginCandidate, NewOrganisation, NewUser, Organisation,
@@ -195,6 +195,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A transaction that reads before it writes. On SQLite it takes the
+    /// write lock at once (`BEGIN IMMEDIATE`): a deferred one that read first
+    /// fails with SQLITE_BUSY, without waiting, when another connection wrote
+    /// meanwhile, which concurrent syncs of several subscriptions do.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Whether the database answers (for `/readyz`).

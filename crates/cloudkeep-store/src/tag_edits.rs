@@ -296,7 +296,7 @@ impl Store {
     /// Records tags just written to Azure as observed, with history.
     pub async fn observe_tags(&self, scope: &OrgScope, resource: Uuid, tags: &Tags) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT tags FROM resources WHERE org_id = $1 AND resource_id = $2")
             .bind(scope.id())
             .bind(resource.to_string())

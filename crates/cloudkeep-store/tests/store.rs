@@ -328,6 +328,24 @@ async fn connect(
     keys: &dyn KeyProvider,
     secret: &str,
 ) -> ConnectionId {
+    let prod = NewSubscription {
+        azure_id: "SUB-1".into(),
+        display_name: "Prod".into(),
+        sync_level: SyncLevel::default(),
+        permissions: json!({"missing": []}),
+    };
+    connect_subscriptions(store, scope, keys, secret, vec![prod])
+        .await
+        .id
+}
+
+async fn connect_subscriptions(
+    store: &Store,
+    scope: &OrgScope,
+    keys: &dyn KeyProvider,
+    secret: &str,
+    subscriptions: Vec<NewSubscription>,
+) -> cloudkeep_store::Connection {
     let id = ConnectionId::new();
     let credential = store
         .seal_credential(scope, keys, id, &SecretString::new(secret))
@@ -345,18 +363,33 @@ async fn connect(
                 credential: cloudkeep_store::ConnectionCredential::ClientSecret(credential),
                 cadence_secs: 86_400,
                 stale_after_secs: 172_800,
-                subscriptions: vec![NewSubscription {
-                    azure_id: "SUB-1".into(),
-                    display_name: "Prod".into(),
-                    sync_level: SyncLevel::default(),
-                    permissions: json!({"missing": []}),
-                }],
+                subscriptions,
                 actor: "user:test".into(),
             },
         )
         .await
         .expect("connection")
-        .id
+}
+
+/// An organisation with a connection of one subscription, and its key file.
+async fn one_subscription(
+    store: &Store,
+    who: &str,
+) -> (
+    OrgScope,
+    cloudkeep_store::SubscriptionRecord,
+    tempfile::TempDir,
+) {
+    let (scope, _) = org(store, &unique(who)).await;
+    let (dir, keys) = keyfile();
+    let conn = connect(store, &scope, &keys, "x-secret").await;
+    let sub = store
+        .connection(&scope, conn)
+        .await
+        .expect("get")
+        .subscriptions[0]
+        .clone();
+    (scope, sub, dir)
 }
 
 both!(credentials_are_encrypted_and_bound_to_their_row);
@@ -657,15 +690,7 @@ async fn concurrent_appends_keep_one_chain(b: Backend) {
 both!(sync_levels_change_with_an_audit_event);
 async fn sync_levels_change_with_an_audit_event(b: Backend) {
     let store = &b.store;
-    let (scope, _) = org(store, &unique("sl")).await;
-    let (_dir, keys) = keyfile();
-    let conn = connect(store, &scope, &keys, "x-secret").await;
-    let sub = store
-        .connection(&scope, conn)
-        .await
-        .expect("get")
-        .subscriptions[0]
-        .clone();
+    let (scope, sub, _keys) = one_subscription(store, "sl").await;
     let changed = store
         .set_sync_level(&scope, sub.id, SyncLevel::ReadTagsOnly, "user:test")
         .await
@@ -825,4 +850,168 @@ async fn consent_connections_store_no_secret_and_grow(b: Backend) {
             .await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+fn observed(n: usize, tag: &str) -> Vec<cloudkeep_store::ObservedResource> {
+    (0..n)
+        .map(|i| cloudkeep_store::ObservedResource {
+            arm_id: format!(
+                "/subscriptions/SUB-1/resourceGroups/rg/providers/Microsoft.Compute/disks/d{i}"
+            ),
+            name: format!("d{i}"),
+            resource_type: "Microsoft.Compute/disks".into(),
+            location: "westeurope".into(),
+            resource_group: "rg".into(),
+            tags: [("env".to_string(), tag.to_string())].into(),
+            created: None,
+            changed: None,
+        })
+        .collect()
+}
+
+both!(inventory_records_only_what_changed);
+async fn inventory_records_only_what_changed(b: Backend) {
+    use cloudkeep_store::{InventoryCounts, ObservedResource, ResourceFilter};
+    let store = &b.store;
+    let (scope, sub, _keys) = one_subscription(store, "inv").await;
+    let run = store
+        .begin_sync_run(&scope, sub.connection_id, "manual")
+        .await
+        .expect("run");
+    let record = |seen: Vec<ObservedResource>, tags_read| {
+        let (store, scope, sub) = (store.clone(), scope.clone(), sub.clone());
+        async move {
+            // Each pass at a later millisecond, so last_seen moves visibly.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let c: InventoryCounts = store
+                .record_inventory(&scope, &sub, run.id, &seen, tags_read)
+                .await
+                .expect("record");
+            (c.seen, c.added, c.tag_changes, c.deleted)
+        }
+    };
+    // Every resource by name, deleted ones too.
+    let list = || {
+        let (store, scope) = (store.clone(), scope.clone());
+        async move {
+            let filter = ResourceFilter {
+                include_deleted: true,
+                ..Default::default()
+            };
+            let all = store
+                .resources(&scope, &filter, None, 1000)
+                .await
+                .expect("list");
+            all.into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect::<std::collections::HashMap<_, _>>()
+        }
+    };
+    let history = |id| {
+        let (store, scope) = (store.clone(), scope.clone());
+        async move { store.resource(&scope, id).await.expect("one").1 }
+    };
+
+    // More than one multi-row insert's worth.
+    let first = observed(120, "dev");
+    assert_eq!(record(first.clone(), true).await, (120, 120, 0, 0));
+    let before = list().await;
+    assert_eq!(before.len(), 120);
+    let env =
+        |r: &cloudkeep_store::ResourceRecord| r.tags.as_ref().and_then(|t| t.get("env")).cloned();
+    assert_eq!(env(&before["d7"]).as_deref(), Some("dev"));
+
+    // Nothing changed: nothing counted, every row seen again.
+    assert_eq!(record(first.clone(), true).await, (120, 0, 0, 0));
+    let again = list().await;
+    assert!(
+        again
+            .values()
+            .all(|r| r.last_seen > before[&r.name].last_seen
+                && r.first_seen == before[&r.name].first_seen)
+    );
+    assert!(
+        history(again["d0"].id).await.is_empty(),
+        "no spurious history"
+    );
+
+    // A tag change, a move, a deletion and a duplicate in Azure's list.
+    let mut changed = first.clone();
+    changed[0].tags.insert("env".into(), "prod".into());
+    changed[1].location = "northeurope".into();
+    changed.remove(2);
+    changed.push(changed[3].clone());
+    assert_eq!(record(changed, true).await, (119, 0, 1, 1));
+    let now = list().await;
+    let d0 = history(now["d0"].id).await;
+    assert_eq!(d0.len(), 1);
+    assert_eq!(d0[0].new.get("env").map(String::as_str), Some("prod"));
+    assert_eq!(now["d1"].location, "northeurope");
+    assert!(now["d2"].deleted_at.is_some());
+    assert_eq!(
+        now["d2"].last_seen, again["d2"].last_seen,
+        "last seen before it went"
+    );
+    assert!(now["d3"].last_seen > again["d3"].last_seen);
+
+    // Back again; then read without tags, which clears them without history.
+    assert_eq!(record(first.clone(), true).await, (120, 0, 1, 0));
+    let back = list().await;
+    assert!(back["d2"].deleted_at.is_none() && back["d2"].last_seen > now["d2"].last_seen);
+    assert_eq!(record(first, false).await, (120, 0, 0, 0));
+    assert!(list().await.values().all(|r| r.tags.is_none()));
+    assert_eq!(
+        history(back["d0"].id).await.len(),
+        2,
+        "no history for tags no longer read"
+    );
+}
+
+both!(concurrent_inventories_of_subscriptions_all_land);
+async fn concurrent_inventories_of_subscriptions_all_land(b: Backend) {
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("inv")).await;
+    let (_dir, keys) = keyfile();
+    let subscriptions = (0..4)
+        .map(|i| NewSubscription {
+            azure_id: format!("SUB-{i}"),
+            display_name: format!("S{i}"),
+            sync_level: SyncLevel::default(),
+            permissions: json!({}),
+        })
+        .collect();
+    let conn = connect_subscriptions(store, &scope, &keys, "x-secret", subscriptions).await;
+    let run = store
+        .begin_sync_run(&scope, conn.id, "manual")
+        .await
+        .expect("run");
+    // Each reads its subscription's rows before writing: on SQLite, a
+    // transaction that began by reading could not write after another's.
+    let mut tasks = Vec::new();
+    for sub in conn.subscriptions {
+        let (store, scope) = (store.clone(), scope.clone());
+        tasks.push(tokio::spawn(async move {
+            let seen: Vec<_> = observed(60, "dev")
+                .into_iter()
+                .map(|mut o| {
+                    o.arm_id = o.arm_id.replace("SUB-1", &sub.azure_id);
+                    o
+                })
+                .collect();
+            for _ in 0..3 {
+                store
+                    .record_inventory(&scope, &sub, run.id, &seen, true)
+                    .await
+                    .expect("record");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let all = store
+        .resources(&scope, &Default::default(), None, 1000)
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 240);
 }

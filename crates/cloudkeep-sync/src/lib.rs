@@ -1,6 +1,8 @@
 //! The sync engine: one run reads a connection's subscriptions through every
 //! registered collector, honouring each subscription's sync level, and
-//! records what it saw, what it could not read and why.
+//! records what it saw, what it could not read and why. Subscriptions run
+//! side by side, a few at once in their collectors and more in their
+//! write-back, which mostly waits on ARM's per-subscription throttling.
 //!
 //! Failures become state, not crashes: a credential Entra ID refuses moves
 //! the connection to "needs re-auth"; a 403 on one subscription is recorded
@@ -20,6 +22,7 @@ use cloudkeep_domain::{
 use cloudkeep_store::{OrgScope, Store, StoreError, SubscriptionRecord, SyncRun};
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
 
 /// What a run needs from the rest of cloudkeep.
 #[derive(Clone)]
@@ -109,7 +112,7 @@ pub async fn sync_connection(
             .finish_sync_run(scope, &run, "failed", &json!({}), &errors, actor)
             .await?);
     };
-    let mut token = match deps
+    let token = match deps
         .azure
         .client_credentials_token(&conn.tenant_id, &conn.client_id, &secret)
         .await
@@ -134,64 +137,52 @@ pub async fn sync_connection(
         }
     };
 
-    let collectors = collectors::all();
+    let env = Arc::new(RunEnv {
+        deps: deps.clone(),
+        scope: scope.clone(),
+        run: run.clone(),
+        actor: actor.to_string(),
+        tokens: Tokens {
+            azure: deps.azure.clone(),
+            tenant_id: conn.tenant_id.clone(),
+            client_id: conn.client_id.clone(),
+            secret,
+            current: tokio::sync::Mutex::new(token),
+        },
+        collectors: collectors::all(),
+        collect: Semaphore::new(COLLECT_CONCURRENCY),
+        write_back: Semaphore::new(WRITE_BACK_CONCURRENCY),
+    });
+    // Subscriptions run side by side; the set aborts them if this run is dropped.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, sub) in conn.subscriptions.iter().cloned().enumerate() {
+        let env = env.clone();
+        tasks.spawn(async move { (i, sync_subscription(&env, &sub).await) });
+    }
+    let mut outcomes: Vec<Option<SubscriptionOutcome>> =
+        conn.subscriptions.iter().map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((i, outcome)) => outcomes[i] = Some(outcome),
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only a runtime shutting down cancels one; it is reported below.
+                Err(e) => tracing::error!(error = %e, "a subscription's sync task was cancelled"),
+            },
+        }
+    }
+    // In the connection's order, whatever order they finished in.
     let mut counts = Map::new();
     let mut errors = Vec::new();
     let mut successes = 0;
-    for sub in &conn.subscriptions {
-        let mut per_sub = Map::new();
-        for c in &collectors {
-            if !c.runs_at(sub.sync_level) {
-                per_sub.insert(
-                    c.name().into(),
-                    json!({ "skipped": format!("sync level {}", sub.sync_level) }),
-                );
-                continue;
-            }
-            let ctx = CollectContext {
-                store: &deps.store,
-                azure: &deps.azure,
-                scope,
-                token: &token,
-                run: &run,
-                subscription: sub,
-            };
-            match c.collect(ctx).await {
-                Ok(v) => {
-                    successes += 1;
-                    per_sub.insert(c.name().into(), v);
-                }
-                Err(e) => errors.push(failure(sub, c.name(), &e)),
-            }
-        }
-        // Then the user's tag edits, where the level writes tags.
-        if sub.sync_level.writes_tags() {
-            if token.expires_within(TOKEN_MARGIN) {
-                if let Ok(t) = deps
-                    .azure
-                    .client_credentials_token(&conn.tenant_id, &conn.client_id, &secret)
-                    .await
-                {
-                    token = t;
-                }
-            }
-            let ctx = CollectContext {
-                store: &deps.store,
-                azure: &deps.azure,
-                scope,
-                token: &token,
-                run: &run,
-                subscription: sub,
-            };
-            match writeback::apply(&ctx, actor).await {
-                Ok(v) => {
-                    successes += 1;
-                    per_sub.insert("write_back".into(), v);
-                }
-                Err(e) => errors.push(failure(sub, "write_back", &e)),
-            }
-        }
-        counts.insert(sub.azure_id.clone(), Value::Object(per_sub));
+    for (sub, outcome) in conn.subscriptions.iter().zip(outcomes) {
+        let Some(outcome) = outcome else {
+            errors.push(json!({ "subscription": sub.azure_id, "collector": "sync", "kind": "error", "message": "cancelled" }));
+            continue;
+        };
+        counts.insert(sub.azure_id.clone(), Value::Object(outcome.counts));
+        errors.extend(outcome.errors);
+        successes += outcome.successes;
     }
     let status = match (errors.is_empty(), successes) {
         (true, _) => "succeeded",
@@ -235,6 +226,128 @@ async fn credential(
             .filter(|op| op.client_id.eq_ignore_ascii_case(&conn.client_id))
             .map(|op| op.client_secret.clone()),
     })
+}
+
+/// Subscriptions whose collectors run at once. A collector holds a whole
+/// subscription's listing in memory, and more at once than this only queue
+/// for the CPU and the store.
+const COLLECT_CONCURRENCY: usize = 4;
+/// Subscriptions whose tag edits are written back at once. ARM throttles
+/// each subscription on its own, so a write-back mostly waits on its
+/// subscription's pacing; this only bounds what a huge connection asks of
+/// the store at once.
+const WRITE_BACK_CONCURRENCY: usize = 32;
+
+/// What every subscription of one run shares.
+struct RunEnv {
+    deps: SyncDeps,
+    scope: OrgScope,
+    run: SyncRun,
+    actor: String,
+    tokens: Tokens,
+    collectors: Vec<Box<dyn Collector>>,
+    collect: Semaphore,
+    write_back: Semaphore,
+}
+
+/// The run's access token, renewed when close to its end. The credential
+/// stays in memory for the run for that.
+struct Tokens {
+    azure: AzureClient,
+    tenant_id: String,
+    client_id: String,
+    secret: SecretString,
+    current: tokio::sync::Mutex<AccessToken>,
+}
+
+impl Tokens {
+    /// The token, renewed first if it runs out soon. A failed renewal keeps
+    /// the old one: the step that uses it then fails and says why.
+    async fn get(&self) -> AccessToken {
+        let mut token = self.current.lock().await;
+        if token.expires_within(TOKEN_MARGIN) {
+            if let Ok(t) = self
+                .azure
+                .client_credentials_token(&self.tenant_id, &self.client_id, &self.secret)
+                .await
+            {
+                *token = t;
+            }
+        }
+        token.clone()
+    }
+}
+
+/// What one subscription's part of a run recorded.
+struct SubscriptionOutcome {
+    counts: Map<String, Value>,
+    errors: Vec<Value>,
+    successes: usize,
+}
+
+/// Runs the collectors on one subscription, then writes back its tag edits
+/// where its level writes tags.
+async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> SubscriptionOutcome {
+    let mut out = SubscriptionOutcome {
+        counts: Map::new(),
+        errors: Vec::new(),
+        successes: 0,
+    };
+    let (runs, skipped): (Vec<&dyn Collector>, Vec<&dyn Collector>) = env
+        .collectors
+        .iter()
+        .map(|c| c.as_ref())
+        .partition(|c| c.runs_at(sub.sync_level));
+    for c in skipped {
+        out.counts.insert(
+            c.name().into(),
+            json!({ "skipped": format!("sync level {}", sub.sync_level) }),
+        );
+    }
+    if !runs.is_empty() {
+        // The semaphore is never closed, so the permit always comes.
+        let _permit = env.collect.acquire().await;
+        let token = env.tokens.get().await;
+        for c in runs {
+            match c.collect(env.context(&token, sub)).await {
+                Ok(v) => {
+                    out.successes += 1;
+                    out.counts.insert(c.name().into(), v);
+                }
+                Err(e) => out.errors.push(failure(sub, c.name(), &e)),
+            }
+        }
+    }
+    // Then the user's tag edits, where the level writes tags.
+    if sub.sync_level.writes_tags() {
+        let _permit = env.write_back.acquire().await;
+        let token = env.tokens.get().await;
+        match writeback::apply(&env.context(&token, sub), &env.actor).await {
+            Ok(v) => {
+                out.successes += 1;
+                out.counts.insert("write_back".into(), v);
+            }
+            Err(e) => out.errors.push(failure(sub, "write_back", &e)),
+        }
+    }
+    out
+}
+
+impl RunEnv {
+    fn context<'a>(
+        &'a self,
+        token: &'a AccessToken,
+        subscription: &'a SubscriptionRecord,
+    ) -> CollectContext<'a> {
+        CollectContext {
+            store: &self.deps.store,
+            azure: &self.deps.azure,
+            scope: &self.scope,
+            token,
+            run: &self.run,
+            subscription,
+        }
+    }
 }
 
 fn failure(sub: &SubscriptionRecord, step: &str, e: &CollectError) -> Value {

@@ -157,21 +157,24 @@ async fn apply_one(
             Ok(Outcome::Conflict)
         }
         Plan::Write { merge, delete } => {
-            let mut written = Ok(());
+            // Each PATCH answers the tags Azure holds after it: the last
+            // answer is the read-back, so no GET is spent on confirming.
+            let mut written = Ok(None);
             if !merge.is_empty() {
                 written = writer
                     .merge(ctx.token, &resource.arm_id, &merge)
                     .await
-                    .map(|_| ());
+                    .map(Some);
             }
             if written.is_ok() && !delete.is_empty() {
                 written = writer
                     .delete(ctx.token, &resource.arm_id, &delete)
                     .await
-                    .map(|_| ());
+                    .map(Some);
             }
-            match written {
-                Ok(()) => {}
+            let after = match written {
+                // Nothing written: what Azure holds is what was just read.
+                Ok(after) => after.unwrap_or(live),
                 // Azure refused this edit (a policy, a rule): it is settled, the others go on.
                 Err(AzureError::Service {
                     status,
@@ -212,9 +215,7 @@ async fn apply_one(
                 // A missing permission, throttling, an outage: stop here; the
                 // edit stays pending for the next run.
                 Err(e) => return Err(e.into()),
-            }
-            // Read back to confirm what Azure now holds.
-            let after = ctx.azure.tags_at(ctx.token, &resource.arm_id).await?;
+            };
             ctx.store
                 .observe_tags(ctx.scope, resource.id, &after)
                 .await?;

@@ -77,7 +77,10 @@ enum Command {
     #[command(subcommand)]
     Tags(client::TagsCommand),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
-    Sim(SimCommand),
+    Sim(SimArgs),
+    /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -114,21 +117,6 @@ enum AuditCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
-}
-
-#[derive(Args)]
-#[command(args_conflicts_with_subcommands = true)]
-struct SimCommand {
-    #[command(subcommand)]
-    action: Option<SimAction>,
-    #[command(flatten)]
-    args: SimArgs,
-}
-
-#[derive(Subcommand)]
-enum SimAction {
-    /// Measure the pages and rows per second the simulator serves, and its peak memory.
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -267,16 +255,13 @@ fn main() -> Result<()> {
                 init_logging(false, "warn");
                 client::tags(cmd).await
             }
-            Command::Sim(SimCommand {
-                action: Some(SimAction::Bench(args)),
-                ..
-            }) => {
-                init_logging(false, "warn");
-                bench::run(args).await
-            }
-            Command::Sim(SimCommand { action: None, args }) => {
+            Command::Sim(args) => {
                 init_logging(false, "warn");
                 run_sim(args).await
+            }
+            Command::Bench(cmd) => {
+                init_logging(false, "warn");
+                bench::run(cmd).await
             }
         }
     })

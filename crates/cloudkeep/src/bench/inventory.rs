@@ -1,0 +1,122 @@
+//! `cloudkeep bench inventory`: a full inventory sync of the `large` preset
+//! (throttling off) into a fresh store, then a second sync with nothing
+//! changed; wall time, requests, resources/s and this process's peak memory.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use cloudkeep_domain::SyncLevel;
+use cloudkeep_store::SyncRun;
+
+use super::{SimChild, SyncSetup, mib, request_mix, total, verdict, vm_hwm_kib};
+
+/// Targets of the sync-engine issue, on 2 cores.
+const FIRST_SYNC_TARGET: Duration = Duration::from_secs(20);
+const UNCHANGED_SYNC_TARGET: Duration = Duration::from_secs(10);
+const PEAK_MEMORY_TARGET_MIB: f64 = 256.0;
+
+#[derive(Args)]
+pub struct InventoryArgs {
+    #[arg(long, default_value = "large")]
+    preset: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many of the preset's subscriptions to sync (default: all).
+    #[arg(long)]
+    subscriptions: Option<usize>,
+}
+
+pub async fn run(args: InventoryArgs) -> Result<()> {
+    let sim = SimChild::start(&args.preset, args.seed, "off").await?;
+    let subscriptions = args
+        .subscriptions
+        .unwrap_or(usize::MAX)
+        .min(sim.subscription_ids().len());
+    // The level a collector with Tag Contributor starts at: tags are read,
+    // and the (empty) write-back runs too.
+    let setup = SyncSetup::new(&sim, subscriptions, SyncLevel::ReadWriteTags).await?;
+    println!(
+        "inventory sync of {subscriptions} subscriptions into a fresh SQLite store (throttle off)"
+    );
+
+    let seq = sim.last_seq().await?;
+    let (first, wall) = setup.sync().await?;
+    let peak_first = vm_hwm_kib("/proc/self/status");
+    let seq = report(&sim, "first sync", &first, wall, seq).await?;
+    if total(&first, "inventory", "added") != total(&first, "inventory", "seen") {
+        bail!("the first sync into an empty store did not add every resource it saw");
+    }
+
+    let (second, wall_again) = setup.sync().await?;
+    let peak = vm_hwm_kib("/proc/self/status");
+    report(
+        &sim,
+        "second sync, nothing changed",
+        &second,
+        wall_again,
+        seq,
+    )
+    .await?;
+    let changed = ["added", "deleted", "tag_changes"]
+        .iter()
+        .map(|c| total(&second, "inventory", c))
+        .sum::<u64>();
+    if changed != 0 {
+        bail!("the second sync changed {changed} things where nothing had: {second:?}");
+    }
+
+    println!("targets (2 cores):");
+    println!(
+        "  first sync {:.2}s, target under {}s: {}",
+        wall.as_secs_f64(),
+        FIRST_SYNC_TARGET.as_secs(),
+        verdict(wall < FIRST_SYNC_TARGET)
+    );
+    println!(
+        "  second sync {:.2}s, target under {}s: {}",
+        wall_again.as_secs_f64(),
+        UNCHANGED_SYNC_TARGET.as_secs(),
+        verdict(wall_again < UNCHANGED_SYNC_TARGET)
+    );
+    match (peak_first, peak) {
+        (Some(first), Some(both)) => println!(
+            "  peak memory of this (syncing) process, VmHWM: {:.1} MiB after the first sync, {:.1} MiB after both, target under {PEAK_MEMORY_TARGET_MIB} MiB: {}",
+            mib(first),
+            mib(both),
+            verdict(mib(both) < PEAK_MEMORY_TARGET_MIB)
+        ),
+        _ => println!("  peak memory: unavailable (no /proc)"),
+    }
+    if let Some(kib) = sim.peak_rss_kib() {
+        println!(
+            "  (the simulator, a separate process: peak {:.1} MiB)",
+            mib(kib)
+        );
+    }
+    Ok(())
+}
+
+/// Prints one sync's figures; answers the log's last sequence number.
+async fn report(
+    sim: &SimChild,
+    what: &str,
+    run: &SyncRun,
+    wall: Duration,
+    since: u64,
+) -> Result<u64> {
+    let log = sim.requests_since(since).await?;
+    let (token, reads, writes) = request_mix(&log);
+    let seen = total(run, "inventory", "seen");
+    let secs = wall.as_secs_f64();
+    println!(
+        "{what}: {secs:.2}s wall, {} requests to the simulator ({token} token, {reads} ARM reads, {writes} writes), \
+         {seen} resources = {:.0} resources/s; added {}, tag changes {}, deleted {}",
+        log.len(),
+        seen as f64 / secs,
+        total(run, "inventory", "added"),
+        total(run, "inventory", "tag_changes"),
+        total(run, "inventory", "deleted"),
+    );
+    Ok(log.last().and_then(|e| e["seq"].as_u64()).unwrap_or(since))
+}

@@ -1,0 +1,409 @@
+//! `cloudkeep bench`: benchmarks that print figures (they are commands, not
+//! timed tests). Each starts the simulator as a child process, so that the
+//! peak memory of each side is its own:
+//!
+//! - `sim`: how fast the simulator serves resource lists and cost queries;
+//! - `inventory`: a full inventory sync of the `large` preset, then one with
+//!   nothing changed, through `cloudkeep_sync::sync_connection`;
+//! - `writeback`: tag edits written back under Azure's throttling, against
+//!   the minimum the simulator's token buckets allow.
+
+mod inventory;
+mod sim;
+mod writeback;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Subcommand;
+use cloudkeep_azure::{AzureClient, AzureConfig};
+use cloudkeep_domain::crypto::LocalKeyFile;
+use cloudkeep_domain::{ConnectionId, SecretString, SyncLevel};
+use cloudkeep_store::{NewConnection, NewSubscription, OrgScope, Store, SyncRun};
+use cloudkeep_sync::SyncDeps;
+use serde_json::{Value, json};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// The simulator alone: pages and rows per second it serves, and its peak memory.
+    Sim(sim::SimBenchArgs),
+    /// A full inventory sync of the `large` preset with throttling off, then one with nothing changed.
+    Inventory(inventory::InventoryArgs),
+    /// Tag edits written back under Azure's throttling, against the minimum its buckets allow.
+    Writeback(writeback::WritebackArgs),
+}
+
+pub async fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Sim(args) => sim::run(args).await,
+        BenchCommand::Inventory(args) => inventory::run(args).await,
+        BenchCommand::Writeback(args) => writeback::run(args).await,
+    }
+}
+
+/// `cloudkeep sim` running as a child process, with an HTTP client that
+/// trusts its CA. Killed, and its certificates removed, on drop.
+struct SimChild {
+    child: Child,
+    cert_dir: PathBuf,
+    url: String,
+    ca_pem: String,
+    http: reqwest::Client,
+    scenario: Value,
+}
+
+impl Drop for SimChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.cert_dir);
+    }
+}
+
+impl SimChild {
+    /// Starts `cloudkeep sim` on a free port and waits for its ready line.
+    async fn start(preset: &str, seed: u64, throttle: &str) -> Result<SimChild> {
+        let cert_dir = bench_dir("sim");
+        let started = Instant::now();
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["sim", "--preset", preset, "--seed", &seed.to_string()])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--throttle",
+                throttle,
+                "--cert-dir",
+            ])
+            .arg(&cert_dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the simulator")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        // Owned from here, so an early return still stops the child.
+        let mut sim = SimChild {
+            child,
+            cert_dir,
+            url: String::new(),
+            ca_pem: String::new(),
+            http: reqwest::Client::new(),
+            scenario: Value::Null,
+        };
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let ready: Value = serde_json::from_str(&line).context("the simulator's ready line")?;
+        sim.url = ready["url"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no url in the ready line"))?
+            .to_string();
+        let ca = ready["ca"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no ca in the ready line"))?;
+        sim.ca_pem = std::fs::read_to_string(ca).with_context(|| format!("reading {ca}"))?;
+        sim.http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes())?)
+            .build()?;
+        sim.scenario = sim.control_get("/_sim/scenario").await?;
+        println!(
+            "simulator ({preset} preset, throttle {throttle}) ready in {:.2}s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(sim)
+    }
+
+    async fn control_get(&self, path: &str) -> Result<Value> {
+        let response = self.http.get(format!("{}{path}", self.url)).send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("{path} answered {status}");
+        }
+        Ok(response.json().await?)
+    }
+
+    /// Peak resident memory of the simulator process.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        vm_hwm_kib(&format!("/proc/{}/status", self.child.id()))
+    }
+
+    fn tenant(&self) -> &Value {
+        &self.scenario["tenants"][0]
+    }
+
+    fn tenant_id(&self) -> Result<&str> {
+        self.tenant()["tenant_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the scenario has no tenant"))
+    }
+
+    /// A service principal of the scenario's tenant, by key (`collector`, ...).
+    fn principal(&self, key: &str) -> Result<&Value> {
+        self.tenant()["service_principals"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["key"] == key))
+            .ok_or_else(|| anyhow!("the scenario has no '{key}' principal"))
+    }
+
+    fn subscription_ids(&self) -> Vec<String> {
+        self.tenant()["subscriptions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["subscription_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A bearer header for ARM calls made by the benchmark itself, as `key`.
+    async fn bearer(&self, key: &str) -> Result<String> {
+        let p = self.principal(key)?;
+        let field = |name: &str| p[name].as_str().unwrap_or_default().to_string();
+        let token: Value = self
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.url,
+                self.tenant_id()?
+            ))
+            .form(&[
+                ("grant_type", "client_credentials".to_string()),
+                ("client_id", field("client_id")),
+                ("client_secret", field("client_secret")),
+                ("scope", "https://management.azure.com/.default".into()),
+            ])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let access = token["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no token for '{key}': {token}"))?;
+        Ok(format!("Bearer {access}"))
+    }
+
+    /// The simulator's request log after `seq`.
+    async fn requests_since(&self, seq: u64) -> Result<Vec<Value>> {
+        match self
+            .control_get(&format!("/_sim/requests?since={seq}"))
+            .await?
+        {
+            Value::Array(entries) => Ok(entries),
+            other => bail!("the request log is not a list: {other}"),
+        }
+    }
+
+    /// The sequence number of the last logged request.
+    async fn last_seq(&self) -> Result<u64> {
+        Ok(self
+            .requests_since(0)
+            .await?
+            .last()
+            .and_then(|e| e["seq"].as_u64())
+            .unwrap_or(0))
+    }
+}
+
+/// A fresh folder for one benchmark's files, under the temporary directory.
+fn bench_dir(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("cloudkeep-bench-{what}-{}", std::process::id()))
+}
+
+/// `VmHWM` (peak resident memory) in KiB from a `/proc/.../status` file.
+fn vm_hwm_kib(status_file: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// "met" or "NOT met", for a target line.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+/// A fresh SQLite store with one organisation and one connection to the
+/// simulator's tenant as its `collector` principal, over the first
+/// `subscriptions` subscriptions at `level`: what a sync benchmark syncs.
+struct SyncSetup {
+    deps: SyncDeps,
+    scope: OrgScope,
+    connection: ConnectionId,
+    dir: PathBuf,
+}
+
+impl Drop for SyncSetup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl SyncSetup {
+    async fn new(sim: &SimChild, subscriptions: usize, level: SyncLevel) -> Result<SyncSetup> {
+        let dir = bench_dir("store");
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&format!("sqlite://{}", dir.join("cloudkeep.db").display()))
+            .await
+            .context("opening the benchmark's store")?;
+        let keys = LocalKeyFile::open_or_create(&dir.join("master.key"))?;
+        let org = crate::commands::create_org(&store, "Bench", "owner@bench.cloudkeep.dev").await?;
+        let scope = store.operator_scope(org.org_id).await?;
+
+        let collector = sim.principal("collector")?;
+        let text = |v: &Value, name: &str| -> Result<String> {
+            v[name]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("the scenario has no {name}"))
+        };
+        let connection = ConnectionId::new();
+        let credential = store
+            .seal_credential(
+                &scope,
+                &keys,
+                connection,
+                &SecretString::new(text(collector, "client_secret")?),
+            )
+            .await?;
+        let subs = sim
+            .subscription_ids()
+            .into_iter()
+            .take(subscriptions)
+            .map(|azure_id| NewSubscription {
+                display_name: azure_id.clone(),
+                azure_id,
+                sync_level: level,
+                permissions: json!({}),
+            })
+            .collect();
+        store
+            .create_connection(
+                &scope,
+                NewConnection {
+                    id: connection,
+                    name: "Simulated tenant".into(),
+                    tenant_id: sim.tenant_id()?.to_string(),
+                    client_id: text(collector, "client_id")?,
+                    principal_id: text(collector, "object_id")?,
+                    credential: cloudkeep_store::ConnectionCredential::ClientSecret(credential),
+                    cadence_secs: 86_400,
+                    stale_after_secs: 172_800,
+                    subscriptions: subs,
+                    actor: "system:bench".into(),
+                },
+            )
+            .await?;
+        let azure = AzureClient::new(AzureConfig {
+            authority_host: sim.url.clone(),
+            arm_endpoint: sim.url.clone(),
+            extra_ca_pem: Some(sim.ca_pem.clone()),
+            ..AzureConfig::default()
+        })?;
+        Ok(SyncSetup {
+            deps: SyncDeps {
+                store,
+                azure,
+                keys: Arc::new(keys),
+                operator: None,
+            },
+            scope,
+            connection,
+            dir,
+        })
+    }
+
+    /// One sync through the real code path; answers the run and its wall time.
+    async fn sync(&self) -> Result<(SyncRun, Duration)> {
+        let started = Instant::now();
+        let run = cloudkeep_sync::sync_connection(
+            &self.deps,
+            &self.scope,
+            self.connection,
+            "manual",
+            "system:bench",
+        )
+        .await?;
+        let wall = started.elapsed();
+        if run.status != "succeeded" {
+            bail!("the sync {}: {}", run.status, run.errors);
+        }
+        Ok((run, wall))
+    }
+}
+
+/// Sums one collector's count over every subscription of a run.
+fn total(run: &SyncRun, step: &str, count: &str) -> u64 {
+    run.counts["subscriptions"]
+        .as_object()
+        .map(|subs| subs.values().filter_map(|s| s[step][count].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Requests of a log slice by kind: `(token, ARM reads, ARM writes)`.
+fn request_mix(log: &[Value]) -> (usize, usize, usize) {
+    let token = log
+        .iter()
+        .filter(|e| e["path"].as_str().is_some_and(|p| p.ends_with("/token")))
+        .count();
+    let writes = log
+        .iter()
+        .filter(|e| matches!(e["method"].as_str(), Some("PATCH" | "PUT" | "DELETE")))
+        .count();
+    (token, log.len() - token - writes, writes)
+}
+
+/// Follows `nextLink`s from `first` with `bearer`, handing each page to
+/// `on_page`; answers the number of pages. A 429 waits its `Retry-After`.
+async fn follow(
+    http: &reqwest::Client,
+    bearer: &str,
+    method: reqwest::Method,
+    first: String,
+    body: Option<&Value>,
+    mut on_page: impl FnMut(&Value),
+) -> Result<usize> {
+    let mut pages = 0;
+    let mut next = Some(first);
+    while let Some(link) = next.take() {
+        let mut request = http
+            .request(method.clone(), &link)
+            .header("authorization", bearer);
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let wait = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            next = Some(link);
+            continue;
+        }
+        let page: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("{link} answered {status}: {page}");
+        }
+        pages += 1;
+        on_page(&page);
+        next = page["nextLink"]
+            .as_str()
+            .or_else(|| page["properties"]["nextLink"].as_str())
+            .map(str::to_string);
+    }
+    Ok(pages)
+}
