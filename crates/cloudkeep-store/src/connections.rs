@@ -122,7 +122,7 @@ impl Store {
             ));
         }
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let subs: Vec<&str> = new
             .subscriptions
             .iter()
@@ -235,7 +235,7 @@ impl Store {
         credential: SealedCredential,
         actor: &str,
     ) -> Result<Connection> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -272,7 +272,7 @@ impl Store {
         id: ConnectionId,
         actor: &str,
     ) -> Result<Connection> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -308,7 +308,7 @@ impl Store {
         detail: Option<&str>,
         actor: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -361,7 +361,7 @@ impl Store {
                 )));
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -400,7 +400,7 @@ impl Store {
             .ok_or(StoreError::NotFound {
                 what: "subscription",
             })?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,

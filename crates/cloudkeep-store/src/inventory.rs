@@ -174,7 +174,7 @@ impl Store {
         tags_read: bool,
     ) -> Result<InventoryCounts> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query("SELECT resource_id, azure_id, tags, deleted_at FROM resources WHERE org_id = $1 AND subscription_id = $2")
             .bind(scope.id())
             .bind(subscription.id.to_string())
@@ -388,7 +388,7 @@ impl Store {
         } else {
             "sync.completed"
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,

@@ -195,6 +195,18 @@ impl Store {
         self.backend
     }
 
+    /// Begins a transaction that writes. On SQLite it takes the write lock
+    /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads and
+    /// then writes fails at once with "database is locked" when another
+    /// connection wrote in between (the scheduler's heartbeat during a
+    /// sync, say), since waiting cannot refresh its snapshot.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

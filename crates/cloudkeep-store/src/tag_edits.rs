@@ -70,7 +70,7 @@ impl Store {
         actor: &str,
     ) -> Result<Vec<TagEdit>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let summary: Vec<Value> = edits.iter().map(|e| json!({"resource": e.resource_id, "state": e.state, "set": e.set, "remove": e.remove})).collect();
         append(
             &mut tx,
@@ -166,7 +166,7 @@ impl Store {
         details: Value,
         actor: &str,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -229,7 +229,7 @@ impl Store {
                 .transpose()?
                 .flatten();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let resolution = if keep_mine {
             "keep_mine"
         } else {
@@ -296,7 +296,7 @@ impl Store {
     /// Records tags just written to Azure as observed, with history.
     pub async fn observe_tags(&self, scope: &OrgScope, resource: Uuid, tags: &Tags) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT tags FROM resources WHERE org_id = $1 AND resource_id = $2")
             .bind(scope.id())
             .bind(resource.to_string())
