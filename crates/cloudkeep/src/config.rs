@@ -14,6 +14,7 @@
 //! | `CLOUDKEEP_AZURE_CA_FILE` | `azure.ca_file` | none (an extra CA to trust, e.g. the simulator's) |
 //! | `CLOUDKEEP_SCHEDULER` | `scheduler.enabled` | `on` (`off` for an API-only instance) |
 //! | `CLOUDKEEP_SCHEDULER_POLL_SECS` | `scheduler.poll_secs` | `15` |
+//! | `CLOUDKEEP_SCHEDULER_LEASE_SECS` | `scheduler.lease_secs` | `120` (how long a dead process's job waits before another takes it over) |
 //! | `CLOUDKEEP_LOG` | — | `info` (a tracing filter) |
 //! | `CLOUDKEEP_LOG_FORMAT` | `log.format` | `json` (`text` for people) |
 
@@ -46,6 +47,7 @@ struct FileConfig {
 struct SchedulerSection {
     enabled: Option<bool>,
     poll_secs: Option<u64>,
+    lease_secs: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +101,8 @@ pub struct Config {
     pub log_json: bool,
     pub scheduler: bool,
     pub scheduler_poll: std::time::Duration,
+    /// How long a claimed job is its process's without a heartbeat.
+    pub scheduler_lease: chrono::Duration,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -182,6 +186,12 @@ impl Config {
             })?,
             None => parsed.scheduler.poll_secs.unwrap_or(15),
         };
+        let lease = match env("CLOUDKEEP_SCHEDULER_LEASE_SECS") {
+            Some(v) => v.parse().with_context(|| {
+                format!("CLOUDKEEP_SCHEDULER_LEASE_SECS='{v}' is not a number of seconds")
+            })?,
+            None => parsed.scheduler.lease_secs.unwrap_or(120),
+        };
         Ok(Config {
             listen,
             tls,
@@ -200,6 +210,7 @@ impl Config {
             log_json,
             scheduler,
             scheduler_poll: std::time::Duration::from_secs(poll.max(1)),
+            scheduler_lease: chrono::Duration::seconds(i64::from(lease.max(1))),
         })
     }
 
@@ -240,6 +251,16 @@ mod tests {
         let c = Config::load(Some(&file), None).expect("file");
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.store_url, "postgres://x@h/db");
+        assert_eq!(c.scheduler_lease, chrono::Duration::seconds(120));
+        std::fs::write(&file, "[scheduler]\nlease_secs = 20\npoll_secs = 2\n").expect("write");
+        let c = Config::load(Some(&file), None).expect("file");
+        assert_eq!(
+            (c.scheduler_lease, c.scheduler_poll),
+            (
+                chrono::Duration::seconds(20),
+                std::time::Duration::from_secs(2)
+            )
+        );
         let c = Config::load(Some(&file), Some(&dir)).expect("data dir");
         assert!(
             c.store_url.ends_with("cloudkeep.db"),
