@@ -12,6 +12,9 @@ pub struct Faults {
     pub rate_503: f64,
     pub rate_429: f64,
     pub latency_ms: u64,
+    /// Only calls whose path contains this (case-insensitive) get the
+    /// latency; every call when unset. Lets a test slow one subscription.
+    pub latency_path: Option<String>,
     pub rate_drop: f64,
     pub rate_truncate: f64,
     /// Share of list pages answered empty but with a `nextLink` (at most 0.9).
@@ -34,7 +37,7 @@ pub enum Fault {
 }
 
 impl Faults {
-    /// Parses `500=0.05,503=0.05,429=0.05,latency=200ms,drop=0.01,truncate=0.01,token-lifetime=60s`.
+    /// Parses `500=0.05,503=0.05,429=0.05,latency=200ms,latency-path=/subscriptions/x,drop=0.01,truncate=0.01,token-lifetime=60s`.
     pub fn parse(spec: &str) -> Result<Faults, SimError> {
         let mut f = Faults::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -61,16 +64,26 @@ impl Faults {
                 "empty-page" => f.rate_empty_page = rate()?,
                 "async-tags" => f.rate_async_tags = rate()?,
                 "latency" => f.latency_ms = parse_duration(v, "ms", item)?,
+                "latency-path" => f.latency_path = Some(v.to_string()),
                 "token-lifetime" => f.token_lifetime_secs = Some(parse_duration(v, "s", item)?),
                 _ => {
                     return Err(SimError::Faults(format!(
-                        "unknown fault '{k}'; known: 500, 503, 429, latency, drop, truncate, empty-page, async-tags, token-lifetime"
+                        "unknown fault '{k}'; known: 500, 503, 429, latency, latency-path, drop, truncate, empty-page, async-tags, token-lifetime"
                     )));
                 }
             }
         }
         f.validate()?;
         Ok(f)
+    }
+
+    /// Whether a call to `path` is slowed.
+    pub fn slows(&self, path: &str) -> bool {
+        self.latency_ms > 0
+            && self
+                .latency_path
+                .as_deref()
+                .is_none_or(|p| path.to_ascii_lowercase().contains(&p.to_ascii_lowercase()))
     }
 
     pub fn validate(&self) -> Result<(), SimError> {

@@ -147,7 +147,7 @@ async fn handle(
     let mut fault = Fault::None;
     if simulated {
         let faults = state.faults();
-        if faults.latency_ms > 0 {
+        if faults.slows(&path) {
             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
         }
         fault = faults.pick(state.draw());

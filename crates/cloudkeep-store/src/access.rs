@@ -202,7 +202,7 @@ impl Store {
         let org = OrgId::new();
         let scope = OrgScope::new(org);
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO organisations (org_id, name, created_at) VALUES ($1, $2, $3)")
             .bind(org.to_string())
             .bind(&name)
@@ -269,7 +269,7 @@ impl Store {
 
     pub async fn create_user(&self, scope: &OrgScope, new: NewUser, actor: &str) -> Result<User> {
         let email = normalise_email(&new.email)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let role = new.role;
         let u = insert_user(&mut tx, scope, NewUser { email, ..new }).await?;
         append(
@@ -316,7 +316,7 @@ impl Store {
         role: Role,
         actor: &str,
     ) -> Result<User> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -349,7 +349,7 @@ impl Store {
         password_hash: &str,
         actor: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -438,7 +438,7 @@ impl Store {
         let secret = scoped_secret(TOKEN_PREFIX, scope.org());
         let id = TokenId::new();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -496,7 +496,7 @@ impl Store {
     }
 
     pub async fn revoke_api_token(&self, scope: &OrgScope, id: TokenId, actor: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,

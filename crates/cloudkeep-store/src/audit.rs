@@ -206,7 +206,7 @@ impl Store {
     /// Records an action that changes nothing else in the store (a login, a
     /// failed connection attempt), in its own transaction.
     pub async fn audit(&self, scope: &OrgScope, entry: AuditEntry) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let seq = append(&mut tx, scope, &entry).await?;
         tx.commit().await?;
         Ok(seq)

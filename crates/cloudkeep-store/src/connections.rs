@@ -138,7 +138,7 @@ impl Store {
             ),
             ConnectionCredential::OperatorApp => (AuthMethod::OperatorApp, None, None),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let subs: Vec<&str> = new
             .subscriptions
             .iter()
@@ -207,7 +207,7 @@ impl Store {
         if added.is_empty() {
             return Ok(current);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let ids: Vec<&str> = added.iter().map(|s| s.azure_id.as_str()).collect();
         append(
             &mut tx,
@@ -291,7 +291,7 @@ impl Store {
         credential: SealedCredential,
         actor: &str,
     ) -> Result<Connection> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -328,7 +328,7 @@ impl Store {
         id: ConnectionId,
         actor: &str,
     ) -> Result<Connection> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -364,7 +364,7 @@ impl Store {
         detail: Option<&str>,
         actor: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -417,7 +417,7 @@ impl Store {
                 )));
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -456,7 +456,7 @@ impl Store {
             .ok_or(StoreError::NotFound {
                 what: "subscription",
             })?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,

@@ -464,7 +464,7 @@ impl Store {
         } else {
             "sync.completed"
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,

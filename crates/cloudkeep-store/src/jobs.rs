@@ -1,6 +1,7 @@
 //! Jobs under leases: enqueued when a connection is due, claimed by one
 //! worker at a time (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has a
-//! single writer), kept alive by heartbeats, retried with backoff.
+//! single writer), kept alive by heartbeats, retried with backoff. A job
+//! keeps `lease_owner` when it ends, so the record says which worker ran it.
 
 use chrono::{DateTime, Duration, Utc};
 use cloudkeep_domain::ConnectionId;
@@ -132,7 +133,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'done', finished_at = $4, lease_owner = NULL, lease_until = NULL \
+            "UPDATE jobs SET status = 'done', finished_at = $4, lease_until = NULL \
              WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'",
         )
         .bind(scope.id())
@@ -164,7 +165,7 @@ impl Store {
             ),
         };
         let done = sqlx::query(
-            "UPDATE jobs SET status = $4, run_at = $5, last_error = $6, finished_at = $7, lease_owner = NULL, lease_until = NULL \
+            "UPDATE jobs SET status = $4, run_at = $5, last_error = $6, finished_at = $7, lease_until = NULL \
              WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'",
         )
         .bind(scope.id())

@@ -138,7 +138,7 @@ impl Store {
             }
             let key = provider.unwrap(scope.org(), &wrapped)?;
             let rewrapped = provider.wrap(scope.org(), &key)?;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             append(
                 &mut tx,
                 scope,
@@ -235,7 +235,7 @@ impl Store {
             }
             count += 1;
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,

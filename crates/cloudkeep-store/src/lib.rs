@@ -197,10 +197,11 @@ impl Store {
         self.backend
     }
 
-    /// A transaction that reads before it writes. On SQLite it takes the
-    /// write lock at once (`BEGIN IMMEDIATE`): a deferred one that read first
-    /// fails with SQLITE_BUSY, without waiting, when another connection wrote
-    /// meanwhile, which concurrent syncs of several subscriptions do.
+    /// Begins a transaction that writes. On SQLite it takes the write lock
+    /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads and
+    /// then writes fails at once with "database is locked" when another
+    /// connection wrote in between (the scheduler's heartbeat during a
+    /// sync, say), since waiting cannot refresh its snapshot.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,

@@ -70,7 +70,7 @@ impl Store {
         actor: &str,
     ) -> Result<Vec<TagEdit>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let summary: Vec<Value> = edits.iter().map(|e| json!({"resource": e.resource_id, "state": e.state, "set": e.set, "remove": e.remove})).collect();
         append(
             &mut tx,
@@ -166,7 +166,7 @@ impl Store {
         details: Value,
         actor: &str,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append(
             &mut tx,
             scope,
@@ -229,7 +229,7 @@ impl Store {
                 .transpose()?
                 .flatten();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let resolution = if keep_mine {
             "keep_mine"
         } else {

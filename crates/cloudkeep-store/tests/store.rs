@@ -10,7 +10,7 @@ use cloudkeep_domain::{
 };
 use cloudkeep_store::{
     AuditEntry, AuditFilter, AuditProblemKind, NewConnection, NewOrganisation, NewSubscription,
-    NewUser, OrgScope, Store, StoreError,
+    NewUser, ObservedResource, OrgScope, Store, StoreError,
 };
 use serde_json::json;
 
@@ -728,6 +728,73 @@ async fn sync_levels_change_with_an_audit_event(b: Backend) {
         store.operator_scope(OrgId::new()).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+both!(inventory_is_recorded_while_another_connection_writes);
+/// A sync records its inventory while the scheduler's heartbeat writes the
+/// job's lease on another connection; the recording must not fail for it.
+async fn inventory_is_recorded_while_another_connection_writes(b: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = b.store.clone();
+    let (scope, _) = org(&store, &unique("hb")).await;
+    let (_dir, keys) = keyfile();
+    let id = connect(&store, &scope, &keys, "s3cret").await;
+    let now = Utc::now() + Duration::seconds(1);
+    store.enqueue_due_syncs(&scope, now).await.expect("enqueue");
+    let job = store
+        .claim_job(&scope, "w", now, Duration::seconds(60))
+        .await
+        .expect("claim")
+        .expect("a job");
+    let subscription = store
+        .connection(&scope, id)
+        .await
+        .expect("connection")
+        .subscriptions[0]
+        .clone();
+    let run = store
+        .begin_sync_run(&scope, id, "schedule")
+        .await
+        .expect("run");
+    let beating = Arc::new(AtomicBool::new(true));
+    let heartbeat = {
+        let (store, scope, beating) = (store.clone(), scope.clone(), beating.clone());
+        tokio::spawn(async move {
+            let mut beats = 0;
+            while beating.load(Ordering::Relaxed) {
+                assert!(
+                    store
+                        .heartbeat_job(&scope, job.id, "w", Utc::now(), Duration::seconds(60))
+                        .await
+                        .expect("heartbeat")
+                );
+                beats += 1;
+                tokio::task::yield_now().await;
+            }
+            beats
+        })
+    };
+    for round in 0..20 {
+        let observed: Vec<ObservedResource> = (0..50)
+            .map(|i| ObservedResource {
+                arm_id: format!("/subscriptions/SUB-1/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/s{i}"),
+                name: format!("s{i}"),
+                resource_type: "Microsoft.Storage/storageAccounts".into(),
+                location: "westeurope".into(),
+                resource_group: "rg".into(),
+                tags: [("round".to_string(), round.to_string())].into(),
+                created: None,
+                changed: None,
+            })
+            .collect();
+        store
+            .record_inventory(&scope, &subscription, run.id, &observed, true)
+            .await
+            .expect("recorded while the heartbeat writes");
+    }
+    beating.store(false, Ordering::Relaxed);
+    assert!(heartbeat.await.expect("heartbeat task") > 0);
 }
 
 async fn try_exec(url: &str, sql: &str) -> Result<(), sqlx::Error> {

@@ -53,6 +53,7 @@ fn spawn_scheduler(
     let deps = state.sync_deps();
     let settings = cloudkeep_sync::scheduler::SchedulerConfig {
         poll: config.scheduler_poll,
+        lease: config.scheduler_lease,
         ..Default::default()
     };
     let scheduler = cloudkeep_sync::scheduler::Scheduler::new(

@@ -14,6 +14,7 @@
 //! | `CLOUDKEEP_AZURE_CA_FILE` | `azure.ca_file` | none (an extra CA to trust, e.g. the simulator's) |
 //! | `CLOUDKEEP_SCHEDULER` | `scheduler.enabled` | `on` (`off` for an API-only instance) |
 //! | `CLOUDKEEP_SCHEDULER_POLL_SECS` | `scheduler.poll_secs` | `15` |
+//! | `CLOUDKEEP_SCHEDULER_LEASE_SECS` | `scheduler.lease_secs` | `120` (how long a dead process's job waits before another takes it over) |
 //! | `CLOUDKEEP_PUBLIC_URL` | `server.public_url` | `http(s)://{listen}` (the URL browsers reach; the consent flow's redirect URI is under it) |
 //! | `CLOUDKEEP_OPERATOR_CLIENT_ID` | `operator.client_id` | none (the consent flow is off without it) |
 //! | `CLOUDKEEP_OPERATOR_CLIENT_SECRET` | `operator.client_secret` | none |
@@ -62,6 +63,7 @@ struct OperatorSection {
 struct SchedulerSection {
     enabled: Option<bool>,
     poll_secs: Option<u64>,
+    lease_secs: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +118,8 @@ pub struct Config {
     pub log_json: bool,
     pub scheduler: bool,
     pub scheduler_poll: std::time::Duration,
+    /// How long a claimed job is its process's without a heartbeat.
+    pub scheduler_lease: chrono::Duration,
     pub public_url: String,
     pub operator: Option<OperatorApp>,
 }
@@ -201,6 +205,12 @@ impl Config {
             })?,
             None => parsed.scheduler.poll_secs.unwrap_or(15),
         };
+        let lease = match env("CLOUDKEEP_SCHEDULER_LEASE_SECS") {
+            Some(v) => v.parse().with_context(|| {
+                format!("CLOUDKEEP_SCHEDULER_LEASE_SECS='{v}' is not a number of seconds")
+            })?,
+            None => parsed.scheduler.lease_secs.unwrap_or(120),
+        };
         let public_url = env("CLOUDKEEP_PUBLIC_URL")
             .or(parsed.server.public_url)
             .unwrap_or_else(|| default_public_url(listen, tls.is_some()));
@@ -225,6 +235,7 @@ impl Config {
             log_json,
             scheduler,
             scheduler_poll: std::time::Duration::from_secs(poll.max(1)),
+            scheduler_lease: chrono::Duration::seconds(i64::from(lease.max(1))),
         })
     }
 
@@ -306,6 +317,16 @@ mod tests {
         let c = Config::load(Some(&file), None).expect("file");
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.store_url, "postgres://x@h/db");
+        assert_eq!(c.scheduler_lease, chrono::Duration::seconds(120));
+        std::fs::write(&file, "[scheduler]\nlease_secs = 20\npoll_secs = 2\n").expect("write");
+        let c = Config::load(Some(&file), None).expect("file");
+        assert_eq!(
+            (c.scheduler_lease, c.scheduler_poll),
+            (
+                chrono::Duration::seconds(20),
+                std::time::Duration::from_secs(2)
+            )
+        );
         let c = Config::load(Some(&file), Some(&dir)).expect("data dir");
         assert!(
             c.store_url.ends_with("cloudkeep.db"),

@@ -1,58 +1,20 @@
 //! The binary end to end: `admin create-org`, `serve` as a child process
-//! against the simulator, `audit verify` on a tampered store, and `demo`.
+//! against the simulator, `audit verify` on a tampered store, and `demo`;
+//! `processes` runs several `serve` processes on one store and kills them.
+
+mod harness;
+mod processes;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cloudkeep_sim::SimConfig;
+use harness::{
+    Api, BIN, Killed, Sim, cli, create_org, free_port, principal, run, scenario, serve, sim_client,
+    wait_until_up,
+};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cloudkeep");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run cloudkeep");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn wait_until_up(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("{url}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} did not come up");
-}
 
 fn grep_dir(dir: &Path, needle: &str) -> Vec<String> {
     let mut hits = Vec::new();
@@ -87,69 +49,25 @@ async fn secrets_stay_out_of_logs_responses_and_files_and_the_audit_chain_catche
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");
     let data_arg = data.to_str().expect("path");
-    let (ok, out, err) = run(&[
-        "admin",
-        "create-org",
-        "--name",
-        "Acme",
-        "--owner",
-        "ops@acme.example",
-        "--json",
-        "--data-dir",
-        data_arg,
-    ]);
-    assert!(ok, "{err}");
-    let created: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    let created = create_org("Acme", "ops@acme.example", &["--data-dir", data_arg]);
     for k in ["org_id", "owner_email", "password", "api_token"] {
         assert!(created[k].is_string(), "{k} in {created}");
     }
     let token = created["api_token"].as_str().expect("token").to_string();
 
-    let sim = cloudkeep_sim::spawn(SimConfig {
-        cert_dir: dir.path().join("sim"),
-        throttle: false,
-        ..Default::default()
-    })
-    .await
-    .expect("sim");
-    let sim_http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes()).expect("ca"))
-        .build()
-        .expect("client");
-    let scenario: Value = sim_http
-        .get(format!("{}/_sim/scenario", sim.url))
-        .send()
-        .await
-        .expect("scenario")
-        .json()
-        .await
-        .expect("json");
-    let tenant = &scenario["tenants"][0];
-    let sp = tenant["service_principals"]
-        .as_array()
-        .expect("sps")
-        .iter()
-        .find(|p| p["key"] == "collector")
-        .cloned()
-        .expect("collector");
+    let sim = Sim::start(dir.path()).await;
+    let tenant = sim.tenant();
+    let sp = sim.principal("collector");
     let secret = sp["client_secret"].as_str().expect("secret").to_string();
 
     let port = free_port();
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).expect("log");
-    let server = Killed(
-        Command::new(BIN)
-            .args(["serve", "--data-dir", data_arg])
-            .env("CLOUDKEEP_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CLOUDKEEP_AZURE_AUTHORITY", &sim.url)
-            .env("CLOUDKEEP_AZURE_ARM", &sim.url)
-            .env("CLOUDKEEP_AZURE_CA_FILE", &sim.ca_path)
+    let server = Killed::spawn(
+        serve(&sim, port, &["--data-dir", data_arg])
             .env("CLOUDKEEP_LOG", "trace")
             .env("CLOUDKEEP_SCHEDULER_POLL_SECS", "1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("serve"),
+            .stderr(log),
     );
     let url = format!("http://127.0.0.1:{port}");
     wait_until_up(&url).await;
@@ -325,30 +243,16 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
         assert!(info[k].is_string(), "{k} in {info}");
     }
     let url = info["url"].as_str().expect("url");
-    let conns: Value = reqwest::Client::new()
-        .get(format!("{url}/api/v1/connections"))
-        .bearer_auth(info["api_token"].as_str().expect("token"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let token = info["api_token"].as_str().expect("token");
+    let api = Api::new(url, token);
+    let conns = api.get("/api/v1/connections").await;
     assert_eq!(conns.as_array().map(Vec::len), Some(1), "{conns}");
     assert_eq!(conns[0]["subscriptions"].as_array().map(Vec::len), Some(3));
     assert!(
         conns[0]["last_sync_at"].is_string(),
         "the demo synced its connection"
     );
-    let resources: Value = reqwest::Client::new()
-        .get(format!("{url}/api/v1/resources?limit=1000"))
-        .bearer_auth(info["api_token"].as_str().expect("token"))
-        .send()
-        .await
-        .expect("resources")
-        .json()
-        .await
-        .expect("json");
+    let resources = api.get("/api/v1/resources?limit=1000").await;
     assert_eq!(
         resources["resources"].as_array().map(Vec::len),
         Some(300),
@@ -363,23 +267,7 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     assert_eq!(login.status().as_u16(), 200);
 
     // The CLI clients, against the demo's server.
-    let token = info["api_token"].as_str().expect("token");
-    let cli = |args: &[&str], secret: Option<&str>| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("CLOUDKEEP_URL", url)
-            .env("CLOUDKEEP_TOKEN", token)
-            .env_remove("CLOUDKEEP_CLIENT_SECRET");
-        if let Some(s) = secret {
-            cmd.env("CLOUDKEEP_CLIENT_SECRET", s);
-        }
-        let out = cmd.output().expect("cli");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str], secret: Option<&str>| cli(url, token, args, secret);
     let (ok, out, err) = cli(&["connections", "list"], None);
     assert!(ok, "{err}");
     let first = conns[0]["id"].as_str().expect("id");
@@ -441,34 +329,11 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
         "{out}"
     );
 
-    let sim_http = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(
-                &std::fs::read(info["ca"].as_str().expect("ca")).expect("ca"),
-            )
-            .expect("pem"),
-        )
-        .build()
-        .expect("client");
-    let scenario: Value = sim_http
-        .get(format!(
-            "{}/_sim/scenario",
-            info["sim_url"].as_str().expect("sim")
-        ))
-        .send()
-        .await
-        .expect("scenario")
-        .json()
-        .await
-        .expect("json");
+    // The demo's own simulator, in its process.
+    let sim_http = sim_client(&std::fs::read(info["ca"].as_str().expect("ca")).expect("ca"));
+    let scenario = scenario(&sim_http, info["sim_url"].as_str().expect("sim")).await;
     let tenant = &scenario["tenants"][0];
-    let reader = tenant["service_principals"]
-        .as_array()
-        .expect("sps")
-        .iter()
-        .find(|p| p["key"] == "reader-only")
-        .cloned()
-        .expect("reader");
+    let reader = principal(&scenario, "reader-only");
     let add = [
         "connections",
         "add",
@@ -512,80 +377,24 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");
     let data_arg = data.to_str().expect("path").to_string();
-    let (ok, out, err) = run(&[
-        "admin",
-        "create-org",
-        "--name",
-        "Kill",
-        "--owner",
-        "kill@example.com",
-        "--json",
-        "--data-dir",
-        &data_arg,
-    ]);
-    assert!(ok, "{err}");
-    let token = serde_json::from_str::<Value>(out.trim()).expect("json")["api_token"]
+    let token = create_org("Kill", "kill@example.com", &["--data-dir", &data_arg])["api_token"]
         .as_str()
         .expect("token")
         .to_string();
-    let sim = cloudkeep_sim::spawn(SimConfig {
-        cert_dir: dir.path().join("sim"),
-        throttle: false,
-        ..Default::default()
-    })
-    .await
-    .expect("sim");
-    let sim_http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes()).expect("ca"))
-        .build()
-        .expect("client");
-    let scenario: Value = sim_http
-        .get(format!("{}/_sim/scenario", sim.url))
-        .send()
-        .await
-        .expect("s")
-        .json()
-        .await
-        .expect("json");
-    let tenant = &scenario["tenants"][0];
-    let sp = tenant["service_principals"]
-        .as_array()
-        .expect("sps")
-        .iter()
-        .find(|p| p["key"] == "collector")
-        .cloned()
-        .expect("collector");
-
+    let sim = Sim::start(dir.path()).await;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let start = || {
-        Killed(
-            Command::new(BIN)
-                .args(["serve", "--data-dir", &data_arg])
-                .env("CLOUDKEEP_LISTEN", format!("127.0.0.1:{port}"))
-                .env("CLOUDKEEP_AZURE_AUTHORITY", &sim.url)
-                .env("CLOUDKEEP_AZURE_ARM", &sim.url)
-                .env("CLOUDKEEP_AZURE_CA_FILE", &sim.ca_path)
-                .env("CLOUDKEEP_SCHEDULER", "off")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("serve"),
+        Killed::spawn(
+            serve(&sim, port, &["--data-dir", &data_arg]).env("CLOUDKEEP_SCHEDULER", "off"),
         )
     };
     let mut server = start();
     wait_until_up(&url).await;
+    let conn = Api::new(&url, &token)
+        .connect("c", sim.tenant(), &sim.principal("collector"))
+        .await;
     let api = reqwest::Client::new();
-    let conn: Value = api
-        .post(format!("{url}/api/v1/connections"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "c", "tenant_id": tenant["tenant_id"], "client_id": sp["client_id"], "client_secret": sp["client_secret"]}))
-        .send()
-        .await
-        .expect("connect")
-        .json()
-        .await
-        .expect("json");
     let id = conn["id"].as_str().expect("id").to_string();
     let sync = |api: reqwest::Client, url: String, token: String, id: String| async move {
         api.post(format!("{url}/api/v1/connections/{id}/sync"))
@@ -614,36 +423,14 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         .expect("json");
     let total = edits["edits"].as_array().map(Vec::len).expect("edits");
     assert!(total >= 50, "{total}");
-    sim_http
-        .put(format!("{}/_sim/faults", sim.url))
-        .json(&json!({"latency_ms": 20}))
-        .send()
-        .await
-        .expect("faults");
-    let since: u64 = sim_http
-        .get(format!("{}/_sim/requests", sim.url))
-        .send()
-        .await
-        .expect("log")
-        .json::<Vec<Value>>()
-        .await
-        .expect("json")
-        .last()
-        .and_then(|e| e["seq"].as_u64())
-        .unwrap_or(0);
+    sim.faults(json!({"latency_ms": 20})).await;
+    let since = sim.last_seq().await;
 
     // Start the write-back and kill the server part-way through it.
     let running = tokio::spawn(sync(api.clone(), url.clone(), token.clone(), id.clone()));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let log: Vec<Value> = sim_http
-            .get(format!("{}/_sim/requests?since={since}", sim.url))
-            .send()
-            .await
-            .expect("log")
-            .json()
-            .await
-            .expect("json");
+        let log = sim.requests(since).await;
         let patches = log.iter().filter(|e| e["method"] == "PATCH").count();
         if patches >= total / 3 {
             break;
@@ -661,14 +448,7 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         running.await.expect("task").is_err(),
         "the request died with the server"
     );
-    let log: Vec<Value> = sim_http
-        .get(format!("{}/_sim/requests?since={since}", sim.url))
-        .send()
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json");
+    let log = sim.requests(since).await;
     let before_restart = log.iter().filter(|e| e["method"] == "PATCH").count();
     assert!(
         before_restart < total,
@@ -706,14 +486,7 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         "{}",
         resumed["counts"]
     );
-    let log: Vec<Value> = sim_http
-        .get(format!("{}/_sim/requests?since={since}", sim.url))
-        .send()
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json");
+    let log = sim.requests(since).await;
     let mut per_resource = std::collections::HashMap::new();
     for e in log
         .iter()
