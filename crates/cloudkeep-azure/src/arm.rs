@@ -1,22 +1,18 @@
-//! Azure Resource Manager reads: paged GETs that follow `nextLink`
-//! (through empty pages), subscriptions, and the role assignments that
-//! apply to a principal at a subscription.
+//! Azure Resource Manager's directory reads: subscriptions, tenants, the
+//! role assignments that apply to a principal at a subscription, and role
+//! definitions.
 
-use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::AzureClient;
-use crate::error::{AzureError, arm_error, truncate_raw};
+use crate::error::{AzureError, truncate_raw};
+use crate::fields::{identity, key_or_id, last_segment, text};
+use crate::paging::Paged;
 use crate::token::AccessToken;
 
 const SUBSCRIPTIONS_API: &str = "2022-12-01";
 const AUTHORIZATION_API: &str = "2022-04-01";
-
-/// More pages than any real list has: a `nextLink` loop.
-const MAX_PAGES: usize = 10_000;
-/// Consecutive empty pages (each with a `nextLink`) tolerated in a row.
-const MAX_EMPTY_PAGES: usize = 100;
 
 /// A subscription the principal can see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,13 +33,105 @@ pub struct RoleAssignment {
     pub scope: String,
 }
 
-/// A string field, or empty.
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
+/// A tenant the token's principal belongs to (`GET /tenants`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AzureTenant {
+    pub tenant_id: String,
+    pub display_name: String,
+    pub default_domain: String,
+    pub domains: Vec<String>,
+    /// ISO 3166 country, e.g. "US"; empty when not given.
+    pub country_code: String,
+    /// `Home`, `ProjectedBy` or `ManagedBy`, as ARM says it; empty when not given.
+    pub category: String,
+}
+
+/// A role definition: what it allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleDefinition {
+    /// The full id (`.../providers/Microsoft.Authorization/roleDefinitions/{guid}`).
+    pub id: String,
+    /// The bare GUID, lower-case.
+    pub name: String,
+    /// Its display name, e.g. "Reader".
+    pub role_name: String,
+    /// `BuiltInRole` or `CustomRole`.
+    pub role_type: String,
+    pub description: String,
+    /// The union of its permission blocks.
+    pub actions: Vec<String>,
+    pub not_actions: Vec<String>,
+    pub data_actions: Vec<String>,
+    pub not_data_actions: Vec<String>,
+    pub assignable_scopes: Vec<String>,
+}
+
+/// The strings of a list field; anything else in it is skipped.
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn tenant_from(item: &Value) -> Result<AzureTenant, AzureError> {
+    let tenant_id = key_or_id(item, "tenantId", "a tenant")?;
+    let mut domains = strings(item.get("domains"));
+    let mut default_domain = text(item, "defaultDomain");
+    if default_domain.is_empty() {
+        default_domain = domains.first().cloned().unwrap_or_default();
     }
+    if !default_domain.is_empty()
+        && !domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&default_domain))
+    {
+        domains.insert(0, default_domain.clone());
+    }
+    Ok(AzureTenant {
+        tenant_id,
+        display_name: text(item, "displayName"),
+        default_domain,
+        domains,
+        country_code: text(item, "countryCode"),
+        category: text(item, "tenantCategory"),
+    })
+}
+
+fn role_definition_from(item: &Value) -> Result<RoleDefinition, AzureError> {
+    let (id, name) = identity(item, "a role definition")?;
+    let props = item.get("properties").unwrap_or(&Value::Null);
+    let blocks = props
+        .get("permissions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let union = |key: &str| -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for s in blocks.iter().flat_map(|b| strings(b.get(key))) {
+            if !all.iter().any(|known| known.eq_ignore_ascii_case(&s)) {
+                all.push(s);
+            }
+        }
+        all
+    };
+    Ok(RoleDefinition {
+        name: name.to_ascii_lowercase(),
+        role_name: text(props, "roleName"),
+        role_type: text(props, "type"),
+        description: text(props, "description"),
+        actions: union("actions"),
+        not_actions: union("notActions"),
+        data_actions: union("dataActions"),
+        not_data_actions: union("notDataActions"),
+        assignable_scopes: strings(props.get("assignableScopes")),
+        id,
+    })
 }
 
 /// `scope` without trailing slashes ("/" stays "/"), lower-cased for comparison.
@@ -73,20 +161,7 @@ pub(crate) fn applies_at_subscription(scope: &str, subscription_id: &str) -> boo
 }
 
 fn subscription_from(item: &Value) -> Result<AzureSubscription, AzureError> {
-    let mut subscription_id = text(item, "subscriptionId");
-    if subscription_id.is_empty() {
-        subscription_id = text(item, "id")
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-    }
-    if subscription_id.is_empty() {
-        return Err(AzureError::Malformed(format!(
-            "a subscription without an id: {}",
-            truncate_raw(&item.to_string())
-        )));
-    }
+    let subscription_id = key_or_id(item, "subscriptionId", "a subscription")?;
     Ok(AzureSubscription {
         subscription_id,
         display_name: text(item, "displayName"),
@@ -113,11 +188,7 @@ fn assignment_from(
     {
         return Ok(None);
     }
-    let role_definition_id = text(props, "roleDefinitionId")
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let role_definition_id = last_segment(&text(props, "roleDefinitionId")).to_ascii_lowercase();
     if role_definition_id.is_empty() {
         return Err(malformed("without a roleDefinitionId"));
     }
@@ -144,87 +215,6 @@ fn assignment_from(
 }
 
 impl AzureClient {
-    /// Every item of a paged ARM list: follows `nextLink` (verbatim, on
-    /// the ARM endpoint only) through empty pages until a page has none.
-    pub(crate) async fn list(
-        &self,
-        token: &AccessToken,
-        first: Url,
-    ) -> Result<Vec<Value>, AzureError> {
-        let mut items = Vec::new();
-        let mut next = Some(first);
-        let mut pages = 0usize;
-        let mut empty_in_a_row = 0usize;
-        while let Some(url) = next.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
-                return Err(AzureError::Malformed(format!(
-                    "the list at {} did not end after {MAX_PAGES} pages",
-                    url.path()
-                )));
-            }
-            let answer = self
-                .send(Method::GET, &url, |request| {
-                    request
-                        .bearer_auth(token.token.expose())
-                        .header(reqwest::header::ACCEPT, "application/json")
-                })
-                .await?;
-            if !answer.status.is_success() {
-                return Err(arm_error(answer.status, &answer.body));
-            }
-            if answer.status == StatusCode::NO_CONTENT || answer.body.is_empty() {
-                break;
-            }
-            let page: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-                AzureError::Malformed(format!(
-                    "a page of {} is not JSON ({e}): {}",
-                    url.path(),
-                    truncate_raw(&String::from_utf8_lossy(&answer.body))
-                ))
-            })?;
-            if !page.is_object() {
-                return Err(AzureError::Malformed(format!(
-                    "a page of {} is not a JSON object: {}",
-                    url.path(),
-                    truncate_raw(&page.to_string())
-                )));
-            }
-            let value = match page.get("value") {
-                Some(Value::Array(v)) => v.as_slice(),
-                None | Some(Value::Null) => &[],
-                Some(other) => {
-                    return Err(AzureError::Malformed(format!(
-                        "a page of {} has a 'value' that is not a list: {}",
-                        url.path(),
-                        truncate_raw(&other.to_string())
-                    )));
-                }
-            };
-            items.extend(value.iter().cloned());
-            let link = match page.get("nextLink") {
-                Some(Value::String(l)) if !l.trim().is_empty() => Some(l.as_str()),
-                _ => None,
-            };
-            if let Some(link) = link {
-                empty_in_a_row = if value.is_empty() {
-                    empty_in_a_row + 1
-                } else {
-                    0
-                };
-                if empty_in_a_row > MAX_EMPTY_PAGES {
-                    return Err(AzureError::Malformed(format!(
-                        "the list at {} answered {MAX_EMPTY_PAGES} empty pages in a row",
-                        url.path()
-                    )));
-                }
-                next = Some(self.next_link(link)?);
-            }
-        }
-        tracing::debug!(pages, items = items.len(), "listed");
-        Ok(items)
-    }
-
     /// Every subscription the token's principal sees (follows nextLink), api-version 2022-12-01.
     pub async fn subscriptions(
         &self,
@@ -278,6 +268,35 @@ impl AzureClient {
         let filter = format!("assignedTo('{}')", object_id.trim().replace('\'', "''"));
         self.assignments_at_subscription(token, subscription_id, &filter, None)
             .await
+    }
+
+    /// The tenants the token's principal belongs to (`GET /tenants`,
+    /// api-version 2022-12-01), as a stream.
+    pub fn tenants<'a>(&'a self, token: &'a AccessToken) -> Paged<'a, AzureTenant> {
+        let url = self.arm_url(&["tenants"], &[("api-version", SUBSCRIPTIONS_API)]);
+        self.list_stream(token, url, tenant_from)
+    }
+
+    /// A role definition by id (a bare GUID or a full role definition id)
+    /// at a scope (`/` or a subscription, `/subscriptions/{s}`), api-version
+    /// 2022-04-01.
+    pub async fn role_definition(
+        &self,
+        token: &AccessToken,
+        scope: &str,
+        role_definition_id: &str,
+    ) -> Result<RoleDefinition, AzureError> {
+        let url = self.scope_url(
+            scope,
+            &[
+                "providers",
+                "Microsoft.Authorization",
+                "roleDefinitions",
+                last_segment(role_definition_id),
+            ],
+            &[("api-version", AUTHORIZATION_API)],
+        );
+        role_definition_from(&self.get_object(token, url).await?)
     }
 
     async fn assignments_at_subscription(

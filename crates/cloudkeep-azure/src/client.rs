@@ -1,7 +1,8 @@
 //! The client's configuration and shared HTTP machinery: the reqwest client
 //! (rustls, an optional extra CA, HTTPS only), URL building, retries with
-//! jittered exponential backoff and `Retry-After`, and the check that a
-//! `nextLink` stays on the Resource Manager endpoint.
+//! jittered exponential backoff and `Retry-After`, pacing (ARM's buckets,
+//! Cost Management's query units), the bound on any throttling wait, and
+//! the check that a `nextLink` stays on the Resource Manager endpoint.
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,14 +42,45 @@ impl Default for AzureConfig {
 pub(crate) const MAX_RETRIES: u32 = 4;
 /// The first backoff; it doubles with each retry.
 const BASE_BACKOFF: Duration = Duration::from_millis(200);
-/// The longest single wait, whatever `Retry-After` asks for.
+/// The longest backoff between retries.
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// The longest throttling wait slept by default (a 429's `Retry-After`, or
+/// pacing by Cost Management's query units, whose minute window can ask
+/// for most of a minute); a longer one is reported as `Throttled`.
+pub const DEFAULT_MAX_THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
 /// A client for Entra ID and Azure Resource Manager. Cheap to clone (the
-/// connection pool is shared).
+/// connection pool and the pacing state are shared).
 #[derive(Clone)]
 pub struct AzureClient {
     inner: Arc<Inner>,
+    max_throttle_wait: Duration,
+}
+
+/// How one request is sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy<'a> {
+    /// Retries after the first attempt; 0 for a request that must not be
+    /// repeated (an authorisation code is redeemable once).
+    pub max_retries: u32,
+    /// The Cost Management query units it is charged, and to which tenant.
+    pub qpu: Option<QpuCharge<'a>>,
+}
+
+impl Default for Policy<'_> {
+    fn default() -> Self {
+        Policy {
+            max_retries: MAX_RETRIES,
+            qpu: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QpuCharge<'a> {
+    /// The token's tenant: Cost Management counts units per tenant.
+    pub tenant: &'a str,
+    pub units: u32,
 }
 
 struct Inner {
@@ -140,8 +172,8 @@ fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
 }
 
-/// The wait a response asks for: `Retry-After` in seconds (or as an HTTP
-/// date), else Cost Management's own retry-after headers.
+/// The wait a response asks for: the longest of `Retry-After` (seconds or
+/// an HTTP date) and Cost Management's own retry-after headers.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| {
         headers
@@ -153,15 +185,15 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         let secs: f64 = v.parse().ok()?;
         (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
     };
-    if let Some(v) = text("retry-after") {
-        if let Some(d) = seconds(v) {
-            return Some(d);
-        }
-        if let Ok(at) = chrono::DateTime::parse_from_rfc2822(v) {
+    let standard = text("retry-after").and_then(|v| {
+        seconds(v).or_else(|| {
+            let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
             let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-            return Some(wait.to_std().unwrap_or(Duration::ZERO));
-        }
-    }
+            Some(wait.to_std().unwrap_or(Duration::ZERO))
+        })
+    });
+    // Cost Management may name a longer wait in its own headers than in
+    // `Retry-After`; the longest is the one that is honoured.
     [
         "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after",
         "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after",
@@ -169,7 +201,9 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         "x-ms-ratelimit-microsoft.costmanagement-client-retry-after",
     ]
     .into_iter()
-    .find_map(|name| text(name).and_then(seconds))
+    .filter_map(|name| text(name).and_then(seconds))
+    .chain(standard)
+    .max()
 }
 
 /// The jittered exponential backoff before retry `retry` (0-based):
@@ -219,7 +253,19 @@ impl AzureClient {
                 arm,
                 pacer: crate::pacing::Pacer::default(),
             }),
+            max_throttle_wait: DEFAULT_MAX_THROTTLE_WAIT,
         })
+    }
+
+    /// This client (sharing connections and pacing) with another bound on
+    /// throttling waits: a 429 asking for longer, or pacing that would
+    /// have to wait longer, fails at once with `AzureError::Throttled`
+    /// naming the wait, instead of sleeping through it. An interactive
+    /// caller wants a short bound; a scheduled sync can afford the default
+    /// (`DEFAULT_MAX_THROTTLE_WAIT`).
+    pub fn with_max_throttle_wait(mut self, wait: Duration) -> Self {
+        self.max_throttle_wait = wait;
+        self
     }
 
     fn url(base: &Url, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, AzureError> {
@@ -248,6 +294,33 @@ impl AzureClient {
         Self::url(&self.inner.arm, segments, query)
     }
 
+    /// `/subscriptions/{s}/providers/{path...}?api-version=..`, where the
+    /// path starts with the provider (`Microsoft.Storage`, `storageAccounts`).
+    pub(crate) fn provider_url(
+        &self,
+        subscription_id: &str,
+        path: &[&str],
+        api_version: &str,
+    ) -> Result<Url, AzureError> {
+        let mut segments = vec!["subscriptions", subscription_id.trim(), "providers"];
+        segments.extend(path);
+        self.arm_url(&segments, &[("api-version", api_version)])
+    }
+
+    /// A URL under an ARM scope given as a path (`/subscriptions/{s}`, a
+    /// resource id, `/` for the tenant), then `tail`; the scope's segments
+    /// are kept as given, with empty ones dropped.
+    pub(crate) fn scope_url(
+        &self,
+        scope: &str,
+        tail: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Url, AzureError> {
+        let mut segments: Vec<&str> = scope.split('/').filter(|s| !s.is_empty()).collect();
+        segments.extend(tail);
+        self.arm_url(&segments, query)
+    }
+
     /// A `nextLink` to follow verbatim, provided it stays on the ARM
     /// endpoint: the bearer token goes with it.
     pub(crate) fn next_link(&self, link: &str) -> Result<Url, AzureError> {
@@ -269,33 +342,59 @@ impl AzureClient {
     /// Sends a request, retrying 429, 500, 502, 503, 504, connection
     /// failures, timeouts and truncated bodies up to `MAX_RETRIES` times.
     /// Answers the last complete response (which may be a 5xx); a 429 that
-    /// persists is `Throttled`. `build` makes a fresh request per attempt.
+    /// persists, or asks for a wait beyond the client's bound, is
+    /// `Throttled`. `build` makes a fresh request per attempt.
     pub(crate) async fn send(
         &self,
         method: Method,
         url: &Url,
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Answer, AzureError> {
-        self.send_with_retries(method, url, MAX_RETRIES, build)
-            .await
+        self.send_with(method, url, Policy::default(), build).await
     }
 
-    /// `send` with at most `max_retries` retries; 0 for a request that must
-    /// not be repeated (an authorisation code is redeemable once).
-    pub(crate) async fn send_with_retries(
+    /// `send` under a `Policy`: its retries, and the query units it is
+    /// charged (paced per tenant before it is sent).
+    pub(crate) async fn send_with(
         &self,
         method: Method,
         url: &Url,
-        max_retries: u32,
+        policy: Policy<'_>,
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Answer, AzureError> {
+        let bound = self.max_throttle_wait;
         let mut retry = 0u32;
         loop {
-            let pause = self.inner.pacer.delay(&method, url);
+            let mut pause = self.inner.pacer.delay(&method, url);
+            let booking = match policy.qpu {
+                Some(charge) => {
+                    match self
+                        .inner
+                        .pacer
+                        .book_qpu(charge.tenant, charge.units, bound)
+                    {
+                        Ok((wait, booking)) => {
+                            pause = pause.max(wait);
+                            Some(booking)
+                        }
+                        Err(wait) => {
+                            tracing::warn!(
+                                tenant = charge.tenant,
+                                wait_ms = wait.as_millis() as u64,
+                                bound_ms = bound.as_millis() as u64,
+                                "cost query units exhausted for longer than the bound"
+                            );
+                            return Err(AzureError::Throttled { retry_after: wait });
+                        }
+                    }
+                }
+                None => None,
+            };
             if !pause.is_zero() {
                 tracing::debug!(
                     wait_ms = pause.as_millis() as u64,
-                    "pacing by ARM's remaining quota"
+                    qpu = booking.is_some(),
+                    "pacing by Azure's remaining quota"
                 );
                 tokio::time::sleep(pause).await;
             }
@@ -303,6 +402,9 @@ impl AzureClient {
             let outcome = attempt(request).await;
             if let Ok(answer) = &outcome {
                 self.inner.pacer.observe(&method, url, &answer.headers);
+                if let Some(booking) = booking {
+                    booking.settle(answer.status, &answer.headers);
+                }
             }
             let wait = match outcome {
                 Ok(answer) if !is_retryable_status(answer.status) => {
@@ -311,9 +413,17 @@ impl AzureClient {
                 }
                 Ok(answer) => {
                     let asked = retry_after(&answer.headers);
-                    if retry >= max_retries {
+                    let throttled = answer.status == StatusCode::TOO_MANY_REQUESTS;
+                    if let Some(long) = asked.filter(|a| throttled && *a > bound) {
+                        // Sleeping through it would hold the caller for
+                        // longer than it allowed; retrying sooner would be
+                        // refused again.
+                        tracing::warn!(%method, url = %url.path(), wait_ms = long.as_millis() as u64, bound_ms = bound.as_millis() as u64, "azure asks for a wait beyond the bound");
+                        return Err(AzureError::Throttled { retry_after: long });
+                    }
+                    if retry >= policy.max_retries {
                         tracing::warn!(%method, url = %url.path(), status = answer.status.as_u16(), retries = retry, "azure still failing after retries");
-                        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+                        if throttled {
                             return Err(AzureError::Throttled {
                                 retry_after: asked.unwrap_or_else(|| backoff(retry)),
                             });
@@ -321,7 +431,7 @@ impl AzureClient {
                         return Ok(answer);
                     }
                     let wait = match asked {
-                        Some(asked) => asked.max(backoff(retry)).min(MAX_WAIT),
+                        Some(asked) => asked.max(backoff(retry)).min(bound),
                         None => backoff(retry),
                     };
                     tracing::info!(%method, url = %url.path(), status = answer.status.as_u16(), retry = retry + 1, wait_ms = wait.as_millis() as u64, "retrying azure call");
@@ -329,7 +439,7 @@ impl AzureClient {
                 }
                 Err(Failure::Fatal(text)) => return Err(AzureError::Transport(text)),
                 Err(Failure::Retryable(text)) => {
-                    if retry >= max_retries {
+                    if retry >= policy.max_retries {
                         tracing::warn!(%method, url = %url.path(), error = %text, retries = retry, "azure unreachable after retries");
                         return Err(AzureError::Transport(text));
                     }

@@ -89,6 +89,11 @@ pub enum AzureError {
         "could not reach Azure: {0}. Check network access (proxies, firewalls) to the Entra ID and Resource Manager endpoints, and retry."
     )]
     Transport(String),
+    /// A request Azure would refuse, caught before it is sent (a cost query
+    /// with more than two groupings) or told by the answer (a Resource
+    /// Graph result truncated because the query cannot be paged).
+    #[error("the request cannot be answered as asked: {0}")]
+    InvalidRequest(String),
     /// A 2xx body that is not what the API promises.
     #[error("Azure answered with something unexpected: {0}. Retry; report it if it persists.")]
     Malformed(String),

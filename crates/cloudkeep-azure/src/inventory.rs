@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use crate::client::AzureClient;
 use crate::error::AzureError;
+use crate::fields::{resource_group_of, time};
+use crate::paging::Paged;
 use crate::token::AccessToken;
 
 const RESOURCES_API: &str = "2025-04-01";
@@ -25,21 +27,6 @@ pub struct AzureResource {
     pub tags: BTreeMap<String, String>,
     pub created: Option<DateTime<Utc>>,
     pub changed: Option<DateTime<Utc>>,
-}
-
-fn resource_group_of(id: &str) -> String {
-    let segs: Vec<&str> = id.trim_matches('/').split('/').collect();
-    segs.iter()
-        .position(|s| s.eq_ignore_ascii_case("resourceGroups"))
-        .and_then(|i| segs.get(i + 1))
-        .map(|s| s.to_string())
-        .unwrap_or_default()
-}
-
-fn time(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Tags as lists carry them: an object, or missing, `null` or `[]` for none.
@@ -62,7 +49,7 @@ pub(crate) fn tags_of(v: Option<&Value>) -> BTreeMap<String, String> {
     }
 }
 
-fn resource_from(item: &Value) -> Result<AzureResource, AzureError> {
+pub(crate) fn resource_from(item: &Value) -> Result<AzureResource, AzureError> {
     let text = |k: &str| {
         item.get(k)
             .and_then(Value::as_str)
@@ -94,6 +81,15 @@ impl AzureClient {
         token: &AccessToken,
         subscription_id: &str,
     ) -> Result<Vec<AzureResource>, AzureError> {
+        self.resources_stream(token, subscription_id).all().await
+    }
+
+    /// `resources` as a stream, a page (1000) in memory at a time.
+    pub fn resources_stream<'a>(
+        &'a self,
+        token: &'a AccessToken,
+        subscription_id: &str,
+    ) -> Paged<'a, AzureResource> {
         let url = self.arm_url(
             &["subscriptions", subscription_id.trim(), "resources"],
             &[
@@ -101,12 +97,8 @@ impl AzureClient {
                 ("$top", "1000"),
                 ("api-version", RESOURCES_API),
             ],
-        )?;
-        self.list(token, url)
-            .await?
-            .iter()
-            .map(resource_from)
-            .collect()
+        );
+        self.list_stream(token, url, resource_from)
     }
 }
 

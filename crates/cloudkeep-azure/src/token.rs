@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::client::AzureClient;
+use crate::client::{AzureClient, Policy};
 use crate::error::{AzureError, CredentialErrorKind, entra_error, truncate_raw};
 
 /// The scope of an app-only token for Azure Resource Manager.
@@ -264,8 +264,12 @@ impl AzureClient {
         with: CodeRedemption<'_>,
     ) -> Result<AccessToken, AzureError> {
         let url = self.authority_url(&[tenant.trim(), "oauth2", "v2.0", "token"])?;
+        let no_retries = Policy {
+            max_retries: 0,
+            ..Policy::default()
+        };
         let answer = self
-            .send_with_retries(Method::POST, &url, 0, |request| {
+            .send_with(Method::POST, &url, no_retries, |request| {
                 request
                     .header(reqwest::header::ACCEPT, "application/json")
                     .form(&[

@@ -22,13 +22,11 @@ const PARTNER_API: &str = "2018-02-01";
 const MAX_POLLS: u32 = 30;
 
 fn tags_url(client: &AzureClient, scope: &str) -> Result<Url, AzureError> {
-    let mut segments: Vec<&str> = scope
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    segments.extend(["providers", "Microsoft.Resources", "tags", "default"]);
-    client.arm_url(&segments, &[("api-version", TAGS_API)])
+    client.scope_url(
+        scope,
+        &["providers", "Microsoft.Resources", "tags", "default"],
+        &[("api-version", TAGS_API)],
+    )
 }
 
 fn tags_from(answer: &Answer) -> Result<BTreeMap<String, String>, AzureError> {

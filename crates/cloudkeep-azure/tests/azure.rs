@@ -1,6 +1,14 @@
 //! End-to-end tests of the Azure client against the simulator over HTTPS:
 //! tokens and Entra's refusals, subscriptions, role assignments, retries
-//! through injected faults, throttling, and paging through empty pages.
+//! through injected faults, throttling, and paging through empty pages;
+//! `reads` covers the typed reads (cost, Defender, storage, Key Vault,
+//! role definitions, tenants, Resource Graph) and streaming, `qpu` the
+//! pacing of cost queries by the tenant's query units.
+
+#[path = "azure/qpu.rs"]
+mod qpu;
+#[path = "azure/reads.rs"]
+mod reads;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -168,6 +176,43 @@ mod harness {
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
+        }
+
+        /// An ARM answer exactly as the simulator sends it, to compare the
+        /// typed reads with.
+        pub async fn raw_get(&self, token: &AccessToken, path: &str, api_version: &str) -> Value {
+            let r = self
+                .control
+                .get(format!("{}{path}", self.running.url))
+                .query(&[("api-version", api_version)])
+                .bearer_auth(token.token.expose())
+                .send()
+                .await
+                .expect("raw ARM call");
+            let status = r.status();
+            let body: Value = r.json().await.expect("raw ARM json");
+            assert!(status.is_success(), "{path}: {status} {body}");
+            body
+        }
+
+        /// Every role assignment `principal` (a scenario key) holds, as the
+        /// scenario lists them: (role name, scope).
+        pub fn roles_of(&self, key: &str) -> Vec<(String, String)> {
+            self.tenant()["service_principals"]
+                .as_array()
+                .expect("principals")
+                .iter()
+                .find(|p| p["key"] == key)
+                .and_then(|p| p["roles"].as_array())
+                .expect("roles")
+                .iter()
+                .map(|r| {
+                    (
+                        r["role"].as_str().expect("role").to_string(),
+                        r["scope"].as_str().expect("scope").to_string(),
+                    )
+                })
+                .collect()
         }
 
         pub async fn last_seq(&self) -> u64 {

@@ -1,0 +1,136 @@
+//! Storage accounts and the settings that decide their exposure
+//! (Microsoft.Storage, api-version 2025-01-01). Anonymous blob access and
+//! network exposure are different findings and are kept apart.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::client::AzureClient;
+use crate::error::AzureError;
+use crate::fields::{canonical, flag, identity, resource_group_of, text};
+use crate::inventory::tags_of;
+use crate::paging::Paged;
+use crate::token::AccessToken;
+
+const STORAGE_API: &str = "2025-01-01";
+
+const NETWORK_ACCESS: &[&str] = &["Enabled", "Disabled", "SecuredByPerimeter"];
+const DEFAULT_ACTIONS: &[&str] = &["Allow", "Deny"];
+const TLS_VERSIONS: &[&str] = &["TLS1_0", "TLS1_1", "TLS1_2", "TLS1_3"];
+
+/// A storage account with its exposure settings. Settings Azure leaves out
+/// carry its documented default, never a guess.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageAccount {
+    pub id: String,
+    pub name: String,
+    pub resource_group: String,
+    pub location: String,
+    /// `StorageV2`, `BlobStorage`, ... as ARM says it.
+    pub kind: String,
+    /// `Standard_LRS`, ...
+    pub sku: String,
+    /// Whether containers may allow anonymous reads (`allowBlobPublicAccess`;
+    /// absent = false).
+    pub allow_blob_public_access: bool,
+    /// `Enabled`, `Disabled` or `SecuredByPerimeter` (`publicNetworkAccess`;
+    /// absent = `Enabled`, access then decided by the network rules).
+    pub public_network_access: String,
+    /// `networkAcls.defaultAction`, `Allow` or `Deny` (absent = `Allow`).
+    pub network_default_action: String,
+    /// `TLS1_0` to `TLS1_3` (`minimumTlsVersion`; absent = `TLS1_0`).
+    pub minimum_tls_version: String,
+    /// `supportsHttpsTrafficOnly` (absent = true, its default since 2019-04-01).
+    pub https_only: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `publicNetworkAccess` (absent = `Enabled`) and
+/// `networkAcls.defaultAction` (absent = `Allow`), as storage accounts and
+/// key vaults both carry them.
+pub(crate) fn network_exposure(props: &Value) -> (String, String) {
+    (
+        canonical(props.get("publicNetworkAccess"), NETWORK_ACCESS, "Enabled"),
+        canonical(
+            props.pointer("/networkAcls/defaultAction"),
+            DEFAULT_ACTIONS,
+            "Allow",
+        ),
+    )
+}
+
+fn account_from(item: &Value) -> Result<StorageAccount, AzureError> {
+    let (id, name) = identity(item, "a storage account")?;
+    let props = item.get("properties").unwrap_or(&Value::Null);
+    let (public_network_access, network_default_action) = network_exposure(props);
+    Ok(StorageAccount {
+        resource_group: resource_group_of(&id),
+        location: text(item, "location"),
+        kind: text(item, "kind"),
+        sku: item.get("sku").map(|s| text(s, "name")).unwrap_or_default(),
+        allow_blob_public_access: flag(props.get("allowBlobPublicAccess")).unwrap_or(false),
+        public_network_access,
+        network_default_action,
+        minimum_tls_version: canonical(props.get("minimumTlsVersion"), TLS_VERSIONS, "TLS1_0"),
+        https_only: flag(props.get("supportsHttpsTrafficOnly")).unwrap_or(true),
+        tags: tags_of(item.get("tags")),
+        id,
+        name,
+    })
+}
+
+impl AzureClient {
+    /// The subscription's storage accounts
+    /// (`/subscriptions/{s}/providers/Microsoft.Storage/storageAccounts`).
+    pub fn storage_accounts<'a>(
+        &'a self,
+        token: &'a AccessToken,
+        subscription_id: &str,
+    ) -> Paged<'a, StorageAccount> {
+        let path = ["Microsoft.Storage", "storageAccounts"];
+        self.provider_list(token, subscription_id, &path, STORAGE_API, account_from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn applies_azure_s_defaults_to_sparse_accounts() {
+        // As StorageAccounts_List.json's second account: no exposure settings at all.
+        let sparse = account_from(&json!({
+            "name": "sto3699", "type": "Microsoft.Storage/storageAccounts",
+            "id": "/subscriptions/{subscription-id}/resourceGroups/testcmk3/providers/Microsoft.Storage/storageAccounts/sto3699",
+            "kind": "Storage", "location": "eastus",
+            "properties": {"supportsHttpsTrafficOnly": false},
+            "sku": {"name": "Standard_GRS", "tier": "Standard"}, "tags": {"key1": "value1"}
+        }))
+        .expect("account");
+        assert_eq!(sparse.resource_group, "testcmk3");
+        assert!(!sparse.allow_blob_public_access);
+        assert_eq!(sparse.minimum_tls_version, "TLS1_0");
+        assert_eq!(sparse.public_network_access, "Enabled");
+        assert_eq!(sparse.network_default_action, "Allow");
+        assert!(!sparse.https_only);
+        assert_eq!(sparse.sku, "Standard_GRS");
+        let set = account_from(&json!({
+            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
+            "properties": {"allowBlobPublicAccess": "True", "minimumTlsVersion": "tls1_2",
+                "publicNetworkAccess": "disabled", "networkAcls": {"defaultAction": "deny"}}
+        }))
+        .expect("account");
+        assert!(set.allow_blob_public_access && set.https_only);
+        assert_eq!(
+            (
+                set.minimum_tls_version.as_str(),
+                set.public_network_access.as_str(),
+                set.network_default_action.as_str()
+            ),
+            ("TLS1_2", "Disabled", "Deny")
+        );
+        assert!(account_from(&json!({"properties": {}})).is_err());
+    }
+}
