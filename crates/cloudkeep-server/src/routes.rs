@@ -742,31 +742,50 @@ async fn list_audit(
 
 // ---- sync ----
 
-#[utoipa::path(post, path = "/api/v1/connections/{id}/sync", tag = "sync", params(("id" = Uuid, Path, description = "connection id")),
-    responses((status = 200, body = SyncRunView, description = "the finished run, with what it could not read")))]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SyncQuery {
+    /// `false`: answer 202 with the run as soon as it starts, and run it in
+    /// the background (follow it at `GET /api/v1/sync-runs/{id}`, whose
+    /// counts mark the steps to come `pending` or `running`). Default `true`:
+    /// answer when it is done.
+    wait: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/api/v1/connections/{id}/sync", tag = "sync", params(("id" = Uuid, Path, description = "connection id"), SyncQuery),
+    responses((status = 200, body = SyncRunView, description = "the finished run, with what it could not read"),
+        (status = 202, body = SyncRunView, description = "the run, started (`wait=false`)")))]
 async fn sync_now(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<SyncRunView>, ApiError> {
+    Params(q): Params<SyncQuery>,
+) -> Result<(StatusCode, Json<SyncRunView>), ApiError> {
     caller.require(Permission::ManageConnections, "starting syncs")?;
     let id: ConnectionId = parse_id(&id, "connection")?;
-    match cloudkeep_sync::sync_connection(
-        &state.sync_deps(),
-        caller.scope(),
-        id,
-        "manual",
-        &caller.actor(),
-    )
-    .await
-    {
-        Ok(run) => Ok(Json(SyncRunView::from(&run))),
-        Err(cloudkeep_sync::SyncError::Revoked) => Err(ApiError::unprocessable(
-            "revoked",
-            "the connection was revoked; it no longer syncs",
-        )),
-        Err(cloudkeep_sync::SyncError::Store(e)) => Err(e.into()),
+    let refused = |e: cloudkeep_sync::SyncError| match e {
+        cloudkeep_sync::SyncError::Revoked => {
+            ApiError::unprocessable("revoked", "the connection was revoked; it no longer syncs")
+        }
+        cloudkeep_sync::SyncError::Store(e) => e.into(),
+    };
+    let started = cloudkeep_sync::start_sync(&state.sync_deps(), caller.scope(), id, "manual")
+        .await
+        .map_err(refused)?;
+    let actor = caller.actor();
+    if q.wait.unwrap_or(true) {
+        let run = started.finish(&actor).await.map_err(refused)?;
+        return Ok((StatusCode::OK, Json(SyncRunView::from(&run))));
     }
+    let view = SyncRunView::from(started.run());
+    // The run outlives this request; it records its own end and errors.
+    tokio::spawn(async move {
+        let run = started.run().id;
+        if let Err(e) = started.finish(&actor).await {
+            tracing::error!(%run, error = %e, "a background sync could not be recorded");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -447,6 +447,26 @@ impl Store {
         })
     }
 
+    /// Records a running run's progress: its counts so far, with the steps
+    /// still to come marked `{"state": "pending"}` or `"running"`. A run
+    /// already finished is left as it is.
+    pub async fn record_sync_progress(
+        &self,
+        scope: &OrgScope,
+        run: &SyncRun,
+        counts: &Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sync_runs SET counts = $3 WHERE org_id = $1 AND run_id = $2 AND status = 'running'",
+        )
+        .bind(scope.id())
+        .bind(run.id.to_string())
+        .bind(counts.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Closes a run, schedules the next, and audits it (`sync.completed`
     /// or `sync.failed`) in one transaction.
     pub async fn finish_sync_run(

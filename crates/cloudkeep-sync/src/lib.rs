@@ -85,14 +85,108 @@ pub async fn sync_connection(
     trigger: &str,
     actor: &str,
 ) -> Result<SyncRun, SyncError> {
+    start_sync(deps, scope, connection, trigger)
+        .await?
+        .finish(actor)
+        .await
+}
+
+/// Records a run as begun, with its plan (every step of every
+/// subscription, `pending` or skipped) as its counts, for whoever follows
+/// it; `StartedSync::finish` then does the work.
+pub async fn start_sync(
+    deps: &SyncDeps,
+    scope: &OrgScope,
+    connection: ConnectionId,
+    trigger: &str,
+) -> Result<StartedSync, SyncError> {
     let conn = deps.store.connection(scope, connection).await?;
     if conn.deleted_at.is_some() {
         return Err(SyncError::Revoked);
     }
-    let run = deps
+    let mut run = deps
         .store
         .begin_sync_run(scope, connection, trigger)
         .await?;
+    let collectors = collectors::all();
+    let plan: Map<String, Value> = conn
+        .subscriptions
+        .iter()
+        .map(|sub| (sub.azure_id.clone(), Value::Object(plan(&collectors, sub))))
+        .collect();
+    run.counts = json!({ "subscriptions": plan });
+    deps.store
+        .record_sync_progress(scope, &run, &run.counts)
+        .await?;
+    Ok(StartedSync {
+        deps: deps.clone(),
+        scope: scope.clone(),
+        conn,
+        run,
+        plan,
+    })
+}
+
+/// The steps of one subscription's part of a run, before it starts.
+fn plan(collectors: &[Box<dyn Collector>], sub: &SubscriptionRecord) -> Map<String, Value> {
+    let mut steps: Map<String, Value> = collectors
+        .iter()
+        .map(|c| {
+            let step = if c.runs_at(sub.sync_level) {
+                json!({ "state": "pending" })
+            } else {
+                skipped_at(sub.sync_level)
+            };
+            (c.name().to_string(), step)
+        })
+        .collect();
+    if sub.sync_level.writes_tags() {
+        steps.insert("write_back".into(), json!({ "state": "pending" }));
+    }
+    steps
+}
+
+fn skipped_at(level: SyncLevel) -> Value {
+    json!({ "skipped": format!("sync level {level}") })
+}
+
+/// A run recorded as begun and not yet done.
+pub struct StartedSync {
+    deps: SyncDeps,
+    scope: OrgScope,
+    conn: cloudkeep_store::Connection,
+    run: SyncRun,
+    plan: Map<String, Value>,
+}
+
+impl StartedSync {
+    /// The run as recorded so far (running, with its plan).
+    pub fn run(&self) -> &SyncRun {
+        &self.run
+    }
+
+    /// Does the run's work and records its end.
+    pub async fn finish(self, actor: &str) -> Result<SyncRun, SyncError> {
+        let StartedSync {
+            deps,
+            scope,
+            conn,
+            run,
+            plan,
+        } = self;
+        run_sync(&deps, &scope, conn, run, plan, actor).await
+    }
+}
+
+async fn run_sync(
+    deps: &SyncDeps,
+    scope: &OrgScope,
+    conn: cloudkeep_store::Connection,
+    run: SyncRun,
+    plan: Map<String, Value>,
+    actor: &str,
+) -> Result<SyncRun, SyncError> {
+    let connection = conn.id;
     let Some(secret) = credential(deps, scope, &conn).await? else {
         let detail = "this connection was made by consent and syncs with the operator's application, \
                       which this server is not configured with (or whose client id changed): \
@@ -150,6 +244,7 @@ pub async fn sync_connection(
             current: tokio::sync::Mutex::new(token),
         },
         collectors: collectors::all(),
+        progress: tokio::sync::Mutex::new(plan),
         collect: Semaphore::new(COLLECT_CONCURRENCY),
         write_back: Semaphore::new(WRITE_BACK_CONCURRENCY),
     });
@@ -246,6 +341,9 @@ struct RunEnv {
     actor: String,
     tokens: Tokens,
     collectors: Vec<Box<dyn Collector>>,
+    /// Each subscription's steps as they stand, recorded as the run's counts
+    /// while it runs.
+    progress: tokio::sync::Mutex<Map<String, Value>>,
     collect: Semaphore,
     write_back: Semaphore,
 }
@@ -299,41 +397,72 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
         .map(|c| c.as_ref())
         .partition(|c| c.runs_at(sub.sync_level));
     for c in skipped {
-        out.counts.insert(
-            c.name().into(),
-            json!({ "skipped": format!("sync level {}", sub.sync_level) }),
-        );
+        out.counts
+            .insert(c.name().into(), skipped_at(sub.sync_level));
     }
     if !runs.is_empty() {
         // The semaphore is never closed, so the permit always comes.
         let _permit = env.collect.acquire().await;
         let token = env.tokens.get().await;
         for c in runs {
-            match c.collect(env.context(&token, sub)).await {
+            env.progress(sub, c.name(), json!({ "state": "running" }))
+                .await;
+            let done = match c.collect(env.context(&token, sub)).await {
                 Ok(v) => {
                     out.successes += 1;
-                    out.counts.insert(c.name().into(), v);
+                    out.counts.insert(c.name().into(), v.clone());
+                    v
                 }
-                Err(e) => out.errors.push(failure(sub, c.name(), &e)),
-            }
+                Err(e) => {
+                    out.errors.push(failure(sub, c.name(), &e));
+                    json!({ "state": "failed" })
+                }
+            };
+            env.progress(sub, c.name(), done).await;
         }
     }
     // Then the user's tag edits, where the level writes tags.
     if sub.sync_level.writes_tags() {
         let _permit = env.write_back.acquire().await;
+        env.progress(sub, "write_back", json!({ "state": "running" }))
+            .await;
         let token = env.tokens.get().await;
-        match writeback::apply(&env.context(&token, sub), &env.actor).await {
+        let done = match writeback::apply(&env.context(&token, sub), &env.actor).await {
             Ok(v) => {
                 out.successes += 1;
-                out.counts.insert("write_back".into(), v);
+                out.counts.insert("write_back".into(), v.clone());
+                v
             }
-            Err(e) => out.errors.push(failure(sub, "write_back", &e)),
-        }
+            Err(e) => {
+                out.errors.push(failure(sub, "write_back", &e));
+                json!({ "state": "failed" })
+            }
+        };
+        env.progress(sub, "write_back", done).await;
     }
     out
 }
 
 impl RunEnv {
+    /// Records a step's state in the run while it runs. Progress is for
+    /// people watching: failing to record it does not fail the run.
+    async fn progress(&self, sub: &SubscriptionRecord, step: &str, state: Value) {
+        // Held across the write, so a later state is never overwritten by an earlier one.
+        let mut progress = self.progress.lock().await;
+        if let Some(Value::Object(steps)) = progress.get_mut(&sub.azure_id) {
+            steps.insert(step.to_string(), state);
+        }
+        let counts = json!({ "subscriptions": &*progress });
+        if let Err(e) = self
+            .deps
+            .store
+            .record_sync_progress(&self.scope, &self.run, &counts)
+            .await
+        {
+            tracing::warn!(run = %self.run.id, error = %e, "could not record the run's progress");
+        }
+    }
+
     fn context<'a>(
         &'a self,
         token: &'a AccessToken,

@@ -1,5 +1,6 @@
-//! CLI clients for the API, for scripting: `connections` and
-//! `subscriptions`. Human tables by default, `--json` for scripts.
+//! CLI clients for the API: `connections`, `subscriptions`, `sync`,
+//! `resources` and `tags`. Human tables (and progress bars) by default,
+//! `--json` for scripts.
 
 use std::io::BufRead;
 
@@ -300,10 +301,14 @@ pub async fn subscriptions(cmd: SubscriptionsCommand) -> Result<()> {
 
 #[derive(Subcommand)]
 pub enum SyncCommand {
-    /// Sync a connection now and print what each collector did per subscription.
+    /// Start a sync of a connection now; with --wait, follow it (a progress
+    /// bar per subscription) and print what each collector did.
     Run {
         #[arg(long)]
         connection: String,
+        /// Wait for the run to end, showing its progress.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         api: Api,
     },
@@ -383,19 +388,103 @@ fn print_run(run: &Value) {
     table(&["SUBSCRIPTION", "COLLECTOR", "RESULT"], rows);
 }
 
+/// A step of a run still to come or under way (the server marks them so
+/// in the run's counts until they finish).
+fn unfinished(step: &Value) -> bool {
+    matches!(step["state"].as_str(), Some("pending" | "running"))
+}
+
+/// Polls a run until it ends, with a progress bar per subscription (on a
+/// terminal, and not with --json); answers the finished run.
+async fn follow(api: &Api, run: &Value) -> Result<Value> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let path = format!("/api/v1/sync-runs/{}", s(&run["id"]));
+    let target = if api.json {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bars = MultiProgress::with_draw_target(target);
+    let style = ProgressStyle::with_template("{prefix:38} [{bar:30}] {pos}/{len} {msg}")
+        .map_err(|e| anyhow::anyhow!("progress template: {e}"))?
+        .progress_chars("=> ");
+    let mut shown: std::collections::BTreeMap<String, ProgressBar> = Default::default();
+    let mut run = run.clone();
+    loop {
+        let subs = run["counts"]["subscriptions"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (sub, steps) in &subs {
+            let steps = steps.as_object().cloned().unwrap_or_default();
+            let counted: Vec<(&String, &Value)> = steps
+                .iter()
+                .filter(|(_, v)| v.get("skipped").is_none())
+                .collect();
+            let done = counted.iter().filter(|(_, v)| !unfinished(v)).count();
+            let bar = shown.entry(sub.clone()).or_insert_with(|| {
+                let bar = bars.add(ProgressBar::new(counted.len() as u64));
+                bar.set_style(style.clone());
+                bar.set_prefix(sub.clone());
+                bar
+            });
+            bar.set_length(counted.len() as u64);
+            bar.set_position(done as u64);
+            let failed = run["errors"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["subscription"] == sub.as_str()));
+            let current = counted
+                .iter()
+                .find(|(_, v)| v["state"] == "running")
+                .or_else(|| counted.iter().find(|(_, v)| unfinished(v)))
+                .map(|(name, _)| name.to_string());
+            bar.set_message(match (current, failed) {
+                (Some(step), false) => step,
+                (Some(step), true) => format!("{step} (errors so far)"),
+                (None, false) => "done".to_string(),
+                (None, true) => "done, with errors".to_string(),
+            });
+        }
+        if run["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        run = call(api, reqwest::Method::GET, &path, None).await?;
+    }
+    for bar in shown.values() {
+        bar.finish();
+    }
+    if !bars.is_hidden() {
+        // The summary starts on a line of its own, below the bars.
+        eprintln!();
+    }
+    Ok(run)
+}
+
 pub async fn sync(cmd: SyncCommand) -> Result<()> {
     match cmd {
-        SyncCommand::Run { connection, api } => {
-            if !api.json {
-                eprintln!("syncing connection {connection}...");
-            }
-            let run = call(
+        SyncCommand::Run {
+            connection,
+            wait,
+            api,
+        } => {
+            let started = call(
                 &api,
                 reqwest::Method::POST,
-                &format!("/api/v1/connections/{connection}/sync"),
+                &format!("/api/v1/connections/{connection}/sync?wait=false"),
                 None,
             )
             .await?;
+            if !wait {
+                output(&api, &started, |run| {
+                    println!(
+                        "run {} started; follow it with `cloudkeep sync runs` or `sync run --wait`",
+                        s(&run["id"])
+                    );
+                });
+                return Ok(());
+            }
+            let run = follow(&api, &started).await?;
             output(&api, &run, print_run);
             if run["status"] == "failed" {
                 bail!("the sync failed: {}", run["errors"]);

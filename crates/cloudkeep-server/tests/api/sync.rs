@@ -382,3 +382,73 @@ async fn a_sync_through_5xx_and_429_faults_reads_the_same_data() {
     let again = sync(&app, &org, &id).await;
     assert_eq!(again["status"], "succeeded", "{again}");
 }
+
+#[tokio::test]
+async fn a_run_started_without_waiting_shows_its_progress() {
+    let app = spawn_app().await;
+    let org = app.org("progress").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id");
+    let subs = app.subscription_ids();
+    let slow = subs[subs.len() - 1].to_ascii_lowercase();
+    // One subscription's listing is slow, so the others finish first.
+    app.sim_control(
+        Method::PUT,
+        "/_sim/faults",
+        json!({"latency_ms": 1500, "latency_path": format!("/subscriptions/{slow}/resources")}),
+    )
+    .await;
+    let (status, started) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/connections/{id}/sync?wait=false"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    assert_eq!(started["status"], "running");
+    // The plan: every step of every subscription, to come.
+    for sub in &subs {
+        let steps = &started["counts"]["subscriptions"][sub.to_ascii_lowercase()];
+        assert_eq!(steps["inventory"]["state"], "pending", "{started}");
+        assert_eq!(steps["write_back"]["state"], "pending", "{started}");
+    }
+    let run_path = format!("/api/v1/sync-runs/{}", started["id"].as_str().expect("run"));
+    let mut saw_partial = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let done = loop {
+        let (status, run) = app.call(&org.token, Method::GET, &run_path, None).await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        if run["status"] != "running" {
+            break run;
+        }
+        let steps = &run["counts"]["subscriptions"];
+        let fast_done = subs
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .filter(|s| *s != slow)
+            .all(|s| steps[&s]["inventory"]["seen"].as_u64().is_some());
+        if fast_done && steps[&slow]["inventory"]["state"] == "running" {
+            saw_partial = true;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never ended: {run}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        saw_partial,
+        "the fast subscriptions were seen done while the slow one ran"
+    );
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["counts"]["subscriptions"][&slow]["inventory"]["seen"],
+        100
+    );
+    assert!(
+        !done.to_string().contains("\"state\""),
+        "no step is left pending or running: {done}"
+    );
+}

@@ -271,12 +271,18 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     let (ok, out, err) = cli(&["connections", "list"], None);
     assert!(ok, "{err}");
     let first = conns[0]["id"].as_str().expect("id");
-    let (ok, out2, err) = cli(&["sync", "run", "--connection", first], None);
+    let (ok, out2, err) = cli(&["sync", "run", "--connection", first, "--wait"], None);
     assert!(ok, "{err}");
     assert!(
         out2.contains("succeeded") && out2.contains("inventory") && out2.contains("seen=100"),
         "{out2}"
     );
+    // Without --wait it starts the run and says how to follow it.
+    let (ok, out2, err) = cli(&["sync", "run", "--connection", first, "--json"], None);
+    assert!(ok, "{err}");
+    let started: serde_json::Value = serde_json::from_str(&out2).expect("json");
+    assert_eq!(started["status"], "running", "{started}");
+    assert_eq!(started["trigger"], "manual");
     let (ok, out2, err) = cli(
         &["resources", "list", "--type", "Microsoft.KeyVault/vaults"],
         None,
