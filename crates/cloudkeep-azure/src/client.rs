@@ -12,6 +12,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
 use crate::error::AzureError;
+use crate::token::AccessToken;
 
 /// Where Azure is and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -65,6 +66,9 @@ pub(crate) struct Policy<'a> {
     pub max_retries: u32,
     /// The Cost Management query units it is charged, and to which tenant.
     pub qpu: Option<QpuCharge<'a>>,
+    /// Whose bucket it draws from (the token's object id): ARM paces per
+    /// subscription and principal.
+    pub principal: &'a str,
 }
 
 impl Default for Policy<'_> {
@@ -72,6 +76,7 @@ impl Default for Policy<'_> {
         Policy {
             max_retries: MAX_RETRIES,
             qpu: None,
+            principal: "",
         }
     }
 }
@@ -353,6 +358,24 @@ impl AzureClient {
         self.send_with(method, url, Policy::default(), build).await
     }
 
+    /// `send` with `token` as its bearer, paced in that principal's buckets.
+    pub(crate) async fn send_as(
+        &self,
+        token: &AccessToken,
+        method: Method,
+        url: &Url,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, AzureError> {
+        let policy = Policy {
+            principal: &token.object_id,
+            ..Policy::default()
+        };
+        self.send_with(method, url, policy, |r| {
+            build(r.bearer_auth(token.token.expose()))
+        })
+        .await
+    }
+
     /// `send` under a `Policy`: its retries, and the query units it is
     /// charged (paced per tenant before it is sent).
     pub(crate) async fn send_with(
@@ -365,7 +388,7 @@ impl AzureClient {
         let bound = self.max_throttle_wait;
         let mut retry = 0u32;
         loop {
-            let mut pause = self.inner.pacer.delay(&method, url);
+            let mut pause = self.inner.pacer.delay(&method, url, policy.principal);
             let booking = match policy.qpu {
                 Some(charge) => {
                     match self
@@ -401,7 +424,9 @@ impl AzureClient {
             let request = build(self.inner.http.request(method.clone(), url.clone()));
             let outcome = attempt(request).await;
             if let Ok(answer) = &outcome {
-                self.inner.pacer.observe(&method, url, &answer.headers);
+                self.inner
+                    .pacer
+                    .observe(&method, url, policy.principal, &answer.headers);
                 if let Some(booking) = booking {
                     booking.settle(answer.status, &answer.headers);
                 }

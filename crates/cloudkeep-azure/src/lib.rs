@@ -18,7 +18,7 @@
 //! sends its `$skipToken` in the body (`paging`).
 //!
 //! Every call is paced (`pacing`): ARM reads and writes by the remaining
-//! quota per subscription, cost queries by the remaining query units per
+//! quota per subscription and principal, cost queries by the remaining query units per
 //! tenant. A throttling wait longer than the client's bound
 //! (`AzureClient::with_max_throttle_wait`) is reported as
 //! `AzureError::Throttled` instead of slept.

@@ -1,7 +1,7 @@
 //! Pacing by Azure's remaining-quota headers, before Azure says 429.
 //!
 //! ARM answers every call with how many requests of its kind the caller has
-//! left in the subscription's bucket (`x-ms-ratelimit-remaining-subscription-
+//! left in its bucket for the subscription (`x-ms-ratelimit-remaining-subscription-
 //! reads`, `-writes`, `-deletes`). When that runs low, the next call of the
 //! kind waits long enough for the bucket to refill a token, so a long sync
 //! settles at ARM's refill rate instead of running into throttling.
@@ -62,10 +62,15 @@ impl Kind {
     }
 }
 
+/// One of ARM's buckets: (subscription, principal, kind), lower-cased.
+type Bucket = (String, String, Kind);
+
 #[derive(Debug, Default)]
 pub(crate) struct Pacer {
-    /// (subscription, kind) → (requests left when last seen, when).
-    seen: Mutex<HashMap<(String, Kind), (f64, Instant)>>,
+    /// (subscription, principal, kind) → (requests left when last seen,
+    /// when): ARM's buckets are per subscription and principal, so two
+    /// connections reading one subscription do not slow each other.
+    seen: Mutex<HashMap<Bucket, (f64, Instant)>>,
     /// Tenant (lower-case) → its Cost Management ledger, once Azure has
     /// sent QPU headers for it.
     qpu: Mutex<HashMap<String, Ledger>>,
@@ -82,14 +87,15 @@ fn subscription_of(url: &Url) -> Option<String> {
 }
 
 impl Pacer {
-    /// How long to wait before this call, from what ARM last said.
-    pub(crate) fn delay(&self, method: &Method, url: &Url) -> Duration {
+    /// How long to wait before `principal`'s call, from what ARM last said.
+    pub(crate) fn delay(&self, method: &Method, url: &Url, principal: &str) -> Duration {
         let Some(sub) = subscription_of(url) else {
             return Duration::ZERO;
         };
-        let kind = Kind::of(method);
+        let key = (sub, principal.to_ascii_lowercase(), Kind::of(method));
+        let kind = key.2;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((left, at)) = seen.get(&(sub.clone(), kind)).copied() else {
+        let Some((left, at)) = seen.get(&key).copied() else {
             return Duration::ZERO;
         };
         // What the bucket holds now, counting the refill since.
@@ -105,12 +111,12 @@ impl Pacer {
         let wait =
             ((LOW_WATER - now_left) / LOW_WATER * 2.0 * interval).max((1.0 - now_left) * interval);
         // Spend the token now, so concurrent calls space out too.
-        seen.insert((sub, kind), (now_left - 1.0, Instant::now()));
+        seen.insert(key, (now_left - 1.0, Instant::now()));
         Duration::from_secs_f64(wait.min(30.0))
     }
 
-    /// Records what an answer said is left.
-    pub(crate) fn observe(&self, method: &Method, url: &Url, headers: &HeaderMap) {
+    /// Records what an answer to `principal` said is left.
+    pub(crate) fn observe(&self, method: &Method, url: &Url, principal: &str, headers: &HeaderMap) {
         let (Some(sub), kind) = (subscription_of(url), Kind::of(method)) else {
             return;
         };
@@ -121,10 +127,10 @@ impl Pacer {
         else {
             return;
         };
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((sub, kind), (left, Instant::now()));
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            (sub, principal.to_ascii_lowercase(), kind),
+            (left, Instant::now()),
+        );
     }
 }
 
@@ -373,7 +379,7 @@ mod tests {
         let p = Pacer::default();
         let url = Url::parse("https://arm/subscriptions/ABC/resources").expect("url");
         assert_eq!(
-            p.delay(&Method::GET, &url),
+            p.delay(&Method::GET, &url, "p1"),
             Duration::ZERO,
             "nothing known yet"
         );
@@ -382,28 +388,37 @@ mod tests {
             "x-ms-ratelimit-remaining-subscription-reads",
             "200".parse().expect("value"),
         );
-        p.observe(&Method::GET, &url, &h);
-        assert_eq!(p.delay(&Method::GET, &url), Duration::ZERO);
+        p.observe(&Method::GET, &url, "p1", &h);
+        assert_eq!(p.delay(&Method::GET, &url, "p1"), Duration::ZERO);
         h.insert(
             "x-ms-ratelimit-remaining-subscription-reads",
             "0".parse().expect("value"),
         );
-        p.observe(&Method::GET, &url, &h);
-        let wait = p.delay(&Method::GET, &url);
+        p.observe(&Method::GET, &url, "p1", &h);
+        let wait = p.delay(&Method::GET, &url, "p1");
         assert!(
             wait > Duration::from_millis(30) && wait < Duration::from_secs(1),
             "{wait:?}"
         );
         assert_eq!(
-            p.delay(&Method::PATCH, &url),
+            p.delay(&Method::PATCH, &url, "p1"),
             Duration::ZERO,
             "writes have their own bucket"
         );
         let other = Url::parse("https://arm/subscriptions/def/resources").expect("url");
         assert_eq!(
-            p.delay(&Method::GET, &other),
+            p.delay(&Method::GET, &other, "p1"),
             Duration::ZERO,
             "and so does each subscription"
+        );
+        assert_eq!(
+            p.delay(&Method::GET, &url, "P2"),
+            Duration::ZERO,
+            "and each principal: ARM's buckets are per subscription and principal"
+        );
+        assert!(
+            p.delay(&Method::GET, &url, "P1") > Duration::ZERO,
+            "ids compare without case"
         );
     }
 

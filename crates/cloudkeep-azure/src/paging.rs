@@ -303,6 +303,7 @@ impl AzureClient {
                 tenant: &token.tenant_id,
                 units,
             }),
+            principal: &token.object_id,
             ..Policy::default()
         };
         let answer = self

@@ -43,9 +43,7 @@ impl AzureClient {
         scope: &str,
     ) -> Result<BTreeMap<String, String>, AzureError> {
         let url = tags_url(self, scope)?;
-        let answer = self
-            .send(Method::GET, &url, |r| r.bearer_auth(token.token.expose()))
-            .await?;
+        let answer = self.send_as(token, Method::GET, &url, |r| r).await?;
         if !answer.status.is_success() {
             return Err(arm_error(answer.status, &answer.body));
         }
@@ -96,9 +94,7 @@ impl<'a> TagWriter<'a> {
         let body = json!({ "operation": operation, "properties": { "tags": tags } });
         let answer = self
             .client
-            .send(Method::PATCH, &url, |r| {
-                r.bearer_auth(token.token.expose()).json(&body)
-            })
+            .send_as(token, Method::PATCH, &url, |r| r.json(&body))
             .await?;
         match answer.status {
             StatusCode::OK => tags_from(&answer),
@@ -127,10 +123,7 @@ impl<'a> TagWriter<'a> {
                 .unwrap_or(1)
                 .min(30);
             tokio::time::sleep(Duration::from_secs(wait)).await;
-            let answer = self
-                .client
-                .send(Method::GET, &url, |r| r.bearer_auth(token.token.expose()))
-                .await?;
+            let answer = self.client.send_as(token, Method::GET, &url, |r| r).await?;
             match answer.status {
                 StatusCode::OK => return tags_from(&answer),
                 StatusCode::ACCEPTED => continue,
@@ -209,9 +202,7 @@ impl<'a> ConsentWriter<'a> {
         }});
         let answer = self
             .client
-            .send(Method::PUT, &url, |r| {
-                r.bearer_auth(token.token.expose()).json(&body)
-            })
+            .send_as(token, Method::PUT, &url, |r| r.json(&body))
             .await?;
         match answer.status {
             StatusCode::OK | StatusCode::CREATED => Ok(Assignment::Created(format!(
@@ -243,10 +234,7 @@ impl<'a> ConsentWriter<'a> {
             ],
             &[("api-version", PARTNER_API)],
         )?;
-        let answer = self
-            .client
-            .send(Method::PUT, &url, |r| r.bearer_auth(token.token.expose()))
-            .await?;
+        let answer = self.client.send_as(token, Method::PUT, &url, |r| r).await?;
         if answer.status.is_success() {
             return Ok(PartnerLink::Linked);
         }
@@ -269,10 +257,7 @@ impl<'a> ConsentWriter<'a> {
             &["providers", "Microsoft.ManagementPartner", "partners"],
             &[("api-version", PARTNER_API)],
         )?;
-        let answer = self
-            .client
-            .send(Method::GET, &url, |r| r.bearer_auth(token.token.expose()))
-            .await?;
+        let answer = self.client.send_as(token, Method::GET, &url, |r| r).await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
