@@ -126,7 +126,10 @@ impl Scheduler {
         );
         let (scope2, id) = (scope.clone(), job.id);
         let beat = lease.to_std().unwrap_or(StdDuration::from_secs(60)) / 3;
-        let heartbeat = tokio::spawn(async move {
+        // Ends only when the lease is someone else's (a worker that took the
+        // job over after our heartbeats stalled); then the sync is dropped,
+        // which cancels it, so two workers never carry on with one job.
+        let lease_lost = async move {
             loop {
                 tokio::time::sleep(beat).await;
                 match store
@@ -134,19 +137,27 @@ impl Scheduler {
                     .await
                 {
                     Ok(true) => {}
-                    _ => break,
+                    Ok(false) => return,
+                    // The store may be back by the next beat; the lease says
+                    // whether the job is still ours.
+                    Err(e) => tracing::warn!(job = %id, error = %e, "heartbeat failed"),
                 }
             }
-        });
-        let outcome = sync_connection(
+        };
+        let sync = sync_connection(
             &self.deps,
             scope,
             job.connection_id,
             SCHEDULED,
             "system:scheduler",
-        )
-        .await;
-        heartbeat.abort();
+        );
+        let outcome = tokio::select! {
+            outcome = sync => outcome,
+            () = lease_lost => {
+                tracing::warn!(connection = %job.connection_id, job = %job.id, "lost the job's lease to another worker; its sync was stopped");
+                return Ok(false);
+            }
+        };
         let now = self.clock.now();
         match outcome {
             Ok(run) if run.status != "failed" => {

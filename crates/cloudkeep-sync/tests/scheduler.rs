@@ -358,3 +358,65 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(store: Store) {
     );
     assert!(runs.iter().any(|r| r.status == "succeeded"));
 }
+
+both!(a_worker_that_loses_its_lease_stops_its_sync);
+async fn a_worker_that_loses_its_lease_stops_its_sync(store: Store) {
+    let env = env(store).await;
+    let (scope, conns) = org_with_connections(&env, 1).await;
+    let clock = Arc::new(ManualClock(Mutex::new(Utc::now() + Duration::seconds(1))));
+    // Every Azure call is slow, so the sync runs well past the moment its
+    // lease is lost (and would finish, succeeded, if it were not stopped).
+    reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(env._sim.ca_pem.as_bytes()).expect("ca"),
+        )
+        .build()
+        .expect("client")
+        .put(format!("{}/_sim/faults", env._sim.url))
+        .json(&json!({"latency_ms": 8000}))
+        .send()
+        .await
+        .expect("faults");
+    let slow = Scheduler::new(
+        env.deps.clone(),
+        SchedulerConfig {
+            worker_id: "slow".into(),
+            lease: Duration::seconds(3),
+            ..Default::default()
+        },
+        clock.clone(),
+    );
+    let db = env.deps.store.clone();
+    let thief = async {
+        // Once the slow worker holds the job, its lease runs out (its
+        // heartbeats stalled, say) and another worker claims the job.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while db.job_counts(&scope).await.expect("jobs") != vec![("running".to_string(), 1)] {
+            assert!(std::time::Instant::now() < deadline, "the job never ran");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        clock.advance(Duration::seconds(10));
+        db.claim_job(&scope, "thief", clock.now(), Duration::seconds(600))
+            .await
+            .expect("claim")
+    };
+    let (tick, stolen) = tokio::join!(slow.tick(), thief);
+    let tick = tick.expect("tick");
+    assert!(stolen.is_some(), "the expired lease was taken");
+    assert_eq!((tick.ran, tick.failed), (0, 1), "{tick:?}");
+    let runs = db
+        .sync_runs(&scope, Some(conns[0]), 10)
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0].status, "running",
+        "the slow worker stopped without finishing the run; the new holder marks it interrupted"
+    );
+    assert!(
+        !db.complete_job(&scope, stolen.expect("job").id, "slow", clock.now())
+            .await
+            .expect("complete"),
+        "and the job is the thief's"
+    );
+}
