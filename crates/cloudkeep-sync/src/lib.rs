@@ -13,6 +13,7 @@ pub mod scheduler;
 pub mod writeback;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use cloudkeep_azure::{AccessToken, AzureClient, AzureError};
 use cloudkeep_domain::crypto::KeyProvider;
@@ -45,7 +46,8 @@ pub enum SyncError {
 /// What a collector is given for one subscription.
 pub struct CollectContext<'a> {
     pub store: &'a Store,
-    pub azure: &'a AzureClient,
+    /// Azure, with throttling waits bounded by what is left of the run.
+    pub azure: AzureClient,
     pub scope: &'a OrgScope,
     pub token: &'a AccessToken,
     pub run: &'a SyncRun,
@@ -72,6 +74,10 @@ pub trait Collector: Send + Sync {
     fn collect<'a>(&'a self, ctx: CollectContext<'a>)
     -> BoxFuture<'a, Result<Value, CollectError>>;
 }
+
+/// How long a run may take. Azure's `Retry-After` is honoured however long
+/// it is, up to this; beyond it the step reports that it was throttled.
+const RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A token this close to its end is renewed before the next step.
 const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
@@ -234,6 +240,7 @@ async fn run_sync(
     let env = Arc::new(RunEnv {
         deps: deps.clone(),
         scope: scope.clone(),
+        deadline: Instant::now() + RUN_DEADLINE,
         run: run.clone(),
         actor: actor.to_string(),
         tokens: Tokens {
@@ -338,6 +345,9 @@ struct RunEnv {
     deps: SyncDeps,
     scope: OrgScope,
     run: SyncRun,
+    /// When the run stops waiting on Azure: a throttled call whose
+    /// `Retry-After` ends later is reported, not slept through.
+    deadline: Instant,
     actor: String,
     tokens: Tokens,
     collectors: Vec<Box<dyn Collector>>,
@@ -470,7 +480,11 @@ impl RunEnv {
     ) -> CollectContext<'a> {
         CollectContext {
             store: &self.deps.store,
-            azure: &self.deps.azure,
+            azure: self
+                .deps
+                .azure
+                .clone()
+                .with_max_throttle_wait(self.deadline.saturating_duration_since(Instant::now())),
             scope: &self.scope,
             token,
             run: &self.run,

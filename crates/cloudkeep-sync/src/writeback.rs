@@ -71,7 +71,7 @@ pub async fn apply(ctx: &CollectContext<'_>, actor: &str) -> Result<Value, Colle
         .pending_tag_edits(ctx.scope, ctx.subscription.id)
         .await?;
     let (mut applied, mut conflicts, mut failed) = (0u64, 0u64, 0u64);
-    let writer = TagWriter::new(ctx.azure);
+    let writer = TagWriter::new(&ctx.azure);
     for edit in &edits {
         match apply_one(ctx, &writer, edit, actor).await? {
             Outcome::Applied => applied += 1,
