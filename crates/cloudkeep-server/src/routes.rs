@@ -754,7 +754,8 @@ struct SyncQuery {
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/sync", tag = "sync", params(("id" = Uuid, Path, description = "connection id"), SyncQuery),
     responses((status = 200, body = SyncRunView, description = "the finished run, with what it could not read"),
-        (status = 202, body = SyncRunView, description = "the run, started (`wait=false`)")))]
+        (status = 202, body = SyncRunView, description = "the run, started (`wait=false`)"),
+        (status = 409, description = "a run of the connection is under way (the message names it)")))]
 async fn sync_now(
     State(state): State<AppState>,
     caller: Caller,
@@ -767,6 +768,13 @@ async fn sync_now(
         cloudkeep_sync::SyncError::Revoked => {
             ApiError::unprocessable("revoked", "the connection was revoked; it no longer syncs")
         }
+        cloudkeep_sync::SyncError::Busy(run) => ApiError::new(
+            StatusCode::CONFLICT,
+            "sync_running",
+            format!(
+                "a sync of this connection is already running: follow it at /api/v1/sync-runs/{run}"
+            ),
+        ),
         cloudkeep_sync::SyncError::Store(e) => e.into(),
     };
     let started = cloudkeep_sync::start_sync(&state.sync_deps(), caller.scope(), id, "manual")

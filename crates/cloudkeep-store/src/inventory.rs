@@ -417,14 +417,56 @@ impl Store {
         Ok((resource(&row)?, history))
     }
 
+    /// Records a run as begun, unless another run of the connection is
+    /// still running: a connection syncs one run at a time (`Conflict`,
+    /// naming that run). A run still `running` that started before
+    /// `stale_before` outlived any run's deadline, so its process died; it
+    /// is marked `interrupted` first.
     pub async fn begin_sync_run(
         &self,
         scope: &OrgScope,
         connection: ConnectionId,
         trigger: &str,
+        stale_before: DateTime<Utc>,
     ) -> Result<SyncRun> {
         let id = Uuid::new_v4();
         let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        // Locks the connection's row (PostgreSQL; SQLite's write lock is
+        // already held), so two starts cannot both find no run and insert.
+        let found = sqlx::query(
+            "UPDATE connections SET status = status WHERE org_id = $1 AND connection_id = $2",
+        )
+        .bind(scope.id())
+        .bind(connection.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "connection" });
+        }
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = $4 \
+             WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND started_at < $3",
+        )
+        .bind(scope.id())
+        .bind(connection.to_string())
+        .bind(stale_before.timestamp_millis())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let running: Option<String> = sqlx::query_scalar(
+            "SELECT run_id FROM sync_runs WHERE org_id = $1 AND connection_id = $2 AND status = 'running' LIMIT 1",
+        )
+        .bind(scope.id())
+        .bind(connection.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(run) = running {
+            return Err(StoreError::Conflict {
+                what: "running sync of this connection",
+                value: run,
+            });
+        }
         sqlx::query(
             "INSERT INTO sync_runs (org_id, run_id, connection_id, trigger_kind, status, started_at, counts, errors) VALUES ($1, $2, $3, $4, 'running', $5, '{}', '[]')",
         )
@@ -433,8 +475,9 @@ impl Store {
         .bind(connection.to_string())
         .bind(trigger)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(SyncRun {
             id,
             connection_id: connection,
@@ -496,7 +539,9 @@ impl Store {
             ),
         )
         .await?;
-        sqlx::query("UPDATE sync_runs SET status = $3, finished_at = $4, counts = $5, errors = $6 WHERE org_id = $1 AND run_id = $2")
+        // Only a run still running: one marked interrupted (its job taken
+        // over) keeps that mark.
+        sqlx::query("UPDATE sync_runs SET status = $3, finished_at = $4, counts = $5, errors = $6 WHERE org_id = $1 AND run_id = $2 AND status = 'running'")
             .bind(scope.id())
             .bind(run.id.to_string())
             .bind(status)

@@ -754,7 +754,7 @@ async fn inventory_is_recorded_while_another_connection_writes(b: Backend) {
         .subscriptions[0]
         .clone();
     let run = store
-        .begin_sync_run(&scope, id, "schedule")
+        .begin_sync_run(&scope, id, "schedule", Utc::now() - Duration::hours(2))
         .await
         .expect("run");
     let beating = Arc::new(AtomicBool::new(true));
@@ -942,7 +942,12 @@ async fn inventory_records_only_what_changed(b: Backend) {
     let store = &b.store;
     let (scope, sub, _keys) = one_subscription(store, "inv").await;
     let run = store
-        .begin_sync_run(&scope, sub.connection_id, "manual")
+        .begin_sync_run(
+            &scope,
+            sub.connection_id,
+            "manual",
+            Utc::now() - Duration::hours(2),
+        )
         .await
         .expect("run");
     let record = |seen: Vec<ObservedResource>, tags_read| {
@@ -1049,7 +1054,7 @@ async fn concurrent_inventories_of_subscriptions_all_land(b: Backend) {
         .collect();
     let conn = connect_subscriptions(store, &scope, &keys, "x-secret", subscriptions).await;
     let run = store
-        .begin_sync_run(&scope, conn.id, "manual")
+        .begin_sync_run(&scope, conn.id, "manual", Utc::now() - Duration::hours(2))
         .await
         .expect("run");
     // Each reads its subscription's rows before writing: on SQLite, a
@@ -1081,4 +1086,85 @@ async fn concurrent_inventories_of_subscriptions_all_land(b: Backend) {
         .await
         .expect("list");
     assert_eq!(all.len(), 240);
+}
+
+both!(a_connection_runs_one_sync_at_a_time);
+async fn a_connection_runs_one_sync_at_a_time(b: Backend) {
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("one")).await;
+    let (_dir, keys) = keyfile();
+    let conn = connect(store, &scope, &keys, "x-secret").await;
+    let long_ago = Utc::now() - Duration::hours(2);
+    let first = store
+        .begin_sync_run(&scope, conn, "manual", long_ago)
+        .await
+        .expect("first");
+    match store
+        .begin_sync_run(&scope, conn, "schedule", long_ago)
+        .await
+    {
+        Err(StoreError::Conflict { value, .. }) => assert_eq!(value, first.id.to_string()),
+        other => panic!("a second run while one runs: {other:?}"),
+    }
+    // A run older than any run may take died with its process: it is
+    // marked interrupted, and a new one begins.
+    let second = store
+        .begin_sync_run(&scope, conn, "schedule", Utc::now() + Duration::seconds(1))
+        .await
+        .expect("a stale run does not block");
+    let runs = store.sync_runs(&scope, Some(conn), 10).await.expect("runs");
+    let status = |id| {
+        runs.iter()
+            .find(|r| r.id == id)
+            .map(|r| r.status.clone())
+            .expect("run")
+    };
+    assert_eq!(status(first.id), "interrupted");
+    assert_eq!(status(second.id), "running");
+    // Finishing an interrupted run does not revive it.
+    store
+        .finish_sync_run(
+            &scope,
+            &first,
+            "succeeded",
+            &json!({}),
+            &json!([]),
+            "user:test",
+        )
+        .await
+        .expect("finish");
+    let runs = store.sync_runs(&scope, Some(conn), 10).await.expect("runs");
+    assert_eq!(
+        runs.iter()
+            .find(|r| r.id == first.id)
+            .map(|r| r.status.as_str()),
+        Some("interrupted")
+    );
+    // Two starts at once, with none running: exactly one begins.
+    store
+        .finish_sync_run(
+            &scope,
+            &second,
+            "succeeded",
+            &json!({}),
+            &json!([]),
+            "user:test",
+        )
+        .await
+        .expect("finish");
+    let (x, y) = tokio::join!(
+        store.begin_sync_run(&scope, conn, "manual", long_ago),
+        store.begin_sync_run(&scope, conn, "manual", long_ago)
+    );
+    assert_eq!(
+        usize::from(x.is_ok()) + usize::from(y.is_ok()),
+        1,
+        "{x:?} {y:?}"
+    );
+    // Another organisation's connection id is not found, not started.
+    let (other, _) = org(store, &unique("one2")).await;
+    assert!(matches!(
+        store.begin_sync_run(&other, conn, "manual", long_ago).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

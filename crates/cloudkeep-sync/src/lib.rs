@@ -39,6 +39,9 @@ pub struct SyncDeps {
 pub enum SyncError {
     #[error("the connection was revoked; it no longer syncs")]
     Revoked,
+    /// Another run of the connection is under way (its id).
+    #[error("a sync of this connection is already running (run {0})")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -79,6 +82,10 @@ pub trait Collector: Send + Sync {
 /// it is, up to this; beyond it the step reports that it was throttled.
 const RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Past its deadline, a run still has this long to record its end before
+/// a run still marked running counts as lost.
+const STALE_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A token this close to its end is renewed before the next step.
 const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -110,10 +117,18 @@ pub async fn start_sync(
     if conn.deleted_at.is_some() {
         return Err(SyncError::Revoked);
     }
-    let mut run = deps
+    // A run still marked running this long after it began died with its process.
+    let stale_before = chrono::Utc::now()
+        - chrono::Duration::from_std(RUN_DEADLINE + STALE_MARGIN).unwrap_or(chrono::Duration::MAX);
+    let mut run = match deps
         .store
-        .begin_sync_run(scope, connection, trigger)
-        .await?;
+        .begin_sync_run(scope, connection, trigger, stale_before)
+        .await
+    {
+        Ok(run) => run,
+        Err(StoreError::Conflict { value, .. }) => return Err(SyncError::Busy(value)),
+        Err(e) => return Err(e.into()),
+    };
     let collectors = collectors::all();
     let plan: Map<String, Value> = conn
         .subscriptions
@@ -263,14 +278,15 @@ async fn run_sync(
     }
     let mut outcomes: Vec<Option<SubscriptionOutcome>> =
         conn.subscriptions.iter().map(|_| None).collect();
+    // A subscription whose task panicked (a bug) or was cancelled (the
+    // runtime shutting down) is reported as not synced; the run still ends
+    // and is recorded, rather than staying `running`.
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok((i, outcome)) => outcomes[i] = Some(outcome),
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                // Only a runtime shutting down cancels one; it is reported below.
-                Err(e) => tracing::error!(error = %e, "a subscription's sync task was cancelled"),
-            },
+            Err(e) => {
+                tracing::error!(run = %run.id, error = %e, "a subscription's sync task did not finish")
+            }
         }
     }
     // In the connection's order, whatever order they finished in.
@@ -279,7 +295,8 @@ async fn run_sync(
     let mut successes = 0;
     for (sub, outcome) in conn.subscriptions.iter().zip(outcomes) {
         let Some(outcome) = outcome else {
-            errors.push(json!({ "subscription": sub.azure_id, "collector": "sync", "kind": "error", "message": "cancelled" }));
+            errors.push(json!({ "subscription": sub.azure_id, "collector": "sync", "kind": "error",
+                                "message": "its sync stopped on an internal error (see the server's log); the next run tries again" }));
             continue;
         };
         counts.insert(sub.azure_id.clone(), Value::Object(outcome.counts));

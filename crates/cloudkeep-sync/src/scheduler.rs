@@ -177,6 +177,15 @@ impl Scheduler {
                     .await?;
                 Ok(false)
             }
+            Err(SyncError::Busy(run)) => {
+                // A manual run is under way; it sets the next sync time.
+                tracing::info!(connection = %job.connection_id, %run, "a sync is already running; the scheduled one is skipped");
+                self.deps
+                    .store
+                    .complete_job(scope, job.id, &self.config.worker_id, now)
+                    .await?;
+                Ok(false)
+            }
             Err(SyncError::Revoked) => {
                 self.deps
                     .store

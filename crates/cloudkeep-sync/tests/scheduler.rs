@@ -299,6 +299,7 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(store: Store) {
     let (scope, conns) = org_with_connections(&env, 1).await;
     let clock = Arc::new(ManualClock(Mutex::new(Utc::now() + Duration::seconds(1))));
     let db = &env.deps.store;
+    let long_ago = Utc::now() - Duration::hours(2);
     assert_eq!(
         db.enqueue_due_syncs(&scope, clock.now())
             .await
@@ -312,14 +313,9 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(store: Store) {
         .expect("claim")
         .expect("a job");
     let dead_run = db
-        .begin_sync_run(&scope, conns[0], "schedule")
+        .begin_sync_run(&scope, conns[0], "schedule", long_ago)
         .await
         .expect("run");
-    // A manual sync of the same connection is under way meanwhile, outside the job.
-    let manual_run = db
-        .begin_sync_run(&scope, conns[0], "manual")
-        .await
-        .expect("manual run");
     let survivor = scheduler(&env, "alive", clock.clone());
     assert_eq!(
         survivor.tick().await.expect("tick").ran,
@@ -342,21 +338,38 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(store: Store) {
         .sync_runs(&scope, Some(conns[0]), 10)
         .await
         .expect("runs");
-    assert_eq!(runs.len(), 3);
+    assert_eq!(runs.len(), 2);
     let dead = runs.iter().find(|r| r.id == dead_run.id).expect("dead run");
     assert_eq!(
         dead.status, "interrupted",
         "the dead worker's run is marked"
     );
+    assert!(runs.iter().any(|r| r.status == "succeeded"));
+
+    // A cadence later, a manual sync is under way when the job comes due:
+    // the job is done without a second run, and the manual run is not the
+    // dead worker's to mark.
+    clock.advance(Duration::days(1) + Duration::minutes(75));
+    let manual_run = db
+        .begin_sync_run(&scope, conns[0], "manual", long_ago)
+        .await
+        .expect("manual run");
+    let tick = survivor.tick().await.expect("tick");
+    assert_eq!((tick.queued, tick.ran), (1, 0), "{tick:?}");
+    let runs = db
+        .sync_runs(&scope, Some(conns[0]), 10)
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 3, "no scheduled run beside the manual one");
     let manual = runs
         .iter()
         .find(|r| r.id == manual_run.id)
         .expect("manual run");
+    assert_eq!(manual.status, "running");
     assert_eq!(
-        manual.status, "running",
-        "a manual run in progress is not the dead worker's"
+        db.job_counts(&scope).await.expect("jobs"),
+        vec![("done".to_string(), 2)]
     );
-    assert!(runs.iter().any(|r| r.status == "succeeded"));
 }
 
 both!(a_worker_that_loses_its_lease_stops_its_sync);
@@ -395,10 +408,16 @@ async fn a_worker_that_loses_its_lease_stops_its_sync(store: Store) {
             assert!(std::time::Instant::now() < deadline, "the job never ran");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        clock.advance(Duration::seconds(10));
-        db.claim_job(&scope, "thief", clock.now(), Duration::seconds(600))
-            .await
-            .expect("claim")
+        // At a moment past the slow worker's lease, without moving the clock
+        // its heartbeats read (a beat in between would renew the lease).
+        db.claim_job(
+            &scope,
+            "thief",
+            clock.now() + Duration::seconds(10),
+            Duration::seconds(600),
+        )
+        .await
+        .expect("claim")
     };
     let (tick, stolen) = tokio::join!(slow.tick(), thief);
     let tick = tick.expect("tick");

@@ -410,6 +410,9 @@ async fn follow(api: &Api, run: &Value) -> Result<Value> {
         .progress_chars("=> ");
     let mut shown: std::collections::BTreeMap<String, ProgressBar> = Default::default();
     let mut run = run.clone();
+    // A run has an hour; one still running well after that was lost with
+    // its server (a restart), and the server will mark it so.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(75 * 60);
     loop {
         let subs = run["counts"]["subscriptions"]
             .as_object()
@@ -447,6 +450,12 @@ async fn follow(api: &Api, run: &Value) -> Result<Value> {
         }
         if run["status"] != "running" {
             break;
+        }
+        if std::time::Instant::now() > give_up {
+            bail!(
+                "run {} has not ended after 75 minutes: its server may have stopped during it; see `cloudkeep sync runs`",
+                s(&run["id"])
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         run = call(api, reqwest::Method::GET, &path, None).await?;

@@ -395,7 +395,7 @@ async fn a_run_started_without_waiting_shows_its_progress() {
     app.sim_control(
         Method::PUT,
         "/_sim/faults",
-        json!({"latency_ms": 1500, "latency_path": format!("/subscriptions/{slow}/resources")}),
+        json!({"latency_ms": 3000, "latency_path": format!("/subscriptions/{slow}/resources")}),
     )
     .await;
     let (status, started) = app
@@ -415,6 +415,24 @@ async fn a_run_started_without_waiting_shows_its_progress() {
         assert_eq!(steps["write_back"]["state"], "pending", "{started}");
     }
     let run_path = format!("/api/v1/sync-runs/{}", started["id"].as_str().expect("run"));
+    // One run at a time: a second start while it runs is refused, naming it.
+    let (status, busy) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/connections/{id}/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{busy}");
+    assert_eq!(busy["error"]["code"], "sync_running");
+    assert!(
+        busy["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&run_path),
+        "{busy}"
+    );
     let mut saw_partial = false;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let done = loop {
