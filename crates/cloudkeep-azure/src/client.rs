@@ -265,9 +265,9 @@ impl AzureClient {
     /// This client (sharing connections and pacing) with another bound on
     /// throttling waits: a 429 asking for longer, or pacing that would
     /// have to wait longer, fails at once with `AzureError::Throttled`
-    /// naming the wait, instead of sleeping through it. An interactive
-    /// caller wants a short bound; a scheduled sync can afford the default
-    /// (`DEFAULT_MAX_THROTTLE_WAIT`).
+    /// naming the wait, instead of sleeping through it; retries' backoff
+    /// stays within it too. An interactive caller keeps the default
+    /// (`DEFAULT_MAX_THROTTLE_WAIT`); a sync passes what is left of its run.
     pub fn with_max_throttle_wait(mut self, wait: Duration) -> Self {
         self.max_throttle_wait = wait;
         self
@@ -419,6 +419,10 @@ impl AzureClient {
                     qpu = booking.is_some(),
                     "pacing by Azure's remaining quota"
                 );
+                if pause > bound {
+                    // The bucket would refill only after the caller's bound.
+                    return Err(AzureError::Throttled { retry_after: pause });
+                }
                 tokio::time::sleep(pause).await;
             }
             let request = build(self.inner.http.request(method.clone(), url.clone()));
@@ -439,10 +443,11 @@ impl AzureClient {
                 Ok(answer) => {
                     let asked = retry_after(&answer.headers);
                     let throttled = answer.status == StatusCode::TOO_MANY_REQUESTS;
-                    if let Some(long) = asked.filter(|a| throttled && *a > bound) {
+                    if throttled && (bound.is_zero() || asked.is_some_and(|a| a > bound)) {
                         // Sleeping through it would hold the caller for
                         // longer than it allowed; retrying sooner would be
                         // refused again.
+                        let long = asked.unwrap_or_else(|| backoff(retry));
                         tracing::warn!(%method, url = %url.path(), wait_ms = long.as_millis() as u64, bound_ms = bound.as_millis() as u64, "azure asks for a wait beyond the bound");
                         return Err(AzureError::Throttled { retry_after: long });
                     }
@@ -456,9 +461,10 @@ impl AzureClient {
                         return Ok(answer);
                     }
                     let wait = match asked {
-                        Some(asked) => asked.max(backoff(retry)).min(bound),
+                        Some(asked) => asked.max(backoff(retry)),
                         None => backoff(retry),
-                    };
+                    }
+                    .min(bound);
                     tracing::info!(%method, url = %url.path(), status = answer.status.as_u16(), retry = retry + 1, wait_ms = wait.as_millis() as u64, "retrying azure call");
                     wait
                 }

@@ -12,7 +12,8 @@ use crate::paging::{Next, Page, PageRequest, Paged};
 use crate::token::AccessToken;
 
 const GRAPH_API: &str = "2024-04-01";
-/// The query `graph_resources` runs: `id` first, so that paging is stable.
+/// The query `graph_resources` runs; Resource Graph pages stably only when
+/// `id` is among the projected columns.
 const RESOURCES_QUERY: &str =
     "Resources | project id, name, type, location, resourceGroup, subscriptionId, tags";
 

@@ -17,9 +17,10 @@
 //! `nextLink`, cost queries post the same body to theirs, Resource Graph
 //! sends its `$skipToken` in the body (`paging`).
 //!
-//! Every call is paced (`pacing`): ARM reads and writes by the remaining
-//! quota per subscription and principal, cost queries by the remaining query units per
-//! tenant. A throttling wait longer than the client's bound
+//! Calls are paced (`pacing`): ARM reads and writes on a subscription by
+//! the remaining quota per subscription and principal, cost queries by the
+//! remaining query units per tenant (Resource Graph and tenant-level calls
+//! only by retrying a 429). A throttling wait longer than the client's bound
 //! (`AzureClient::with_max_throttle_wait`) is reported as
 //! `AzureError::Throttled` instead of slept.
 //!

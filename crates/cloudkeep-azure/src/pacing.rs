@@ -187,23 +187,31 @@ impl Ledger {
             .flatten()
             .fold(now, Instant::max);
         let mut at = start;
+        // Units are fractions (a month of days is one), so sums carry
+        // rounding; a hair over the limit still fits.
+        let fits = |used: f64, units: f64, limit: f64| used + units <= limit + 1e-9;
         for (window, limit) in QPU_WINDOWS {
             // A query larger than a window never fits; wait for it to empty.
             let units = units.min(limit);
             let mut used = self.used(window, start);
-            if used + units <= limit {
+            if fits(used, units, limit) {
                 continue;
             }
-            for (t, u) in self
+            let in_window: Vec<&(Instant, f64)> = self
                 .charges
                 .iter()
                 .filter(|(t, _)| start.duration_since(*t) < window)
-            {
+                .collect();
+            let freed = in_window.iter().find(|(_, u)| {
                 used -= u;
-                if used + units <= limit {
-                    at = at.max(*t + window + QPU_MARGIN);
-                    break;
-                }
+                fits(used, units, limit)
+            });
+            // Whatever is charged, the window is empty once its last charge leaves it.
+            let until = freed
+                .or(in_window.last())
+                .map(|(t, _)| *t + window + QPU_MARGIN);
+            if let Some(until) = until {
+                at = at.max(until);
             }
         }
         at

@@ -56,7 +56,18 @@ impl<'a, T: Send + 'a> Paged<'a, T> {
         f: impl FnMut(T) -> Result<U, AzureError> + Send + 'a,
     ) -> Paged<'a, U> {
         let mut f = f;
-        Paged::new(self.inner.map(move |item| item.and_then(&mut f)))
+        // An item `f` refuses ends the stream, as a failed page does.
+        Paged::new(
+            self.inner
+                .map(move |item| item.and_then(&mut f))
+                .scan(false, |failed, item| {
+                    let next = (!*failed).then(|| {
+                        *failed = item.is_err();
+                        item
+                    });
+                    futures_util::future::ready(next)
+                }),
+        )
     }
 }
 
@@ -146,7 +157,19 @@ where
                 other => other,
             })?;
             if let Some(next) = page.next {
-                self.request = Some(self.follow(request, next)?);
+                let following = self.follow(request.clone(), next)?;
+                // A page of items naming itself as the next would repeat
+                // them until the page limit (an empty one may: the empty
+                // pages' own limit ends that).
+                if !page.items.is_empty()
+                    && following.url == request.url
+                    && following.body == request.body
+                {
+                    return Err(AzureError::Malformed(format!(
+                        "the list at {path} names itself as its next page"
+                    )));
+                }
+                self.request = Some(following);
             }
             if !page.items.is_empty() {
                 self.empty_in_a_row = 0;
@@ -382,5 +405,22 @@ mod tests {
             Err(AzureError::Malformed(_))
         ));
         assert_eq!(link(Some(&json!("  "))), None);
+    }
+
+    #[tokio::test]
+    async fn an_item_that_fails_ends_the_stream() {
+        let items = Paged::new(stream::iter([Ok(1), Ok(2), Ok(3)]))
+            .and_then(|x| {
+                if x == 2 {
+                    Err(AzureError::Malformed("two".into()))
+                } else {
+                    Ok(x)
+                }
+            })
+            .collect::<Vec<_>>()
+            .await;
+        assert_eq!(items.len(), 2, "nothing after the error: {items:?}");
+        assert!(matches!(items[0], Ok(1)));
+        assert!(matches!(items[1], Err(AzureError::Malformed(_))));
     }
 }

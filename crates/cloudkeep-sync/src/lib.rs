@@ -252,6 +252,20 @@ async fn run_sync(
         }
     };
 
+    // Progress is written by one task, latest state first, so no step waits
+    // on the store to say it started.
+    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(Value::Null);
+    let progress_writer = {
+        let (store, scope, run) = (deps.store.clone(), scope.clone(), run.clone());
+        tokio::spawn(async move {
+            while progress_rx.changed().await.is_ok() {
+                let counts = progress_rx.borrow_and_update().clone();
+                if let Err(e) = store.record_sync_progress(&scope, &run, &counts).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not record the run's progress");
+                }
+            }
+        })
+    };
     let env = Arc::new(RunEnv {
         deps: deps.clone(),
         scope: scope.clone(),
@@ -266,7 +280,8 @@ async fn run_sync(
             current: tokio::sync::Mutex::new(token),
         },
         collectors: collectors::all(),
-        progress: tokio::sync::Mutex::new(plan),
+        progress: std::sync::Mutex::new(plan),
+        progress_tx,
         collect: Semaphore::new(COLLECT_CONCURRENCY),
         write_back: Semaphore::new(WRITE_BACK_CONCURRENCY),
     });
@@ -289,6 +304,10 @@ async fn run_sync(
             }
         }
     }
+    // The last progress is written before the run's end (which a late
+    // progress write could not undo anyway: it only touches running runs).
+    drop(env);
+    let _ = progress_writer.await;
     // In the connection's order, whatever order they finished in.
     let mut counts = Map::new();
     let mut errors = Vec::new();
@@ -370,7 +389,8 @@ struct RunEnv {
     collectors: Vec<Box<dyn Collector>>,
     /// Each subscription's steps as they stand, recorded as the run's counts
     /// while it runs.
-    progress: tokio::sync::Mutex<Map<String, Value>>,
+    progress: std::sync::Mutex<Map<String, Value>>,
+    progress_tx: tokio::sync::watch::Sender<Value>,
     collect: Semaphore,
     write_back: Semaphore,
 }
@@ -432,8 +452,7 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
         let _permit = env.collect.acquire().await;
         let token = env.tokens.get().await;
         for c in runs {
-            env.progress(sub, c.name(), json!({ "state": "running" }))
-                .await;
+            env.progress(sub, c.name(), json!({ "state": "running" }));
             let done = match c.collect(env.context(&token, sub)).await {
                 Ok(v) => {
                     out.successes += 1;
@@ -445,14 +464,13 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
                     json!({ "state": "failed" })
                 }
             };
-            env.progress(sub, c.name(), done).await;
+            env.progress(sub, c.name(), done);
         }
     }
     // Then the user's tag edits, where the level writes tags.
     if sub.sync_level.writes_tags() {
         let _permit = env.write_back.acquire().await;
-        env.progress(sub, "write_back", json!({ "state": "running" }))
-            .await;
+        env.progress(sub, "write_back", json!({ "state": "running" }));
         let token = env.tokens.get().await;
         let done = match writeback::apply(&env.context(&token, sub), &env.actor).await {
             Ok(v) => {
@@ -465,7 +483,7 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
                 json!({ "state": "failed" })
             }
         };
-        env.progress(sub, "write_back", done).await;
+        env.progress(sub, "write_back", done);
     }
     out
 }
@@ -473,21 +491,14 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
 impl RunEnv {
     /// Records a step's state in the run while it runs. Progress is for
     /// people watching: failing to record it does not fail the run.
-    async fn progress(&self, sub: &SubscriptionRecord, step: &str, state: Value) {
-        // Held across the write, so a later state is never overwritten by an earlier one.
-        let mut progress = self.progress.lock().await;
+    fn progress(&self, sub: &SubscriptionRecord, step: &str, state: Value) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(Value::Object(steps)) = progress.get_mut(&sub.azure_id) {
             steps.insert(step.to_string(), state);
         }
-        let counts = json!({ "subscriptions": &*progress });
-        if let Err(e) = self
-            .deps
-            .store
-            .record_sync_progress(&self.scope, &self.run, &counts)
-            .await
-        {
-            tracing::warn!(run = %self.run.id, error = %e, "could not record the run's progress");
-        }
+        // Sent under the lock, so a later state never overtakes an earlier one.
+        self.progress_tx
+            .send_replace(json!({ "subscriptions": &*progress }));
     }
 
     fn context<'a>(
