@@ -781,18 +781,25 @@ async fn sync_now(
         .await
         .map_err(refused)?;
     let actor = caller.actor();
+    let view = SyncRunView::from(started.run());
+    // The run outlives this request either way: a client that stops
+    // waiting (or disconnects) must not cancel it half-way, which would
+    // leave it `running` and the connection unable to start another.
+    let run = tokio::spawn(async move {
+        let id = started.run().id;
+        let finished = started.finish(&actor).await;
+        if let Err(e) = &finished {
+            tracing::error!(run = %id, error = %e, "a sync could not be recorded");
+        }
+        finished
+    });
     if q.wait.unwrap_or(true) {
-        let run = started.finish(&actor).await.map_err(refused)?;
+        let run = run
+            .await
+            .map_err(|e| ApiError::internal("a sync task did not finish", e))?
+            .map_err(refused)?;
         return Ok((StatusCode::OK, Json(SyncRunView::from(&run))));
     }
-    let view = SyncRunView::from(started.run());
-    // The run outlives this request; it records its own end and errors.
-    tokio::spawn(async move {
-        let run = started.run().id;
-        if let Err(e) = started.finish(&actor).await {
-            tracing::error!(%run, error = %e, "a background sync could not be recorded");
-        }
-    });
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 

@@ -470,3 +470,50 @@ async fn a_run_started_without_waiting_shows_its_progress() {
         "no step is left pending or running: {done}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_waiting_does_not_stop_the_run() {
+    let app = spawn_app().await;
+    let org = app.org("impatient").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id");
+    let subs = app.subscription_ids();
+    let slow = subs[0].to_ascii_lowercase();
+    app.sim_control(
+        Method::PUT,
+        "/_sim/faults",
+        json!({"latency_ms": 2000, "latency_path": format!("/subscriptions/{slow}/resources")}),
+    )
+    .await;
+    // The client gives up long before the run ends.
+    let gave_up = app
+        .http
+        .post(format!("{}/api/v1/connections/{id}/sync", app.url))
+        .bearer_auth(&org.token)
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client timed out");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let run = loop {
+        let (_, runs) = app
+            .call(
+                &org.token,
+                Method::GET,
+                &format!("/api/v1/sync-runs?connection={id}"),
+                None,
+            )
+            .await;
+        let run = runs[0].clone();
+        if run["status"] != "running" && !run.is_null() {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "{runs}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        run["counts"]["subscriptions"][&slow]["inventory"]["seen"],
+        100
+    );
+}
