@@ -419,9 +419,9 @@ impl Store {
 
     /// Records a run as begun, unless another run of the connection is
     /// still running: a connection syncs one run at a time (`Conflict`,
-    /// naming that run). A run still `running` that started before
-    /// `stale_before` outlived any run's deadline, so its process died; it
-    /// is marked `interrupted` first.
+    /// naming that run). A run still `running` whose last heartbeat
+    /// (`sync_run_alive`) is before `stale_before` lost its process; it is
+    /// marked `interrupted` first.
     pub async fn begin_sync_run(
         &self,
         scope: &OrgScope,
@@ -446,7 +446,7 @@ impl Store {
         }
         sqlx::query(
             "UPDATE sync_runs SET status = 'interrupted', finished_at = $4 \
-             WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND started_at < $3",
+             WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND COALESCE(heartbeat_at, started_at) < $3",
         )
         .bind(scope.id())
         .bind(connection.to_string())
@@ -468,7 +468,7 @@ impl Store {
             });
         }
         sqlx::query(
-            "INSERT INTO sync_runs (org_id, run_id, connection_id, trigger_kind, status, started_at, counts, errors) VALUES ($1, $2, $3, $4, 'running', $5, '{}', '[]')",
+            "INSERT INTO sync_runs (org_id, run_id, connection_id, trigger_kind, status, started_at, heartbeat_at, counts, errors) VALUES ($1, $2, $3, $4, 'running', $5, $5, '{}', '[]')",
         )
         .bind(scope.id())
         .bind(id.to_string())
@@ -488,6 +488,19 @@ impl Store {
             counts: json!({}),
             errors: json!([]),
         })
+    }
+
+    /// Says a running run's process is alive (see `begin_sync_run`).
+    pub async fn sync_run_alive(&self, scope: &OrgScope, run: &SyncRun) -> Result<()> {
+        sqlx::query(
+            "UPDATE sync_runs SET heartbeat_at = $3 WHERE org_id = $1 AND run_id = $2 AND status = 'running'",
+        )
+        .bind(scope.id())
+        .bind(run.id.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Records a running run's progress: its counts so far, with the steps

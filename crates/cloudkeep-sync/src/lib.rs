@@ -82,9 +82,10 @@ pub trait Collector: Send + Sync {
 /// it is, up to this; beyond it the step reports that it was throttled.
 const RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Past its deadline, a run still has this long to record its end before
-/// a run still marked running counts as lost.
-const STALE_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
+/// A running run says it is alive this often...
+const RUN_BEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// ...and one silent this long lost its process (a crash, a restart).
+const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A token this close to its end is renewed before the next step.
 const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
@@ -117,9 +118,9 @@ pub async fn start_sync(
     if conn.deleted_at.is_some() {
         return Err(SyncError::Revoked);
     }
-    // A run still marked running this long after it began died with its process.
+    // A run whose heartbeat stopped this long ago died with its process.
     let stale_before = chrono::Utc::now()
-        - chrono::Duration::from_std(RUN_DEADLINE + STALE_MARGIN).unwrap_or(chrono::Duration::MAX);
+        - chrono::Duration::from_std(RUN_STALE_AFTER).unwrap_or(chrono::Duration::MAX);
     let mut run = match deps
         .store
         .begin_sync_run(scope, connection, trigger, stale_before)
@@ -255,13 +256,27 @@ async fn run_sync(
     // Progress is written by one task, latest state first, so no step waits
     // on the store to say it started.
     let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(Value::Null);
+    // The same task beats for the run, so a start elsewhere knows it is alive.
     let progress_writer = {
         let (store, scope, run) = (deps.store.clone(), scope.clone(), run.clone());
         tokio::spawn(async move {
-            while progress_rx.changed().await.is_ok() {
-                let counts = progress_rx.borrow_and_update().clone();
-                if let Err(e) = store.record_sync_progress(&scope, &run, &counts).await {
-                    tracing::warn!(run = %run.id, error = %e, "could not record the run's progress");
+            let mut beat = tokio::time::interval(RUN_BEAT);
+            loop {
+                tokio::select! {
+                    changed = progress_rx.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let counts = progress_rx.borrow_and_update().clone();
+                        if let Err(e) = store.record_sync_progress(&scope, &run, &counts).await {
+                            tracing::warn!(run = %run.id, error = %e, "could not record the run's progress");
+                        }
+                    }
+                    _ = beat.tick() => {
+                        if let Err(e) = store.sync_run_alive(&scope, &run).await {
+                            tracing::warn!(run = %run.id, error = %e, "could not record the run's heartbeat");
+                        }
+                    }
                 }
             }
         })

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::{
-    Api, BIN, Killed, Sim, cli, create_org, free_port, principal, run, scenario, serve, sim_client,
-    wait_until_up,
+    Api, BIN, Killed, Sim, cli, create_org, eventually, free_port, principal, run, scenario, serve,
+    sim_client, wait_until_up,
 };
 use serde_json::{Value, json};
 
@@ -464,13 +464,41 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
     drop(server);
     let _server = start();
     wait_until_up(&url).await;
-    let resumed: Value = sync(api.clone(), url.clone(), token.clone(), id.clone())
+    // The killed run stops beating; once it counts as lost (30 s), a new
+    // start marks it interrupted and runs. Until then a start is refused.
+    let resumed: Value = eventually(
+        Duration::from_secs(90),
+        "a sync starts once the killed run is lost",
+        || async {
+            let r = sync(api.clone(), url.clone(), token.clone(), id.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = r.status();
+            let body: Value = r.json().await.map_err(|e| e.to_string())?;
+            if status == reqwest::StatusCode::CONFLICT {
+                assert_eq!(body["error"]["code"], "sync_running", "{body}");
+                Err(format!("{body}"))
+            } else {
+                Ok(body)
+            }
+        },
+    )
+    .await;
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    let runs: Value = api
+        .get(format!("{url}/api/v1/sync-runs?connection={id}"))
+        .bearer_auth(&token)
+        .send()
         .await
-        .expect("resumed sync")
+        .expect("runs")
         .json()
         .await
         .expect("json");
-    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    assert!(
+        runs.as_array()
+            .is_some_and(|r| r.iter().any(|r| r["status"] == "interrupted")),
+        "the killed run is marked interrupted: {runs}"
+    );
     let edits: Value = api
         .get(format!("{url}/api/v1/tag-edits?limit=1000"))
         .bearer_auth(&token)
