@@ -34,9 +34,9 @@ impl Caller {
     }
 }
 
-pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
+/// A cookie's value from a request's headers.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -68,7 +68,7 @@ impl FromRequestParts<AppState> for Caller {
                 .await?;
             return found.map(Caller).ok_or_else(ApiError::unauthenticated);
         }
-        let Some(session) = cookie(parts, SESSION_COOKIE) else {
+        let Some(session) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(ApiError::unauthenticated());
         };
         let auth = state

@@ -40,7 +40,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, cookie};
 use crate::connect::{RECOMMENDED, assess, explain, initial_level};
 use crate::error::{Body, Params};
 use crate::wire::{
@@ -196,17 +196,6 @@ fn session_of(caller: &Caller) -> Option<String> {
         Credential::Session { csrf_token } => Some(csrf_token.clone()),
         _ => None,
     }
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
 }
 
 fn unknown_flow() -> ApiError {
