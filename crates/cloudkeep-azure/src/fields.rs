@@ -117,6 +117,21 @@ pub(crate) fn key_or_id(item: &Value, key: &str, what: &str) -> Result<String, A
     Ok(from_id)
 }
 
+/// An item's `properties` object. Reads whose facts live there (storage
+/// accounts, key vaults, keys, secrets) cannot judge an item without it:
+/// its absence is a malformed answer, not every setting at its default.
+/// (Azure's generic `/resources` list has no `properties`; these reads use
+/// each provider's own list, which always has them.)
+pub(crate) fn properties<'v>(item: &'v Value, what: &str) -> Result<&'v Value, AzureError> {
+    match item.get("properties") {
+        Some(p) if p.is_object() => Ok(p),
+        _ => Err(AzureError::Malformed(format!(
+            "{what} without its properties: {}",
+            truncate_raw(&item.to_string())
+        ))),
+    }
+}
+
 /// An item's `id` and `name` (else the id's last segment).
 pub(crate) fn identity(item: &Value, what: &str) -> Result<(String, String), AzureError> {
     Ok((text(item, "id"), key_or_id(item, "name", what)?))

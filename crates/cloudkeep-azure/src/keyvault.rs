@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::client::AzureClient;
 use crate::error::AzureError;
-use crate::fields::{count, epoch, flag, identity, resource_group_of, text, text_at};
+use crate::fields::{count, epoch, flag, identity, properties, resource_group_of, text, text_at};
 use crate::inventory::tags_of;
 use crate::paging::Paged;
 use crate::storage::network_exposure;
@@ -103,7 +103,7 @@ pub struct VaultSecret {
 
 fn vault_from(item: &Value) -> Result<KeyVault, AzureError> {
     let (id, name) = identity(item, "a key vault")?;
-    let props = item.get("properties").unwrap_or(&Value::Null);
+    let props = properties(item, "a key vault")?;
     let (public_network_access, network_default_action) = network_exposure(props);
     Ok(KeyVault {
         resource_group: resource_group_of(&id),
@@ -132,7 +132,7 @@ fn vault_item<'v>(
     what: &str,
 ) -> Result<(String, String, &'v Value, bool, ItemTimes), AzureError> {
     let (id, name) = identity(item, what)?;
-    let props = item.get("properties").unwrap_or(&Value::Null);
+    let props = properties(item, what)?;
     let a = props.get("attributes").unwrap_or(&Value::Null);
     let times = ItemTimes {
         created: epoch(a.get("created")),
@@ -257,9 +257,16 @@ mod tests {
             (v.sku.as_str(), v.soft_delete_retention_days),
             ("premium", 90)
         );
-        let bare = vault_from(&json!({"id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/v"}))
-            .expect("vault");
+        let bare = vault_from(
+            &json!({"id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/v", "properties": {}}),
+        )
+        .expect("vault");
         assert!(bare.soft_delete, "soft delete is on unless said otherwise");
+        // Without `properties` a vault cannot be judged: malformed, not defaults.
+        let none = vault_from(
+            &json!({"id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/v"}),
+        );
+        assert!(matches!(none, Err(AzureError::Malformed(_))), "{none:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::client::AzureClient;
 use crate::error::AzureError;
-use crate::fields::{canonical, flag, identity, resource_group_of, text};
+use crate::fields::{canonical, flag, identity, properties, resource_group_of, text};
 use crate::inventory::tags_of;
 use crate::paging::Paged;
 use crate::token::AccessToken;
@@ -43,6 +43,9 @@ pub struct StorageAccount {
     pub minimum_tls_version: String,
     /// `supportsHttpsTrafficOnly` (absent = true, its default since 2019-04-01).
     pub https_only: bool,
+    /// Whether requests may authorise with the account's shared keys
+    /// (`allowSharedKeyAccess`; absent = true, as Azure documents).
+    pub allow_shared_key_access: bool,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -62,7 +65,7 @@ pub(crate) fn network_exposure(props: &Value) -> (String, String) {
 
 fn account_from(item: &Value) -> Result<StorageAccount, AzureError> {
     let (id, name) = identity(item, "a storage account")?;
-    let props = item.get("properties").unwrap_or(&Value::Null);
+    let props = properties(item, "a storage account")?;
     let (public_network_access, network_default_action) = network_exposure(props);
     Ok(StorageAccount {
         resource_group: resource_group_of(&id),
@@ -74,6 +77,7 @@ fn account_from(item: &Value) -> Result<StorageAccount, AzureError> {
         network_default_action,
         minimum_tls_version: canonical(props.get("minimumTlsVersion"), TLS_VERSIONS, "TLS1_0"),
         https_only: flag(props.get("supportsHttpsTrafficOnly")).unwrap_or(true),
+        allow_shared_key_access: flag(props.get("allowSharedKeyAccess")).unwrap_or(true),
         tags: tags_of(item.get("tags")),
         id,
         name,
@@ -115,6 +119,10 @@ mod tests {
         assert_eq!(sparse.public_network_access, "Enabled");
         assert_eq!(sparse.network_default_action, "Allow");
         assert!(!sparse.https_only);
+        assert!(
+            sparse.allow_shared_key_access,
+            "absent means shared keys are allowed"
+        );
         assert_eq!(sparse.sku, "Standard_GRS");
         let set = account_from(&json!({
             "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
@@ -132,5 +140,17 @@ mod tests {
             ("TLS1_2", "Disabled", "Deny")
         );
         assert!(account_from(&json!({"properties": {}})).is_err());
+        // Without `properties` an account cannot be judged: malformed, not public.
+        let bare = account_from(&json!({
+            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
+            "name": "a", "location": "eastus"
+        }));
+        assert!(matches!(bare, Err(AzureError::Malformed(_))), "{bare:?}");
+        let shared = account_from(&json!({
+            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/b",
+            "properties": {"allowSharedKeyAccess": false}
+        }))
+        .expect("account");
+        assert!(!shared.allow_shared_key_access);
     }
 }

@@ -19,19 +19,18 @@ use harness::Sim;
 use serde_json::{Value, json};
 
 mod harness {
-    //! A simulator on a free port, an `AzureClient` trusting its CA, and
-    //! helpers for the scenario and the control API.
+    //! The shared test kit's simulator, with an `AzureClient` trusting its
+    //! CA and helpers for the scenario's principals.
 
     use cloudkeep_azure::{AccessToken, AzureClient, AzureConfig};
     use cloudkeep_domain::SecretString;
-    use cloudkeep_sim::{Faults, Preset, RunningSim, SimConfig};
+    use cloudkeep_testkit::{SimOptions, TestSim};
     use reqwest::Method;
     use serde_json::Value;
     use std::time::Duration;
 
     pub struct Sim {
-        pub running: RunningSim,
-        pub control: reqwest::Client,
+        pub test: TestSim,
         pub scenario: Value,
         pub client: AzureClient,
     }
@@ -50,44 +49,15 @@ mod harness {
     /// A simulator with a fixed seed (so fault draws repeat), no faults,
     /// and Azure's throttling on or off.
     pub async fn start_with(throttle: bool) -> Sim {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cloudkeep-azure-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let running = cloudkeep_sim::spawn(SimConfig {
-            preset: Preset::DEMO,
-            seed: 11,
-            cert_dir: dir,
+        let test = TestSim::start_with(SimOptions {
             throttle,
-            faults: Faults::default(),
-            token_lifetime_secs: 3599,
+            ..SimOptions::default()
         })
-        .await
-        .expect("simulator starts");
-        let control = reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(running.ca_pem.as_bytes()).expect("ca"),
-            )
-            .build()
-            .expect("control client");
-        let client = AzureClient::new(config(&running.url, Some(running.ca_pem.clone())))
-            .expect("azure client");
-        let scenario = control
-            .get(format!("{}/_sim/scenario", running.url))
-            .send()
-            .await
-            .expect("scenario")
-            .json()
-            .await
-            .expect("scenario json");
+        .await;
         Sim {
-            running,
-            control,
-            scenario,
-            client,
+            client: test.azure(),
+            scenario: test.scenario.raw.clone(),
+            test,
         }
     }
 
@@ -106,32 +76,19 @@ mod harness {
         }
 
         pub fn tenant_id(&self) -> String {
-            self.tenant()["tenant_id"]
-                .as_str()
-                .expect("tenant id")
-                .to_string()
+            self.test.scenario.tenant().tenant_id.clone()
         }
 
         pub fn subscription_ids(&self) -> Vec<String> {
-            self.tenant()["subscriptions"]
-                .as_array()
-                .expect("subscriptions")
-                .iter()
-                .map(|s| s["subscription_id"].as_str().expect("id").to_string())
-                .collect()
+            self.test.scenario.subscription_ids()
         }
 
         pub fn sp(&self, key: &str) -> Principal {
-            let p = self.tenant()["service_principals"]
-                .as_array()
-                .expect("principals")
-                .iter()
-                .find(|p| p["key"] == key)
-                .unwrap_or_else(|| panic!("no principal {key}"));
+            let p = self.test.scenario.sp(key);
             Principal {
-                client_id: p["client_id"].as_str().expect("client id").into(),
-                secret: SecretString::new(p["client_secret"].as_str().expect("secret")),
-                object_id: p["object_id"].as_str().expect("oid").into(),
+                client_id: p.client_id.clone(),
+                secret: p.secret(),
+                object_id: p.object_id.clone(),
             }
         }
 
@@ -145,45 +102,25 @@ mod harness {
         }
 
         pub async fn control(&self, method: Method, path: &str, body: Value) -> Value {
-            let r = self
-                .control
-                .request(method, format!("{}{path}", self.running.url))
-                .json(&body)
-                .send()
-                .await
-                .expect("control call");
-            let status = r.status();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
-            assert!(status.is_success(), "{path}: {status} {body}");
-            body
+            self.test.control_ok(method, path, body).await
         }
 
         pub async fn set_faults(&self, faults: Value) {
-            self.control(Method::PUT, "/_sim/faults", faults).await;
+            self.test.faults(faults).await;
         }
 
         /// The request log after `seq`: `[{seq, method, path, query, principal, status}]`.
         pub async fn requests_since(&self, seq: u64) -> Vec<Value> {
-            let r = self
-                .control
-                .get(format!("{}/_sim/requests?since={seq}", self.running.url))
-                .send()
-                .await
-                .expect("request log");
-            r.json::<Value>()
-                .await
-                .expect("log json")
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            self.test.requests(seq).await
         }
 
         /// An ARM answer exactly as the simulator sends it, to compare the
         /// typed reads with.
         pub async fn raw_get(&self, token: &AccessToken, path: &str, api_version: &str) -> Value {
             let r = self
-                .control
-                .get(format!("{}{path}", self.running.url))
+                .test
+                .http
+                .get(format!("{}{path}", self.test.url))
                 .query(&[("api-version", api_version)])
                 .bearer_auth(token.token.expose())
                 .send()
@@ -216,11 +153,7 @@ mod harness {
         }
 
         pub async fn last_seq(&self) -> u64 {
-            self.requests_since(0)
-                .await
-                .last()
-                .and_then(|e| e["seq"].as_u64())
-                .unwrap_or(0)
+            self.test.last_seq().await
         }
     }
 }
@@ -754,7 +687,7 @@ async fn fails_cleanly_when_azure_is_unreachable_or_untrusted() {
     }
 
     // The simulator without its CA: the certificate is not trusted.
-    let untrusting = AzureClient::new(harness::config(&sim.running.url, None)).expect("client");
+    let untrusting = AzureClient::new(harness::config(&sim.test.url, None)).expect("client");
     match untrusting
         .client_credentials_token(&sim.tenant_id(), &collector.client_id, &collector.secret)
         .await

@@ -1,9 +1,11 @@
 //! Who is calling: an API token (`Authorization: Bearer ck_...`) or a
 //! browser session cookie, with a CSRF token on state-changing requests.
+//! Cookies are read and made here only (axum-extra's cookie jar).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{Method, header};
+use axum::http::{HeaderMap, Method, header};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use cloudkeep_domain::{Permission, SecretString};
 use cloudkeep_store::{Authenticated, Credential, OrgScope};
 
@@ -35,15 +37,52 @@ impl Caller {
 }
 
 /// A cookie's value from a request's headers.
-pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    CookieJar::from_headers(headers)
+        .get(name)
+        .map(|c| c.value().to_string())
+}
+
+/// Attributes every cookie of ours shares: HttpOnly, `Secure` when asked.
+fn ours<'c>(mut c: Cookie<'c>, secure: bool, same_site: SameSite) -> Cookie<'c> {
+    c.set_http_only(true);
+    c.set_secure(secure);
+    c.set_same_site(same_site);
+    c
+}
+
+/// The session cookie: SameSite=Strict, for the whole site.
+pub fn session_cookie(value: &str, max_age_secs: i64, secure: bool) -> String {
+    let mut c = ours(
+        Cookie::new(SESSION_COOKIE, value.to_string()),
+        secure,
+        SameSite::Strict,
+    );
+    c.set_path("/");
+    c.set_max_age(cookie_age(max_age_secs));
+    c.to_string()
+}
+
+/// A cookie that deletes the session cookie.
+pub fn session_cookie_cleared(secure: bool) -> String {
+    session_cookie("", 0, secure)
+}
+
+/// A cookie scoped to `path`, SameSite=Lax so that it comes back on a
+/// cross-site redirect (the consent flow's return from Entra ID).
+pub fn lax_cookie(name: &str, value: &str, path: &str, max_age_secs: i64, secure: bool) -> String {
+    let mut c = ours(
+        Cookie::new(name.to_string(), value.to_string()),
+        secure,
+        SameSite::Lax,
+    );
+    c.set_path(path.to_string());
+    c.set_max_age(cookie_age(max_age_secs));
+    c.to_string()
+}
+
+fn cookie_age(secs: i64) -> cookie::time::Duration {
+    cookie::time::Duration::seconds(secs)
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -1,16 +1,58 @@
 //! The one error type of the HTTP layer.
 //!
 //! Handlers return `ApiError`; it becomes `{"error":{"code","message"}}`
-//! with a status. Internal errors are logged with the request's id and
-//! answered with a generic message: no database or internal text reaches a
-//! client. A record of another organisation is `not_found`, exactly as a
-//! record that does not exist.
+//! (`ErrorBody` in the OpenAPI document) with a status. Internal errors are
+//! logged with the request's id and answered with a generic message: no
+//! database or internal text reaches a client. A record of another
+//! organisation is `not_found`, exactly as a record that does not exist.
+//!
+//! Every operation lists the error statuses it can answer with the
+//! response types below (`E401`, `E404`, ...), each `ErrorBody`.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cloudkeep_store::StoreError;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code (`not_found`, `invalid_query`, ...).
+    pub code: String,
+    /// What was wrong, and what is allowed, for people.
+    pub message: String,
+}
+
+/// Declares an error response of the OpenAPI document: a status, what it
+/// means, and the `ErrorBody`.
+macro_rules! error_responses {
+    ($($name:ident = $status:literal, $description:literal;)+) => {
+        $(
+            #[derive(utoipa::IntoResponses)]
+            #[response(status = $status, description = $description)]
+            #[allow(dead_code)]
+            pub struct $name(ErrorBody);
+        )+
+    };
+}
+
+error_responses! {
+    E400 = 400, "the request is malformed";
+    E401 = 401, "not signed in: send an API token or a session cookie";
+    E403 = 403, "the caller's role does not allow it (or a session change lacks its CSRF header)";
+    E404 = 404, "no such thing in the caller's organisation";
+    E409 = 409, "it conflicts with the current state (the message says with what)";
+    E422 = 422, "the input is not usable: the message says what was wrong and what is allowed";
+    E502 = 502, "Azure could not be reached or answered an error";
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -89,6 +131,16 @@ impl From<StoreError> for ApiError {
                 "conflict",
                 format!("{what} '{value}' already exists"),
             ),
+            StoreError::AlreadyConnected {
+                subscription,
+                connection,
+            } => ApiError::new(
+                StatusCode::CONFLICT,
+                "subscription_connected",
+                format!(
+                    "subscription {subscription} is already connected by connection {connection}: an Azure subscription belongs to one live connection of an organisation. Revoke that connection first, or, connecting by consent, ask to move it (move_connected)"
+                ),
+            ),
             StoreError::Invalid(message) => ApiError::unprocessable("invalid", message),
             other => ApiError::internal("store", other),
         }
@@ -118,7 +170,8 @@ where
     }
 }
 
-/// `Query` whose rejections answer in the API's error shape.
+/// `Query` whose rejections (an unknown value of a typed filter, a wrong
+/// type) answer 422 in the API's error shape, naming what is allowed.
 pub struct Params<T>(pub T);
 
 impl<S, T> axum::extract::FromRequestParts<S> for Params<T>
@@ -134,8 +187,7 @@ where
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Params(value)),
-            Err(rejection) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+            Err(rejection) => Err(ApiError::unprocessable(
                 "invalid_query",
                 rejection.body_text(),
             )),

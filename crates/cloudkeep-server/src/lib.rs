@@ -5,12 +5,13 @@
 //! **API boundary:** only this crate knows HTTP and the JSON wire types;
 //! the store and domain types never reach the wire directly.
 
+mod api;
 mod auth;
 mod connect;
-mod consent;
 mod error;
+mod list;
 mod metrics;
-mod routes;
+mod router;
 mod tls;
 pub mod wire;
 
@@ -25,7 +26,8 @@ use cloudkeep_domain::crypto::KeyProvider;
 use cloudkeep_store::Store;
 use tokio::net::TcpListener;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
+pub use list::Page;
 pub use tls::TlsFiles;
 
 /// Settings the server needs beyond its collaborators.
@@ -68,7 +70,7 @@ pub struct AppState {
     pub settings: ServerSettings,
     metrics: Arc<metrics::Metrics>,
     /// Consent flows under way, in memory only (they hold delegated tokens).
-    consent: Arc<consent::Flows>,
+    consent: Arc<api::consent::Flows>,
 }
 
 impl AppState {
@@ -101,12 +103,12 @@ impl AppState {
 
 /// The router with every route, middleware and the OpenAPI document.
 pub fn app(state: AppState) -> Router {
-    routes::router(state)
+    router::router(state)
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::openapi()
+    router::openapi()
 }
 
 /// Serves until `shutdown` completes, then finishes open requests. With

@@ -2,7 +2,12 @@
 //! are converted here.
 
 use chrono::{DateTime, Utc};
-use cloudkeep_domain::SecretString;
+use cloudkeep_domain::policy::PermissionReport;
+use cloudkeep_domain::report::RunReport;
+use cloudkeep_domain::{
+    AuthMethod, ConnectionStatus, Resolution, Role, RunStatus, SecretString, SyncLevel,
+    SyncTrigger, TagEditState,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -13,8 +18,7 @@ pub struct UserView {
     pub id: Uuid,
     pub email: String,
     pub name: String,
-    /// owner, admin, editor, viewer or auditor.
-    pub role: String,
+    pub role: Role,
     pub created_at: DateTime<Utc>,
     pub disabled: bool,
 }
@@ -25,7 +29,7 @@ impl From<&cloudkeep_store::User> for UserView {
             id: u.id.as_uuid(),
             email: u.email.clone(),
             name: u.name.clone(),
-            role: u.role.to_string(),
+            role: u.role,
             created_at: u.created_at,
             disabled: u.disabled,
         }
@@ -97,7 +101,7 @@ pub struct MeView {
 pub struct CreateUserRequest {
     pub email: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     /// Optional initial password (12 characters or more).
     #[schema(value_type = Option<String>)]
     pub password: Option<SecretString>,
@@ -106,7 +110,7 @@ pub struct CreateUserRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
-    pub role: String,
+    pub role: Role,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -144,33 +148,21 @@ pub struct ReauthRequest {
     pub client_secret: SecretString,
 }
 
-/// A role the principal lacks on a subscription, and what that disables.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-pub struct MissingRole {
-    pub role: String,
-    /// Features off because of it (empty when another role covers them).
-    pub features_disabled: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-pub struct PermissionReport {
-    pub roles_present: Vec<String>,
-    pub roles_missing: Vec<MissingRole>,
-    pub features_enabled: Vec<String>,
-    pub features_disabled: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionView {
     pub id: Uuid,
     pub connection_id: Uuid,
     /// The Azure subscription id.
     pub subscription_id: String,
     pub display_name: String,
-    /// no_resources, no_tags, read_tags_only or read_write_tags.
-    pub sync_level: String,
-    #[schema(value_type = Object)]
-    pub permissions: Value,
+    pub sync_level: SyncLevel,
+    /// The roles the connection's principal holds there, and what they allow.
+    pub permissions: PermissionReport,
+    /// Set when the subscription left this connection (it was revoked):
+    /// what was read of it stays readable as the connection's history.
+    pub detached_at: Option<DateTime<Utc>>,
+    /// When the inventory last listed it.
+    pub inventory_at: Option<DateTime<Utc>>,
 }
 
 impl From<&cloudkeep_store::SubscriptionRecord> for SubscriptionView {
@@ -180,24 +172,43 @@ impl From<&cloudkeep_store::SubscriptionRecord> for SubscriptionView {
             connection_id: s.connection_id.as_uuid(),
             subscription_id: s.azure_id.clone(),
             display_name: s.display_name.clone(),
-            sync_level: s.sync_level.to_string(),
+            sync_level: s.sync_level,
             permissions: s.permissions.clone(),
+            detached_at: s.detached_at,
+            inventory_at: s.inventory_at,
         }
     }
 }
 
+/// What lowering a sync level removed from the store.
 #[derive(Debug, Serialize, ToSchema)]
+pub struct LevelChangeView {
+    pub resources_purged: u64,
+    pub tags_purged: u64,
+    pub history_purged: u64,
+    pub edits_cancelled: u64,
+    pub edits_made_local: u64,
+}
+
+/// A subscription after its sync level changed, and what the change removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncLevelChanged {
+    #[serde(flatten)]
+    pub subscription: SubscriptionView,
+    pub removed: LevelChangeView,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionView {
     pub id: Uuid,
     pub name: String,
     pub tenant_id: String,
     pub client_id: String,
     pub principal_id: String,
-    /// `client_secret` (the customer's service principal) or `operator_app`
-    /// (cloudkeep's own application, connected by consent).
-    pub auth_method: String,
-    /// active, needs_reauth, failing or revoked.
-    pub status: String,
+    /// The customer's service principal, or cloudkeep's own application
+    /// (connected by consent).
+    pub auth_method: AuthMethod,
+    pub status: ConnectionStatus,
     pub status_detail: Option<String>,
     pub cadence_secs: i64,
     pub stale_after_secs: i64,
@@ -216,8 +227,8 @@ impl From<&cloudkeep_store::Connection> for ConnectionView {
             tenant_id: c.tenant_id.clone(),
             client_id: c.client_id.clone(),
             principal_id: c.principal_id.clone(),
-            auth_method: c.auth_method.to_string(),
-            status: c.status.to_string(),
+            auth_method: c.auth_method,
+            status: c.status,
             status_detail: c.status_detail.clone(),
             cadence_secs: c.cadence_secs,
             stale_after_secs: c.stale_after_secs,
@@ -233,8 +244,7 @@ impl From<&cloudkeep_store::Connection> for ConnectionView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncLevelRequest {
-    /// no_resources, no_tags, read_tags_only or read_write_tags.
-    pub sync_level: String,
+    pub sync_level: SyncLevel,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -265,29 +275,17 @@ impl From<&cloudkeep_store::AuditEvent> for AuditEventView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    pub events: Vec<AuditEventView>,
-    /// Pass as `after` for the next page; absent on the last.
-    pub next_after: Option<i64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SyncRunView {
     pub id: Uuid,
     pub connection_id: Uuid,
-    /// `manual` (the API), `schedule`, ...
-    pub trigger: String,
-    /// running, succeeded, partial or failed.
-    pub status: String,
+    pub trigger: SyncTrigger,
+    pub status: RunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    /// Per subscription and collector.
-    #[schema(value_type = Object)]
-    pub counts: Value,
-    /// What could not be read, and why.
-    #[schema(value_type = Vec<Object>)]
-    pub errors: Value,
+    /// Per subscription, each step's state, counts and progress; and what
+    /// could not be read, and why.
+    pub report: RunReport,
 }
 
 impl From<&cloudkeep_store::SyncRun> for SyncRunView {
@@ -295,12 +293,11 @@ impl From<&cloudkeep_store::SyncRun> for SyncRunView {
         SyncRunView {
             id: r.id,
             connection_id: r.connection_id.as_uuid(),
-            trigger: r.trigger.clone(),
-            status: r.status.clone(),
+            trigger: r.trigger,
+            status: r.status,
             started_at: r.started_at,
             finished_at: r.finished_at,
-            counts: r.counts.clone(),
-            errors: r.errors.clone(),
+            report: r.report.clone(),
         }
     }
 }
@@ -344,13 +341,6 @@ impl From<&cloudkeep_store::ResourceRecord> for ResourceView {
             deleted_at: r.deleted_at,
         }
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ResourcePage {
-    pub resources: Vec<ResourceView>,
-    /// Pass as `after` for the next page; absent on the last.
-    pub next_after: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -412,8 +402,7 @@ pub struct TagEditView {
     /// The tags observed when the edit was made: the base of the three-way merge.
     #[schema(value_type = Object)]
     pub base: cloudkeep_store::Tags,
-    /// pending, applied, conflict, refused, failed, or local (kept in cloudkeep at read_tags_only).
-    pub state: String,
+    pub state: TagEditState,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -429,7 +418,7 @@ impl From<&cloudkeep_store::TagEdit> for TagEditView {
             set: e.set.clone(),
             remove: e.remove.clone(),
             base: e.base.clone(),
-            state: e.state.clone(),
+            state: e.state,
             reason: e.reason.clone(),
             created_at: e.created_at,
             updated_at: e.updated_at,
@@ -437,9 +426,19 @@ impl From<&cloudkeep_store::TagEdit> for TagEditView {
     }
 }
 
+/// A resource a bulk edit left alone, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkippedResource {
+    pub resource_id: Uuid,
+    pub reason: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TagEditsCreated {
     pub edits: Vec<TagEditView>,
+    /// Resources matched but not edited (their subscription's sync level
+    /// does not read tags).
+    pub skipped: Vec<SkippedResource>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -447,7 +446,7 @@ pub struct TagEditsCreated {
 pub struct ResolveRequest {
     /// `keep_mine` writes the edit over Azure's value at the next sync;
     /// `take_theirs` keeps Azure's value.
-    pub resolution: String,
+    pub resolution: Resolution,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -465,6 +464,10 @@ pub struct OfferedSubscription {
     pub subscription_id: String,
     pub display_name: String,
     pub can_assign_roles: bool,
+    /// The live connection of this organisation that already holds it, if
+    /// any: choose it with `move_connected` to move it to this flow's
+    /// connection.
+    pub connected_by: Option<Uuid>,
     /// Why cloudkeep could not tell, when it could not.
     pub note: Option<String>,
 }
@@ -495,36 +498,63 @@ pub struct ConsentChoice {
     /// configured; default true.
     #[serde(default = "yes")]
     pub link_partner: bool,
+    /// Chosen subscriptions that another connection holds, to move to this
+    /// one (with what was read of them); others held elsewhere are refused.
+    #[serde(default)]
+    pub move_connected: Vec<String>,
 }
 
 fn yes() -> bool {
     true
 }
 
+/// What became of a role assignment the flow asked Azure for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentOutcome {
+    Created,
+    AlreadyAssigned,
+    Failed,
+}
+
 /// One role assignment the flow asked Azure for.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoleOutcome {
-    pub role: String,
-    /// `created`, `already_assigned` or `failed`.
-    pub outcome: String,
+    pub role: cloudkeep_domain::policy::AzureRole,
+    pub outcome: AssignmentOutcome,
     pub message: Option<String>,
 }
 
 /// What the flow did on one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentOutcome {
+    /// cloudkeep now reads it.
+    Connected,
+    Failed,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionConsent {
     pub subscription_id: String,
-    /// `connected` (cloudkeep now reads it) or `failed`.
-    pub outcome: String,
+    pub outcome: ConsentOutcome,
     pub message: Option<String>,
     pub roles: Vec<RoleOutcome>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerOutcome {
+    Linked,
+    /// The principal is linked to another partner id, which is kept.
+    LinkedElsewhere,
+    Failed,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PartnerLinkOutcome {
     pub partner_id: String,
-    /// `linked`, `linked_elsewhere` (another partner id is kept) or `failed`.
-    pub outcome: String,
+    pub outcome: PartnerOutcome,
     pub message: Option<String>,
 }
 

@@ -8,8 +8,9 @@ use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit::{AuditEntry, append};
-use crate::{OrgScope, Result, Store, StoreError, conflict, now_ms, parse, time};
+use crate::audit::AuditEntry;
+use crate::page::{Cursor, Page, PageRequest};
+use crate::{OrgScope, Result, Store, StoreError, Tx, conflict, parse, time, within};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Organisation {
@@ -201,7 +202,7 @@ impl Store {
         let email = normalise_email(&new.owner_email)?;
         let org = OrgId::new();
         let scope = OrgScope::new(org);
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO organisations (org_id, name, created_at) VALUES ($1, $2, $3)")
             .bind(org.to_string())
@@ -218,9 +219,10 @@ impl Store {
                 role: Role::Owner,
                 password_hash: Some(new.owner_password_hash),
             },
+            now,
         )
         .await?;
-        append(
+        self.append(
             &mut tx,
             &scope,
             &AuditEntry::new(
@@ -231,7 +233,7 @@ impl Store {
             ),
         )
         .await?;
-        append(
+        self.append(
             &mut tx,
             &scope,
             &AuditEntry::new(
@@ -269,32 +271,64 @@ impl Store {
 
     pub async fn create_user(&self, scope: &OrgScope, new: NewUser, actor: &str) -> Result<User> {
         let email = normalise_email(&new.email)?;
-        let mut tx = self.begin_write().await?;
-        let role = new.role;
-        let u = insert_user(&mut tx, scope, NewUser { email, ..new }).await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
+        let now = self.now_ms();
+        let mut tx = self.begin_audited(scope).await?;
+        let (out, entry) = within(async {
+            let role = new.role;
+            let u = insert_user(&mut tx, scope, NewUser { email, ..new }, now).await?;
+            let entry = AuditEntry::new(
                 actor,
                 "user.created",
                 format!("user:{}", u.id),
                 json!({"email": u.email, "role": role.as_str()}),
-            ),
-        )
+            );
+            Ok((u, Some(entry)))
+        })
         .await?;
-        tx.commit().await?;
-        Ok(u)
+        if let Some(entry) = entry {
+            self.record(&mut tx, scope, &entry).await?;
+        }
+        tx.commit_recorded().await?;
+        Ok(out)
     }
 
-    pub async fn users(&self, scope: &OrgScope) -> Result<Vec<User>> {
+    /// The organisation's users, oldest first.
+    pub async fn users(&self, scope: &OrgScope, page: &PageRequest) -> Result<Page<User>> {
+        let (after_ms, after_id) = match &page.after {
+            Some(c) => {
+                let (ms, id) = c.time_and_id()?;
+                (ms, id.to_string())
+            }
+            None => (i64::MIN, String::new()),
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 ORDER BY created_at, email"
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND (created_at > $2 OR (created_at = $2 AND user_id > $3)) \
+             ORDER BY created_at, user_id LIMIT $4"
         ))
         .bind(scope.id())
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(page.fetch())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(user).collect()
+        let users = rows.iter().map(user).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(users, page, |u| {
+            Cursor::of(&[
+                &u.created_at.timestamp_millis().to_string(),
+                &u.id.to_string(),
+            ])
+        }))
+    }
+
+    /// How many active owners the organisation has (the last-owner rule).
+    pub async fn active_owners(&self, scope: &OrgScope) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE org_id = $1 AND role = 'owner' AND disabled_at IS NULL",
+        )
+        .bind(scope.id())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as usize)
     }
 
     pub async fn user(&self, scope: &OrgScope, id: UserId) -> Result<User> {
@@ -316,27 +350,23 @@ impl Store {
         role: Role,
         actor: &str,
     ) -> Result<User> {
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "user.role_changed",
-                format!("user:{id}"),
-                json!({"role": role.as_str()}),
-            ),
-        )
+        let entry = AuditEntry::new(
+            actor,
+            "user.role_changed",
+            format!("user:{id}"),
+            json!({"role": role.as_str()}),
+        );
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            let done = sqlx::query("UPDATE users SET role = $3 WHERE org_id = $1 AND user_id = $2")
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(role.as_str())
+                .execute(&mut **tx)
+                .await?;
+            found(done.rows_affected(), "user")
+        })
         .await?;
-        let done = sqlx::query("UPDATE users SET role = $3 WHERE org_id = $1 AND user_id = $2")
-            .bind(scope.id())
-            .bind(id.to_string())
-            .bind(role.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "user" });
-        }
         tx.commit().await?;
         self.user(scope, id).await
     }
@@ -349,28 +379,26 @@ impl Store {
         password_hash: &str,
         actor: &str,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(actor, "user.password_set", format!("user:{id}"), json!({})),
-        )
-        .await?;
-        let done =
-            sqlx::query("UPDATE users SET password_hash = $3 WHERE org_id = $1 AND user_id = $2")
-                .bind(scope.id())
-                .bind(id.to_string())
-                .bind(password_hash)
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "user" });
-        }
-        sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
+        let entry = AuditEntry::new(actor, "user.password_set", format!("user:{id}"), json!({}));
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            let done = sqlx::query(
+                "UPDATE users SET password_hash = $3 WHERE org_id = $1 AND user_id = $2",
+            )
             .bind(scope.id())
             .bind(id.to_string())
-            .execute(&mut *tx)
+            .bind(password_hash)
+            .execute(&mut **tx)
             .await?;
+            found(done.rows_affected(), "user")?;
+            sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
+                .bind(scope.id())
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        })
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -437,40 +465,39 @@ impl Store {
         }
         let secret = scoped_secret(TOKEN_PREFIX, scope.org());
         let id = TokenId::new();
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "token.issued",
-                format!("token:{id}"),
-                json!({"name": name, "user": user_id}),
-            ),
-        )
-        .await?;
-        let owner = sqlx::query(
-            "SELECT user_id FROM users WHERE org_id = $1 AND user_id = $2 AND disabled_at IS NULL",
-        )
-        .bind(scope.id())
-        .bind(user_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if owner.is_none() {
-            return Err(StoreError::NotFound { what: "user" });
-        }
-        sqlx::query(
-            "INSERT INTO api_tokens (org_id, token_id, user_id, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(scope.id())
-        .bind(id.to_string())
-        .bind(user_id.to_string())
-        .bind(name)
-        .bind(token_hash(&secret))
-        .bind(now)
-        .bind(expires_at.map(|t| t.timestamp_millis()))
-        .execute(&mut *tx)
+        let now = self.now_ms();
+        let entry = AuditEntry::new(
+            actor,
+            "token.issued",
+            format!("token:{id}"),
+            json!({"name": name, "user": user_id}),
+        );
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            let owner = sqlx::query(
+                "SELECT user_id FROM users WHERE org_id = $1 AND user_id = $2 AND disabled_at IS NULL",
+            )
+            .bind(scope.id())
+            .bind(user_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+            if owner.is_none() {
+                return Err(StoreError::NotFound { what: "user" });
+            }
+            sqlx::query(
+                "INSERT INTO api_tokens (org_id, token_id, user_id, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(scope.id())
+            .bind(id.to_string())
+            .bind(user_id.to_string())
+            .bind(name)
+            .bind(token_hash(&secret))
+            .bind(now)
+            .bind(expires_at.map(|t| t.timestamp_millis()))
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        })
         .await?;
         tx.commit().await?;
         let t = ApiToken {
@@ -485,33 +512,67 @@ impl Store {
         Ok((t, secret))
     }
 
-    pub async fn api_tokens(&self, scope: &OrgScope) -> Result<Vec<ApiToken>> {
+    /// API tokens, oldest first; only `user`'s when given.
+    pub async fn api_tokens(
+        &self,
+        scope: &OrgScope,
+        user: Option<UserId>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiToken>> {
+        let (after_ms, after_id) = match &page.after {
+            Some(c) => {
+                let (ms, id) = c.time_and_id()?;
+                (ms, id.to_string())
+            }
+            None => (i64::MIN, String::new()),
+        };
         let rows = sqlx::query(
-            "SELECT token_id, user_id, name, created_at, expires_at, revoked_at FROM api_tokens WHERE org_id = $1 ORDER BY created_at",
+            "SELECT token_id, user_id, name, created_at, expires_at, revoked_at FROM api_tokens \
+             WHERE org_id = $1 AND ($2 = '' OR user_id = $2) AND (created_at > $3 OR (created_at = $3 AND token_id > $4)) \
+             ORDER BY created_at, token_id LIMIT $5",
         )
         .bind(scope.id())
+        .bind(user.map(|u| u.to_string()).unwrap_or_default())
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(page.fetch())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(token).collect()
+        let tokens = rows.iter().map(token).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(tokens, page, |t| {
+            Cursor::of(&[
+                &t.created_at.timestamp_millis().to_string(),
+                &t.id.to_string(),
+            ])
+        }))
+    }
+
+    pub async fn api_token(&self, scope: &OrgScope, id: TokenId) -> Result<ApiToken> {
+        let row = sqlx::query(
+            "SELECT token_id, user_id, name, created_at, expires_at, revoked_at FROM api_tokens WHERE org_id = $1 AND token_id = $2",
+        )
+        .bind(scope.id())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound { what: "token" })?;
+        token(&row)
     }
 
     pub async fn revoke_api_token(&self, scope: &OrgScope, id: TokenId, actor: &str) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(actor, "token.revoked", format!("token:{id}"), json!({})),
-        )
+        let now = self.now_ms();
+        let entry = AuditEntry::new(actor, "token.revoked", format!("token:{id}"), json!({}));
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            let done = sqlx::query("UPDATE api_tokens SET revoked_at = $3 WHERE org_id = $1 AND token_id = $2 AND revoked_at IS NULL")
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            found(done.rows_affected(), "token")
+        })
         .await?;
-        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $3 WHERE org_id = $1 AND token_id = $2 AND revoked_at IS NULL")
-            .bind(scope.id())
-            .bind(id.to_string())
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "token" });
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -529,7 +590,7 @@ impl Store {
         ))
         .bind(org.to_string())
         .bind(token_hash(secret))
-        .bind(now_ms())
+        .bind(self.now_ms())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
@@ -550,7 +611,7 @@ impl Store {
     ) -> Result<(SecretString, String)> {
         let secret = scoped_secret(SESSION_PREFIX, auth.scope.org());
         let csrf = random_token("").expose().to_string();
-        let now = now_ms();
+        let now = self.now_ms();
         sqlx::query(
             "INSERT INTO sessions (org_id, session_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -579,7 +640,7 @@ impl Store {
         ))
         .bind(org.to_string())
         .bind(token_hash(secret))
-        .bind(now_ms())
+        .bind(self.now_ms())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
@@ -606,13 +667,17 @@ impl Store {
     }
 }
 
-async fn insert_user(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    scope: &OrgScope,
-    new: NewUser,
-) -> Result<User> {
+/// `Ok` when a statement found its row, else `NotFound`.
+pub(crate) fn found(rows_affected: u64, what: &'static str) -> Result<()> {
+    if rows_affected == 0 {
+        Err(StoreError::NotFound { what })
+    } else {
+        Ok(())
+    }
+}
+
+async fn insert_user(tx: &mut Tx, scope: &OrgScope, new: NewUser, now: i64) -> Result<User> {
     let id = UserId::new();
-    let now = now_ms();
     let name = new.name.trim().to_string();
     if name.is_empty() {
         return Err(StoreError::Invalid("a user needs a name".into()));

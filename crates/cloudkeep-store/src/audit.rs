@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 use cloudkeep_domain::EventId;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
-use crate::{OrgScope, Result, Store, StoreError, now_ms, time};
+use crate::page::{Cursor, Page, PageRequest, bad_cursor};
+use crate::{OrgScope, Result, Store, StoreError, Tx, time};
 
 /// What to record: who did what to which thing, with details.
 #[derive(Debug, Clone)]
@@ -56,9 +57,6 @@ pub struct AuditFilter {
     pub target: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// Events after this sequence number (for paging).
-    pub after_seq: Option<i64>,
-    pub limit: Option<i64>,
 }
 
 /// The first thing wrong with an organisation's audit chain.
@@ -133,58 +131,76 @@ fn chain_hash(
     hex::encode(Sha256::digest(format!("{prev}\n{content}").as_bytes()))
 }
 
-/// Appends an event inside the caller's transaction. The first statement
-/// takes the organisation's row lock, so appends in one organisation are
-/// serialised and the chain never forks.
-pub(crate) async fn append(
-    tx: &mut Transaction<'_, Any>,
-    scope: &OrgScope,
-    entry: &AuditEntry,
-) -> Result<i64> {
-    let org = scope.id();
-    let head = sqlx::query("UPDATE organisations SET audit_seq = audit_seq + 1 WHERE org_id = $1 RETURNING audit_seq, audit_head")
+/// Takes the organisation's audit lock (its row) for the rest of the
+/// transaction, so appends in one organisation are serialised and the chain
+/// never forks.
+pub(crate) async fn lock_chain(tx: &mut Tx, scope: &OrgScope) -> Result<()> {
+    let found = sqlx::query("UPDATE organisations SET audit_seq = audit_seq WHERE org_id = $1")
+        .bind(scope.id())
+        .execute(&mut **tx)
+        .await?;
+    if found.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            what: "organisation",
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Appends an event inside the caller's transaction. The first statement
+    /// takes the organisation's row lock (see `lock_chain`).
+    pub(crate) async fn append(
+        &self,
+        tx: &mut Tx,
+        scope: &OrgScope,
+        entry: &AuditEntry,
+    ) -> Result<i64> {
+        let org = scope.id();
+        let head = sqlx::query("UPDATE organisations SET audit_seq = audit_seq + 1 WHERE org_id = $1 RETURNING audit_seq, audit_head")
+            .bind(&org)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound { what: "organisation" })?;
+        let seq: i64 = head.try_get("audit_seq")?;
+        let prev: String = head.try_get("audit_head")?;
+        let id = EventId::new().to_string();
+        let at = self.now_ms();
+        let details = canonical(&entry.details);
+        let hash = chain_hash(
+            &prev,
+            &org,
+            seq,
+            &id,
+            at,
+            &entry.actor,
+            &entry.action,
+            &entry.target,
+            &details,
+        );
+        sqlx::query(
+            "INSERT INTO audit_events (org_id, seq, event_id, at, actor, action, target, details, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
         .bind(&org)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::NotFound { what: "organisation" })?;
-    let seq: i64 = head.try_get("audit_seq")?;
-    let prev: String = head.try_get("audit_head")?;
-    let id = EventId::new().to_string();
-    let at = now_ms();
-    let details = canonical(&entry.details);
-    let hash = chain_hash(
-        &prev,
-        &org,
-        seq,
-        &id,
-        at,
-        &entry.actor,
-        &entry.action,
-        &entry.target,
-        &details,
-    );
-    sqlx::query(
-        "INSERT INTO audit_events (org_id, seq, event_id, at, actor, action, target, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&org)
-    .bind(seq)
-    .bind(&id)
-    .bind(at)
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(&entry.target)
-    .bind(&details)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE organisations SET audit_head = $2 WHERE org_id = $1")
-        .bind(&org)
+        .bind(seq)
+        .bind(&id)
+        .bind(at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&details)
+        .bind(&prev)
         .bind(&hash)
         .execute(&mut **tx)
         .await?;
-    Ok(seq)
+        sqlx::query("UPDATE organisations SET audit_head = $2 WHERE org_id = $1")
+            .bind(&org)
+            .bind(&hash)
+            .execute(&mut **tx)
+            .await?;
+        Ok(seq)
+    }
 }
 
 fn event(row: &AnyRow) -> Result<AuditEvent> {
@@ -205,14 +221,21 @@ fn event(row: &AnyRow) -> Result<AuditEvent> {
 impl Store {
     /// Records an action that changes nothing else in the store (a login, a
     /// failed connection attempt), in its own transaction.
-    pub async fn audit(&self, scope: &OrgScope, entry: AuditEntry) -> Result<i64> {
-        let mut tx = self.begin_write().await?;
-        let seq = append(&mut tx, scope, &entry).await?;
-        tx.commit().await?;
-        Ok(seq)
+    pub async fn audit(&self, scope: &OrgScope, entry: AuditEntry) -> Result<()> {
+        self.audited(scope, entry).await?.commit().await
     }
 
-    pub async fn audit_events(&self, scope: &OrgScope, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+    /// Events in sequence order, filtered and paged in SQL.
+    pub async fn audit_events(
+        &self,
+        scope: &OrgScope,
+        f: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>> {
+        let after: i64 = match &page.after {
+            Some(c) => c.as_str().parse().map_err(|_| bad_cursor())?,
+            None => 0,
+        };
         let rows = sqlx::query(
             "SELECT seq, event_id, at, actor, action, target, details, hash FROM audit_events \
              WHERE org_id = $1 \
@@ -226,11 +249,14 @@ impl Store {
         .bind(f.target.clone().unwrap_or_default())
         .bind(f.since.map(|t| t.timestamp_millis()).unwrap_or(i64::MIN))
         .bind(f.until.map(|t| t.timestamp_millis()).unwrap_or(i64::MAX))
-        .bind(f.after_seq.unwrap_or(0))
-        .bind(f.limit.unwrap_or(1000).clamp(1, 10_000))
+        .bind(after)
+        .bind(page.fetch())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(event).collect()
+        let events = rows.iter().map(event).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(events, page, |e| {
+            Cursor::of(&[&e.seq.to_string()])
+        }))
     }
 
     /// Walks the organisation's chain; `Ok(n)` when all `n` events are intact.

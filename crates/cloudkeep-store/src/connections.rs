@@ -1,21 +1,23 @@
 //! Connections to Azure tenants and the subscriptions under them.
 
 use chrono::{DateTime, Utc};
+use cloudkeep_domain::policy::{LevelChange, PermissionReport};
 use cloudkeep_domain::{AuthMethod, ConnectionId, ConnectionStatus, SubscriptionId, SyncLevel};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit::{AuditEntry, append};
+use crate::access::found;
+use crate::audit::AuditEntry;
 use crate::keys::SealedCredential;
-use crate::{OrgScope, Result, Store, StoreError, now_ms, parse, time};
+use crate::{OrgScope, Result, Store, StoreError, Tx, parse, time, within};
 
 pub struct NewSubscription {
     pub azure_id: String,
     pub display_name: String,
     pub sync_level: SyncLevel,
     /// Roles present and missing, and the features a missing role disables.
-    pub permissions: Value,
+    pub permissions: PermissionReport,
 }
 
 /// How a new connection authenticates.
@@ -48,7 +50,28 @@ pub struct SubscriptionRecord {
     pub azure_id: String,
     pub display_name: String,
     pub sync_level: SyncLevel,
-    pub permissions: Value,
+    pub permissions: PermissionReport,
+    /// Set when the subscription left its connection (the connection was
+    /// revoked): what was read stays as that connection's history.
+    pub detached_at: Option<DateTime<Utc>>,
+    /// When the inventory last listed it.
+    pub inventory_at: Option<DateTime<Utc>>,
+}
+
+impl SubscriptionRecord {
+    pub fn is_live(&self) -> bool {
+        self.detached_at.is_none()
+    }
+}
+
+/// What lowering a sync level removed or changed (audited with the change).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LevelChangeCounts {
+    pub resources_purged: u64,
+    pub tags_purged: u64,
+    pub history_purged: u64,
+    pub edits_cancelled: u64,
+    pub edits_made_local: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +93,15 @@ pub struct Connection {
     pub next_sync_at: Option<DateTime<Utc>>,
     /// Whether an encrypted credential is stored (false once revoked).
     pub has_credential: bool,
+    /// Its subscriptions, with those it no longer holds (`detached_at`).
     pub subscriptions: Vec<SubscriptionRecord>,
+}
+
+impl Connection {
+    /// The subscriptions it syncs.
+    pub fn live_subscriptions(&self) -> impl Iterator<Item = &SubscriptionRecord> {
+        self.subscriptions.iter().filter(|s| s.is_live())
+    }
 }
 
 const COLUMNS: &str = "connection_id, name, tenant_id, client_id, principal_id, auth_method, status, status_detail, cadence_secs, \
@@ -102,6 +133,8 @@ fn connection(row: &AnyRow) -> Result<Connection> {
     })
 }
 
+const SUBSCRIPTION_COLUMNS: &str = "subscription_id, connection_id, azure_id, display_name, sync_level, permissions, detached_at, inventory_at";
+
 fn subscription(row: &AnyRow) -> Result<SubscriptionRecord> {
     let permissions: String = row.try_get("permissions")?;
     Ok(SubscriptionRecord {
@@ -112,24 +145,22 @@ fn subscription(row: &AnyRow) -> Result<SubscriptionRecord> {
         sync_level: parse(row, "sync_level")?,
         permissions: serde_json::from_str(&permissions)
             .map_err(|e| StoreError::Corrupt(format!("permissions: {e}")))?,
+        detached_at: row.try_get::<Option<i64>, _>("detached_at")?.map(time),
+        inventory_at: row.try_get::<Option<i64>, _>("inventory_at")?.map(time),
     })
 }
 
 impl Store {
     /// Stores a validated connection, its encrypted credential and its
-    /// subscriptions (at the default sync level), with its audit event.
+    /// subscriptions, with its audit event. A subscription another live
+    /// connection holds is refused (`AlreadyConnected`), nothing stored.
     pub async fn create_connection(
         &self,
         scope: &OrgScope,
         new: NewConnection,
     ) -> Result<Connection> {
-        let name = new.name.trim().to_string();
-        if name.is_empty() || name.len() > 200 {
-            return Err(StoreError::Invalid(
-                "a connection name is 1 to 200 characters".into(),
-            ));
-        }
-        let now = now_ms();
+        let name = connection_name(&new.name)?;
+        let now = self.now_ms();
         let (auth_method, blob, data_key_version) = match new.credential {
             ConnectionCredential::ClientSecret(sealed) => (
                 AuthMethod::ClientSecret,
@@ -138,55 +169,58 @@ impl Store {
             ),
             ConnectionCredential::OperatorApp => (AuthMethod::OperatorApp, None, None),
         };
-        let mut tx = self.begin_write().await?;
         let subs: Vec<&str> = new
             .subscriptions
             .iter()
             .map(|s| s.azure_id.as_str())
             .collect();
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                &new.actor,
-                "connection.created",
-                format!("connection:{}", new.id),
-                json!({"name": name, "tenant_id": new.tenant_id, "client_id": new.client_id, "auth_method": auth_method.as_str(), "subscriptions": subs}),
-            ),
-        )
+        let entry = AuditEntry::new(
+            &new.actor,
+            "connection.created",
+            format!("connection:{}", new.id),
+            json!({"name": name, "tenant_id": new.tenant_id, "client_id": new.client_id, "auth_method": auth_method.as_str(), "subscriptions": subs}),
+        );
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            refuse_held(&mut tx, scope, &new.subscriptions).await?;
+            sqlx::query(
+                "INSERT INTO connections (org_id, connection_id, name, tenant_id, client_id, auth_method, credential, data_key_version, \
+                 principal_id, status, cadence_secs, stale_after_secs, created_at, created_by, next_sync_at) \
+                 VALUES ($1, $2, $3, $4, $5, $13, $6, $7, $8, 'active', $9, $10, $11, $12, $11)",
+            )
+            .bind(scope.id())
+            .bind(new.id.to_string())
+            .bind(&name)
+            .bind(&new.tenant_id)
+            .bind(&new.client_id)
+            .bind(blob)
+            .bind(data_key_version)
+            .bind(&new.principal_id)
+            .bind(new.cadence_secs)
+            .bind(new.stale_after_secs)
+            .bind(now)
+            .bind(&new.actor)
+            .bind(auth_method.as_str())
+            .execute(&mut **tx)
+            .await?;
+            insert_subscriptions(&mut tx, scope, new.id, &new.subscriptions, now).await
+        })
         .await?;
-        sqlx::query(
-            "INSERT INTO connections (org_id, connection_id, name, tenant_id, client_id, auth_method, credential, data_key_version, \
-             principal_id, status, cadence_secs, stale_after_secs, created_at, created_by, next_sync_at) \
-             VALUES ($1, $2, $3, $4, $5, $13, $6, $7, $8, 'active', $9, $10, $11, $12, $11)",
-        )
-        .bind(scope.id())
-        .bind(new.id.to_string())
-        .bind(&name)
-        .bind(&new.tenant_id)
-        .bind(&new.client_id)
-        .bind(blob)
-        .bind(data_key_version)
-        .bind(&new.principal_id)
-        .bind(new.cadence_secs)
-        .bind(new.stale_after_secs)
-        .bind(now)
-        .bind(&new.actor)
-        .bind(auth_method.as_str())
-        .execute(&mut *tx)
-        .await?;
-        insert_subscriptions(&mut tx, scope, new.id, &new.subscriptions, now).await?;
         tx.commit().await?;
         self.connection(scope, new.id).await
     }
 
     /// Adds subscriptions to a live connection (the consent flow run again);
-    /// ones it already has are left as they are. Answers the connection.
+    /// ones it already has are left as they are. A subscription another live
+    /// connection holds is moved here only if it is in `moving` (audited as
+    /// `subscription.moved`, with its resources and history); otherwise the
+    /// whole call is refused (`AlreadyConnected`). Answers the connection.
     pub async fn add_subscriptions(
         &self,
         scope: &OrgScope,
         id: ConnectionId,
         subscriptions: &[NewSubscription],
+        moving: &[String],
         actor: &str,
     ) -> Result<Connection> {
         let current = self.connection(scope, id).await?;
@@ -199,41 +233,95 @@ impl Store {
             .iter()
             .filter(|new| {
                 !current
-                    .subscriptions
-                    .iter()
+                    .live_subscriptions()
                     .any(|s| s.azure_id.eq_ignore_ascii_case(&new.azure_id))
             })
             .collect();
         if added.is_empty() {
             return Ok(current);
         }
-        let mut tx = self.begin_write().await?;
-        let ids: Vec<&str> = added.iter().map(|s| s.azure_id.as_str()).collect();
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "connection.subscriptions_added",
-                format!("connection:{id}"),
-                json!({ "subscriptions": ids }),
-            ),
-        )
+        let now = self.now_ms();
+        let mut tx = self.begin_audited(scope).await?;
+        let ((), entry) = within(async {
+            let mut fresh = Vec::new();
+            for s in &added {
+                let holder = holder_of(&mut tx, scope, &s.azure_id).await?;
+                match holder {
+                    Some((sub, from)) if moving.iter().any(|m| m.eq_ignore_ascii_case(&s.azure_id)) => {
+                        move_subscription(&mut tx, scope, &sub, from, id).await?;
+                        self.record(
+                            &mut tx,
+                            scope,
+                            &AuditEntry::new(
+                                actor,
+                                "subscription.moved",
+                                format!("subscription:{sub}"),
+                                json!({"azure_id": s.azure_id.to_ascii_lowercase(), "from": from, "to": id}),
+                            ),
+                        )
+                        .await?;
+                    }
+                    Some((_, from)) => {
+                        return Err(StoreError::AlreadyConnected {
+                            subscription: s.azure_id.to_ascii_lowercase(),
+                            connection: from,
+                        });
+                    }
+                    None => fresh.push(NewSubscription {
+                        azure_id: s.azure_id.clone(),
+                        display_name: s.display_name.clone(),
+                        sync_level: s.sync_level,
+                        permissions: s.permissions.clone(),
+                    }),
+                }
+            }
+            if fresh.is_empty() {
+                return Ok(((), None));
+            }
+            insert_subscriptions(&mut tx, scope, id, &fresh, now).await?;
+            let ids: Vec<&str> = fresh.iter().map(|s| s.azure_id.as_str()).collect();
+            Ok((
+                (),
+                Some(AuditEntry::new(
+                    actor,
+                    "connection.subscriptions_added",
+                    format!("connection:{id}"),
+                    json!({ "subscriptions": ids }),
+                )),
+            ))
+        })
         .await?;
-        let added: Vec<NewSubscription> = added
-            .into_iter()
-            .map(|s| NewSubscription {
-                azure_id: s.azure_id.clone(),
-                display_name: s.display_name.clone(),
-                sync_level: s.sync_level,
-                permissions: s.permissions.clone(),
-            })
-            .collect();
-        insert_subscriptions(&mut tx, scope, id, &added, now_ms()).await?;
-        tx.commit().await?;
+        if let Some(entry) = entry {
+            self.record(&mut tx, scope, &entry).await?;
+        }
+        tx.commit_recorded().await?;
         self.connection(scope, id).await
     }
 
+    /// The live connection holding each of these Azure subscriptions, if any.
+    pub async fn subscription_holders(
+        &self,
+        scope: &OrgScope,
+        azure_ids: &[String],
+    ) -> Result<Vec<(String, ConnectionId)>> {
+        let mut out = Vec::new();
+        let mut conn = self.pool.acquire().await?;
+        for a in azure_ids {
+            let row = sqlx::query(
+                "SELECT connection_id FROM subscriptions WHERE org_id = $1 AND azure_id = $2 AND detached_at IS NULL",
+            )
+            .bind(scope.id())
+            .bind(a.to_ascii_lowercase())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(row) = row {
+                out.push((a.to_ascii_lowercase(), parse(&row, "connection_id")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every connection, oldest first, with its subscriptions.
     pub async fn connections(&self, scope: &OrgScope) -> Result<Vec<Connection>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM connections WHERE org_id = $1 ORDER BY created_at, connection_id"
@@ -253,6 +341,41 @@ impl Store {
         Ok(out)
     }
 
+    /// A page of connections, oldest first, with their subscriptions.
+    pub async fn connections_page(
+        &self,
+        scope: &OrgScope,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<Connection>> {
+        let (after_ms, after_id) = match &page.after {
+            Some(c) => {
+                let (ms, id) = c.time_and_id()?;
+                (ms, id.to_string())
+            }
+            None => (i64::MIN, String::new()),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM connections WHERE org_id = $1 AND (created_at > $2 OR (created_at = $2 AND connection_id > $3)) \
+             ORDER BY created_at, connection_id LIMIT $4"
+        ))
+        .bind(scope.id())
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(page.fetch())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items: Vec<Connection> = rows.iter().map(connection).collect::<Result<_>>()?;
+        for c in &mut items {
+            c.subscriptions = self.subscriptions_of(scope, c.id).await?;
+        }
+        Ok(crate::Page::from_rows(items, page, |c| {
+            crate::Cursor::of(&[
+                &c.created_at.timestamp_millis().to_string(),
+                &c.id.to_string(),
+            ])
+        }))
+    }
+
     pub async fn connection(&self, scope: &OrgScope, id: ConnectionId) -> Result<Connection> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM connections WHERE org_id = $1 AND connection_id = $2"
@@ -263,24 +386,52 @@ impl Store {
         .await?
         .ok_or(StoreError::NotFound { what: "connection" })?;
         let mut c = connection(&row)?;
-        c.subscriptions = self
-            .subscriptions(scope)
-            .await?
-            .into_iter()
-            .filter(|s| s.connection_id == id)
-            .collect();
+        c.subscriptions = self.subscriptions_of(scope, id).await?;
         Ok(c)
     }
 
+    async fn subscriptions_of(
+        &self,
+        scope: &OrgScope,
+        connection: ConnectionId,
+    ) -> Result<Vec<SubscriptionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org_id = $1 AND connection_id = $2 ORDER BY display_name, azure_id"
+        ))
+        .bind(scope.id())
+        .bind(connection.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(subscription).collect()
+    }
+
+    /// Every subscription of the organisation, live and detached.
     pub async fn subscriptions(&self, scope: &OrgScope) -> Result<Vec<SubscriptionRecord>> {
-        let rows = sqlx::query(
-            "SELECT subscription_id, connection_id, azure_id, display_name, sync_level, permissions FROM subscriptions \
-             WHERE org_id = $1 ORDER BY display_name, azure_id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org_id = $1 ORDER BY display_name, azure_id"
+        ))
         .bind(scope.id())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(subscription).collect()
+    }
+
+    pub async fn subscription(
+        &self,
+        scope: &OrgScope,
+        id: SubscriptionId,
+    ) -> Result<SubscriptionRecord> {
+        let row = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org_id = $1 AND subscription_id = $2"
+        ))
+        .bind(scope.id())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound {
+            what: "subscription",
+        })?;
+        subscription(&row)
     }
 
     /// Replaces a connection's credential after it was validated (re-auth).
@@ -291,67 +442,70 @@ impl Store {
         credential: SealedCredential,
         actor: &str,
     ) -> Result<Connection> {
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "connection.reauthenticated",
-                format!("connection:{id}"),
-                json!({}),
-            ),
-        )
+        let entry = AuditEntry::new(
+            actor,
+            "connection.reauthenticated",
+            format!("connection:{id}"),
+            json!({}),
+        );
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            let done = sqlx::query(
+                "UPDATE connections SET credential = $3, data_key_version = $4, status = 'active', status_detail = NULL \
+                 WHERE org_id = $1 AND connection_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(scope.id())
+            .bind(id.to_string())
+            .bind(credential.blob)
+            .bind(credential.data_key_version)
+            .execute(&mut **tx)
+            .await?;
+            found(done.rows_affected(), "connection")
+        })
         .await?;
-        let done = sqlx::query(
-            "UPDATE connections SET credential = $3, data_key_version = $4, status = 'active', status_detail = NULL \
-             WHERE org_id = $1 AND connection_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(scope.id())
-        .bind(id.to_string())
-        .bind(credential.blob)
-        .bind(credential.data_key_version)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "connection" });
-        }
         tx.commit().await?;
         self.connection(scope, id).await
     }
 
-    /// Revokes a connection: marks it deleted and destroys its credential;
-    /// everything else stays readable.
+    /// Revokes a connection: marks it deleted, destroys its credential and
+    /// detaches its subscriptions (another connection may take them);
+    /// everything it read stays readable as its history.
     pub async fn revoke_connection(
         &self,
         scope: &OrgScope,
         id: ConnectionId,
         actor: &str,
     ) -> Result<Connection> {
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "connection.revoked",
-                format!("connection:{id}"),
-                json!({}),
-            ),
-        )
+        let now = self.now_ms();
+        let entry = AuditEntry::new(
+            actor,
+            "connection.revoked",
+            format!("connection:{id}"),
+            json!({}),
+        );
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            let done = sqlx::query(
+                "UPDATE connections SET deleted_at = $3, credential = NULL, data_key_version = NULL, status = 'revoked', next_sync_at = NULL \
+                 WHERE org_id = $1 AND connection_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(scope.id())
+            .bind(id.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            found(done.rows_affected(), "connection")?;
+            sqlx::query(
+                "UPDATE subscriptions SET detached_at = $3 WHERE org_id = $1 AND connection_id = $2 AND detached_at IS NULL",
+            )
+            .bind(scope.id())
+            .bind(id.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        })
         .await?;
-        let done = sqlx::query(
-            "UPDATE connections SET deleted_at = $3, credential = NULL, data_key_version = NULL, status = 'revoked', next_sync_at = NULL \
-             WHERE org_id = $1 AND connection_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(scope.id())
-        .bind(id.to_string())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "connection" });
-        }
         tx.commit().await?;
         self.connection(scope, id).await
     }
@@ -364,28 +518,24 @@ impl Store {
         detail: Option<&str>,
         actor: &str,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "connection.status_changed",
-                format!("connection:{id}"),
-                json!({"status": status.as_str(), "detail": detail}),
-            ),
-        )
+        let entry = AuditEntry::new(
+            actor,
+            "connection.status_changed",
+            format!("connection:{id}"),
+            json!({"status": status.as_str(), "detail": detail}),
+        );
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            let done = sqlx::query("UPDATE connections SET status = $3, status_detail = $4 WHERE org_id = $1 AND connection_id = $2 AND deleted_at IS NULL")
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(status.as_str())
+                .bind(detail)
+                .execute(&mut **tx)
+                .await?;
+            found(done.rows_affected(), "connection")
+        })
         .await?;
-        let done = sqlx::query("UPDATE connections SET status = $3, status_detail = $4 WHERE org_id = $1 AND connection_id = $2 AND deleted_at IS NULL")
-            .bind(scope.id())
-            .bind(id.to_string())
-            .bind(status.as_str())
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "connection" });
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -400,13 +550,7 @@ impl Store {
         stale_after_secs: Option<i64>,
         actor: &str,
     ) -> Result<Connection> {
-        if let Some(n) = name.map(str::trim) {
-            if n.is_empty() || n.len() > 200 {
-                return Err(StoreError::Invalid(
-                    "a connection name is 1 to 200 characters".into(),
-                ));
-            }
-        }
+        let name = name.map(connection_name).transpose()?;
         for (what, v) in [
             ("cadence", cadence_secs),
             ("stale threshold", stale_after_secs),
@@ -417,75 +561,235 @@ impl Store {
                 )));
             }
         }
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(actor, "connection.updated", format!("connection:{id}"), json!({"name": name, "cadence_secs": cadence_secs, "stale_after_secs": stale_after_secs})),
-        )
+        let entry = AuditEntry::new(
+            actor,
+            "connection.updated",
+            format!("connection:{id}"),
+            json!({"name": name, "cadence_secs": cadence_secs, "stale_after_secs": stale_after_secs}),
+        );
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            let done = sqlx::query(
+                "UPDATE connections SET name = COALESCE($3, name), cadence_secs = COALESCE($4, cadence_secs), \
+                 stale_after_secs = COALESCE($5, stale_after_secs) WHERE org_id = $1 AND connection_id = $2",
+            )
+            .bind(scope.id())
+            .bind(id.to_string())
+            .bind(name.as_deref())
+            .bind(cadence_secs)
+            .bind(stale_after_secs)
+            .execute(&mut **tx)
+            .await?;
+            found(done.rows_affected(), "connection")
+        })
         .await?;
-        let done = sqlx::query(
-            "UPDATE connections SET name = COALESCE($3, name), cadence_secs = COALESCE($4, cadence_secs),              stale_after_secs = COALESCE($5, stale_after_secs) WHERE org_id = $1 AND connection_id = $2",
-        )
-        .bind(scope.id())
-        .bind(id.to_string())
-        .bind(name.map(str::trim))
-        .bind(cadence_secs)
-        .bind(stale_after_secs)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "connection" });
-        }
         tx.commit().await?;
         self.connection(scope, id).await
     }
 
+    /// Changes a subscription's sync level. Lowering it takes effect on what
+    /// is stored, in the same transaction (see `LevelChange`): resources,
+    /// tags and their history the new level does not allow are purged, open
+    /// edits it does not allow are cancelled (with the reason) or kept
+    /// local. Audited with what it removed; raising a level brings the data
+    /// back at the next sync.
     pub async fn set_sync_level(
         &self,
         scope: &OrgScope,
         id: SubscriptionId,
         level: SyncLevel,
         actor: &str,
-    ) -> Result<SubscriptionRecord> {
-        let current = self
-            .subscriptions(scope)
-            .await?
-            .into_iter()
-            .find(|s| s.id == id)
-            .ok_or(StoreError::NotFound {
-                what: "subscription",
-            })?;
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "subscription.sync_level_changed",
-                format!("subscription:{id}"),
-                json!({"azure_id": current.azure_id, "from": current.sync_level.as_str(), "to": level.as_str()}),
-            ),
-        )
+    ) -> Result<(SubscriptionRecord, LevelChangeCounts)> {
+        let current = self.subscription(scope, id).await?;
+        let change = LevelChange::between(current.sync_level, level);
+        let now = self.now_ms();
+        let mut tx = self.begin_audited(scope).await?;
+        let (out, entry) = within(async {
+                sqlx::query(
+                    "UPDATE subscriptions SET sync_level = $3 WHERE org_id = $1 AND subscription_id = $2",
+                )
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(level.as_str())
+                .execute(&mut **tx)
+                .await?;
+                let counts = apply_level_change(&mut tx, scope, id, level, change, now).await?;
+                let entry = AuditEntry::new(
+                    actor,
+                    "subscription.sync_level_changed",
+                    format!("subscription:{id}"),
+                    json!({
+                        "azure_id": current.azure_id, "from": current.sync_level.as_str(), "to": level.as_str(),
+                        "resources_purged": counts.resources_purged, "tags_purged": counts.tags_purged,
+                        "history_purged": counts.history_purged, "edits_cancelled": counts.edits_cancelled,
+                        "edits_made_local": counts.edits_made_local,
+                    }),
+                );
+                Ok((counts, Some(entry)))
+            })
         .await?;
-        sqlx::query(
-            "UPDATE subscriptions SET sync_level = $3 WHERE org_id = $1 AND subscription_id = $2",
-        )
-        .bind(scope.id())
-        .bind(id.to_string())
-        .bind(level.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(SubscriptionRecord {
-            sync_level: level,
-            ..current
-        })
+        if let Some(entry) = entry {
+            self.record(&mut tx, scope, &entry).await?;
+        }
+        tx.commit_recorded().await?;
+        let counts = out;
+        Ok((
+            SubscriptionRecord {
+                sync_level: level,
+                ..current
+            },
+            counts,
+        ))
     }
 }
 
+fn connection_name(raw: &str) -> Result<String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(StoreError::Invalid(
+            "a connection name is 1 to 200 characters".into(),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// The live subscription row holding an Azure subscription, and its connection.
+async fn holder_of(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    azure_id: &str,
+) -> Result<Option<(SubscriptionId, ConnectionId)>> {
+    let row = sqlx::query(
+        "SELECT subscription_id, connection_id FROM subscriptions WHERE org_id = $1 AND azure_id = $2 AND detached_at IS NULL",
+    )
+    .bind(scope.id())
+    .bind(azure_id.to_ascii_lowercase())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| Ok((parse(&r, "subscription_id")?, parse(&r, "connection_id")?)))
+        .transpose()
+}
+
+/// Refuses subscriptions a live connection already holds.
+async fn refuse_held(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    subscriptions: &[NewSubscription],
+) -> Result<()> {
+    for s in subscriptions {
+        if let Some((_, holder)) = holder_of(tx, scope, &s.azure_id).await? {
+            return Err(StoreError::AlreadyConnected {
+                subscription: s.azure_id.to_ascii_lowercase(),
+                connection: holder,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Moves a subscription, with what was read of it, to another connection.
+async fn move_subscription(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    sub: &SubscriptionId,
+    from: ConnectionId,
+    to: ConnectionId,
+) -> Result<()> {
+    for table in ["subscriptions", "resources"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET connection_id = $4 WHERE org_id = $1 AND subscription_id = $2 AND connection_id = $3"
+        ))
+        .bind(scope.id())
+        .bind(sub.to_string())
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies what lowering a level removes (see `Store::set_sync_level`).
+async fn apply_level_change(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    id: SubscriptionId,
+    level: SyncLevel,
+    change: LevelChange,
+    now: i64,
+) -> Result<LevelChangeCounts> {
+    let mut counts = LevelChangeCounts::default();
+    let sub = id.to_string();
+    let in_sub = "resource_id IN (SELECT resource_id FROM resources WHERE org_id = $1 AND subscription_id = $2)";
+    if change.purge_tags || change.purge_resources {
+        counts.tags_purged = sqlx::query(&format!(
+            "DELETE FROM resource_tags WHERE org_id = $1 AND {in_sub}"
+        ))
+        .bind(scope.id())
+        .bind(&sub)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        counts.history_purged = sqlx::query(&format!(
+            "DELETE FROM tag_history WHERE org_id = $1 AND {in_sub}"
+        ))
+        .bind(scope.id())
+        .bind(&sub)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE resources SET tags = NULL WHERE org_id = $1 AND subscription_id = $2 AND tags IS NOT NULL")
+            .bind(scope.id())
+            .bind(&sub)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if change.cancel_edits {
+        counts.edits_cancelled = sqlx::query(
+            "UPDATE tag_edits SET state = 'cancelled', reason = $3, updated_at = $4 \
+             WHERE org_id = $1 AND subscription_id = $2 AND state IN ('pending', 'local', 'conflict')",
+        )
+        .bind(scope.id())
+        .bind(&sub)
+        .bind(format!(
+            "the subscription was set to {level}, which does not read tags: the edit was cancelled"
+        ))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    } else if change.pending_to_local {
+        counts.edits_made_local = sqlx::query(
+            "UPDATE tag_edits SET state = 'local', reason = $3, updated_at = $4 \
+             WHERE org_id = $1 AND subscription_id = $2 AND state = 'pending'",
+        )
+        .bind(scope.id())
+        .bind(&sub)
+        .bind("the subscription was set to read_tags_only: the edit is kept in cloudkeep and never written to Azure")
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    if change.purge_resources {
+        counts.resources_purged =
+            sqlx::query("DELETE FROM resources WHERE org_id = $1 AND subscription_id = $2")
+                .bind(scope.id())
+                .bind(&sub)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+        sqlx::query("UPDATE subscriptions SET inventory_at = NULL WHERE org_id = $1 AND subscription_id = $2")
+            .bind(scope.id())
+            .bind(&sub)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(counts)
+}
+
 async fn insert_subscriptions(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut Tx,
     scope: &OrgScope,
     connection: ConnectionId,
     subscriptions: &[NewSubscription],
@@ -502,10 +806,11 @@ async fn insert_subscriptions(
         .bind(s.azure_id.to_ascii_lowercase())
         .bind(&s.display_name)
         .bind(s.sync_level.as_str())
-        .bind(s.permissions.to_string())
+        .bind(serde_json::to_string(&s.permissions).unwrap_or_default())
         .bind(now)
         .execute(&mut **tx)
-        .await?;
+        .await
+        .map_err(|e| crate::conflict(e, "subscription", &s.azure_id))?;
     }
     Ok(())
 }

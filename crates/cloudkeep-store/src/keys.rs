@@ -6,8 +6,8 @@ use cloudkeep_domain::{ConnectionId, SecretString};
 use serde_json::json;
 use sqlx::Row;
 
-use crate::audit::{AuditEntry, append};
-use crate::{OrgScope, Result, Store, StoreError, now_ms};
+use crate::audit::AuditEntry;
+use crate::{OrgScope, Result, Store, StoreError, within};
 
 /// A credential encrypted for one connection, with the data key version used.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ impl Store {
         .bind(scope.id())
         .bind(&wrapped.master_key_id)
         .bind(wrapped.blob)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -138,25 +138,24 @@ impl Store {
             }
             let key = provider.unwrap(scope.org(), &wrapped)?;
             let rewrapped = provider.wrap(scope.org(), &key)?;
-            let mut tx = self.begin_write().await?;
-            append(
-                &mut tx,
-                scope,
-                &AuditEntry::new(
-                    actor,
-                    "master_key.rewrapped",
-                    format!("data_key:{version}"),
-                    json!({"from": wrapped.master_key_id, "to": current}),
-                ),
-            )
+            let entry = AuditEntry::new(
+                actor,
+                "master_key.rewrapped",
+                format!("data_key:{version}"),
+                json!({"from": wrapped.master_key_id, "to": current}),
+            );
+            let mut tx = self.audited(scope, entry).await?;
+            within(async {
+                sqlx::query("UPDATE data_keys SET master_key_id = $3, wrapped_key = $4 WHERE org_id = $1 AND version = $2")
+                    .bind(scope.id())
+                    .bind(version)
+                    .bind(&rewrapped.master_key_id)
+                    .bind(rewrapped.blob)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
             .await?;
-            sqlx::query("UPDATE data_keys SET master_key_id = $3, wrapped_key = $4 WHERE org_id = $1 AND version = $2")
-                .bind(scope.id())
-                .bind(version)
-                .bind(&rewrapped.master_key_id)
-                .bind(rewrapped.blob)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
             count += 1;
         }
@@ -195,7 +194,7 @@ impl Store {
                 .bind(newest + 1)
                 .bind(&wrapped.master_key_id)
                 .bind(wrapped.blob)
-                .bind(now_ms())
+                .bind(self.now_ms())
                 .execute(&self.pool)
                 .await?;
             newest + 1
@@ -235,27 +234,26 @@ impl Store {
             }
             count += 1;
         }
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "data_key.rotated",
-                format!("data_key:{target}"),
-                json!({"credentials": count}),
-            ),
-        )
-        .await?;
-        // Old versions go only once no credential uses them.
-        sqlx::query(
-            "DELETE FROM data_keys WHERE org_id = $1 AND version < $2 AND NOT EXISTS \
-             (SELECT 1 FROM connections c WHERE c.org_id = data_keys.org_id AND c.data_key_version = data_keys.version)",
-        )
+        let entry = AuditEntry::new(
+            actor,
+            "data_key.rotated",
+            format!("data_key:{target}"),
+            json!({"credentials": count}),
+        );
+        let mut tx = self.audited(scope, entry).await?;
+        within(async {
+            // Old versions go only once no credential uses them.
+            sqlx::query(
+                "DELETE FROM data_keys WHERE org_id = $1 AND version < $2 AND NOT EXISTS \
+                 (SELECT 1 FROM connections c WHERE c.org_id = data_keys.org_id AND c.data_key_version = data_keys.version)",
+            )
             .bind(scope.id())
             .bind(target)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
+            Ok(())
+        })
+        .await?;
         tx.commit().await?;
         Ok(count)
     }

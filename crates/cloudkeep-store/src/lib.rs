@@ -14,12 +14,16 @@ mod connections;
 mod inventory;
 mod jobs;
 mod keys;
+mod page;
+mod runs;
+mod sql;
 mod tag_edits;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use cloudkeep_domain::OrgId;
+use cloudkeep_domain::{Clock, OrgId};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
@@ -29,14 +33,18 @@ pub use access::{
 };
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
 pub use connections::{
-    Connection, ConnectionCredential, NewConnection, NewSubscription, SubscriptionRecord,
+    Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
+    SubscriptionRecord,
 };
 pub use inventory::{
-    InventoryCounts, ObservedResource, ResourceFilter, ResourceRecord, SyncRun, TagChange, Tags,
+    InventoryCounts, InventoryWrite, ObservedResource, ResourceFilter, ResourceRecord, TagChange,
+    Tags,
 };
 pub use jobs::{Job, SYNC_JOB};
 pub use keys::SealedCredential;
-pub use tag_edits::{NewTagEdit, TagEdit};
+pub use page::{Cursor, Page, PageRequest};
+pub use runs::{RunFilter, SyncRun};
+pub use tag_edits::{NewTagEdit, TagEdit, TagEditFilter};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -55,6 +63,16 @@ pub enum StoreError {
     /// A unique value is taken (an email, a name).
     #[error("{what} '{value}' already exists")]
     Conflict { what: &'static str, value: String },
+    /// An Azure subscription is already held by another live connection.
+    #[error("subscription {subscription} is already connected by connection {connection}")]
+    AlreadyConnected {
+        subscription: String,
+        connection: cloudkeep_domain::ConnectionId,
+    },
+    /// An inventory listing would mark most of a subscription deleted; the
+    /// caller reads it again and confirms (`InventoryWrite::deletions_confirmed`).
+    #[error("the listing would mark {would_delete} of {live} live resources deleted")]
+    MassDeletion { would_delete: u64, live: u64 },
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -73,11 +91,65 @@ pub enum Backend {
     Postgres,
 }
 
-/// The store: a pool over one of the two backends.
+/// The store: a pool over one of the two backends, and the clock it
+/// stamps rows with.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    clock: Arc<dyn Clock>,
+}
+
+/// A write transaction.
+pub(crate) type Tx = Transaction<'static, Any>;
+
+/// A write transaction that commits only with its audit event recorded
+/// (`Store::audited`, `Store::begin_audited`).
+pub(crate) struct AuditedTx {
+    tx: Tx,
+    recorded: bool,
+}
+
+/// Runs the body of an audited change: an `async` block whose `?` and
+/// `return` end the block, not the caller, so that the caller still decides
+/// what to commit.
+pub(crate) async fn within<T>(body: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    body.await
+}
+
+impl AuditedTx {
+    /// Commits if an event was recorded; otherwise keeps nothing (the
+    /// change found nothing to do).
+    pub(crate) async fn commit_recorded(self) -> Result<()> {
+        if self.recorded {
+            self.tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        if !self.recorded {
+            // A bug, not a user's error: nothing is kept.
+            return Err(StoreError::Corrupt(
+                "an audited change was committed without its audit event".into(),
+            ));
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for AuditedTx {
+    type Target = Tx;
+    fn deref(&self) -> &Tx {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for AuditedTx {
+    fn deref_mut(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
 }
 
 /// Proof that the caller acts within one organisation. Only this crate can
@@ -111,10 +183,6 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 pub(crate) fn time(ms: i64) -> DateTime<Utc> {
@@ -190,11 +258,70 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            clock: cloudkeep_domain::clock::system(),
+        })
+    }
+
+    /// The same store, stamping rows with `clock` (shared with the sync
+    /// engine and the scheduler, so tests move one clock for all).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The one way to make an audited change: begins a write transaction
+    /// and appends `entry` to the organisation's audit chain (which also
+    /// serialises the organisation's audited changes). Make the change
+    /// through the answer, then `commit` it: the change and its event are
+    /// kept together or not at all.
+    pub(crate) async fn audited(&self, scope: &OrgScope, entry: AuditEntry) -> Result<AuditedTx> {
+        let mut tx = self.begin_audited(scope).await?;
+        self.record(&mut tx, scope, &entry).await?;
+        Ok(tx)
+    }
+
+    /// An audited change whose event depends on what it does: the chain is
+    /// locked first (as in `audited`, so audited changes always lock in the
+    /// same order); `record` the event before `commit`, which refuses
+    /// otherwise. Dropped uncommitted, nothing of it is kept.
+    pub(crate) async fn begin_audited(&self, scope: &OrgScope) -> Result<AuditedTx> {
+        let mut tx = self.begin_write().await?;
+        audit::lock_chain(&mut tx, scope).await?;
+        Ok(AuditedTx {
+            tx,
+            recorded: false,
+        })
+    }
+
+    /// Appends an audited change's event.
+    pub(crate) async fn record(
+        &self,
+        tx: &mut AuditedTx,
+        scope: &OrgScope,
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        self.append(&mut tx.tx, scope, entry).await?;
+        tx.recorded = true;
+        Ok(())
     }
 
     /// Begins a transaction that writes. On SQLite it takes the write lock
@@ -202,7 +329,7 @@ impl Store {
     /// then writes fails at once with "database is locked" when another
     /// connection wrote in between (the scheduler's heartbeat during a
     /// sync, say), since waiting cannot refresh its snapshot.
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+    pub(crate) async fn begin_write(&self) -> Result<Tx> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,

@@ -1,15 +1,17 @@
 //! Tag edits and their lifecycle.
 
 use chrono::{DateTime, Utc};
-use cloudkeep_domain::SubscriptionId;
+use cloudkeep_domain::{Resolution, SubscriptionId, TagEditState};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::audit::{AuditEntry, append};
-use crate::inventory::Tags;
-use crate::{OrgScope, Result, Store, StoreError, now_ms, parse, time};
+use crate::audit::AuditEntry;
+use crate::inventory::{Tags, tags_json};
+use crate::page::{Cursor, Page, PageRequest};
+use crate::sql::{Col, json_insert};
+use crate::{OrgScope, Result, Store, StoreError, parse, time, within};
 
 #[derive(Debug, Clone)]
 pub struct NewTagEdit {
@@ -19,7 +21,7 @@ pub struct NewTagEdit {
     pub remove: Vec<String>,
     /// The tags observed when the edit was made.
     pub base: Tags,
-    pub state: String,
+    pub state: TagEditState,
     pub reason: Option<String>,
 }
 
@@ -32,10 +34,18 @@ pub struct TagEdit {
     pub set: Tags,
     pub remove: Vec<String>,
     pub base: Tags,
-    pub state: String,
+    pub state: TagEditState,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Which edits to list.
+#[derive(Debug, Clone, Default)]
+pub struct TagEditFilter {
+    pub state: Option<TagEditState>,
+    pub resource: Option<Uuid>,
+    pub subscription: Option<SubscriptionId>,
 }
 
 fn json_field<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T> {
@@ -52,7 +62,7 @@ fn edit(row: &AnyRow) -> Result<TagEdit> {
         set: json_field(row, "set_tags")?,
         remove: json_field(row, "remove_tags")?,
         base: json_field(row, "base_tags")?,
-        state: row.try_get("state")?,
+        state: parse(row, "state")?,
         reason: row.try_get("reason")?,
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
@@ -69,42 +79,21 @@ impl Store {
         edits: Vec<NewTagEdit>,
         actor: &str,
     ) -> Result<Vec<TagEdit>> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let summary: Vec<Value> = edits.iter().map(|e| json!({"resource": e.resource_id, "state": e.state, "set": e.set, "remove": e.remove})).collect();
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "tag_edit.created",
-                "tag_edits",
-                json!({ "edits": summary }),
-            ),
-        )
-        .await?;
-        let mut out = Vec::new();
-        for e in edits {
-            let id = Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO tag_edits (org_id, edit_id, resource_id, subscription_id, author, set_tags, remove_tags, base_tags, state, reason, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-            )
-            .bind(scope.id())
-            .bind(id.to_string())
-            .bind(e.resource_id.to_string())
-            .bind(e.subscription_id.to_string())
-            .bind(actor)
-            .bind(serde_json::to_string(&e.set).unwrap_or_default())
-            .bind(serde_json::to_string(&e.remove).unwrap_or_default())
-            .bind(serde_json::to_string(&e.base).unwrap_or_default())
-            .bind(&e.state)
-            .bind(&e.reason)
-            .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            out.push(TagEdit {
-                id,
+        let now = self.now_ms();
+        let summary: Vec<Value> = edits
+            .iter()
+            .map(|e| json!({"resource": e.resource_id, "state": e.state, "set": e.set, "remove": e.remove}))
+            .collect();
+        let entry = AuditEntry::new(
+            actor,
+            "tag_edit.created",
+            "tag_edits",
+            json!({ "edits": summary }),
+        );
+        let out: Vec<TagEdit> = edits
+            .into_iter()
+            .map(|e| TagEdit {
+                id: Uuid::now_v7(),
                 resource_id: e.resource_id,
                 subscription_id: e.subscription_id,
                 author: actor.to_string(),
@@ -115,30 +104,95 @@ impl Store {
                 reason: e.reason,
                 created_at: time(now),
                 updated_at: time(now),
-            });
-        }
+            })
+            .collect();
+        let org = scope.id();
+        let rows: Vec<serde_json::Value> = out
+            .iter()
+            .map(|e| {
+                json!([
+                    org,
+                    e.id,
+                    e.resource_id,
+                    e.subscription_id,
+                    actor,
+                    tags_json(&e.set),
+                    serde_json::to_string(&e.remove).unwrap_or_default(),
+                    tags_json(&e.base),
+                    e.state,
+                    e.reason,
+                    now,
+                    now,
+                ])
+            })
+            .collect();
+        let columns = [
+            ("org_id", Col::Text),
+            ("edit_id", Col::Text),
+            ("resource_id", Col::Text),
+            ("subscription_id", Col::Text),
+            ("author", Col::Text),
+            ("set_tags", Col::Text),
+            ("remove_tags", Col::Text),
+            ("base_tags", Col::Text),
+            ("state", Col::Text),
+            ("reason", Col::Text),
+            ("created_at", Col::Int),
+            ("updated_at", Col::Int),
+        ];
+        let mut tx = self.audited(scope, entry).await?;
+        json_insert(&mut tx, self.backend(), "tag_edits", &columns, &rows).await?;
         tx.commit().await?;
         Ok(out)
     }
 
-    /// Edits, newest first, optionally in one state or for one resource.
+    /// Edits, newest first, filtered and paged in SQL.
     pub async fn tag_edits(
         &self,
         scope: &OrgScope,
-        state: Option<&str>,
-        resource: Option<Uuid>,
-        limit: i64,
-    ) -> Result<Vec<TagEdit>> {
+        filter: &TagEditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<TagEdit>> {
+        let (before_ms, before_id) = match &page.after {
+            Some(c) => {
+                let (ms, id) = c.time_and_id()?;
+                (ms, id.to_string())
+            }
+            None => (i64::MAX, String::new()),
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM tag_edits WHERE org_id = $1 AND ($2 = '' OR state = $2) AND ($3 = '' OR resource_id = $3) ORDER BY created_at DESC, edit_id LIMIT $4"
+            "SELECT {COLUMNS} FROM tag_edits WHERE org_id = $1 AND ($2 = '' OR state = $2) AND ($3 = '' OR resource_id = $3) \
+             AND ($4 = '' OR subscription_id = $4) AND (created_at < $5 OR (created_at = $5 AND ($6 = '' OR edit_id > $6))) \
+             ORDER BY created_at DESC, edit_id LIMIT $7"
         ))
         .bind(scope.id())
-        .bind(state.unwrap_or(""))
-        .bind(resource.map(|r| r.to_string()).unwrap_or_default())
-        .bind(limit.clamp(1, 10_000))
+        .bind(filter.state.map(|s| s.as_str()).unwrap_or(""))
+        .bind(filter.resource.map(|r| r.to_string()).unwrap_or_default())
+        .bind(filter.subscription.map(|s| s.to_string()).unwrap_or_default())
+        .bind(before_ms)
+        .bind(before_id)
+        .bind(page.fetch())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(edit).collect()
+        let items = rows.iter().map(edit).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, page, |e| {
+            Cursor::of(&[
+                &e.created_at.timestamp_millis().to_string(),
+                &e.id.to_string(),
+            ])
+        }))
+    }
+
+    pub async fn tag_edit(&self, scope: &OrgScope, id: Uuid) -> Result<TagEdit> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tag_edits WHERE org_id = $1 AND edit_id = $2"
+        ))
+        .bind(scope.id())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound { what: "tag edit" })?;
+        edit(&row)
     }
 
     /// Pending edits of one subscription, oldest first (the write-back order).
@@ -156,112 +210,102 @@ impl Store {
     }
 
     /// Moves a pending edit to its outcome, with an audit event. Only a
-    /// pending edit moves, so an edit is applied at most once.
+    /// pending edit moves, so an edit is applied at most once; answers
+    /// whether it moved.
     pub async fn settle_tag_edit(
         &self,
         scope: &OrgScope,
         id: Uuid,
-        state: &str,
+        state: TagEditState,
         reason: Option<&str>,
         details: Value,
         actor: &str,
     ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
+        let now = self.now_ms();
+        let mut tx = self.begin_audited(scope).await?;
+        let (out, entry) = within(async {
+            let done = sqlx::query("UPDATE tag_edits SET state = $3, reason = $4, updated_at = $5 WHERE org_id = $1 AND edit_id = $2 AND state = 'pending'")
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(state.as_str())
+                .bind(reason)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Ok((false, None));
+            }
+            let entry = AuditEntry::new(
                 actor,
                 format!("tag_edit.{state}"),
                 format!("tag_edit:{id}"),
                 json!({"reason": reason, "details": details}),
-            ),
-        )
+            );
+            Ok((true, Some(entry)))
+        })
         .await?;
-        let done = sqlx::query("UPDATE tag_edits SET state = $3, reason = $4, updated_at = $5 WHERE org_id = $1 AND edit_id = $2 AND state = 'pending'")
-            .bind(scope.id())
-            .bind(id.to_string())
-            .bind(state)
-            .bind(reason)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
+        if let Some(entry) = entry {
+            self.record(&mut tx, scope, &entry).await?;
         }
-        tx.commit().await?;
-        Ok(true)
+        tx.commit_recorded().await?;
+        Ok(out)
     }
 
-    /// Resolves a conflict: `keep_mine` re-queues the user's change based on
+    /// Resolves a conflict: `KeepMine` re-queues the user's change based on
     /// the tags observed now (so it is written at the next sync);
-    /// `take_theirs` keeps Azure's value. The conflicted edit is closed
+    /// `TakeTheirs` keeps Azure's value. The conflicted edit is closed
     /// either way. Answers the new pending edit, if any.
     pub async fn resolve_tag_conflict(
         &self,
         scope: &OrgScope,
         id: Uuid,
-        keep_mine: bool,
+        resolution: Resolution,
         actor: &str,
     ) -> Result<Option<TagEdit>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM tag_edits WHERE org_id = $1 AND edit_id = $2"
-        ))
-        .bind(scope.id())
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound { what: "tag edit" })?;
-        let conflicted = edit(&row)?;
-        if conflicted.state != "conflict" {
+        let conflicted = self.tag_edit(scope, id).await?;
+        if conflicted.state != TagEditState::Conflict {
             return Err(StoreError::Invalid(format!(
-                "the edit is {}, not in conflict",
+                "the edit is {}, not in conflict: only a conflict can be resolved",
                 conflicted.state
             )));
         }
-        let observed: Option<String> =
-            sqlx::query("SELECT tags FROM resources WHERE org_id = $1 AND resource_id = $2")
+        let now = self.now_ms();
+        let entry = AuditEntry::new(
+            actor,
+            "tag_edit.resolved",
+            format!("tag_edit:{id}"),
+            json!({"resolution": resolution}),
+        );
+        let keep_mine = resolution == Resolution::KeepMine;
+        let mut tx = self.audited(scope, entry).await?;
+        let out = within(async {
+            let closed = sqlx::query("UPDATE tag_edits SET state = $3, updated_at = $4 WHERE org_id = $1 AND edit_id = $2 AND state = 'conflict'")
                 .bind(scope.id())
-                .bind(conflicted.resource_id.to_string())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get("tags"))
-                .transpose()?
-                .flatten();
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let resolution = if keep_mine {
-            "keep_mine"
-        } else {
-            "take_theirs"
-        };
-        append(
-            &mut tx,
-            scope,
-            &AuditEntry::new(
-                actor,
-                "tag_edit.resolved",
-                format!("tag_edit:{id}"),
-                json!({"resolution": resolution}),
-            ),
-        )
-        .await?;
-        let closed = sqlx::query("UPDATE tag_edits SET state = $3, updated_at = $4 WHERE org_id = $1 AND edit_id = $2 AND state = 'conflict'")
-            .bind(scope.id())
-            .bind(id.to_string())
-            .bind(if keep_mine { "superseded" } else { "dismissed" })
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if closed.rows_affected() == 0 {
-            return Err(StoreError::Invalid(
-                "the edit was resolved meanwhile".into(),
-            ));
-        }
-        let mut created = None;
-        if keep_mine {
-            let new_id = Uuid::new_v4();
+                .bind(id.to_string())
+                .bind(if keep_mine { TagEditState::Superseded } else { TagEditState::Dismissed }.as_str())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            if closed.rows_affected() == 0 {
+                return Err(StoreError::Invalid(
+                    "the edit was resolved meanwhile".into(),
+                ));
+            }
+            if !keep_mine {
+                return Ok(None);
+            }
+            let observed: Option<String> =
+                sqlx::query("SELECT tags FROM resources WHERE org_id = $1 AND resource_id = $2")
+                    .bind(scope.id())
+                    .bind(conflicted.resource_id.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .map(|r| r.try_get("tags"))
+                    .transpose()?
+                    .flatten();
             let base = observed.unwrap_or_else(|| "{}".into());
+            let reason = format!("keeps the change of edit {id} over Azure's value");
+            let new_id = Uuid::new_v4();
             sqlx::query(
                 "INSERT INTO tag_edits (org_id, edit_id, resource_id, subscription_id, author, set_tags, remove_tags, base_tags, state, reason, \
                  created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $10)",
@@ -271,66 +315,26 @@ impl Store {
             .bind(conflicted.resource_id.to_string())
             .bind(conflicted.subscription_id.to_string())
             .bind(actor)
-            .bind(serde_json::to_string(&conflicted.set).unwrap_or_default())
+            .bind(tags_json(&conflicted.set))
             .bind(serde_json::to_string(&conflicted.remove).unwrap_or_default())
             .bind(&base)
-            .bind(format!("keeps the change of edit {id} over Azure's value"))
+            .bind(&reason)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-            created = Some(TagEdit {
+            Ok(Some(TagEdit {
                 id: new_id,
                 author: actor.to_string(),
                 base: serde_json::from_str(&base).unwrap_or_default(),
-                state: "pending".into(),
-                reason: Some(format!("keeps the change of edit {id} over Azure's value")),
+                state: TagEditState::Pending,
+                reason: Some(reason),
                 created_at: time(now),
                 updated_at: time(now),
-                ..conflicted
-            });
-        }
+                ..conflicted.clone()
+            }))
+        })
+        .await?;
         tx.commit().await?;
-        Ok(created)
-    }
-
-    /// Records tags just written to Azure as observed, with history.
-    pub async fn observe_tags(&self, scope: &OrgScope, resource: Uuid, tags: &Tags) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT tags FROM resources WHERE org_id = $1 AND resource_id = $2")
-            .bind(scope.id())
-            .bind(resource.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound { what: "resource" })?;
-        let old: Option<String> = row.try_get("tags")?;
-        let new = serde_json::to_string(tags).unwrap_or_default();
-        if let Some(old) =
-            old.filter(|o| serde_json::from_str::<Tags>(o).ok().as_ref() != Some(tags))
-        {
-            let next: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM tag_history WHERE org_id = $1 AND resource_id = $2")
-                .bind(scope.id())
-                .bind(resource.to_string())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
-            sqlx::query("INSERT INTO tag_history (org_id, resource_id, seq, observed_at, old_tags, new_tags, run_id) VALUES ($1, $2, $3, $4, $5, $6, 'write-back')")
-                .bind(scope.id())
-                .bind(resource.to_string())
-                .bind(next)
-                .bind(now)
-                .bind(old)
-                .bind(&new)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE resources SET tags = $3 WHERE org_id = $1 AND resource_id = $2")
-            .bind(scope.id())
-            .bind(resource.to_string())
-            .bind(&new)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 }

@@ -17,13 +17,19 @@ use std::time::Instant;
 
 use cloudkeep_azure::{AccessToken, AzureClient, AzureError};
 use cloudkeep_domain::crypto::KeyProvider;
+use cloudkeep_domain::report::{
+    Counts, Progress, RunError, RunReport, StepReport, SubscriptionReport,
+};
 use cloudkeep_domain::{
-    AuthMethod, ConnectionId, ConnectionStatus, OperatorApp, SecretString, SyncLevel,
+    AuthMethod, ConnectionId, ConnectionStatus, ErrorKind, OperatorApp, RunStatus, SecretString,
+    StepState, SyncLevel, SyncTrigger,
 };
 use cloudkeep_store::{OrgScope, Store, StoreError, SubscriptionRecord, SyncRun};
 use futures_util::future::BoxFuture;
-use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
+
+/// The step that writes pending tag edits back, after the collectors.
+pub const WRITE_BACK: &str = "write_back";
 
 /// What a run needs from the rest of cloudkeep.
 #[derive(Clone)]
@@ -55,6 +61,31 @@ pub struct CollectContext<'a> {
     pub token: &'a AccessToken,
     pub run: &'a SyncRun,
     pub subscription: &'a SubscriptionRecord,
+    /// Where the step says how far it has come (`progress`).
+    step: StepHandle<'a>,
+}
+
+/// Reports one step's progress into the run's report.
+#[derive(Clone, Copy)]
+struct StepHandle<'a> {
+    env: Option<&'a RunEnv>,
+    step: &'a str,
+}
+
+impl CollectContext<'_> {
+    /// Says how far a long step has come (a backfill's months, say); shown
+    /// while the run goes on (`cloudkeep sync run --wait`).
+    pub fn progress(&self, done: u64, total: u64, unit: &str) {
+        if let Some(env) = self.step.env {
+            let mut step = StepReport::new(self.step.step, StepState::Running);
+            step.progress = Some(Progress {
+                done,
+                total,
+                unit: unit.to_string(),
+            });
+            env.progress(self.subscription, step);
+        }
+    }
 }
 
 /// Why a collection failed: Azure's answer, or the store.
@@ -73,9 +104,12 @@ pub trait Collector: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether it runs for a subscription at this sync level.
     fn runs_at(&self, level: SyncLevel) -> bool;
-    /// Reads one subscription and stores what it saw; answers its counts.
-    fn collect<'a>(&'a self, ctx: CollectContext<'a>)
-    -> BoxFuture<'a, Result<Value, CollectError>>;
+    /// Reads one subscription and stores what it saw; answers its counts
+    /// (its own typed counts, named: `Counts::from`).
+    fn collect<'a>(
+        &'a self,
+        ctx: CollectContext<'a>,
+    ) -> BoxFuture<'a, Result<Counts, CollectError>>;
 }
 
 /// How long a run may take. Azure's `Retry-After` is honoured however long
@@ -96,7 +130,7 @@ pub async fn sync_connection(
     deps: &SyncDeps,
     scope: &OrgScope,
     connection: ConnectionId,
-    trigger: &str,
+    trigger: SyncTrigger,
     actor: &str,
 ) -> Result<SyncRun, SyncError> {
     start_sync(deps, scope, connection, trigger)
@@ -105,21 +139,21 @@ pub async fn sync_connection(
         .await
 }
 
-/// Records a run as begun, with its plan (every step of every
-/// subscription, `pending` or skipped) as its counts, for whoever follows
+/// Records a run as begun, with its plan (every step of every live
+/// subscription, `pending` or skipped) as its report, for whoever follows
 /// it; `StartedSync::finish` then does the work.
 pub async fn start_sync(
     deps: &SyncDeps,
     scope: &OrgScope,
     connection: ConnectionId,
-    trigger: &str,
+    trigger: SyncTrigger,
 ) -> Result<StartedSync, SyncError> {
     let conn = deps.store.connection(scope, connection).await?;
     if conn.deleted_at.is_some() {
         return Err(SyncError::Revoked);
     }
     // A run whose heartbeat stopped this long ago died with its process.
-    let stale_before = chrono::Utc::now()
+    let stale_before = deps.store.now()
         - chrono::Duration::from_std(RUN_STALE_AFTER).unwrap_or(chrono::Duration::MAX);
     let mut run = match deps
         .store
@@ -131,45 +165,47 @@ pub async fn start_sync(
         Err(e) => return Err(e.into()),
     };
     let collectors = collectors::all();
-    let plan: Map<String, Value> = conn
-        .subscriptions
-        .iter()
-        .map(|sub| (sub.azure_id.clone(), Value::Object(plan(&collectors, sub))))
-        .collect();
-    run.counts = json!({ "subscriptions": plan });
+    run.report = RunReport {
+        subscriptions: conn
+            .live_subscriptions()
+            .map(|sub| plan(&collectors, sub))
+            .collect(),
+        errors: Vec::new(),
+    };
     deps.store
-        .record_sync_progress(scope, &run, &run.counts)
+        .record_sync_progress(scope, &run, &run.report)
         .await?;
     Ok(StartedSync {
         deps: deps.clone(),
         scope: scope.clone(),
         conn,
         run,
-        plan,
     })
 }
 
 /// The steps of one subscription's part of a run, before it starts.
-fn plan(collectors: &[Box<dyn Collector>], sub: &SubscriptionRecord) -> Map<String, Value> {
-    let mut steps: Map<String, Value> = collectors
+fn plan(collectors: &[Box<dyn Collector>], sub: &SubscriptionRecord) -> SubscriptionReport {
+    let mut steps: Vec<StepReport> = collectors
         .iter()
         .map(|c| {
-            let step = if c.runs_at(sub.sync_level) {
-                json!({ "state": "pending" })
+            if c.runs_at(sub.sync_level) {
+                StepReport::new(c.name(), StepState::Pending)
             } else {
-                skipped_at(sub.sync_level)
-            };
-            (c.name().to_string(), step)
+                skipped_at(c.name(), sub.sync_level)
+            }
         })
         .collect();
     if sub.sync_level.writes_tags() {
-        steps.insert("write_back".into(), json!({ "state": "pending" }));
+        steps.push(StepReport::new(WRITE_BACK, StepState::Pending));
     }
-    steps
+    SubscriptionReport {
+        subscription_id: sub.azure_id.clone(),
+        steps,
+    }
 }
 
-fn skipped_at(level: SyncLevel) -> Value {
-    json!({ "skipped": format!("sync level {level}") })
+fn skipped_at(step: &str, level: SyncLevel) -> StepReport {
+    StepReport::skipped(step, format!("sync level {level}"))
 }
 
 /// A run recorded as begun and not yet done.
@@ -178,7 +214,6 @@ pub struct StartedSync {
     scope: OrgScope,
     conn: cloudkeep_store::Connection,
     run: SyncRun,
-    plan: Map<String, Value>,
 }
 
 impl StartedSync {
@@ -194,10 +229,38 @@ impl StartedSync {
             scope,
             conn,
             run,
-            plan,
         } = self;
-        run_sync(&deps, &scope, conn, run, plan, actor).await
+        run_sync(&deps, &scope, conn, run, actor).await
     }
+}
+
+/// Ends a run that could not start its work: the connection's status and
+/// one error say why.
+async fn fail_run(
+    deps: &SyncDeps,
+    scope: &OrgScope,
+    run: &SyncRun,
+    status: ConnectionStatus,
+    kind: ErrorKind,
+    detail: &str,
+    actor: &str,
+) -> Result<SyncRun, SyncError> {
+    deps.store
+        .set_connection_status(scope, run.connection_id, status, Some(detail), actor)
+        .await?;
+    let report = RunReport {
+        subscriptions: Vec::new(),
+        errors: vec![RunError {
+            kind,
+            subscription: None,
+            collector: None,
+            message: detail.to_string(),
+        }],
+    };
+    Ok(deps
+        .store
+        .finish_sync_run(scope, run, RunStatus::Failed, &report, actor)
+        .await?)
 }
 
 async fn run_sync(
@@ -205,28 +268,22 @@ async fn run_sync(
     scope: &OrgScope,
     conn: cloudkeep_store::Connection,
     run: SyncRun,
-    plan: Map<String, Value>,
     actor: &str,
 ) -> Result<SyncRun, SyncError> {
-    let connection = conn.id;
     let Some(secret) = credential(deps, scope, &conn).await? else {
         let detail = "this connection was made by consent and syncs with the operator's application, \
                       which this server is not configured with (or whose client id changed): \
                       set CLOUDKEEP_OPERATOR_CLIENT_ID and CLOUDKEEP_OPERATOR_CLIENT_SECRET";
-        deps.store
-            .set_connection_status(
-                scope,
-                connection,
-                ConnectionStatus::Failing,
-                Some(detail),
-                actor,
-            )
-            .await?;
-        let errors = json!([{ "kind": "operator_app_missing", "message": detail }]);
-        return Ok(deps
-            .store
-            .finish_sync_run(scope, &run, "failed", &json!({}), &errors, actor)
-            .await?);
+        return fail_run(
+            deps,
+            scope,
+            &run,
+            ConnectionStatus::Failing,
+            ErrorKind::OperatorAppMissing,
+            detail,
+            actor,
+        )
+        .await;
     };
     let token = match deps
         .azure
@@ -237,25 +294,17 @@ async fn run_sync(
         Err(e) => {
             let (status, kind) = match &e {
                 AzureError::Credential { .. } => {
-                    (ConnectionStatus::NeedsReauth, "credential_rejected")
+                    (ConnectionStatus::NeedsReauth, ErrorKind::CredentialRejected)
                 }
-                _ => (ConnectionStatus::Failing, "token_unavailable"),
+                _ => (ConnectionStatus::Failing, ErrorKind::TokenUnavailable),
             };
-            let detail = e.to_string();
-            deps.store
-                .set_connection_status(scope, connection, status, Some(&detail), actor)
-                .await?;
-            let errors = json!([{ "kind": kind, "message": detail }]);
-            return Ok(deps
-                .store
-                .finish_sync_run(scope, &run, "failed", &json!({}), &errors, actor)
-                .await?);
+            return fail_run(deps, scope, &run, status, kind, &e.to_string(), actor).await;
         }
     };
 
     // Progress is written by one task, latest state first, so no step waits
     // on the store to say it started.
-    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(Value::Null);
+    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(run.report.clone());
     // The same task beats for the run, so a start elsewhere knows it is alive.
     let progress_writer = {
         let (store, scope, run) = (deps.store.clone(), scope.clone(), run.clone());
@@ -267,8 +316,8 @@ async fn run_sync(
                         if changed.is_err() {
                             break;
                         }
-                        let counts = progress_rx.borrow_and_update().clone();
-                        if let Err(e) = store.record_sync_progress(&scope, &run, &counts).await {
+                        let report = progress_rx.borrow_and_update().clone();
+                        if let Err(e) = store.record_sync_progress(&scope, &run, &report).await {
                             tracing::warn!(run = %run.id, error = %e, "could not record the run's progress");
                         }
                     }
@@ -281,6 +330,7 @@ async fn run_sync(
             }
         })
     };
+    let subscriptions: Vec<SubscriptionRecord> = conn.live_subscriptions().cloned().collect();
     let env = Arc::new(RunEnv {
         deps: deps.clone(),
         scope: scope.clone(),
@@ -295,19 +345,19 @@ async fn run_sync(
             current: tokio::sync::Mutex::new(token),
         },
         collectors: collectors::all(),
-        progress: std::sync::Mutex::new(plan),
+        progress: std::sync::Mutex::new(run.report.clone()),
         progress_tx,
         collect: Semaphore::new(COLLECT_CONCURRENCY),
         write_back: Semaphore::new(WRITE_BACK_CONCURRENCY),
     });
     // Subscriptions run side by side; the set aborts them if this run is dropped.
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, sub) in conn.subscriptions.iter().cloned().enumerate() {
+    for (i, sub) in subscriptions.iter().cloned().enumerate() {
         let env = env.clone();
         tasks.spawn(async move { (i, sync_subscription(&env, &sub).await) });
     }
     let mut outcomes: Vec<Option<SubscriptionOutcome>> =
-        conn.subscriptions.iter().map(|_| None).collect();
+        subscriptions.iter().map(|_| None).collect();
     // A subscription whose task panicked (a bug) or was cancelled (the
     // runtime shutting down) is reported as not synced; the run still ends
     // and is recorded, rather than staying `running`.
@@ -324,39 +374,35 @@ async fn run_sync(
     drop(env);
     let _ = progress_writer.await;
     // In the connection's order, whatever order they finished in.
-    let mut counts = Map::new();
-    let mut errors = Vec::new();
+    let mut report = RunReport::default();
     let mut successes = 0;
-    for (sub, outcome) in conn.subscriptions.iter().zip(outcomes) {
+    for (sub, outcome) in subscriptions.iter().zip(outcomes) {
         let Some(outcome) = outcome else {
-            errors.push(json!({ "subscription": sub.azure_id, "collector": "sync", "kind": "error",
-                                "message": "its sync stopped on an internal error (see the server's log); the next run tries again" }));
+            report.errors.push(RunError {
+                kind: ErrorKind::Error,
+                subscription: Some(sub.azure_id.clone()),
+                collector: None,
+                message: "its sync stopped on an internal error (see the server's log); the next run tries again".into(),
+            });
             continue;
         };
-        counts.insert(sub.azure_id.clone(), Value::Object(outcome.counts));
-        errors.extend(outcome.errors);
+        report.subscriptions.push(outcome.report);
+        report.errors.extend(outcome.errors);
         successes += outcome.successes;
     }
-    let status = match (errors.is_empty(), successes) {
-        (true, _) => "succeeded",
-        (false, 0) => "failed",
-        (false, _) => "partial",
+    let status = match (report.errors.is_empty(), successes) {
+        (true, _) => RunStatus::Succeeded,
+        (false, 0) => RunStatus::Failed,
+        (false, _) => RunStatus::Partial,
     };
-    if status != "failed" && conn.status != ConnectionStatus::Active {
+    if status != RunStatus::Failed && conn.status != ConnectionStatus::Active {
         deps.store
-            .set_connection_status(scope, connection, ConnectionStatus::Active, None, actor)
+            .set_connection_status(scope, conn.id, ConnectionStatus::Active, None, actor)
             .await?;
     }
     Ok(deps
         .store
-        .finish_sync_run(
-            scope,
-            &run,
-            status,
-            &json!({ "subscriptions": counts }),
-            &Value::Array(errors),
-            actor,
-        )
+        .finish_sync_run(scope, &run, status, &report, actor)
         .await?)
 }
 
@@ -384,7 +430,7 @@ async fn credential(
 /// Subscriptions whose collectors run at once. A collector holds a whole
 /// subscription's listing in memory, and more at once than this only queue
 /// for the CPU and the store.
-const COLLECT_CONCURRENCY: usize = 4;
+pub const COLLECT_CONCURRENCY: usize = 4;
 /// Subscriptions whose tag edits are written back at once. ARM throttles
 /// each subscription on its own, so a write-back mostly waits on its
 /// subscription's pacing; this only bounds what a huge connection asks of
@@ -402,10 +448,10 @@ struct RunEnv {
     actor: String,
     tokens: Tokens,
     collectors: Vec<Box<dyn Collector>>,
-    /// Each subscription's steps as they stand, recorded as the run's counts
-    /// while it runs.
-    progress: std::sync::Mutex<Map<String, Value>>,
-    progress_tx: tokio::sync::watch::Sender<Value>,
+    /// Each subscription's steps as they stand, recorded as the run's
+    /// report while it runs.
+    progress: std::sync::Mutex<RunReport>,
+    progress_tx: tokio::sync::watch::Sender<RunReport>,
     collect: Semaphore,
     write_back: Semaphore,
 }
@@ -440,65 +486,69 @@ impl Tokens {
 
 /// What one subscription's part of a run recorded.
 struct SubscriptionOutcome {
-    counts: Map<String, Value>,
-    errors: Vec<Value>,
+    report: SubscriptionReport,
+    errors: Vec<RunError>,
     successes: usize,
 }
 
 /// Runs the collectors on one subscription, then writes back its tag edits
 /// where its level writes tags.
 async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> SubscriptionOutcome {
+    // Steps keep the plan's order as they are recorded over it.
     let mut out = SubscriptionOutcome {
-        counts: Map::new(),
+        report: plan(&env.collectors, sub),
         errors: Vec::new(),
         successes: 0,
     };
-    let (runs, skipped): (Vec<&dyn Collector>, Vec<&dyn Collector>) = env
+    let record = |out: &mut SubscriptionOutcome, step: StepReport| {
+        env.progress(sub, step.clone());
+        out.report.set(step);
+    };
+    let runs: Vec<&dyn Collector> = env
         .collectors
         .iter()
         .map(|c| c.as_ref())
-        .partition(|c| c.runs_at(sub.sync_level));
-    for c in skipped {
-        out.counts
-            .insert(c.name().into(), skipped_at(sub.sync_level));
-    }
+        .filter(|c| c.runs_at(sub.sync_level))
+        .collect();
     if !runs.is_empty() {
         // The semaphore is never closed, so the permit always comes.
         let _permit = env.collect.acquire().await;
         let token = env.tokens.get().await;
         for c in runs {
-            env.progress(sub, c.name(), json!({ "state": "running" }));
-            let done = match c.collect(env.context(&token, sub)).await {
-                Ok(v) => {
+            record(&mut out, StepReport::new(c.name(), StepState::Running));
+            let done = match c.collect(env.context(&token, sub, c.name())).await {
+                Ok(counts) => {
                     out.successes += 1;
-                    out.counts.insert(c.name().into(), v.clone());
-                    v
+                    StepReport::succeeded(c.name(), counts)
                 }
                 Err(e) => {
-                    out.errors.push(failure(sub, c.name(), &e));
-                    json!({ "state": "failed" })
+                    let error = failure(sub, c.name(), &e);
+                    let step = StepReport::failed(c.name(), error.message.clone());
+                    out.errors.push(error);
+                    step
                 }
             };
-            env.progress(sub, c.name(), done);
+            record(&mut out, done);
         }
     }
     // Then the user's tag edits, where the level writes tags.
     if sub.sync_level.writes_tags() {
         let _permit = env.write_back.acquire().await;
-        env.progress(sub, "write_back", json!({ "state": "running" }));
+        record(&mut out, StepReport::new(WRITE_BACK, StepState::Running));
         let token = env.tokens.get().await;
-        let done = match writeback::apply(&env.context(&token, sub), &env.actor).await {
-            Ok(v) => {
+        let done = match writeback::apply(&env.context(&token, sub, WRITE_BACK), &env.actor).await {
+            Ok(counts) => {
                 out.successes += 1;
-                out.counts.insert("write_back".into(), v.clone());
-                v
+                StepReport::succeeded(WRITE_BACK, counts)
             }
             Err(e) => {
-                out.errors.push(failure(sub, "write_back", &e));
-                json!({ "state": "failed" })
+                let error = failure(sub, WRITE_BACK, &e);
+                let step = StepReport::failed(WRITE_BACK, error.message.clone());
+                out.errors.push(error);
+                step
             }
         };
-        env.progress(sub, "write_back", done);
+        record(&mut out, done);
     }
     out
 }
@@ -506,20 +556,24 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
 impl RunEnv {
     /// Records a step's state in the run while it runs. Progress is for
     /// people watching: failing to record it does not fail the run.
-    fn progress(&self, sub: &SubscriptionRecord, step: &str, state: Value) {
+    fn progress(&self, sub: &SubscriptionRecord, step: StepReport) {
         let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Value::Object(steps)) = progress.get_mut(&sub.azure_id) {
-            steps.insert(step.to_string(), state);
+        if let Some(s) = progress
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.subscription_id == sub.azure_id)
+        {
+            s.set(step);
         }
         // Sent under the lock, so a later state never overtakes an earlier one.
-        self.progress_tx
-            .send_replace(json!({ "subscriptions": &*progress }));
+        self.progress_tx.send_replace(progress.clone());
     }
 
     fn context<'a>(
         &'a self,
         token: &'a AccessToken,
         subscription: &'a SubscriptionRecord,
+        step: &'a str,
     ) -> CollectContext<'a> {
         CollectContext {
             store: &self.deps.store,
@@ -532,16 +586,25 @@ impl RunEnv {
             token,
             run: &self.run,
             subscription,
+            step: StepHandle {
+                env: Some(self),
+                step,
+            },
         }
     }
 }
 
-fn failure(sub: &SubscriptionRecord, step: &str, e: &CollectError) -> Value {
+fn failure(sub: &SubscriptionRecord, step: &str, e: &CollectError) -> RunError {
     let kind = match e {
-        CollectError::Azure(AzureError::Forbidden { .. }) => "permission_missing",
-        CollectError::Azure(AzureError::Throttled { .. }) => "throttled",
-        _ => "error",
+        CollectError::Azure(AzureError::Forbidden { .. }) => ErrorKind::PermissionMissing,
+        CollectError::Azure(AzureError::Throttled { .. }) => ErrorKind::Throttled,
+        _ => ErrorKind::Error,
     };
     tracing::warn!(step, subscription = %sub.azure_id, error = %e, "sync step failed");
-    json!({ "subscription": sub.azure_id, "collector": step, "kind": kind, "message": e.to_string() })
+    RunError {
+        kind,
+        subscription: Some(sub.azure_id.clone()),
+        collector: Some(step.to_string()),
+        message: e.to_string(),
+    }
 }

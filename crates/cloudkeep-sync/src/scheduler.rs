@@ -6,28 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
+use cloudkeep_domain::{Clock, SyncTrigger};
 use cloudkeep_store::{Job, OrgScope};
 
 use crate::{SyncDeps, SyncError, sync_connection};
 
 /// The trigger recorded on the runs the scheduler starts.
-const SCHEDULED: &str = "schedule";
-
-/// Where the scheduler reads the time, so tests can move it.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The real clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+const SCHEDULED: SyncTrigger = SyncTrigger::Schedule;
 
 #[derive(Clone)]
 pub struct SchedulerConfig {
@@ -67,7 +53,10 @@ pub struct Tick {
 }
 
 impl Scheduler {
-    pub fn new(deps: SyncDeps, config: SchedulerConfig, clock: Arc<dyn Clock>) -> Self {
+    /// A scheduler on the store's clock (the one the store stamps rows
+    /// with, so a test moves both at once).
+    pub fn new(deps: SyncDeps, config: SchedulerConfig) -> Self {
+        let clock = deps.store.clock().clone();
         Scheduler {
             deps,
             config,
@@ -160,7 +149,7 @@ impl Scheduler {
         };
         let now = self.clock.now();
         match outcome {
-            Ok(run) if run.status != "failed" => {
+            Ok(run) if run.status != cloudkeep_domain::RunStatus::Failed => {
                 self.deps
                     .store
                     .complete_job(scope, job.id, &self.config.worker_id, now)

@@ -5,9 +5,11 @@
 
 use cloudkeep_azure::AzureError;
 use cloudkeep_azure::write::TagWriter;
+use cloudkeep_domain::TagEditState;
+use cloudkeep_domain::report::Counts;
 use cloudkeep_domain::tags::{Tags, get};
 use cloudkeep_store::TagEdit;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{CollectContext, CollectError};
 
@@ -64,24 +66,44 @@ fn confirmed(after: &Tags, set: &Tags, remove: &[String]) -> bool {
         && remove.iter().all(|k| get(after, k).is_none())
 }
 
+/// What a write-back did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteBackCounts {
+    pub pending: u64,
+    pub applied: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+}
+
+impl From<WriteBackCounts> for Counts {
+    fn from(c: WriteBackCounts) -> Counts {
+        Counts::new()
+            .with("pending", c.pending)
+            .with("applied", c.applied)
+            .with("conflicts", c.conflicts)
+            .with("failed", c.failed)
+    }
+}
+
 /// Applies a subscription's pending edits; answers counts.
-pub async fn apply(ctx: &CollectContext<'_>, actor: &str) -> Result<Value, CollectError> {
+pub async fn apply(ctx: &CollectContext<'_>, actor: &str) -> Result<Counts, CollectError> {
     let edits = ctx
         .store
         .pending_tag_edits(ctx.scope, ctx.subscription.id)
         .await?;
-    let (mut applied, mut conflicts, mut failed) = (0u64, 0u64, 0u64);
+    let mut counts = WriteBackCounts {
+        pending: edits.len() as u64,
+        ..Default::default()
+    };
     let writer = TagWriter::new(&ctx.azure);
     for edit in &edits {
         match apply_one(ctx, &writer, edit, actor).await? {
-            Outcome::Applied => applied += 1,
-            Outcome::Conflict => conflicts += 1,
-            Outcome::Failed => failed += 1,
+            Outcome::Applied => counts.applied += 1,
+            Outcome::Conflict => counts.conflicts += 1,
+            Outcome::Failed => counts.failed += 1,
         }
     }
-    Ok(
-        json!({ "pending": edits.len(), "applied": applied, "conflicts": conflicts, "failed": failed }),
-    )
+    Ok(counts.into())
 }
 
 enum Outcome {
@@ -105,7 +127,7 @@ async fn apply_one(
                 .settle_tag_edit(
                     ctx.scope,
                     edit.id,
-                    "failed",
+                    TagEditState::Failed,
                     Some(&reason),
                     json!({"resource": arm_id}),
                     actor,
@@ -145,7 +167,7 @@ async fn apply_one(
                 .settle_tag_edit(
                     ctx.scope,
                     edit.id,
-                    "conflict",
+                    TagEditState::Conflict,
                     Some(&reason),
                     json!({"resource": resource.arm_id, "live": live}),
                     actor,
@@ -182,9 +204,9 @@ async fn apply_one(
                     message,
                 }) if (400..500).contains(&status) => {
                     let state = if code.contains("Policy") {
-                        "rejected"
+                        TagEditState::Rejected
                     } else {
-                        "failed"
+                        TagEditState::Failed
                     };
                     ctx.store
                         .settle_tag_edit(
@@ -204,7 +226,7 @@ async fn apply_one(
                         .settle_tag_edit(
                             ctx.scope,
                             edit.id,
-                            "rejected",
+                            TagEditState::Rejected,
                             Some(&reason),
                             json!({"resource": resource.arm_id}),
                             actor,
@@ -224,7 +246,7 @@ async fn apply_one(
                     .settle_tag_edit(
                         ctx.scope,
                         edit.id,
-                        "applied",
+                        TagEditState::Applied,
                         None,
                         json!({"resource": resource.arm_id, "merged": merge, "deleted": delete}),
                         actor,

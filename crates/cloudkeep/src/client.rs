@@ -6,6 +6,11 @@ use std::io::BufRead;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use cloudkeep_domain::report::StepReport;
+use cloudkeep_domain::{RunStatus, StepState};
+use cloudkeep_server::Page;
+use cloudkeep_server::wire::{ConnectionView, SyncRunView};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 #[derive(Args, Clone)]
@@ -123,6 +128,36 @@ async fn call(
     Ok(value)
 }
 
+/// A call whose answer is one of the API's wire types.
+async fn call_as<T: DeserializeOwned>(
+    api: &Api,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<T> {
+    let value = call(api, method, path, body).await?;
+    serde_json::from_value(value).with_context(|| format!("reading the answer of {path}"))
+}
+
+/// Every page of a list (`path` may carry a query already).
+async fn all_pages<T: DeserializeOwned>(api: &Api, path: &str) -> Result<Vec<T>> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page_path = match &after {
+            Some(a) => format!("{path}{sep}limit=1000&after={}", url_escape(a)),
+            None => format!("{path}{sep}limit=1000"),
+        };
+        let page: Page<T> = call_as(api, reqwest::Method::GET, &page_path, None).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(a) => after = Some(a),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// Prints rows as an aligned table.
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -153,24 +188,27 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn print_connections(list: &[Value]) {
+fn print_connections(list: &[ConnectionView]) {
     let mut rows = Vec::new();
     for c in list {
-        for sub in c["subscriptions"].as_array().cloned().unwrap_or_default() {
-            let missing: Vec<String> = sub["permissions"]["roles_missing"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+        for sub in &c.subscriptions {
+            let missing: Vec<&str> = sub
+                .permissions
+                .roles_missing
                 .iter()
-                .map(|m| s(&m["role"]))
+                .map(|m| m.role.as_str())
                 .collect();
             rows.push(vec![
-                s(&c["id"]),
-                s(&c["name"]),
-                s(&c["status"]),
-                s(&sub["id"]),
-                s(&sub["display_name"]),
-                s(&sub["sync_level"]),
+                c.id.to_string(),
+                c.name.clone(),
+                c.status.to_string(),
+                sub.id.to_string(),
+                sub.subscription_id.clone(),
+                sub.display_name.clone(),
+                match sub.detached_at {
+                    Some(_) => "(left this connection)".into(),
+                    None => sub.sync_level.to_string(),
+                },
                 if missing.is_empty() {
                     "-".into()
                 } else {
@@ -178,11 +216,12 @@ fn print_connections(list: &[Value]) {
                 },
             ]);
         }
-        if c["subscriptions"].as_array().is_none_or(Vec::is_empty) {
+        if c.subscriptions.is_empty() {
             rows.push(vec![
-                s(&c["id"]),
-                s(&c["name"]),
-                s(&c["status"]),
+                c.id.to_string(),
+                c.name.clone(),
+                c.status.to_string(),
+                "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -196,12 +235,22 @@ fn print_connections(list: &[Value]) {
             "NAME",
             "STATUS",
             "SUBSCRIPTION",
+            "AZURE SUBSCRIPTION",
             "DISPLAY NAME",
             "SYNC LEVEL",
             "MISSING ROLES",
         ],
         rows,
     );
+}
+
+/// Prints a wire value as JSON (`--json`) or for people.
+fn output_as<T: serde::Serialize>(api: &Api, value: &T, human: impl FnOnce(&T)) {
+    if api.json {
+        println!("{}", serde_json::to_value(value).unwrap_or(Value::Null));
+    } else {
+        human(value);
+    }
 }
 
 fn output(api: &Api, value: &Value, human: impl FnOnce(&Value)) {
@@ -215,10 +264,8 @@ fn output(api: &Api, value: &Value, human: impl FnOnce(&Value)) {
 pub async fn connections(cmd: ConnectionsCommand) -> Result<()> {
     match cmd {
         ConnectionsCommand::List(api) => {
-            let list = call(&api, reqwest::Method::GET, "/api/v1/connections", None).await?;
-            output(&api, &list, |v| {
-                print_connections(v.as_array().map(Vec::as_slice).unwrap_or(&[]))
-            });
+            let list: Vec<ConnectionView> = all_pages(&api, "/api/v1/connections").await?;
+            output_as(&api, &list, |v| print_connections(v));
         }
         ConnectionsCommand::Add {
             name,
@@ -232,27 +279,27 @@ pub async fn connections(cmd: ConnectionsCommand) -> Result<()> {
             if !subscriptions.is_empty() {
                 body["subscription_ids"] = json!(subscriptions);
             }
-            let created = call(
+            let created: ConnectionView = call_as(
                 &api,
                 reqwest::Method::POST,
                 "/api/v1/connections",
                 Some(body),
             )
             .await?;
-            output(&api, &created, |v| {
+            output_as(&api, &created, |v| {
                 print_connections(std::slice::from_ref(v))
             });
         }
         ConnectionsCommand::Reauth { id, secret, api } => {
             let body = json!({"client_secret": secret.read()?});
-            let updated = call(
+            let updated: ConnectionView = call_as(
                 &api,
                 reqwest::Method::POST,
                 &format!("/api/v1/connections/{id}/reauth"),
                 Some(body),
             )
             .await?;
-            output(&api, &updated, |v| {
+            output_as(&api, &updated, |v| {
                 print_connections(std::slice::from_ref(v))
             });
         }
@@ -292,7 +339,22 @@ pub async fn subscriptions(cmd: SubscriptionsCommand) -> Result<()> {
                     s(&v["display_name"]),
                     s(&v["subscription_id"]),
                     s(&v["sync_level"])
-                )
+                );
+                let removed: Vec<String> = v["removed"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(_, n)| n.as_u64().is_some_and(|n| n > 0))
+                            .map(|(k, n)| format!("{} {}", s(n), k.replace('_', " ")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !removed.is_empty() {
+                    println!(
+                        "the lower level took effect at once: {}",
+                        removed.join(", ")
+                    );
+                }
             });
         }
     }
@@ -351,54 +413,58 @@ pub enum ResourcesCommand {
     },
 }
 
-fn print_run(run: &Value) {
-    println!(
-        "run {} ({}): {}",
-        s(&run["id"]),
-        s(&run["trigger"]),
-        s(&run["status"])
-    );
-    let mut rows = Vec::new();
-    if let Some(subs) = run["counts"]["subscriptions"].as_object() {
-        for (sub, collectors) in subs {
-            for (name, c) in collectors.as_object().cloned().unwrap_or_default() {
-                let detail = match c.get("skipped") {
-                    Some(reason) => format!("skipped: {}", s(reason)),
-                    None => c
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}={}", s(v)))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .unwrap_or_default(),
-                };
-                rows.push(vec![sub.clone(), name, detail]);
+/// A step as a table cell: its figures, progress, or why it was skipped or failed.
+fn step_detail(step: &StepReport) -> String {
+    let figures: Vec<String> = step
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let progress = step
+        .progress
+        .as_ref()
+        .map(|p| format!("{}/{} {}", p.done, p.total, p.unit));
+    match step.state {
+        StepState::Skipped => format!("skipped: {}", step.reason.as_deref().unwrap_or("-")),
+        StepState::Failed => format!("failed: {}", step.reason.as_deref().unwrap_or("-")),
+        StepState::Pending | StepState::Running => {
+            let mut text = step.state.to_string();
+            if let Some(p) = progress {
+                text = format!("{text} {p}");
             }
+            text
         }
+        StepState::Succeeded => figures.join(" "),
     }
-    for e in run["errors"].as_array().cloned().unwrap_or_default() {
-        rows.push(vec![
-            s(&e["subscription"]),
-            s(&e["collector"]),
-            format!("ERROR {}: {}", s(&e["kind"]), s(&e["message"])),
-        ]);
-    }
-    table(&["SUBSCRIPTION", "COLLECTOR", "RESULT"], rows);
 }
 
-/// A step of a run still to come or under way (the server marks them so
-/// in the run's counts until they finish).
-fn unfinished(step: &Value) -> bool {
-    matches!(step["state"].as_str(), Some("pending" | "running"))
+fn print_run(run: &SyncRunView) {
+    println!("run {} ({}): {}", run.id, run.trigger, run.status);
+    let mut rows = Vec::new();
+    for sub in &run.report.subscriptions {
+        for step in &sub.steps {
+            rows.push(vec![
+                sub.subscription_id.clone(),
+                step.step.clone(),
+                step_detail(step),
+            ]);
+        }
+    }
+    for e in &run.report.errors {
+        rows.push(vec![
+            e.subscription.clone().unwrap_or_else(|| "-".into()),
+            e.collector.clone().unwrap_or_else(|| "-".into()),
+            format!("ERROR {}: {}", e.kind, e.message),
+        ]);
+    }
+    table(&["SUBSCRIPTION", "STEP", "RESULT"], rows);
 }
 
 /// Polls a run until it ends, with a progress bar per subscription (on a
 /// terminal, and not with --json); answers the finished run.
-async fn follow(api: &Api, run: &Value) -> Result<Value> {
+async fn follow(api: &Api, run: SyncRunView) -> Result<SyncRunView> {
     use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let path = format!("/api/v1/sync-runs/{}", s(&run["id"]));
+    let path = format!("/api/v1/sync-runs/{}", run.id);
     let target = if api.json {
         ProgressDrawTarget::hidden()
     } else {
@@ -409,38 +475,40 @@ async fn follow(api: &Api, run: &Value) -> Result<Value> {
         .map_err(|e| anyhow::anyhow!("progress template: {e}"))?
         .progress_chars("=> ");
     let mut shown: std::collections::BTreeMap<String, ProgressBar> = Default::default();
-    let mut run = run.clone();
+    let mut run = run;
     // A run has an hour; one still running well after that was lost with
     // its server (a restart), and the server will mark it so.
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(75 * 60);
     loop {
-        let subs = run["counts"]["subscriptions"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        for (sub, steps) in &subs {
-            let steps = steps.as_object().cloned().unwrap_or_default();
-            let counted: Vec<(&String, &Value)> = steps
+        for sub in &run.report.subscriptions {
+            let counted: Vec<&StepReport> = sub
+                .steps
                 .iter()
-                .filter(|(_, v)| v.get("skipped").is_none())
+                .filter(|s| s.state != StepState::Skipped)
                 .collect();
-            let done = counted.iter().filter(|(_, v)| !unfinished(v)).count();
-            let bar = shown.entry(sub.clone()).or_insert_with(|| {
+            let done = counted.iter().filter(|s| !s.state.is_active()).count();
+            let bar = shown.entry(sub.subscription_id.clone()).or_insert_with(|| {
                 let bar = bars.add(ProgressBar::new(counted.len() as u64));
                 bar.set_style(style.clone());
-                bar.set_prefix(sub.clone());
+                bar.set_prefix(sub.subscription_id.clone());
                 bar
             });
             bar.set_length(counted.len() as u64);
             bar.set_position(done as u64);
-            let failed = run["errors"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|e| e["subscription"] == sub.as_str()));
+            let failed = run
+                .report
+                .errors
+                .iter()
+                .any(|e| e.subscription.as_deref() == Some(sub.subscription_id.as_str()));
+            // The step under way, with how far it has come (a backfill's months).
             let current = counted
                 .iter()
-                .find(|(_, v)| v["state"] == "running")
-                .or_else(|| counted.iter().find(|(_, v)| unfinished(v)))
-                .map(|(name, _)| name.to_string());
+                .find(|s| s.state == StepState::Running)
+                .or_else(|| counted.iter().find(|s| s.state.is_active()))
+                .map(|s| match &s.progress {
+                    Some(p) => format!("{} {}/{} {}", s.step, p.done, p.total, p.unit),
+                    None => s.step.clone(),
+                });
             bar.set_message(match (current, failed) {
                 (Some(step), false) => step,
                 (Some(step), true) => format!("{step} (errors so far)"),
@@ -448,17 +516,17 @@ async fn follow(api: &Api, run: &Value) -> Result<Value> {
                 (None, true) => "done, with errors".to_string(),
             });
         }
-        if run["status"] != "running" {
+        if run.status != RunStatus::Running {
             break;
         }
         if std::time::Instant::now() > give_up {
             bail!(
                 "run {} has not ended after 75 minutes: its server may have stopped during it; see `cloudkeep sync runs`",
-                s(&run["id"])
+                run.id
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        run = call(api, reqwest::Method::GET, &path, None).await?;
+        run = call_as(api, reqwest::Method::GET, &path, None).await?;
     }
     for bar in shown.values() {
         bar.finish();
@@ -477,7 +545,7 @@ pub async fn sync(cmd: SyncCommand) -> Result<()> {
             wait,
             api,
         } => {
-            let started = call(
+            let started: SyncRunView = call_as(
                 &api,
                 reqwest::Method::POST,
                 &format!("/api/v1/connections/{connection}/sync?wait=false"),
@@ -485,40 +553,45 @@ pub async fn sync(cmd: SyncCommand) -> Result<()> {
             )
             .await?;
             if !wait {
-                output(&api, &started, |run| {
+                output_as(&api, &started, |run| {
                     println!(
                         "run {} started; follow it with `cloudkeep sync runs` or `sync run --wait`",
-                        s(&run["id"])
+                        run.id
                     );
                 });
                 return Ok(());
             }
-            let run = follow(&api, &started).await?;
-            output(&api, &run, print_run);
-            if run["status"] == "failed" {
-                bail!("the sync failed: {}", run["errors"]);
+            let run = follow(&api, started).await?;
+            output_as(&api, &run, print_run);
+            if run.status == RunStatus::Failed {
+                let why: Vec<String> = run
+                    .report
+                    .errors
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect();
+                bail!("the sync failed: {}", why.join("; "));
             }
         }
         SyncCommand::Runs { connection, api } => {
             let path = match connection {
-                Some(c) => format!("/api/v1/sync-runs?connection={c}"),
-                None => "/api/v1/sync-runs".to_string(),
+                Some(c) => format!("/api/v1/sync-runs?connection={}&limit=50", url_escape(&c)),
+                None => "/api/v1/sync-runs?limit=50".to_string(),
             };
-            let runs = call(&api, reqwest::Method::GET, &path, None).await?;
-            output(&api, &runs, |v| {
-                let rows = v
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+            let runs: Page<SyncRunView> = call_as(&api, reqwest::Method::GET, &path, None).await?;
+            output_as(&api, &runs.items, |runs| {
+                let rows = runs
                     .iter()
                     .map(|r| {
                         vec![
-                            s(&r["id"]),
-                            s(&r["connection_id"]),
-                            s(&r["trigger"]),
-                            s(&r["status"]),
-                            s(&r["started_at"]),
-                            s(&r["finished_at"]),
+                            r.id.to_string(),
+                            r.connection_id.to_string(),
+                            r.trigger.to_string(),
+                            r.status.to_string(),
+                            r.started_at.to_rfc3339(),
+                            r.finished_at
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
@@ -552,7 +625,7 @@ pub async fn resources(cmd: ResourcesCommand) -> Result<()> {
         include_deleted,
         api,
     } = cmd;
-    let mut query = form_query(&[
+    let query = form_query(&[
         ("subscription", subscription),
         ("resource_group", resource_group),
         ("type", resource_type),
@@ -566,21 +639,7 @@ pub async fn resources(cmd: ResourcesCommand) -> Result<()> {
             include_deleted.then(|| "true".to_string()),
         ),
     ]);
-    query.push_str("&limit=1000");
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
-            Some(a) => format!("/api/v1/resources?{query}&after={a}"),
-            None => format!("/api/v1/resources?{query}"),
-        };
-        let page = call(&api, reqwest::Method::GET, &path, None).await?;
-        all.extend(page["resources"].as_array().cloned().unwrap_or_default());
-        match page["next_after"].as_str() {
-            Some(a) => after = Some(a.to_string()),
-            None => break,
-        }
-    }
+    let all: Vec<Value> = all_pages(&api, &format!("/api/v1/resources?{query}")).await?;
     let list = Value::Array(all);
     output(&api, &list, |v| {
         let rows = v
@@ -763,6 +822,18 @@ fn print_edits(v: &Value) {
     );
 }
 
+/// New edits, and the resources a bulk edit left alone.
+fn print_created(v: &Value) {
+    print_edits(&v["edits"]);
+    let skipped = v["skipped"].as_array().map(Vec::len).unwrap_or(0);
+    if skipped > 0 {
+        println!(
+            "{skipped} matching resources were left alone: {}",
+            s(&v["skipped"][0]["reason"])
+        );
+    }
+}
+
 pub async fn tags(cmd: TagsCommand) -> Result<()> {
     match cmd {
         TagsCommand::Set { tags, target, api } => {
@@ -777,14 +848,14 @@ pub async fn tags(cmd: TagsCommand) -> Result<()> {
             body["set"] = Value::Object(set);
             let created =
                 call(&api, reqwest::Method::POST, "/api/v1/tag-edits", Some(body)).await?;
-            output(&api, &created["edits"], print_edits);
+            output(&api, &created, print_created);
         }
         TagsCommand::Remove { names, target, api } => {
             let mut body = target.body()?;
             body["remove"] = json!(names);
             let created =
                 call(&api, reqwest::Method::POST, "/api/v1/tag-edits", Some(body)).await?;
-            output(&api, &created["edits"], print_edits);
+            output(&api, &created, print_created);
         }
         TagsCommand::Conflicts {
             resolve: Some(id),
@@ -815,14 +886,8 @@ pub async fn tags(cmd: TagsCommand) -> Result<()> {
         TagsCommand::Conflicts {
             resolve: None, api, ..
         } => {
-            let list = call(
-                &api,
-                reqwest::Method::GET,
-                "/api/v1/tag-edits?state=conflict",
-                None,
-            )
-            .await?;
-            output(&api, &list, print_edits);
+            let list: Vec<Value> = all_pages(&api, "/api/v1/tag-edits?state=conflict").await?;
+            output(&api, &Value::Array(list), print_edits);
         }
     }
     Ok(())

@@ -56,11 +56,7 @@ fn spawn_scheduler(
         lease: config.scheduler_lease,
         ..Default::default()
     };
-    let scheduler = cloudkeep_sync::scheduler::Scheduler::new(
-        deps,
-        settings,
-        Arc::new(cloudkeep_sync::scheduler::SystemClock),
-    );
+    let scheduler = cloudkeep_sync::scheduler::Scheduler::new(deps, settings);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(scheduler.run_until(async move {
         let _ = stopped.await;

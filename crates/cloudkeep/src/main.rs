@@ -179,8 +179,10 @@ impl SimArgs {
 fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDKEEP_LOG")
         .unwrap_or_else(|_| default.into());
+    // Colours only for a person at a terminal: never codes in a file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -43,8 +43,8 @@ fn last_days(sim: &Sim, days: i64) -> CostQuery {
 /// Another process using the same tenant: its own client, its own pacing.
 fn stranger(sim: &Sim) -> AzureClient {
     AzureClient::new(harness::config(
-        &sim.running.url,
-        Some(sim.running.ca_pem.clone()),
+        &sim.test.url,
+        Some(sim.test.ca_pem.clone()),
     ))
     .expect("client")
 }

@@ -10,17 +10,17 @@ use crate::harness::spawn_app;
 async fn connect_reports_roles_and_never_returns_the_secret() {
     let app = spawn_app().await;
     let org = app.org("acme").await;
-    let secret = app.sp("collector")["client_secret"]
-        .as_str()
-        .expect("secret")
-        .to_string();
+    let secret = app.sim.scenario.sp("collector").client_secret.clone();
     let body = app.connect(&org, "collector").await;
     assert!(
         !body.to_string().contains(&secret),
         "the secret is never returned"
     );
     assert_eq!(body["status"], "active");
-    assert_eq!(body["principal_id"], app.sp("collector")["object_id"]);
+    assert_eq!(
+        body["principal_id"],
+        app.sim.scenario.sp("collector").object_id
+    );
     let subs = body["subscriptions"].as_array().expect("subs");
     assert_eq!(subs.len(), 3);
     for s in subs {
@@ -41,7 +41,7 @@ async fn connect_reports_roles_and_never_returns_the_secret() {
     let (_, list) = app
         .call(&org.token, Method::GET, "/api/v1/connections", None)
         .await;
-    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
     assert!(!list.to_string().contains(&secret));
     let (_, audit) = app
         .call(
@@ -51,7 +51,7 @@ async fn connect_reports_roles_and_never_returns_the_secret() {
             None,
         )
         .await;
-    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
     assert!(!audit.to_string().contains(&secret));
 }
 
@@ -85,12 +85,13 @@ async fn credential_failures_are_422_and_store_nothing() {
             "{answer}"
         );
     }
-    app.sim_control(
-        Method::POST,
-        "/_sim/secrets/expire",
-        json!({"client_id": app.sp("collector")["client_id"]}),
-    )
-    .await;
+    app.sim
+        .control_ok(
+            Method::POST,
+            "/_sim/secrets/expire",
+            json!({"client_id": app.sim.scenario.sp("collector").client_id}),
+        )
+        .await;
     let (status, answer) = app
         .call(
             &org.token,
@@ -107,7 +108,7 @@ async fn credential_failures_are_422_and_store_nothing() {
     let (_, list) = app
         .call(&org.token, Method::GET, "/api/v1/connections", None)
         .await;
-    assert_eq!(list, json!([]), "nothing stored");
+    assert_eq!(list["items"], json!([]), "nothing stored");
     let (_, audit) = app
         .call(
             &org.token,
@@ -117,7 +118,7 @@ async fn credential_failures_are_422_and_store_nothing() {
         )
         .await;
     assert_eq!(
-        audit["events"].as_array().map(Vec::len),
+        audit["items"].as_array().map(Vec::len),
         Some(5),
         "each attempt is audited"
     );
@@ -153,11 +154,11 @@ async fn missing_roles_are_reported_and_limit_the_sync_level() {
     }
 
     // The collector without Reader on one subscription: inventory is off there.
-    let sub = app.tenant()["subscriptions"][0]["subscription_id"]
+    let sub = app.sim.scenario.raw["tenants"][0]["subscriptions"][0]["subscription_id"]
         .as_str()
         .expect("sub")
         .to_string();
-    app.sim_control(Method::DELETE, "/_sim/role-assignments", json!({"principal_id": app.sp("collector")["object_id"], "role": "Reader", "scope": format!("/subscriptions/{sub}")})).await;
+    app.sim.control_ok(Method::DELETE, "/_sim/role-assignments", json!({"principal_id": app.sim.scenario.sp("collector").object_id, "role": "Reader", "scope": format!("/subscriptions/{sub}")})).await;
     let other = app.org("other").await;
     let body = app.connect(&other, "collector").await;
     let s = body["subscriptions"]
@@ -195,7 +196,7 @@ async fn reauth_revoke_and_sync_levels() {
         (status, answer["error"]["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("wrong_secret"))
     );
-    let secret = app.sp("collector")["client_secret"].clone();
+    let secret = app.sim.scenario.sp("collector").client_secret.clone();
     let (status, _) = app
         .call(
             &org.token,
@@ -297,7 +298,7 @@ async fn reauth_revoke_and_sync_levels() {
     let (_, audit) = app
         .call(&org.token, Method::GET, "/api/v1/audit", None)
         .await;
-    let actions: Vec<&str> = audit["events"]
+    let actions: Vec<&str> = audit["items"]
         .as_array()
         .expect("events")
         .iter()

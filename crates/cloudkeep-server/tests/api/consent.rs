@@ -126,7 +126,7 @@ impl Browser {
 }
 
 fn user(app: &App, key: &str) -> Value {
-    app.tenant()["users"]
+    app.sim.scenario.raw["tenants"][0]["users"]
         .as_array()
         .expect("users")
         .iter()
@@ -193,7 +193,7 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
-    let seq = app.sim_last_seq().await;
+    let seq = app.sim.last_seq().await;
     let callback = browser
         .sign_in_at_entra(&app, "/api/v1/connections/consent/start", upn, password)
         .await;
@@ -208,7 +208,10 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
     );
     let (status, offer) = browser.get(callback.clone()).await;
     assert_eq!(status, StatusCode::OK, "{offer}");
-    assert_eq!(offer["tenant_id"], app.tenant()["tenant_id"]);
+    assert_eq!(
+        offer["tenant_id"],
+        app.sim.scenario.raw["tenants"][0]["tenant_id"]
+    );
     let offered = offer["subscriptions"].as_array().expect("offered");
     for o in offered {
         let id = o["subscription_id"].as_str().expect("id");
@@ -276,7 +279,7 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
     assert_eq!(connection["name"], "Contoso by consent");
     assert_eq!(
         connection["client_id"],
-        app.scenario["application"]["client_id"]
+        app.sim.scenario.raw["application"]["client_id"]
     );
     let connected: Vec<&str> = connection["subscriptions"]
         .as_array()
@@ -298,7 +301,7 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
     // What Azure saw: four role assignments for cloudkeep's principal, made
     // by the user, on the owned subscription only; one partner link.
     let sp = connection["principal_id"].as_str().expect("principal");
-    let log = app.sim_requests(seq).await;
+    let log = app.sim.requests(seq).await;
     let w = writes(&log);
     let role_puts: Vec<_> = w
         .iter()
@@ -324,7 +327,8 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
     );
     assert_eq!(w.len(), 5, "nothing else was written to Azure: {w:?}");
     let scenario: Value = app
-        .sim_http
+        .sim
+        .http
         .get(format!("{}/_sim/scenario", app.sim.url))
         .send()
         .await
@@ -365,7 +369,7 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
         .call(&org.token, Method::GET, "/api/v1/resources?limit=5", None)
         .await;
     assert_eq!(
-        resources["resources"].as_array().map(Vec::len),
+        resources["items"].as_array().map(Vec::len),
         Some(5),
         "{resources}"
     );
@@ -401,13 +405,13 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
     let (_, connections) = app
         .call(&org.token, Method::GET, "/api/v1/connections", None)
         .await;
-    assert_eq!(connections.as_array().map(Vec::len), Some(1));
+    assert_eq!(connections["items"].as_array().map(Vec::len), Some(1));
 
     // Every step is in the audit log.
     let (_, audit) = app
         .call(&org.token, Method::GET, "/api/v1/audit?limit=500", None)
         .await;
-    let actions: Vec<&str> = audit["events"]
+    let actions: Vec<&str> = audit["items"]
         .as_array()
         .or(audit.as_array())
         .expect("events")
@@ -466,7 +470,7 @@ async fn a_refused_sign_in_changes_nothing_and_says_why() {
     let (_, connections) = app
         .call(&org.token, Method::GET, "/api/v1/connections", None)
         .await;
-    assert_eq!(connections, json!([]));
+    assert_eq!(connections["items"], json!([]));
 }
 
 #[tokio::test]
@@ -488,7 +492,7 @@ async fn azure_refusing_one_subscription_leaves_the_others_connected() {
     assert_eq!(status, StatusCode::OK, "{offer}");
     // Between the offer and the choice, the user loses Owner on the second
     // subscription: Azure itself refuses the role assignments there.
-    app.sim_control(
+    app.sim.control_ok(
         Method::DELETE,
         "/_sim/role-assignments",
         json!({"principal_id": dana["object_id"], "role": OWNER, "scope": format!("/subscriptions/{}", owned[1])}),
@@ -527,7 +531,7 @@ async fn azure_refusing_one_subscription_leaves_the_others_connected() {
             None,
         )
         .await;
-    let failed = audit["events"]
+    let failed = audit["items"]
         .as_array()
         .or(audit.as_array())
         .expect("events")
@@ -554,7 +558,10 @@ async fn a_consent_connection_without_its_application_fails_its_sync_plainly() {
             cloudkeep_store::NewConnection {
                 id: cloudkeep_domain::ConnectionId::new(),
                 name: "Other operator".into(),
-                tenant_id: app.tenant()["tenant_id"].as_str().expect("tid").into(),
+                tenant_id: app.sim.scenario.raw["tenants"][0]["tenant_id"]
+                    .as_str()
+                    .expect("tid")
+                    .into(),
                 client_id: "00000000-0000-0000-0000-0000000000aa".into(),
                 principal_id: "sp".into(),
                 credential: cloudkeep_store::ConnectionCredential::OperatorApp,
@@ -566,7 +573,7 @@ async fn a_consent_connection_without_its_application_fails_its_sync_plainly() {
         )
         .await
         .expect("connection");
-    let seq = app.sim_last_seq().await;
+    let seq = app.sim.last_seq().await;
     let (status, run) = app
         .call(
             &org.token,
@@ -577,9 +584,12 @@ async fn a_consent_connection_without_its_application_fails_its_sync_plainly() {
         .await;
     assert_eq!(status, StatusCode::OK, "{run}");
     assert_eq!(run["status"], "failed");
-    assert_eq!(run["errors"][0]["kind"], "operator_app_missing", "{run}");
+    assert_eq!(
+        run["report"]["errors"][0]["kind"], "operator_app_missing",
+        "{run}"
+    );
     assert!(
-        app.sim_requests(seq).await.is_empty(),
+        app.sim.requests(seq).await.is_empty(),
         "no credential was tried against Azure"
     );
     let (_, c) = app
@@ -640,7 +650,7 @@ async fn a_choice_is_checked_before_azure_is_changed_and_flows_stay_with_their_b
     assert_eq!(status, StatusCode::OK, "{offer}");
     assert_eq!(offer["partner_id"], PARTNER_ID);
     let flow = offer["flow"].as_str().expect("flow").to_string();
-    let seq = app.sim_last_seq().await;
+    let seq = app.sim.last_seq().await;
 
     // Refused choices change nothing in Azure and leave the flow open.
     for (choice, code) in [
@@ -655,7 +665,7 @@ async fn a_choice_is_checked_before_azure_is_changed_and_flows_stay_with_their_b
         assert_eq!(body["error"]["code"], code, "{body}");
     }
     assert!(
-        writes(&app.sim_requests(seq).await).is_empty(),
+        writes(&app.sim.requests(seq).await).is_empty(),
         "nothing was written to Azure"
     );
     // A member of the organisation who is not this user cannot complete it.
@@ -679,7 +689,7 @@ async fn a_choice_is_checked_before_azure_is_changed_and_flows_stay_with_their_b
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["subscriptions"].as_array().map(Vec::len), Some(1));
     assert!(report["partner_link"].is_null(), "{report}");
-    let w = writes(&app.sim_requests(seq).await);
+    let w = writes(&app.sim.requests(seq).await);
     assert_eq!(w.len(), 4, "four role assignments, no link: {w:?}");
     let (_, assigned) = app
         .call(
@@ -689,7 +699,7 @@ async fn a_choice_is_checked_before_azure_is_changed_and_flows_stay_with_their_b
             None,
         )
         .await;
-    let ids: Vec<&str> = assigned["events"]
+    let ids: Vec<&str> = assigned["items"]
         .as_array()
         .or(assigned.as_array())
         .expect("events")
@@ -745,4 +755,105 @@ async fn the_bounce_page_escapes_what_it_repeats() {
     .await
     .expect("again");
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_subscription_connected_elsewhere_moves_only_when_asked() {
+    let app = spawn_app().await;
+    let org = app.org("movers").await;
+    // Every subscription is held by a service-principal connection, synced.
+    let sp = app.connect(&org, "collector").await;
+    let sp_id = sp["id"].as_str().expect("id").to_string();
+    app.sync(&org, &sp_id).await;
+    let total = app.list(&org.token, "/api/v1/resources").await.len();
+    let dana = user(&app, "partial-owner");
+    let owned = subscriptions_with(&dana, OWNER);
+    let browser = Browser::signed_in(&app, &org).await;
+    let callback = browser
+        .sign_in_at_entra(
+            &app,
+            "/api/v1/connections/consent/start",
+            dana["upn"].as_str().expect("upn"),
+            dana["password"].as_str().expect("password"),
+        )
+        .await;
+    let (status, offer) = browser.get(callback).await;
+    assert_eq!(status, StatusCode::OK, "{offer}");
+    // The offer shows which connection holds each subscription.
+    for o in offer["subscriptions"].as_array().expect("offered") {
+        assert_eq!(o["connected_by"], sp_id.as_str(), "{o}");
+    }
+    let flow = offer["flow"].as_str().expect("flow").to_string();
+    let moved = owned[0].clone();
+
+    // Chosen without asking to move it: refused before Azure is touched,
+    // naming the connection, and the flow stays open.
+    let seq = app.sim.last_seq().await;
+    let (status, refused) = browser
+        .complete(&app, &flow, json!({"subscriptions": [moved]}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "subscription_connected");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&sp_id)
+    );
+    assert!(
+        writes(&app.sim.requests(seq).await).is_empty(),
+        "Azure untouched"
+    );
+
+    // Asked, it moves with what was read of it.
+    let (status, report) = browser
+        .complete(
+            &app,
+            &flow,
+            json!({"subscriptions": [moved], "move_connected": [moved]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let consent_id = report["connection"]["id"]
+        .as_str()
+        .expect("connection")
+        .to_string();
+    assert_ne!(consent_id, sp_id);
+    let held = |conn: &Value| -> Vec<String> {
+        conn["subscriptions"]
+            .as_array()
+            .expect("subs")
+            .iter()
+            .filter_map(|s| s["subscription_id"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(held(&report["connection"]), vec![moved.clone()]);
+    let sp_now = app
+        .expect(
+            &org.token,
+            Method::GET,
+            &format!("/api/v1/connections/{sp_id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert!(!held(&sp_now).contains(&moved), "{sp_now}");
+    let moved_resources = app
+        .list(
+            &org.token,
+            &format!("/api/v1/resources?connection={consent_id}"),
+        )
+        .await;
+    assert!(!moved_resources.is_empty(), "its resources moved with it");
+    assert_eq!(
+        app.list(&org.token, "/api/v1/resources").await.len(),
+        total,
+        "none twice"
+    );
+    let audit = app
+        .list(&org.token, "/api/v1/audit?action=subscription.moved")
+        .await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["details"]["from"], sp_id.as_str());
+    assert_eq!(audit[0]["details"]["to"], consent_id.as_str());
 }

@@ -5,6 +5,8 @@ mod connections;
 mod consent;
 mod harness;
 mod isolation;
+mod levels;
+mod lists;
 mod openapi;
 mod sessions;
 mod sync;

@@ -79,7 +79,7 @@ async fn sessions_need_csrf_for_changes() {
     let (_, audit) = app
         .call(&org.token, Method::GET, "/api/v1/audit", None)
         .await;
-    let actions: Vec<&str> = audit["events"]
+    let actions: Vec<&str> = audit["items"]
         .as_array()
         .expect("events")
         .iter()
@@ -300,9 +300,16 @@ async fn malformed_input_gets_the_api_error_shape() {
     let (status, body) = app
         .call(&org.token, Method::GET, "/api/v1/audit?limit=lots", None)
         .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("from 1 to 1000"),
+        "{body}"
+    );
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_query"))
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_limit"))
     );
     let (status, _) = app
         .call(

@@ -30,8 +30,8 @@ async fn all_resources(app: &App, org: &Org, query: &str) -> Vec<Value> {
         };
         let (status, page) = app.call(&org.token, Method::GET, &path, None).await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        out.extend(page["resources"].as_array().cloned().unwrap_or_default());
-        match page["next_after"].as_str() {
+        out.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
             Some(a) => after = Some(a.to_string()),
             None => return out,
         }
@@ -69,10 +69,10 @@ async fn sync_levels_decide_what_is_read() {
             .await;
         assert_eq!(status, StatusCode::OK);
     }
-    let since = app.sim_last_seq().await;
+    let since = app.sim.last_seq().await;
     let run = sync(&app, &org, &id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let log = app.sim_requests(since).await;
+    let log = app.sim.requests(since).await;
     let touches = |sub: &str| {
         log.iter()
             .filter(|e| {
@@ -101,7 +101,7 @@ async fn sync_levels_decide_what_is_read() {
     );
 
     let counts = |i: usize| {
-        app.tenant()["subscriptions"][i]["resource_count"]
+        app.sim.scenario.raw["tenants"][0]["subscriptions"][i]["resource_count"]
             .as_u64()
             .expect("count") as usize
     };
@@ -124,12 +124,12 @@ async fn sync_levels_decide_what_is_read() {
             .iter()
             .any(|r| r["tags"].as_object().is_some_and(|t| !t.is_empty()))
     );
+    let report = cloudkeep_testkit::report(&run);
+    let skipped = report.step(&subs[0], "inventory").expect("step");
+    assert_eq!(skipped.state, cloudkeep_domain::StepState::Skipped);
+    assert_eq!(skipped.reason.as_deref(), Some("sync level no_resources"));
     assert_eq!(
-        run["counts"]["subscriptions"][&subs[0]]["inventory"]["skipped"],
-        "sync level no_resources"
-    );
-    assert_eq!(
-        run["counts"]["subscriptions"][&subs[2]]["inventory"]["seen"].as_u64(),
+        cloudkeep_testkit::figure(&run, &subs[2], "inventory", "seen"),
         Some(counts(2) as u64)
     );
 
@@ -167,7 +167,7 @@ async fn sync_levels_decide_what_is_read() {
             None,
         )
         .await;
-    assert_eq!(runs.as_array().map(Vec::len), Some(1));
+    assert_eq!(runs["items"].as_array().map(Vec::len), Some(1));
     let (_, audit) = app
         .call(
             &org.token,
@@ -176,7 +176,7 @@ async fn sync_levels_decide_what_is_read() {
             None,
         )
         .await;
-    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test]
@@ -187,7 +187,7 @@ async fn portal_changes_and_deletions_are_observed() {
     let id = conn["id"].as_str().expect("id").to_string();
     sync(&app, &org, &id).await;
     let before = all_resources(&app, &org, "").await;
-    let total: u64 = app.tenant()["subscriptions"]
+    let total: u64 = app.sim.scenario.raw["tenants"][0]["subscriptions"]
         .as_array()
         .expect("subs")
         .iter()
@@ -196,9 +196,10 @@ async fn portal_changes_and_deletions_are_observed() {
     assert_eq!(before.len() as u64, total);
     let changed = before[0].clone();
     let gone = before[1].clone();
-    app.sim_control(Method::POST, "/_sim/tags", json!({"resource_id": changed["azure_id"], "operation": "Merge", "tags": {"changed-in": "portal"}})).await;
+    app.sim.control_ok(Method::POST, "/_sim/tags", json!({"resource_id": changed["azure_id"], "operation": "Merge", "tags": {"changed-in": "portal"}})).await;
     let r = app
-        .sim_http
+        .sim
+        .http
         .delete(format!("{}/_sim/resources", app.sim.url))
         .query(&[("id", gone["azure_id"].as_str().expect("id"))])
         .send()
@@ -253,12 +254,12 @@ async fn portal_changes_and_deletions_are_observed() {
         .expect("sub")
         .to_string();
     assert_eq!(
-        run["counts"]["subscriptions"][&sub]["inventory"]["tag_changes"],
-        0
+        cloudkeep_testkit::figure(&run, &sub, "inventory", "tag_changes"),
+        Some(0)
     );
     assert_eq!(
-        run["counts"]["subscriptions"][&sub]["inventory"]["deleted"],
-        0
+        cloudkeep_testkit::figure(&run, &sub, "inventory", "deleted"),
+        Some(0)
     );
 }
 
@@ -268,14 +269,20 @@ async fn failures_become_state() {
     let org = app.org("acme").await;
     let conn = app.connect(&org, "collector").await;
     let id = conn["id"].as_str().expect("id").to_string();
-    let collector = app.sp("collector");
+    let collector = app.sim.scenario.raw["tenants"][0]["service_principals"]
+        .as_array()
+        .expect("principals")
+        .iter()
+        .find(|p| p["key"] == "collector")
+        .cloned()
+        .expect("collector");
     let sub = app.subscription_ids()[0].clone();
     for role in ["Reader", "Tag Contributor"] {
-        app.sim_control(Method::DELETE, "/_sim/role-assignments", json!({"principal_id": collector["object_id"], "role": role, "scope": format!("/subscriptions/{sub}")})).await;
+        app.sim.control_ok(Method::DELETE, "/_sim/role-assignments", json!({"principal_id": collector["object_id"], "role": role, "scope": format!("/subscriptions/{sub}")})).await;
     }
     let run = sync(&app, &org, &id).await;
     assert_eq!(run["status"], "partial", "{run}");
-    let errors = run["errors"].as_array().expect("errors");
+    let errors = run["report"]["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["kind"], "permission_missing");
     assert_eq!(errors[0]["subscription"], sub.as_str());
@@ -286,15 +293,16 @@ async fn failures_become_state() {
             .contains("Microsoft.Resources/subscriptions/resources/read")
     );
 
-    app.sim_control(
-        Method::POST,
-        "/_sim/secrets/expire",
-        json!({"client_id": collector["client_id"]}),
-    )
-    .await;
+    app.sim
+        .control_ok(
+            Method::POST,
+            "/_sim/secrets/expire",
+            json!({"client_id": collector["client_id"]}),
+        )
+        .await;
     let run = sync(&app, &org, &id).await;
     assert_eq!(run["status"], "failed");
-    assert_eq!(run["errors"][0]["kind"], "credential_rejected");
+    assert_eq!(run["report"]["errors"][0]["kind"], "credential_rejected");
     let (_, connection) = app
         .call(
             &org.token,
@@ -318,7 +326,7 @@ async fn failures_become_state() {
             None,
         )
         .await;
-    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
 
     let (status, _) = app
         .call(
@@ -352,33 +360,37 @@ async fn a_sync_through_5xx_and_429_faults_reads_the_same_data() {
     let clean = sync(&app, &org, &id).await;
     let clean_resources = all_resources(&app, &org, "").await.len();
     // 5% of calls answered 500, 5% answered 429, some connections dropped.
-    app.sim_control(
-        Method::PUT,
-        "/_sim/faults",
-        json!({"rate_500": 0.05, "rate_429": 0.05, "rate_drop": 0.02}),
-    )
-    .await;
+    app.sim
+        .control_ok(
+            Method::PUT,
+            "/_sim/faults",
+            json!({"rate_500": 0.05, "rate_429": 0.05, "rate_drop": 0.02}),
+        )
+        .await;
     let faulty = sync(&app, &org, &id).await;
     assert_eq!(faulty["status"], "succeeded", "{faulty}");
     assert_eq!(all_resources(&app, &org, "").await.len(), clean_resources);
-    for (sub, counts) in clean["counts"]["subscriptions"].as_object().expect("subs") {
+    for sub in &cloudkeep_testkit::report(&clean).subscriptions {
+        let sub = &sub.subscription_id;
         assert_eq!(
-            faulty["counts"]["subscriptions"][sub]["inventory"]["seen"],
-            counts["inventory"]["seen"],
+            cloudkeep_testkit::figure(&faulty, sub, "inventory", "seen"),
+            cloudkeep_testkit::figure(&clean, sub, "inventory", "seen"),
             "{sub}"
         );
         assert_eq!(
-            faulty["counts"]["subscriptions"][sub]["inventory"]["deleted"], 0,
+            cloudkeep_testkit::figure(&faulty, sub, "inventory", "deleted"),
+            Some(0),
             "nothing lost to a fault"
         );
     }
     // Tokens that expire mid-run: each sync gets a fresh one.
-    app.sim_control(
-        Method::PUT,
-        "/_sim/faults",
-        json!({"token_lifetime_secs": 1}),
-    )
-    .await;
+    app.sim
+        .control_ok(
+            Method::PUT,
+            "/_sim/faults",
+            json!({"token_lifetime_secs": 1}),
+        )
+        .await;
     let again = sync(&app, &org, &id).await;
     assert_eq!(again["status"], "succeeded", "{again}");
 }
@@ -392,12 +404,13 @@ async fn a_run_started_without_waiting_shows_its_progress() {
     let subs = app.subscription_ids();
     let slow = subs[subs.len() - 1].to_ascii_lowercase();
     // One subscription's listing is slow, so the others finish first.
-    app.sim_control(
-        Method::PUT,
-        "/_sim/faults",
-        json!({"latency_ms": 3000, "latency_path": format!("/subscriptions/{slow}/resources")}),
-    )
-    .await;
+    app.sim
+        .control_ok(
+            Method::PUT,
+            "/_sim/faults",
+            json!({"latency_ms": 3000, "latency_path": format!("/subscriptions/{slow}/resources")}),
+        )
+        .await;
     let (status, started) = app
         .call(
             &org.token,
@@ -409,10 +422,15 @@ async fn a_run_started_without_waiting_shows_its_progress() {
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
     assert_eq!(started["status"], "running");
     // The plan: every step of every subscription, to come.
+    let plan = cloudkeep_testkit::report(&started);
     for sub in &subs {
-        let steps = &started["counts"]["subscriptions"][sub.to_ascii_lowercase()];
-        assert_eq!(steps["inventory"]["state"], "pending", "{started}");
-        assert_eq!(steps["write_back"]["state"], "pending", "{started}");
+        for step in ["inventory", "write_back"] {
+            assert_eq!(
+                plan.step(sub, step).map(|s| s.state),
+                Some(cloudkeep_domain::StepState::Pending),
+                "{started}"
+            );
+        }
     }
     let run_path = format!("/api/v1/sync-runs/{}", started["id"].as_str().expect("run"));
     // One run at a time: a second start while it runs is refused, naming it.
@@ -441,13 +459,14 @@ async fn a_run_started_without_waiting_shows_its_progress() {
         if run["status"] != "running" {
             break run;
         }
-        let steps = &run["counts"]["subscriptions"];
+        let report = cloudkeep_testkit::report(&run);
         let fast_done = subs
             .iter()
             .map(|s| s.to_ascii_lowercase())
             .filter(|s| *s != slow)
-            .all(|s| steps[&s]["inventory"]["seen"].as_u64().is_some());
-        if fast_done && steps[&slow]["inventory"]["state"] == "running" {
+            .all(|s| cloudkeep_testkit::figure(&run, &s, "inventory", "seen").is_some());
+        let slow_state = report.step(&slow, "inventory").map(|s| s.state);
+        if fast_done && slow_state == Some(cloudkeep_domain::StepState::Running) {
             saw_partial = true;
         }
         assert!(
@@ -462,11 +481,11 @@ async fn a_run_started_without_waiting_shows_its_progress() {
     );
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
-        done["counts"]["subscriptions"][&slow]["inventory"]["seen"],
-        100
+        cloudkeep_testkit::figure(&done, &slow, "inventory", "seen"),
+        Some(100)
     );
     assert!(
-        !done.to_string().contains("\"state\""),
+        !cloudkeep_testkit::report(&done).is_active(),
         "no step is left pending or running: {done}"
     );
 }
@@ -479,12 +498,13 @@ async fn a_client_that_stops_waiting_does_not_stop_the_run() {
     let id = conn["id"].as_str().expect("id");
     let subs = app.subscription_ids();
     let slow = subs[0].to_ascii_lowercase();
-    app.sim_control(
-        Method::PUT,
-        "/_sim/faults",
-        json!({"latency_ms": 2000, "latency_path": format!("/subscriptions/{slow}/resources")}),
-    )
-    .await;
+    app.sim
+        .control_ok(
+            Method::PUT,
+            "/_sim/faults",
+            json!({"latency_ms": 2000, "latency_path": format!("/subscriptions/{slow}/resources")}),
+        )
+        .await;
     // The client gives up long before the run ends.
     let gave_up = app
         .http
@@ -504,7 +524,7 @@ async fn a_client_that_stops_waiting_does_not_stop_the_run() {
                 None,
             )
             .await;
-        let run = runs[0].clone();
+        let run = runs["items"][0].clone();
         if run["status"] != "running" && !run.is_null() {
             break run;
         }
@@ -513,7 +533,7 @@ async fn a_client_that_stops_waiting_does_not_stop_the_run() {
     };
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(
-        run["counts"]["subscriptions"][&slow]["inventory"]["seen"],
-        100
+        cloudkeep_testkit::figure(&run, &slow, "inventory", "seen"),
+        Some(100)
     );
 }

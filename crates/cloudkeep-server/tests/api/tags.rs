@@ -31,23 +31,26 @@ async fn tagged_resource(app: &App, org: &Org, sub_row: &str) -> Value {
             None,
         )
         .await;
-    page["resources"][0].clone()
+    page["items"][0].clone()
 }
 
 async fn sim_tags(app: &App, arm_id: &str) -> Value {
     let scenario_token = {
-        let p = app.sp("collector");
+        let p = app.sim.scenario.sp("collector");
         let r: Value = app
-            .sim_http
+            .sim
+            .http
             .post(format!(
                 "{}/{}/oauth2/v2.0/token",
                 app.sim.url,
-                app.tenant()["tenant_id"].as_str().expect("tid")
+                app.sim.scenario.raw["tenants"][0]["tenant_id"]
+                    .as_str()
+                    .expect("tid")
             ))
             .form(&[
                 ("grant_type", "client_credentials"),
-                ("client_id", p["client_id"].as_str().expect("cid")),
-                ("client_secret", p["client_secret"].as_str().expect("s")),
+                ("client_id", p.client_id.as_str()),
+                ("client_secret", p.client_secret.as_str()),
                 ("scope", "https://management.azure.com/.default"),
             ])
             .send()
@@ -59,7 +62,8 @@ async fn sim_tags(app: &App, arm_id: &str) -> Value {
         r["access_token"].as_str().expect("token").to_string()
     };
     let r: Value = app
-        .sim_http
+        .sim
+        .http
         .get(format!(
             "{}{arm_id}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01",
             app.sim.url
@@ -108,13 +112,14 @@ async fn edits_are_written_back_and_conflicts_kept() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["edits"][0]["state"], "pending");
     // Meanwhile someone changes an unrelated key in the portal.
-    app.sim_control(
-        Method::POST,
-        "/_sim/tags",
-        json!({"resource_id": arm, "operation": "Merge", "tags": {"portal-note": "keep me"}}),
-    )
-    .await;
-    let since = app.sim_last_seq().await;
+    app.sim
+        .control_ok(
+            Method::POST,
+            "/_sim/tags",
+            json!({"resource_id": arm, "operation": "Merge", "tags": {"portal-note": "keep me"}}),
+        )
+        .await;
+    let since = app.sim.last_seq().await;
     let (_, run) = app
         .call(
             &org.token,
@@ -131,14 +136,12 @@ async fn edits_are_written_back_and_conflicts_kept() {
         live["portal-note"], "keep me",
         "an unrelated portal change is kept"
     );
-    let log = app.sim_requests(since).await;
+    let log = app.sim.requests(since).await;
     let patches: Vec<&Value> = log.iter().filter(|e| e["method"] == "PATCH").collect();
     assert_eq!(patches.len(), 2, "one Merge and one Delete: {patches:?}");
-    assert!(
-        patches
-            .iter()
-            .all(|p| p["principal"] == app.sp("collector")["object_id"] && p["status"] == 200)
-    );
+    assert!(patches.iter().all(
+        |p| p["principal"] == app.sim.scenario.sp("collector").object_id && p["status"] == 200
+    ));
     let (_, applied) = app
         .call(
             &org.token,
@@ -147,10 +150,10 @@ async fn edits_are_written_back_and_conflicts_kept() {
             None,
         )
         .await;
-    assert_eq!(applied[0]["state"], "applied");
+    assert_eq!(applied["items"][0]["state"], "applied");
 
     // Applied once: another sync writes nothing.
-    let since = app.sim_last_seq().await;
+    let since = app.sim.last_seq().await;
     app.call(
         &org.token,
         Method::POST,
@@ -159,7 +162,8 @@ async fn edits_are_written_back_and_conflicts_kept() {
     )
     .await;
     assert!(
-        app.sim_requests(since)
+        app.sim
+            .requests(since)
             .await
             .iter()
             .all(|e| e["method"] != "PATCH")
@@ -178,12 +182,13 @@ async fn edits_are_written_back_and_conflicts_kept() {
         .as_str()
         .expect("edit")
         .to_string();
-    app.sim_control(
-        Method::POST,
-        "/_sim/tags",
-        json!({"resource_id": arm, "operation": "Merge", "tags": {"cost-center": "CC-PORTAL"}}),
-    )
-    .await;
+    app.sim
+        .control_ok(
+            Method::POST,
+            "/_sim/tags",
+            json!({"resource_id": arm, "operation": "Merge", "tags": {"cost-center": "CC-PORTAL"}}),
+        )
+        .await;
     let (_, run) = app
         .call(
             &org.token,
@@ -206,7 +211,7 @@ async fn edits_are_written_back_and_conflicts_kept() {
             None,
         )
         .await;
-    let c = conflicts
+    let c = conflicts["items"]
         .as_array()
         .expect("list")
         .iter()
@@ -225,7 +230,7 @@ async fn edits_are_written_back_and_conflicts_kept() {
             None,
         )
         .await;
-    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
     let (_, detail) = app
         .call(
             &org.token,
@@ -314,7 +319,7 @@ async fn sync_levels_and_tag_rules_govern_edits() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(local["edits"][0]["state"], "local");
-    let since = app.sim_last_seq().await;
+    let since = app.sim.last_seq().await;
     app.call(
         &org.token,
         Method::POST,
@@ -323,7 +328,8 @@ async fn sync_levels_and_tag_rules_govern_edits() {
     )
     .await;
     assert!(
-        app.sim_requests(since)
+        app.sim
+            .requests(since)
             .await
             .iter()
             .all(|e| e["method"] != "PATCH"
@@ -388,7 +394,7 @@ async fn sync_levels_and_tag_rules_govern_edits() {
         .as_str()
         .expect("sub");
     assert_eq!(
-        run["counts"]["subscriptions"][sub_azure]["write_back"]["applied"].as_u64(),
+        cloudkeep_testkit::figure(&run, sub_azure, "write_back", "applied"),
         Some(n as u64),
         "{run}"
     );
@@ -419,7 +425,7 @@ async fn conflicts_are_resolved_by_the_user() {
                     Some(json!({"resource_id": rid, "set": {"tier": value}})),
                 )
                 .await;
-            app.sim_control(Method::POST, "/_sim/tags", json!({"resource_id": arm, "operation": "Merge", "tags": {"tier": format!("portal-{value}")}})).await;
+            app.sim.control_ok(Method::POST, "/_sim/tags", json!({"resource_id": arm, "operation": "Merge", "tags": {"tier": format!("portal-{value}")}})).await;
             let (_, run) = app
                 .call(
                     &org.token,

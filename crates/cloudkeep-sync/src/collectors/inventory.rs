@@ -2,9 +2,9 @@
 //! the sync level reads them.
 
 use cloudkeep_domain::SyncLevel;
-use cloudkeep_store::ObservedResource;
+use cloudkeep_domain::report::Counts;
+use cloudkeep_store::{InventoryWrite, ObservedResource, StoreError};
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
 
 use crate::{CollectContext, CollectError, Collector};
 
@@ -22,44 +22,79 @@ impl Collector for Inventory {
     fn collect<'a>(
         &'a self,
         ctx: CollectContext<'a>,
-    ) -> BoxFuture<'a, Result<Value, CollectError>> {
+    ) -> BoxFuture<'a, Result<Counts, CollectError>> {
         Box::pin(async move {
-            let listed = ctx
-                .azure
-                .resources(ctx.token, &ctx.subscription.azure_id)
-                .await?;
             let tags_read = ctx.subscription.sync_level.reads_tags();
-            let observed: Vec<ObservedResource> = listed
-                .into_iter()
-                .map(|r| ObservedResource {
-                    arm_id: r.id,
-                    name: r.name,
-                    resource_type: r.resource_type,
-                    location: r.location,
-                    resource_group: r.resource_group,
-                    // Below "read tags", tags never leave this function.
-                    tags: if tags_read {
-                        r.tags
-                    } else {
-                        Default::default()
-                    },
-                    created: r.created,
-                    changed: r.changed,
-                })
-                .collect();
-            let counts = ctx
+            let write = InventoryWrite {
+                tags_read,
+                deletions_confirmed: false,
+            };
+            let observed = list(&ctx, tags_read).await?;
+            let counts = match ctx
                 .store
-                .record_inventory(
-                    ctx.scope,
-                    ctx.subscription,
-                    ctx.run.id,
-                    &observed,
-                    tags_read,
-                )
-                .await?;
-            Ok(
-                json!({ "seen": counts.seen, "added": counts.added, "deleted": counts.deleted, "tag_changes": counts.tag_changes }),
-            )
+                .record_inventory(ctx.scope, ctx.subscription, ctx.run.id, &observed, write)
+                .await
+            {
+                // Azure can answer a listing with nothing (an empty page with
+                // a next link, then an empty page): read it again before
+                // marking most of the subscription deleted. The second
+                // reading is applied either way: if it agrees, the
+                // resources are gone; if not, it is the sound one.
+                Err(StoreError::MassDeletion { would_delete, live }) => {
+                    tracing::warn!(
+                        subscription = %ctx.subscription.azure_id, would_delete, live,
+                        "a listing would delete most of the subscription; reading it again"
+                    );
+                    let again = list(&ctx, tags_read).await?;
+                    let confirmed = InventoryWrite {
+                        deletions_confirmed: true,
+                        ..write
+                    };
+                    let mut counts = ctx
+                        .store
+                        .record_inventory(
+                            ctx.scope,
+                            ctx.subscription,
+                            ctx.run.id,
+                            &again,
+                            confirmed,
+                        )
+                        .await?;
+                    counts.relisted = 1;
+                    counts
+                }
+                other => other?,
+            };
+            Ok(Counts::from(counts))
         })
     }
+}
+
+/// The subscription's resources as Azure lists them now.
+async fn list(
+    ctx: &CollectContext<'_>,
+    tags_read: bool,
+) -> Result<Vec<ObservedResource>, CollectError> {
+    let listed = ctx
+        .azure
+        .resources(ctx.token, &ctx.subscription.azure_id)
+        .await?;
+    Ok(listed
+        .into_iter()
+        .map(|r| ObservedResource {
+            arm_id: r.id,
+            name: r.name,
+            resource_type: r.resource_type,
+            location: r.location,
+            resource_group: r.resource_group,
+            // Below "read tags", tags never leave this function.
+            tags: if tags_read {
+                r.tags
+            } else {
+                Default::default()
+            },
+            created: r.created,
+            changed: r.changed,
+        })
+        .collect())
 }

@@ -23,9 +23,10 @@ use clap::Subcommand;
 use cloudkeep_azure::{AzureClient, AzureConfig};
 use cloudkeep_domain::crypto::LocalKeyFile;
 use cloudkeep_domain::{ConnectionId, SecretString, SyncLevel};
+use cloudkeep_domain::{RunStatus, SyncTrigger};
 use cloudkeep_store::{NewConnection, NewSubscription, OrgScope, Store, SyncRun};
 use cloudkeep_sync::SyncDeps;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -283,7 +284,7 @@ impl SyncSetup {
                 display_name: azure_id.clone(),
                 azure_id,
                 sync_level: level,
-                permissions: json!({}),
+                permissions: Default::default(),
             })
             .collect();
         store
@@ -322,6 +323,21 @@ impl SyncSetup {
         })
     }
 
+    /// A token of the connection's principal, as a sync gets one.
+    async fn token(&self, sim: &SimChild) -> Result<cloudkeep_azure::AccessToken> {
+        let p = sim.principal("collector")?;
+        let field = |name: &str| p[name].as_str().unwrap_or_default().to_string();
+        Ok(self
+            .deps
+            .azure
+            .client_credentials_token(
+                sim.tenant_id()?,
+                &field("client_id"),
+                &SecretString::new(field("client_secret")),
+            )
+            .await?)
+    }
+
     /// One sync through the real code path; answers the run and its wall time.
     async fn sync(&self) -> Result<(SyncRun, Duration)> {
         let started = Instant::now();
@@ -329,13 +345,19 @@ impl SyncSetup {
             &self.deps,
             &self.scope,
             self.connection,
-            "manual",
+            SyncTrigger::Manual,
             "system:bench",
         )
         .await?;
         let wall = started.elapsed();
-        if run.status != "succeeded" {
-            bail!("the sync {}: {}", run.status, run.errors);
+        if run.status != RunStatus::Succeeded {
+            let why: Vec<&str> = run
+                .report
+                .errors
+                .iter()
+                .map(|e| e.message.as_str())
+                .collect();
+            bail!("the sync {}: {}", run.status, why.join("; "));
         }
         Ok((run, wall))
     }
@@ -343,10 +365,7 @@ impl SyncSetup {
 
 /// Sums one collector's count over every subscription of a run.
 fn total(run: &SyncRun, step: &str, count: &str) -> u64 {
-    run.counts["subscriptions"]
-        .as_object()
-        .map(|subs| subs.values().filter_map(|s| s[step][count].as_u64()).sum())
-        .unwrap_or(0)
+    run.report.total(step, count)
 }
 
 /// Requests of a log slice by kind: `(token, ARM reads, ARM writes)`.

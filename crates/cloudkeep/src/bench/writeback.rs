@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Args;
+use cloudkeep_domain::TagEditState;
 use cloudkeep_domain::{SyncLevel, tags};
 use cloudkeep_sim::{ALL_PRINCIPALS_FACTOR, ARM_READS, ARM_WRITES, BucketLimits};
-use cloudkeep_store::{AuditFilter, NewTagEdit, ResourceFilter, Tags};
+use cloudkeep_store::{AuditFilter, NewTagEdit, PageRequest, ResourceFilter, TagEditFilter, Tags};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -217,7 +218,7 @@ async fn create_edits(setup: &SyncSetup, count: usize) -> Result<Vec<Planned>> {
         .subscriptions;
     let mut by_sub: HashMap<_, Vec<_>> = HashMap::new();
     for r in store
-        .resources(scope, &ResourceFilter::default(), None, usize::MAX)
+        .all_resources(scope, &ResourceFilter::default())
         .await?
     {
         by_sub.entry(r.subscription_id).or_default().push(r);
@@ -258,7 +259,7 @@ async fn create_edits(setup: &SyncSetup, count: usize) -> Result<Vec<Planned>> {
                 set,
                 remove,
                 base,
-                state: "pending".into(),
+                state: TagEditState::Pending,
                 reason: None,
             });
         }
@@ -350,37 +351,41 @@ async fn verify(
     let in_azure = |p: &Planned| live.get(&p.arm_key).is_some_and(|t| p.shows_in(t));
 
     // The store: each edit applied, once in the audit log, and its tags as observed.
-    let applied: std::collections::HashSet<Uuid> = store
-        .tag_edits(scope, Some("applied"), None, MAX_EDITS as i64)
-        .await?
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let mut applied = std::collections::HashSet::new();
+    let mut req = PageRequest::first(PageRequest::MAX_LIMIT);
+    loop {
+        let filter = TagEditFilter {
+            state: Some(TagEditState::Applied),
+            ..TagEditFilter::default()
+        };
+        let page = store.tag_edits(scope, &filter, &req).await?;
+        applied.extend(page.items.iter().map(|e| e.id));
+        match page.next {
+            Some(next) => req.after = Some(next),
+            None => break,
+        }
+    }
     let stored: HashMap<Uuid, Tags> = store
-        .resources(scope, &ResourceFilter::default(), None, usize::MAX)
+        .all_resources(scope, &ResourceFilter::default())
         .await?
         .into_iter()
         .map(|r| (r.id, r.tags.unwrap_or_default()))
         .collect();
     let in_store = |p: &Planned| stored.get(&p.resource).is_some_and(|t| p.shows_in(t));
     let mut audited: HashMap<String, usize> = HashMap::new();
-    let mut after = 0;
+    let mut req = PageRequest::first(PageRequest::MAX_LIMIT);
+    let filter = AuditFilter {
+        action: Some("tag_edit.applied".into()),
+        ..AuditFilter::default()
+    };
     loop {
-        let page = store
-            .audit_events(
-                scope,
-                &AuditFilter {
-                    action: Some("tag_edit.applied".into()),
-                    after_seq: Some(after),
-                    limit: Some(MAX_EDITS as i64),
-                    ..AuditFilter::default()
-                },
-            )
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
+        let page = store.audit_events(scope, &filter, &req).await?;
+        for e in &page.items {
             *audited.entry(e.target.clone()).or_default() += 1;
+        }
+        match page.next {
+            Some(next) => req.after = Some(next),
+            None => break,
         }
     }
 

@@ -2,12 +2,9 @@
 //! simulator beside it, the API and the simulator's request log, and waiting
 //! on a condition with a generous deadline instead of on a clock.
 
-use std::future::Future;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cloudkeep_sim::{RunningSim, SimConfig};
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cloudkeep");
@@ -116,127 +113,16 @@ pub async fn wait_until_up(url: &str) {
     .await
 }
 
-/// Polls `check` until it answers `Ok`, and panics with its last `Err` if
-/// that takes longer than `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "{what}: not so after {within:?}; last seen: {last}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+pub use cloudkeep_testkit::{TestSim as Sim, eventually};
+
+/// The customer tenant of a simulator's scenario, as JSON.
+pub fn tenant(sim: &Sim) -> &Value {
+    &sim.scenario.raw["tenants"][0]
 }
 
-/// The simulator in this process (throttling off), with a client that
-/// trusts its CA and the scenario it was generated with.
-pub struct Sim {
-    pub url: String,
-    pub ca_path: std::path::PathBuf,
-    pub http: reqwest::Client,
-    pub scenario: Value,
-    _running: RunningSim,
-}
-
-impl Sim {
-    pub async fn start(dir: &Path) -> Sim {
-        let running = cloudkeep_sim::spawn(SimConfig {
-            cert_dir: dir.join("sim"),
-            throttle: false,
-            ..Default::default()
-        })
-        .await
-        .expect("sim");
-        let http = sim_client(running.ca_pem.as_bytes());
-        let scenario = scenario(&http, &running.url).await;
-        Sim {
-            url: running.url.clone(),
-            ca_path: running.ca_path.clone(),
-            http,
-            scenario,
-            _running: running,
-        }
-    }
-
-    pub fn tenant(&self) -> &Value {
-        &self.scenario["tenants"][0]
-    }
-
-    pub fn principal(&self, key: &str) -> Value {
-        principal(&self.scenario, key)
-    }
-
-    /// Replaces the fault settings (`{}` clears them).
-    pub async fn faults(&self, faults: Value) {
-        let r = self
-            .http
-            .put(format!("{}/_sim/faults", self.url))
-            .json(&faults)
-            .send()
-            .await
-            .expect("faults");
-        assert!(r.status().is_success(), "{faults}: {}", r.status());
-    }
-
-    /// The request log after `since` (0: all of it).
-    pub async fn requests(&self, since: u64) -> Vec<Value> {
-        self.http
-            .get(format!("{}/_sim/requests?since={since}", self.url))
-            .send()
-            .await
-            .expect("log")
-            .json()
-            .await
-            .expect("json")
-    }
-
-    /// The request log's last sequence number, to read what comes after it.
-    pub async fn last_seq(&self) -> u64 {
-        self.requests(0)
-            .await
-            .last()
-            .and_then(|e| e["seq"].as_u64())
-            .unwrap_or(0)
-    }
-}
-
-/// An HTTP client that trusts a simulator's CA.
-pub fn sim_client(ca_pem: &[u8]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).expect("ca"))
-        .build()
-        .expect("client")
-}
-
-/// A simulator's scenario: its tenants, subscriptions and credentials.
-pub async fn scenario(http: &reqwest::Client, url: &str) -> Value {
-    http.get(format!("{url}/_sim/scenario"))
-        .send()
-        .await
-        .expect("scenario")
-        .json()
-        .await
-        .expect("json")
-}
-
-/// The first tenant's service principal with this key (`collector`,
-/// `reader-only`).
-pub fn principal(scenario: &Value, key: &str) -> Value {
-    scenario["tenants"][0]["service_principals"]
-        .as_array()
-        .expect("sps")
-        .iter()
-        .find(|p| p["key"] == key)
-        .cloned()
-        .expect("principal")
+/// A service principal of the scenario, as JSON (`collector`, `reader-only`).
+pub fn principal(sim: &Sim, key: &str) -> Value {
+    serde_json::to_value(sim.scenario.sp(key)).expect("principal")
 }
 
 /// The API as one organisation's API token sees it.

@@ -11,8 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::{
-    Api, BIN, Killed, Sim, cli, create_org, eventually, free_port, principal, run, scenario, serve,
-    sim_client, wait_until_up,
+    Api, BIN, Killed, Sim, cli, create_org, eventually, free_port, run, serve, wait_until_up,
 };
 use serde_json::{Value, json};
 
@@ -55,9 +54,9 @@ async fn secrets_stay_out_of_logs_responses_and_files_and_the_audit_chain_catche
     }
     let token = created["api_token"].as_str().expect("token").to_string();
 
-    let sim = Sim::start(dir.path()).await;
-    let tenant = sim.tenant();
-    let sp = sim.principal("collector");
+    let sim = Sim::start().await;
+    let tenant = harness::tenant(&sim);
+    let sp = harness::principal(&sim, "collector");
     let secret = sp["client_secret"].as_str().expect("secret").to_string();
 
     let port = free_port();
@@ -114,7 +113,7 @@ async fn secrets_stay_out_of_logs_responses_and_files_and_the_audit_chain_catche
             .json()
             .await
             .expect("json");
-        if runs.as_array().is_some_and(|r| {
+        if runs["items"].as_array().is_some_and(|r| {
             r.iter()
                 .any(|run| run["trigger"] == "schedule" && run["status"] == "succeeded")
         }) {
@@ -245,7 +244,7 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     let url = info["url"].as_str().expect("url");
     let token = info["api_token"].as_str().expect("token");
     let api = Api::new(url, token);
-    let conns = api.get("/api/v1/connections").await;
+    let conns = api.get("/api/v1/connections").await["items"].clone();
     assert_eq!(conns.as_array().map(Vec::len), Some(1), "{conns}");
     assert_eq!(conns[0]["subscriptions"].as_array().map(Vec::len), Some(3));
     assert!(
@@ -254,7 +253,7 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     );
     let resources = api.get("/api/v1/resources?limit=1000").await;
     assert_eq!(
-        resources["resources"].as_array().map(Vec::len),
+        resources["items"].as_array().map(Vec::len),
         Some(300),
         "the demo's inventory"
     );
@@ -271,6 +270,13 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     let (ok, out, err) = cli(&["connections", "list"], None);
     assert!(ok, "{err}");
     let first = conns[0]["id"].as_str().expect("id");
+    let azure_sub = conns[0]["subscriptions"][0]["subscription_id"]
+        .as_str()
+        .expect("azure id");
+    assert!(
+        out.contains("AZURE SUBSCRIPTION") && out.contains(azure_sub),
+        "the table shows the Azure subscription ids a user knows: {out}"
+    );
     let (ok, out2, err) = cli(&["sync", "run", "--connection", first, "--wait"], None);
     assert!(ok, "{err}");
     assert!(
@@ -336,10 +342,28 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     );
 
     // The demo's own simulator, in its process.
-    let sim_http = sim_client(&std::fs::read(info["ca"].as_str().expect("ca")).expect("ca"));
-    let scenario = scenario(&sim_http, info["sim_url"].as_str().expect("sim")).await;
+    let sim_http = cloudkeep_testkit::sim::trusting(
+        &std::fs::read(info["ca"].as_str().expect("ca")).expect("ca"),
+    );
+    let scenario: Value = sim_http
+        .get(format!(
+            "{}/_sim/scenario",
+            info["sim_url"].as_str().expect("sim")
+        ))
+        .send()
+        .await
+        .expect("scenario")
+        .json()
+        .await
+        .expect("json");
     let tenant = &scenario["tenants"][0];
-    let reader = principal(&scenario, "reader-only");
+    let reader = tenant["service_principals"]
+        .as_array()
+        .expect("principals")
+        .iter()
+        .find(|p| p["key"] == "reader-only")
+        .cloned()
+        .expect("reader-only");
     let add = [
         "connections",
         "add",
@@ -358,6 +382,15 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     );
     let (ok, _, err) = cli(&add, Some("wrong-secret"));
     assert!(!ok && err.contains("wrong_secret"), "{err}");
+    // The demo's connection holds the tenant's subscriptions: a second
+    // connection over them is refused, naming it, until it is revoked.
+    let (ok, _, err) = cli(&add, reader["client_secret"].as_str());
+    assert!(
+        !ok && err.contains("already connected") && err.contains(first),
+        "one live connection per subscription: {err}"
+    );
+    let (ok, out, err) = cli(&["connections", "revoke", first], None);
+    assert!(ok && out.contains("revoked"), "{out}{err}");
     let (ok, out, err) = cli(&add, reader["client_secret"].as_str());
     assert!(ok, "{err}");
     let created: Value = serde_json::from_str(out.trim()).expect("json");
@@ -387,7 +420,7 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         .as_str()
         .expect("token")
         .to_string();
-    let sim = Sim::start(dir.path()).await;
+    let sim = Sim::start().await;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let start = || {
@@ -398,7 +431,11 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
     let mut server = start();
     wait_until_up(&url).await;
     let conn = Api::new(&url, &token)
-        .connect("c", sim.tenant(), &sim.principal("collector"))
+        .connect(
+            "c",
+            harness::tenant(&sim),
+            &harness::principal(&sim, "collector"),
+        )
         .await;
     let api = reqwest::Client::new();
     let id = conn["id"].as_str().expect("id").to_string();
@@ -495,7 +532,8 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         .await
         .expect("json");
     assert!(
-        runs.as_array()
+        runs["items"]
+            .as_array()
             .is_some_and(|r| r.iter().any(|r| r["status"] == "interrupted")),
         "the killed run is marked interrupted: {runs}"
     );
@@ -508,7 +546,7 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         .json()
         .await
         .expect("json");
-    let states: Vec<&str> = edits
+    let states: Vec<&str> = edits["items"]
         .as_array()
         .expect("list")
         .iter()
@@ -518,7 +556,7 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
     assert!(
         states.iter().all(|s| *s == "applied"),
         "{}",
-        resumed["counts"]
+        resumed["report"]
     );
     let log = sim.requests(since).await;
     let mut per_resource = std::collections::HashMap::new();

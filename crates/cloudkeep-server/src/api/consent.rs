@@ -30,6 +30,7 @@ use chrono::Utc;
 use cloudkeep_azure::write::{Assignment, ConsentWriter, PartnerLink};
 use cloudkeep_azure::{AccessToken, AzureError, CodeRedemption, Pkce};
 use cloudkeep_domain::password::random_token;
+use cloudkeep_domain::policy::{AzureRole, Feature, assess};
 use cloudkeep_domain::{
     AuthMethod, ConnectionId, OperatorApp, OrgId, Permission, SecretString, UserId,
 };
@@ -40,14 +41,22 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use crate::auth::{Caller, cookie};
-use crate::connect::{RECOMMENDED, assess, explain, initial_level};
-use crate::error::{Body, Params};
+use crate::auth::{Caller, cookie, lax_cookie};
+use crate::connect::explain;
+use crate::error::{Body, E401, E403, E404, E422, E502, Params};
 use crate::wire::{
-    ConnectionView, ConsentChoice, ConsentOffer, ConsentReport, OfferedSubscription,
-    PartnerLinkOutcome, RoleOutcome, SubscriptionConsent,
+    AssignmentOutcome, ConnectionView, ConsentChoice, ConsentOffer, ConsentOutcome, ConsentReport,
+    OfferedSubscription, PartnerLinkOutcome, PartnerOutcome, RoleOutcome, SubscriptionConsent,
 };
 use crate::{ApiError, AppState};
+
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(callback))
+        .routes(routes!(complete))
+}
 
 /// The tenant alias for a sign-in whose tenant is not known yet.
 const ANY_WORK_ACCOUNT: &str = "organizations";
@@ -228,7 +237,9 @@ pub struct StartQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/connections/consent/start", tag = "connections", params(StartQuery),
-    responses((status = 303, description = "to Entra ID's sign-in (Location), with the flow cookie"), (status = 409, description = "consent is not configured on this server")))]
+    responses((status = 303, description = "to Entra ID's sign-in (Location), with the flow cookie"),
+        (status = 400, body = crate::error::ErrorBody, description = "not a browser session (an API token)"), E401, E403, E404,
+        (status = 409, body = crate::error::ErrorBody, description = "consent is not configured on this server"), E422, E502))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -243,7 +254,7 @@ pub async fn start(
     let (op, public_url) = operator(&state)?;
     let connection = match q.connection.as_deref() {
         Some(raw) => {
-            let id: ConnectionId = crate::routes::parse_id(raw, "connection")?;
+            let id: ConnectionId = super::parse_id(raw, "connection")?;
             extendable(&state.store.connection(caller.scope(), id).await?, op)?;
             Some(id)
         }
@@ -287,14 +298,12 @@ pub async fn start(
             },
         },
     )?;
-    let secure = if state.settings.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let set_cookie = format!(
-        "{FLOW_COOKIE}={flow_cookie}; HttpOnly; SameSite=Lax; Path=/api/v1/connections/consent; Max-Age={}{secure}",
-        (SIGN_IN_WINDOW + CHOICE_WINDOW).as_secs()
+    let set_cookie = lax_cookie(
+        FLOW_COOKIE,
+        &flow_cookie,
+        "/api/v1/connections/consent",
+        (SIGN_IN_WINDOW + CHOICE_WINDOW).as_secs() as i64,
+        state.settings.secure_cookies,
     );
     Ok((
         StatusCode::SEE_OTHER,
@@ -339,7 +348,9 @@ pub struct CallbackQuery {
 
 #[utoipa::path(get, path = "/api/v1/connections/consent/callback", tag = "connections", params(CallbackQuery),
     responses((status = 200, body = ConsentOffer, description = "signed in: the subscriptions to choose from (or, without the session cookie, a page that asks again same-site)"),
-        (status = 422, description = "Entra ID refused the sign-in")))]
+        (status = 400, body = crate::error::ErrorBody, description = "the callback has neither a code nor an error"), E401, E403, E404,
+        (status = 409, body = crate::error::ErrorBody, description = "consent is off, or the flow belongs to another instance"),
+        (status = 422, body = crate::error::ErrorBody, description = "Entra ID refused the sign-in"), E502))]
 pub async fn callback(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
@@ -483,6 +494,11 @@ async fn signed_in(
         }),
     )
     .await?;
+    let ids: Vec<String> = offered.iter().map(|o| o.subscription_id.clone()).collect();
+    let holders = state
+        .store
+        .subscription_holders(caller.scope(), &ids)
+        .await?;
     let window = (token.expires_at - Utc::now())
         .to_std()
         .unwrap_or_default()
@@ -499,6 +515,10 @@ async fn signed_in(
                 subscription_id: o.subscription_id.clone(),
                 display_name: o.display_name.clone(),
                 can_assign_roles: o.can_assign,
+                connected_by: holders
+                    .iter()
+                    .find(|(id, _)| *id == o.subscription_id)
+                    .map(|(_, c)| c.as_uuid()),
                 note: notes
                     .iter()
                     .find(|(id, _)| *id == o.subscription_id)
@@ -578,8 +598,10 @@ fn explain_transient(e: &AzureError) -> ApiError {
 
 #[utoipa::path(post, path = "/api/v1/connections/consent/{flow}", tag = "connections", request_body = ConsentChoice,
     params(("flow" = String, Path, description = "the flow from the callback's answer")),
-    responses((status = 200, body = ConsentReport), (status = 404, description = "no such flow in this session"),
-        (status = 422, description = "the choice is not usable; the flow stays open to choose again")))]
+    responses((status = 200, body = ConsentReport), E401, E403,
+        (status = 404, body = crate::error::ErrorBody, description = "no such flow in this session"),
+        (status = 409, body = crate::error::ErrorBody, description = "a chosen subscription is connected elsewhere (choose it with move_connected), consent is off, or the flow belongs to another instance"),
+        (status = 422, body = crate::error::ErrorBody, description = "the choice is not usable; the flow stays open to choose again"), E502))]
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,
@@ -660,12 +682,13 @@ pub async fn complete(
         }
         let mut roles = Vec::new();
         let mut held = Vec::new();
-        for (role, role_id) in RECOMMENDED {
+        for role in AzureRole::RECOMMENDED {
+            let role_id = role.definition_id();
             let outcome = writer.assign_role(token, sub, role_id, &principal).await;
             let (word, assignment, message) = match &outcome {
-                Ok(Assignment::Created(id)) => ("created", Some(id.clone()), None),
-                Ok(Assignment::AlreadyThere) => ("already_assigned", None, None),
-                Err(e) => ("failed", None, Some(azure_said(e))),
+                Ok(Assignment::Created(id)) => (AssignmentOutcome::Created, Some(id.clone()), None),
+                Ok(Assignment::AlreadyThere) => (AssignmentOutcome::AlreadyAssigned, None, None),
+                Err(e) => (AssignmentOutcome::Failed, None, Some(azure_said(e))),
             };
             if outcome.is_ok() {
                 held.push(role_id.to_string());
@@ -684,34 +707,31 @@ pub async fn complete(
             )
             .await?;
             roles.push(RoleOutcome {
-                role: role.to_string(),
-                outcome: word.to_string(),
+                role,
+                outcome: word,
                 message,
             });
         }
         if held.is_empty() {
             report.push(SubscriptionConsent {
                 subscription_id: sub.clone(),
-                outcome: "failed".into(),
+                outcome: ConsentOutcome::Failed,
                 message: Some("no role could be assigned; nothing was recorded for it".into()),
                 roles,
             });
             continue;
         }
         let permissions = assess(&held);
-        let reads = permissions
-            .features_enabled
-            .iter()
-            .any(|f| f == "inventory");
+        let reads = permissions.enables(Feature::Inventory);
         connected.push(NewSubscription {
             azure_id: sub.clone(),
             display_name: offer.display_name.clone(),
-            sync_level: initial_level(&permissions),
-            permissions: serde_json::to_value(&permissions).unwrap_or_default(),
+            sync_level: permissions.initial_level(),
+            permissions,
         });
         report.push(SubscriptionConsent {
             subscription_id: sub.clone(),
-            outcome: "connected".into(),
+            outcome: ConsentOutcome::Connected,
             message: (!reads).then(|| {
                 "Reader could not be assigned, so inventory is off for it until an Owner assigns it".to_string()
             }),
@@ -747,6 +767,8 @@ struct Target {
     existing: Option<ConnectionId>,
     name: String,
     tenant: String,
+    /// Chosen subscriptions another connection holds, to move here.
+    moving: Vec<String>,
 }
 
 async fn prepare(
@@ -803,18 +825,47 @@ async fn prepare(
             "a connection name is 1 to 200 characters",
         ));
     }
+    // A subscription another connection holds is moved only when asked;
+    // refused before Azure is changed, naming the holder.
+    let asked: Vec<String> = choice
+        .move_connected
+        .iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let mut moving = Vec::new();
+    for (sub, holder) in state
+        .store
+        .subscription_holders(caller.scope(), &subscriptions)
+        .await?
+    {
+        if existing.as_ref().is_some_and(|c| c.id == holder) {
+            continue;
+        }
+        if !asked.contains(&sub) {
+            let name = state.store.connection(caller.scope(), holder).await?.name;
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "subscription_connected",
+                format!(
+                    "subscription {sub} is already connected by connection '{name}' ({holder}): list it in move_connected to move it, with what was read of it, to this connection, or leave it out"
+                ),
+            ));
+        }
+        moving.push(sub);
+    }
     Ok(Target {
         subscriptions,
         existing: existing.map(|c| c.id),
         name,
         tenant,
+        moving,
     })
 }
 
 fn failed(sub: &str, why: &str) -> SubscriptionConsent {
     SubscriptionConsent {
         subscription_id: sub.to_string(),
-        outcome: "failed".into(),
+        outcome: ConsentOutcome::Failed,
         message: Some(why.to_string()),
         roles: Vec::new(),
     }
@@ -828,19 +879,19 @@ async fn link_partner(
     partner: &str,
 ) -> Result<PartnerLinkOutcome, ApiError> {
     let (outcome, message) = match writer.link_partner(app_token, partner).await {
-        Ok(PartnerLink::Linked) => ("linked", None),
+        Ok(PartnerLink::Linked) => (PartnerOutcome::Linked, None),
         Ok(PartnerLink::LinkedElsewhere(other)) => (
-            "linked_elsewhere",
+            PartnerOutcome::LinkedElsewhere,
             Some(format!(
                 "cloudkeep's principal in this tenant is already linked to partner id {other}, which is left as it is"
             )),
         ),
-        Err(e) => ("failed", Some(azure_said(&e))),
+        Err(e) => (PartnerOutcome::Failed, Some(azure_said(&e))),
     };
     audit(
         state,
         caller,
-        if outcome == "failed" {
+        if outcome == PartnerOutcome::Failed {
             "consent.partner_link_failed"
         } else {
             "consent.partner_linked"
@@ -851,7 +902,7 @@ async fn link_partner(
     .await?;
     Ok(PartnerLinkOutcome {
         partner_id: partner.to_string(),
-        outcome: outcome.to_string(),
+        outcome,
         message,
     })
 }
@@ -868,10 +919,21 @@ async fn record(
     if let Some(id) = target.existing {
         return Ok(state
             .store
-            .add_subscriptions(caller.scope(), id, &subscriptions, &caller.actor())
+            .add_subscriptions(
+                caller.scope(),
+                id,
+                &subscriptions,
+                &target.moving,
+                &caller.actor(),
+            )
             .await?);
     }
-    Ok(state
+    // Subscriptions another connection holds join once the connection
+    // exists, moved there as the user asked.
+    let (moved, fresh): (Vec<NewSubscription>, Vec<NewSubscription>) = subscriptions
+        .into_iter()
+        .partition(|s| target.moving.contains(&s.azure_id));
+    let created = state
         .store
         .create_connection(
             caller.scope(),
@@ -884,9 +946,22 @@ async fn record(
                 credential: ConnectionCredential::OperatorApp,
                 cadence_secs: state.settings.default_cadence.as_secs() as i64,
                 stale_after_secs: state.settings.default_stale_after.as_secs() as i64,
-                subscriptions,
+                subscriptions: fresh,
                 actor: caller.actor(),
             },
+        )
+        .await?;
+    if moved.is_empty() {
+        return Ok(created);
+    }
+    Ok(state
+        .store
+        .add_subscriptions(
+            caller.scope(),
+            created.id,
+            &moved,
+            &target.moving,
+            &caller.actor(),
         )
         .await?)
 }
