@@ -81,13 +81,14 @@ fn parse_filter(raw: Option<&str>) -> Result<AssignmentFilter, ArmError> {
     Ok(f)
 }
 
-pub fn role_assignments(ctx: &Ctx, scope: &str, name: Option<&str>) -> ArmResult {
+pub fn role_assignments(ctx: &Ctx) -> ArmResult {
+    let (scope, name) = (ctx.p("scope"), ctx.opt("name"));
     match (&ctx.method, name) {
         (&Method::GET, None) => list(ctx, scope),
         (&Method::GET, Some(name)) => get(ctx, scope, name),
         (&Method::PUT, Some(name)) => create(ctx, scope, name),
         (&Method::DELETE, Some(name)) => delete(ctx, scope, name),
-        _ => Err(super::method_not_allowed(ctx)),
+        _ => Err(super::method_not_allowed(&ctx.method)),
     }
 }
 
@@ -290,7 +291,8 @@ fn definition_json(scope: &str, r: &BuiltinRole) -> Value {
 }
 
 /// Built-in role definitions are readable by any authenticated caller.
-pub fn role_definitions(ctx: &Ctx, scope: &str, id: Option<&str>) -> ArmResult {
+pub fn role_definitions(ctx: &Ctx) -> ArmResult {
+    let (scope, id) = (ctx.p("scope"), ctx.opt("id"));
     if let Some(id) = id {
         return match roles::by_id(id) {
             Some(r) => Ok(json(StatusCode::OK, &definition_json(scope, r))),

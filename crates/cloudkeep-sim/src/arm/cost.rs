@@ -561,7 +561,8 @@ fn qpu(q: &Query) -> u32 {
     (days as f64 / 31.0).ceil().max(1.0) as u32
 }
 
-pub fn query(ctx: &Ctx, scope: &str) -> ArmResult {
+pub fn query(ctx: &Ctx) -> ArmResult {
+    let scope = ctx.p("scope");
     let body = ctx.json_body()?;
     let (today, generation, tenant) = {
         let world = ctx.st.world();

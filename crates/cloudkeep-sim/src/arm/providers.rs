@@ -20,7 +20,8 @@ fn sub_scope(sub: &str) -> String {
 
 // ---- Microsoft.Security ----
 
-pub fn secure_scores(ctx: &Ctx, sub: &str, name: Option<&str>) -> ArmResult {
+pub fn secure_scores(ctx: &Ctx) -> ArmResult {
+    let (sub, name) = (ctx.p("sub"), ctx.opt("name"));
     let world = ctx.st.world();
     ctx.authorize(
         &world,
@@ -69,7 +70,8 @@ fn control_current(c: &crate::world::SecureScoreControl) -> f64 {
     (f64::from(c.max) * f64::from(c.healthy) / f64::from(total) * 100.0).round() / 100.0
 }
 
-pub fn secure_score_controls(ctx: &Ctx, sub: &str, score: Option<&str>) -> ArmResult {
+pub fn secure_score_controls(ctx: &Ctx) -> ArmResult {
+    let (sub, score) = (ctx.p("sub"), ctx.opt("score"));
     if let Some(s) = score.filter(|s| !s.eq_ignore_ascii_case("ascScore")) {
         return Err(ArmError::not_found(
             "NotFound",
@@ -272,7 +274,8 @@ fn provider_scope(sub: &str, rg: Option<&str>) -> String {
     }
 }
 
-pub fn storage_accounts(ctx: &Ctx, sub: &str, rg: Option<&str>, name: Option<&str>) -> ArmResult {
+pub fn storage_accounts(ctx: &Ctx) -> ArmResult {
+    let (sub, rg, name) = (ctx.p("sub"), ctx.opt("rg"), ctx.opt("name"));
     let world = ctx.st.world();
     ctx.authorize(
         &world,
@@ -374,7 +377,8 @@ pub fn vault_json(world: &World, r: &Resource) -> Value {
     })
 }
 
-pub fn vaults(ctx: &Ctx, sub: &str, rg: Option<&str>, name: Option<&str>) -> ArmResult {
+pub fn vaults(ctx: &Ctx) -> ArmResult {
+    let (sub, rg, name) = (ctx.p("sub"), ctx.opt("rg"), ctx.opt("name"));
     let world = ctx.st.world();
     ctx.authorize(
         &world,
@@ -483,7 +487,8 @@ fn key_json(vault: &Resource, k: &VaultKey, api_version: &str) -> Value {
     })
 }
 
-pub fn vault_keys(ctx: &Ctx, vault_id: &str, key: Option<&str>) -> ArmResult {
+pub fn vault_keys(ctx: &Ctx) -> ArmResult {
+    let (vault_id, key) = (&ctx.params.upto("vault"), ctx.opt("key"));
     let world = ctx.st.world();
     let vault = vault_of(ctx, &world, vault_id, "keys")?;
     let keys: Vec<&VaultKey> = world
@@ -527,7 +532,8 @@ fn secret_json(vault: &Resource, s: &VaultSecret) -> Value {
     })
 }
 
-pub fn vault_secrets(ctx: &Ctx, vault_id: &str, secret: Option<&str>) -> ArmResult {
+pub fn vault_secrets(ctx: &Ctx) -> ArmResult {
+    let (vault_id, secret) = (&ctx.params.upto("vault"), ctx.opt("secret"));
     let world = ctx.st.world();
     let vault = vault_of(ctx, &world, vault_id, "secrets")?;
     let secrets: Vec<&VaultSecret> = world
@@ -580,7 +586,8 @@ fn partner_json(link: &PartnerLink, with_id: bool) -> Value {
 }
 
 /// The Partner Admin Link: one partner id per principal in a tenant.
-pub fn partner(ctx: &Ctx, id: Option<&str>) -> ArmResult {
+pub fn partner(ctx: &Ctx) -> ArmResult {
+    let id = ctx.opt("id");
     let (tid, oid) = (ctx.claims.tid.clone(), ctx.claims.oid.clone());
     let mine = |l: &&PartnerLink| {
         l.tenant_id.eq_ignore_ascii_case(&tid) && l.object_id.eq_ignore_ascii_case(&oid)
@@ -659,6 +666,6 @@ pub fn partner(ctx: &Ctx, id: Option<&str>) -> ArmResult {
             }
             Ok(json(StatusCode::OK, &Value::Null).map(|_| axum::body::Body::empty()))
         }
-        _ => Err(super::method_not_allowed(ctx)),
+        _ => Err(super::method_not_allowed(&ctx.method)),
     }
 }

@@ -469,6 +469,11 @@ impl World {
         object_id
     }
 
+    /// Whether a role definition (by id) allows a control-plane action.
+    pub fn role_permits(&self, role_id: &str, action: &str) -> bool {
+        crate::roles::by_id(role_id).is_some_and(|r| r.permits(action))
+    }
+
     /// Role definition ids a principal holds at `scope`, inherited ones included.
     pub fn roles_at<'a>(
         &'a self,
