@@ -66,7 +66,7 @@ fn roles_of(world: &World, object_id: &str) -> Vec<Value> {
         .filter(|a| a.principal_id.eq_ignore_ascii_case(object_id))
         .map(|a| {
             json!({
-                "role": roles::by_id(&a.role_definition_id).map(|r| r.name).unwrap_or("Custom"),
+                "role": world.role_name(&a.role_definition_id),
                 "role_definition_id": a.role_definition_id,
                 "scope": a.scope,
                 "assignment_id": a.id(),
@@ -83,7 +83,12 @@ pub fn scenario_json(world: &World) -> Value {
         .map(|t| {
             let mut sps = Vec::new();
             let mut users = Vec::new();
-            for p in world.principals.iter().filter(|p| p.tenant_id == t.id) {
+            let mut groups = Vec::new();
+            // Foreign groups belong to another tenant but hold roles here.
+            let here = |p: &&crate::world::Principal| {
+                p.tenant_id == t.id || matches!(p.kind, PrincipalKind::ForeignGroup)
+            };
+            for p in world.principals.iter().filter(here) {
                 match &p.kind {
                     PrincipalKind::ServicePrincipal { client_id, secret } => sps.push(json!({
                         "key": p.key,
@@ -102,7 +107,13 @@ pub fn scenario_json(world: &World) -> Value {
                         "guest": guest,
                         "roles": roles_of(world, &p.object_id),
                     })),
-                    PrincipalKind::Group => {}
+                    PrincipalKind::Group | PrincipalKind::ForeignGroup => groups.push(json!({
+                        "key": p.key,
+                        "object_id": p.object_id,
+                        "display_name": p.display_name,
+                        "principal_type": p.principal_type(),
+                        "roles": roles_of(world, &p.object_id),
+                    })),
                 }
             }
             let subscriptions: Vec<Value> = world
@@ -125,6 +136,8 @@ pub fn scenario_json(world: &World) -> Value {
                 "app_consented": world.app_consented_in.iter().any(|c| c.eq_ignore_ascii_case(&t.id)),
                 "service_principals": sps,
                 "users": users,
+                "groups": groups,
+                "domains": crate::msgraph::domains_of(t).iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
                 "subscriptions": subscriptions,
             })
         })
@@ -141,6 +154,16 @@ pub fn scenario_json(world: &World) -> Value {
             "display_name": world.app.display_name,
         },
         "tenants": tenants,
+        "custom_roles": world.custom_roles.iter().map(|c| json!({
+            "id": c.id, "name": c.name, "actions": c.actions,
+            "not_actions": c.not_actions, "data_actions": c.data_actions,
+            "assignable_scopes": c.assignable_scopes,
+        })).collect::<Vec<_>>(),
+        "cost_events": world.cost_events.iter().map(|e| json!({
+            "id": e.id, "kind": e.kind.name(), "scope": e.scope,
+            "from": e.from.to_string(), "to": e.to.to_string(),
+            "factor": e.factor, "note": e.note,
+        })).collect::<Vec<_>>(),
         "totals": {
             "tenants": world.tenants.iter().filter(|t| !t.is_app_home).count(),
             "subscriptions": world.subscriptions.len(),

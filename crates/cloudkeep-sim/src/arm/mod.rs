@@ -12,9 +12,11 @@ mod authorization;
 pub mod cost;
 mod ctx;
 mod graph;
+mod monitor;
 mod providers;
 mod resources;
 mod routes;
+mod security;
 
 use std::sync::Arc;
 
@@ -79,6 +81,23 @@ impl ArmError {
 }
 
 pub type ArmResult = Result<Response<Body>, ArmError>;
+
+/// A list (`{"value": [...]}`), or the item the path's `{name}` names,
+/// or the provider's 404 built by `missing`.
+pub fn one_or_all(
+    ctx: &Ctx,
+    items: Vec<serde_json::Value>,
+    missing: impl FnOnce(&str) -> ArmError,
+) -> ArmResult {
+    let Some(n) = ctx.opt("name") else {
+        return Ok(json(StatusCode::OK, &json!({ "value": items })));
+    };
+    items
+        .into_iter()
+        .find(|i| i["name"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(n)))
+        .map(|i| json(StatusCode::OK, &i))
+        .ok_or_else(|| missing(n))
+}
 
 /// ARM's timestamps: seven fractional digits and a `Z`.
 pub fn arm_time(t: DateTime<Utc>) -> String {

@@ -11,7 +11,9 @@
 
 use axum::http::{Method, StatusCode};
 
-use super::{ArmError, ArmResult, Ctx, authorization, cost, graph, providers, resources};
+use super::{
+    ArmError, ArmResult, Ctx, authorization, cost, graph, monitor, providers, resources, security,
+};
 use crate::throttle::Kind;
 
 /// The api-versions an operation accepts, and how a wrong one is refused.
@@ -188,6 +190,103 @@ pub static RESOURCE_GRAPH: ApiVersions = ApiVersions {
     core: false,
 };
 
+/// `GET /subscriptions/{s}/locations`: from 2016-06-01.
+pub static LOCATIONS: ApiVersions = ApiVersions {
+    resource_type: "locations",
+    versions: &[
+        "2016-06-01",
+        "2016-07-01",
+        "2016-09-01",
+        "2018-02-01",
+        "2018-05-01",
+        "2019-06-01",
+        "2019-07-01",
+        "2019-08-01",
+        "2019-10-01",
+        "2019-11-01",
+        "2020-01-01",
+        "2021-01-01",
+        "2022-01-01",
+        "2022-09-01",
+        "2022-12-01",
+        "2023-07-01",
+        "2024-11-01",
+        "2025-03-01",
+    ],
+    core: true,
+};
+
+pub static PRICINGS: ApiVersions = ApiVersions {
+    resource_type: "pricings",
+    versions: &[
+        "2017-08-01-preview",
+        "2018-06-01",
+        "2022-03-01",
+        "2023-01-01",
+        "2024-01-01",
+    ],
+    core: false,
+};
+
+pub static ASSESSMENTS: ApiVersions = ApiVersions {
+    resource_type: "assessments",
+    versions: &["2019-01-01-preview", "2020-01-01", "2021-06-01"],
+    core: false,
+};
+
+pub static SECURITY_SETTINGS: ApiVersions = ApiVersions {
+    resource_type: "settings",
+    versions: &[
+        "2017-08-01-preview",
+        "2019-01-01",
+        "2021-06-01",
+        "2021-07-01",
+        "2022-05-01",
+    ],
+    core: false,
+};
+
+pub static SECURITY_CONTACTS: ApiVersions = ApiVersions {
+    resource_type: "securityContacts",
+    versions: &["2017-08-01-preview", "2020-01-01-preview", "2023-12-01-preview"],
+    core: false,
+};
+
+pub static AUTO_PROVISIONING: ApiVersions = ApiVersions {
+    resource_type: "autoProvisioningSettings",
+    versions: &["2017-08-01-preview"],
+    core: false,
+};
+
+pub static IOT_SOLUTIONS: ApiVersions = ApiVersions {
+    resource_type: "iotSecuritySolutions",
+    versions: &["2017-08-01-preview", "2019-08-01"],
+    core: false,
+};
+
+pub static JIT_POLICIES: ApiVersions = ApiVersions {
+    resource_type: "locations/jitNetworkAccessPolicies",
+    versions: &["2015-06-01-preview", "2020-01-01"],
+    core: false,
+};
+
+pub static DIAGNOSTIC_SETTINGS: ApiVersions = ApiVersions {
+    resource_type: "diagnosticSettings",
+    versions: &[
+        "2016-09-01",
+        "2017-05-01-preview",
+        "2020-01-01-preview",
+        "2021-05-01-preview",
+    ],
+    core: false,
+};
+
+pub static ACTIVITY_LOG_ALERTS: ApiVersions = ApiVersions {
+    resource_type: "activityLogAlerts",
+    versions: &["2017-04-01", "2020-10-01", "2023-01-01-preview"],
+    core: false,
+};
+
 /// A resource read through its own provider: any well-formed version.
 pub static ANY_PROVIDER: ApiVersions = ApiVersions {
     resource_type: "resources",
@@ -327,6 +426,13 @@ pub static ROUTES: &[Route] = &[
     )
     .in_subscription()
     .query(),
+    route(
+        "{scope*}/providers/Microsoft.Insights/diagnosticSettings/{name?}",
+        GET,
+        &DIAGNOSTIC_SETTINGS,
+        monitor::diagnostic_settings,
+    )
+    .in_subscription(),
     // Tenant-level providers.
     route(
         "providers/Microsoft.ManagementPartner/partners/{id?}",
@@ -368,6 +474,12 @@ pub static ROUTES: &[Route] = &[
         resources::resource_groups,
     ),
     route(
+        "subscriptions/{sub}/locations",
+        GET,
+        &LOCATIONS,
+        resources::locations,
+    ),
+    route(
         "subscriptions/{sub}/resources",
         GET,
         &RESOURCES,
@@ -398,7 +510,74 @@ pub static ROUTES: &[Route] = &[
         &SECURE_SCORES,
         providers::secure_score_controls,
     ),
+    route(
+        "subscriptions/{sub}/providers/Microsoft.Security/pricings/{name?}",
+        GET,
+        &PRICINGS,
+        security::pricings,
+    ),
+    route(
+        "subscriptions/{sub}/providers/Microsoft.Security/assessments",
+        GET,
+        &ASSESSMENTS,
+        security::assessments,
+    ),
+    route(
+        "subscriptions/{sub}/providers/Microsoft.Security/settings/{name?}",
+        GET,
+        &SECURITY_SETTINGS,
+        security::settings,
+    ),
+    route(
+        "subscriptions/{sub}/providers/Microsoft.Security/securityContacts/{name?}",
+        GET,
+        &SECURITY_CONTACTS,
+        security::security_contacts,
+    ),
+    route(
+        "subscriptions/{sub}/providers/Microsoft.Security/autoProvisioningSettings/{name?}",
+        GET,
+        &AUTO_PROVISIONING,
+        security::auto_provisioning,
+    ),
+    route(
+        "subscriptions/{sub}/providers/Microsoft.Security/iotSecuritySolutions",
+        GET,
+        &IOT_SOLUTIONS,
+        security::iot_security_solutions,
+    ),
+    route(
+        "subscriptions/{sub}/providers/Microsoft.Security/jitNetworkAccessPolicies",
+        GET,
+        &JIT_POLICIES,
+        security::jit_policies,
+    ),
+    // Microsoft.Insights.
+    route(
+        "subscriptions/{sub}/providers/Microsoft.Insights/activityLogAlerts",
+        GET,
+        &ACTIVITY_LOG_ALERTS,
+        monitor::activity_log_alerts,
+    ),
+    route(
+        "subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Insights/activityLogAlerts/{name?}",
+        GET,
+        &ACTIVITY_LOG_ALERTS,
+        monitor::activity_log_alerts,
+    ),
     // Microsoft.Storage.
+    route(
+        "subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}/blobServices/{svc?}",
+        GET,
+        &STORAGE,
+        providers::blob_services,
+    ),
+    route(
+        "subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}/fileServices/{svc?}",
+        GET,
+        &STORAGE,
+        providers::file_services,
+    ),
     route(
         "subscriptions/{sub}/providers/Microsoft.Storage/storageAccounts",
         GET,
