@@ -105,7 +105,10 @@ fn answer(
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
     let Some(token) = token else {
         return graph_error(
             st,
@@ -157,15 +160,18 @@ fn answer(
             match found {
                 Some(x) => {
                     let mut body = domain_json(&x);
-                    body["@odata.context"] =
-                        json!(format!("https://graph.microsoft.com/{v}/$metadata#domains/$entity"));
+                    body["@odata.context"] = json!(format!(
+                        "https://graph.microsoft.com/{v}/$metadata#domains/$entity"
+                    ));
                     json(StatusCode::OK, &body)
                 }
                 None => graph_error(
                     st,
                     StatusCode::NOT_FOUND,
                     "Request_ResourceNotFound",
-                    &format!("Resource '{name}' does not exist or one of its queried reference-property objects are not present."),
+                    &format!(
+                        "Resource '{name}' does not exist or one of its queried reference-property objects are not present."
+                    ),
                 ),
             }
         }

@@ -248,7 +248,9 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 /// Whether `actions` less `not_actions` allow `action`.
 pub fn allows<S: AsRef<str>>(actions: &[S], not_actions: &[S], action: &str) -> bool {
     actions.iter().any(|p| action_matches(p.as_ref(), action))
-        && !not_actions.iter().any(|p| action_matches(p.as_ref(), action))
+        && !not_actions
+            .iter()
+            .any(|p| action_matches(p.as_ref(), action))
 }
 
 impl BuiltinRole {

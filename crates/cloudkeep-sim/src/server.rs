@@ -283,7 +283,10 @@ pub fn request_host(headers: &axum::http::HeaderMap, uri: &Uri) -> String {
         .or_else(|| uri.host().map(str::to_string))
         .unwrap_or_default();
     let name = if host.starts_with('[') {
-        host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+        host.split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
     } else {
         host.split(':').next().unwrap_or("").to_string()
     };

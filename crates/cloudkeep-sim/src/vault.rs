@@ -89,15 +89,19 @@ struct Call<'a> {
     claims: Claims,
 }
 
-pub async fn dispatch(State(st): State<Arc<SimState>>, vault: String, req: Request) -> Response<Body> {
+pub async fn dispatch(
+    State(st): State<Arc<SimState>>,
+    vault: String,
+    req: Request,
+) -> Response<Body> {
     let (parts, _) = req.into_parts();
     let query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
     let mut caller = None;
-    let mut response = serve(&st, &vault, &parts, query, &mut caller)
-        .unwrap_or_else(KvError::into_response);
+    let mut response =
+        serve(&st, &vault, &parts, query, &mut caller).unwrap_or_else(KvError::into_response);
     let id = st.random_id();
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-ms-request-id", v);
@@ -131,7 +135,11 @@ fn serve(
             )
         })?;
     let Extra::Vault(props) = &vault.extra else {
-        return Err(KvError::new(StatusCode::NOT_FOUND, "VaultNotFound", "no vault"));
+        return Err(KvError::new(
+            StatusCode::NOT_FOUND,
+            "VaultNotFound",
+            "no vault",
+        ));
     };
     let tenant = world
         .subscription(&vault.subscription_id)
@@ -147,17 +155,19 @@ fn serve(
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or_else(|| unauthorized("AKV10000: Request is missing a Bearer or PoP token.".into()))?;
-    let claims = st
-        .signer
-        .verify(token.trim())
-        .map_err(|_| unauthorized("AKV10005: Error validating token: token is malformed.".into()))?;
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            unauthorized("AKV10000: Request is missing a Bearer or PoP token.".into())
+        })?;
+    let claims = st.signer.verify(token.trim()).map_err(|_| {
+        unauthorized("AKV10005: Error validating token: token is malformed.".into())
+    })?;
     *caller = Some(claims.oid.clone());
     if claims.exp <= chrono::Utc::now().timestamp() {
-        return Err(unauthorized(
-            "AKV10012: Token is expired.".into(),
-        ));
+        return Err(unauthorized("AKV10012: Token is expired.".into()));
     }
     if !AUDIENCES.contains(&claims.aud.as_str()) {
         return Err(unauthorized(format!(
@@ -217,7 +227,12 @@ fn serve(
             format!("The method '{}' is not supported here.", parts.method),
         ));
     }
-    let segs: Vec<&str> = parts.uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     match l.as_slice() {
@@ -261,12 +276,20 @@ fn serve(
             Ok(json(StatusCode::OK, &call.key_bundle(key, &v)))
         }
         ["secrets"] => {
-            call.allow("Microsoft.KeyVault/vaults/secrets/readMetadata/action", "secrets", "list")?;
+            call.allow(
+                "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+                "secrets",
+                "list",
+            )?;
             let secrets = call.secrets();
             call.page(&secrets, |s| call.secret_item(s))
         }
         ["secrets", _, "versions"] => {
-            call.allow("Microsoft.KeyVault/vaults/secrets/readMetadata/action", "secrets", "list")?;
+            call.allow(
+                "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+                "secrets",
+                "list",
+            )?;
             let name = segs[1];
             let secrets: Vec<&VaultSecret> = call
                 .secrets()
@@ -289,7 +312,10 @@ fn serve(
         _ => Err(KvError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
-            format!("The path '{}' is not served by the simulator's Key Vault.", parts.uri.path()),
+            format!(
+                "The path '{}' is not served by the simulator's Key Vault.",
+                parts.uri.path()
+            ),
         )),
     }
 }
@@ -306,7 +332,7 @@ struct KeyVersion {
 /// A key's versions, newest first: the current one, and up to two older
 /// ones derived from its name (a rotated key keeps its history).
 fn versions_of(k: &VaultKey) -> Vec<KeyVersion> {
-    let h = hash_str(0x6b65_79, &format!("{}/{}", k.vault_id, k.name));
+    let h = hash_str(0x006b_6579, &format!("{}/{}", k.vault_id, k.name));
     let mut out = vec![KeyVersion {
         version: k.version.clone(),
         created: k.created,
@@ -344,7 +370,10 @@ impl Call<'_> {
         let allowed = if rbac {
             self.world
                 .roles_at(&self.claims.oid, &self.vault.id)
-                .any(|a| self.world.role_permits_data(&a.role_definition_id, data_action))
+                .any(|a| {
+                    self.world
+                        .role_permits_data(&a.role_definition_id, data_action)
+                })
         } else {
             self.props
                 .access_policy_object_ids
@@ -444,7 +473,7 @@ impl Call<'_> {
     }
 
     fn key_bundle(&self, k: &VaultKey, v: &KeyVersion) -> Value {
-        let h = hash_str(0x6a77_6b, &format!("{}/{}", k.name, v.version));
+        let h = hash_str(0x006a_776b, &format!("{}/{}", k.name, v.version));
         let bytes = |n: usize, salt: u64| -> String {
             let raw: Vec<u8> = (0..n)
                 .map(|i| (mix(h ^ salt ^ i as u64) & 0xff) as u8)
@@ -491,7 +520,8 @@ impl Call<'_> {
         if let Some(t) = &p.time_before_expiry {
             actions.push(json!({"trigger": {"timeBeforeExpiry": t}, "action": {"type": "Rotate"}}));
         }
-        actions.push(json!({"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}));
+        actions
+            .push(json!({"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}));
         let mut attributes = json!({"created": k.created, "updated": k.updated});
         if let Some(e) = &p.expiry_time {
             attributes["expiryTime"] = json!(e);
@@ -514,7 +544,11 @@ impl Call<'_> {
     /// A page of `maxresults` (at most 25), with the data plane's
     /// `nextLink` (port 443 spelt out, as Key Vault writes it), `null` on
     /// the last page.
-    fn page<T>(&self, items: &[T], render: impl Fn(&T) -> Value) -> Result<Response<Body>, KvError> {
+    fn page<T>(
+        &self,
+        items: &[T],
+        render: impl Fn(&T) -> Value,
+    ) -> Result<Response<Body>, KvError> {
         let q = |name: &str| {
             self.query
                 .iter()
@@ -530,14 +564,20 @@ impl Call<'_> {
                     KvError::new(
                         StatusCode::BAD_REQUEST,
                         "BadParameter",
-                        format!("The value '{m}' of maxresults is not valid: it is between 1 and 25."),
+                        format!(
+                            "The value '{m}' of maxresults is not valid: it is between 1 and 25."
+                        ),
                     )
                 })?,
             None => MAX_RESULTS,
         };
         let offset = match q("$skiptoken") {
             Some(t) => decode_offset(t).ok_or_else(|| {
-                KvError::new(StatusCode::BAD_REQUEST, "BadParameter", "The $skiptoken is not valid.")
+                KvError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadParameter",
+                    "The $skiptoken is not valid.",
+                )
             })?,
             None => 0,
         }
@@ -553,6 +593,9 @@ impl Call<'_> {
                 encode_offset(end)
             )
         });
-        Ok(json(StatusCode::OK, &json!({ "value": value, "nextLink": next })))
+        Ok(json(
+            StatusCode::OK,
+            &json!({ "value": value, "nextLink": next }),
+        ))
     }
 }

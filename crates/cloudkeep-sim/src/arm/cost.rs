@@ -13,6 +13,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use serde_json::{Value, json};
 
 use super::{ArmError, ArmResult, Ctx, decode_offset, encode_offset};
+use crate::faults::CostHeaders;
 use crate::server::json;
 use crate::world::cost::{self, catalogue::Meter};
 use crate::world::{Resource, World};
@@ -325,11 +326,13 @@ impl LineKind<'_> {
             "SubscriptionName" => self.subscription_name.to_string(),
             "ChargeType" => self.charge_type.to_string(),
             "PricingModel" => self.pricing_model.to_string(),
-            "PublisherType" => if std::ptr::eq(self.meter, &cost::catalogue::MARKETPLACE) {
-                "Marketplace".to_string()
-            } else {
-                "Azure".to_string()
-            },
+            "PublisherType" => {
+                if std::ptr::eq(self.meter, &cost::catalogue::MARKETPLACE) {
+                    "Marketplace".to_string()
+                } else {
+                    "Azure".to_string()
+                }
+            }
             _ => String::new(),
         }
     }
@@ -403,7 +406,10 @@ fn in_scope(r: &Resource, scope: &str) -> bool {
 fn meter_id(m: &Meter) -> String {
     crate::world::posture_guid(
         0,
-        &format!("meter:{}|{}|{}", m.meter_category, m.meter_subcategory, m.meter),
+        &format!(
+            "meter:{}|{}|{}",
+            m.meter_category, m.meter_subcategory, m.meter
+        ),
     )
 }
 
@@ -518,7 +524,16 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
                 .collect();
             let reservation = &cost::catalogue::RESERVATION_PURCHASE;
             let purchase = (r.cost.reserved && !q.amortized)
-                .then(|| sums.group(&kind(None, reservation, sid, sname, "Purchase", "Reservation")))
+                .then(|| {
+                    sums.group(&kind(
+                        None,
+                        reservation,
+                        sid,
+                        sname,
+                        "Purchase",
+                        "Reservation",
+                    ))
+                })
                 .flatten();
             let unused = (r.cost.reserved && q.amortized)
                 .then(|| {
@@ -536,8 +551,13 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
                 lines.clear();
                 cost::resource_day_lines(r, day, cost::factor_on(&events, day), &mut lines);
                 for line in &lines {
-                    if let Some((_, g)) = groups.iter().find(|(m, _)| std::ptr::eq(*m, line.meter)) {
-                        let v = if q.amortized { line.amortized } else { line.actual };
+                    if let Some((_, g)) = groups.iter().find(|(m, _)| std::ptr::eq(*m, line.meter))
+                    {
+                        let v = if q.amortized {
+                            line.amortized
+                        } else {
+                            line.actual
+                        };
                         sums.add(*g, day, v);
                     }
                 }
@@ -551,7 +571,8 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
         }
         // Charges with no resource belong to the subscription only.
         if crate::world::scope_is_subscription(scope) {
-            if let Some(s) = crate::arm::subscription_of(scope).and_then(|s| world.subscription(s)) {
+            if let Some(s) = crate::arm::subscription_of(scope).and_then(|s| world.subscription(s))
+            {
                 let g = sums.group(&kind(
                     None,
                     &cost::catalogue::MARKETPLACE,
@@ -624,6 +645,96 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
     QueryResult { columns, rows }
 }
 
+type Headers = Vec<(&'static str, String)>;
+
+/// The documented family: query units per tenant, charged on a query's
+/// first page (following its `nextLink` is free).
+fn qpu_throttle(ctx: &Ctx, tenant: &str, q: &Query, continuing: bool) -> Result<Headers, ArmError> {
+    if continuing {
+        return Ok(vec![(
+            "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+            "0".into(),
+        )]);
+    }
+    match ctx.st.throttle.take_qpu(tenant, qpu(q)) {
+        Ok((consumed, remaining)) => Ok(vec![
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+                consumed.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-remaining",
+                format!("QueryResource={remaining}, Tenant={remaining}"),
+            ),
+        ]),
+        Err(wait) => {
+            let mut e = too_many(wait);
+            e.headers.push((
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after",
+                wait.to_string(),
+            ));
+            e.headers.push((
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+                "0".into(),
+            ));
+            Err(e)
+        }
+    }
+}
+
+/// The family in recorded real answers: requests per scope and per tenant
+/// in a sliding minute, every request counted (pages too); successful
+/// answers carry what is left and when each window resets.
+fn entity_throttle(ctx: &Ctx, scope: &str, tenant: &str) -> Result<Headers, ArmError> {
+    match ctx.st.throttle.take_cost_request(scope, tenant) {
+        Ok(c) => Ok(vec![
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-entity-requests",
+                c.entity_remaining.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-tenant-requests",
+                c.tenant_remaining.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after",
+                c.entity_reset_secs.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-tenant-retry-after",
+                c.tenant_reset_secs.to_string(),
+            ),
+        ]),
+        Err((which, wait)) => {
+            let mut e = too_many(wait);
+            let (requests, retry) = if which == "entity" {
+                (
+                    "x-ms-ratelimit-microsoft.costmanagement-entity-requests",
+                    "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after",
+                )
+            } else {
+                (
+                    "x-ms-ratelimit-microsoft.costmanagement-tenant-requests",
+                    "x-ms-ratelimit-microsoft.costmanagement-tenant-retry-after",
+                )
+            };
+            e.headers.push((requests, "0".into()));
+            e.headers.push((retry, wait.to_string()));
+            Err(e)
+        }
+    }
+}
+
+fn too_many(wait: u64) -> ArmError {
+    let mut e = ArmError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "429",
+        format!("Too many requests. Please retry after {wait} seconds."),
+    );
+    e.headers.push(("retry-after", wait.to_string()));
+    e
+}
+
 /// Query processing units a query costs: one per month (or part) queried.
 fn qpu(q: &Query) -> u32 {
     let days = (q.to - q.from).num_days() + 1;
@@ -647,46 +758,14 @@ pub fn query(ctx: &Ctx) -> ArmResult {
     };
     let q = parse_query(&body, today)?;
     let continuation = ctx.q("$skiptoken");
-    let mut qpu_headers = Vec::new();
-    if ctx.st.config.throttle {
-        let units = qpu(&q);
-        if continuation.is_none() {
-            match ctx.st.throttle.take_qpu(&tenant, units) {
-                Ok((consumed, remaining)) => {
-                    qpu_headers.push((
-                        "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
-                        consumed.to_string(),
-                    ));
-                    qpu_headers.push((
-                        "x-ms-ratelimit-microsoft.costmanagement-qpu-remaining",
-                        format!("QueryResource={remaining}, Tenant={remaining}"),
-                    ));
-                }
-                Err(wait) => {
-                    let mut e = ArmError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "429",
-                        format!("Too many requests. Please retry after {wait} seconds."),
-                    );
-                    e.headers.push(("retry-after", wait.to_string()));
-                    e.headers.push((
-                        "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after",
-                        wait.to_string(),
-                    ));
-                    e.headers.push((
-                        "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
-                        "0".into(),
-                    ));
-                    return Err(e);
-                }
-            }
-        } else {
-            qpu_headers.push((
-                "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
-                "0".into(),
-            ));
+    let throttle_headers = if ctx.st.config.throttle {
+        match ctx.st.faults().cost_headers {
+            CostHeaders::Qpu => qpu_throttle(ctx, &tenant, &q, continuation.is_some())?,
+            CostHeaders::Entity => entity_throttle(ctx, scope, &tenant)?,
         }
-    }
+    } else {
+        Vec::new()
+    };
     let cache_key = format!(
         "{}|{}|{}|{}",
         scope.to_ascii_lowercase(),
@@ -748,7 +827,7 @@ pub fn query(ctx: &Ctx) -> ArmResult {
         },
     });
     let mut response = json(StatusCode::OK, &response_body);
-    for (name, value) in qpu_headers {
+    for (name, value) in throttle_headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, v);
         }

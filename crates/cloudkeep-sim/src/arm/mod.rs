@@ -12,6 +12,7 @@ mod authorization;
 pub mod cost;
 mod ctx;
 mod graph;
+mod locations;
 mod monitor;
 mod providers;
 mod resources;
@@ -30,6 +31,7 @@ use serde_json::json;
 
 pub use auth::{authorization_failed, permitted};
 pub use ctx::{Ctx, decode_offset, encode_offset};
+pub use providers::{storage_json, vault_json};
 pub use routes::method_not_allowed;
 
 use crate::server::{Caller, base_url, json};
@@ -94,7 +96,11 @@ pub fn one_or_all(
     };
     items
         .into_iter()
-        .find(|i| i["name"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(n)))
+        .find(|i| {
+            i["name"]
+                .as_str()
+                .is_some_and(|x| x.eq_ignore_ascii_case(n))
+        })
         .map(|i| json(StatusCode::OK, &i))
         .ok_or_else(|| missing(n))
 }

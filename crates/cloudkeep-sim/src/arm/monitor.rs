@@ -10,7 +10,12 @@ use crate::world::{ActivityLogAlert, DiagnosticSetting, World, scope_is_subscrip
 /// (`.../storageAccounts/x/blobServices/default`) the account itself.
 fn owning_resource(scope: &str) -> String {
     let lower = scope.to_ascii_lowercase();
-    for svc in ["/blobservices/", "/fileservices/", "/queueservices/", "/tableservices/"] {
+    for svc in [
+        "/blobservices/",
+        "/fileservices/",
+        "/queueservices/",
+        "/tableservices/",
+    ] {
         if let Some(i) = lower.find(svc) {
             return scope[..i].to_string();
         }
@@ -29,15 +34,24 @@ fn setting_json(d: &DiagnosticSetting, at_subscription: bool) -> Value {
     let retention = json!({ "enabled": false, "days": 0 });
     if at_subscription {
         // A subscription's activity log: categories, no metrics, no retention.
-        props["logs"] = json!(crate::world::SUBSCRIPTION_LOG_CATEGORIES
-            .iter()
-            .map(|c| json!({ "category": c, "enabled": d.categories.contains(c) }))
-            .collect::<Vec<_>>());
+        props["logs"] = json!(
+            crate::world::SUBSCRIPTION_LOG_CATEGORIES
+                .iter()
+                .map(|c| json!({ "category": c, "enabled": d.categories.contains(c) }))
+                .collect::<Vec<_>>()
+        );
     } else {
         props["logs"] = if d.categories.is_empty() {
             json!([{ "categoryGroup": "allLogs", "enabled": true, "retentionPolicy": retention }])
         } else {
-            json!(d.categories.iter().map(|c| json!({ "category": c, "enabled": true, "retentionPolicy": retention })).collect::<Vec<_>>())
+            json!(
+                d.categories
+                    .iter()
+                    .map(
+                        |c| json!({ "category": c, "enabled": true, "retentionPolicy": retention })
+                    )
+                    .collect::<Vec<_>>()
+            )
         };
         props["metrics"] =
             json!([{ "category": "AllMetrics", "enabled": true, "retentionPolicy": retention }]);
@@ -60,7 +74,9 @@ pub fn diagnostic_settings(ctx: &Ctx) -> ArmResult {
     if !at_subscription && world.resource(&owning_resource(scope)).is_none() {
         return Err(ArmError::not_found(
             "ResourceNotFound",
-            format!("The Resource '{scope}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+            format!(
+                "The Resource '{scope}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+            ),
         ));
     }
     let items: Vec<Value> = world
@@ -82,7 +98,10 @@ fn alert_json(a: &ActivityLogAlert) -> Value {
     if let Some(op) = a.operation {
         all_of.push(json!({ "field": "operationName", "equals": op }));
     }
-    let rg = format!("/subscriptions/{}/resourceGroups/{}", a.subscription_id, a.resource_group);
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/{}",
+        a.subscription_id, a.resource_group
+    );
     json!({
         "id": format!("{rg}/providers/microsoft.insights/activityLogAlerts/{}", a.name),
         "type": "Microsoft.Insights/ActivityLogAlerts",
@@ -123,7 +142,10 @@ pub fn activity_log_alerts(ctx: &Ctx) -> ArmResult {
     super::one_or_all(ctx, items, |n| {
         ArmError::not_found(
             "ResourceNotFound",
-            format!("The Resource 'microsoft.insights/activityLogAlerts/{n}' under resource group '{}' was not found.", rg.unwrap_or("")),
+            format!(
+                "The Resource 'microsoft.insights/activityLogAlerts/{n}' under resource group '{}' was not found.",
+                rg.unwrap_or("")
+            ),
         )
     })
 }

@@ -209,7 +209,11 @@ pub fn storage_json(r: &Resource) -> Value {
         .unwrap_or_else(|| "Standard_LRS".into());
     // Geo-redundancy follows the SKU: only GRS-family accounts have a
     // secondary; read access (RA-) adds its endpoints.
-    if let Some(secondary) = p.secondary_location.as_ref().filter(|_| sku.contains("GRS") || sku.contains("GZRS")) {
+    if let Some(secondary) = p
+        .secondary_location
+        .as_ref()
+        .filter(|_| sku.contains("GRS") || sku.contains("GZRS"))
+    {
         props["secondaryLocation"] = json!(secondary);
         props["statusOfSecondary"] = json!("available");
         if sku.contains("RAG") {
@@ -230,8 +234,14 @@ pub fn storage_json(r: &Resource) -> Value {
     for (name, value) in [
         ("supportsHttpsTrafficOnly", p.https_only),
         ("allowSharedKeyAccess", p.allow_shared_key_access),
-        ("allowCrossTenantReplication", p.allow_cross_tenant_replication),
-        ("defaultToOAuthAuthentication", p.default_to_oauth_authentication),
+        (
+            "allowCrossTenantReplication",
+            p.allow_cross_tenant_replication,
+        ),
+        (
+            "defaultToOAuthAuthentication",
+            p.default_to_oauth_authentication,
+        ),
     ] {
         if let Some(v) = value {
             props[name] = json!(v);
@@ -786,7 +796,10 @@ pub fn blob_services(ctx: &Ctx) -> ArmResult {
     let world = ctx.st.world();
     let r = account_of(ctx, &world, "blobServices")?;
     let Extra::Storage(p) = &r.extra else {
-        return Err(ArmError::not_found("ResourceNotFound", "not a storage account"));
+        return Err(ArmError::not_found(
+            "ResourceNotFound",
+            "not a storage account",
+        ));
     };
     let mut props = json!({
         "cors": { "corsRules": [] },
@@ -809,7 +822,10 @@ pub fn file_services(ctx: &Ctx) -> ArmResult {
     let world = ctx.st.world();
     let r = account_of(ctx, &world, "fileServices")?;
     let Extra::Storage(p) = &r.extra else {
-        return Err(ArmError::not_found("ResourceNotFound", "not a storage account"));
+        return Err(ArmError::not_found(
+            "ResourceNotFound",
+            "not a storage account",
+        ));
     };
     let mut props = json!({
         "cors": { "corsRules": [] },

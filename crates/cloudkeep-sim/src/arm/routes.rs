@@ -12,7 +12,8 @@
 use axum::http::{Method, StatusCode};
 
 use super::{
-    ArmError, ArmResult, Ctx, authorization, cost, graph, monitor, providers, resources, security,
+    ArmError, ArmResult, Ctx, authorization, cost, graph, locations, monitor, providers, resources,
+    security,
 };
 use crate::throttle::Kind;
 
@@ -248,7 +249,11 @@ pub static SECURITY_SETTINGS: ApiVersions = ApiVersions {
 
 pub static SECURITY_CONTACTS: ApiVersions = ApiVersions {
     resource_type: "securityContacts",
-    versions: &["2017-08-01-preview", "2020-01-01-preview", "2023-12-01-preview"],
+    versions: &[
+        "2017-08-01-preview",
+        "2020-01-01-preview",
+        "2023-12-01-preview",
+    ],
     core: false,
 };
 
@@ -477,7 +482,7 @@ pub static ROUTES: &[Route] = &[
         "subscriptions/{sub}/locations",
         GET,
         &LOCATIONS,
-        resources::locations,
+        locations::locations,
     ),
     route(
         "subscriptions/{sub}/resources",

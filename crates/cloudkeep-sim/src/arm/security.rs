@@ -27,15 +27,21 @@ fn state<'w>(ctx: &Ctx, world: &'w World, what: &str) -> Result<&'w SecurityStat
         &format!("Microsoft.Security/{what}/read"),
         &format!("/subscriptions/{sub}"),
     )?;
-    world
-        .security_of(sub)
-        .ok_or_else(|| ArmError::not_found("SubscriptionNotFound", "The subscription has no Defender state."))
+    world.security_of(sub).ok_or_else(|| {
+        ArmError::not_found(
+            "SubscriptionNotFound",
+            "The subscription has no Defender state.",
+        )
+    })
 }
 
 /// One item by name from a list, or Microsoft.Security's 404.
 fn one_or_all(ctx: &Ctx, items: Vec<Value>) -> ArmResult {
     super::one_or_all(ctx, items, |n| {
-        ArmError::not_found("NotFound", format!("The requested resource '{n}' was not found."))
+        ArmError::not_found(
+            "NotFound",
+            format!("The requested resource '{n}' was not found."),
+        )
     })
 }
 
@@ -59,8 +65,11 @@ pub fn pricings(ctx: &Ctx) -> ArmResult {
             }
             if modern {
                 props["enforce"] = json!("False");
-                props["resourcesCoverageStatus"] =
-                    json!(if p.standard { "FullyCovered" } else { "NotCovered" });
+                props["resourcesCoverageStatus"] = json!(if p.standard {
+                    "FullyCovered"
+                } else {
+                    "NotCovered"
+                });
                 if let Some(t) = p.enabled_since {
                     props["enablementTime"] = json!(arm_time(t));
                 }

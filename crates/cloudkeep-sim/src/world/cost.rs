@@ -9,7 +9,6 @@ use chrono::{Datelike, NaiveDate, Weekday};
 
 use super::{Resource, mix, unit};
 
-
 pub mod catalogue {
     //! Resource types the generator uses, with their names, SKUs and meters.
 
@@ -403,7 +402,13 @@ pub mod catalogue {
     );
 
     /// Meter of a subscription's Marketplace SaaS plan (no resource).
-    pub static MARKETPLACE: Meter = m("SendGrid", "SaaS", "SendGrid Email Delivery", "Pro 100K", 1.0);
+    pub static MARKETPLACE: Meter = m(
+        "SendGrid",
+        "SaaS",
+        "SendGrid Email Delivery",
+        "Pro 100K",
+        1.0,
+    );
 
     pub fn by_type(resource_type: &str) -> Option<&'static TypeSpec> {
         TYPES
@@ -506,7 +511,7 @@ pub fn reservation_utilisation(r: &Resource, date: NaiveDate) -> f64 {
 }
 
 fn in_life(r: &Resource, date: NaiveDate) -> bool {
-    date >= r.created.date_naive() && !r.deleted.is_some_and(|d| date > d)
+    date >= r.created.date_naive() && r.deleted.is_none_or(|d| date <= d)
 }
 
 /// Cost lines of a resource on a day, `factor` applied (cost events).
@@ -541,9 +546,8 @@ pub fn resource_day_lines(r: &Resource, date: NaiveDate, factor: f64, out: &mut 
 
 /// The reservation's unused part on a day, in amortised cost.
 pub fn reservation_unused(r: &Resource, date: NaiveDate) -> Option<i64> {
-    (r.cost.reserved && r.cost.daily > 0.0 && in_life(r, date)).then(|| {
-        micros(reservation_daily(r) * (1.0 - reservation_utilisation(r, date)))
-    })
+    (r.cost.reserved && r.cost.daily > 0.0 && in_life(r, date))
+        .then(|| micros(reservation_daily(r) * (1.0 - reservation_utilisation(r, date))))
 }
 
 fn days_in_month(date: NaiveDate) -> u32 {

@@ -619,7 +619,7 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
             };
             controls.push(SecureScoreControl {
                 name: g.uuid(),
-                display_name,
+                display_name: display_name.to_string(),
                 max: *max,
                 healthy: total
                     .saturating_sub(unhealthy)

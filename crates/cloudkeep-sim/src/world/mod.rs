@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 pub use generate::generate;
-pub use posture::{DEPRECATED_PLANS, SUBSCRIPTION_LOG_CATEGORIES, default_storage, guid as posture_guid};
+pub use posture::{
+    DEPRECATED_PLANS, SUBSCRIPTION_LOG_CATEGORIES, default_storage, guid as posture_guid,
+};
 
 /// Tags as Azure stores them: names unique case-insensitively, values as given.
 pub type Tags = BTreeMap<String, String>;
@@ -303,7 +305,7 @@ pub struct VaultSecret {
 #[derive(Debug, Clone)]
 pub struct SecureScoreControl {
     pub name: String,
-    pub display_name: &'static str,
+    pub display_name: String,
     pub max: u32,
     pub healthy: u32,
     pub unhealthy: u32,
@@ -582,9 +584,9 @@ impl World {
     pub fn role_permits(&self, role_id: &str, action: &str) -> bool {
         match crate::roles::by_id(role_id) {
             Some(r) => r.permits(action),
-            None => self.custom_role(role_id).is_some_and(|c| {
-                crate::roles::allows(&c.actions, &c.not_actions, action)
-            }),
+            None => self
+                .custom_role(role_id)
+                .is_some_and(|c| crate::roles::allows(&c.actions, &c.not_actions, action)),
         }
     }
 

@@ -146,7 +146,9 @@ fn vault_settings(world: &mut World) {
     }
     // Some keys have a policy that only notifies: no `rotate` action.
     for k in &mut world.keys {
-        if k.rotation_policy.is_none() && draw(seed, &format!("{}/{}:notify", k.vault_id, k.name)) < 0.3 {
+        if k.rotation_policy.is_none()
+            && draw(seed, &format!("{}/{}:notify", k.vault_id, k.name)) < 0.3
+        {
             k.rotation_policy = Some(super::RotationPolicy {
                 time_after_create: None,
                 time_before_expiry: None,
@@ -212,7 +214,9 @@ fn identity(world: &mut World) {
         .principals
         .iter()
         .filter(|p| {
-            member(p) && p.key.is_none() && matches!(p.kind, PrincipalKind::User { guest: false, .. })
+            member(p)
+                && p.key.is_none()
+                && matches!(p.kind, PrincipalKind::User { guest: false, .. })
         })
         .filter(|p| p.display_name != "IT Admin")
         .cloned()
@@ -286,10 +290,11 @@ fn identity(world: &mut World) {
                         added.push(assignment(world, s, roles::OWNER, scope, 300));
                     }
                 }
-                let keyed = world
-                    .role_assignments
-                    .iter()
-                    .any(|a| a.role_definition_id == roles::OWNER && a.scope.eq_ignore_ascii_case(scope) && is_partial_owner(a));
+                let keyed = world.role_assignments.iter().any(|a| {
+                    a.role_definition_id == roles::OWNER
+                        && a.scope.eq_ignore_ascii_case(scope)
+                        && is_partial_owner(a)
+                });
                 if !keyed {
                     if let Some(s) = staff.get(1) {
                         added.push(assignment(world, s, roles::OWNER, scope, 280));
@@ -427,9 +432,9 @@ fn defender(world: &mut World, i: usize) {
                 0 if n % 4 == 1 => 1,
                 0 => 0,
                 1 if n % 5 == 0 => 0,
-                1 => total - 1,
+                1 => total,
                 _ if n % 2 == 0 => 0,
-                _ => total / 2,
+                _ => total - 1,
             };
             c.healthy = total - c.unhealthy;
         }
@@ -525,10 +530,26 @@ fn monitoring(world: &mut World, i: usize) {
         .unwrap_or_else(|| "NetworkWatcherRG".into());
     let watched: &[(&str, Option<&'static str>, &'static str)] = match i % 3 {
         0 => &[
-            ("policy-assignment-changes", Some("Microsoft.Authorization/policyAssignments/write"), "Administrative"),
-            ("nsg-changes", Some("Microsoft.Network/networkSecurityGroups/write"), "Administrative"),
-            ("nsg-deletes", Some("Microsoft.Network/networkSecurityGroups/delete"), "Administrative"),
-            ("security-solution-changes", Some("Microsoft.Security/securitySolutions/write"), "Security"),
+            (
+                "policy-assignment-changes",
+                Some("Microsoft.Authorization/policyAssignments/write"),
+                "Administrative",
+            ),
+            (
+                "nsg-changes",
+                Some("Microsoft.Network/networkSecurityGroups/write"),
+                "Administrative",
+            ),
+            (
+                "nsg-deletes",
+                Some("Microsoft.Network/networkSecurityGroups/delete"),
+                "Administrative",
+            ),
+            (
+                "security-solution-changes",
+                Some("Microsoft.Security/securitySolutions/write"),
+                "Security",
+            ),
             ("service-health", None, "ServiceHealth"),
         ],
         1 => &[(

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::faults::Faults;
-use crate::roles;
 use crate::server::json;
 use crate::state::SimState;
 use crate::world::cost::catalogue;
@@ -23,23 +22,26 @@ use crate::world::{
     set_tag,
 };
 
+mod cost;
+mod posture;
+
 type St = State<Arc<SimState>>;
 
-fn bad_request(message: impl Into<String>) -> Response<Body> {
+pub(crate) fn bad_request(message: impl Into<String>) -> Response<Body> {
     json(
         StatusCode::BAD_REQUEST,
         &json!({"error": {"code": "BadRequest", "message": message.into()}}),
     )
 }
 
-fn not_found(message: impl Into<String>) -> Response<Body> {
+pub(crate) fn not_found(message: impl Into<String>) -> Response<Body> {
     json(
         StatusCode::NOT_FOUND,
         &json!({"error": {"code": "NotFound", "message": message.into()}}),
     )
 }
 
-fn ok(body: Value) -> Response<Body> {
+pub(crate) fn ok(body: Value) -> Response<Body> {
     json(StatusCode::OK, &body)
 }
 
@@ -57,6 +59,8 @@ pub fn routes() -> axum::Router<Arc<SimState>> {
         .route("/clock/advance", post(advance_clock))
         .route("/faults", get(get_faults).put(put_faults))
         .route("/reset", post(reset))
+        .merge(posture::routes())
+        .merge(cost::routes())
 }
 
 fn roles_of(world: &World, object_id: &str) -> Vec<Value> {
@@ -379,26 +383,54 @@ struct RoleChange {
     principal_id: String,
     role: String,
     scope: String,
+    /// For a principal the directory does not hold (a `ForeignGroup`), or
+    /// to record another type than the principal's own.
+    #[serde(default)]
+    principal_type: Option<String>,
+}
+
+/// The principal types ARM records on role assignments.
+fn principal_type(name: &str) -> Option<&'static str> {
+    [
+        "User",
+        "Group",
+        "ServicePrincipal",
+        "ForeignGroup",
+        "Device",
+    ]
+    .into_iter()
+    .find(|t| t.eq_ignore_ascii_case(name))
 }
 
 async fn add_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> {
-    let Some(role) = roles::resolve(&req.role) else {
+    let mut world = st.world_mut();
+    let Some((role_id, _)) = world.resolve_role(&req.role) else {
         return bad_request(format!(
-            "unknown role '{}'; use a built-in role's name or id",
+            "unknown role '{}'; use a built-in or custom role's name or id",
             req.role
         ));
     };
-    let mut world = st.world_mut();
-    let Some(principal) = world.principal(&req.principal_id).cloned() else {
-        return not_found(format!("no principal '{}'", req.principal_id));
+    let given_type = match req.principal_type.as_deref().map(principal_type) {
+        Some(None) => {
+            return bad_request(
+                "principal_type is one of User, Group, ServicePrincipal, ForeignGroup, Device",
+            );
+        }
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let (principal_id, principal_type) = match (world.principal(&req.principal_id), given_type) {
+        (Some(p), t) => (p.object_id.clone(), t.unwrap_or(p.principal_type())),
+        (None, Some(t)) => (req.principal_id.clone(), t),
+        (None, None) => return not_found(format!("no principal '{}'", req.principal_id)),
     };
     let name = uuid::Uuid::new_v4().to_string();
     let assignment = RoleAssignment {
         name,
         scope: req.scope.clone(),
-        role_definition_id: role.id.to_string(),
-        principal_id: principal.object_id.clone(),
-        principal_type: principal.principal_type(),
+        role_definition_id: role_id,
+        principal_id,
+        principal_type,
         created: Utc::now(),
         created_by: None,
     };
@@ -408,14 +440,14 @@ async fn add_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> 
 }
 
 async fn remove_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> {
-    let Some(role) = roles::resolve(&req.role) else {
+    let mut world = st.world_mut();
+    let Some((role_id, role_name)) = world.resolve_role(&req.role) else {
         return bad_request(format!("unknown role '{}'", req.role));
     };
-    let mut world = st.world_mut();
     let before = world.role_assignments.len();
     world.role_assignments.retain(|a| {
         !(a.principal_id.eq_ignore_ascii_case(&req.principal_id)
-            && a.role_definition_id == role.id
+            && a.role_definition_id == role_id
             && a.scope
                 .eq_ignore_ascii_case(req.scope.trim_end_matches('/')))
     });
@@ -423,7 +455,7 @@ async fn remove_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Bod
     if removed == 0 {
         return not_found(format!(
             "'{}' holds no {} at '{}'",
-            req.principal_id, role.name, req.scope
+            req.principal_id, role_name, req.scope
         ));
     }
     ok(json!({"removed": removed}))
