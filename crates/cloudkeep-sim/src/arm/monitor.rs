@@ -31,15 +31,23 @@ fn setting_json(d: &DiagnosticSetting, at_subscription: bool) -> Value {
     if let Some(s) = &d.storage_account_id {
         props["storageAccountId"] = json!(s);
     }
+    if let Some(e) = &d.event_hub_rule_id {
+        props["eventHubAuthorizationRuleId"] = json!(e);
+    }
     let retention = json!({ "enabled": false, "days": 0 });
     if at_subscription {
-        // A subscription's activity log: categories, no metrics, no retention.
-        props["logs"] = json!(
-            crate::world::SUBSCRIPTION_LOG_CATEGORIES
-                .iter()
-                .map(|c| json!({ "category": c, "enabled": d.categories.contains(c) }))
-                .collect::<Vec<_>>()
-        );
+        // A subscription's activity log: the `allLogs` group or named
+        // categories; no metrics, no retention.
+        props["logs"] = if d.categories.is_empty() {
+            json!([{ "categoryGroup": "allLogs", "enabled": true }])
+        } else {
+            json!(
+                crate::world::SUBSCRIPTION_LOG_CATEGORIES
+                    .iter()
+                    .map(|c| json!({ "category": c, "enabled": d.categories.contains(c) }))
+                    .collect::<Vec<_>>()
+            )
+        };
     } else {
         props["logs"] = if d.categories.is_empty() {
             json!([{ "categoryGroup": "allLogs", "enabled": true, "retentionPolicy": retention }])

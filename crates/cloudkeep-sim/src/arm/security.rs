@@ -122,6 +122,14 @@ fn extensions(plan: &str) -> Option<Value> {
 pub fn assessments(ctx: &Ctx) -> ArmResult {
     let world = ctx.st.world();
     let st = state(ctx, &world, "assessments")?;
+    // Agents report to the subscription's Log Analytics workspace, if any.
+    let workspace = world
+        .live_resources()
+        .find(|r| {
+            r.subscription_id.eq_ignore_ascii_case(ctx.p("sub"))
+                && r.resource_type == "Microsoft.OperationalInsights/workspaces"
+        })
+        .map(|r| r.id.clone());
     let items: Vec<Value> = st
         .assessments
         .iter()
@@ -141,7 +149,7 @@ pub fn assessments(ctx: &Ctx) -> ArmResult {
                     "resourceDetails": { "source": "Azure", "id": resource },
                     "displayName": display,
                     "status": status,
-                    "additionalData": {},
+                    "additionalData": workspace.as_ref().map_or_else(|| json!({}), |w| json!({ "linkedWorkspaceId": w })),
                 },
             })
         })

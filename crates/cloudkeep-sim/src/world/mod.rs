@@ -351,6 +351,7 @@ pub struct DiagnosticSetting {
     pub name: String,
     pub workspace_id: Option<String>,
     pub storage_account_id: Option<String>,
+    pub event_hub_rule_id: Option<String>,
     /// Log categories enabled; empty means the `allLogs` category group.
     pub categories: Vec<&'static str>,
 }

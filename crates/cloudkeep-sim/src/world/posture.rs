@@ -126,7 +126,9 @@ fn storage_settings(world: &mut World) {
             x if x < 0.7 => Some(true),
             _ => Some(false),
         };
-        p.blob.blob_delete_days = (h("blobdel") < 0.6).then_some(7);
+        // The portal's data protection turns versioning on with soft delete.
+        p.blob.blob_delete_days =
+            (p.blob.versioning == Some(true) || h("blobdel") < 0.5).then_some(7);
         p.blob.container_delete_days = (h("contdel") < 0.5).then_some(7);
         p.file.share_delete_days = (h("sharedel") < 0.7).then_some(7);
         p.file.smb_versions = match h("smb") {
@@ -489,19 +491,30 @@ fn monitoring(world: &mut World, i: usize) {
             format!("/subscriptions/{sub}/resourceGroups/rg-shared/providers/Microsoft.OperationalInsights/workspaces/log-security")
         });
     let scope = format!("/subscriptions/{sub}");
+    // Archive and stream destinations where everything is kept (sub 0).
+    let archive = world
+        .live_resources()
+        .find(|r| r.subscription_id == sub && matches!(r.extra, Extra::Storage(_)))
+        .map(|r| r.id.clone());
+    let hub = format!(
+        "/subscriptions/{sub}/resourceGroups/rg-shared/providers/Microsoft.EventHub/namespaces/evh-security/authorizationrules/RootManageSharedAccessKey"
+    );
     match i % 3 {
         0 => world.diagnostic_settings.push(DiagnosticSetting {
             scope: scope.clone(),
             name: "activity-to-sentinel".into(),
             workspace_id: Some(workspace.clone()),
-            storage_account_id: None,
-            categories: SUBSCRIPTION_LOG_CATEGORIES.to_vec(),
+            storage_account_id: archive.clone(),
+            event_hub_rule_id: Some(hub.clone()),
+            // Every category, through the `allLogs` group.
+            categories: vec![],
         }),
         1 => world.diagnostic_settings.push(DiagnosticSetting {
             scope: scope.clone(),
             name: "admin-only".into(),
             workspace_id: Some(workspace.clone()),
             storage_account_id: None,
+            event_hub_rule_id: None,
             categories: vec!["Administrative"],
         }),
         _ => {}
@@ -513,11 +526,13 @@ fn monitoring(world: &mut World, i: usize) {
         .collect();
     for (n, v) in vaults.iter().enumerate() {
         if (n + i) % 2 == 0 {
+            let everywhere = n == 0 && i % 3 == 0;
             world.diagnostic_settings.push(DiagnosticSetting {
                 scope: v.clone(),
                 name: "audit".into(),
                 workspace_id: Some(workspace.clone()),
-                storage_account_id: None,
+                storage_account_id: archive.clone().filter(|_| everywhere),
+                event_hub_rule_id: everywhere.then(|| hub.clone()),
                 categories: vec![],
             });
         }
