@@ -174,9 +174,11 @@ async fn by_host(
         return vault::dispatch(st, vault, req).await;
     }
     let path = req.uri().path();
-    let graph_path = ["/v1.0/", "/beta/"]
-        .iter()
-        .any(|p| path.len() >= p.len() && path[..p.len()].eq_ignore_ascii_case(p));
+    let graph_path = ["/v1.0", "/beta"].iter().any(|p| {
+        path.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+            && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
+    });
     if host.eq_ignore_ascii_case("graph.microsoft.com") || graph_path {
         return msgraph::dispatch(st, req).await;
     }

@@ -873,6 +873,32 @@ mod tests {
         assert!(resolve("/providers/Microsoft.Resources/tags/default").is_err());
     }
 
+    /// `docs/simulator.md` lists every operation with its api-versions.
+    #[test]
+    fn the_documentation_lists_every_route_and_version() {
+        let doc = include_str!("../../../../docs/simulator.md");
+        for r in ROUTES {
+            assert!(
+                doc.contains(&format!("| `{}` |", r.pattern)),
+                "docs/simulator.md does not list {}",
+                r.pattern
+            );
+            let row = doc
+                .lines()
+                .find(|l| {
+                    l.starts_with("| `")
+                        && r.versions.versions.first().is_some_and(|v| l.contains(v))
+                        && r.versions.versions.iter().all(|v| l.contains(v))
+                })
+                .map(|_| ());
+            assert!(
+                r.versions.versions.is_empty() || row.is_some(),
+                "docs/simulator.md has no row with {}'s versions",
+                r.pattern
+            );
+        }
+    }
+
     #[test]
     fn every_route_names_versions_that_are_dates() {
         for r in ROUTES {

@@ -133,7 +133,7 @@ pub fn assessments(ctx: &Ctx) -> ArmResult {
     let items: Vec<Value> = st
         .assessments
         .iter()
-        .map(|(resource, display, _)| {
+        .map(|(resource, display)| {
             let healthy = assessment_healthy(&world, resource, display);
             let name = posture_guid(0, &format!("assessment:{display}"));
             let mut status = json!({ "code": if healthy { "Healthy" } else { "Unhealthy" } });

@@ -377,8 +377,9 @@ pub struct SecurityState {
     /// (name, kind, enabled): MCAS, WDATP, Sentinel.
     pub settings: Vec<(&'static str, &'static str, bool)>,
     pub jit_vms: Vec<String>,
-    /// Assessments: (resource id, display name, healthy).
-    pub assessments: Vec<(String, &'static str, bool)>,
+    /// Assessments: (resource id, display name); their state follows the
+    /// resource's settings when read.
+    pub assessments: Vec<(String, &'static str)>,
 }
 
 #[derive(Debug, Clone)]
