@@ -28,6 +28,20 @@ pub const KEY_VAULT_CRYPTO_USER: &str = "12338af0-0e69-4776-bea7-57ae8d297424";
 pub const KEY_VAULT_SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
 pub const KEY_VAULT_ADMINISTRATOR: &str = "00482a5a-887f-4fb3-b363-3b7fe8e74483";
 
+/// The control-plane reads Key Vault's data roles come with.
+const KEY_VAULT_READS: &[&str] = &[
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Support/*",
+    "Microsoft.KeyVault/checkNameAvailability/read",
+    "Microsoft.KeyVault/deletedVaults/read",
+    "Microsoft.KeyVault/locations/*/read",
+    "Microsoft.KeyVault/vaults/*/read",
+    "Microsoft.KeyVault/operations/read",
+];
+
 pub static BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole {
         id: OWNER,
@@ -147,18 +161,7 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
         id: KEY_VAULT_READER,
         name: "Key Vault Reader",
         description: "Read metadata of key vaults and its certificates, keys, and secrets. Cannot read sensitive values such as secret contents or key material. Only works for key vaults that use the 'Azure role-based access control' permission model.",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.Insights/alertRules/*",
-            "Microsoft.Resources/deployments/*",
-            "Microsoft.Resources/subscriptions/resourceGroups/read",
-            "Microsoft.Support/*",
-            "Microsoft.KeyVault/checkNameAvailability/read",
-            "Microsoft.KeyVault/deletedVaults/read",
-            "Microsoft.KeyVault/locations/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-            "Microsoft.KeyVault/operations/read",
-        ],
+        actions: KEY_VAULT_READS,
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/*/read",
@@ -195,18 +198,7 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
         id: KEY_VAULT_ADMINISTRATOR,
         name: "Key Vault Administrator",
         description: "Perform all data plane operations on a key vault and all objects in it, including certificates, keys, and secrets. Cannot manage key vault resources or manage role assignments. Only works for key vaults that use the 'Azure role-based access control' permission model.",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.Insights/alertRules/*",
-            "Microsoft.Resources/deployments/*",
-            "Microsoft.Resources/subscriptions/resourceGroups/read",
-            "Microsoft.Support/*",
-            "Microsoft.KeyVault/checkNameAvailability/read",
-            "Microsoft.KeyVault/deletedVaults/read",
-            "Microsoft.KeyVault/locations/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-            "Microsoft.KeyVault/operations/read",
-        ],
+        actions: KEY_VAULT_READS,
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/*"],
     },

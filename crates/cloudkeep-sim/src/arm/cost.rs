@@ -522,31 +522,18 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
                     (m, sums.group(&kind(Some(r), m, sid, sname, "Usage", model)))
                 })
                 .collect();
-            let reservation = &cost::catalogue::RESERVATION_PURCHASE;
-            let purchase = (r.cost.reserved && !q.amortized)
-                .then(|| {
-                    sums.group(&kind(
-                        None,
-                        reservation,
-                        sid,
-                        sname,
-                        "Purchase",
-                        "Reservation",
-                    ))
-                })
-                .flatten();
-            let unused = (r.cost.reserved && q.amortized)
-                .then(|| {
-                    sums.group(&kind(
-                        None,
-                        reservation,
-                        sid,
-                        sname,
-                        "UnusedReservation",
-                        "Reservation",
-                    ))
-                })
-                .flatten();
+            // The reservation's rows carry no resource: its purchase in
+            // actual cost, its unused part in amortised cost.
+            let mut reservation = |wanted: bool, charge_type| {
+                (r.cost.reserved && wanted)
+                    .then(|| {
+                        let m = &cost::catalogue::RESERVATION_PURCHASE;
+                        sums.group(&kind(None, m, sid, sname, charge_type, "Reservation"))
+                    })
+                    .flatten()
+            };
+            let purchase = reservation(!q.amortized, "Purchase");
+            let unused = reservation(q.amortized, "UnusedReservation");
             for day in days() {
                 lines.clear();
                 cost::resource_day_lines(r, day, cost::factor_on(&events, day), &mut lines);

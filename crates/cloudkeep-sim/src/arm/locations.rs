@@ -7,45 +7,22 @@ use serde_json::{Value, json};
 use super::{ArmResult, Ctx};
 use crate::server::json;
 
-struct Region {
-    name: &'static str,
-    display: &'static str,
-    geography: &'static str,
-    group: &'static str,
-    latitude: &'static str,
-    longitude: &'static str,
-    physical: &'static str,
-    paired: &'static str,
-    zones: bool,
-}
-
-#[allow(clippy::too_many_arguments)]
-const fn region(
-    name: &'static str,
-    display: &'static str,
-    geography: &'static str,
-    group: &'static str,
-    latitude: &'static str,
-    longitude: &'static str,
-    physical: &'static str,
-    paired: &'static str,
-    zones: bool,
-) -> Region {
-    Region {
-        name,
-        display,
-        geography,
-        group,
-        latitude,
-        longitude,
-        physical,
-        paired,
-        zones,
-    }
-}
+/// A region: name, display name, geography, geography group, latitude,
+/// longitude, physical location, paired region, availability zones.
+struct Region(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+);
 
 const REGIONS: &[Region] = &[
-    region(
+    Region(
         "eastus",
         "East US",
         "United States",
@@ -56,7 +33,7 @@ const REGIONS: &[Region] = &[
         "westus",
         true,
     ),
-    region(
+    Region(
         "eastus2",
         "East US 2",
         "United States",
@@ -67,7 +44,7 @@ const REGIONS: &[Region] = &[
         "centralus",
         true,
     ),
-    region(
+    Region(
         "centralus",
         "Central US",
         "United States",
@@ -78,7 +55,7 @@ const REGIONS: &[Region] = &[
         "eastus2",
         true,
     ),
-    region(
+    Region(
         "westus",
         "West US",
         "United States",
@@ -89,7 +66,7 @@ const REGIONS: &[Region] = &[
         "eastus",
         false,
     ),
-    region(
+    Region(
         "westus2",
         "West US 2",
         "United States",
@@ -100,7 +77,7 @@ const REGIONS: &[Region] = &[
         "westcentralus",
         true,
     ),
-    region(
+    Region(
         "westus3",
         "West US 3",
         "United States",
@@ -111,7 +88,7 @@ const REGIONS: &[Region] = &[
         "eastus",
         true,
     ),
-    region(
+    Region(
         "westcentralus",
         "West Central US",
         "United States",
@@ -122,7 +99,7 @@ const REGIONS: &[Region] = &[
         "westus2",
         false,
     ),
-    region(
+    Region(
         "northeurope",
         "North Europe",
         "Europe",
@@ -133,7 +110,7 @@ const REGIONS: &[Region] = &[
         "westeurope",
         true,
     ),
-    region(
+    Region(
         "westeurope",
         "West Europe",
         "Europe",
@@ -144,7 +121,7 @@ const REGIONS: &[Region] = &[
         "northeurope",
         true,
     ),
-    region(
+    Region(
         "uksouth",
         "UK South",
         "United Kingdom",
@@ -155,7 +132,7 @@ const REGIONS: &[Region] = &[
         "ukwest",
         true,
     ),
-    region(
+    Region(
         "ukwest",
         "UK West",
         "United Kingdom",
@@ -166,7 +143,7 @@ const REGIONS: &[Region] = &[
         "uksouth",
         false,
     ),
-    region(
+    Region(
         "francecentral",
         "France Central",
         "France",
@@ -177,7 +154,7 @@ const REGIONS: &[Region] = &[
         "francesouth",
         true,
     ),
-    region(
+    Region(
         "germanywestcentral",
         "Germany West Central",
         "Germany",
@@ -188,7 +165,7 @@ const REGIONS: &[Region] = &[
         "germanynorth",
         true,
     ),
-    region(
+    Region(
         "swedencentral",
         "Sweden Central",
         "Sweden",
@@ -199,7 +176,7 @@ const REGIONS: &[Region] = &[
         "swedensouth",
         true,
     ),
-    region(
+    Region(
         "japaneast",
         "Japan East",
         "Japan",
@@ -210,7 +187,7 @@ const REGIONS: &[Region] = &[
         "japanwest",
         true,
     ),
-    region(
+    Region(
         "australiaeast",
         "Australia East",
         "Australia",
@@ -238,38 +215,50 @@ pub fn locations(ctx: &Ctx) -> ArmResult {
     let loc_id = |n: &str| format!("/subscriptions/{sub}/locations/{n}");
     let mut value: Vec<Value> = REGIONS
         .iter()
-        .map(|r| {
-            let mut v = json!({
-                "id": loc_id(r.name),
-                "name": r.name,
-                "type": "Region",
-                "displayName": r.display,
-                "regionalDisplayName": format!("({}) {}", r.group, r.display),
-                "metadata": {
-                    "regionType": "Physical",
-                    "regionCategory": if r.zones { "Recommended" } else { "Other" },
-                    "geography": r.geography,
-                    "geographyGroup": r.group,
-                    "longitude": r.longitude,
-                    "latitude": r.latitude,
-                    "physicalLocation": r.physical,
-                    "pairedRegion": [{ "name": r.paired, "id": loc_id(r.paired) }],
-                },
-            });
-            if r.zones {
-                // Logical zones map to physical ones differently per subscription.
-                let shift = (crate::world::hash_str(0, &format!("{sub}{}", r.name)) % 3) as usize;
-                v["availabilityZoneMappings"] = json!(
-                    (0..3)
-                        .map(|i| json!({
-                            "logicalZone": (i + 1).to_string(),
-                            "physicalZone": format!("{}-az{}", r.name, (i + shift) % 3 + 1),
-                        }))
-                        .collect::<Vec<_>>()
-                );
-            }
-            v
-        })
+        .map(
+            |Region(
+                name,
+                display,
+                geography,
+                group,
+                latitude,
+                longitude,
+                physical,
+                paired,
+                zones,
+            )| {
+                let mut v = json!({
+                    "id": loc_id(name),
+                    "name": name,
+                    "type": "Region",
+                    "displayName": display,
+                    "regionalDisplayName": format!("({}) {}", group, display),
+                    "metadata": {
+                        "regionType": "Physical",
+                        "regionCategory": if *zones { "Recommended" } else { "Other" },
+                        "geography": geography,
+                        "geographyGroup": group,
+                        "longitude": longitude,
+                        "latitude": latitude,
+                        "physicalLocation": physical,
+                        "pairedRegion": [{ "name": paired, "id": loc_id(paired) }],
+                    },
+                });
+                if *zones {
+                    // Logical zones map to physical ones differently per subscription.
+                    let shift = (crate::world::hash_str(0, &format!("{sub}{}", name)) % 3) as usize;
+                    v["availabilityZoneMappings"] = json!(
+                        (0..3)
+                            .map(|i| json!({
+                                "logicalZone": (i + 1).to_string(),
+                                "physicalZone": format!("{}-az{}", name, (i + shift) % 3 + 1),
+                            }))
+                            .collect::<Vec<_>>()
+                    );
+                }
+                v
+            },
+        )
         .collect();
     for (name, display) in [("europe", "Europe"), ("unitedstates", "United States")] {
         value.push(json!({

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{ArmError, ArmResult, Ctx, arm_time};
 use crate::server::json;
-use crate::world::{Extra, PartnerLink, Resource, VaultKey, VaultSecret, World};
+use crate::world::{Extra, PartnerLink, Resource, StorageProps, VaultKey, VaultSecret, World};
 
 fn ok(body: &Value) -> ArmResult {
     Ok(json(StatusCode::OK, body))
@@ -738,8 +738,13 @@ pub fn partner(ctx: &Ctx) -> ArmResult {
 
 // ---- Microsoft.Storage services ----
 
-/// The account a `blobServices`/`fileServices` path names, authorised.
-fn account_of<'w>(ctx: &Ctx, world: &'w World, service: &str) -> Result<&'w Resource, ArmError> {
+/// The account a `blobServices`/`fileServices` path names, authorised,
+/// with its settings.
+fn account_of<'w>(
+    ctx: &Ctx,
+    world: &'w World,
+    service: &str,
+) -> Result<(&'w Resource, &'w StorageProps), ArmError> {
     let id = ctx.params.upto("name");
     ctx.authorize(
         world,
@@ -748,7 +753,10 @@ fn account_of<'w>(ctx: &Ctx, world: &'w World, service: &str) -> Result<&'w Reso
     )?;
     world
         .resource(&id)
-        .filter(|r| matches!(r.extra, Extra::Storage(_)))
+        .and_then(|r| match &r.extra {
+            Extra::Storage(p) => Some((r, p)),
+            _ => None,
+        })
         .ok_or_else(|| {
             ArmError::not_found(
                 "ResourceNotFound",
@@ -794,13 +802,7 @@ fn list_or_default(ctx: &Ctx, item: Value) -> ArmResult {
 /// `blobServices[/default]`: versioning, blob and container soft delete.
 pub fn blob_services(ctx: &Ctx) -> ArmResult {
     let world = ctx.st.world();
-    let r = account_of(ctx, &world, "blobServices")?;
-    let Extra::Storage(p) = &r.extra else {
-        return Err(ArmError::not_found(
-            "ResourceNotFound",
-            "not a storage account",
-        ));
-    };
+    let (r, p) = account_of(ctx, &world, "blobServices")?;
     let mut props = json!({
         "cors": { "corsRules": [] },
         "deleteRetentionPolicy": retention(p.blob.blob_delete_days),
@@ -820,13 +822,7 @@ pub fn blob_services(ctx: &Ctx) -> ArmResult {
 /// `fileServices[/default]`: share soft delete and SMB protocol settings.
 pub fn file_services(ctx: &Ctx) -> ArmResult {
     let world = ctx.st.world();
-    let r = account_of(ctx, &world, "fileServices")?;
-    let Extra::Storage(p) = &r.extra else {
-        return Err(ArmError::not_found(
-            "ResourceNotFound",
-            "not a storage account",
-        ));
-    };
+    let (r, p) = account_of(ctx, &world, "fileServices")?;
     let mut props = json!({
         "cors": { "corsRules": [] },
         "shareDeleteRetentionPolicy": retention(p.file.share_delete_days),

@@ -13,12 +13,12 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{bad_request, not_found, ok};
+use super::{NewResource, add_resource, bad_request, not_found, ok};
 use crate::faults::CostHeaders;
 use crate::server::json;
 use crate::state::SimState;
 use crate::world::cost::{CostEvent, EventKind, catalogue};
-use crate::world::{CostProfile, Extra, Resource, hash_str, posture_guid};
+use crate::world::posture_guid;
 
 type St = State<Arc<SimState>>;
 
@@ -31,7 +31,7 @@ pub fn routes() -> axum::Router<Arc<SimState>> {
 
 /// `POST /_sim/cost/events`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 enum NewEvent {
     /// The resource's cost is `factor` times as much from `from` to `to`.
     Spike {
@@ -42,15 +42,12 @@ enum NewEvent {
         #[serde(default)]
         note: String,
     },
-    /// A new resource of `type` in `location` that costs `daily` a day
-    /// from `from`: a first charge in a new region or service.
+    /// A new resource (`subscription_id`, `resource_group`, `type`, `name`,
+    /// `location`) that costs `daily` a day from `from`: a first charge in
+    /// a new region or service.
     NewCharge {
-        subscription_id: String,
-        resource_group: String,
-        #[serde(rename = "type")]
-        resource_type: String,
-        name: String,
-        location: String,
+        #[serde(flatten)]
+        resource: serde_json::Value,
         from: NaiveDate,
         daily: f64,
         #[serde(default)]
@@ -92,62 +89,29 @@ async fn add_event(State(st): St, Json(event): Json<NewEvent>) -> Response<Body>
             }
         }
         NewEvent::NewCharge {
-            subscription_id,
-            resource_group,
-            resource_type,
-            name,
-            location,
+            resource,
             from,
             daily,
             note,
         } => {
-            let Some(group) = world
-                .resource_group(&subscription_id, &resource_group)
-                .cloned()
-            else {
-                return not_found(format!(
-                    "no resource group '{resource_group}' in subscription '{subscription_id}'"
-                ));
+            let new: NewResource = match serde_json::from_value(resource) {
+                Ok(r) => r,
+                Err(e) => return bad_request(format!("invalid new_charge: {e}")),
             };
-            let Some(spec) = catalogue::by_type(&resource_type).filter(|s| !s.meters.is_empty())
-            else {
+            if catalogue::by_type(&new.resource_type).is_none_or(|s| s.meters.is_empty()) {
                 return bad_request(format!(
-                    "'{resource_type}' has no meters; use a type that costs (e.g. Microsoft.Cache/Redis)"
+                    "'{}' has no meters; use a type that costs (e.g. Microsoft.Cache/Redis)",
+                    new.resource_type
                 ));
-            };
+            }
             if !(daily > 0.0 && daily.is_finite()) {
                 return bad_request("daily is a positive number of USD");
             }
-            let id = catalogue::resource_id(&group.id(), spec.resource_type, &name);
-            if world.resource(&id).is_some() {
-                return json(
-                    StatusCode::CONFLICT,
-                    &json!({"error": {"code": "Conflict", "message": format!("resource '{id}' exists")}}),
-                );
-            }
             let created = from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-            world.add_resource(Resource {
-                id: id.clone(),
-                subscription_id: group.subscription_id.clone(),
-                resource_group: group.name.clone(),
-                resource_type: spec.resource_type.to_string(),
-                name,
-                location: location.to_ascii_lowercase(),
-                kind: spec.kind.map(str::to_string),
-                sku: None,
-                tags: Default::default(),
-                created,
-                changed: created,
-                deleted: None,
-                cost: CostProfile {
-                    daily,
-                    growth_per_year: 0.0,
-                    weekend_dip: 0.0,
-                    reserved: false,
-                },
-                cost_seed: hash_str(seed, &id),
-                extra: Extra::None,
-            });
+            let id = match add_resource(&mut world, new, created, Some(daily)) {
+                Ok(id) => id,
+                Err(refused) => return *refused,
+            };
             CostEvent {
                 id: posture_guid(seed, &format!("event:{n}:{id}")),
                 kind: EventKind::NewCharge,

@@ -233,57 +233,61 @@ async fn change_tags(State(st): St, Json(change): Json<TagChange>) -> Response<B
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewResource {
-    subscription_id: String,
-    resource_group: String,
+pub(crate) struct NewResource {
+    pub subscription_id: String,
+    pub resource_group: String,
     #[serde(rename = "type")]
-    resource_type: String,
-    name: String,
-    location: String,
+    pub resource_type: String,
+    pub name: String,
+    pub location: String,
     #[serde(default)]
-    tags: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
 }
 
-async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Response<Body> {
-    let mut world = st.world_mut();
+/// Adds a resource created at `created` costing `daily` a day (the middle
+/// of its type's range when `None`); answers its id, or the refusal.
+pub(crate) fn add_resource(
+    world: &mut World,
+    new: NewResource,
+    created: chrono::DateTime<Utc>,
+    daily: Option<f64>,
+) -> Result<String, Box<Response<Body>>> {
     let Some(group) = world
         .resource_group(&new.subscription_id, &new.resource_group)
         .cloned()
     else {
-        return not_found(format!(
+        return Err(Box::new(not_found(format!(
             "no resource group '{}' in subscription '{}'",
             new.resource_group, new.subscription_id
-        ));
+        ))));
     };
     if new.resource_type.split('/').count() < 2 || new.name.is_empty() {
-        return bad_request(
+        return Err(Box::new(bad_request(
             "type must look like 'Microsoft.Compute/virtualMachines' and name must not be empty",
-        );
-    }
-    let id = catalogue::resource_id(&group.id(), &new.resource_type, &new.name);
-    if world.resource(&id).is_some() {
-        return json(
-            StatusCode::CONFLICT,
-            &json!({"error": {"code": "Conflict", "message": format!("resource '{id}' exists")}}),
-        );
+        )));
     }
     let spec = catalogue::by_type(&new.resource_type);
-    let now = world.now();
-    let daily = spec.map(|s| (s.daily.0 + s.daily.1) / 2.0).unwrap_or(0.0);
+    let resource_type = spec.map_or(new.resource_type.clone(), |s| s.resource_type.to_string());
+    let id = catalogue::resource_id(&group.id(), &resource_type, &new.name);
+    if world.resource(&id).is_some() {
+        return Err(Box::new(json(
+            StatusCode::CONFLICT,
+            &json!({"error": {"code": "Conflict", "message": format!("resource '{id}' exists")}}),
+        )));
+    }
+    let daily = daily.unwrap_or_else(|| spec.map(|s| (s.daily.0 + s.daily.1) / 2.0).unwrap_or(0.0));
     let resource = Resource {
         id: id.clone(),
         subscription_id: group.subscription_id.clone(),
         resource_group: group.name.clone(),
-        resource_type: spec
-            .map(|s| s.resource_type.to_string())
-            .unwrap_or(new.resource_type.clone()),
+        resource_type,
         name: new.name,
         location: new.location,
         kind: spec.and_then(|s| s.kind).map(str::to_string),
         sku: None,
         tags: new.tags,
-        created: now,
-        changed: now,
+        created,
+        changed: created,
         deleted: None,
         cost: CostProfile {
             daily,
@@ -295,7 +299,16 @@ async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Respons
         extra: Extra::None,
     };
     world.add_resource(resource);
-    json(StatusCode::CREATED, &json!({"id": id}))
+    Ok(id)
+}
+
+async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Response<Body> {
+    let mut world = st.world_mut();
+    let now = world.now();
+    match add_resource(&mut world, new, now, None) {
+        Ok(id) => json(StatusCode::CREATED, &json!({"id": id})),
+        Err(refused) => *refused,
+    }
 }
 
 #[derive(Deserialize)]
