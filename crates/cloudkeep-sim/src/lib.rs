@@ -51,6 +51,10 @@ pub struct SimConfig {
     pub cert_dir: PathBuf,
     /// Azure's throttling (token buckets, QPU) on or off.
     pub throttle: bool,
+    /// Faults and the other settings switchable at run time, among them
+    /// Cost Management's header family (`faults.cost_headers`: `Qpu` or
+    /// `Entity`), kept here rather than in a field of its own so that
+    /// `PUT /_sim/faults` and `/_sim/reset` treat it like the others.
     pub faults: Faults,
     /// Lifetime of issued access tokens, in seconds.
     pub token_lifetime_secs: u64,
