@@ -6,9 +6,11 @@ The simulator's URL comes from SIM_URL and its CA from REQUESTS_CA_BUNDLE
 """
 
 import os
+from urllib.parse import urlparse
 
 import pytest
 import requests
+import urllib3.util.connection
 from azure.identity import ClientSecretCredential
 
 ARM_SCOPE = "https://management.azure.com/.default"
@@ -115,3 +117,23 @@ def client_kwargs(sim, **extra):
     kw = {"base_url": sim.url, "credential_scopes": [ARM_SCOPE]}
     kw.update(extra)
     return kw
+
+
+@pytest.fixture(scope="session")
+def vault_dns(sim):
+    """Resolves `*.vault.azure.net` to the simulator, as `curl --resolve`
+    would: the SDK keeps its real vault URL (the challenge check compares
+    host names), only the TCP connection goes to the simulator's address.
+    urllib3 looks `create_connection` up on its module at every connect."""
+    target = urlparse(sim.url)
+    original = urllib3.util.connection.create_connection
+
+    def resolve(address, *args, **kwargs):
+        host, port = address
+        if host.lower().endswith(".vault.azure.net"):
+            address = (target.hostname, target.port)
+        return original(address, *args, **kwargs)
+
+    urllib3.util.connection.create_connection = resolve
+    yield
+    urllib3.util.connection.create_connection = original

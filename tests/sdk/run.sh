@@ -46,6 +46,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$work/certs"
+: >"$work/sim.out"
 "$bin" sim --preset demo --seed 7 --listen 127.0.0.1:0 --cert-dir "$work/certs" \
     >"$work/sim.out" 2>"$work/sim.err" &
 sim_pid=$!

@@ -39,6 +39,24 @@ fn arm_audience(scope: &str) -> Option<&'static str> {
     }
 }
 
+/// Scopes accepted for client credentials, and the audience each yields:
+/// ARM, Microsoft Graph and Key Vault's data plane.
+fn audience(scope: &str) -> Option<&'static str> {
+    if let Some(a) = arm_audience(scope) {
+        return Some(a);
+    }
+    let s = scope.trim().to_ascii_lowercase();
+    match s.strip_suffix("/.default")?.trim_end_matches('/') {
+        "https://graph.microsoft.com" | "00000003-0000-0000-c000-000000000000" => {
+            Some("https://graph.microsoft.com")
+        }
+        "https://vault.azure.net" | "cfa8b339-82a2-471a-a3c9-0fc0be7a4093" => {
+            Some(crate::vault::VAULT_AUDIENCE)
+        }
+        _ => None,
+    }
+}
+
 fn entra_error(status: StatusCode, error: &str, code: u32, message: &str) -> Response<Body> {
     let trace = uuid::Uuid::new_v4();
     let correlation = uuid::Uuid::new_v4();
@@ -341,7 +359,7 @@ fn client_credentials(
         .tenant(tenant_id)
         .map(|t| t.display_name.clone())
         .unwrap_or_default();
-    let Some(audience) = scope.split_whitespace().find_map(arm_audience) else {
+    let Some(audience) = scope.split_whitespace().find_map(audience) else {
         let resource = scope.trim_end_matches("/.default");
         return entra_error(
             StatusCode::BAD_REQUEST,

@@ -23,6 +23,31 @@ pub struct Faults {
     pub rate_async_tags: f64,
     /// Lifetime of tokens issued from now on; `None` keeps the configured one.
     pub token_lifetime_secs: Option<u64>,
+    /// Which of Cost Management's two header families answers (and throttles)
+    /// queries. It lives here, with the other run-time switches, so that
+    /// `PUT /_sim/faults`, `/_sim/reset` and `--faults` treat it alike.
+    pub cost_headers: CostHeaders,
+}
+
+/// Cost Management's throttling headers: query units (`-qpu-*`, the
+/// documented family) or entity and tenant request counts (`-entity-*`,
+/// `-tenant-*`, seen in recorded real answers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CostHeaders {
+    #[default]
+    Qpu,
+    Entity,
+}
+
+impl CostHeaders {
+    pub fn parse(s: &str) -> Option<CostHeaders> {
+        match s.to_ascii_lowercase().as_str() {
+            "qpu" => Some(CostHeaders::Qpu),
+            "entity" => Some(CostHeaders::Entity),
+            _ => None,
+        }
+    }
 }
 
 /// What to do to one request.
@@ -66,9 +91,14 @@ impl Faults {
                 "latency" => f.latency_ms = parse_duration(v, "ms", item)?,
                 "latency-path" => f.latency_path = Some(v.to_string()),
                 "token-lifetime" => f.token_lifetime_secs = Some(parse_duration(v, "s", item)?),
+                "cost-headers" => {
+                    f.cost_headers = CostHeaders::parse(v).ok_or_else(|| {
+                        SimError::Faults(format!("'{item}': cost-headers is qpu or entity"))
+                    })?
+                }
                 _ => {
                     return Err(SimError::Faults(format!(
-                        "unknown fault '{k}'; known: 500, 503, 429, latency, latency-path, drop, truncate, empty-page, async-tags, token-lifetime"
+                        "unknown fault '{k}'; known: 500, 503, 429, latency, latency-path, drop, truncate, empty-page, async-tags, token-lifetime, cost-headers"
                     )));
                 }
             }

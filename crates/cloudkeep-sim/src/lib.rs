@@ -10,12 +10,14 @@ mod control;
 mod entra;
 mod faults;
 mod log;
+mod msgraph;
 pub mod roles;
 mod server;
 mod state;
 mod throttle;
 mod tls;
 mod token;
+mod vault;
 pub mod world;
 
 use std::future::Future;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use faults::Faults;
+pub use faults::{CostHeaders, Faults};
 /// ARM's bucket sizes, for benchmarks that compare against them.
 pub use throttle::{ALL_PRINCIPALS_FACTOR, ARM_READS, ARM_WRITES, BucketLimits};
 pub use world::Preset;
@@ -49,6 +51,10 @@ pub struct SimConfig {
     pub cert_dir: PathBuf,
     /// Azure's throttling (token buckets, QPU) on or off.
     pub throttle: bool,
+    /// Faults and the other settings switchable at run time, among them
+    /// Cost Management's header family (`faults.cost_headers`: `Qpu` or
+    /// `Entity`), kept here rather than in a field of its own so that
+    /// `PUT /_sim/faults` and `/_sim/reset` treat it like the others.
     pub faults: Faults,
     /// Lifetime of issued access tokens, in seconds.
     pub token_lifetime_secs: u64,
@@ -150,11 +156,35 @@ pub async fn spawn(config: SimConfig) -> Result<RunningSim, SimError> {
     })
 }
 
-/// All routes: the control API, Entra ID, and ARM as the fallback.
+/// All routes: the control API, Entra ID, and by host name or path Key
+/// Vault's data plane, Microsoft Graph, or ARM.
 fn routes(state: Arc<state::SimState>) -> axum::Router {
     axum::Router::new()
         .nest("/_sim", control::routes())
         .merge(entra::routes())
-        .fallback(arm::dispatch)
+        .fallback(by_host)
         .with_state(state)
+}
+
+/// `{vault}.vault.azure.net` is the vault's data plane; `graph.microsoft.com`
+/// and `/v1.0/`, `/beta/` paths are Graph; everything else is ARM.
+async fn by_host(
+    st: axum::extract::State<Arc<state::SimState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let host = server::request_host(req.headers(), req.uri());
+    if let Some(vault) = host.strip_suffix(".vault.azure.net") {
+        let vault = vault.to_string();
+        return vault::dispatch(st, vault, req).await;
+    }
+    let path = req.uri().path();
+    let graph_path = ["/v1.0", "/beta"].iter().any(|p| {
+        path.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+            && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
+    });
+    if host.eq_ignore_ascii_case("graph.microsoft.com") || graph_path {
+        return msgraph::dispatch(st, req).await;
+    }
+    arm::dispatch(st, req).await
 }

@@ -10,6 +10,9 @@ pub struct BuiltinRole {
     pub description: &'static str,
     pub actions: &'static [&'static str],
     pub not_actions: &'static [&'static str],
+    /// Data-plane actions (Key Vault keys and secrets); control-plane
+    /// roles such as Owner have none.
+    pub data_actions: &'static [&'static str],
 }
 
 pub const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
@@ -19,6 +22,25 @@ pub const SECURITY_READER: &str = "39bc4728-0917-49c7-9d2c-d95423bc2eb4";
 pub const TAG_CONTRIBUTOR: &str = "4a9ae827-6dc8-4573-8ac7-8239d42aa03f";
 pub const COST_MANAGEMENT_READER: &str = "72fafb9e-0641-4937-9268-a91bfd8191a3";
 pub const USER_ACCESS_ADMINISTRATOR: &str = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9";
+pub const RBAC_ADMINISTRATOR: &str = "f58310d9-a9f6-439a-9e8d-f62e7b41a168";
+pub const KEY_VAULT_READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
+pub const KEY_VAULT_CRYPTO_USER: &str = "12338af0-0e69-4776-bea7-57ae8d297424";
+pub const KEY_VAULT_SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+pub const KEY_VAULT_ADMINISTRATOR: &str = "00482a5a-887f-4fb3-b363-3b7fe8e74483";
+
+/// The control-plane reads Key Vault's data roles come with.
+const KEY_VAULT_READS: &[&str] = &[
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Support/*",
+    "Microsoft.KeyVault/checkNameAvailability/read",
+    "Microsoft.KeyVault/deletedVaults/read",
+    "Microsoft.KeyVault/locations/*/read",
+    "Microsoft.KeyVault/vaults/*/read",
+    "Microsoft.KeyVault/operations/read",
+];
 
 pub static BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole {
@@ -27,6 +49,7 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
         description: "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
         actions: &["*"],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltinRole {
         id: CONTRIBUTOR,
@@ -43,6 +66,7 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
             "Microsoft.Purview/consents/write",
             "Microsoft.Purview/consents/delete",
         ],
+        data_actions: &[],
     },
     BuiltinRole {
         id: READER,
@@ -50,6 +74,7 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
         description: "View all resources, but does not allow you to make any changes.",
         actions: &["*/read"],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltinRole {
         id: SECURITY_READER,
@@ -73,6 +98,7 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
             "Microsoft.Management/managementGroups/read",
         ],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltinRole {
         id: TAG_CONTRIBUTOR,
@@ -89,6 +115,7 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
             "Microsoft.Resources/tags/*",
         ],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltinRole {
         id: COST_MANAGEMENT_READER,
@@ -107,6 +134,7 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
             "Microsoft.Billing/billingProperty/read",
         ],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltinRole {
         id: USER_ACCESS_ADMINISTRATOR,
@@ -114,6 +142,65 @@ pub static BUILTIN_ROLES: &[BuiltinRole] = &[
         description: "Lets you manage user access to Azure resources.",
         actions: &["*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"],
         not_actions: &[],
+        data_actions: &[],
+    },
+    BuiltinRole {
+        id: RBAC_ADMINISTRATOR,
+        name: "Role Based Access Control Administrator",
+        description: "Manage access to Azure resources by assigning roles using Azure RBAC. This role does not allow you to manage access using other ways, such as Azure Policy.",
+        actions: &[
+            "Microsoft.Authorization/roleAssignments/write",
+            "Microsoft.Authorization/roleAssignments/delete",
+            "*/read",
+            "Microsoft.Support/*",
+        ],
+        not_actions: &[],
+        data_actions: &[],
+    },
+    BuiltinRole {
+        id: KEY_VAULT_READER,
+        name: "Key Vault Reader",
+        description: "Read metadata of key vaults and its certificates, keys, and secrets. Cannot read sensitive values such as secret contents or key material. Only works for key vaults that use the 'Azure role-based access control' permission model.",
+        actions: KEY_VAULT_READS,
+        not_actions: &[],
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/*/read",
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+        ],
+    },
+    BuiltinRole {
+        id: KEY_VAULT_CRYPTO_USER,
+        name: "Key Vault Crypto User",
+        description: "Perform cryptographic operations using keys. Only works for key vaults that use the 'Azure role-based access control' permission model.",
+        actions: &[],
+        not_actions: &[],
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/keys/read",
+            "Microsoft.KeyVault/vaults/keys/update/action",
+            "Microsoft.KeyVault/vaults/keys/backup/action",
+            "Microsoft.KeyVault/vaults/keys/encrypt/action",
+            "Microsoft.KeyVault/vaults/keys/decrypt/action",
+            "Microsoft.KeyVault/vaults/keys/wrap/action",
+            "Microsoft.KeyVault/vaults/keys/unwrap/action",
+            "Microsoft.KeyVault/vaults/keys/sign/action",
+            "Microsoft.KeyVault/vaults/keys/verify/action",
+        ],
+    },
+    BuiltinRole {
+        id: KEY_VAULT_SECRETS_USER,
+        name: "Key Vault Secrets User",
+        description: "Read secret contents. Only works for key vaults that use the 'Azure role-based access control' permission model.",
+        actions: &[],
+        not_actions: &[],
+        data_actions: &["Microsoft.KeyVault/vaults/secrets/getSecret/action"],
+    },
+    BuiltinRole {
+        id: KEY_VAULT_ADMINISTRATOR,
+        name: "Key Vault Administrator",
+        description: "Perform all data plane operations on a key vault and all objects in it, including certificates, keys, and secrets. Cannot manage key vault resources or manage role assignments. Only works for key vaults that use the 'Azure role-based access control' permission model.",
+        actions: KEY_VAULT_READS,
+        not_actions: &[],
+        data_actions: &["Microsoft.KeyVault/vaults/*"],
     },
 ];
 
@@ -150,10 +237,21 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
     go(pattern.as_bytes(), action.as_bytes())
 }
 
+/// Whether `actions` less `not_actions` allow `action`.
+pub fn allows<S: AsRef<str>>(actions: &[S], not_actions: &[S], action: &str) -> bool {
+    actions.iter().any(|p| action_matches(p.as_ref(), action))
+        && !not_actions
+            .iter()
+            .any(|p| action_matches(p.as_ref(), action))
+}
+
 impl BuiltinRole {
     pub fn permits(&self, action: &str) -> bool {
-        self.actions.iter().any(|p| action_matches(p, action))
-            && !self.not_actions.iter().any(|p| action_matches(p, action))
+        allows(self.actions, self.not_actions, action)
+    }
+
+    pub fn permits_data(&self, action: &str) -> bool {
+        allows(self.data_actions, &[], action)
     }
 }
 

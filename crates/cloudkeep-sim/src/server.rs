@@ -273,6 +273,26 @@ pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     response
 }
 
+/// The host name a request was made to, without a port, lower-cased
+/// (the simulator serves Key Vault and Graph by host name).
+pub fn request_host(headers: &axum::http::HeaderMap, uri: &Uri) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.host().map(str::to_string))
+        .unwrap_or_default();
+    let name = if host.starts_with('[') {
+        host.split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or("").to_string()
+    };
+    name.to_ascii_lowercase()
+}
+
 /// The origin a request was made to, for absolute links (`nextLink`,
 /// endpoints in discovery documents).
 pub fn base_url(headers: &axum::http::HeaderMap, uri: &Uri) -> String {

@@ -101,6 +101,24 @@ pub struct Throttle {
     buckets: Mutex<HashMap<(String, String, Kind), Bucket>>,
     qpu: Mutex<HashMap<String, VecDeque<(Instant, u32)>>>,
     graph: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Cost Management's request windows (entity family), by key.
+    cost_requests: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// Cost Management's entity family: requests per scope (the "entity") and
+/// per tenant in a sliding minute. Recorded real answers show 29 and 199
+/// left after one query with a 60 s retry-after, hence 30 and 200 a minute.
+pub const COST_ENTITY_LIMIT: usize = 30;
+pub const COST_TENANT_LIMIT: usize = 200;
+const COST_WINDOW: Duration = Duration::from_secs(60);
+
+/// What the entity family reports on an allowed query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CostRequests {
+    pub entity_remaining: usize,
+    pub tenant_remaining: usize,
+    pub entity_reset_secs: u64,
+    pub tenant_reset_secs: u64,
 }
 
 /// Resource Graph: queries per user per window.
@@ -230,7 +248,68 @@ impl Throttle {
         Ok((GRAPH_QUOTA - window.len(), resets(window.front())))
     }
 
+    /// Counts a Cost Management request for a scope and tenant; on refusal
+    /// answers which window is full (`"entity"` or `"tenant"`) and the wait.
+    pub fn take_cost_request(
+        &self,
+        scope: &str,
+        tenant: &str,
+    ) -> Result<CostRequests, (&'static str, u64)> {
+        let now = Instant::now();
+        let mut all = self.cost_requests.lock().unwrap_or_else(|e| e.into_inner());
+        let keys = [
+            (
+                format!("entity:{}", scope.to_ascii_lowercase()),
+                COST_ENTITY_LIMIT,
+                "entity",
+            ),
+            (
+                format!("tenant:{}", tenant.to_ascii_lowercase()),
+                COST_TENANT_LIMIT,
+                "tenant",
+            ),
+        ];
+        let reset = |w: &VecDeque<Instant>| {
+            w.front()
+                .map(|t| {
+                    COST_WINDOW
+                        .saturating_sub(now.duration_since(*t))
+                        .as_secs()
+                        .max(1)
+                })
+                .unwrap_or(COST_WINDOW.as_secs())
+        };
+        for (key, limit, which) in &keys {
+            let w = all.entry(key.clone()).or_default();
+            while w
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= COST_WINDOW)
+            {
+                w.pop_front();
+            }
+            if w.len() >= *limit {
+                return Err((which, reset(w)));
+            }
+        }
+        let mut left = [(0, 0); 2];
+        for (i, (key, limit, _)) in keys.iter().enumerate() {
+            let w = all.entry(key.clone()).or_default();
+            w.push_back(now);
+            left[i] = (limit - w.len(), reset(w));
+        }
+        Ok(CostRequests {
+            entity_remaining: left[0].0,
+            tenant_remaining: left[1].0,
+            entity_reset_secs: left[0].1,
+            tenant_reset_secs: left[1].1,
+        })
+    }
+
     pub fn reset(&self) {
+        self.cost_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.graph.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.buckets
             .lock()

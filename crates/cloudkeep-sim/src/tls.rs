@@ -21,6 +21,7 @@ pub const SERVER_NAMES: &[&str] = &[
     "login.microsoftonline.com",
     "management.azure.com",
     "graph.microsoft.com",
+    "*.vault.azure.net",
 ];
 
 pub struct Tls {

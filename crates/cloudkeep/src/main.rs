@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cloudkeep_sim::{Faults, Preset, SimConfig, Simulator};
+use cloudkeep_sim::{CostHeaders, Faults, Preset, SimConfig, Simulator};
 
 #[derive(Parser)]
 #[command(
@@ -154,6 +154,16 @@ struct SimArgs {
     /// Lifetime of issued access tokens, in seconds.
     #[arg(long, default_value_t = 3599)]
     token_lifetime: u64,
+    /// Cost Management's throttling headers: query units (qpu) or entity
+    /// and tenant request counts (entity); switchable at run time.
+    #[arg(long, value_enum, default_value = "qpu")]
+    cost_headers: CostHeadersArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CostHeadersArg {
+    Qpu,
+    Entity,
 }
 
 impl SimArgs {
@@ -170,7 +180,13 @@ impl SimArgs {
             seed: self.seed,
             cert_dir,
             throttle: self.throttle == Throttle::Azure,
-            faults: Faults::parse(&self.faults).context("--faults")?,
+            faults: Faults {
+                cost_headers: match self.cost_headers {
+                    CostHeadersArg::Qpu => CostHeaders::Qpu,
+                    CostHeadersArg::Entity => CostHeaders::Entity,
+                },
+                ..Faults::parse(&self.faults).context("--faults")?
+            },
             token_lifetime_secs: self.token_lifetime,
         })
     }

@@ -81,13 +81,14 @@ fn parse_filter(raw: Option<&str>) -> Result<AssignmentFilter, ArmError> {
     Ok(f)
 }
 
-pub fn role_assignments(ctx: &Ctx, scope: &str, name: Option<&str>) -> ArmResult {
+pub fn role_assignments(ctx: &Ctx) -> ArmResult {
+    let (scope, name) = (ctx.p("scope"), ctx.opt("name"));
     match (&ctx.method, name) {
         (&Method::GET, None) => list(ctx, scope),
         (&Method::GET, Some(name)) => get(ctx, scope, name),
         (&Method::PUT, Some(name)) => create(ctx, scope, name),
         (&Method::DELETE, Some(name)) => delete(ctx, scope, name),
-        _ => Err(super::method_not_allowed(ctx)),
+        _ => Err(super::method_not_allowed(&ctx.method)),
     }
 }
 
@@ -173,7 +174,7 @@ fn create(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
         "Microsoft.Authorization/roleAssignments/write",
         scope,
     )?;
-    let Some(role) = roles::resolve(role_ref) else {
+    let Some((role_id, _)) = world.resolve_role(role_ref) else {
         return Err(ArmError::bad_request(
             "RoleDefinitionDoesNotExist",
             format!(
@@ -197,7 +198,7 @@ fn create(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
     };
     let scope = canonical(scope);
     if let Some(existing) = find(&world, &scope, name) {
-        if existing.role_definition_id == role.id
+        if existing.role_definition_id == role_id
             && existing.principal_id.eq_ignore_ascii_case(principal_id)
         {
             return Ok(json(StatusCode::CREATED, &assignment_json(existing)));
@@ -209,7 +210,7 @@ fn create(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
     }
     if world.role_assignments.iter().any(|a| {
         a.principal_id.eq_ignore_ascii_case(principal_id)
-            && a.role_definition_id == role.id
+            && a.role_definition_id == role_id
             && a.scope.eq_ignore_ascii_case(&scope)
     }) {
         return Err(ArmError::new(
@@ -221,7 +222,7 @@ fn create(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
     let assignment = RoleAssignment {
         name: name.to_ascii_lowercase(),
         scope,
-        role_definition_id: role.id.to_string(),
+        role_definition_id: role_id.clone(),
         principal_id: principal.object_id.clone(),
         principal_type: principal.principal_type(),
         created: Utc::now(),
@@ -260,7 +261,8 @@ fn delete(ctx: &Ctx, scope: &str, name: &str) -> ArmResult {
     Ok(json(StatusCode::OK, &assignment_json(&removed)))
 }
 
-fn definition_json(scope: &str, r: &BuiltinRole) -> Value {
+/// A role definition's JSON, built-in or custom, as seen from `scope`.
+fn definition_json(scope: &str, r: &RoleView) -> Value {
     let prefix = if scope == "/" {
         String::new()
     } else {
@@ -272,50 +274,117 @@ fn definition_json(scope: &str, r: &BuiltinRole) -> Value {
         "name": r.id,
         "properties": {
             "roleName": r.name,
-            "type": "BuiltInRole",
+            "type": if r.custom { "CustomRole" } else { "BuiltInRole" },
             "description": r.description,
-            "assignableScopes": ["/"],
+            "assignableScopes": r.assignable_scopes,
             "permissions": [{
                 "actions": r.actions,
                 "notActions": r.not_actions,
-                "dataActions": [],
+                "dataActions": r.data_actions,
                 "notDataActions": [],
             }],
-            "createdOn": "2015-02-02T21:55:09.8806423Z",
-            "updatedOn": "2024-04-16T18:12:31.5432618Z",
+            "createdOn": r.created_on,
+            "updatedOn": r.updated_on,
             "createdBy": null,
             "updatedBy": null,
         },
     })
 }
 
-/// Built-in role definitions are readable by any authenticated caller.
-pub fn role_definitions(ctx: &Ctx, scope: &str, id: Option<&str>) -> ArmResult {
+/// What a role definition's JSON shows, for built-in and custom roles alike.
+struct RoleView {
+    id: String,
+    name: String,
+    description: String,
+    custom: bool,
+    actions: Vec<String>,
+    not_actions: Vec<String>,
+    data_actions: Vec<String>,
+    assignable_scopes: Vec<String>,
+    created_on: String,
+    updated_on: String,
+}
+
+fn builtin_view(r: &BuiltinRole) -> RoleView {
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    RoleView {
+        id: r.id.into(),
+        name: r.name.into(),
+        description: r.description.into(),
+        custom: false,
+        actions: owned(r.actions),
+        not_actions: owned(r.not_actions),
+        data_actions: owned(r.data_actions),
+        assignable_scopes: vec!["/".into()],
+        created_on: "2015-02-02T21:55:09.8806423Z".into(),
+        updated_on: "2024-04-16T18:12:31.5432618Z".into(),
+    }
+}
+
+fn custom_view(c: &crate::world::CustomRole) -> RoleView {
+    RoleView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        description: c.description.clone(),
+        custom: true,
+        actions: c.actions.clone(),
+        not_actions: c.not_actions.clone(),
+        data_actions: c.data_actions.clone(),
+        assignable_scopes: c.assignable_scopes.clone(),
+        created_on: arm_time(c.created),
+        updated_on: arm_time(c.created),
+    }
+}
+
+/// Role definitions: built-in ones everywhere, custom ones where they are
+/// assignable (at the scope or above it). Readable by any authenticated caller.
+pub fn role_definitions(ctx: &Ctx) -> ArmResult {
+    let (scope, id) = (ctx.p("scope"), ctx.opt("id"));
+    let world = ctx.st.world();
+    let visible = |c: &&crate::world::CustomRole| {
+        scope == "/" || c.assignable_scopes.iter().any(|a| scope_contains(a, scope))
+    };
     if let Some(id) = id {
-        return match roles::by_id(id) {
-            Some(r) => Ok(json(StatusCode::OK, &definition_json(scope, r))),
+        let found = roles::by_id(id).map(builtin_view).or_else(|| {
+            world
+                .custom_roles
+                .iter()
+                .filter(visible)
+                .find(|c| c.id.eq_ignore_ascii_case(id))
+                .map(custom_view)
+        });
+        return match found {
+            Some(r) => Ok(json(StatusCode::OK, &definition_json(scope, &r))),
             None => Err(ArmError::not_found(
                 "RoleDefinitionDoesNotExist",
                 format!("The specified role definition with ID '{id}' does not exist."),
             )),
         };
     }
-    let filter = ctx.q("$filter").unwrap_or("").to_string();
-    let by_name = filter
-        .to_ascii_lowercase()
-        .strip_prefix("rolename eq ")
-        .map(|_| {
-            filter["roleName eq ".len()..]
-                .trim()
-                .trim_matches('\'')
-                .to_string()
-        });
-    let items: Vec<&BuiltinRole> = roles::BUILTIN_ROLES
+    let filter = ctx.q("$filter").unwrap_or("").trim().to_string();
+    let lower = filter.to_ascii_lowercase();
+    let by_name = lower.strip_prefix("rolename eq ").map(|_| {
+        filter["roleName eq ".len()..]
+            .trim()
+            .trim_matches('\'')
+            .to_string()
+    });
+    let by_type = lower
+        .strip_prefix("type eq ")
+        .map(|t| t.trim().trim_matches('\'').to_string());
+    let items: Vec<RoleView> = roles::BUILTIN_ROLES
         .iter()
+        .map(builtin_view)
+        .chain(world.custom_roles.iter().filter(visible).map(custom_view))
         .filter(|r| {
             by_name
                 .as_ref()
                 .is_none_or(|n| r.name.eq_ignore_ascii_case(n))
+        })
+        .filter(|r| {
+            by_type
+                .as_ref()
+                .is_none_or(|t| (t == "customrole") == r.custom)
         })
         .collect();
     let body = ctx.page(&items, PAGE, |r| definition_json(scope, r))?;

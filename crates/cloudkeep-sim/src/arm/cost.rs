@@ -13,6 +13,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use serde_json::{Value, json};
 
 use super::{ArmError, ArmResult, Ctx, decode_offset, encode_offset};
+use crate::faults::CostHeaders;
 use crate::server::json;
 use crate::world::cost::{self, catalogue::Meter};
 use crate::world::{Resource, World};
@@ -29,6 +30,7 @@ const DIMENSIONS: &[&str] = &[
     "MeterCategory",
     "MeterSubCategory",
     "Meter",
+    "MeterId",
     "ResourceLocation",
     "ResourceType",
     "SubscriptionId",
@@ -253,13 +255,9 @@ fn parse_query(body: &Value, today: NaiveDate) -> Result<Query, ArmError> {
             aggregations.push(name.to_string());
         }
     }
-    if aggregations.is_empty() {
-        aggregations.push(if amortized {
-            "Cost".into()
-        } else {
-            "PreTaxCost".into()
-        });
-    }
+    // Without an aggregation Azure answers only the date and currency
+    // columns (AZURE.md); the cost column is named after the aggregated
+    // column (`Cost`, `PreTaxCost`), not the alias.
     let mut groupings = Vec::new();
     if let Some(groups) = dataset.get("grouping").and_then(Value::as_array) {
         if groups.len() > 2 {
@@ -317,6 +315,7 @@ impl LineKind<'_> {
             "MeterCategory" => self.meter.meter_category.to_string(),
             "MeterSubCategory" => self.meter.meter_subcategory.to_string(),
             "Meter" => self.meter.meter.to_string(),
+            "MeterId" => meter_id(self.meter),
             "ResourceLocation" => r
                 .map(|r| r.location.to_ascii_lowercase())
                 .unwrap_or_default(),
@@ -327,7 +326,13 @@ impl LineKind<'_> {
             "SubscriptionName" => self.subscription_name.to_string(),
             "ChargeType" => self.charge_type.to_string(),
             "PricingModel" => self.pricing_model.to_string(),
-            "PublisherType" => "Azure".to_string(),
+            "PublisherType" => {
+                if std::ptr::eq(self.meter, &cost::catalogue::MARKETPLACE) {
+                    "Marketplace".to_string()
+                } else {
+                    "Azure".to_string()
+                }
+            }
             _ => String::new(),
         }
     }
@@ -397,23 +402,51 @@ fn in_scope(r: &Resource, scope: &str) -> bool {
     crate::world::scope_contains(scope, &r.id)
 }
 
-fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
-    let from = q.from.max(world.cost_start());
-    let to = q.to.min(world.today());
-    // Group keys per (resource, meter) are constant over days: intern them.
-    let mut key_ids: HashMap<Vec<String>, u32> = HashMap::new();
-    let mut keys: Vec<Vec<String>> = Vec::new();
-    let mut sums: HashMap<(u32, u32), f64> = HashMap::new();
-    let bucket = |d: NaiveDate| -> u32 {
-        match q.granularity {
+/// A meter's id: a stable GUID per meter, as Azure's are global.
+fn meter_id(m: &Meter) -> String {
+    crate::world::posture_guid(
+        0,
+        &format!(
+            "meter:{}|{}|{}",
+            m.meter_category, m.meter_subcategory, m.meter
+        ),
+    )
+}
+
+/// Sums of cost per (group key, time bucket), in micro-dollars.
+struct Sums<'q> {
+    q: &'q Query,
+    key_ids: HashMap<Vec<String>, u32>,
+    keys: Vec<Vec<String>>,
+    sums: HashMap<(u32, u32), i64>,
+}
+
+impl<'q> Sums<'q> {
+    fn new(q: &'q Query) -> Self {
+        Sums {
+            q,
+            key_ids: HashMap::new(),
+            keys: Vec::new(),
+            sums: HashMap::new(),
+        }
+    }
+
+    fn bucket(&self, d: NaiveDate) -> u32 {
+        match self.q.granularity {
             Granularity::Daily => d.year() as u32 * 10_000 + d.month() * 100 + d.day(),
             Granularity::Monthly => d.year() as u32 * 100 + d.month(),
             Granularity::None => 0,
         }
-    };
-    let mut intern = |kind: &LineKind| -> u32 {
-        let mut key = Vec::with_capacity(q.groupings.len() * 2);
-        for g in &q.groupings {
+    }
+
+    /// The group a line kind falls in, or `None` when the filter drops it.
+    /// Group keys are constant over days, so they are interned once.
+    fn group(&mut self, kind: &LineKind) -> Option<u32> {
+        if !self.q.filter.as_ref().is_none_or(|f| kind.matches(f)) {
+            return None;
+        }
+        let mut key = Vec::with_capacity(self.q.groupings.len() * 2);
+        for g in &self.q.groupings {
             match g {
                 Grouping::Dimension(d) => key.push(kind.dimension(d)),
                 Grouping::TagKey(k) => {
@@ -426,84 +459,126 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
                 }
             }
         }
-        if let Some(id) = key_ids.get(&key) {
-            return *id;
+        if let Some(id) = self.key_ids.get(&key) {
+            return Some(*id);
         }
-        let id = keys.len() as u32;
-        key_ids.insert(key.clone(), id);
-        keys.push(key);
-        id
-    };
+        let id = self.keys.len() as u32;
+        self.key_ids.insert(key.clone(), id);
+        self.keys.push(key);
+        Some(id)
+    }
+
+    fn add(&mut self, group: Option<u32>, day: NaiveDate, micros: i64) {
+        if let Some(id) = group {
+            let b = self.bucket(day);
+            *self.sums.entry((id, b)).or_insert(0) += micros;
+        }
+    }
+}
+
+fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
+    let from = q.from.max(world.cost_start());
+    let to = q.to.min(world.today());
+    let mut sums = Sums::new(q);
     let mut lines = Vec::new();
+    let days = || {
+        let mut d = from;
+        std::iter::from_fn(move || {
+            (d <= to).then(|| {
+                let day = d;
+                d += Duration::days(1);
+                day
+            })
+        })
+    };
+    let kind = |resource, meter, sid, sname, charge_type, pricing_model| LineKind {
+        resource,
+        meter,
+        subscription_id: sid,
+        subscription_name: sname,
+        charge_type,
+        pricing_model,
+    };
     if from <= to {
         for r in world.resources.iter().filter(|r| in_scope(r, scope)) {
-            let sub = world.subscription(&r.subscription_id);
-            let (sid, sname) = sub
-                .map(|s| (s.id.as_str(), s.display_name.as_str()))
-                .unwrap_or(("", ""));
             let meters = cost::catalogue::meters(&r.resource_type);
             if meters.is_empty() {
                 continue;
             }
-            let reserved_vm = |m: &Meter| r.cost.reserved && m.meter_category == "Virtual Machines";
-            // Usage lines, one kind per meter.
-            let kinds: Vec<(LineKind, u32)> = meters
+            let (sid, sname) = world
+                .subscription(&r.subscription_id)
+                .map(|s| (s.id.as_str(), s.display_name.as_str()))
+                .unwrap_or(("", ""));
+            let events = cost::events_for(&world.cost_events, r);
+            // Usage lines, one group per meter.
+            let groups: Vec<(&'static Meter, Option<u32>)> = meters
                 .iter()
-                .map(|m| LineKind {
-                    resource: Some(r),
-                    meter: m,
-                    subscription_id: sid,
-                    subscription_name: sname,
-                    charge_type: "Usage",
-                    pricing_model: if reserved_vm(m) {
+                .map(|m| {
+                    let model = if cost::is_reserved(r, m) {
                         "Reservation"
                     } else {
                         "OnDemand"
-                    },
-                })
-                .filter(|k| q.filter.as_ref().is_none_or(|f| k.matches(f)))
-                .map(|k| {
-                    let id = intern(&k);
-                    (k, id)
+                    };
+                    (m, sums.group(&kind(Some(r), m, sid, sname, "Usage", model)))
                 })
                 .collect();
-            let purchase = if r.cost.reserved && !q.amortized {
-                let k = LineKind {
-                    resource: None,
-                    meter: &cost::catalogue::RESERVATION_PURCHASE,
-                    subscription_id: sid,
-                    subscription_name: sname,
-                    charge_type: "Purchase",
-                    pricing_model: "Reservation",
-                };
-                q.filter
-                    .as_ref()
-                    .is_none_or(|f| k.matches(f))
-                    .then(|| intern(&k))
-            } else {
-                None
+            // The reservation's rows carry no resource: its purchase in
+            // actual cost, its unused part in amortised cost.
+            let mut reservation = |wanted: bool, charge_type| {
+                (r.cost.reserved && wanted)
+                    .then(|| {
+                        let m = &cost::catalogue::RESERVATION_PURCHASE;
+                        sums.group(&kind(None, m, sid, sname, charge_type, "Reservation"))
+                    })
+                    .flatten()
             };
-            let mut day = from;
-            while day <= to {
+            let purchase = reservation(!q.amortized, "Purchase");
+            let unused = reservation(q.amortized, "UnusedReservation");
+            for day in days() {
                 lines.clear();
-                cost::resource_day_lines(r, day, &mut lines);
+                cost::resource_day_lines(r, day, cost::factor_on(&events, day), &mut lines);
                 for line in &lines {
-                    if let Some((_, id)) = kinds
-                        .iter()
-                        .find(|(k, _)| std::ptr::eq(k.meter, line.meter))
+                    if let Some((_, g)) = groups.iter().find(|(m, _)| std::ptr::eq(*m, line.meter))
                     {
                         let v = if q.amortized {
                             line.amortized
                         } else {
                             line.actual
                         };
-                        *sums.entry((*id, bucket(day))).or_insert(0.0) += v;
+                        sums.add(*g, day, v);
                     }
                 }
-                if let (Some(id), Some(amount)) = (purchase, cost::reservation_purchase(r, day)) {
-                    *sums.entry((id, bucket(day))).or_insert(0.0) += amount;
+                if let Some(amount) = purchase.and(cost::reservation_purchase(r, day)) {
+                    sums.add(purchase, day, amount);
                 }
-                day += Duration::days(1);
+                if let Some(amount) = unused.and(cost::reservation_unused(r, day)) {
+                    sums.add(unused, day, amount);
+                }
+            }
+        }
+        // Charges with no resource belong to the subscription only.
+        if crate::world::scope_is_subscription(scope) {
+            if let Some(s) = crate::arm::subscription_of(scope).and_then(|s| world.subscription(s))
+            {
+                let g = sums.group(&kind(
+                    None,
+                    &cost::catalogue::MARKETPLACE,
+                    &s.id,
+                    &s.display_name,
+                    "Usage",
+                    "OnDemand",
+                ));
+                let restated: Vec<&cost::CostEvent> = world
+                    .cost_events
+                    .iter()
+                    .filter(|e| e.kind == cost::EventKind::Restatement)
+                    .filter(|e| crate::world::scope_contains(&e.scope, scope))
+                    .collect();
+                for day in days() {
+                    let amount = cost::unassigned_day(world.seed, &s.id, day) as f64
+                        * cost::factor_on(&restated, day);
+                    sums.add(g, day, amount.round() as i64);
+                }
             }
         }
     }
@@ -529,14 +604,16 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
     }
     columns.push(json!({"name": "Currency", "type": "String"}));
 
-    let mut entries: Vec<((u32, u32), f64)> = sums.into_iter().collect();
+    let Sums { keys, sums, .. } = sums;
+    let mut entries: Vec<((u32, u32), i64)> = sums.into_iter().collect();
     entries.sort_by(|((ka, da), _), ((kb, db), _)| {
         da.cmp(db)
             .then_with(|| keys[*ka as usize].cmp(&keys[*kb as usize]))
     });
     let rows = entries
         .into_iter()
-        .map(|((key, date), cost)| {
+        .map(|((key, date), micros)| {
+            let cost = micros as f64 / 1e6;
             let mut row: Vec<Value> = q.aggregations.iter().map(|_| json!(cost)).collect();
             row.extend(keys[key as usize].iter().map(|k| json!(k)));
             match q.granularity {
@@ -555,13 +632,104 @@ fn compute(world: &World, scope: &str, q: &Query) -> QueryResult {
     QueryResult { columns, rows }
 }
 
+type Headers = Vec<(&'static str, String)>;
+
+/// The documented family: query units per tenant, charged on a query's
+/// first page (following its `nextLink` is free).
+fn qpu_throttle(ctx: &Ctx, tenant: &str, q: &Query, continuing: bool) -> Result<Headers, ArmError> {
+    if continuing {
+        return Ok(vec![(
+            "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+            "0".into(),
+        )]);
+    }
+    match ctx.st.throttle.take_qpu(tenant, qpu(q)) {
+        Ok((consumed, remaining)) => Ok(vec![
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+                consumed.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-remaining",
+                format!("QueryResource={remaining}, Tenant={remaining}"),
+            ),
+        ]),
+        Err(wait) => {
+            let mut e = too_many(wait);
+            e.headers.push((
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after",
+                wait.to_string(),
+            ));
+            e.headers.push((
+                "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
+                "0".into(),
+            ));
+            Err(e)
+        }
+    }
+}
+
+/// The family in recorded real answers: requests per scope and per tenant
+/// in a sliding minute, every request counted (pages too); successful
+/// answers carry what is left and when each window resets.
+fn entity_throttle(ctx: &Ctx, scope: &str, tenant: &str) -> Result<Headers, ArmError> {
+    match ctx.st.throttle.take_cost_request(scope, tenant) {
+        Ok(c) => Ok(vec![
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-entity-requests",
+                c.entity_remaining.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-tenant-requests",
+                c.tenant_remaining.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after",
+                c.entity_reset_secs.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-microsoft.costmanagement-tenant-retry-after",
+                c.tenant_reset_secs.to_string(),
+            ),
+        ]),
+        Err((which, wait)) => {
+            let mut e = too_many(wait);
+            let (requests, retry) = if which == "entity" {
+                (
+                    "x-ms-ratelimit-microsoft.costmanagement-entity-requests",
+                    "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after",
+                )
+            } else {
+                (
+                    "x-ms-ratelimit-microsoft.costmanagement-tenant-requests",
+                    "x-ms-ratelimit-microsoft.costmanagement-tenant-retry-after",
+                )
+            };
+            e.headers.push((requests, "0".into()));
+            e.headers.push((retry, wait.to_string()));
+            Err(e)
+        }
+    }
+}
+
+fn too_many(wait: u64) -> ArmError {
+    let mut e = ArmError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "429",
+        format!("Too many requests. Please retry after {wait} seconds."),
+    );
+    e.headers.push(("retry-after", wait.to_string()));
+    e
+}
+
 /// Query processing units a query costs: one per month (or part) queried.
 fn qpu(q: &Query) -> u32 {
     let days = (q.to - q.from).num_days() + 1;
     (days as f64 / 31.0).ceil().max(1.0) as u32
 }
 
-pub fn query(ctx: &Ctx, scope: &str) -> ArmResult {
+pub fn query(ctx: &Ctx) -> ArmResult {
+    let scope = ctx.p("scope");
     let body = ctx.json_body()?;
     let (today, generation, tenant) = {
         let world = ctx.st.world();
@@ -577,46 +745,14 @@ pub fn query(ctx: &Ctx, scope: &str) -> ArmResult {
     };
     let q = parse_query(&body, today)?;
     let continuation = ctx.q("$skiptoken");
-    let mut qpu_headers = Vec::new();
-    if ctx.st.config.throttle {
-        let units = qpu(&q);
-        if continuation.is_none() {
-            match ctx.st.throttle.take_qpu(&tenant, units) {
-                Ok((consumed, remaining)) => {
-                    qpu_headers.push((
-                        "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
-                        consumed.to_string(),
-                    ));
-                    qpu_headers.push((
-                        "x-ms-ratelimit-microsoft.costmanagement-qpu-remaining",
-                        format!("QueryResource={remaining}, Tenant={remaining}"),
-                    ));
-                }
-                Err(wait) => {
-                    let mut e = ArmError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "429",
-                        format!("Too many requests. Please retry after {wait} seconds."),
-                    );
-                    e.headers.push(("retry-after", wait.to_string()));
-                    e.headers.push((
-                        "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after",
-                        wait.to_string(),
-                    ));
-                    e.headers.push((
-                        "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
-                        "0".into(),
-                    ));
-                    return Err(e);
-                }
-            }
-        } else {
-            qpu_headers.push((
-                "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed",
-                "0".into(),
-            ));
+    let throttle_headers = if ctx.st.config.throttle {
+        match ctx.st.faults().cost_headers {
+            CostHeaders::Qpu => qpu_throttle(ctx, &tenant, &q, continuation.is_some())?,
+            CostHeaders::Entity => entity_throttle(ctx, scope, &tenant)?,
         }
-    }
+    } else {
+        Vec::new()
+    };
     let cache_key = format!(
         "{}|{}|{}|{}",
         scope.to_ascii_lowercase(),
@@ -678,7 +814,7 @@ pub fn query(ctx: &Ctx, scope: &str) -> ArmResult {
         },
     });
     let mut response = json(StatusCode::OK, &response_body);
-    for (name, value) in qpu_headers {
+    for (name, value) in throttle_headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, v);
         }

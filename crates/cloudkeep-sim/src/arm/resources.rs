@@ -74,7 +74,8 @@ pub fn list_subscriptions(ctx: &Ctx) -> ArmResult {
     ok(&body)
 }
 
-pub fn get_subscription(ctx: &Ctx, sub: &str) -> ArmResult {
+pub fn get_subscription(ctx: &Ctx) -> ArmResult {
+    let sub = ctx.p("sub");
     let world = ctx.st.world();
     let visible = visible_subscriptions(&world, ctx.caller());
     match visible.iter().find(|s| s.id.eq_ignore_ascii_case(sub)) {
@@ -125,7 +126,15 @@ fn group_json(g: &ResourceGroup) -> Value {
 
 const GROUP_READ: &str = "Microsoft.Resources/subscriptions/resourceGroups/read";
 
-pub fn list_resource_groups(ctx: &Ctx, sub: &str) -> ArmResult {
+/// `resourcegroups` lists, `resourcegroups/{rg}` reads one.
+pub fn resource_groups(ctx: &Ctx) -> ArmResult {
+    match ctx.opt("rg") {
+        Some(rg) => get_resource_group(ctx, ctx.p("sub"), rg),
+        None => list_resource_groups(ctx, ctx.p("sub")),
+    }
+}
+
+fn list_resource_groups(ctx: &Ctx, sub: &str) -> ArmResult {
     let world = ctx.st.world();
     let scope = format!("/subscriptions/{sub}");
     let all = permitted(&world, ctx.caller(), GROUP_READ, &scope);
@@ -153,7 +162,7 @@ fn group_not_found(rg: &str) -> ArmError {
     )
 }
 
-pub fn get_resource_group(ctx: &Ctx, sub: &str, rg: &str) -> ArmResult {
+fn get_resource_group(ctx: &Ctx, sub: &str, rg: &str) -> ArmResult {
     let world = ctx.st.world();
     ctx.authorize(
         &world,
@@ -346,7 +355,8 @@ const RESOURCES_READ: &str = "Microsoft.Resources/subscriptions/resources/read";
 const GROUP_RESOURCES_READ: &str =
     "Microsoft.Resources/subscriptions/resourceGroups/resources/read";
 
-pub fn list_resources(ctx: &Ctx, sub: &str, rg: Option<&str>) -> ArmResult {
+pub fn list_resources(ctx: &Ctx) -> ArmResult {
+    let (sub, rg) = (ctx.p("sub"), ctx.opt("rg"));
     let world = ctx.st.world();
     let sub_scope = format!("/subscriptions/{sub}");
     let filter = match ctx.q("$filter") {
@@ -447,7 +457,8 @@ pub fn type_of_id(id: &str) -> String {
     t.join("/")
 }
 
-pub fn get_resource(ctx: &Ctx, id: &str) -> ArmResult {
+pub fn get_resource(ctx: &Ctx) -> ArmResult {
+    let id = &ctx.params.path();
     let world = ctx.st.world();
     ctx.authorize(&world, &format!("{}/read", type_of_id(id)), id)?;
     let Some(r) = world.resource(id) else {
@@ -567,12 +578,13 @@ fn scope_not_found(world: &World, scope: &str) -> ArmError {
     }
 }
 
-pub fn tags(ctx: &Ctx, scope: &str) -> ArmResult {
+pub fn tags(ctx: &Ctx) -> ArmResult {
+    let scope = ctx.p("scope");
     let action = match ctx.method {
         Method::GET => "Microsoft.Resources/tags/read",
         Method::PUT | Method::PATCH => "Microsoft.Resources/tags/write",
         Method::DELETE => "Microsoft.Resources/tags/delete",
-        _ => return Err(super::method_not_allowed(ctx)),
+        _ => return Err(super::method_not_allowed(&ctx.method)),
     };
     if ctx.method == Method::GET {
         let world = ctx.st.world();
@@ -700,7 +712,8 @@ fn accepted(ctx: &Ctx, sub: &str, id: &str) -> axum::http::Response<axum::body::
 }
 
 /// Polls an accepted write: 202 until it is done, then 200 with its result.
-pub fn operation_result(ctx: &Ctx, sub: &str, id: &str) -> ArmResult {
+pub fn operation_result(ctx: &Ctx) -> ArmResult {
+    let (sub, id) = (ctx.p("sub"), ctx.p("id"));
     let mut ops = ctx.st.operations();
     let Some(op) = ops.get_mut(id) else {
         return Err(ArmError::not_found(

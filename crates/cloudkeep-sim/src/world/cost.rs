@@ -401,6 +401,15 @@ pub mod catalogue {
         1.0,
     );
 
+    /// Meter of a subscription's Marketplace SaaS plan (no resource).
+    pub static MARKETPLACE: Meter = m(
+        "SendGrid",
+        "SaaS",
+        "SendGrid Email Delivery",
+        "Pro 100K",
+        1.0,
+    );
+
     pub fn by_type(resource_type: &str) -> Option<&'static TypeSpec> {
         TYPES
             .iter()
@@ -463,52 +472,163 @@ pub fn resource_day_cost(r: &Resource, date: NaiveDate) -> Option<f64> {
     Some(r.cost.daily * growth * dip * noise * anomaly)
 }
 
-/// One cost line: a resource's meter on a day, in both cost views.
+/// One cost line: a resource's meter on a day, in both cost views, in
+/// micro-dollars so that any grouping of lines adds up exactly.
 #[derive(Debug, Clone, Copy)]
 pub struct CostLine {
     pub meter: &'static catalogue::Meter,
-    pub actual: f64,
-    pub amortized: f64,
+    pub actual: i64,
+    pub amortized: i64,
     pub pricing_model: &'static str,
 }
 
-/// Cost lines of a resource on a day.
-pub fn resource_day_lines(r: &Resource, date: NaiveDate, out: &mut Vec<CostLine>) {
-    let Some(total) = resource_day_cost(r, date) else {
-        return;
-    };
+/// Dollars to the micro-dollars lines are kept in.
+pub fn micros(usd: f64) -> i64 {
+    (usd * 1e6).round() as i64
+}
+
+/// The reserved meter of a resource: its reservation pays for it.
+pub fn is_reserved(r: &Resource, meter: &catalogue::Meter) -> bool {
+    r.cost.reserved && meter.meter_category == "Virtual Machines"
+}
+
+/// The reservation's daily amortised cost for a resource: a month's
+/// purchase spread evenly over the month's days.
+pub fn reservation_daily(r: &Resource) -> f64 {
+    let share: f64 = catalogue::meters(&r.resource_type)
+        .iter()
+        .filter(|m| is_reserved(r, m))
+        .map(|m| m.share)
+        .sum();
+    r.cost.daily * share * RESERVATION_RATE
+}
+
+/// The share of a reservation used on a day (the rest is
+/// `UnusedReservation` in amortised cost).
+pub fn reservation_utilisation(r: &Resource, date: NaiveDate) -> f64 {
+    let h = mix(r.cost_seed ^ 0x7e5e ^ (day_number(date) as u64));
+    0.8 + 0.2 * unit(h)
+}
+
+fn in_life(r: &Resource, date: NaiveDate) -> bool {
+    date >= r.created.date_naive() && r.deleted.is_none_or(|d| date <= d)
+}
+
+/// Cost lines of a resource on a day, `factor` applied (cost events).
+pub fn resource_day_lines(r: &Resource, date: NaiveDate, factor: f64, out: &mut Vec<CostLine>) {
+    let total = resource_day_cost(r, date);
     for meter in catalogue::meters(&r.resource_type) {
-        let payg = total * meter.share;
-        let (actual, amortized, pricing_model) =
-            if r.cost.reserved && meter.meter_category == "Virtual Machines" {
-                (0.0, payg * RESERVATION_RATE, "Reservation")
-            } else {
-                (payg, payg, "OnDemand")
-            };
-        out.push(CostLine {
-            meter,
-            actual,
-            amortized,
-            pricing_model,
-        });
+        if is_reserved(r, meter) {
+            // Covered by the reservation: nothing in actual cost, the used
+            // part of the reservation's daily share in amortised cost.
+            if in_life(r, date) && r.cost.daily > 0.0 {
+                let used = reservation_daily(r) * reservation_utilisation(r, date);
+                out.push(CostLine {
+                    meter,
+                    actual: 0,
+                    amortized: micros(used * factor),
+                    pricing_model: "Reservation",
+                });
+            }
+            continue;
+        }
+        if let Some(total) = total {
+            let payg = micros(total * meter.share * factor);
+            out.push(CostLine {
+                meter,
+                actual: payg,
+                amortized: payg,
+                pricing_model: "OnDemand",
+            });
+        }
     }
 }
 
-/// The monthly reservation purchase a resource causes in actual cost, on
-/// the first of each month: a month of its reserved usage, paid up front.
-pub fn reservation_purchase(r: &Resource, date: NaiveDate) -> Option<f64> {
-    if !r.cost.reserved
-        || date.day() != 1
-        || r.deleted.is_some_and(|d| date > d)
-        || date < r.created.date_naive()
-    {
-        return None;
-    }
-    let days = match date.month() {
+/// The reservation's unused part on a day, in amortised cost.
+pub fn reservation_unused(r: &Resource, date: NaiveDate) -> Option<i64> {
+    (r.cost.reserved && r.cost.daily > 0.0 && in_life(r, date))
+        .then(|| micros(reservation_daily(r) * (1.0 - reservation_utilisation(r, date))))
+}
+
+fn days_in_month(date: NaiveDate) -> u32 {
+    match date.month() {
         2 if date.leap_year() => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
-    };
-    Some(r.cost.daily * RESERVATION_RATE * 0.9 * f64::from(days))
+    }
+}
+
+/// The monthly reservation purchase a resource causes in actual cost, on
+/// the first of each month: the month's amortised reservation, paid up
+/// front, so a month's purchase equals its amortised used and unused parts.
+pub fn reservation_purchase(r: &Resource, date: NaiveDate) -> Option<i64> {
+    if !r.cost.reserved || r.cost.daily <= 0.0 || date.day() != 1 || !in_life(r, date) {
+        return None;
+    }
+    let month: i64 = (0..days_in_month(date))
+        .map(|d| date + chrono::Duration::days(i64::from(d)))
+        .map(|day| {
+            micros(reservation_daily(r) * reservation_utilisation(r, day))
+                + micros(reservation_daily(r) * (1.0 - reservation_utilisation(r, day)))
+        })
+        .sum();
+    Some(month)
+}
+
+/// A subscription's charges with no resource (a Marketplace SaaS plan
+/// billed daily), as Cost Management shows them with an empty ResourceId.
+pub fn unassigned_day(seed: u64, subscription_id: &str, date: NaiveDate) -> i64 {
+    let h = mix(super::hash_str(seed, subscription_id) ^ day_number(date) as u64);
+    micros(3.2 + 0.4 * unit(h))
+}
+
+/// A change to cost a test or the demo made: a spike on a resource, a
+/// restated day of a subscription, or the first charge of a new resource.
+#[derive(Debug, Clone)]
+pub struct CostEvent {
+    pub id: String,
+    pub kind: EventKind,
+    /// The resource (spike, new charge) or subscription (restatement).
+    pub scope: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub factor: f64,
+    pub note: String,
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Spike,
+    Restatement,
+    NewCharge,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Spike => "spike",
+            EventKind::Restatement => "restatement",
+            EventKind::NewCharge => "new_charge",
+        }
+    }
+}
+
+/// The cost events touching one resource, for `factor_on`.
+pub fn events_for<'e>(events: &'e [CostEvent], r: &Resource) -> Vec<&'e CostEvent> {
+    events
+        .iter()
+        .filter(|e| e.kind != EventKind::NewCharge)
+        .filter(|e| super::scope_contains(&e.scope, &r.id))
+        .collect()
+}
+
+/// The factor a resource's cost on a day is multiplied by.
+pub fn factor_on(events: &[&CostEvent], date: NaiveDate) -> f64 {
+    events
+        .iter()
+        .filter(|e| e.from <= date && date <= e.to)
+        .map(|e| e.factor)
+        .product()
 }

@@ -577,6 +577,7 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
                             None
                         },
                         access_policy_object_ids: access,
+                        private_endpoints: 0,
                     };
                     vault_contents(&mut g, &id, created, now, &mut keys, &mut secrets);
                     Extra::Vault(props)
@@ -618,7 +619,7 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
             };
             controls.push(SecureScoreControl {
                 name: g.uuid(),
-                display_name,
+                display_name: display_name.to_string(),
                 max: *max,
                 healthy: total
                     .saturating_sub(unhealthy)
@@ -647,10 +648,18 @@ pub fn generate(preset: Preset, seed: u64, today: NaiveDate) -> World {
         keys,
         secrets,
         secure_scores,
+        security: HashMap::new(),
+        custom_roles: Vec::new(),
+        diagnostic_settings: Vec::new(),
+        activity_log_alerts: Vec::new(),
+        cost_events: Vec::new(),
         partner_links: Vec::new(),
         generation: 0,
     };
     world.rebuild_index();
+    // Everything added since the first estate comes from its own seeded
+    // stream, so the estate above stays as it was for a seed.
+    super::posture::apply(&mut world);
     world
 }
 
@@ -739,7 +748,7 @@ fn storage_props(g: &mut Gen, location: &str) -> StorageProps {
             2 => None,
             _ => Some("TLS1_2"),
         },
-        https_only: g.chance(0.9),
+        https_only: Some(g.chance(0.9)),
         network_default_action: Some(if g.chance(0.3) { "Deny" } else { "Allow" }),
         is_hns_enabled: g.chance(0.2),
         secondary_location: if g.chance(0.4) {
@@ -756,6 +765,14 @@ fn storage_props(g: &mut Gen, location: &str) -> StorageProps {
         } else {
             None
         },
+        allow_shared_key_access: None,
+        allow_cross_tenant_replication: None,
+        default_to_oauth_authentication: None,
+        require_infrastructure_encryption: None,
+        key_expiration_days: None,
+        private_endpoints: 0,
+        blob: BlobServiceProps::default(),
+        file: FileServiceProps::default(),
     }
 }
 

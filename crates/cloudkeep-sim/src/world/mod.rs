@@ -8,12 +8,16 @@
 
 pub mod cost;
 mod generate;
+mod posture;
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 pub use generate::generate;
+pub use posture::{
+    DEPRECATED_PLANS, SUBSCRIPTION_LOG_CATEGORIES, default_storage, guid as posture_guid,
+};
 
 /// Tags as Azure stores them: names unique case-insensitively, values as given.
 pub type Tags = BTreeMap<String, String>;
@@ -93,6 +97,8 @@ pub enum PrincipalKind {
         guest: bool,
     },
     Group,
+    /// A group of another tenant, assigned roles here (ARM's `ForeignGroup`).
+    ForeignGroup,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +117,7 @@ impl Principal {
             PrincipalKind::ServicePrincipal { .. } => "ServicePrincipal",
             PrincipalKind::User { .. } => "User",
             PrincipalKind::Group => "Group",
+            PrincipalKind::ForeignGroup => "ForeignGroup",
         }
     }
 }
@@ -153,10 +160,39 @@ pub struct StorageProps {
     pub allow_blob_public_access: Option<bool>,
     pub public_network_access: Option<&'static str>,
     pub minimum_tls_version: Option<&'static str>,
-    pub https_only: bool,
+    /// `None`: absent (Azure's default, true, applies).
+    pub https_only: Option<bool>,
     pub network_default_action: Option<&'static str>,
     pub is_hns_enabled: bool,
+    /// Set exactly when the SKU is geo-redundant (GRS, RA-GRS, GZRS).
     pub secondary_location: Option<String>,
+    /// `None`: absent, shared keys are allowed.
+    pub allow_shared_key_access: Option<bool>,
+    pub allow_cross_tenant_replication: Option<bool>,
+    pub default_to_oauth_authentication: Option<bool>,
+    pub require_infrastructure_encryption: Option<bool>,
+    /// `keyPolicy.keyExpirationPeriodInDays`, where set.
+    pub key_expiration_days: Option<u32>,
+    pub private_endpoints: u8,
+    pub blob: BlobServiceProps,
+    pub file: FileServiceProps,
+}
+
+/// `blobServices/default`: versioning and soft-delete retention.
+#[derive(Debug, Clone, Default)]
+pub struct BlobServiceProps {
+    pub versioning: Option<bool>,
+    /// `None`: the policy is off (`enabled: false`).
+    pub blob_delete_days: Option<u32>,
+    pub container_delete_days: Option<u32>,
+}
+
+/// `fileServices/default`: share soft delete and SMB settings.
+#[derive(Debug, Clone, Default)]
+pub struct FileServiceProps {
+    pub share_delete_days: Option<u32>,
+    /// `None`: `protocolSettings.smb` is left out (every version allowed).
+    pub smb_versions: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +204,7 @@ pub struct VaultProps {
     pub public_network_access: Option<&'static str>,
     pub network_default_action: Option<&'static str>,
     pub access_policy_object_ids: Vec<String>,
+    pub private_endpoints: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -268,11 +305,81 @@ pub struct VaultSecret {
 #[derive(Debug, Clone)]
 pub struct SecureScoreControl {
     pub name: String,
-    pub display_name: &'static str,
+    pub display_name: String,
     pub max: u32,
     pub healthy: u32,
     pub unhealthy: u32,
     pub not_applicable: u32,
+}
+
+/// A custom role definition (`type: CustomRole`).
+#[derive(Debug, Clone)]
+pub struct CustomRole {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub actions: Vec<String>,
+    pub not_actions: Vec<String>,
+    pub data_actions: Vec<String>,
+    pub assignable_scopes: Vec<String>,
+    pub created: DateTime<Utc>,
+}
+
+/// One Defender plan (`Microsoft.Security/pricings/{name}`).
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    pub name: String,
+    pub standard: bool,
+    pub sub_plan: Option<String>,
+    pub enabled_since: Option<DateTime<Utc>>,
+}
+
+/// The subscription's security contact (`securityContacts/default`).
+#[derive(Debug, Clone)]
+pub struct SecurityContact {
+    pub emails: String,
+    pub phone: String,
+    pub alert_notifications: bool,
+    pub notify_owners: bool,
+}
+
+/// A diagnostic setting at a subscription or on a resource.
+#[derive(Debug, Clone)]
+pub struct DiagnosticSetting {
+    /// The subscription or resource it is on.
+    pub scope: String,
+    pub name: String,
+    pub workspace_id: Option<String>,
+    pub storage_account_id: Option<String>,
+    pub event_hub_rule_id: Option<String>,
+    /// Log categories enabled; empty means the `allLogs` category group.
+    pub categories: Vec<&'static str>,
+}
+
+/// An activity log alert rule (`Microsoft.Insights/activityLogAlerts`).
+#[derive(Debug, Clone)]
+pub struct ActivityLogAlert {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+    /// The `operationName` the rule watches, or `None` for a category rule.
+    pub operation: Option<&'static str>,
+    pub category: &'static str,
+    pub enabled: bool,
+}
+
+/// Defender for Cloud's state of a subscription, beyond secure scores.
+#[derive(Debug, Clone)]
+pub struct SecurityState {
+    pub pricings: Vec<Pricing>,
+    pub contact: Option<SecurityContact>,
+    pub auto_provision: bool,
+    /// (name, kind, enabled): MCAS, WDATP, Sentinel.
+    pub settings: Vec<(&'static str, &'static str, bool)>,
+    pub jit_vms: Vec<String>,
+    /// Assessments: (resource id, display name); their state follows the
+    /// resource's settings when read.
+    pub assessments: Vec<(String, &'static str)>,
 }
 
 #[derive(Debug, Clone)]
@@ -306,6 +413,12 @@ pub struct World {
     pub keys: Vec<VaultKey>,
     pub secrets: Vec<VaultSecret>,
     pub secure_scores: HashMap<String, Vec<SecureScoreControl>>,
+    /// Defender's other state per subscription (lower-cased id).
+    pub security: HashMap<String, SecurityState>,
+    pub custom_roles: Vec<CustomRole>,
+    pub diagnostic_settings: Vec<DiagnosticSetting>,
+    pub activity_log_alerts: Vec<ActivityLogAlert>,
+    pub cost_events: Vec<cost::CostEvent>,
     pub partner_links: Vec<PartnerLink>,
     /// Bumped by every change that can alter a cost query's answer.
     pub generation: u64,
@@ -469,6 +582,54 @@ impl World {
         object_id
     }
 
+    /// Whether a role definition (by id) allows a control-plane action.
+    pub fn role_permits(&self, role_id: &str, action: &str) -> bool {
+        match crate::roles::by_id(role_id) {
+            Some(r) => r.permits(action),
+            None => self
+                .custom_role(role_id)
+                .is_some_and(|c| crate::roles::allows(&c.actions, &c.not_actions, action)),
+        }
+    }
+
+    /// Whether a role definition (by id) allows a data-plane action.
+    pub fn role_permits_data(&self, role_id: &str, action: &str) -> bool {
+        match crate::roles::by_id(role_id) {
+            Some(r) => r.permits_data(action),
+            None => self
+                .custom_role(role_id)
+                .is_some_and(|c| crate::roles::allows(&c.data_actions, &[], action)),
+        }
+    }
+
+    pub fn custom_role(&self, id: &str) -> Option<&CustomRole> {
+        let tail = id.rsplit('/').next().unwrap_or(id);
+        self.custom_roles
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(tail) || c.name.eq_ignore_ascii_case(id))
+    }
+
+    /// A role's id and name from its name, bare id or full definition id,
+    /// built-in or custom.
+    pub fn resolve_role(&self, name_or_id: &str) -> Option<(String, String)> {
+        if let Some(r) = crate::roles::resolve(name_or_id) {
+            return Some((r.id.to_string(), r.name.to_string()));
+        }
+        self.custom_role(name_or_id)
+            .map(|c| (c.id.clone(), c.name.clone()))
+    }
+
+    pub fn role_name(&self, id: &str) -> String {
+        self.resolve_role(id)
+            .map(|(_, n)| n)
+            .unwrap_or_else(|| "Unknown".into())
+    }
+
+    /// Defender's state of a subscription (a default for one never seen).
+    pub fn security_of(&self, sub: &str) -> Option<&SecurityState> {
+        self.security.get(&sub.to_ascii_lowercase())
+    }
+
     /// Role definition ids a principal holds at `scope`, inherited ones included.
     pub fn roles_at<'a>(
         &'a self,
@@ -490,6 +651,11 @@ pub fn scope_contains(outer: &str, inner: &str) -> bool {
     inner.len() >= outer.len()
         && inner[..outer.len()].eq_ignore_ascii_case(outer)
         && (inner.len() == outer.len() || inner.as_bytes()[outer.len()] == b'/')
+}
+
+/// Whether a scope is a subscription itself (`/subscriptions/{id}`).
+pub fn scope_is_subscription(scope: &str) -> bool {
+    matches!(parse_scope(scope), Some(Scope::Subscription(_)))
 }
 
 enum Scope {

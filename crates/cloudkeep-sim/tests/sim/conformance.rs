@@ -1,4 +1,5 @@
-//! Conformance with Microsoft's official examples (`../shared/azure-examples`):
+//! Conformance with Microsoft's official examples (`../shared/azure-examples`
+//! and the crate's own `tests/data/azure-examples`, see its SOURCES.md):
 //! for every example whose operation the simulator serves, the simulator's
 //! answer to the equivalent request has every field of the example's
 //! response at the same path with the same JSON type.
@@ -71,7 +72,12 @@ fn merge(a: &Value, b: &Value) -> Value {
 }
 
 /// Field names whose values are maps with data-dependent keys.
-const MAPS: &[&str] = &["tags"];
+const MAPS: &[&str] = &["tags", "webhookProperties"];
+
+/// The examples the simulator's own operations added (issue #11).
+fn own_examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/azure-examples")
+}
 
 fn conforms(example: &Value, ours: &Value, path: &str, errors: &mut Vec<String>) {
     match example {
@@ -150,6 +156,10 @@ struct Case {
     body: Option<Value>,
     /// Top-level fields whose presence depends on data size (`nextLink`).
     exempt: &'static [&'static str],
+    /// From the crate's own examples rather than the shared ones.
+    own: bool,
+    /// Sent to this vault's data plane (`{vault}.vault.azure.net`).
+    vault: Option<String>,
 }
 
 fn case(
@@ -167,18 +177,35 @@ fn case(
         path,
         body,
         exempt: &[],
+        own: false,
+        vault: None,
+    }
+}
+
+/// A GET of one of the crate's own examples.
+fn own(file: &'static str, path: String) -> Case {
+    Case {
+        own: true,
+        ..case(file, "200", Method::GET, path, None)
     }
 }
 
 async fn check(sim: &Sim, token: &str, dir: &std::path::Path, c: Case) -> Vec<String> {
-    let ex = example(dir, c.file);
+    let ex = if c.own {
+        example(&own_examples_dir(), c.file)
+    } else {
+        example(dir, c.file)
+    };
     let mut expected = response(&ex, c.status);
     if let Some(obj) = expected.as_object_mut() {
         for e in c.exempt {
             obj.remove(*e);
         }
     }
-    let r = sim.arm(token, c.method, &c.path, c.body).await;
+    let r = match &c.vault {
+        Some(v) => sim.vault_get(v, Some(token), &c.path).await,
+        None => sim.arm(token, c.method, &c.path, c.body).await,
+    };
     let want: u16 = c.status.parse().expect("status");
     if r.status.as_u16() != want {
         return vec![format!(
@@ -474,28 +501,38 @@ async fn simulator_answers_conform_to_microsofts_examples() {
             Some(next_body),
         ),
     ];
+    let mut cases = cases;
+    cases.extend(own_cases(&sim, &token, &subs).await);
     let served: std::collections::HashSet<&str> = cases.iter().map(|c| c.file).collect();
-    // Examples of operations the simulator does not serve (data plane, exports).
-    let not_served = [
-        "Exports_CreateOrUpdate_Subscription.json",
-        "KeyVault_DataPlane_GetKeyRotationPolicy.json",
-    ];
-    for entry in std::fs::read_dir(&dir).expect("examples") {
-        let name = entry
-            .expect("entry")
-            .file_name()
-            .to_string_lossy()
-            .to_string();
-        if name.ends_with(".json") {
-            assert!(
-                served.contains(name.as_str()) || not_served.contains(&name.as_str()),
-                "{name} is neither checked nor listed as not served"
-            );
+    // Examples of operations the simulator does not serve (exports).
+    let not_served = ["Exports_CreateOrUpdate_Subscription.json"];
+    for d in [dir.clone(), own_examples_dir()] {
+        for entry in std::fs::read_dir(&d).expect("examples") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .to_string();
+            if name.ends_with(".json") {
+                assert!(
+                    served.contains(name.as_str()) || not_served.contains(&name.as_str()),
+                    "{name} is neither checked nor listed as not served"
+                );
+            }
         }
     }
+    let vault_token = sim
+        .token_scoped("collector", "https://vault.azure.net/.default")
+        .await;
     let mut failures = Vec::new();
     for c in cases {
-        let t = if c.as_owner { &owner } else { &token };
+        let t = if c.as_owner {
+            &owner
+        } else if c.vault.is_some() {
+            &vault_token
+        } else {
+            &token
+        };
         failures.extend(check(&sim, t, &dir, c).await);
     }
     assert!(
@@ -505,6 +542,212 @@ async fn simulator_answers_conform_to_microsofts_examples() {
         failures.join("\n")
     );
     assert_eq!(StatusCode::OK, first_page.status);
+}
+
+/// Cases for the operations issue #11 added, with the data each needs.
+async fn own_cases(sim: &Sim, token: &str, subs: &[String]) -> Vec<Case> {
+    let sub = &subs[0];
+    let scope = format!("/subscriptions/{sub}");
+    let sec = |what: &str, v: &str| {
+        format!("{scope}/providers/Microsoft.Security/{what}?api-version={v}")
+    };
+    // Storage: an account with versioning (change feed) for BlobServices_Get.
+    let mut versioned = None;
+    let mut any_account = None;
+    for s in subs {
+        let (_, accounts) = sim
+            .get_all(
+                token,
+                &format!("/subscriptions/{s}/providers/Microsoft.Storage/storageAccounts?api-version=2025-01-01"),
+            )
+            .await;
+        for a in accounts {
+            let id = a["id"].as_str().expect("id").to_string();
+            any_account.get_or_insert(id.clone());
+            let blob = sim
+                .get(
+                    token,
+                    &format!("{id}/blobServices/default?api-version=2025-01-01"),
+                )
+                .await;
+            let p = &blob.body["properties"];
+            if p["isVersioningEnabled"] == true && p["deleteRetentionPolicy"]["enabled"] == true {
+                versioned.get_or_insert(id);
+            }
+        }
+    }
+    // Key Vault's data plane: Key Vault Reader for the collector on every
+    // subscription, then a reachable RBAC vault with a rotating key and one
+    // with a secret that has a content type.
+    let collector = sim.sp("collector");
+    for s in subs {
+        let (status, _) = sim
+            .control(
+                Method::POST,
+                "/_sim/role-assignments",
+                json!({"principal_id": collector.object_id, "role": "Key Vault Reader", "scope": format!("/subscriptions/{s}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut rotating = None;
+    let mut typed_secrets = None;
+    let mut rsa = None;
+    for s in subs {
+        let (_, vaults) = sim
+            .get_all(
+                token,
+                &format!(
+                    "/subscriptions/{s}/providers/Microsoft.KeyVault/vaults?api-version=2024-11-01"
+                ),
+            )
+            .await;
+        for v in vaults {
+            let p = &v["properties"];
+            if p["enableRbacAuthorization"] != true || p["publicNetworkAccess"] == "Disabled" {
+                continue;
+            }
+            let name = v["name"].as_str().expect("name").to_string();
+            let id = v["id"].as_str().expect("id");
+            let (_, keys) = sim
+                .get_all(token, &format!("{id}/keys?api-version=2024-11-01"))
+                .await;
+            for k in &keys {
+                let key = k["name"].as_str().expect("key").to_string();
+                let rotates = k["properties"]["rotationPolicy"]["lifetimeActions"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["action"]["type"] == "rotate"))
+                    && k["properties"]["rotationPolicy"]["attributes"]["expiryTime"].is_string();
+                if rotates {
+                    rotating.get_or_insert((name.clone(), key.clone()));
+                }
+                if k["properties"]["kty"] == "RSA" {
+                    rsa.get_or_insert((name.clone(), key));
+                }
+            }
+            let (_, secrets) = sim
+                .get_all(token, &format!("{id}/secrets?api-version=2024-11-01"))
+                .await;
+            if secrets
+                .iter()
+                .any(|x| x["properties"]["contentType"].is_string())
+            {
+                typed_secrets.get_or_insert(name);
+            }
+        }
+    }
+    let (kv, rotating_key) = rotating.expect("a reachable RBAC vault with a rotating key");
+    let (rsa_vault, rsa_key) = rsa.expect("a reachable RBAC vault with an RSA key");
+    let typed = typed_secrets.expect("a reachable RBAC vault with a typed secret");
+    let data = |file: &'static str, vault: &str, path: String| Case {
+        exempt: &["nextLink"],
+        vault: Some(vault.to_string()),
+        ..own(file, path)
+    };
+    vec![
+        own("Pricings_List.json", sec("pricings", "2024-01-01")),
+        own("Assessments_List.json", sec("assessments", "2021-06-01")),
+        own("Settings_List.json", sec("settings", "2022-05-01")),
+        own(
+            "SecurityContacts_List.json",
+            sec("securityContacts", "2023-12-01-preview"),
+        ),
+        own(
+            "AutoProvisioningSettings_List.json",
+            sec("autoProvisioningSettings", "2017-08-01-preview"),
+        ),
+        own(
+            "JitNetworkAccessPolicies_List.json",
+            sec("jitNetworkAccessPolicies", "2020-01-01"),
+        ),
+        own(
+            "SubscriptionDiagnosticSettings_List.json",
+            format!(
+                "{scope}/providers/Microsoft.Insights/diagnosticSettings?api-version=2021-05-01-preview"
+            ),
+        ),
+        own(
+            "DiagnosticSettings_List.json",
+            format!(
+                "{}/providers/Microsoft.Insights/diagnosticSettings?api-version=2021-05-01-preview",
+                first_vault_with_archive(sim, token, sub).await
+            ),
+        ),
+        own(
+            "ActivityLogAlerts_ListBySubscriptionId.json",
+            format!(
+                "{scope}/providers/Microsoft.Insights/activityLogAlerts?api-version=2020-10-01"
+            ),
+        ),
+        own(
+            "BlobServices_Get.json",
+            format!(
+                "{}/blobServices/default?api-version=2025-01-01",
+                versioned.expect("an account with versioning")
+            ),
+        ),
+        own(
+            "FileServices_Get.json",
+            format!(
+                "{}/fileServices/default?api-version=2025-01-01",
+                any_account.expect("an account")
+            ),
+        ),
+        own(
+            "Subscriptions_ListLocations.json",
+            format!("{scope}/locations?api-version=2022-12-01"),
+        ),
+        data(
+            "KeyVault_DataPlane_GetKeys.json",
+            &kv,
+            "/keys?api-version=7.5&maxresults=1".into(),
+        ),
+        data(
+            "KeyVault_DataPlane_GetKeyVersions.json",
+            &kv,
+            format!("/keys/{rotating_key}/versions?api-version=7.5"),
+        ),
+        data(
+            "KeyVault_DataPlane_GetKey.json",
+            &rsa_vault,
+            format!("/keys/{rsa_key}?api-version=7.5"),
+        ),
+        data(
+            "KeyVault_DataPlane_GetSecrets.json",
+            &typed,
+            "/secrets?api-version=7.5".into(),
+        ),
+        Case {
+            own: false,
+            ..data(
+                "KeyVault_DataPlane_GetKeyRotationPolicy.json",
+                &kv,
+                format!("/keys/{rotating_key}/rotationpolicy?api-version=7.5"),
+            )
+        },
+    ]
+}
+
+/// The vault of `sub` whose diagnostic setting has every destination.
+async fn first_vault_with_archive(sim: &Sim, token: &str, sub: &str) -> String {
+    let (_, vaults) = sim
+        .get_all(
+            token,
+            &format!(
+                "/subscriptions/{sub}/providers/Microsoft.KeyVault/vaults?api-version=2024-11-01"
+            ),
+        )
+        .await;
+    for v in vaults {
+        let id = v["id"].as_str().expect("id").to_string();
+        let r = sim
+            .get(token, &format!("{id}/providers/Microsoft.Insights/diagnosticSettings?api-version=2021-05-01-preview"))
+            .await;
+        if r.body["value"][0]["properties"]["storageAccountId"].is_string() {
+            return id;
+        }
+    }
+    panic!("no vault in {sub} archives its logs");
 }
 
 #[test]

@@ -269,3 +269,327 @@ async fn advancing_the_clock_adds_cost_days() {
         new_today.replace('-', "").parse().ok()
     );
 }
+
+/// Micro-dollars, as the simulator keeps cost, so sums compare exactly.
+fn micros(v: &Value) -> i64 {
+    (v.as_f64().expect("cost") * 1e6).round() as i64
+}
+
+/// Daily totals of a query's rows (cost first, UsageDate second to last).
+fn per_day(rows: &[Value]) -> std::collections::BTreeMap<u64, i64> {
+    let mut days = std::collections::BTreeMap::new();
+    for r in rows {
+        let a = r.as_array().expect("row");
+        let day = a[a.len() - 2].as_u64().expect("UsageDate is a number");
+        *days.entry(day).or_insert(0) += micros(&a[0]);
+    }
+    days
+}
+
+#[tokio::test]
+async fn every_pair_of_groupings_adds_up_to_the_daily_total() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let (from, to) = (days_before(&sim, 40), days_before(&sim, 0));
+    let dims = [
+        "ResourceId",
+        "MeterId",
+        "Meter",
+        "MeterCategory",
+        "ServiceName",
+        "ChargeType",
+        "PricingModel",
+        "ResourceGroupName",
+        "ResourceLocation",
+        "ResourceType",
+    ];
+    for kind in ["ActualCost", "AmortizedCost"] {
+        let total = body(kind, &from, &to, "Daily", json!([]));
+        let (_, _, rows) = run_all(&sim, &token, &sub, &total).await;
+        let want = per_day(&rows);
+        for (i, a) in dims.iter().enumerate() {
+            for b in &dims[i..] {
+                let groups = if a == b {
+                    json!([{"type": "Dimension", "name": a}])
+                } else {
+                    json!([{"type": "Dimension", "name": a}, {"type": "Dimension", "name": b}])
+                };
+                let q = body(kind, &from, &to, "Daily", groups);
+                let (_, _, rows) = run_all(&sim, &token, &sub, &q).await;
+                assert_eq!(per_day(&rows), want, "{kind} by {a}, {b}");
+            }
+        }
+    }
+}
+
+/// Rows grouped by (ChargeType, PricingModel), with ResourceId when asked.
+async fn by_charge(sim: &Sim, token: &str, sub: &str, kind: &str, days: i64) -> Vec<Value> {
+    let q = body(
+        kind,
+        &days_before(sim, days),
+        &days_before(sim, 0),
+        "Daily",
+        json!([{"type": "Dimension", "name": "ChargeType"}, {"type": "Dimension", "name": "PricingModel"}]),
+    );
+    run_all(sim, token, sub, &q).await.2
+}
+
+#[tokio::test]
+async fn reservations_are_purchases_in_actual_cost_and_spread_in_amortised() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    // Some subscription of the demo has reserved VMs; look over two months
+    // so that a first of the month (the purchase day) is included.
+    let mut seen = false;
+    for sub in sim.subscriptions() {
+        let actual = by_charge(&sim, &token, &sub, "ActualCost", 62).await;
+        let purchases: Vec<&Value> = actual.iter().filter(|r| r[1] == "Purchase").collect();
+        if purchases.is_empty() {
+            continue;
+        }
+        seen = true;
+        assert!(purchases.iter().all(|r| r[2] == "Reservation"));
+        assert!(
+            actual
+                .iter()
+                .all(|r| !(r[1] == "Usage" && r[2] == "Reservation") || micros(&r[0]) == 0),
+            "reserved usage costs nothing in actual cost"
+        );
+        let amortised = by_charge(&sim, &token, &sub, "AmortizedCost", 62).await;
+        assert!(amortised.iter().all(|r| r[1] != "Purchase"));
+        assert!(
+            amortised
+                .iter()
+                .any(|r| r[1] == "Usage" && r[2] == "Reservation" && micros(&r[0]) > 0)
+        );
+        assert!(amortised.iter().any(|r| r[1] == "UnusedReservation"));
+        // Purchases carry no resource.
+        let q = body(
+            "ActualCost",
+            &days_before(&sim, 62),
+            &days_before(&sim, 0),
+            "Daily",
+            json!([{"type": "Dimension", "name": "ChargeType"}, {"type": "Dimension", "name": "ResourceId"}]),
+        );
+        let (_, _, rows) = run_all(&sim, &token, &sub, &q).await;
+        assert!(
+            rows.iter()
+                .filter(|r| r[1] == "Purchase")
+                .all(|r| r[2] == "")
+        );
+    }
+    assert!(seen, "the demo has reservation purchases");
+    // Marketplace charges have no resource group, as in Azure.
+    let sub = &sim.subscriptions()[0];
+    let q = body(
+        "ActualCost",
+        &days_before(&sim, 5),
+        &days_before(&sim, 0),
+        "Daily",
+        json!([{"type": "Dimension", "name": "ResourceGroupName"}, {"type": "Dimension", "name": "PublisherType"}]),
+    );
+    let (_, _, rows) = run_all(&sim, &token, sub, &q).await;
+    assert!(
+        rows.iter()
+            .any(|r| r[1] == "" && r[2] == "Marketplace" && micros(&r[0]) > 0)
+    );
+}
+
+#[tokio::test]
+async fn column_names_follow_the_aggregation() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let mut q = body(
+        "ActualCost",
+        &days_before(&sim, 3),
+        &days_before(&sim, 0),
+        "Daily",
+        json!([]),
+    );
+    q["dataset"]["aggregation"] = json!({"totalCost": {"name": "PreTaxCost", "function": "Sum"}});
+    let (_, columns, rows) = run_all(&sim, &token, &sub, &q).await;
+    assert_eq!(columns, ["PreTaxCost", "UsageDate", "Currency"]);
+    assert!(rows.iter().all(|r| r[1].is_u64()));
+    q["dataset"]
+        .as_object_mut()
+        .expect("dataset")
+        .remove("aggregation");
+    let (_, columns, _) = run_all(&sim, &token, &sub, &q).await;
+    assert_eq!(
+        columns,
+        ["UsageDate", "Currency"],
+        "no aggregation, no cost column"
+    );
+}
+
+#[tokio::test]
+async fn known_cost_events_and_restated_days() {
+    let sim = start().await;
+    let token = sim.token("collector").await;
+    let scenario = sim.control_get("/_sim/scenario").await;
+    let demo = &scenario["cost_events"][0];
+    assert_eq!(demo["kind"], "spike", "the demo's ground truth: {scenario}");
+    let sub = sim.subscriptions()[0].clone();
+    let daily = |rows: Vec<Value>| per_day(&rows);
+    let range = |d: i64| (days_before(&sim, d), days_before(&sim, 0));
+    let (from, to) = range(20);
+    let total = body("ActualCost", &from, &to, "Daily", json!([]));
+    let before = daily(run_all(&sim, &token, &sub, &total).await.2);
+
+    // The demo's spike is visible: its days cost far more than the month's median.
+    let spiked: Vec<i64> = before.iter().rev().take(3).map(|(_, v)| *v).collect();
+    let mut all: Vec<i64> = before.values().copied().collect();
+    all.sort_unstable();
+    let median = all[all.len() / 2];
+    assert!(
+        spiked.iter().all(|v| *v > median * 11 / 10),
+        "{spiked:?} vs {median}"
+    );
+
+    // Restating a past day changes that day only; a re-pull sees it.
+    let (day, was) = before.iter().nth(5).map(|(d, v)| (*d, *v)).expect("a day");
+    let date = format!("{}-{:02}-{:02}", day / 10_000, day / 100 % 100, day % 100);
+    let (status, body_) = sim
+        .control(
+            Method::POST,
+            "/_sim/cost/restate",
+            json!({"subscription_id": sub, "date": date, "factor": 3.0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body_}");
+    let after = daily(run_all(&sim, &token, &sub, &total).await.2);
+    assert!(after[&day] > was, "{} > {was}", after[&day]);
+    assert!(
+        before
+            .iter()
+            .filter(|(d, _)| **d != day)
+            .all(|(d, v)| after[d] == *v)
+    );
+
+    // A spike on one resource, and a first charge in a new region.
+    let q = body(
+        "ActualCost",
+        &from,
+        &to,
+        "None",
+        json!([{"type": "Dimension", "name": "ResourceId"}]),
+    );
+    let (_, _, rows) = run_all(&sim, &token, &sub, &q).await;
+    let resource = rows
+        .iter()
+        .find(|r| micros(&r[0]) > 0 && r[1] != "")
+        .expect("a costing resource")[1]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, event) = sim
+        .control(Method::POST, "/_sim/cost/events", json!({"kind": "spike", "resource_id": resource, "from": days_before(&sim, 2), "to": days_before(&sim, 1), "factor": 10.0}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{event}");
+    let by_resource = |rows: &[Value]| {
+        rows.iter()
+            .find(|r| r[1] == resource.as_str())
+            .map(|r| micros(&r[0]))
+            .unwrap_or(0)
+    };
+    let spiked = run_all(&sim, &token, &sub, &q).await.2;
+    assert!(by_resource(&spiked) > by_resource(&rows));
+    let rg = sim
+        .get(
+            &token,
+            &format!("/subscriptions/{sub}/resourcegroups?api-version=2025-04-01"),
+        )
+        .await
+        .body["value"][1]["name"]
+        .as_str()
+        .expect("rg")
+        .to_string();
+    let (status, event) = sim
+        .control(Method::POST, "/_sim/cost/events", json!({"kind": "new_charge", "subscription_id": sub, "resource_group": rg, "type": "Microsoft.Cache/Redis", "name": "redis-new", "location": "japaneast", "from": days_before(&sim, 3), "daily": 42.0}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{event}");
+    let q = body(
+        "ActualCost",
+        &days_before(&sim, 10),
+        &to,
+        "Daily",
+        json!([{"type": "Dimension", "name": "ResourceLocation"}]),
+    );
+    let (_, _, rows) = run_all(&sim, &token, &sub, &q).await;
+    let japan: Vec<u64> = rows
+        .iter()
+        .filter(|r| r[1] == "japaneast")
+        .map(|r| r[2].as_u64().expect("day"))
+        .collect();
+    assert_eq!(japan.len(), 4, "from three days ago to today: {japan:?}");
+    let events = sim.control_get("/_sim/scenario").await["cost_events"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(events, Some(4));
+}
+
+#[tokio::test]
+async fn entity_headers_count_requests_per_scope_and_tenant() {
+    let sim = start_with(Options {
+        throttle: true,
+        ..Options::default()
+    })
+    .await;
+    let (status, _) = sim
+        .control(
+            Method::PUT,
+            "/_sim/cost/headers",
+            json!({"family": "entity"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let q = body(
+        "ActualCost",
+        &days_before(&sim, 2),
+        &days_before(&sim, 0),
+        "None",
+        json!([]),
+    );
+    let first = sim
+        .arm(&token, Method::POST, &query_path(&sub), Some(q.clone()))
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let h = |r: &crate::harness::Resp, n: &str| {
+        r.header(&format!("x-ms-ratelimit-microsoft.costmanagement-{n}"))
+            .map(str::to_string)
+    };
+    assert_eq!(h(&first, "entity-requests").as_deref(), Some("29"));
+    assert_eq!(h(&first, "tenant-requests").as_deref(), Some("199"));
+    assert_eq!(h(&first, "entity-retry-after").as_deref(), Some("60"));
+    assert!(h(&first, "qpu-consumed").is_none(), "one family at a time");
+    let mut last = first;
+    for _ in 0..29 {
+        last = sim
+            .arm(&token, Method::POST, &query_path(&sub), Some(q.clone()))
+            .await;
+        assert_eq!(last.status, StatusCode::OK);
+    }
+    assert_eq!(h(&last, "entity-requests").as_deref(), Some("0"));
+    let refused = sim
+        .arm(&token, Method::POST, &query_path(&sub), Some(q.clone()))
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(h(&refused, "entity-retry-after").is_some() && refused.header("retry-after").is_some());
+    // Another scope (a second subscription) has its own entity window.
+    let other = sim.subscriptions()[1].clone();
+    let r = sim
+        .arm(&token, Method::POST, &query_path(&other), Some(q))
+        .await;
+    assert_eq!(
+        (r.status, h(&r, "tenant-requests").as_deref()),
+        (StatusCode::OK, Some("169"))
+    );
+    let (_, family) = sim
+        .control(Method::GET, "/_sim/cost/headers", json!({}))
+        .await;
+    assert_eq!(family["family"], "entity");
+}

@@ -166,7 +166,7 @@ async fn credential_errors_carry_the_right_aadsts_codes() {
             tenant: &tid,
             client_id: &p.client_id,
             secret: &p.client_secret,
-            scope: "https://vault.azure.net/.default",
+            scope: "https://api.unknown.example/.default",
         },
         (StatusCode::BAD_REQUEST, "invalid_resource", 500011),
     )

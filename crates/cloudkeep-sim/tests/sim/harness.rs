@@ -409,3 +409,65 @@ impl Sim {
         assert!(location.contains("admin_consent=True"), "{location}");
     }
 }
+
+impl Sim {
+    /// A client that reaches `host` (such as `{vault}.vault.azure.net`) at
+    /// the simulator, as a `--resolve` would: the URL keeps the host name.
+    pub fn client_for(&self, host: &str) -> reqwest::Client {
+        let addr: std::net::SocketAddr = self
+            .url()
+            .trim_start_matches("https://")
+            .parse()
+            .expect("socket address");
+        reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.running.ca_pem.as_bytes()).expect("ca"),
+            )
+            .resolve(host, addr)
+            .build()
+            .expect("client")
+    }
+
+    /// The simulator's port, for URLs with another host name.
+    pub fn port(&self) -> u16 {
+        self.url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// A client-credentials token for `scope` (Graph, Key Vault, ARM).
+    pub async fn token_scoped(&self, key: &str, scope: &str) -> String {
+        let p = self.sp(key);
+        let (status, body) = self
+            .token_request(
+                &self.tenant_id(),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &p.client_id),
+                    ("client_secret", &p.client_secret),
+                    ("scope", scope),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().expect("token").to_string()
+    }
+
+    /// A GET on a vault's data plane (`path_and_query` after the host).
+    pub async fn vault_get(&self, vault: &str, token: Option<&str>, path_and_query: &str) -> Resp {
+        let host = format!("{vault}.vault.azure.net");
+        let url = if path_and_query.starts_with("https://") {
+            // A data-plane nextLink names port 443: reach the simulator's.
+            path_and_query.replace(":443/", &format!(":{}/", self.port()))
+        } else {
+            format!("https://{host}:{}{path_and_query}", self.port())
+        };
+        let mut req = self.client_for(&host).get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Resp::from(req.send().await.expect("vault call")).await
+    }
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests of the simulator over HTTPS: Entra ID, ARM, throttling,
-//! faults, the control API, and conformance with Microsoft's examples.
+//! faults, the control API, conformance with Microsoft's examples, and
+//! what third-party tools read.
 
 mod arm;
 mod conformance;
@@ -8,3 +9,4 @@ mod cost;
 mod entra;
 mod harness;
 mod throttling;
+mod tools;

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::faults::Faults;
-use crate::roles;
 use crate::server::json;
 use crate::state::SimState;
 use crate::world::cost::catalogue;
@@ -23,23 +22,26 @@ use crate::world::{
     set_tag,
 };
 
+mod cost;
+mod posture;
+
 type St = State<Arc<SimState>>;
 
-fn bad_request(message: impl Into<String>) -> Response<Body> {
+pub(crate) fn bad_request(message: impl Into<String>) -> Response<Body> {
     json(
         StatusCode::BAD_REQUEST,
         &json!({"error": {"code": "BadRequest", "message": message.into()}}),
     )
 }
 
-fn not_found(message: impl Into<String>) -> Response<Body> {
+pub(crate) fn not_found(message: impl Into<String>) -> Response<Body> {
     json(
         StatusCode::NOT_FOUND,
         &json!({"error": {"code": "NotFound", "message": message.into()}}),
     )
 }
 
-fn ok(body: Value) -> Response<Body> {
+pub(crate) fn ok(body: Value) -> Response<Body> {
     json(StatusCode::OK, &body)
 }
 
@@ -57,6 +59,8 @@ pub fn routes() -> axum::Router<Arc<SimState>> {
         .route("/clock/advance", post(advance_clock))
         .route("/faults", get(get_faults).put(put_faults))
         .route("/reset", post(reset))
+        .merge(posture::routes())
+        .merge(cost::routes())
 }
 
 fn roles_of(world: &World, object_id: &str) -> Vec<Value> {
@@ -66,7 +70,7 @@ fn roles_of(world: &World, object_id: &str) -> Vec<Value> {
         .filter(|a| a.principal_id.eq_ignore_ascii_case(object_id))
         .map(|a| {
             json!({
-                "role": roles::by_id(&a.role_definition_id).map(|r| r.name).unwrap_or("Custom"),
+                "role": world.role_name(&a.role_definition_id),
                 "role_definition_id": a.role_definition_id,
                 "scope": a.scope,
                 "assignment_id": a.id(),
@@ -83,7 +87,12 @@ pub fn scenario_json(world: &World) -> Value {
         .map(|t| {
             let mut sps = Vec::new();
             let mut users = Vec::new();
-            for p in world.principals.iter().filter(|p| p.tenant_id == t.id) {
+            let mut groups = Vec::new();
+            // Foreign groups belong to another tenant but hold roles here.
+            let here = |p: &&crate::world::Principal| {
+                p.tenant_id == t.id || matches!(p.kind, PrincipalKind::ForeignGroup)
+            };
+            for p in world.principals.iter().filter(here) {
                 match &p.kind {
                     PrincipalKind::ServicePrincipal { client_id, secret } => sps.push(json!({
                         "key": p.key,
@@ -102,7 +111,13 @@ pub fn scenario_json(world: &World) -> Value {
                         "guest": guest,
                         "roles": roles_of(world, &p.object_id),
                     })),
-                    PrincipalKind::Group => {}
+                    PrincipalKind::Group | PrincipalKind::ForeignGroup => groups.push(json!({
+                        "key": p.key,
+                        "object_id": p.object_id,
+                        "display_name": p.display_name,
+                        "principal_type": p.principal_type(),
+                        "roles": roles_of(world, &p.object_id),
+                    })),
                 }
             }
             let subscriptions: Vec<Value> = world
@@ -125,6 +140,8 @@ pub fn scenario_json(world: &World) -> Value {
                 "app_consented": world.app_consented_in.iter().any(|c| c.eq_ignore_ascii_case(&t.id)),
                 "service_principals": sps,
                 "users": users,
+                "groups": groups,
+                "domains": crate::msgraph::domains_of(t).iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
                 "subscriptions": subscriptions,
             })
         })
@@ -141,6 +158,16 @@ pub fn scenario_json(world: &World) -> Value {
             "display_name": world.app.display_name,
         },
         "tenants": tenants,
+        "custom_roles": world.custom_roles.iter().map(|c| json!({
+            "id": c.id, "name": c.name, "actions": c.actions,
+            "not_actions": c.not_actions, "data_actions": c.data_actions,
+            "assignable_scopes": c.assignable_scopes,
+        })).collect::<Vec<_>>(),
+        "cost_events": world.cost_events.iter().map(|e| json!({
+            "id": e.id, "kind": e.kind.name(), "scope": e.scope,
+            "from": e.from.to_string(), "to": e.to.to_string(),
+            "factor": e.factor, "note": e.note,
+        })).collect::<Vec<_>>(),
         "totals": {
             "tenants": world.tenants.iter().filter(|t| !t.is_app_home).count(),
             "subscriptions": world.subscriptions.len(),
@@ -206,57 +233,61 @@ async fn change_tags(State(st): St, Json(change): Json<TagChange>) -> Response<B
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewResource {
-    subscription_id: String,
-    resource_group: String,
+pub(crate) struct NewResource {
+    pub subscription_id: String,
+    pub resource_group: String,
     #[serde(rename = "type")]
-    resource_type: String,
-    name: String,
-    location: String,
+    pub resource_type: String,
+    pub name: String,
+    pub location: String,
     #[serde(default)]
-    tags: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
 }
 
-async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Response<Body> {
-    let mut world = st.world_mut();
+/// Adds a resource created at `created` costing `daily` a day (the middle
+/// of its type's range when `None`); answers its id, or the refusal.
+pub(crate) fn add_resource(
+    world: &mut World,
+    new: NewResource,
+    created: chrono::DateTime<Utc>,
+    daily: Option<f64>,
+) -> Result<String, Box<Response<Body>>> {
     let Some(group) = world
         .resource_group(&new.subscription_id, &new.resource_group)
         .cloned()
     else {
-        return not_found(format!(
+        return Err(Box::new(not_found(format!(
             "no resource group '{}' in subscription '{}'",
             new.resource_group, new.subscription_id
-        ));
+        ))));
     };
     if new.resource_type.split('/').count() < 2 || new.name.is_empty() {
-        return bad_request(
+        return Err(Box::new(bad_request(
             "type must look like 'Microsoft.Compute/virtualMachines' and name must not be empty",
-        );
-    }
-    let id = catalogue::resource_id(&group.id(), &new.resource_type, &new.name);
-    if world.resource(&id).is_some() {
-        return json(
-            StatusCode::CONFLICT,
-            &json!({"error": {"code": "Conflict", "message": format!("resource '{id}' exists")}}),
-        );
+        )));
     }
     let spec = catalogue::by_type(&new.resource_type);
-    let now = world.now();
-    let daily = spec.map(|s| (s.daily.0 + s.daily.1) / 2.0).unwrap_or(0.0);
+    let resource_type = spec.map_or(new.resource_type.clone(), |s| s.resource_type.to_string());
+    let id = catalogue::resource_id(&group.id(), &resource_type, &new.name);
+    if world.resource(&id).is_some() {
+        return Err(Box::new(json(
+            StatusCode::CONFLICT,
+            &json!({"error": {"code": "Conflict", "message": format!("resource '{id}' exists")}}),
+        )));
+    }
+    let daily = daily.unwrap_or_else(|| spec.map(|s| (s.daily.0 + s.daily.1) / 2.0).unwrap_or(0.0));
     let resource = Resource {
         id: id.clone(),
         subscription_id: group.subscription_id.clone(),
         resource_group: group.name.clone(),
-        resource_type: spec
-            .map(|s| s.resource_type.to_string())
-            .unwrap_or(new.resource_type.clone()),
+        resource_type,
         name: new.name,
         location: new.location,
         kind: spec.and_then(|s| s.kind).map(str::to_string),
         sku: None,
         tags: new.tags,
-        created: now,
-        changed: now,
+        created,
+        changed: created,
         deleted: None,
         cost: CostProfile {
             daily,
@@ -268,7 +299,16 @@ async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Respons
         extra: Extra::None,
     };
     world.add_resource(resource);
-    json(StatusCode::CREATED, &json!({"id": id}))
+    Ok(id)
+}
+
+async fn create_resource(State(st): St, Json(new): Json<NewResource>) -> Response<Body> {
+    let mut world = st.world_mut();
+    let now = world.now();
+    match add_resource(&mut world, new, now, None) {
+        Ok(id) => json(StatusCode::CREATED, &json!({"id": id})),
+        Err(refused) => *refused,
+    }
 }
 
 #[derive(Deserialize)]
@@ -356,26 +396,54 @@ struct RoleChange {
     principal_id: String,
     role: String,
     scope: String,
+    /// For a principal the directory does not hold (a `ForeignGroup`), or
+    /// to record another type than the principal's own.
+    #[serde(default)]
+    principal_type: Option<String>,
+}
+
+/// The principal types ARM records on role assignments.
+fn principal_type(name: &str) -> Option<&'static str> {
+    [
+        "User",
+        "Group",
+        "ServicePrincipal",
+        "ForeignGroup",
+        "Device",
+    ]
+    .into_iter()
+    .find(|t| t.eq_ignore_ascii_case(name))
 }
 
 async fn add_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> {
-    let Some(role) = roles::resolve(&req.role) else {
+    let mut world = st.world_mut();
+    let Some((role_id, _)) = world.resolve_role(&req.role) else {
         return bad_request(format!(
-            "unknown role '{}'; use a built-in role's name or id",
+            "unknown role '{}'; use a built-in or custom role's name or id",
             req.role
         ));
     };
-    let mut world = st.world_mut();
-    let Some(principal) = world.principal(&req.principal_id).cloned() else {
-        return not_found(format!("no principal '{}'", req.principal_id));
+    let given_type = match req.principal_type.as_deref().map(principal_type) {
+        Some(None) => {
+            return bad_request(
+                "principal_type is one of User, Group, ServicePrincipal, ForeignGroup, Device",
+            );
+        }
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let (principal_id, principal_type) = match (world.principal(&req.principal_id), given_type) {
+        (Some(p), t) => (p.object_id.clone(), t.unwrap_or(p.principal_type())),
+        (None, Some(t)) => (req.principal_id.clone(), t),
+        (None, None) => return not_found(format!("no principal '{}'", req.principal_id)),
     };
     let name = uuid::Uuid::new_v4().to_string();
     let assignment = RoleAssignment {
         name,
         scope: req.scope.clone(),
-        role_definition_id: role.id.to_string(),
-        principal_id: principal.object_id.clone(),
-        principal_type: principal.principal_type(),
+        role_definition_id: role_id,
+        principal_id,
+        principal_type,
         created: Utc::now(),
         created_by: None,
     };
@@ -385,14 +453,14 @@ async fn add_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> 
 }
 
 async fn remove_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Body> {
-    let Some(role) = roles::resolve(&req.role) else {
+    let mut world = st.world_mut();
+    let Some((role_id, role_name)) = world.resolve_role(&req.role) else {
         return bad_request(format!("unknown role '{}'", req.role));
     };
-    let mut world = st.world_mut();
     let before = world.role_assignments.len();
     world.role_assignments.retain(|a| {
         !(a.principal_id.eq_ignore_ascii_case(&req.principal_id)
-            && a.role_definition_id == role.id
+            && a.role_definition_id == role_id
             && a.scope
                 .eq_ignore_ascii_case(req.scope.trim_end_matches('/')))
     });
@@ -400,7 +468,7 @@ async fn remove_role(State(st): St, Json(req): Json<RoleChange>) -> Response<Bod
     if removed == 0 {
         return not_found(format!(
             "'{}' holds no {} at '{}'",
-            req.principal_id, role.name, req.scope
+            req.principal_id, role_name, req.scope
         ));
     }
     ok(json!({"removed": removed}))
