@@ -366,7 +366,10 @@ async fn secure_scores_are_the_sum_of_their_controls() {
         assert!(!controls.is_empty());
         let max: f64 = controls.iter().map(|c| c.score.max).sum();
         let current: f64 = controls.iter().map(|c| c.score.current).sum();
-        let weight: u64 = controls.iter().map(|c| c.healthy + c.unhealthy).sum();
+        // Real Azure's `ascScore.weight` is not the controls' healthy plus
+        // unhealthy counts (881 against 265 in a recorded answer): only the
+        // sums of `max` and `current` are checked against the score.
+        let resources: u64 = controls.iter().map(|c| c.healthy + c.unhealthy).sum();
         assert!(close(asc.score.max, max), "{asc:?} {max}");
         // Azure rounds each control's points to hundredths.
         assert!(
@@ -378,7 +381,7 @@ async fn secure_scores_are_the_sum_of_their_controls() {
                 && (asc.score.fraction - asc.score.current / asc.score.max).abs() < 1e-3
         );
         assert!((0.0..=1.0).contains(&asc.score.fraction));
-        assert_eq!(asc.weight, weight);
+        assert!(asc.weight > 0 && resources > 0, "{asc:?}");
         let raw = sim
             .raw_get(
                 &token,
