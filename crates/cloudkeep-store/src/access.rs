@@ -294,13 +294,7 @@ impl Store {
 
     /// The organisation's users, oldest first.
     pub async fn users(&self, scope: &OrgScope, page: &PageRequest) -> Result<Page<User>> {
-        let (after_ms, after_id) = match &page.after {
-            Some(c) => {
-                let (ms, id) = c.time_and_id()?;
-                (ms, id.to_string())
-            }
-            None => (i64::MIN, String::new()),
-        };
+        let (after_ms, after_id) = page.time_and_id(i64::MIN)?;
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND (created_at > $2 OR (created_at = $2 AND user_id > $3)) \
              ORDER BY created_at, user_id LIMIT $4"
@@ -519,13 +513,7 @@ impl Store {
         user: Option<UserId>,
         page: &PageRequest,
     ) -> Result<Page<ApiToken>> {
-        let (after_ms, after_id) = match &page.after {
-            Some(c) => {
-                let (ms, id) = c.time_and_id()?;
-                (ms, id.to_string())
-            }
-            None => (i64::MIN, String::new()),
-        };
+        let (after_ms, after_id) = page.time_and_id(i64::MIN)?;
         let rows = sqlx::query(
             "SELECT token_id, user_id, name, created_at, expires_at, revoked_at FROM api_tokens \
              WHERE org_id = $1 AND ($2 = '' OR user_id = $2) AND (created_at > $3 OR (created_at = $3 AND token_id > $4)) \

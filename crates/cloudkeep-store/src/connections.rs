@@ -347,13 +347,7 @@ impl Store {
         scope: &OrgScope,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<Connection>> {
-        let (after_ms, after_id) = match &page.after {
-            Some(c) => {
-                let (ms, id) = c.time_and_id()?;
-                (ms, id.to_string())
-            }
-            None => (i64::MIN, String::new()),
-        };
+        let (after_ms, after_id) = page.time_and_id(i64::MIN)?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM connections WHERE org_id = $1 AND (created_at > $2 OR (created_at = $2 AND connection_id > $3)) \
              ORDER BY created_at, connection_id LIMIT $4"

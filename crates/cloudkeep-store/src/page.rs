@@ -68,6 +68,19 @@ impl PageRequest {
         PageRequest { after: None, limit }
     }
 
+    /// Where a list ordered by (time, id) resumes: the cursor's time and id,
+    /// or `start` and no id on the first page (`i64::MIN` for oldest first,
+    /// `i64::MAX` for newest first).
+    pub(crate) fn time_and_id(&self, start: i64) -> Result<(i64, String)> {
+        match &self.after {
+            Some(c) => {
+                let (ms, id) = c.time_and_id()?;
+                Ok((ms, id.to_string()))
+            }
+            None => Ok((start, String::new())),
+        }
+    }
+
     /// The rows to ask SQL for: one more than the page, to know whether
     /// another page follows.
     pub(crate) fn fetch(&self) -> i64 {

@@ -321,13 +321,7 @@ impl Store {
         filter: &RunFilter,
         page: &PageRequest,
     ) -> Result<Page<SyncRun>> {
-        let (before_ms, after_id) = match &page.after {
-            Some(c) => {
-                let (ms, id) = c.time_and_id()?;
-                (ms, id.to_string())
-            }
-            None => (i64::MAX, String::new()),
-        };
+        let (before_ms, after_id) = page.time_and_id(i64::MAX)?;
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM sync_runs WHERE org_id = $1 AND ($2 = '' OR connection_id = $2) AND ($3 = '' OR status = $3) \
              AND (started_at < $4 OR (started_at = $4 AND ($5 = '' OR run_id > $5))) \

@@ -153,13 +153,7 @@ impl Store {
         filter: &TagEditFilter,
         page: &PageRequest,
     ) -> Result<Page<TagEdit>> {
-        let (before_ms, before_id) = match &page.after {
-            Some(c) => {
-                let (ms, id) = c.time_and_id()?;
-                (ms, id.to_string())
-            }
-            None => (i64::MAX, String::new()),
-        };
+        let (before_ms, before_id) = page.time_and_id(i64::MAX)?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM tag_edits WHERE org_id = $1 AND ($2 = '' OR state = $2) AND ($3 = '' OR resource_id = $3) \
              AND ($4 = '' OR subscription_id = $4) AND (created_at < $5 OR (created_at = $5 AND ($6 = '' OR edit_id > $6))) \

@@ -125,6 +125,25 @@ impl Browser {
     }
 }
 
+/// A browser session of `org` signed in at Entra ID as the scenario's
+/// partial owner: the browser, the subscriptions they own, and the offer.
+async fn offered_to_the_partial_owner(app: &App, org: &Org) -> (Browser, Vec<String>, Value) {
+    let dana = user(app, "partial-owner");
+    let owned = subscriptions_with(&dana, OWNER);
+    let browser = Browser::signed_in(app, org).await;
+    let callback = browser
+        .sign_in_at_entra(
+            app,
+            "/api/v1/connections/consent/start",
+            dana["upn"].as_str().expect("upn"),
+            dana["password"].as_str().expect("password"),
+        )
+        .await;
+    let (status, offer) = browser.get(callback).await;
+    assert_eq!(status, StatusCode::OK, "{offer}");
+    (browser, owned, offer)
+}
+
 fn user(app: &App, key: &str) -> Value {
     app.sim.scenario.raw["tenants"][0]["users"]
         .as_array()
@@ -477,25 +496,13 @@ async fn a_refused_sign_in_changes_nothing_and_says_why() {
 async fn azure_refusing_one_subscription_leaves_the_others_connected() {
     let app = spawn_app().await;
     let org = app.org("partly").await;
-    let dana = user(&app, "partial-owner");
-    let owned = subscriptions_with(&dana, OWNER);
-    let browser = Browser::signed_in(&app, &org).await;
-    let callback = browser
-        .sign_in_at_entra(
-            &app,
-            "/api/v1/connections/consent/start",
-            dana["upn"].as_str().expect("upn"),
-            dana["password"].as_str().expect("password"),
-        )
-        .await;
-    let (status, offer) = browser.get(callback).await;
-    assert_eq!(status, StatusCode::OK, "{offer}");
+    let (browser, owned, offer) = offered_to_the_partial_owner(&app, &org).await;
     // Between the offer and the choice, the user loses Owner on the second
     // subscription: Azure itself refuses the role assignments there.
     app.sim.control_ok(
         Method::DELETE,
         "/_sim/role-assignments",
-        json!({"principal_id": dana["object_id"], "role": OWNER, "scope": format!("/subscriptions/{}", owned[1])}),
+        json!({"principal_id": user(&app, "partial-owner")["object_id"], "role": OWNER, "scope": format!("/subscriptions/{}", owned[1])}),
     )
     .await;
     let (status, report) = browser
@@ -766,19 +773,7 @@ async fn a_subscription_connected_elsewhere_moves_only_when_asked() {
     let sp_id = sp["id"].as_str().expect("id").to_string();
     app.sync(&org, &sp_id).await;
     let total = app.list(&org.token, "/api/v1/resources").await.len();
-    let dana = user(&app, "partial-owner");
-    let owned = subscriptions_with(&dana, OWNER);
-    let browser = Browser::signed_in(&app, &org).await;
-    let callback = browser
-        .sign_in_at_entra(
-            &app,
-            "/api/v1/connections/consent/start",
-            dana["upn"].as_str().expect("upn"),
-            dana["password"].as_str().expect("password"),
-        )
-        .await;
-    let (status, offer) = browser.get(callback).await;
-    assert_eq!(status, StatusCode::OK, "{offer}");
+    let (browser, owned, offer) = offered_to_the_partial_owner(&app, &org).await;
     // The offer shows which connection holds each subscription.
     for o in offer["subscriptions"].as_array().expect("offered") {
         assert_eq!(o["connected_by"], sp_id.as_str(), "{o}");
