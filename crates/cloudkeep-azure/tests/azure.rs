@@ -711,66 +711,31 @@ async fn fails_cleanly_when_azure_is_unreachable_or_untrusted() {
 /// paced by the remaining-quota headers and never answered 429.
 #[tokio::test]
 async fn reads_are_paced_before_arm_throttles() {
-    let sim = cloudkeep_sim::spawn(cloudkeep_sim::SimConfig {
-        cert_dir: std::env::temp_dir().join(format!("ck-pacing-{}", std::process::id())),
+    let sim = cloudkeep_testkit::TestSim::start_with(cloudkeep_testkit::SimOptions {
         throttle: true,
         seed: 3,
         ..Default::default()
     })
-    .await
-    .expect("sim");
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem.as_bytes()).expect("ca"))
-        .build()
-        .expect("client");
-    let scenario: serde_json::Value = http
-        .get(format!("{}/_sim/scenario", sim.url))
-        .send()
-        .await
-        .expect("s")
-        .json()
-        .await
-        .expect("json");
-    let tenant = &scenario["tenants"][0];
-    let sp = tenant["service_principals"]
-        .as_array()
-        .expect("sps")
-        .iter()
-        .find(|p| p["key"] == "collector")
-        .cloned()
-        .expect("collector");
-    let client = cloudkeep_azure::AzureClient::new(cloudkeep_azure::AzureConfig {
-        authority_host: sim.url.clone(),
-        arm_endpoint: sim.url.clone(),
-        extra_ca_pem: Some(sim.ca_pem.clone()),
-        timeout: std::time::Duration::from_secs(10),
-    })
-    .expect("client");
+    .await;
+    let client = sim.azure();
+    let sp = sim.scenario.sp("collector");
     let token = client
         .client_credentials_token(
-            tenant["tenant_id"].as_str().expect("tid"),
-            sp["client_id"].as_str().expect("cid"),
-            &cloudkeep_domain::SecretString::new(sp["client_secret"].as_str().expect("s")),
+            &sim.scenario.tenant().tenant_id,
+            &sp.client_id,
+            &sp.secret(),
         )
         .await
         .expect("token");
-    let sub = tenant["subscriptions"][0]["subscription_id"]
-        .as_str()
-        .expect("sub");
+    let sub = sim.scenario.subscription_ids()[0].clone();
+    let sub = sub.as_str();
     for _ in 0..300 {
         client
             .role_assignments(&token, sub, &token.object_id)
             .await
             .expect("read");
     }
-    let log: Vec<serde_json::Value> = http
-        .get(format!("{}/_sim/requests", sim.url))
-        .send()
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json");
+    let log = sim.requests(0).await;
     let throttled = log.iter().filter(|e| e["status"] == 429).count();
     assert!(log.len() > 300);
     assert_eq!(throttled, 0, "paced below ARM's limit");

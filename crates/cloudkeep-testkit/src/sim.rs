@@ -166,6 +166,7 @@ impl TestSim {
             .json()
             .await
             .expect("scenario json");
+        // (`scenario_now` re-reads it; this first read types it.)
         let mut scenario: Scenario =
             serde_json::from_value(raw.clone()).expect("the scenario's shape");
         scenario.raw = raw;
@@ -223,6 +224,13 @@ impl TestSim {
         let (status, answer) = self.control(method, path, Some(body)).await;
         assert!(status.is_success(), "{path}: {status} {answer}");
         answer
+    }
+
+    /// The scenario as it stands now (control calls change it), as JSON.
+    pub async fn scenario_now(&self) -> Value {
+        let (status, scenario) = self.control(Method::GET, "/_sim/scenario", None).await;
+        assert!(status.is_success(), "scenario: {status}");
+        scenario
     }
 
     /// Replaces the fault settings (`{}` clears them).

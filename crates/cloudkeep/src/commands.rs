@@ -408,10 +408,14 @@ async fn connect_simulator(
 }
 
 /// Writes a file only its owner can read (it holds credentials).
+/// Writes a file only its owner can read, whole or not at all: to a new
+/// temporary file, then renamed over `path`, so a reader waiting for it
+/// never sees half of it.
 fn write_private(path: &Path, content: &str) -> Result<()> {
     use std::io::Write;
+    let tmp = path.with_extension("partial");
     // A new file, so the mode applies (an old one may be readable by others).
-    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -420,8 +424,10 @@ fn write_private(path: &Path, content: &str) -> Result<()> {
         options.mode(0o600);
     }
     let mut f = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -345,16 +345,7 @@ async fn an_owner_of_some_subscriptions_connects_them_by_consent() {
         "the partner link names cloudkeep's principal"
     );
     assert_eq!(w.len(), 5, "nothing else was written to Azure: {w:?}");
-    let scenario: Value = app
-        .sim
-        .http
-        .get(format!("{}/_sim/scenario", app.sim.url))
-        .send()
-        .await
-        .expect("scenario")
-        .json()
-        .await
-        .expect("json");
+    let scenario = app.sim.scenario_now().await;
     let app_sp = scenario["tenants"][0]["service_principals"]
         .as_array()
         .expect("sps")

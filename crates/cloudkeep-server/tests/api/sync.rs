@@ -452,29 +452,31 @@ async fn a_run_started_without_waiting_shows_its_progress() {
         "{busy}"
     );
     let mut saw_partial = false;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let done = loop {
-        let (status, run) = app.call(&org.token, Method::GET, &run_path, None).await;
-        assert_eq!(status, StatusCode::OK, "{run}");
-        if run["status"] != "running" {
-            break run;
-        }
-        let report = cloudkeep_testkit::report(&run);
-        let fast_done = subs
-            .iter()
-            .map(|s| s.to_ascii_lowercase())
-            .filter(|s| *s != slow)
-            .all(|s| cloudkeep_testkit::figure(&run, &s, "inventory", "seen").is_some());
-        let slow_state = report.step(&slow, "inventory").map(|s| s.state);
-        if fast_done && slow_state == Some(cloudkeep_domain::StepState::Running) {
-            saw_partial = true;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never ended: {run}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let saw = std::cell::Cell::new(false);
+    let done = cloudkeep_testkit::eventually(
+        std::time::Duration::from_secs(60),
+        "the run ended",
+        || async {
+            let (status, run) = app.call(&org.token, Method::GET, &run_path, None).await;
+            assert_eq!(status, StatusCode::OK, "{run}");
+            if run["status"] != "running" {
+                return Ok(run);
+            }
+            let report = cloudkeep_testkit::report(&run);
+            let fast_done = subs
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .filter(|s| *s != slow)
+                .all(|s| cloudkeep_testkit::figure(&run, &s, "inventory", "seen").is_some());
+            let slow_state = report.step(&slow, "inventory").map(|s| s.state);
+            if fast_done && slow_state == Some(cloudkeep_domain::StepState::Running) {
+                saw.set(true);
+            }
+            Err(run.to_string())
+        },
+    )
+    .await;
+    saw_partial |= saw.get();
     assert!(
         saw_partial,
         "the fast subscriptions were seen done while the slow one ran"
@@ -514,23 +516,27 @@ async fn a_client_that_stops_waiting_does_not_stop_the_run() {
         .send()
         .await;
     assert!(gave_up.is_err(), "the client timed out");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let run = loop {
-        let (_, runs) = app
-            .call(
-                &org.token,
-                Method::GET,
-                &format!("/api/v1/sync-runs?connection={id}"),
-                None,
-            )
-            .await;
-        let run = runs["items"][0].clone();
-        if run["status"] != "running" && !run.is_null() {
-            break run;
-        }
-        assert!(std::time::Instant::now() < deadline, "{runs}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let run = cloudkeep_testkit::eventually(
+        std::time::Duration::from_secs(60),
+        "the run ended",
+        || async {
+            let (_, runs) = app
+                .call(
+                    &org.token,
+                    Method::GET,
+                    &format!("/api/v1/sync-runs?connection={id}"),
+                    None,
+                )
+                .await;
+            let run = runs["items"][0].clone();
+            if run["status"] != "running" && !run.is_null() {
+                Ok(run)
+            } else {
+                Err(runs.to_string())
+            }
+        },
+    )
+    .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(
         cloudkeep_testkit::figure(&run, &slow, "inventory", "seen"),

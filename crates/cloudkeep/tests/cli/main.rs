@@ -8,7 +8,7 @@ mod processes;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::{
     Api, BIN, Killed, Sim, cli, create_org, eventually, free_port, run, serve, wait_until_up,
@@ -102,8 +102,7 @@ async fn secrets_stay_out_of_logs_responses_and_files_and_the_audit_chain_catche
         );
     }
     // The scheduler in `serve` syncs the new connection on its own.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let runs = eventually(Duration::from_secs(30), "a scheduled sync", || async {
         let runs: Value = api
             .get(format!("{url}/api/v1/sync-runs"))
             .bearer_auth(&token)
@@ -113,16 +112,18 @@ async fn secrets_stay_out_of_logs_responses_and_files_and_the_audit_chain_catche
             .json()
             .await
             .expect("json");
-        if runs["items"].as_array().is_some_and(|r| {
+        let done = runs["items"].as_array().is_some_and(|r| {
             r.iter()
                 .any(|run| run["trigger"] == "schedule" && run["status"] == "succeeded")
-        }) {
-            responses.push_str(&runs.to_string());
-            break;
+        });
+        if done {
+            Ok(runs)
+        } else {
+            Err(runs.to_string())
         }
-        assert!(Instant::now() < deadline, "no scheduled sync ran: {runs}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    responses.push_str(&runs.to_string());
     let reauth = api
         .post(format!("{url}/api/v1/connections/{id}/reauth"))
         .bearer_auth(&token)
@@ -223,14 +224,12 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
             .spawn()
             .expect("demo"),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "the demo never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(&ready).expect("ready")).expect("json");
+    // The ready file appears whole (written, then renamed) once all is up.
+    let info: Value = eventually(Duration::from_secs(60), "the demo ready", || async {
+        let text = std::fs::read_to_string(&ready).map_err(|e| e.to_string())?;
+        Ok(serde_json::from_str(&text).expect("a whole JSON object"))
+    })
+    .await;
     for k in [
         "url",
         "api_token",
@@ -471,20 +470,20 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
 
     // Start the write-back and kill the server part-way through it.
     let running = tokio::spawn(sync(api.clone(), url.clone(), token.clone(), id.clone()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = sim.requests(since).await;
-        let patches = log.iter().filter(|e| e["method"] == "PATCH").count();
-        if patches >= total / 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the write-back never got going: {:?}",
-            log.iter().rev().take(5).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the write-back under way",
+        || async {
+            let log = sim.requests(since).await;
+            let patches = log.iter().filter(|e| e["method"] == "PATCH").count();
+            if patches >= total / 3 {
+                Ok(())
+            } else {
+                Err(format!("{patches} PATCHes so far"))
+            }
+        },
+    )
+    .await;
     server.0.kill().expect("SIGKILL");
     let _ = server.0.wait();
     assert!(
