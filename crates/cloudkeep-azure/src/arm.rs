@@ -103,7 +103,7 @@ fn tenant_from(item: &Value) -> Result<AzureTenant, AzureError> {
     })
 }
 
-fn role_definition_from(item: &Value) -> Result<RoleDefinition, AzureError> {
+pub(crate) fn role_definition_from(item: &Value) -> Result<RoleDefinition, AzureError> {
     let (id, name) = identity(item, "a role definition")?;
     let props = item.get("properties").unwrap_or(&Value::Null);
     let blocks = props

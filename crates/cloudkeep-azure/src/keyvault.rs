@@ -42,8 +42,14 @@ pub struct KeyVault {
     pub public_network_access: String,
     /// `networkAcls.defaultAction` (no `networkAcls` = `Allow`).
     pub network_default_action: String,
+    /// The settings above Azure left out (ARM names), each read as its
+    /// documented default.
+    pub absent: Vec<&'static str>,
     pub tags: BTreeMap<String, String>,
 }
+
+/// The API version vaults, keys and secrets are read with.
+pub const KEYVAULT_API_VERSION: &str = KEYVAULT_API;
 
 /// Times a key or secret carries (`attributes`, epoch seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,6 +125,16 @@ fn vault_from(item: &Value) -> Result<KeyVault, AzureError> {
         rbac_authorization: flag(props.get("enableRbacAuthorization")).unwrap_or(false),
         public_network_access,
         network_default_action,
+        absent: crate::storage::absent_fields(
+            props,
+            &[
+                "enableSoftDelete",
+                "enablePurgeProtection",
+                "enableRbacAuthorization",
+                "publicNetworkAccess",
+                "networkAcls.defaultAction",
+            ],
+        ),
         tags: tags_of(item.get("tags")),
         id,
         name,
@@ -262,6 +278,16 @@ mod tests {
         )
         .expect("vault");
         assert!(bare.soft_delete, "soft delete is on unless said otherwise");
+        assert_eq!(bare.absent.len(), 5);
+        assert_eq!(
+            v.absent,
+            [
+                "enablePurgeProtection",
+                "enableRbacAuthorization",
+                "publicNetworkAccess",
+                "networkAcls.defaultAction"
+            ]
+        );
         // Without `properties` a vault cannot be judged: malformed, not defaults.
         let none = vault_from(
             &json!({"id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/v"}),

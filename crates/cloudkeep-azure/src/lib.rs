@@ -3,11 +3,13 @@
 //! HTTPS with retries and pacing; `write` holds the only operations that
 //! change Azure.
 //!
-//! Reads: subscriptions, tenants, role assignments and definitions,
-//! resources and tags (`inventory`, and Resource Graph for the estate at
-//! scale), Cost Management queries (`cost`), Defender's secure score and
-//! controls (`security`), storage accounts (`storage`), key vaults with
-//! their keys and secrets (`keyvault`). Each answers a small struct with
+//! Reads: subscriptions, tenants, role assignments and definitions (those
+//! of one principal; every one at a subscription with its custom roles in
+//! `rbac`), resources and tags (`inventory`, and Resource Graph for the
+//! estate at scale), Cost Management queries (`cost`), Defender's secure
+//! score and controls (`security`) and plans (`defender`), storage
+//! accounts (`storage`), key vaults with their keys and secrets
+//! (`keyvault`). Each answers a small struct with
 //! the fields cloudkeep needs, read defensively (`fields`): a field Azure
 //! leaves out carries Azure's documented default, never a guess.
 //!
@@ -38,6 +40,7 @@
 mod arm;
 mod client;
 mod cost;
+mod defender;
 mod error;
 mod fields;
 mod graph;
@@ -45,6 +48,7 @@ mod inventory;
 mod keyvault;
 mod pacing;
 mod paging;
+mod rbac;
 mod security;
 mod storage;
 mod token;
@@ -53,11 +57,15 @@ pub mod write;
 pub use arm::{AzureSubscription, AzureTenant, RoleAssignment, RoleDefinition};
 pub use client::{AzureClient, AzureConfig, DEFAULT_MAX_THROTTLE_WAIT};
 pub use cost::{CostFilter, CostGranularity, CostGrouping, CostQuery, CostRow, CostType};
+pub use defender::DefenderPlan;
 pub use error::{AzureError, CredentialErrorKind};
 pub use graph::GraphQuery;
 pub use inventory::AzureResource;
-pub use keyvault::{ItemTimes, KeyVault, RotationPolicy, VaultKey, VaultSecret};
+pub use keyvault::{
+    ItemTimes, KEYVAULT_API_VERSION, KeyVault, RotationPolicy, VaultKey, VaultSecret,
+};
 pub use paging::Paged;
+pub use rbac::SubscriptionRoleAssignment;
 pub use security::{Score, SecureScore, SecureScoreControl};
-pub use storage::StorageAccount;
+pub use storage::{STORAGE_API_VERSION, StorageAccount};
 pub use token::{ARM_USER_SCOPE, AccessToken, CodeRedemption, Pkce};

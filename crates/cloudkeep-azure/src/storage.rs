@@ -46,7 +46,32 @@ pub struct StorageAccount {
     /// Whether requests may authorise with the account's shared keys
     /// (`allowSharedKeyAccess`; absent = true, as Azure documents).
     pub allow_shared_key_access: bool,
+    /// The settings above Azure left out (ARM names, `networkAcls.defaultAction`
+    /// for the network rule), each read as its documented default.
+    pub absent: Vec<&'static str>,
     pub tags: BTreeMap<String, String>,
+}
+
+/// The API version the settings are read with (their defaults are this
+/// version's).
+pub const STORAGE_API_VERSION: &str = STORAGE_API;
+
+/// Which of `fields` (JSON pointers under `properties`, named as ARM spells
+/// them with dots) an answer leaves out, or gives as `null` or `""`: each
+/// is then judged by its documented default.
+pub(crate) fn absent_fields(props: &Value, fields: &[&'static str]) -> Vec<&'static str> {
+    fields
+        .iter()
+        .copied()
+        .filter(|f| {
+            let pointer = format!("/{}", f.replace('.', "/"));
+            match props.pointer(&pointer) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(s)) => s.trim().is_empty(),
+                Some(_) => false,
+            }
+        })
+        .collect()
 }
 
 /// `publicNetworkAccess` (absent = `Enabled`) and
@@ -78,6 +103,17 @@ fn account_from(item: &Value) -> Result<StorageAccount, AzureError> {
         minimum_tls_version: canonical(props.get("minimumTlsVersion"), TLS_VERSIONS, "TLS1_0"),
         https_only: flag(props.get("supportsHttpsTrafficOnly")).unwrap_or(true),
         allow_shared_key_access: flag(props.get("allowSharedKeyAccess")).unwrap_or(true),
+        absent: absent_fields(
+            props,
+            &[
+                "allowBlobPublicAccess",
+                "publicNetworkAccess",
+                "networkAcls.defaultAction",
+                "minimumTlsVersion",
+                "supportsHttpsTrafficOnly",
+                "allowSharedKeyAccess",
+            ],
+        ),
         tags: tags_of(item.get("tags")),
         id,
         name,
@@ -124,6 +160,17 @@ mod tests {
             "absent means shared keys are allowed"
         );
         assert_eq!(sparse.sku, "Standard_GRS");
+        assert_eq!(
+            sparse.absent,
+            [
+                "allowBlobPublicAccess",
+                "publicNetworkAccess",
+                "networkAcls.defaultAction",
+                "minimumTlsVersion",
+                "allowSharedKeyAccess"
+            ],
+            "supportsHttpsTrafficOnly was given"
+        );
         let set = account_from(&json!({
             "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
             "properties": {"allowBlobPublicAccess": "True", "minimumTlsVersion": "tls1_2",

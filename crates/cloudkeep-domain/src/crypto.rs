@@ -120,6 +120,39 @@ impl DataKey {
     }
 }
 
+impl DataKey {
+    /// Encrypts a webhook's signing secret for one webhook of one
+    /// organisation (its own associated data: a credential's blob does not
+    /// open as a webhook's, nor the reverse).
+    pub fn seal_webhook_secret(
+        &self,
+        org: OrgId,
+        webhook: uuid::Uuid,
+        secret: &SecretString,
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal_with(
+            &self.0,
+            secret.expose().as_bytes(),
+            &webhook_aad(org, webhook),
+        )
+    }
+
+    pub fn open_webhook_secret(
+        &self,
+        org: OrgId,
+        webhook: uuid::Uuid,
+        blob: &[u8],
+    ) -> Result<SecretString, CryptoError> {
+        let plain = open_with(&self.0, blob, &webhook_aad(org, webhook))?;
+        let text = std::str::from_utf8(&plain).map_err(|_| CryptoError::Decrypt)?;
+        Ok(SecretString::new(text))
+    }
+}
+
+fn webhook_aad(org: OrgId, webhook: uuid::Uuid) -> Vec<u8> {
+    format!("cloudkeep/webhook-secret/v1/{org}/{webhook}").into_bytes()
+}
+
 fn credential_aad(org: OrgId, connection: ConnectionId) -> Vec<u8> {
     format!("cloudkeep/credential/v1/{org}/{connection}").into_bytes()
 }

@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod crypto;
+pub mod evidence;
 mod ids;
 mod model;
 mod names;

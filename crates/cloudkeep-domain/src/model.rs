@@ -29,6 +29,12 @@ pub enum Permission {
     ManageUsers,
     /// Only an owner may make or unmake owners.
     ManageOwners,
+    /// Change the control mapping and the secure-score threshold.
+    ManageControls,
+    /// Add, change and remove webhooks; read their deliveries.
+    ManageWebhooks,
+    /// Acknowledge an alert.
+    AcknowledgeAlerts,
 }
 
 impl Role {
@@ -37,7 +43,7 @@ impl Role {
         match self {
             Role::Owner => true,
             Role::Admin => !matches!(p, ManageOwners),
-            Role::Editor => matches!(p, ReadData | ReadEvidence | EditTags),
+            Role::Editor => matches!(p, ReadData | ReadEvidence | EditTags | AcknowledgeAlerts),
             Role::Viewer => matches!(p, ReadData | ReadEvidence),
             Role::Auditor => matches!(p, ReadEvidence | ReadAudit),
         }
@@ -125,6 +131,15 @@ mod tests {
         assert!(!Role::Viewer.allows(Permission::EditTags));
         assert!(Role::Auditor.allows(Permission::ReadAudit));
         assert!(!Role::Auditor.allows(Permission::ReadData));
+        // Evidence: everyone reads it; admins and owners change its mapping.
+        for r in Role::ALL {
+            assert!(r.allows(Permission::ReadEvidence), "{r}");
+            let manages = matches!(r, Role::Owner | Role::Admin);
+            assert_eq!(r.allows(Permission::ManageControls), manages, "{r}");
+            assert_eq!(r.allows(Permission::ManageWebhooks), manages, "{r}");
+        }
+        assert!(Role::Editor.allows(Permission::AcknowledgeAlerts));
+        assert!(!Role::Viewer.allows(Permission::AcknowledgeAlerts));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct ServerSettings {
     /// The URL browsers reach this server at, for the consent flow's
     /// redirect URI (e.g. "https://cloudkeep.example.com").
     pub public_url: Option<String>,
+    /// Where webhooks may point (public HTTPS receivers unless the operator
+    /// allows private networks).
+    pub webhooks: cloudkeep_sync::webhooks::WebhookPolicy,
 }
 
 impl Default for ServerSettings {
@@ -57,6 +60,7 @@ impl Default for ServerSettings {
             default_stale_after: Duration::from_secs(2 * 86_400),
             operator: None,
             public_url: None,
+            webhooks: Default::default(),
         }
     }
 }

@@ -13,6 +13,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod evidence;
+pub use evidence::*;
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub id: Uuid,

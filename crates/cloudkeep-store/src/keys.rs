@@ -1,5 +1,6 @@
 //! Organisation data keys, wrapped by the key provider's master key, and
-//! the credentials sealed under them.
+//! the secrets sealed under them: connection credentials and webhook
+//! signing secrets.
 
 use cloudkeep_domain::crypto::{DataKey, KeyProvider, WrappedKey};
 use cloudkeep_domain::{ConnectionId, SecretString};
@@ -121,6 +122,43 @@ impl Store {
         Ok(key.open_credential(scope.org(), connection, &blob)?)
     }
 
+    /// Encrypts a webhook's signing secret under the current data key.
+    pub(crate) async fn seal_webhook_secret(
+        &self,
+        scope: &OrgScope,
+        provider: &dyn KeyProvider,
+        webhook: uuid::Uuid,
+        secret: &SecretString,
+    ) -> Result<SealedCredential> {
+        let (version, key) = self.current_data_key(scope, provider).await?;
+        Ok(SealedCredential {
+            blob: key.seal_webhook_secret(scope.org(), webhook, secret)?,
+            data_key_version: version,
+        })
+    }
+
+    /// Decrypts a webhook's signing secret, in memory only.
+    pub async fn open_webhook_secret(
+        &self,
+        scope: &OrgScope,
+        provider: &dyn KeyProvider,
+        webhook: uuid::Uuid,
+    ) -> Result<SecretString> {
+        let row = sqlx::query(
+            "SELECT secret, data_key_version FROM webhooks WHERE org_id = $1 AND webhook_id = $2",
+        )
+        .bind(scope.id())
+        .bind(webhook.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound { what: "webhook" })?;
+        let blob: Vec<u8> = row.try_get("secret")?;
+        let key = self
+            .data_key(scope, provider, row.try_get("data_key_version")?)
+            .await?;
+        Ok(key.open_webhook_secret(scope.org(), webhook, &blob)?)
+    }
+
     /// Re-wraps every data key not wrapped by the provider's current master
     /// key. Credential ciphertexts are untouched. Safe to run again after an
     /// interruption. Answers how many keys were re-wrapped.
@@ -173,7 +211,8 @@ impl Store {
     }
 
     /// Moves an organisation to a new data key: a new version, every
-    /// credential re-encrypted under it, then the old versions deleted.
+    /// credential and webhook secret re-encrypted under it, then the old
+    /// versions deleted.
     /// An interrupted run is finished by running it again.
     pub async fn rotate_data_key(
         &self,
@@ -234,6 +273,35 @@ impl Store {
             }
             count += 1;
         }
+        // Webhook secrets are sealed under the same keys.
+        let hooks = sqlx::query(
+            "SELECT webhook_id, secret, data_key_version FROM webhooks WHERE org_id = $1 AND data_key_version <> $2",
+        )
+        .bind(scope.id())
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in hooks {
+            let hook: uuid::Uuid = crate::parse(&row, "webhook_id")?;
+            let old_version: i64 = row.try_get("data_key_version")?;
+            let blob: Vec<u8> = row.try_get("secret")?;
+            let old_key = self.data_key(scope, provider, old_version).await?;
+            let secret = old_key.open_webhook_secret(scope.org(), hook, &blob)?;
+            let sealed = new_key.seal_webhook_secret(scope.org(), hook, &secret)?;
+            let done = sqlx::query(
+                "UPDATE webhooks SET secret = $3, data_key_version = $4 \
+                 WHERE org_id = $1 AND webhook_id = $2 AND data_key_version = $5 AND secret = $6",
+            )
+            .bind(scope.id())
+            .bind(hook.to_string())
+            .bind(sealed)
+            .bind(target)
+            .bind(old_version)
+            .bind(blob)
+            .execute(&self.pool)
+            .await?;
+            count += done.rows_affected() as usize;
+        }
         let entry = AuditEntry::new(
             actor,
             "data_key.rotated",
@@ -245,7 +313,8 @@ impl Store {
             // Old versions go only once no credential uses them.
             sqlx::query(
                 "DELETE FROM data_keys WHERE org_id = $1 AND version < $2 AND NOT EXISTS \
-                 (SELECT 1 FROM connections c WHERE c.org_id = data_keys.org_id AND c.data_key_version = data_keys.version)",
+                 (SELECT 1 FROM connections c WHERE c.org_id = data_keys.org_id AND c.data_key_version = data_keys.version) \
+                 AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.org_id = data_keys.org_id AND w.data_key_version = data_keys.version)",
             )
             .bind(scope.id())
             .bind(target)

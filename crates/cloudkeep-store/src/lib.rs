@@ -9,8 +9,10 @@
 //! not compile.
 
 mod access;
+mod alerts;
 mod audit;
 mod connections;
+mod evidence;
 mod inventory;
 mod jobs;
 mod keys;
@@ -31,10 +33,18 @@ pub use access::{
     ApiToken, Authenticated, Credential, LoginCandidate, NewOrganisation, NewUser, Organisation,
     User,
 };
+pub use alerts::{
+    Alert, AlertFilter, AttemptOutcome, DELIVERY_ATTEMPTS, Delivery, DeliveryAttempt, NewAlert,
+    WEBHOOK_JOB, Webhook,
+};
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
 pub use connections::{
     Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
     SubscriptionRecord,
+};
+pub use evidence::{
+    ControlDay, Coverage, CoverageReport, EvidenceCounts, EvidenceFilter, EvidenceRecord,
+    EvidenceSettings, Observation, SyncHealth,
 };
 pub use inventory::{
     InventoryCounts, InventoryWrite, ObservedResource, ResourceFilter, ResourceRecord, TagChange,

@@ -9,7 +9,9 @@
 //! as a missing permission and the rest of the run goes on.
 
 pub mod collectors;
+pub mod evidence;
 pub mod scheduler;
+pub mod webhooks;
 pub mod writeback;
 
 use std::sync::Arc;
@@ -400,10 +402,12 @@ async fn run_sync(
             .set_connection_status(scope, conn.id, ConnectionStatus::Active, None, actor)
             .await?;
     }
-    Ok(deps
+    let run = deps
         .store
         .finish_sync_run(scope, &run, status, &report, actor)
-        .await?)
+        .await?;
+    evidence::after_sync(&deps.store, scope, &run, actor).await;
+    Ok(run)
 }
 
 /// The secret a connection signs in with, in memory: its own sealed one, or

@@ -1,15 +1,18 @@
-//! The scheduler: per organisation, queue the connections that are due and
-//! work through the queue under leases, so that any number of cloudkeep
-//! processes on one database split the work and none runs a job twice
-//! while its holder is alive.
+//! The scheduler: per organisation, queue the connections that are due,
+//! review the evidence (staleness alerts, the controls' daily history), and
+//! work through the queue under leases (syncs, and webhook deliveries with
+//! their retries), so that any number of cloudkeep processes on one
+//! database split the work and none runs a job twice while its holder is
+//! alive.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use cloudkeep_domain::{Clock, SyncTrigger};
-use cloudkeep_store::{Job, OrgScope};
+use cloudkeep_store::{Job, OrgScope, SYNC_JOB, WEBHOOK_JOB};
 
+use crate::webhooks::{Delivered, WebhookPolicy};
 use crate::{SyncDeps, SyncError, sync_connection};
 
 /// The trigger recorded on the runs the scheduler starts.
@@ -25,6 +28,8 @@ pub struct SchedulerConfig {
     pub poll: StdDuration,
     /// Attempts before a job is given up (each retry waits longer).
     pub max_attempts: i64,
+    /// Where webhook deliveries may go.
+    pub webhooks: WebhookPolicy,
 }
 
 impl Default for SchedulerConfig {
@@ -34,6 +39,7 @@ impl Default for SchedulerConfig {
             lease: Duration::seconds(120),
             poll: StdDuration::from_secs(15),
             max_attempts: 5,
+            webhooks: WebhookPolicy::default(),
         }
     }
 }
@@ -50,6 +56,10 @@ pub struct Tick {
     pub queued: u64,
     pub ran: u64,
     pub failed: u64,
+    /// Webhook deliveries attempted (delivered or not).
+    pub deliveries: u64,
+    /// Staleness alerts opened and resolved.
+    pub alerts: u64,
 }
 
 impl Scheduler {
@@ -73,6 +83,14 @@ impl Scheduler {
                 .store
                 .enqueue_due_syncs(&scope, self.clock.now())
                 .await?;
+            // A review that fails is logged: the next pass tries again, and
+            // the queue still runs.
+            match crate::evidence::review(&self.deps.store, &scope, "system:scheduler").await {
+                Ok(r) => tick.alerts += r.alerts_opened + r.alerts_resolved,
+                Err(e) => {
+                    tracing::error!(org = %scope.org(), error = %e, "evidence review failed")
+                }
+            }
             while let Some(job) = self
                 .deps
                 .store
@@ -84,10 +102,32 @@ impl Scheduler {
                 )
                 .await?
             {
-                if self.run(&scope, job).await? {
-                    tick.ran += 1;
-                } else {
-                    tick.failed += 1;
+                match job.kind.as_str() {
+                    SYNC_JOB => {
+                        if self.run(&scope, job).await? {
+                            tick.ran += 1;
+                        } else {
+                            tick.failed += 1;
+                        }
+                    }
+                    WEBHOOK_JOB => {
+                        tick.deliveries += u64::from(self.deliver(&scope, job).await?);
+                    }
+                    other => {
+                        tracing::error!(job = %job.id, kind = other, "a job of a kind this process does not know");
+                        let now = self.clock.now();
+                        self.deps
+                            .store
+                            .fail_job(
+                                &scope,
+                                job.id,
+                                &self.config.worker_id,
+                                "unknown job kind",
+                                None,
+                                now,
+                            )
+                            .await?;
+                    }
                 }
             }
         }
@@ -204,6 +244,58 @@ impl Scheduler {
                     )
                     .await?;
                 Ok(false)
+            }
+        }
+    }
+
+    /// One attempt at a webhook delivery; answers whether one was made. The
+    /// job ends with the delivery (delivered or given up) or waits for its
+    /// retry (`run_at`).
+    async fn deliver(&self, scope: &OrgScope, job: Job) -> Result<bool, SyncError> {
+        let store = &self.deps.store;
+        let worker = &self.config.worker_id;
+        let outcome = crate::webhooks::attempt(
+            store,
+            self.deps.keys.as_ref(),
+            scope,
+            &job,
+            self.config.webhooks,
+        )
+        .await;
+        let now = self.clock.now();
+        match outcome {
+            Ok(Delivered::Nothing) => {
+                store.complete_job(scope, job.id, worker, now).await?;
+                Ok(false)
+            }
+            Ok(Delivered::Done) => {
+                store.complete_job(scope, job.id, worker, now).await?;
+                Ok(true)
+            }
+            Ok(Delivered::RetryAt(at)) => {
+                store
+                    .fail_job(
+                        scope,
+                        job.id,
+                        worker,
+                        "not delivered; retrying",
+                        Some(at),
+                        now,
+                    )
+                    .await?;
+                Ok(true)
+            }
+            Ok(Delivered::GaveUp(why)) => {
+                tracing::warn!(job = %job.id, error = %why, "a webhook delivery was given up");
+                store
+                    .fail_job(scope, job.id, worker, &why, None, now)
+                    .await?;
+                Ok(true)
+            }
+            Err(e) => {
+                // The store failed: the job is claimed again when its lease ends.
+                tracing::error!(job = %job.id, error = %e, "a webhook delivery could not be recorded");
+                Err(e.into())
             }
         }
     }

@@ -16,6 +16,12 @@ use crate::sim::{SimOptions, TestSim};
 /// The Microsoft Partner Network id the test server links.
 pub const PARTNER_ID: &str = "4567890";
 
+/// Webhooks may go to loopback receivers, as the tests' do.
+pub const LOOPBACK_WEBHOOKS: cloudkeep_sync::webhooks::WebhookPolicy =
+    cloudkeep_sync::webhooks::WebhookPolicy {
+        allow_private: true,
+    };
+
 /// The password every test organisation's owner has.
 pub const OWNER_PASSWORD: &str = "correct horse battery";
 
@@ -89,6 +95,8 @@ pub async fn spawn_app_with(options: AppOptions) -> App {
         ServerSettings {
             operator: Some(operator),
             public_url: Some(url.clone()),
+            // Tests' webhook receivers listen on loopback.
+            webhooks: LOOPBACK_WEBHOOKS,
             ..ServerSettings::default()
         },
     );
@@ -243,6 +251,18 @@ impl App {
             StatusCode::CREATED,
         )
         .await
+    }
+
+    /// A scheduler of this app's store and Azure (on the store's clock),
+    /// sending webhooks to loopback receivers: tests tick it.
+    pub fn scheduler(&self) -> cloudkeep_sync::scheduler::Scheduler {
+        cloudkeep_sync::scheduler::Scheduler::new(
+            self.state.sync_deps(),
+            cloudkeep_sync::scheduler::SchedulerConfig {
+                webhooks: LOOPBACK_WEBHOOKS,
+                ..Default::default()
+            },
+        )
     }
 
     /// Runs a sync of a connection and waits for its end; answers the run.

@@ -2,10 +2,13 @@
 //! router with its OpenAPI paths; `all()` lists them, so adding an area is
 //! one module and one line here.
 
+mod alerts;
 mod audit;
 mod auth;
 pub(crate) mod connections;
 pub(crate) mod consent;
+mod controls;
+mod evidence;
 mod resources;
 mod subscriptions;
 mod sync_runs;
@@ -23,7 +26,7 @@ use crate::error::ErrorBody;
 #[openapi(
     info(title = "cloudkeep API", description = "Azure spend, inventory and tags, and security evidence, per organisation."),
     components(schemas(ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"))
 )]
 struct ApiDoc;
 
@@ -40,6 +43,9 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(resources::routes())
         .merge(tag_edits::routes())
         .merge(audit::routes())
+        .merge(evidence::routes())
+        .merge(controls::routes())
+        .merge(alerts::routes())
 }
 
 /// Parses a path id; a malformed id names nothing, so it is answered as

@@ -3,6 +3,7 @@
 
 mod connections;
 mod consent;
+mod evidence;
 mod harness;
 mod isolation;
 mod levels;
