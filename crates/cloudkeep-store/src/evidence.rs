@@ -299,7 +299,7 @@ impl EvidenceFilter {
             let prefix = sql.arg(format!("{key}/"));
             let len = sql.arg_int(key.len() as i64 + 1);
             sql.push(&format!(
-                " AND (e.subject_key = {exact} OR substr(e.subject_key, 1, {len}) = {prefix})"
+                " AND (e.subject_key = {exact} OR substr(e.subject_key, 1, CAST({len} AS INTEGER)) = {prefix})"
             ));
         }
         if let Some(t) = self.until {

@@ -24,6 +24,9 @@ use cloudkeep_testkit::{TestStore, both_backends};
 use serde_json::json;
 use uuid::Uuid;
 
+#[path = "store/evidence.rs"]
+mod evidence;
+
 /// Tags are read and stored; a mass deletion is refused.
 const WITH_TAGS: InventoryWrite = InventoryWrite {
     tags_read: true,

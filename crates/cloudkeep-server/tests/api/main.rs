@@ -1,6 +1,7 @@
 //! The API end to end: the server on a free port, a real store, and the
 //! Azure simulator behind it.
 
+mod alerts;
 mod connections;
 mod consent;
 mod evidence;
