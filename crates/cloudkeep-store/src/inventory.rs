@@ -183,23 +183,44 @@ const RESOURCE_INSERT: &[(&str, Col)] = &[
 ];
 
 const RESOURCE_COLUMNS: &str = "r.resource_id, r.connection_id, r.subscription_id, r.arm_id, r.name, r.resource_type, r.location, \
-     r.resource_group, r.tags, r.first_seen, r.last_seen, r.deleted_at, s.inventory_at";
+     r.resource_group, r.tags, r.first_seen, r.last_seen, r.deleted_at";
 
-/// A resource row joined with its subscription (`RESOURCE_COLUMNS`). A live
-/// resource was last seen when its subscription was last listed.
-fn resource(row: &AnyRow) -> Result<ResourceRecord> {
+/// The organisation's subscriptions as resource reads need them: whether
+/// live, and when last listed.
+struct SubscriptionTimes(HashMap<SubscriptionId, (bool, Option<i64>)>);
+
+impl SubscriptionTimes {
+    fn live(&self) -> Vec<SubscriptionId> {
+        self.0
+            .iter()
+            .filter(|(_, (live, _))| *live)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A live resource was last seen when its subscription was last listed.
+    fn last_seen(&self, sub: SubscriptionId, stored: i64, deleted: bool) -> i64 {
+        match self.0.get(&sub) {
+            Some((_, Some(listed))) if !deleted => stored.max(*listed),
+            _ => stored,
+        }
+    }
+}
+
+/// A resource row (`RESOURCE_COLUMNS`).
+fn resource(row: &AnyRow, subs: &SubscriptionTimes) -> Result<ResourceRecord> {
     let tags: Option<String> = row.try_get("tags")?;
-    let last_seen: i64 = row.try_get("last_seen")?;
     let deleted_at = row.try_get::<Option<i64>, _>("deleted_at")?;
-    let listed = row.try_get::<Option<i64>, _>("inventory_at")?;
-    let last_seen = match (deleted_at, listed) {
-        (None, Some(listed)) => last_seen.max(listed),
-        _ => last_seen,
-    };
+    let subscription_id = parse(row, "subscription_id")?;
+    let last_seen = subs.last_seen(
+        subscription_id,
+        row.try_get("last_seen")?,
+        deleted_at.is_some(),
+    );
     Ok(ResourceRecord {
         id: parse(row, "resource_id")?,
         connection_id: parse(row, "connection_id")?,
-        subscription_id: parse(row, "subscription_id")?,
+        subscription_id,
         arm_id: row.try_get("arm_id")?,
         name: row.try_get("name")?,
         resource_type: row.try_get("resource_type")?,
@@ -223,14 +244,18 @@ fn like_contains(text: &str) -> String {
 }
 
 impl ResourceFilter {
-    /// The filter's conditions on `r` (resources) and `s` (subscriptions).
-    fn push_conditions(&self, sql: &mut Sql) {
+    /// The filter's conditions on `r` (resources). Without a connection,
+    /// only the `live` subscriptions' resources.
+    fn push_conditions(&self, sql: &mut Sql, live: &[SubscriptionId]) {
         match self.connection {
             Some(c) => {
                 let p = sql.arg(c.to_string());
                 sql.push(&format!(" AND r.connection_id = {p}"));
             }
-            None => sql.push(" AND s.detached_at IS NULL"),
+            None => {
+                let ps: Vec<String> = live.iter().map(|s| sql.arg(s.to_string())).collect();
+                sql.push(&format!(" AND r.subscription_id IN ({})", ps.join(", ")));
+            }
         }
         if let Some(s) = self.subscription {
             let p = sql.arg(s.to_string());
@@ -255,11 +280,8 @@ impl ResourceFilter {
             let p = sql.arg(k.to_lowercase());
             sql.push(&format!(" AND {tag_exists}{p})"));
         }
-        if let Some((k, v)) = &self.tag {
-            let pk = sql.arg(k.to_lowercase());
-            let pv = sql.arg(v.clone());
-            sql.push(&format!(" AND {tag_exists}{pk} AND t.tag_value = {pv})"));
-        }
+        // A tag k=v filter drives the query from the tag index instead
+        // (see `Store::resources`).
         if let Some(k) = &self.missing_tag {
             let p = sql.arg(k.to_lowercase());
             // A resource whose tags are not read (NULL) lacks nothing we know of.
@@ -459,29 +481,84 @@ impl Store {
         Ok(counts)
     }
 
+    /// The organisation's subscriptions: live or not, and when last listed.
+    async fn subscription_times(&self, scope: &OrgScope) -> Result<SubscriptionTimes> {
+        let rows = sqlx::query(
+            "SELECT subscription_id, detached_at, inventory_at FROM subscriptions WHERE org_id = $1",
+        )
+        .bind(scope.id())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            out.insert(
+                parse(r, "subscription_id")?,
+                (
+                    r.try_get::<Option<i64>, _>("detached_at")?.is_none(),
+                    r.try_get::<Option<i64>, _>("inventory_at")?,
+                ),
+            );
+        }
+        Ok(SubscriptionTimes(out))
+    }
+
     /// Resources matching a filter, ordered by id, a page at a time.
+    ///
+    /// One table drives each query, walked in id order so a page stops
+    /// early: the resources' primary key, or with a `tag=k=v` filter the
+    /// tag index (whose entries for one key and value are in resource id
+    /// order). The live subscriptions are named in the query rather than
+    /// joined, which keeps both backends' planners on those orders.
     pub async fn resources(
         &self,
         scope: &OrgScope,
         filter: &ResourceFilter,
         page: &PageRequest,
     ) -> Result<Page<ResourceRecord>> {
-        let mut sql = Sql::new(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources r \
-             JOIN subscriptions s ON s.org_id = r.org_id AND s.subscription_id = r.subscription_id WHERE r.org_id = "
-        ));
-        let p = sql.arg(scope.id());
-        sql.push(&p);
+        let subs = self.subscription_times(scope).await?;
+        let live = subs.live();
+        if filter.connection.is_none() && live.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let (mut sql, order) = match &filter.tag {
+            Some((k, v)) => {
+                let mut sql = Sql::new(&format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM resource_tags d \
+                     JOIN resources r ON r.org_id = d.org_id AND r.resource_id = d.resource_id WHERE d.org_id = "
+                ));
+                let p = sql.arg(scope.id());
+                let pk = sql.arg(k.to_lowercase());
+                let pv = sql.arg(v.clone());
+                sql.push(&format!(
+                    "{p} AND d.key_lower = {pk} AND d.tag_value = {pv} AND r.org_id = {p}"
+                ));
+                (sql, "d.resource_id")
+            }
+            None => {
+                let mut sql = Sql::new(&format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.org_id = "
+                ));
+                let p = sql.arg(scope.id());
+                sql.push(&p);
+                (sql, "r.resource_id")
+            }
+        };
         if let Some(after) = &page.after {
             let id: Uuid = after.as_str().parse().map_err(|_| bad_cursor())?;
             let p = sql.arg(id.to_string());
-            sql.push(&format!(" AND r.resource_id > {p}"));
+            sql.push(&format!(" AND {order} > {p}"));
         }
-        filter.push_conditions(&mut sql);
+        filter.push_conditions(&mut sql, &live);
         let p = sql.arg_int(page.fetch());
-        sql.push(&format!(" ORDER BY r.resource_id LIMIT {p}"));
+        sql.push(&format!(" ORDER BY {order} LIMIT {p}"));
         let rows = sql.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(resource).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(|r| resource(r, &subs))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |r| {
             Cursor::of(&[&r.id.to_string()])
         }))
@@ -511,9 +588,7 @@ impl Store {
         id: Uuid,
     ) -> Result<(ResourceRecord, Vec<TagChange>)> {
         let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources r \
-             JOIN subscriptions s ON s.org_id = r.org_id AND s.subscription_id = r.subscription_id \
-             WHERE r.org_id = $1 AND r.resource_id = $2"
+            "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.org_id = $1 AND r.resource_id = $2"
         ))
         .bind(scope.id())
         .bind(id.to_string())
@@ -534,7 +609,8 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((resource(&row)?, history))
+        let subs = self.subscription_times(scope).await?;
+        Ok((resource(&row, &subs)?, history))
     }
 
     /// Records tags just written to Azure as observed, with history.
