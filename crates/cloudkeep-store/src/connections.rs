@@ -689,6 +689,7 @@ async fn move_subscription(
     from: ConnectionId,
     to: ConnectionId,
 ) -> Result<()> {
+    crate::inventory::bump_rev(tx, scope, &sub.to_string()).await?;
     for table in ["subscriptions", "resources"] {
         sqlx::query(&format!(
             "UPDATE {table} SET connection_id = $4 WHERE org_id = $1 AND subscription_id = $2 AND connection_id = $3"
@@ -714,6 +715,7 @@ async fn apply_level_change(
 ) -> Result<LevelChangeCounts> {
     let mut counts = LevelChangeCounts::default();
     let sub = id.to_string();
+    crate::inventory::bump_rev(tx, scope, &sub).await?;
     let in_sub = "resource_id IN (SELECT resource_id FROM resources WHERE org_id = $1 AND subscription_id = $2)";
     if change.purge_tags || change.purge_resources {
         counts.tags_purged = sqlx::query(&format!(

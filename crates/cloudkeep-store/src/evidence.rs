@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::audit::{AuditEntry, canonical};
 use crate::connections::SubscriptionRecord;
 use crate::page::{Cursor, Page, PageRequest};
-use crate::sql::{Col, Sql, json_insert};
+use crate::sql::{Arg, Sql, bulk_insert};
 use crate::{OrgScope, Result, Store, StoreError, parse, time, within};
 
 /// One answer of one check about one subject, as a collector made it.
@@ -217,24 +217,24 @@ impl SyncHealth {
     }
 }
 
-const EVIDENCE_INSERT: &[(&str, Col)] = &[
-    ("org_id", Col::Text),
-    ("evidence_id", Col::Text),
-    ("connection_id", Col::Text),
-    ("subscription_id", Col::Text),
-    ("collector", Col::Text),
-    ("check_id", Col::Text),
-    ("subject", Col::Text),
-    ("subject_key", Col::Text),
-    ("facts", Col::Text),
-    ("result", Col::Text),
-    ("reason", Col::Text),
-    ("fingerprint", Col::Text),
-    ("run_id", Col::Text),
-    ("last_run_id", Col::Text),
-    ("observed_at", Col::Int),
-    ("last_observed_at", Col::Int),
-    ("recorded_at", Col::Int),
+const EVIDENCE_INSERT: &[&str] = &[
+    "org_id",
+    "evidence_id",
+    "connection_id",
+    "subscription_id",
+    "collector",
+    "check_id",
+    "subject",
+    "subject_key",
+    "facts",
+    "result",
+    "reason",
+    "fingerprint",
+    "run_id",
+    "last_run_id",
+    "observed_at",
+    "last_observed_at",
+    "recorded_at",
 ];
 
 const COLUMNS: &str = "e.evidence_id, e.connection_id, e.subscription_id, e.collector, e.check_id, e.subject, e.facts, e.result, \
@@ -371,7 +371,7 @@ impl Store {
         let mut counts = EvidenceCounts::default();
         let mut seen: HashSet<(String, String)> = HashSet::with_capacity(observations.len());
         let mut close: Vec<String> = Vec::new();
-        let mut insert: Vec<Value> = Vec::new();
+        let mut insert: Vec<Vec<Arg>> = Vec::new();
         for o in observations {
             let key = (o.check.as_str().to_string(), o.subject.to_ascii_lowercase());
             if !seen.insert(key.clone()) {
@@ -394,25 +394,25 @@ impl Store {
                 None => {}
             }
             counts.opened += 1;
-            insert.push(json!([
-                org,
-                Uuid::now_v7().to_string(),
-                subscription.connection_id.to_string(),
-                sub,
-                source.as_str(),
-                o.check.as_str(),
-                o.subject,
-                key.1,
-                canonical(&o.facts),
-                o.result.as_str(),
-                o.reason,
-                fingerprint,
-                run,
-                run,
-                at,
-                at,
-                now,
-            ]));
+            insert.push(vec![
+                Arg::from(org.as_str()),
+                Arg::from(Uuid::now_v7().to_string()),
+                Arg::from(subscription.connection_id.to_string()),
+                Arg::from(sub.as_str()),
+                Arg::from(source.as_str()),
+                Arg::from(o.check.as_str()),
+                Arg::from(o.subject.as_str()),
+                Arg::from(key.1.as_str()),
+                Arg::from(canonical(&o.facts)),
+                Arg::from(o.result.as_str()),
+                Arg::from(o.reason.clone()),
+                Arg::from(fingerprint),
+                Arg::from(run.as_str()),
+                Arg::from(run.as_str()),
+                Arg::from(at),
+                Arg::from(at),
+                Arg::from(now),
+            ]);
         }
         let gone: Vec<String> = current
             .iter()
@@ -448,14 +448,7 @@ impl Store {
         .bind(&run)
         .execute(&mut *tx)
         .await?;
-        json_insert(
-            &mut tx,
-            self.backend(),
-            "evidence",
-            EVIDENCE_INSERT,
-            &insert,
-        )
-        .await?;
+        bulk_insert(&mut tx, self.backend(), "evidence", EVIDENCE_INSERT, insert).await?;
         tx.commit().await?;
         Ok(counts)
     }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::connections::SubscriptionRecord;
 use crate::page::{Cursor, Page, PageRequest, bad_cursor};
-use crate::sql::{Col, Sql, json_insert};
+use crate::sql::{Arg, Sql, bulk_insert};
 use crate::{OrgScope, Result, Store, StoreError, Tx, parse, time};
 
 pub type Tags = BTreeMap<String, String>;
@@ -164,42 +164,63 @@ pub(crate) fn parse_tags(raw: &str) -> Result<Tags> {
 }
 
 /// The columns `record_inventory` inserts, in its rows' order.
-const RESOURCE_INSERT: &[(&str, Col)] = &[
-    ("org_id", Col::Text),
-    ("connection_id", Col::Text),
-    ("subscription_id", Col::Text),
-    ("first_seen", Col::Int),
-    ("last_seen", Col::Int),
-    ("resource_id", Col::Text),
-    ("azure_id", Col::Text),
-    ("arm_id", Col::Text),
-    ("name", Col::Text),
-    ("resource_type", Col::Text),
-    ("location", Col::Text),
-    ("resource_group", Col::Text),
-    ("tags", Col::Text),
-    ("azure_created", Col::Int),
-    ("azure_changed", Col::Int),
+const RESOURCE_INSERT: &[&str] = &[
+    "org_id",
+    "connection_id",
+    "subscription_id",
+    "first_seen",
+    "last_seen",
+    "resource_id",
+    "azure_id",
+    "arm_id",
+    "name",
+    "resource_type",
+    "location",
+    "resource_group",
+    "tags",
+    "azure_created",
+    "azure_changed",
 ];
 
 const RESOURCE_COLUMNS: &str = "r.resource_id, r.connection_id, r.subscription_id, r.arm_id, r.name, r.resource_type, r.location, \
-     r.resource_group, r.tags, r.first_seen, r.last_seen, r.deleted_at, s.inventory_at";
+     r.resource_group, r.tags, r.first_seen, r.last_seen, r.deleted_at";
 
-/// A resource row joined with its subscription (`RESOURCE_COLUMNS`). A live
-/// resource was last seen when its subscription was last listed.
-fn resource(row: &AnyRow) -> Result<ResourceRecord> {
+/// The organisation's subscriptions as resource reads need them: whether
+/// live, and when last listed.
+struct SubscriptionTimes(HashMap<SubscriptionId, (bool, Option<i64>)>);
+
+impl SubscriptionTimes {
+    fn live(&self) -> Vec<SubscriptionId> {
+        self.0
+            .iter()
+            .filter(|(_, (live, _))| *live)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A live resource was last seen when its subscription was last listed.
+    fn last_seen(&self, sub: SubscriptionId, stored: i64, deleted: bool) -> i64 {
+        match self.0.get(&sub) {
+            Some((_, Some(listed))) if !deleted => stored.max(*listed),
+            _ => stored,
+        }
+    }
+}
+
+/// A resource row (`RESOURCE_COLUMNS`).
+fn resource(row: &AnyRow, subs: &SubscriptionTimes) -> Result<ResourceRecord> {
     let tags: Option<String> = row.try_get("tags")?;
-    let last_seen: i64 = row.try_get("last_seen")?;
     let deleted_at = row.try_get::<Option<i64>, _>("deleted_at")?;
-    let listed = row.try_get::<Option<i64>, _>("inventory_at")?;
-    let last_seen = match (deleted_at, listed) {
-        (None, Some(listed)) => last_seen.max(listed),
-        _ => last_seen,
-    };
+    let subscription_id = parse(row, "subscription_id")?;
+    let last_seen = subs.last_seen(
+        subscription_id,
+        row.try_get("last_seen")?,
+        deleted_at.is_some(),
+    );
     Ok(ResourceRecord {
         id: parse(row, "resource_id")?,
         connection_id: parse(row, "connection_id")?,
-        subscription_id: parse(row, "subscription_id")?,
+        subscription_id,
         arm_id: row.try_get("arm_id")?,
         name: row.try_get("name")?,
         resource_type: row.try_get("resource_type")?,
@@ -223,14 +244,18 @@ fn like_contains(text: &str) -> String {
 }
 
 impl ResourceFilter {
-    /// The filter's conditions on `r` (resources) and `s` (subscriptions).
-    fn push_conditions(&self, sql: &mut Sql) {
+    /// The filter's conditions on `r` (resources). Without a connection,
+    /// only the `live` subscriptions' resources.
+    fn push_conditions(&self, sql: &mut Sql, live: &[SubscriptionId]) {
         match self.connection {
             Some(c) => {
                 let p = sql.arg(c.to_string());
                 sql.push(&format!(" AND r.connection_id = {p}"));
             }
-            None => sql.push(" AND s.detached_at IS NULL"),
+            None => {
+                let ps: Vec<String> = live.iter().map(|s| sql.arg(s.to_string())).collect();
+                sql.push(&format!(" AND r.subscription_id IN ({})", ps.join(", ")));
+            }
         }
         if let Some(s) = self.subscription {
             let p = sql.arg(s.to_string());
@@ -255,11 +280,8 @@ impl ResourceFilter {
             let p = sql.arg(k.to_lowercase());
             sql.push(&format!(" AND {tag_exists}{p})"));
         }
-        if let Some((k, v)) = &self.tag {
-            let pk = sql.arg(k.to_lowercase());
-            let pv = sql.arg(v.clone());
-            sql.push(&format!(" AND {tag_exists}{pk} AND t.tag_value = {pv})"));
-        }
+        // A tag k=v filter drives the query from the tag index instead
+        // (see `Store::resources`).
         if let Some(k) = &self.missing_tag {
             let p = sql.arg(k.to_lowercase());
             // A resource whose tags are not read (NULL) lacks nothing we know of.
@@ -295,141 +317,112 @@ impl Store {
         write: InventoryWrite,
     ) -> Result<InventoryCounts> {
         let now = self.now_ms();
+        // Diffed outside the write lock, so SQLite's one writer is held
+        // only to apply the change, while other subscriptions diff beside
+        // it; applied if nothing changed the subscription's resources since
+        // (its `resources_rev`), otherwise diffed again under the lock.
+        let mut conn = self.pool.acquire().await?;
+        let plan = plan_inventory(&mut conn, scope, subscription, observed, write).await?;
+        drop(conn);
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "SELECT resource_id, azure_id, arm_id, name, resource_type, location, resource_group, tags, deleted_at, azure_changed \
-             FROM resources WHERE org_id = $1 AND subscription_id = $2",
-        )
-        .bind(scope.id())
-        .bind(subscription.id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        // When the subscription was last listed, read in this transaction
-        // (the caller's record may be older than another run's listing).
-        let previous: Option<i64> = sqlx::query_scalar(
-            "SELECT inventory_at FROM subscriptions WHERE org_id = $1 AND subscription_id = $2",
-        )
-        .bind(scope.id())
-        .bind(subscription.id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .flatten();
-        let mut known: HashMap<String, Known> = HashMap::with_capacity(rows.len());
-        for r in &rows {
-            known.insert(r.try_get("azure_id")?, Known::from_row(r)?);
-        }
-        drop(rows);
-        let mut counts = InventoryCounts::default();
-        let mut seen = HashSet::with_capacity(observed.len());
-        let mut new = Vec::new();
-        let mut changed = Vec::new();
-        for o in observed {
-            let key = o.arm_id.to_ascii_lowercase();
-            if !seen.insert(key.clone()) {
-                continue;
+        let plan = if claim_rev(&mut tx, scope, subscription.id, Some(plan.rev), now).await? {
+            plan
+        } else {
+            let plan = plan_inventory(&mut tx, scope, subscription, observed, write).await?;
+            claim_rev(&mut tx, scope, subscription.id, None, now).await?;
+            plan
+        };
+        let counts = plan.counts;
+        self.apply_inventory(&mut tx, scope, subscription, run_id, plan, now)
+            .await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    /// Writes an inventory plan (in the caller's write transaction).
+    async fn apply_inventory(
+        &self,
+        tx: &mut Tx,
+        scope: &OrgScope,
+        subscription: &SubscriptionRecord,
+        run_id: Uuid,
+        plan: InventoryPlan<'_>,
+        now: i64,
+    ) -> Result<()> {
+        for c in &plan.changed {
+            if let (true, Some(new), Some(old)) = (c.tags_changed, &c.tags, &c.old_tags) {
+                add_history(tx, scope, &c.id, now, old, new, &run_id.to_string()).await?;
             }
-            counts.seen += 1;
-            let tags = write.tags_read.then(|| tags_json(&o.tags));
-            let Some(k) = known.get(&key) else {
-                new.push((key, o, tags));
-                continue;
-            };
-            let tags_changed = match (&tags, &k.tags) {
-                (Some(new), Some(old)) => new != old && parse_tags(old)? != o.tags,
-                (None, None) => false,
-                _ => true,
-            };
-            let changed_at = o.changed.map(|t| t.timestamp_millis());
-            if !tags_changed && k.same_as(o, changed_at) {
-                continue; // seen again: `inventory_at` says when
+            if c.tags_changed {
+                let parsed = c.tags.as_ref().map(|_| &c.observed.tags);
+                replace_tag_rows(tx, self, scope, &c.id, parsed).await?;
             }
-            changed.push((k, o, tags, tags_changed, changed_at));
-        }
-        let gone: Vec<&Known> = known
-            .iter()
-            .filter(|(key, k)| !k.deleted && !seen.contains(*key))
-            .map(|(_, k)| k)
-            .collect();
-        let live = known.values().filter(|k| !k.deleted).count() as u64;
-        counts.deleted = gone.len() as u64;
-        if !write.deletions_confirmed
-            && counts.deleted > MASS_DELETION_MIN
-            && counts.deleted as f64 > live as f64 * MASS_DELETION_SHARE
-        {
-            return Err(StoreError::MassDeletion {
-                would_delete: counts.deleted,
-                live,
-            });
-        }
-        for (k, o, tags, tags_changed, changed_at) in &changed {
-            if let (true, Some(new), Some(old)) = (tags_changed, tags, &k.tags) {
-                counts.tag_changes += 1;
-                add_history(&mut tx, scope, &k.id, now, old, new, &run_id.to_string()).await?;
-            }
-            if *tags_changed {
-                let parsed = tags.as_ref().map(|_| &o.tags);
-                replace_tag_rows(&mut tx, self, scope, &k.id, parsed).await?;
-            }
+            let o = c.observed;
             sqlx::query(
                 "UPDATE resources SET arm_id = $3, name = $4, resource_type = $5, location = $6, resource_group = $7, tags = $8, \
                  last_seen = $9, deleted_at = NULL, azure_changed = $10 WHERE org_id = $1 AND resource_id = $2",
             )
             .bind(scope.id())
-            .bind(&k.id)
+            .bind(&c.id)
             .bind(&o.arm_id)
             .bind(&o.name)
             .bind(&o.resource_type)
             .bind(&o.location)
             .bind(&o.resource_group)
-            .bind(tags.clone())
+            .bind(c.tags.clone())
             .bind(now)
-            .bind(*changed_at)
-            .execute(&mut *tx)
+            .bind(o.changed.map(|t| t.timestamp_millis()))
+            .execute(&mut **tx)
             .await?;
         }
-        counts.added = new.len() as u64;
         // Time-ordered ids: new rows append to the primary key's and the
         // tag table's b-trees instead of landing on random pages.
-        let ids: Vec<String> = new.iter().map(|_| Uuid::now_v7().to_string()).collect();
+        let ids: Vec<String> = plan
+            .new
+            .iter()
+            .map(|_| Uuid::now_v7().to_string())
+            .collect();
         let org = scope.id();
         let (connection, sub) = (
             subscription.connection_id.to_string(),
             subscription.id.to_string(),
         );
-        let rows: Vec<serde_json::Value> = new
+        let rows: Vec<Vec<Arg>> = plan
+            .new
             .iter()
             .zip(&ids)
             .map(|((key, o, tags), id)| {
-                serde_json::json!([
-                    org,
-                    connection,
-                    sub,
-                    now,
-                    now,
-                    id,
-                    key,
-                    o.arm_id,
-                    o.name,
-                    o.resource_type,
-                    o.location,
-                    o.resource_group,
-                    tags,
-                    o.created.map(|t| t.timestamp_millis()),
-                    o.changed.map(|t| t.timestamp_millis()),
-                ])
+                vec![
+                    org.as_str().into(),
+                    connection.as_str().into(),
+                    sub.as_str().into(),
+                    now.into(),
+                    now.into(),
+                    id.as_str().into(),
+                    key.as_str().into(),
+                    o.arm_id.as_str().into(),
+                    o.name.as_str().into(),
+                    o.resource_type.as_str().into(),
+                    o.location.as_str().into(),
+                    o.resource_group.as_str().into(),
+                    tags.clone().into(),
+                    o.created.map(|t| t.timestamp_millis()).into(),
+                    o.changed.map(|t| t.timestamp_millis()).into(),
+                ]
             })
             .collect();
-        json_insert(&mut tx, self.backend(), "resources", RESOURCE_INSERT, &rows).await?;
-        if write.tags_read {
-            let tag_rows = new
+        bulk_insert(tx, self.backend(), "resources", RESOURCE_INSERT, rows).await?;
+        if plan.tags_read {
+            let tag_rows = plan
+                .new
                 .iter()
                 .zip(&ids)
                 .flat_map(|((_, o, _), id)| tag_rows(id, &o.tags));
-            insert_tag_rows(&mut tx, self, scope, tag_rows).await?;
+            insert_tag_rows(tx, self, scope, tag_rows).await?;
         }
         // The ones gone were last seen at the subscription's previous listing.
-        let previous = previous.unwrap_or(now);
-        for chunk in gone.chunks(500) {
+        let previous = plan.previous.unwrap_or(now);
+        for chunk in plan.gone.chunks(500) {
             let mut sql = Sql::new("UPDATE resources SET deleted_at = ");
             let p = sql.arg_int(now);
             sql.push(&p);
@@ -440,48 +433,94 @@ impl Store {
             let p = sql.arg(scope.id());
             sql.push(&p);
             sql.push(" AND resource_id IN (");
-            for (i, k) in chunk.iter().enumerate() {
-                let p = sql.arg(k.id.clone());
+            for (i, id) in chunk.iter().enumerate() {
+                let p = sql.arg(id.clone());
                 sql.push(&if i == 0 { p } else { format!(", {p}") });
             }
             sql.push(")");
-            sql.execute(&mut tx).await?;
+            sql.execute(tx).await?;
         }
-        sqlx::query(
-            "UPDATE subscriptions SET inventory_at = $3 WHERE org_id = $1 AND subscription_id = $2",
+        Ok(())
+    }
+
+    /// The organisation's subscriptions: live or not, and when last listed.
+    async fn subscription_times(&self, scope: &OrgScope) -> Result<SubscriptionTimes> {
+        let rows = sqlx::query(
+            "SELECT subscription_id, detached_at, inventory_at FROM subscriptions WHERE org_id = $1",
         )
         .bind(scope.id())
-        .bind(subscription.id.to_string())
-        .bind(now)
-        .execute(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
-        Ok(counts)
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            out.insert(
+                parse(r, "subscription_id")?,
+                (
+                    r.try_get::<Option<i64>, _>("detached_at")?.is_none(),
+                    r.try_get::<Option<i64>, _>("inventory_at")?,
+                ),
+            );
+        }
+        Ok(SubscriptionTimes(out))
     }
 
     /// Resources matching a filter, ordered by id, a page at a time.
+    ///
+    /// One table drives each query, walked in id order so a page stops
+    /// early: the resources' primary key, or with a `tag=k=v` filter the
+    /// tag index (whose entries for one key and value are in resource id
+    /// order). The live subscriptions are named in the query rather than
+    /// joined, which keeps both backends' planners on those orders.
     pub async fn resources(
         &self,
         scope: &OrgScope,
         filter: &ResourceFilter,
         page: &PageRequest,
     ) -> Result<Page<ResourceRecord>> {
-        let mut sql = Sql::new(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources r \
-             JOIN subscriptions s ON s.org_id = r.org_id AND s.subscription_id = r.subscription_id WHERE r.org_id = "
-        ));
-        let p = sql.arg(scope.id());
-        sql.push(&p);
+        let subs = self.subscription_times(scope).await?;
+        let live = subs.live();
+        if filter.connection.is_none() && live.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let (mut sql, order) = match &filter.tag {
+            Some((k, v)) => {
+                let mut sql = Sql::new(&format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM resource_tags d \
+                     JOIN resources r ON r.org_id = d.org_id AND r.resource_id = d.resource_id WHERE d.org_id = "
+                ));
+                let p = sql.arg(scope.id());
+                let pk = sql.arg(k.to_lowercase());
+                let pv = sql.arg(v.clone());
+                sql.push(&format!(
+                    "{p} AND d.key_lower = {pk} AND d.tag_value = {pv} AND r.org_id = {p}"
+                ));
+                (sql, "d.resource_id")
+            }
+            None => {
+                let mut sql = Sql::new(&format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.org_id = "
+                ));
+                let p = sql.arg(scope.id());
+                sql.push(&p);
+                (sql, "r.resource_id")
+            }
+        };
         if let Some(after) = &page.after {
             let id: Uuid = after.as_str().parse().map_err(|_| bad_cursor())?;
             let p = sql.arg(id.to_string());
-            sql.push(&format!(" AND r.resource_id > {p}"));
+            sql.push(&format!(" AND {order} > {p}"));
         }
-        filter.push_conditions(&mut sql);
+        filter.push_conditions(&mut sql, &live);
         let p = sql.arg_int(page.fetch());
-        sql.push(&format!(" ORDER BY r.resource_id LIMIT {p}"));
+        sql.push(&format!(" ORDER BY {order} LIMIT {p}"));
         let rows = sql.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(resource).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(|r| resource(r, &subs))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |r| {
             Cursor::of(&[&r.id.to_string()])
         }))
@@ -511,9 +550,7 @@ impl Store {
         id: Uuid,
     ) -> Result<(ResourceRecord, Vec<TagChange>)> {
         let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources r \
-             JOIN subscriptions s ON s.org_id = r.org_id AND s.subscription_id = r.subscription_id \
-             WHERE r.org_id = $1 AND r.resource_id = $2"
+            "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.org_id = $1 AND r.resource_id = $2"
         ))
         .bind(scope.id())
         .bind(id.to_string())
@@ -534,20 +571,29 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((resource(&row)?, history))
+        let subs = self.subscription_times(scope).await?;
+        Ok((resource(&row, &subs)?, history))
     }
 
     /// Records tags just written to Azure as observed, with history.
     pub async fn observe_tags(&self, scope: &OrgScope, resource: Uuid, tags: &Tags) -> Result<()> {
         let now = self.now_ms();
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT tags FROM resources WHERE org_id = $1 AND resource_id = $2")
-            .bind(scope.id())
-            .bind(resource.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound { what: "resource" })?;
+        let row = sqlx::query(
+            "SELECT tags, subscription_id FROM resources WHERE org_id = $1 AND resource_id = $2",
+        )
+        .bind(scope.id())
+        .bind(resource.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound { what: "resource" })?;
         let old: Option<String> = row.try_get("tags")?;
+        bump_rev(
+            &mut tx,
+            scope,
+            &row.try_get::<String, _>("subscription_id")?,
+        )
+        .await?;
         let new = tags_json(tags);
         let id = resource.to_string();
         if let Some(old) = old.filter(|o| parse_tags(o).ok().as_ref() != Some(tags)) {
@@ -563,6 +609,163 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// What an inventory pass will write, decided by comparing Azure's listing
+/// with the stored rows of revision `rev`.
+struct InventoryPlan<'a> {
+    rev: i64,
+    /// When the subscription was last listed before this pass.
+    previous: Option<i64>,
+    tags_read: bool,
+    counts: InventoryCounts,
+    /// (azure id, observed, tags JSON when read)
+    new: Vec<(String, &'a ObservedResource, Option<String>)>,
+    changed: Vec<Change<'a>>,
+    /// Ids of resources gone from Azure.
+    gone: Vec<String>,
+}
+
+struct Change<'a> {
+    id: String,
+    observed: &'a ObservedResource,
+    tags: Option<String>,
+    old_tags: Option<String>,
+    tags_changed: bool,
+}
+
+/// Compares a listing with the stored resources (on `conn`, a pooled
+/// connection or the write transaction).
+async fn plan_inventory<'a>(
+    conn: &mut sqlx::AnyConnection,
+    scope: &OrgScope,
+    subscription: &SubscriptionRecord,
+    observed: &'a [ObservedResource],
+    write: InventoryWrite,
+) -> Result<InventoryPlan<'a>> {
+    let sub = sqlx::query(
+        "SELECT inventory_at, resources_rev FROM subscriptions WHERE org_id = $1 AND subscription_id = $2",
+    )
+    .bind(scope.id())
+    .bind(subscription.id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound {
+        what: "subscription",
+    })?;
+    let previous: Option<i64> = sub.try_get("inventory_at")?;
+    let rev: i64 = sub.try_get("resources_rev")?;
+    let rows = sqlx::query(
+        "SELECT resource_id, azure_id, arm_id, name, resource_type, location, resource_group, tags, deleted_at, azure_changed \
+         FROM resources WHERE org_id = $1 AND subscription_id = $2",
+    )
+    .bind(scope.id())
+    .bind(subscription.id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut known: HashMap<String, Known> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        known.insert(r.try_get("azure_id")?, Known::from_row(r)?);
+    }
+    drop(rows);
+    let mut counts = InventoryCounts::default();
+    let mut seen = HashSet::with_capacity(observed.len());
+    let mut new = Vec::new();
+    let mut changed = Vec::new();
+    for o in observed {
+        let key = o.arm_id.to_ascii_lowercase();
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        counts.seen += 1;
+        let tags = write.tags_read.then(|| tags_json(&o.tags));
+        let Some(k) = known.get(&key) else {
+            new.push((key, o, tags));
+            continue;
+        };
+        let tags_changed = match (&tags, &k.tags) {
+            (Some(new), Some(old)) => new != old && parse_tags(old)? != o.tags,
+            (None, None) => false,
+            _ => true,
+        };
+        let changed_at = o.changed.map(|t| t.timestamp_millis());
+        if !tags_changed && k.same_as(o, changed_at) {
+            continue; // seen again: `inventory_at` says when
+        }
+        if tags_changed && tags.is_some() && k.tags.is_some() {
+            counts.tag_changes += 1;
+        }
+        changed.push(Change {
+            id: k.id.clone(),
+            observed: o,
+            tags,
+            old_tags: k.tags.clone(),
+            tags_changed,
+        });
+    }
+    let gone: Vec<String> = known
+        .iter()
+        .filter(|(key, k)| !k.deleted && !seen.contains(*key))
+        .map(|(_, k)| k.id.clone())
+        .collect();
+    let live = known.values().filter(|k| !k.deleted).count() as u64;
+    counts.deleted = gone.len() as u64;
+    counts.added = new.len() as u64;
+    if !write.deletions_confirmed
+        && counts.deleted > MASS_DELETION_MIN
+        && counts.deleted as f64 > live as f64 * MASS_DELETION_SHARE
+    {
+        return Err(StoreError::MassDeletion {
+            would_delete: counts.deleted,
+            live,
+        });
+    }
+    Ok(InventoryPlan {
+        rev,
+        previous,
+        tags_read: write.tags_read,
+        counts,
+        new,
+        changed,
+        gone,
+    })
+}
+
+/// Moves a subscription's resources to their next revision and records
+/// when it was listed: only from revision `expected` when given (answers
+/// whether it still was), else from whatever it is.
+async fn claim_rev(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    subscription: SubscriptionId,
+    expected: Option<i64>,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE subscriptions SET resources_rev = resources_rev + 1, inventory_at = $3 \
+         WHERE org_id = $1 AND subscription_id = $2 AND ($4 < 0 OR resources_rev = $4)",
+    )
+    .bind(scope.id())
+    .bind(subscription.to_string())
+    .bind(now)
+    .bind(expected.unwrap_or(-1))
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves a subscription's resources to their next revision (any change to
+/// them outside an inventory pass), so a pass diffed before it is diffed
+/// again.
+pub(crate) async fn bump_rev(tx: &mut Tx, scope: &OrgScope, subscription: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE subscriptions SET resources_rev = resources_rev + 1 WHERE org_id = $1 AND subscription_id = $2",
+    )
+    .bind(scope.id())
+    .bind(subscription)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn add_history(
@@ -619,17 +822,19 @@ async fn insert_tag_rows<'a>(
     rows: impl Iterator<Item = (&'a str, String, &'a str, &'a str)>,
 ) -> Result<()> {
     let org = scope.id();
-    let rows: Vec<serde_json::Value> = rows
-        .map(|(resource, lower, key, value)| serde_json::json!([org, resource, lower, key, value]))
+    let rows: Vec<Vec<Arg>> = rows
+        .map(|(resource, lower, key, value)| {
+            vec![
+                org.as_str().into(),
+                resource.into(),
+                lower.into(),
+                key.into(),
+                value.into(),
+            ]
+        })
         .collect();
-    let columns = [
-        ("org_id", Col::Text),
-        ("resource_id", Col::Text),
-        ("key_lower", Col::Text),
-        ("tag_key", Col::Text),
-        ("tag_value", Col::Text),
-    ];
-    json_insert(tx, store.backend(), "resource_tags", &columns, &rows).await
+    let columns = ["org_id", "resource_id", "key_lower", "tag_key", "tag_value"];
+    bulk_insert(tx, store.backend(), "resource_tags", &columns, rows).await
 }
 
 /// Replaces a resource's tag rows (none when `tags` is `None`).

@@ -346,6 +346,19 @@ impl Store {
         })
     }
 
+    /// Brings the query planner's statistics up to date after a large
+    /// change (a first inventory of thousands of resources), so list
+    /// queries keep their index plans: `ANALYZE` on PostgreSQL, `PRAGMA
+    /// optimize` on SQLite (which analyses only what needs it).
+    pub async fn refresh_statistics(&self) -> Result<()> {
+        let sql = match self.backend {
+            Backend::Sqlite => "PRAGMA optimize",
+            Backend::Postgres => "ANALYZE resources, resource_tags, tag_history",
+        };
+        sqlx::query(sql).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -71,51 +71,88 @@ fn bind_all<'q>(
     q
 }
 
-/// A column's type in a JSON bulk insert.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Col {
-    Text,
-    Int,
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(Some(v))
+    }
 }
 
-/// Rows a statement inserts at most.
-const ROWS_PER_STATEMENT: usize = 500;
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(Some(v.to_string()))
+    }
+}
 
-/// Inserts many rows in few statements: the rows travel as one JSON array
-/// parameter (`[[v1, v2, ...], ...]`, in `columns`' order), which the
-/// database unpacks itself (`json_each` on SQLite, `jsonb_array_elements`
-/// on PostgreSQL). One bound value a statement instead of thousands: no
-/// per-parameter binding cost (sqlx looks each SQLite parameter up by name,
-/// which grows with the square of their number), and a small statement to
-/// prepare and cache.
-pub(crate) async fn json_insert(
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::Text(v)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::Int(v)
+    }
+}
+
+/// Rows a multi-row insert carries: 200 rows of 15 columns bind 3,000
+/// values, far under both backends' limits (SQLite 32,766, PostgreSQL
+/// 65,535), and a statement of that size, prepared once, is reused for
+/// every full chunk.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// Inserts rows (each `columns.len()` values, in that order) in few
+/// statements: multi-row `VALUES`.
+///
+/// SQLite's placeholders are plain `?`: SQLite keeps a list of a
+/// statement's named parameters (`$NNN`, and numbered `?NNN` too) and
+/// looking a name up scans it, which sqlx does for every parameter it
+/// binds, so a statement of thousands of them binds in quadratic time
+/// (measured: most of a first sync). Anonymous `?` are bound by position.
+/// (Rows sent as one JSON parameter and unpacked by `json_each` were
+/// measured too: slower, as SQLite parses a row's JSON again for each
+/// column.)
+pub(crate) async fn bulk_insert(
     tx: &mut Tx,
     backend: Backend,
     table: &str,
-    columns: &[(&str, Col)],
-    rows: &[serde_json::Value],
+    columns: &[&str],
+    rows: Vec<Vec<Arg>>,
 ) -> Result<()> {
-    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
-    let values: Vec<String> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, t))| match t {
-            Col::Text => format!("j.value ->> {i}"),
-            Col::Int => format!("CAST(j.value ->> {i} AS BIGINT)"),
-        })
-        .collect();
-    let source = match backend {
-        Backend::Sqlite => "json_each($1) AS j",
-        Backend::Postgres => "jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)",
-    };
-    let sql = format!(
-        "INSERT INTO {table} ({}) SELECT {} FROM {source}",
-        names.join(", "),
-        values.join(", ")
-    );
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let payload = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
-        sqlx::query(&sql).bind(payload).execute(&mut **tx).await?;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Arg>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let mut text = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut n = 0;
+        for r in 0..chunk.len() {
+            text.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..columns.len() {
+                if c > 0 {
+                    text.push_str(", ");
+                }
+                n += 1;
+                match backend {
+                    Backend::Sqlite => text.push('?'),
+                    Backend::Postgres => text.push_str(&format!("${n}")),
+                }
+            }
+            text.push(')');
+        }
+        let args: Vec<Arg> = chunk.into_iter().flatten().collect();
+        debug_assert_eq!(args.len(), n);
+        // A full-size statement is prepared once and reused; a last,
+        // shorter one is not kept in the connection's statement cache,
+        // where every distinct length would stay.
+        let full = n == ROWS_PER_STATEMENT * columns.len();
+        bind_all(sqlx::query(&text).persistent(full), &args)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::audit::AuditEntry;
 use crate::inventory::{Tags, tags_json};
 use crate::page::{Cursor, Page, PageRequest};
-use crate::sql::{Col, json_insert};
+use crate::sql::{Arg, bulk_insert};
 use crate::{OrgScope, Result, Store, StoreError, parse, time, within};
 
 #[derive(Debug, Clone)]
@@ -107,41 +107,41 @@ impl Store {
             })
             .collect();
         let org = scope.id();
-        let rows: Vec<serde_json::Value> = out
+        let rows: Vec<Vec<Arg>> = out
             .iter()
             .map(|e| {
-                json!([
-                    org,
-                    e.id,
-                    e.resource_id,
-                    e.subscription_id,
-                    actor,
-                    tags_json(&e.set),
-                    serde_json::to_string(&e.remove).unwrap_or_default(),
-                    tags_json(&e.base),
-                    e.state,
-                    e.reason,
-                    now,
-                    now,
-                ])
+                vec![
+                    org.as_str().into(),
+                    e.id.to_string().into(),
+                    e.resource_id.to_string().into(),
+                    e.subscription_id.to_string().into(),
+                    actor.into(),
+                    tags_json(&e.set).into(),
+                    serde_json::to_string(&e.remove).unwrap_or_default().into(),
+                    tags_json(&e.base).into(),
+                    e.state.as_str().into(),
+                    e.reason.clone().into(),
+                    now.into(),
+                    now.into(),
+                ]
             })
             .collect();
         let columns = [
-            ("org_id", Col::Text),
-            ("edit_id", Col::Text),
-            ("resource_id", Col::Text),
-            ("subscription_id", Col::Text),
-            ("author", Col::Text),
-            ("set_tags", Col::Text),
-            ("remove_tags", Col::Text),
-            ("base_tags", Col::Text),
-            ("state", Col::Text),
-            ("reason", Col::Text),
-            ("created_at", Col::Int),
-            ("updated_at", Col::Int),
+            "org_id",
+            "edit_id",
+            "resource_id",
+            "subscription_id",
+            "author",
+            "set_tags",
+            "remove_tags",
+            "base_tags",
+            "state",
+            "reason",
+            "created_at",
+            "updated_at",
         ];
         let mut tx = self.audited(scope, entry).await?;
-        json_insert(&mut tx, self.backend(), "tag_edits", &columns, &rows).await?;
+        bulk_insert(&mut tx, self.backend(), "tag_edits", &columns, rows).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -123,6 +123,10 @@ const RUN_BEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// ...and one silent this long lost its process (a crash, a restart).
 const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Resources added or deleted in a run from which the store's planner
+/// statistics are refreshed.
+const STATISTICS_AFTER: u64 = 1000;
+
 /// A token this close to its end is renewed before the next step.
 const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -397,6 +401,14 @@ async fn run_sync(
         (false, 0) => RunStatus::Failed,
         (false, _) => RunStatus::Partial,
     };
+    // A run that added or removed many resources changes what the store's
+    // planner should expect of its tables.
+    let changed = report.total("inventory", "added") + report.total("inventory", "deleted");
+    if changed >= STATISTICS_AFTER {
+        if let Err(e) = deps.store.refresh_statistics().await {
+            tracing::warn!(error = %e, "could not refresh the store's statistics");
+        }
+    }
     if status != RunStatus::Failed && conn.status != ConnectionStatus::Active {
         deps.store
             .set_connection_status(scope, conn.id, ConnectionStatus::Active, None, actor)

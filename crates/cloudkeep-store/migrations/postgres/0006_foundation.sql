@@ -36,6 +36,9 @@ ALTER TABLE subscriptions ADD COLUMN detached_at BIGINT;
 -- When the inventory last listed the subscription: a live resource was
 -- last seen then (so an unchanged sync writes no row per resource).
 ALTER TABLE subscriptions ADD COLUMN inventory_at BIGINT;
+-- Bumped by every change to the subscription's resources: an inventory
+-- pass diffed before a change is diffed again.
+ALTER TABLE subscriptions ADD COLUMN resources_rev BIGINT NOT NULL DEFAULT 0;
 UPDATE subscriptions SET detached_at = (
     SELECT c.deleted_at FROM connections c
     WHERE c.org_id = subscriptions.org_id AND c.connection_id = subscriptions.connection_id)

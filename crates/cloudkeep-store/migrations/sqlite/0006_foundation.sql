@@ -13,7 +13,7 @@ CREATE TABLE resource_tags (
     tag_key      TEXT NOT NULL,
     tag_value    TEXT NOT NULL,
     PRIMARY KEY (org_id, resource_id, key_lower)
-);
+) WITHOUT ROWID;
 CREATE INDEX resource_tags_value ON resource_tags (org_id, key_lower, tag_value, resource_id);
 INSERT INTO resource_tags (org_id, resource_id, key_lower, tag_key, tag_value)
     SELECT r.org_id, r.resource_id, lower(j.key), j.key, j.value FROM resources r, json_each(r.tags) j
@@ -36,6 +36,9 @@ ALTER TABLE subscriptions ADD COLUMN detached_at INTEGER;
 -- When the inventory last listed the subscription: a live resource was
 -- last seen then (so an unchanged sync writes no row per resource).
 ALTER TABLE subscriptions ADD COLUMN inventory_at INTEGER;
+-- Bumped by every change to the subscription's resources: an inventory
+-- pass diffed before a change is diffed again.
+ALTER TABLE subscriptions ADD COLUMN resources_rev INTEGER NOT NULL DEFAULT 0;
 UPDATE subscriptions SET detached_at = (
     SELECT c.deleted_at FROM connections c
     WHERE c.org_id = subscriptions.org_id AND c.connection_id = subscriptions.connection_id)

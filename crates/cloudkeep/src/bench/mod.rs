@@ -6,8 +6,11 @@
 //! - `inventory`: a full inventory sync of the `large` preset, then one with
 //!   nothing changed, through `cloudkeep_sync::sync_connection`;
 //! - `writeback`: tag edits written back under Azure's throttling, against
-//!   the minimum the simulator's token buckets allow.
+//!   the minimum the simulator's token buckets allow;
+//! - `api`: the resource list API over the `large` preset, filtered in SQL,
+//!   first and deep pages, on SQLite and PostgreSQL.
 
+mod api;
 mod inventory;
 mod sim;
 mod writeback;
@@ -36,6 +39,8 @@ pub enum BenchCommand {
     Inventory(inventory::InventoryArgs),
     /// Tag edits written back under Azure's throttling, against the minimum its buckets allow.
     Writeback(writeback::WritebackArgs),
+    /// The resource list API over the `large` preset: p50 and p95 of filtered, first and deep pages.
+    Api(api::ApiArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -43,6 +48,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Sim(args) => sim::run(args).await,
         BenchCommand::Inventory(args) => inventory::run(args).await,
         BenchCommand::Writeback(args) => writeback::run(args).await,
+        BenchCommand::Api(args) => api::run(args).await,
     }
 }
 
@@ -240,6 +246,8 @@ struct SyncSetup {
     deps: SyncDeps,
     scope: OrgScope,
     connection: ConnectionId,
+    /// The organisation owner's API token.
+    api_token: SecretString,
     dir: PathBuf,
 }
 
@@ -251,9 +259,23 @@ impl Drop for SyncSetup {
 
 impl SyncSetup {
     async fn new(sim: &SimChild, subscriptions: usize, level: SyncLevel) -> Result<SyncSetup> {
+        Self::on(sim, subscriptions, level, None).await
+    }
+
+    /// The same, on the store at `store_url` (a fresh SQLite file when none).
+    async fn on(
+        sim: &SimChild,
+        subscriptions: usize,
+        level: SyncLevel,
+        store_url: Option<&str>,
+    ) -> Result<SyncSetup> {
         let dir = bench_dir("store");
         let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&format!("sqlite://{}", dir.join("cloudkeep.db").display()))
+        let url = match store_url {
+            Some(u) => u.to_string(),
+            None => format!("sqlite://{}", dir.join("cloudkeep.db").display()),
+        };
+        let store = Store::open(&url)
             .await
             .context("opening the benchmark's store")?;
         let keys = LocalKeyFile::open_or_create(&dir.join("master.key"))?;
@@ -319,6 +341,7 @@ impl SyncSetup {
             },
             scope,
             connection,
+            api_token: org.api_token,
             dir,
         })
     }
