@@ -1,5 +1,6 @@
 //! CLI clients for the API: `connections`, `subscriptions`, `sync`,
-//! `resources` and `tags`. Human tables (and progress bars) by default,
+//! `resources` and `tags` (and, in `evidence`, `evidence`, `controls` and
+//! `alerts`). Human tables (and progress bars) by default,
 //! `--json` for scripts.
 
 use std::io::BufRead;
@@ -12,6 +13,8 @@ use cloudkeep_server::Page;
 use cloudkeep_server::wire::{ConnectionView, SyncRunView};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+pub mod evidence;
 
 #[derive(Args, Clone)]
 pub struct Api {

@@ -33,6 +33,7 @@ async fn state(config: &Config) -> Result<AppState> {
         secure_cookies: config.secure_cookies,
         operator: config.operator.clone(),
         public_url: Some(config.public_url.clone()),
+        webhooks: config.webhooks(),
         ..ServerSettings::default()
     };
     Ok(AppState::new(store, Arc::new(keys), azure, settings))
@@ -54,6 +55,7 @@ fn spawn_scheduler(
     let settings = cloudkeep_sync::scheduler::SchedulerConfig {
         poll: config.scheduler_poll,
         lease: config.scheduler_lease,
+        webhooks: config.webhooks(),
         ..Default::default()
     };
     let scheduler = cloudkeep_sync::scheduler::Scheduler::new(deps, settings);
@@ -254,13 +256,20 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         client_secret: SecretString::new(text(app, "client_secret")?),
         partner_id: None,
     });
+    // Webhook receivers of a demo run beside it.
+    config.webhooks_allow_private = true;
     let state = state(&config).await?;
     let store = state.store.clone();
     let url = config.public_url.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cloudkeep_server::run(listener, state, None, async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(cloudkeep_server::run(
+        listener,
+        state.clone(),
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
 
     // The demo organisation: created once; a re-run gets a fresh password and token.
     let (password, api_token) = match store.find_login(DEMO_OWNER).await? {
@@ -282,6 +291,10 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         }
     };
     connect_simulator(&url, &scenario, &api_token).await?;
+    // The scheduler starts after the first sync (which it would otherwise
+    // race): staleness alerts, webhook deliveries, the next syncs.
+    let scheduler = spawn_scheduler(&config, &state);
+    let coverage = demo_coverage(&url, &api_token).await?;
     let consent_user = scenario["tenants"][0]["users"]
         .as_array()
         .and_then(|users| users.iter().find(|u| u["key"] == "partial-owner"));
@@ -302,6 +315,11 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         "  try:       curl -H 'Authorization: Bearer {}' {url}/api/v1/connections",
         api_token.expose()
     );
+    println!("{coverage}");
+    println!(
+        "  evidence:  cloudkeep evidence list --url {url} --token {} (and `cloudkeep controls CC6.1`, `cloudkeep alerts`)",
+        api_token.expose()
+    );
     if let Some(path) = &args.ready_file {
         let ready = json!({
             "url": url, "api_token": api_token.expose(), "owner_email": DEMO_OWNER,
@@ -310,10 +328,41 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         write_private(path, &ready.to_string())?;
     }
     crate::shutdown_signal().await;
+    stop_scheduler(scheduler).await;
     let _ = stop.send(());
     let _ = server.await;
     sim.stop().await;
     Ok(())
+}
+
+/// The demo's SOC 2 coverage after its first sync, a line per control.
+async fn demo_coverage(url: &str, token: &SecretString) -> Result<String> {
+    let controls: cloudkeep_server::Page<cloudkeep_server::wire::ControlView> =
+        reqwest::Client::new()
+            .get(format!("{url}/api/v1/controls"))
+            .bearer_auth(token.expose())
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+    let percent = |v: Option<f64>| v.map_or_else(|| "-".into(), |f| format!("{:.0}%", f * 100.0));
+    let mut lines =
+        vec!["  coverage:  SOC 2 controls from the evidence just collected".to_string()];
+    for c in &controls.items {
+        lines.push(format!(
+            "             {} {}: {} (evidence coverage {}, pass rate {}; {} passing, {} failing, {} not collected)",
+            c.id,
+            c.title,
+            c.coverage.state,
+            percent(c.coverage.evidence_coverage),
+            percent(c.coverage.pass_rate),
+            c.coverage.passing,
+            c.coverage.failing,
+            c.coverage.not_collected
+        ));
+    }
+    Ok(lines.join("\n"))
 }
 
 /// The simulator's scenario: its tenants, principals and application.

@@ -19,6 +19,7 @@
 //! | `CLOUDKEEP_OPERATOR_CLIENT_ID` | `operator.client_id` | none (the consent flow is off without it) |
 //! | `CLOUDKEEP_OPERATOR_CLIENT_SECRET` | `operator.client_secret` | none |
 //! | `CLOUDKEEP_PARTNER_ID` | `operator.partner_id` | none (no Partner Admin Link) |
+//! | `CLOUDKEEP_WEBHOOKS_ALLOW_PRIVATE` | `webhooks.allow_private` | `off`: webhooks go to public HTTPS receivers only (`on` allows loopback and private addresses, and plain HTTP to them) |
 //! | `CLOUDKEEP_LOG` | — | `info` (a tracing filter) |
 //! | `CLOUDKEEP_LOG_FORMAT` | `log.format` | `json` (`text` for people) |
 
@@ -47,6 +48,15 @@ struct FileConfig {
     scheduler: SchedulerSection,
     #[serde(default)]
     operator: OperatorSection,
+    #[serde(default)]
+    webhooks: WebhooksSection,
+}
+
+/// Where alert webhooks may be delivered.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhooksSection {
+    allow_private: Option<bool>,
 }
 
 /// The operator's own multi-tenant application, for onboarding by consent.
@@ -122,6 +132,9 @@ pub struct Config {
     pub scheduler_lease: chrono::Duration,
     pub public_url: String,
     pub operator: Option<OperatorApp>,
+    /// Webhooks may go to loopback and private addresses (and over plain
+    /// HTTP to them).
+    pub webhooks_allow_private: bool,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -215,7 +228,12 @@ impl Config {
             .or(parsed.server.public_url)
             .unwrap_or_else(|| default_public_url(listen, tls.is_some()));
         let operator = operator(parsed.operator)?;
+        let webhooks_allow_private = match env("CLOUDKEEP_WEBHOOKS_ALLOW_PRIVATE") {
+            Some(v) => matches!(v.as_str(), "on" | "1" | "true" | "yes"),
+            None => parsed.webhooks.allow_private.unwrap_or(false),
+        };
         Ok(Config {
+            webhooks_allow_private,
             public_url,
             operator,
             listen,
@@ -244,6 +262,13 @@ impl Config {
     pub fn listening_on(&mut self, addr: SocketAddr) {
         self.listen = addr;
         self.public_url = default_public_url(addr, self.tls.is_some());
+    }
+
+    /// Where webhooks may go.
+    pub fn webhooks(&self) -> cloudkeep_sync::webhooks::WebhookPolicy {
+        cloudkeep_sync::webhooks::WebhookPolicy {
+            allow_private: self.webhooks_allow_private,
+        }
     }
 
     pub fn azure(&self) -> Result<cloudkeep_azure::AzureConfig> {
@@ -363,6 +388,13 @@ mod tests {
         assert!(
             Config::load(Some(&file), None).is_err(),
             "a partner id is digits"
+        );
+        std::fs::write(&file, "[webhooks]\nallow_private = true\n").expect("write");
+        assert!(
+            Config::load(Some(&file), None)
+                .expect("webhooks")
+                .webhooks()
+                .allow_private
         );
         std::fs::write(&file, "[serverr]\n").expect("write");
         assert!(

@@ -76,6 +76,13 @@ enum Command {
     /// Tag edits and conflicts, through the API.
     #[command(subcommand)]
     Tags(client::TagsCommand),
+    /// Security evidence, through the API.
+    #[command(subcommand)]
+    Evidence(client::evidence::EvidenceCommand),
+    /// SOC 2 controls and their coverage, through the API.
+    Controls(client::evidence::ControlsArgs),
+    /// Alerts (evidence staleness, ...), through the API.
+    Alerts(client::evidence::AlertsArgs),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -272,6 +279,18 @@ fn main() -> Result<()> {
             Command::Tags(cmd) => {
                 init_logging(false, "warn");
                 client::tags(cmd).await
+            }
+            Command::Evidence(cmd) => {
+                init_logging(false, "warn");
+                client::evidence::evidence(cmd).await
+            }
+            Command::Controls(args) => {
+                init_logging(false, "warn");
+                client::evidence::controls(args).await
+            }
+            Command::Alerts(args) => {
+                init_logging(false, "warn");
+                client::evidence::alerts(args).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");

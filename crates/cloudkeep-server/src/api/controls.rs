@@ -103,7 +103,7 @@ async fn get_control(
     let scope = caller.scope();
     let report = state.store.coverage(scope).await?;
     let control = control_view(&report, id);
-    let checks = control
+    let check_coverage = control
         .checks
         .iter()
         .map(|c| CheckCoverageView {
@@ -152,7 +152,7 @@ async fn get_control(
         .collect();
     Ok(Json(ControlDetail {
         control,
-        checks,
+        check_coverage,
         evidence,
         evidence_total,
         history,

@@ -149,7 +149,8 @@ pub struct ControlDayView {
 pub struct ControlDetail {
     #[serde(flatten)]
     pub control: ControlView,
-    pub checks: Vec<CheckCoverageView>,
+    /// Each of its checks' coverage.
+    pub check_coverage: Vec<CheckCoverageView>,
     /// Its current evidence, failing and not collected first (at most
     /// `evidence_limit`; `GET /api/v1/evidence?control=` lists all).
     pub evidence: Vec<EvidenceView>,

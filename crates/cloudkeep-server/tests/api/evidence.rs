@@ -988,7 +988,7 @@ async fn auditors_and_viewers_read_evidence_only_admins_change_the_mapping() {
         )
         .await;
     assert!(
-        control["checks"]
+        control["check_coverage"]
             .as_array()
             .expect("checks")
             .iter()

@@ -8,9 +8,12 @@
 //! - `writeback`: tag edits written back under Azure's throttling, against
 //!   the minimum the simulator's token buckets allow;
 //! - `api`: the resource list API over the `large` preset, filtered in SQL,
-//!   first and deep pages, on SQLite and PostgreSQL.
+//!   first and deep pages, on SQLite and PostgreSQL;
+//! - `evidence`: an evidence sync of the `large` preset, then one with
+//!   nothing changed (which must add no evidence row).
 
 mod api;
+mod evidence;
 mod inventory;
 mod sim;
 mod writeback;
@@ -41,6 +44,8 @@ pub enum BenchCommand {
     Writeback(writeback::WritebackArgs),
     /// The resource list API over the `large` preset: p50 and p95 of filtered, first and deep pages.
     Api(api::ApiArgs),
+    /// An evidence sync of the `large` preset with throttling off, then one with nothing changed.
+    Evidence(evidence::EvidenceArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -49,6 +54,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Inventory(args) => inventory::run(args).await,
         BenchCommand::Writeback(args) => writeback::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
+        BenchCommand::Evidence(args) => evidence::run(args).await,
     }
 }
 

@@ -340,6 +340,58 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
         "{out}"
     );
 
+    // Evidence and coverage, from the demo's first sync on.
+    let (ok, out, err) = cli(&["controls"], None);
+    assert!(
+        ok && out.starts_with("CONTROL") && out.contains("CC6.1") && out.contains("failing"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = cli(&["controls", "--json"], None);
+    assert!(ok);
+    let controls: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(controls.as_array().map(Vec::len), Some(3), "{controls}");
+    let (ok, out, err) = cli(&["controls", "CC6.6"], None);
+    assert!(
+        ok && out.contains("daily history") && out.contains("storage.https_only"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(
+        &[
+            "evidence",
+            "list",
+            "--check",
+            "storage.https_only",
+            "--result",
+            "fail",
+            "--json",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let fails: Value = serde_json::from_str(out.trim()).expect("json");
+    let fails = fails.as_array().expect("rows");
+    assert!(
+        !fails.is_empty() && fails.iter().all(|e| e["result"] == "fail"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(&["evidence", "list", "--control", "CC7.1"], None);
+    assert!(
+        ok && out.starts_with("EVIDENCE") && out.contains("defender."),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(
+        &["evidence", "show", fails[0]["id"].as_str().expect("id")],
+        None,
+    );
+    assert!(
+        ok && out.contains("fingerprint") && out.contains("CC6.6"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(&["alerts"], None);
+    assert!(ok && out.starts_with("ALERT"), "{out}{err}");
+    let (ok, _, err) = cli(&["evidence", "list", "--result", "maybe"], None);
+    assert!(!ok && err.contains("not_collected"), "{err}");
+
     // The demo's own simulator, in its process.
     let sim_http = cloudkeep_testkit::sim::trusting(
         &std::fs::read(info["ca"].as_str().expect("ca")).expect("ca"),
