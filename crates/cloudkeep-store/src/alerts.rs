@@ -369,23 +369,17 @@ impl Store {
         Ok(a)
     }
 
-    /// The open or acknowledged alert of a kind and scope, if any (a read:
-    /// `open_alert` and `resolve_alert` decide again under the lock).
-    pub async fn active_alert(
-        &self,
-        scope: &OrgScope,
-        kind: AlertKind,
-        alert_scope: &str,
-    ) -> Result<Option<Alert>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE org_id = $1 AND kind = $2 AND scope = $3 AND state <> 'resolved'"
+    /// The open and acknowledged alerts of a kind (a read: `open_alert` and
+    /// `resolve_alert` decide again under the lock).
+    pub async fn active_alerts(&self, scope: &OrgScope, kind: AlertKind) -> Result<Vec<Alert>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE org_id = $1 AND kind = $2 AND state <> 'resolved' ORDER BY opened_at, alert_id"
         ))
         .bind(scope.id())
         .bind(kind.as_str())
-        .bind(alert_scope)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.as_ref().map(alert).transpose()
+        rows.iter().map(alert).collect()
     }
 
     pub async fn alert(&self, scope: &OrgScope, id: Uuid) -> Result<Alert> {

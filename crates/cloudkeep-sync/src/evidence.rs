@@ -106,6 +106,22 @@ impl NotCollected {
     }
 }
 
+/// What a collector answers when its first read is refused: every one of
+/// its checks not collected, about the subscription. Another error is
+/// answered as it is.
+pub(crate) fn all_refused(
+    ctx: &CollectContext<'_>,
+    source: EvidenceSource,
+    read: &'static str,
+    e: AzureError,
+) -> Result<Vec<Observation>, CollectError> {
+    let refused = NotCollected::from_error(ctx, source, read, e)?;
+    let subject = subscription_subject(ctx);
+    Ok(CheckId::of(source)
+        .map(|c| refused.observation(c, &subject))
+        .collect())
+}
+
 /// The subscription's ARM id, the subject of its own checks.
 pub(crate) fn subscription_subject(ctx: &CollectContext<'_>) -> String {
     format!("/subscriptions/{}", ctx.subscription.azure_id)
@@ -203,23 +219,31 @@ pub struct Review {
 
 /// Looks at an organisation's evidence now: opens an `evidence_stale`
 /// alert for each connection past its stale threshold (once: an open one
-/// stays), resolves the alerts of connections that synced since, and
+/// stays), resolves the alerts of connections that synced since (or were
+/// revoked), and
 /// writes the controls' daily history when something changed or today has
 /// none yet. The scheduler calls it at every pass; a finished run calls it
 /// too (`after_sync`).
 pub async fn review(store: &Store, scope: &OrgScope, actor: &str) -> Result<Review, StoreError> {
     let now = store.now();
     let mut out = Review::default();
+    let mut active: Vec<String> = store
+        .active_alerts(scope, AlertKind::EvidenceStale)
+        .await?
+        .into_iter()
+        .map(|a| a.scope)
+        .collect();
     for h in store.sync_health(scope).await? {
         let key = alert_scope(h.connection_id);
-        let active = store
-            .active_alert(scope, AlertKind::EvidenceStale, &key)
-            .await?
-            .is_some();
-        if h.is_stale(now) == active {
+        let was = active
+            .iter()
+            .position(|a| *a == key)
+            .map(|i| active.remove(i));
+        let stale = h.is_stale(now);
+        if stale == was.is_some() {
             continue; // as it should be: nothing to write
         }
-        if h.is_stale(now) {
+        if stale {
             let new = NewAlert {
                 kind: AlertKind::EvidenceStale,
                 scope: key,
@@ -235,6 +259,17 @@ pub async fn review(store: &Store, scope: &OrgScope, actor: &str) -> Result<Revi
             }
         } else if store
             .resolve_alert(scope, AlertKind::EvidenceStale, &key, figures(&h), actor)
+            .await?
+            .is_some()
+        {
+            out.alerts_resolved += 1;
+        }
+    }
+    // Alerts of connections no longer live (revoked): their cause is gone.
+    for key in active {
+        let figures = json!({"connection": key, "resolved_because": "the connection was revoked"});
+        if store
+            .resolve_alert(scope, AlertKind::EvidenceStale, &key, figures, actor)
             .await?
             .is_some()
         {

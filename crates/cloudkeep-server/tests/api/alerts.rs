@@ -10,13 +10,12 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderMap;
 use chrono::Duration;
 use cloudkeep_domain::{Clock, ManualClock, Role};
-use cloudkeep_testkit::{AppOptions, spawn_app_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::evidence::sync_ok;
-use crate::harness::{App, Org};
+use crate::harness::{App, Org, spawn_app_on};
 
 /// What a local webhook receiver got: each request's headers and body.
 #[derive(Clone, Default)]
@@ -134,12 +133,21 @@ fn verify(secret: &str, headers: &HeaderMap, body: &str) -> i64 {
     t
 }
 
-async fn app_on(clock: &ManualClock) -> App {
-    spawn_app_with(AppOptions {
-        clock: Some(Arc::new(clock.clone())),
-        ..Default::default()
-    })
-    .await
+/// Connects the simulated tenant and syncs it once, with a cadence so long
+/// that the scheduler never syncs it during the test; answers its id.
+async fn synced_rarely(app: &App, org: &Org) -> String {
+    let conn = app.connect(org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    app.expect(
+        &org.token,
+        Method::PATCH,
+        &format!("/api/v1/connections/{id}"),
+        Some(json!({"cadence_hours": 2160})),
+        StatusCode::OK,
+    )
+    .await;
+    sync_ok(app, org, &id).await;
+    id
 }
 
 /// A webhook to `url`; answers its id and secret.
@@ -173,20 +181,9 @@ async fn coverage_of(app: &App, org: &Org, control: &str) -> Value {
 #[tokio::test]
 async fn stale_evidence_opens_one_alert_and_a_successful_sync_resolves_it() {
     let clock = ManualClock::starting_now();
-    let app = app_on(&clock).await;
+    let app = spawn_app_on(&clock).await;
     let org = app.org("acme").await;
-    let conn = app.connect(&org, "collector").await;
-    let id = conn["id"].as_str().expect("id").to_string();
-    // The scheduler must not sync it meanwhile: a long cadence.
-    app.expect(
-        &org.token,
-        Method::PATCH,
-        &format!("/api/v1/connections/{id}"),
-        Some(json!({"cadence_hours": 2160})),
-        StatusCode::OK,
-    )
-    .await;
-    sync_ok(&app, &org, &id).await;
+    let id = synced_rarely(&app, &org).await;
     let receiver = Receiver::start(0).await;
     let (_, secret) = webhook(&app, &org, &receiver.url).await;
     let scheduler = app.scheduler();
@@ -306,7 +303,7 @@ async fn stale_evidence_opens_one_alert_and_a_successful_sync_resolves_it() {
 #[tokio::test]
 async fn webhook_deliveries_are_signed_and_retried_with_backoff() {
     let clock = ManualClock::starting_now();
-    let app = app_on(&clock).await;
+    let app = spawn_app_on(&clock).await;
     let org = app.org("acme").await;
     for (url, why) in [
         ("http://hooks.example.com/ck", "HTTPS"),
@@ -419,4 +416,32 @@ async fn webhook_deliveries_are_signed_and_retried_with_backoff() {
     )
     .await;
     assert_eq!(app.list(&org.token, "/api/v1/webhooks").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_revoked_connection_s_stale_alert_resolves() {
+    let clock = ManualClock::starting_now();
+    let app = spawn_app_on(&clock).await;
+    let org = app.org("acme").await;
+    let id = synced_rarely(&app, &org).await;
+    let scheduler = app.scheduler();
+    clock.advance(Duration::hours(49));
+    assert_eq!(scheduler.tick().await.expect("tick").alerts, 1);
+    app.expect(
+        &org.token,
+        Method::DELETE,
+        &format!("/api/v1/connections/{id}"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(scheduler.tick().await.expect("tick").alerts, 1, "resolved");
+    let alerts = app.list(&org.token, "/api/v1/alerts").await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["state"], "resolved");
+    assert_eq!(
+        alerts[0]["figures"]["resolved_because"],
+        "the connection was revoked"
+    );
+    assert_eq!(scheduler.tick().await.expect("tick").alerts, 0);
 }

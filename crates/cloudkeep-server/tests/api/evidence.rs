@@ -1004,11 +1004,7 @@ async fn auditors_and_viewers_read_evidence_only_admins_change_the_mapping() {
 #[tokio::test]
 async fn a_control_takes_the_worst_state_of_its_evidence() {
     let clock = cloudkeep_domain::ManualClock::starting_now();
-    let app = cloudkeep_testkit::spawn_app_with(cloudkeep_testkit::AppOptions {
-        clock: Some(std::sync::Arc::new(clock.clone())),
-        ..Default::default()
-    })
-    .await;
+    let app = crate::harness::spawn_app_on(&clock).await;
     let org = app.org("acme").await;
     let conn = app.connect(&org, "collector").await;
     let id = conn["id"].as_str().expect("id").to_string();

@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::evidence::{
-    NotCollected, field, judged, nothing_to_judge, record, subscription_subject,
+    NotCollected, all_refused, field, judged, nothing_to_judge, record, subscription_subject,
 };
 use crate::{CollectContext, CollectError, Collector};
 
@@ -54,16 +54,13 @@ impl Collector for KeyVaults {
             {
                 Ok(v) => v,
                 Err(e) => {
-                    let refused = NotCollected::from_error(
+                    let refused = all_refused(
                         &ctx,
                         EvidenceSource::KeyVault,
                         "Microsoft.KeyVault/vaults",
                         e,
                     )?;
-                    let all: Vec<Observation> = CheckId::of(EvidenceSource::KeyVault)
-                        .map(|c| refused.observation(c, &subscription))
-                        .collect();
-                    return record(&ctx, EvidenceSource::KeyVault, &all).await;
+                    return record(&ctx, EvidenceSource::KeyVault, &refused).await;
                 }
             };
             if vaults.is_empty() {

@@ -13,7 +13,7 @@ use cloudkeep_store::Observation;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::evidence::{NotCollected, judged, record, subscription_subject};
+use crate::evidence::{NotCollected, all_refused, judged, record, subscription_subject};
 use crate::{CollectContext, CollectError, Collector};
 
 pub struct Rbac;
@@ -74,16 +74,13 @@ impl Collector for Rbac {
             {
                 Ok(a) => a,
                 Err(e) => {
-                    let refused = NotCollected::from_error(
+                    let mut all = all_refused(
                         &ctx,
                         EvidenceSource::Rbac,
                         "Microsoft.Authorization/roleAssignments",
                         e,
                     )?;
-                    let mut all: Vec<Observation> = CheckId::of(EvidenceSource::Rbac)
-                        .filter(|c| *c != CheckId::RbacGuestUsers)
-                        .map(|c| refused.observation(c, &subject))
-                        .collect();
+                    all.retain(|o| o.check != CheckId::RbacGuestUsers);
                     all.push(guests);
                     return record(&ctx, EvidenceSource::Rbac, &all).await;
                 }
@@ -210,6 +207,25 @@ fn owner_count(subject: &str, assignments: &[SubscriptionRoleAssignment]) -> Obs
     )
 }
 
+/// A check that passes when nothing is found, listing what was (`key` in
+/// the facts, in a stable order).
+fn none_found(
+    check: CheckId,
+    subject: &str,
+    key: &str,
+    found: Vec<Value>,
+    why: impl FnOnce(usize) -> String,
+) -> Observation {
+    let n = found.len();
+    judged(
+        check,
+        subject,
+        json!({ key: sorted(found) }),
+        n == 0,
+        || why(n),
+    )
+}
+
 fn custom_owner_roles(
     subject: &str,
     subscription: &str,
@@ -235,13 +251,12 @@ fn custom_owner_roles(
             })
         })
         .collect();
-    let n = offending.len();
-    judged(
+    none_found(
         CheckId::RbacCustomOwnerRoles,
         subject,
-        json!({"roles": sorted(offending)}),
-        n == 0,
-        || format!("{n} custom roles with '*' actions are assignable at the subscription"),
+        "roles",
+        offending,
+        |n| format!("{n} custom roles with '*' actions are assignable at the subscription"),
     )
 }
 
@@ -249,18 +264,17 @@ fn user_access_administrators(
     subject: &str,
     assignments: &[SubscriptionRoleAssignment],
 ) -> Observation {
-    let found: Vec<Value> = assignments
+    let found = assignments
         .iter()
         .filter(|a| a.role_definition_id == USER_ACCESS_ADMINISTRATOR)
         .map(|a| held(a, None))
         .collect();
-    let n = found.len();
-    judged(
+    none_found(
         CheckId::RbacUserAccessAdministrator,
         subject,
-        json!({"assignments": sorted(found)}),
-        n == 0,
-        || format!("{n} User Access Administrator assignments apply at the subscription"),
+        "assignments",
+        found,
+        |n| format!("{n} User Access Administrator assignments apply at the subscription"),
     )
 }
 
@@ -269,7 +283,7 @@ fn privileged_foreign_groups(
     assignments: &[SubscriptionRoleAssignment],
     roles: &BTreeMap<String, Role>,
 ) -> Observation {
-    let found: Vec<Value> = assignments
+    let found = assignments
         .iter()
         .filter(|a| a.principal_type.eq_ignore_ascii_case("ForeignGroup"))
         .filter(|a| {
@@ -279,13 +293,12 @@ fn privileged_foreign_groups(
         })
         .map(|a| held(a, Some(roles)))
         .collect();
-    let n = found.len();
-    judged(
+    none_found(
         CheckId::RbacPrivilegedForeignGroups,
         subject,
-        json!({"assignments": sorted(found)}),
-        n == 0,
-        || format!("{n} privileged roles are held by groups of another tenant (ForeignGroup)"),
+        "assignments",
+        found,
+        |n| format!("{n} privileged roles are held by groups of another tenant (ForeignGroup)"),
     )
 }
 
@@ -296,7 +309,7 @@ fn privileged_users(
     roles: &BTreeMap<String, Role>,
 ) -> Observation {
     let sub_scope = format!("/subscriptions/{}", subscription.to_ascii_lowercase());
-    let found: Vec<Value> = assignments
+    let found = assignments
         .iter()
         .filter(|a| a.principal_type.eq_ignore_ascii_case("User"))
         .filter(|a| {
@@ -311,13 +324,12 @@ fn privileged_users(
         })
         .map(|a| held(a, Some(roles)))
         .collect();
-    let n = found.len();
-    judged(
+    none_found(
         CheckId::RbacPrivilegedUsers,
         subject,
-        json!({"assignments": sorted(found)}),
-        n == 0,
-        || {
+        "assignments",
+        found,
+        |n| {
             format!(
                 "flagged for review: {n} privileged roles are held directly by users at the subscription (prefer groups and just-in-time access)"
             )

@@ -13,9 +13,7 @@ use cloudkeep_store::Observation;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
-use crate::evidence::{
-    NotCollected, field, judged, nothing_to_judge, record, subscription_subject,
-};
+use crate::evidence::{all_refused, field, judged, nothing_to_judge, record, subscription_subject};
 use crate::{CollectContext, CollectError, Collector};
 
 pub struct Storage;
@@ -43,16 +41,13 @@ impl Collector for Storage {
             {
                 Ok(a) => a,
                 Err(e) => {
-                    let refused = NotCollected::from_error(
+                    let refused = all_refused(
                         &ctx,
                         EvidenceSource::Storage,
                         "Microsoft.Storage/storageAccounts",
                         e,
                     )?;
-                    let all: Vec<Observation> = CheckId::of(EvidenceSource::Storage)
-                        .map(|c| refused.observation(c, &subscription))
-                        .collect();
-                    return record(&ctx, EvidenceSource::Storage, &all).await;
+                    return record(&ctx, EvidenceSource::Storage, &refused).await;
                 }
             };
             let observations: Vec<Observation> = if accounts.is_empty() {
