@@ -2,8 +2,8 @@
 //! the secrets sealed under them: connection credentials and webhook
 //! signing secrets.
 
-use cloudkeep_domain::crypto::{DataKey, KeyProvider, WrappedKey};
-use cloudkeep_domain::{ConnectionId, SecretString};
+use cloudkeep_domain::crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
+use cloudkeep_domain::{ConnectionId, OrgId, SecretString};
 use serde_json::json;
 use sqlx::Row;
 
@@ -16,6 +16,43 @@ pub struct SealedCredential {
     pub blob: Vec<u8>,
     pub data_key_version: i64,
 }
+
+/// A kind of secret sealed under an organisation's data key, as data key
+/// rotation re-encrypts it: its table, id and blob columns, which rows
+/// hold a live one, and how it is opened under the old key and sealed
+/// under the new (each kind has its own associated data).
+/// Opens a secret under the old key and seals it under the new.
+type Reseal = fn(&DataKey, &DataKey, OrgId, uuid::Uuid, &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+struct SealedKind {
+    table: &'static str,
+    id: &'static str,
+    blob: &'static str,
+    live: &'static str,
+    reseal: Reseal,
+}
+
+const SEALED: [SealedKind; 2] = [
+    SealedKind {
+        table: "connections",
+        id: "connection_id",
+        blob: "credential",
+        live: "credential IS NOT NULL",
+        reseal: |old, new, org, id, blob| {
+            let c = ConnectionId::from_uuid(id);
+            new.seal_credential(org, c, &old.open_credential(org, c, blob)?)
+        },
+    },
+    SealedKind {
+        table: "webhooks",
+        id: "webhook_id",
+        blob: "secret",
+        live: "deleted_at IS NULL",
+        reseal: |old, new, org, id, blob| {
+            new.seal_webhook_secret(org, id, &old.open_webhook_secret(org, id, blob)?)
+        },
+    },
+];
 
 impl Store {
     /// The organisation's current data key (created on first use), unwrapped.
@@ -239,83 +276,72 @@ impl Store {
             newest + 1
         };
         let new_key = self.data_key(scope, provider, target).await?;
-        let rows = sqlx::query(
-            "SELECT connection_id, credential, data_key_version FROM connections WHERE org_id = $1 AND credential IS NOT NULL AND data_key_version <> $2",
-        )
-        .bind(scope.id())
-        .bind(target)
-        .fetch_all(&self.pool)
-        .await?;
         let mut count = 0;
-        for row in rows {
-            let conn: ConnectionId = crate::parse(&row, "connection_id")?;
-            let old_version: i64 = row.try_get("data_key_version")?;
-            let blob: Vec<u8> = row.try_get("credential")?;
-            let old_key = self.data_key(scope, provider, old_version).await?;
-            let secret = old_key.open_credential(scope.org(), conn, &blob)?;
-            let sealed = new_key.seal_credential(scope.org(), conn, &secret)?;
-            // Only if the credential is still the one just re-encrypted: a
-            // re-auth in between wins, and is re-encrypted by a later run.
-            let done = sqlx::query(
-                "UPDATE connections SET credential = $3, data_key_version = $4 \
-                 WHERE org_id = $1 AND connection_id = $2 AND data_key_version = $5 AND credential = $6",
-            )
+        let mut counts = serde_json::Map::new();
+        for kind in &SEALED {
+            let rows = sqlx::query(&format!(
+                "SELECT {id}, {blob}, data_key_version FROM {table} WHERE org_id = $1 AND {live} AND data_key_version <> $2",
+                id = kind.id,
+                blob = kind.blob,
+                table = kind.table,
+                live = kind.live,
+            ))
             .bind(scope.id())
-            .bind(conn.to_string())
-            .bind(sealed)
             .bind(target)
-            .bind(old_version)
-            .bind(blob)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-            if done.rows_affected() == 0 {
-                continue;
+            let mut done = 0;
+            for row in rows {
+                let id: uuid::Uuid = crate::parse(&row, kind.id)?;
+                let old_version: i64 = row.try_get("data_key_version")?;
+                let blob: Vec<u8> = row.try_get(kind.blob)?;
+                let old_key = self.data_key(scope, provider, old_version).await?;
+                let sealed = (kind.reseal)(&old_key, &new_key, scope.org(), id, &blob)?;
+                // Only if the secret is still the one just re-encrypted: a
+                // re-auth in between wins, and is re-encrypted by a later run.
+                done += sqlx::query(&format!(
+                    "UPDATE {table} SET {blob} = $3, data_key_version = $4 \
+                     WHERE org_id = $1 AND {id} = $2 AND data_key_version = $5 AND {blob} = $6",
+                    table = kind.table,
+                    blob = kind.blob,
+                    id = kind.id,
+                ))
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(sealed)
+                .bind(target)
+                .bind(old_version)
+                .bind(blob)
+                .execute(&self.pool)
+                .await?
+                .rows_affected() as usize;
             }
-            count += 1;
-        }
-        // Webhook secrets are sealed under the same keys.
-        let hooks = sqlx::query(
-            "SELECT webhook_id, secret, data_key_version FROM webhooks WHERE org_id = $1 AND data_key_version <> $2",
-        )
-        .bind(scope.id())
-        .bind(target)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in hooks {
-            let hook: uuid::Uuid = crate::parse(&row, "webhook_id")?;
-            let old_version: i64 = row.try_get("data_key_version")?;
-            let blob: Vec<u8> = row.try_get("secret")?;
-            let old_key = self.data_key(scope, provider, old_version).await?;
-            let secret = old_key.open_webhook_secret(scope.org(), hook, &blob)?;
-            let sealed = new_key.seal_webhook_secret(scope.org(), hook, &secret)?;
-            let done = sqlx::query(
-                "UPDATE webhooks SET secret = $3, data_key_version = $4 \
-                 WHERE org_id = $1 AND webhook_id = $2 AND data_key_version = $5 AND secret = $6",
-            )
-            .bind(scope.id())
-            .bind(hook.to_string())
-            .bind(sealed)
-            .bind(target)
-            .bind(old_version)
-            .bind(blob)
-            .execute(&self.pool)
-            .await?;
-            count += done.rows_affected() as usize;
+            counts.insert(kind.table.into(), json!(done));
+            count += done;
         }
         let entry = AuditEntry::new(
             actor,
             "data_key.rotated",
             format!("data_key:{target}"),
-            json!({"credentials": count}),
+            json!({"credentials": counts["connections"], "webhook_secrets": counts["webhooks"]}),
         );
         let mut tx = self.audited(scope, entry).await?;
         within(async {
-            // Old versions go only once no credential uses them.
-            sqlx::query(
-                "DELETE FROM data_keys WHERE org_id = $1 AND version < $2 AND NOT EXISTS \
-                 (SELECT 1 FROM connections c WHERE c.org_id = data_keys.org_id AND c.data_key_version = data_keys.version) \
-                 AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.org_id = data_keys.org_id AND w.data_key_version = data_keys.version)",
-            )
+            // Old versions go only once no live secret uses them.
+            let in_use: Vec<String> = SEALED
+                .iter()
+                .map(|k| {
+                    format!(
+                        "NOT EXISTS (SELECT 1 FROM {t} x WHERE x.org_id = data_keys.org_id AND x.{live} AND x.data_key_version = data_keys.version)",
+                        t = k.table,
+                        live = k.live
+                    )
+                })
+                .collect();
+            sqlx::query(&format!(
+                "DELETE FROM data_keys WHERE org_id = $1 AND version < $2 AND {}",
+                in_use.join(" AND ")
+            ))
             .bind(scope.id())
             .bind(target)
             .execute(&mut **tx)

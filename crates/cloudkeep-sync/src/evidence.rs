@@ -122,6 +122,29 @@ pub(crate) fn all_refused(
         .collect())
 }
 
+/// A collector's first listing (storage accounts, vaults): its items, or
+/// what was recorded instead when there are none to judge (each check not
+/// applicable) or Azure refused the read (each check not collected).
+pub(crate) enum Listing<T> {
+    Items(Vec<T>),
+    Recorded(Counts),
+}
+
+pub(crate) async fn first_listing<T>(
+    ctx: &CollectContext<'_>,
+    source: EvidenceSource,
+    read: &'static str,
+    listed: Result<Vec<T>, AzureError>,
+    none: &str,
+) -> Result<Listing<T>, CollectError> {
+    let instead = match listed {
+        Ok(items) if !items.is_empty() => return Ok(Listing::Items(items)),
+        Ok(_) => nothing_to_judge(CheckId::of(source), &subscription_subject(ctx), none),
+        Err(e) => all_refused(ctx, source, read, e)?,
+    };
+    Ok(Listing::Recorded(record(ctx, source, &instead).await?))
+}
+
 /// The subscription's ARM id, the subject of its own checks.
 pub(crate) fn subscription_subject(ctx: &CollectContext<'_>) -> String {
     format!("/subscriptions/{}", ctx.subscription.azure_id)

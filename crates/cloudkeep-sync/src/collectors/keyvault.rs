@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::evidence::{
-    NotCollected, all_refused, field, judged, nothing_to_judge, record, subscription_subject,
+    Listing, NotCollected, field, first_listing, judged, nothing_to_judge, record,
 };
 use crate::{CollectContext, CollectError, Collector};
 
@@ -45,32 +45,23 @@ impl Collector for KeyVaults {
         ctx: CollectContext<'a>,
     ) -> BoxFuture<'a, Result<Counts, CollectError>> {
         Box::pin(async move {
-            let subscription = subscription_subject(&ctx);
-            let vaults = match ctx
+            let listed = ctx
                 .azure
                 .key_vaults(ctx.token, &ctx.subscription.azure_id)
                 .all()
-                .await
+                .await;
+            let vaults = match first_listing(
+                &ctx,
+                EvidenceSource::KeyVault,
+                "Microsoft.KeyVault/vaults",
+                listed,
+                "the subscription has no key vaults",
+            )
+            .await?
             {
-                Ok(v) => v,
-                Err(e) => {
-                    let refused = all_refused(
-                        &ctx,
-                        EvidenceSource::KeyVault,
-                        "Microsoft.KeyVault/vaults",
-                        e,
-                    )?;
-                    return record(&ctx, EvidenceSource::KeyVault, &refused).await;
-                }
+                Listing::Items(v) => v,
+                Listing::Recorded(counts) => return Ok(counts),
             };
-            if vaults.is_empty() {
-                let none = nothing_to_judge(
-                    CheckId::of(EvidenceSource::KeyVault),
-                    &subscription,
-                    "the subscription has no key vaults",
-                );
-                return record(&ctx, EvidenceSource::KeyVault, &none).await;
-            }
             let total = vaults.len() as u64;
             let reads: Vec<_> = vaults.iter().map(|v| judge_vault(&ctx, v)).collect();
             let mut judged_vaults =

@@ -13,7 +13,7 @@ use cloudkeep_store::Observation;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
-use crate::evidence::{all_refused, field, judged, nothing_to_judge, record, subscription_subject};
+use crate::evidence::{Listing, field, first_listing, judged, record};
 use crate::{CollectContext, CollectError, Collector};
 
 pub struct Storage;
@@ -32,33 +32,24 @@ impl Collector for Storage {
         ctx: CollectContext<'a>,
     ) -> BoxFuture<'a, Result<Counts, CollectError>> {
         Box::pin(async move {
-            let subscription = subscription_subject(&ctx);
-            let accounts = match ctx
+            let listed = ctx
                 .azure
                 .storage_accounts(ctx.token, &ctx.subscription.azure_id)
                 .all()
-                .await
+                .await;
+            let accounts = match first_listing(
+                &ctx,
+                EvidenceSource::Storage,
+                "Microsoft.Storage/storageAccounts",
+                listed,
+                "the subscription has no storage accounts",
+            )
+            .await?
             {
-                Ok(a) => a,
-                Err(e) => {
-                    let refused = all_refused(
-                        &ctx,
-                        EvidenceSource::Storage,
-                        "Microsoft.Storage/storageAccounts",
-                        e,
-                    )?;
-                    return record(&ctx, EvidenceSource::Storage, &refused).await;
-                }
+                Listing::Items(a) => a,
+                Listing::Recorded(counts) => return Ok(counts),
             };
-            let observations: Vec<Observation> = if accounts.is_empty() {
-                nothing_to_judge(
-                    CheckId::of(EvidenceSource::Storage),
-                    &subscription,
-                    "the subscription has no storage accounts",
-                )
-            } else {
-                accounts.iter().flat_map(judge).collect()
-            };
+            let observations: Vec<Observation> = accounts.iter().flat_map(judge).collect();
             record(&ctx, EvidenceSource::Storage, &observations).await
         })
     }
