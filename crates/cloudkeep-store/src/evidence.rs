@@ -334,7 +334,8 @@ impl Store {
     /// the sync `run` that started at `observed_at`: unchanged subjects
     /// extend their current interval, changed ones close it and open a new
     /// one, new ones open one, and subjects of this collector no longer
-    /// observed have theirs closed. One transaction, a few statements.
+    /// observed have theirs closed. Compared with the current rows outside
+    /// the write lock, written in one transaction of a few statements.
     pub async fn record_evidence(
         &self,
         scope: &OrgScope,
@@ -347,7 +348,10 @@ impl Store {
         let at = observed_at.timestamp_millis();
         let now = self.now_ms();
         let (org, sub, run) = (scope.id(), subscription.id.to_string(), run_id.to_string());
-        let mut tx = self.begin_write().await?;
+        // Compared outside the write lock (SQLite has one writer, which the
+        // run's progress and other subscriptions wait for); only this run
+        // writes this subscription's evidence of this collector, and the
+        // writes below check that the rows they close are still current.
         let rows = sqlx::query(
             "SELECT evidence_id, check_id, subject_key, fingerprint FROM evidence \
              WHERE org_id = $1 AND subscription_id = $2 AND collector = $3 AND valid_to IS NULL",
@@ -355,7 +359,7 @@ impl Store {
         .bind(&org)
         .bind(&sub)
         .bind(source.as_str())
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
         let mut current: HashMap<(String, String), Current> = HashMap::with_capacity(rows.len());
         for r in &rows {
@@ -421,6 +425,8 @@ impl Store {
             .collect();
         counts.closed = gone.len() as u64;
         close.extend(gone);
+        let mut tx = self.begin_write().await?;
+        let mut closed = 0;
         for chunk in close.chunks(CLOSE_CHUNK) {
             let mut sql = Sql::new("UPDATE evidence SET valid_to = ");
             let p = sql.arg_int(at);
@@ -434,7 +440,12 @@ impl Store {
                 sql.push(&if i == 0 { p } else { format!(", {p}") });
             }
             sql.push(")");
-            sql.execute(&mut tx).await?;
+            closed += sql.execute(&mut tx).await?;
+        }
+        if closed != close.len() as u64 {
+            return Err(StoreError::Invalid(format!(
+                "the subscription's {source} evidence changed while this sync compared it; the next sync records it"
+            )));
         }
         // Seen again unchanged: the current interval reaches this sync.
         sqlx::query(

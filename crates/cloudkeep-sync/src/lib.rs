@@ -145,6 +145,23 @@ pub async fn sync_connection(
         .await
 }
 
+/// The same with only some collectors (`collectors::named`): the
+/// benchmarks measure one kind of collection at a time with it. The
+/// write-back still runs where the level writes tags.
+pub async fn sync_connection_with(
+    deps: &SyncDeps,
+    scope: &OrgScope,
+    connection: ConnectionId,
+    trigger: SyncTrigger,
+    actor: &str,
+    collectors: Vec<Box<dyn Collector>>,
+) -> Result<SyncRun, SyncError> {
+    start_sync_with(deps, scope, connection, trigger, collectors)
+        .await?
+        .finish(actor)
+        .await
+}
+
 /// Records a run as begun, with its plan (every step of every live
 /// subscription, `pending` or skipped) as its report, for whoever follows
 /// it; `StartedSync::finish` then does the work.
@@ -153,6 +170,16 @@ pub async fn start_sync(
     scope: &OrgScope,
     connection: ConnectionId,
     trigger: SyncTrigger,
+) -> Result<StartedSync, SyncError> {
+    start_sync_with(deps, scope, connection, trigger, collectors::all()).await
+}
+
+async fn start_sync_with(
+    deps: &SyncDeps,
+    scope: &OrgScope,
+    connection: ConnectionId,
+    trigger: SyncTrigger,
+    collectors: Vec<Box<dyn Collector>>,
 ) -> Result<StartedSync, SyncError> {
     let conn = deps.store.connection(scope, connection).await?;
     if conn.deleted_at.is_some() {
@@ -170,7 +197,6 @@ pub async fn start_sync(
         Err(StoreError::Conflict { value, .. }) => return Err(SyncError::Busy(value)),
         Err(e) => return Err(e.into()),
     };
-    let collectors = collectors::all();
     run.report = RunReport {
         subscriptions: conn
             .live_subscriptions()
@@ -186,6 +212,7 @@ pub async fn start_sync(
         scope: scope.clone(),
         conn,
         run,
+        collectors,
     })
 }
 
@@ -220,6 +247,7 @@ pub struct StartedSync {
     scope: OrgScope,
     conn: cloudkeep_store::Connection,
     run: SyncRun,
+    collectors: Vec<Box<dyn Collector>>,
 }
 
 impl StartedSync {
@@ -235,8 +263,9 @@ impl StartedSync {
             scope,
             conn,
             run,
+            collectors,
         } = self;
-        run_sync(&deps, &scope, conn, run, actor).await
+        run_sync(&deps, &scope, conn, run, collectors, actor).await
     }
 }
 
@@ -274,6 +303,7 @@ async fn run_sync(
     scope: &OrgScope,
     conn: cloudkeep_store::Connection,
     run: SyncRun,
+    collectors: Vec<Box<dyn Collector>>,
     actor: &str,
 ) -> Result<SyncRun, SyncError> {
     let Some(secret) = credential(deps, scope, &conn).await? else {
@@ -350,7 +380,7 @@ async fn run_sync(
             secret,
             current: tokio::sync::Mutex::new(token),
         },
-        collectors: collectors::all(),
+        collectors,
         progress: std::sync::Mutex::new(run.report.clone()),
         progress_tx,
         collect: Semaphore::new(COLLECT_CONCURRENCY),
@@ -529,8 +559,11 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
     if !runs.is_empty() {
         // The semaphore is never closed, so the permit always comes.
         let _permit = env.collect.acquire().await;
-        let token = env.tokens.get().await;
         for c in runs {
+            // Each collector takes the token as it stands (renewed when
+            // close to its end): a subscription's collectors run one after
+            // another, longer than one token may last.
+            let token = env.tokens.get().await;
             record(&mut out, StepReport::new(c.name(), StepState::Running));
             let done = match c.collect(env.context(&token, sub, c.name())).await {
                 Ok(counts) => {

@@ -18,3 +18,15 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(keyvault::KeyVaults),
     ]
 }
+
+/// The collectors of these names, in the order a run calls them (for a
+/// run of one kind of collection: `sync_connection_with`).
+pub fn named(names: &[&str]) -> Vec<Box<dyn Collector>> {
+    all()
+        .into_iter()
+        .filter(|c| names.contains(&c.name()))
+        .collect()
+}
+
+/// The evidence collectors' names.
+pub const EVIDENCE: [&str; 4] = ["rbac", "defender", "storage", "keyvault"];

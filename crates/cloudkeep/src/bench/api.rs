@@ -80,7 +80,9 @@ async fn measure(
     subscriptions: usize,
     store_url: Option<&str>,
 ) -> Result<Vec<(String, Duration)>> {
-    let setup = SyncSetup::on(sim, subscriptions, SyncLevel::ReadWriteTags, store_url).await?;
+    let setup = SyncSetup::on(sim, subscriptions, SyncLevel::ReadWriteTags, store_url)
+        .await?
+        .only(&["inventory"]);
     let backend = if store_url.is_some() {
         "PostgreSQL"
     } else {

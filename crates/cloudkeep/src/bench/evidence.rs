@@ -1,14 +1,10 @@
-//! `cloudkeep bench evidence`: a sync of the `large` preset (throttling
-//! off) into a fresh store through `cloudkeep_sync::sync_connection`, so
-//! its figures are the real code path's, then a second sync with nothing
-//! changed. Prints each sync's wall time, its requests (and how many were
-//! the evidence collectors' reads), the evidence rows it holds, and this
-//! process's peak memory; the second sync must add no evidence row.
-//!
-//! A sync runs every collector, the inventory too: the evidence
-//! collectors' share is told by their requests, and by a sync of the
-//! same subscriptions at `no_resources` (where only `rbac` and `defender`
-//! run), measured in the same run.
+//! `cloudkeep bench evidence`: an evidence sync of the `large` preset
+//! (throttling off) into a fresh store through the real code path
+//! (`cloudkeep_sync::sync_connection_with` and the four evidence
+//! collectors), then a second one with nothing changed, then a full sync
+//! (the inventory too) for the whole. Prints each sync's wall time, its
+//! requests, the evidence rows stored, and this process's peak memory; the
+//! second sync must add no evidence row, and says how many it added.
 
 use std::time::Duration;
 
@@ -21,7 +17,7 @@ use serde_json::Value;
 use super::{SimChild, SyncSetup, mib, request_mix, total, vm_hwm_kib};
 
 /// The evidence collectors, by the names their steps have.
-const COLLECTORS: [&str; 4] = ["rbac", "defender", "storage", "keyvault"];
+const COLLECTORS: [&str; 4] = cloudkeep_sync::collectors::EVIDENCE;
 
 #[derive(Args)]
 pub struct EvidenceArgs {
@@ -111,25 +107,12 @@ pub async fn run(args: EvidenceArgs) -> Result<()> {
         .unwrap_or(usize::MAX)
         .min(sim.subscription_ids().len());
     println!(
-        "evidence sync of {subscriptions} subscriptions into a fresh SQLite store (throttle off; every collector runs, the inventory too)"
+        "evidence sync of {subscriptions} subscriptions into a fresh SQLite store (throttle off; the four evidence collectors)"
     );
-
-    // rbac and defender alone (no_resources), for their share.
-    let narrow = SyncSetup::new(&sim, subscriptions, SyncLevel::NoResources).await?;
+    let mut setup = SyncSetup::new(&sim, subscriptions, SyncLevel::ReadWriteTags)
+        .await?
+        .only(&COLLECTORS);
     let seq = sim.last_seq().await?;
-    let (subscription_only, wall) = narrow.sync().await?;
-    let seq = report(
-        &sim,
-        &narrow,
-        "rbac and defender alone (no_resources)",
-        &subscription_only,
-        wall,
-        seq,
-    )
-    .await?;
-    drop(narrow);
-
-    let setup = SyncSetup::new(&sim, subscriptions, SyncLevel::ReadWriteTags).await?;
     let (first, wall) = setup.sync().await?;
     let peak_first = vm_hwm_kib("/proc/self/status");
     let seq = report(&sim, &setup, "first sync", &first, wall, seq).await?;
@@ -144,7 +127,7 @@ pub async fn run(args: EvidenceArgs) -> Result<()> {
 
     let (second, wall_again) = setup.sync().await?;
     let peak = vm_hwm_kib("/proc/self/status");
-    report(
+    let seq = report(
         &sim,
         &setup,
         "second sync, nothing changed",
@@ -170,6 +153,20 @@ pub async fn run(args: EvidenceArgs) -> Result<()> {
         ),
         _ => println!("  peak memory: unavailable (no /proc)"),
     }
+
+    // For the whole: a sync of every collector, the inventory too (its
+    // first listing of the estate), on the same store.
+    setup.only = None;
+    let (full, wall_full) = setup.sync().await?;
+    report(
+        &sim,
+        &setup,
+        "a full sync (the inventory's first too)",
+        &full,
+        wall_full,
+        seq,
+    )
+    .await?;
     if let Some(kib) = sim.peak_rss_kib() {
         println!(
             "  (the simulator, a separate process: peak {:.1} MiB)",

@@ -255,6 +255,8 @@ struct SyncSetup {
     /// The organisation owner's API token.
     api_token: SecretString,
     dir: PathBuf,
+    /// The collectors a sync runs (all when `None`).
+    only: Option<&'static [&'static str]>,
 }
 
 impl Drop for SyncSetup {
@@ -349,6 +351,7 @@ impl SyncSetup {
             connection,
             api_token: org.api_token,
             dir,
+            only: None,
         })
     }
 
@@ -367,15 +370,26 @@ impl SyncSetup {
             .await?)
     }
 
+    /// The same, its syncs running only these collectors.
+    fn only(mut self, collectors: &'static [&'static str]) -> SyncSetup {
+        self.only = Some(collectors);
+        self
+    }
+
     /// One sync through the real code path; answers the run and its wall time.
     async fn sync(&self) -> Result<(SyncRun, Duration)> {
         let started = Instant::now();
-        let run = cloudkeep_sync::sync_connection(
+        let collectors = match self.only {
+            Some(names) => cloudkeep_sync::collectors::named(names),
+            None => cloudkeep_sync::collectors::all(),
+        };
+        let run = cloudkeep_sync::sync_connection_with(
             &self.deps,
             &self.scope,
             self.connection,
             SyncTrigger::Manual,
             "system:bench",
+            collectors,
         )
         .await?;
         let wall = started.elapsed();
