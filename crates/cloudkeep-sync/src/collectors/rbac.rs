@@ -278,21 +278,33 @@ fn user_access_administrators(
     )
 }
 
-fn privileged_foreign_groups(
-    subject: &str,
+/// Privileged roles held by principals of a type (`User`,
+/// `ForeignGroup`), only those assigned at `scope` when one is given.
+fn privileged_held(
     assignments: &[SubscriptionRoleAssignment],
     roles: &BTreeMap<String, Role>,
-) -> Observation {
-    let found = assignments
+    principal_type: &str,
+    scope: Option<&str>,
+) -> Vec<Value> {
+    assignments
         .iter()
-        .filter(|a| a.principal_type.eq_ignore_ascii_case("ForeignGroup"))
+        .filter(|a| a.principal_type.eq_ignore_ascii_case(principal_type))
+        .filter(|a| scope.is_none_or(|s| a.scope.trim_end_matches('/').eq_ignore_ascii_case(s)))
         .filter(|a| {
             roles
                 .get(&a.role_definition_id)
                 .is_some_and(|r| r.privileged)
         })
         .map(|a| held(a, Some(roles)))
-        .collect();
+        .collect()
+}
+
+fn privileged_foreign_groups(
+    subject: &str,
+    assignments: &[SubscriptionRoleAssignment],
+    roles: &BTreeMap<String, Role>,
+) -> Observation {
+    let found = privileged_held(assignments, roles, "ForeignGroup", None);
     none_found(
         CheckId::RbacPrivilegedForeignGroups,
         subject,
@@ -309,21 +321,7 @@ fn privileged_users(
     roles: &BTreeMap<String, Role>,
 ) -> Observation {
     let sub_scope = format!("/subscriptions/{}", subscription.to_ascii_lowercase());
-    let found = assignments
-        .iter()
-        .filter(|a| a.principal_type.eq_ignore_ascii_case("User"))
-        .filter(|a| {
-            a.scope
-                .trim_end_matches('/')
-                .eq_ignore_ascii_case(&sub_scope)
-        })
-        .filter(|a| {
-            roles
-                .get(&a.role_definition_id)
-                .is_some_and(|r| r.privileged)
-        })
-        .map(|a| held(a, Some(roles)))
-        .collect();
+    let found = privileged_held(assignments, roles, "User", Some(&sub_scope));
     none_found(
         CheckId::RbacPrivilegedUsers,
         subject,
