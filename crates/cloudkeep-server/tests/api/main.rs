@@ -9,5 +9,6 @@ mod levels;
 mod lists;
 mod openapi;
 mod sessions;
+mod snapshots;
 mod sync;
 mod tags;
