@@ -13,7 +13,12 @@ async fn a_reader_only_connection_reports_what_it_lacks() {
     let app = spawn_app().await;
     let org = app.org("snap").await;
     let (status, conn) = app
-        .call(&org.token, Method::POST, "/api/v1/connections", Some(app.connect_body("reader-only")))
+        .call(
+            &org.token,
+            Method::POST,
+            "/api/v1/connections",
+            Some(app.connect_body("reader-only")),
+        )
         .await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{conn}");
     insta::assert_json_snapshot!(conn, {
