@@ -229,7 +229,11 @@ impl Store {
             }
         }
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            // SQLite has one writer and readers that do not wait for it;
+            // each connection is a thread of sqlx's with its own page cache
+            // and allocator arena, so more connections cost memory (a third
+            // more at the inventory benchmark's peak with 4) for little.
+            .max_connections(if backend == Backend::Sqlite { 2 } else { 10 })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
