@@ -19,6 +19,11 @@ pub struct Faults {
     pub rate_truncate: f64,
     /// Share of list pages answered empty but with a `nextLink` (at most 0.9).
     pub rate_empty_page: f64,
+    /// The next this many listings (a list's first page) of a path
+    /// containing `empty_listings_path` answer as Azure sometimes does: an
+    /// empty page with a `nextLink`, then an empty last page.
+    pub empty_listings: u32,
+    pub empty_listings_path: Option<String>,
     /// Share of tag writes answered 202 with a `Location` to poll.
     pub rate_async_tags: f64,
     /// Lifetime of tokens issued from now on; `None` keeps the configured one.
@@ -87,6 +92,12 @@ impl Faults {
                 "drop" => f.rate_drop = rate()?,
                 "truncate" => f.rate_truncate = rate()?,
                 "empty-page" => f.rate_empty_page = rate()?,
+                "empty-listings" => {
+                    f.empty_listings = v.parse().map_err(|_| {
+                        SimError::Faults(format!("'{item}': empty-listings is a count"))
+                    })?
+                }
+                "empty-listings-path" => f.empty_listings_path = Some(v.to_string()),
                 "async-tags" => f.rate_async_tags = rate()?,
                 "latency" => f.latency_ms = parse_duration(v, "ms", item)?,
                 "latency-path" => f.latency_path = Some(v.to_string()),
@@ -98,7 +109,7 @@ impl Faults {
                 }
                 _ => {
                     return Err(SimError::Faults(format!(
-                        "unknown fault '{k}'; known: 500, 503, 429, latency, latency-path, drop, truncate, empty-page, async-tags, token-lifetime, cost-headers"
+                        "unknown fault '{k}'; known: 500, 503, 429, latency, latency-path, drop, truncate, empty-page, empty-listings, empty-listings-path, async-tags, token-lifetime, cost-headers"
                     )));
                 }
             }

@@ -92,6 +92,21 @@ impl SimState {
         *lock(&self.faults) = faults;
     }
 
+    /// Whether this listing of `path` is to answer empty (the
+    /// `empty_listings` fault); counts it down.
+    pub fn take_empty_listing(&self, path: &str) -> bool {
+        let mut f = lock(&self.faults);
+        let matches = f
+            .empty_listings_path
+            .as_deref()
+            .is_none_or(|p| path.to_ascii_lowercase().contains(&p.to_ascii_lowercase()));
+        if f.empty_listings > 0 && matches {
+            f.empty_listings -= 1;
+            return true;
+        }
+        false
+    }
+
     pub fn codes(&self) -> MutexGuard<'_, HashMap<String, AuthCode>> {
         lock(&self.codes)
     }

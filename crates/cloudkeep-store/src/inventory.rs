@@ -324,7 +324,7 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let plan = plan_inventory(&mut conn, scope, subscription, observed, write).await?;
         drop(conn);
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_relaxed_write().await?;
         let plan = if claim_rev(&mut tx, scope, subscription.id, Some(plan.rev), now).await? {
             plan
         } else {

@@ -188,6 +188,14 @@ impl TestSim {
         }
     }
 
+    /// A client builder that trusts the simulator's CA, for clients that
+    /// need more (no redirects, a host name resolved to the simulator).
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder().add_root_certificate(
+            reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca"),
+        )
+    }
+
     /// An Azure client pointed at the simulator, trusting its CA.
     pub fn azure(&self) -> AzureClient {
         AzureClient::new(AzureConfig {

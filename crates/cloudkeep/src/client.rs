@@ -698,7 +698,7 @@ fn form_query(pairs: &[(&str, Option<String>)]) -> String {
 }
 
 /// Percent-encodes a query value.
-fn url_escape(v: &str) -> String {
+pub(crate) fn url_escape(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

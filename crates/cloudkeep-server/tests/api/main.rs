@@ -11,5 +11,6 @@ mod levels;
 mod lists;
 mod openapi;
 mod sessions;
+mod snapshots;
 mod sync;
 mod tags;

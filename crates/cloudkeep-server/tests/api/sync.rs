@@ -550,3 +550,85 @@ async fn a_client_that_stops_waiting_does_not_stop_the_run() {
         Some(100)
     );
 }
+
+#[tokio::test]
+async fn a_listing_that_would_empty_a_subscription_is_read_again_first() {
+    let app = spawn_app().await;
+    let org = app.org("relist").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    app.sync(&org, &id).await;
+    let sub = app.subscription_ids()[0].to_ascii_lowercase();
+    let listings = |log: &[Value]| {
+        log.iter()
+            .filter(|e| {
+                e["method"] == "GET"
+                    && e["path"].as_str().unwrap_or_default().to_ascii_lowercase()
+                        == format!("/subscriptions/{sub}/resources")
+                    && !e["query"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("skiptoken")
+            })
+            .count()
+    };
+
+    // Azure answers the subscription's listing empty once (an empty page
+    // with a next link, then an empty page): read again, nothing deleted.
+    app.sim
+        .faults(json!({"empty_listings": 1, "empty_listings_path": format!("/subscriptions/{sub}/resources")}))
+        .await;
+    let since = app.sim.last_seq().await;
+    let run = app.sync(&org, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        cloudkeep_testkit::figure(&run, &sub, "inventory", "deleted"),
+        Some(0)
+    );
+    assert_eq!(
+        cloudkeep_testkit::figure(&run, &sub, "inventory", "relisted"),
+        Some(1)
+    );
+    assert_eq!(listings(&app.sim.requests(since).await), 2, "listed twice");
+    let live = app.list(&org.token, "/api/v1/resources").await.len();
+    assert_eq!(live, 300, "nothing marked deleted");
+
+    // Most of it really gone: both readings agree, and it is applied.
+    app.sim.faults(json!({})).await;
+    let stored = app.list(&org.token, "/api/v1/resources").await;
+    let doomed: Vec<&Value> = stored
+        .iter()
+        .filter(|r| {
+            r["azure_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .contains(&sub)
+        })
+        .take(60)
+        .collect();
+    for r in &doomed {
+        let (status, _) = app
+            .sim
+            .control(
+                Method::DELETE,
+                &format!("/_sim/resources?id={}", r["azure_id"].as_str().expect("id")),
+                None,
+            )
+            .await;
+        assert!(status.is_success());
+    }
+    let since = app.sim.last_seq().await;
+    let run = app.sync(&org, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        cloudkeep_testkit::figure(&run, &sub, "inventory", "deleted"),
+        Some(60)
+    );
+    assert_eq!(
+        cloudkeep_testkit::figure(&run, &sub, "inventory", "relisted"),
+        Some(1)
+    );
+    assert_eq!(listings(&app.sim.requests(since).await), 2);
+    assert_eq!(app.list(&org.token, "/api/v1/resources").await.len(), 240);
+}

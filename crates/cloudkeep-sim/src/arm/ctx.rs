@@ -115,6 +115,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// A whole listing answered empty, as Azure sometimes does (the
+    /// `empty_listings` fault): an empty first page whose `nextLink` leads
+    /// past the end, to an empty last page.
+    fn empty_listing(&self) -> Option<Value> {
+        (self.q("$skiptoken").is_none() && self.st.take_empty_listing(&self.path))
+            .then(|| json!({ "value": [], "nextLink": self.next_link(&encode_offset(usize::MAX)) }))
+    }
+
     /// Real lists sometimes answer an empty page that still has a
     /// `nextLink`; the `rate_empty_page` fault reproduces it.
     fn empty_page(&self, position: usize) -> Option<Value> {
@@ -132,6 +140,9 @@ impl Ctx<'_> {
         render: impl Fn(&T) -> Value,
     ) -> Result<Value, ArmError> {
         let top = self.top(max_page)?;
+        if let Some(empty) = self.empty_listing() {
+            return Ok(empty);
+        }
         let offset = self.skiptoken()?.min(items.len());
         if offset < items.len() {
             if let Some(empty) = self.empty_page(offset) {
@@ -157,6 +168,9 @@ impl Ctx<'_> {
         render: impl Fn(&T) -> Value,
     ) -> Result<Value, ArmError> {
         let top = self.top(max_page)?;
+        if let Some(empty) = self.empty_listing() {
+            return Ok(empty);
+        }
         let from_key = self.skiptoken()?;
         let start = items.partition_point(|(k, _)| *k < from_key);
         if start < items.len() {

@@ -1,11 +1,13 @@
-//! Starts a simulator on a free port and talks to it as a client would.
+//! The shared test kit's simulator, and talking to it as a client would.
 
-use cloudkeep_sim::{Faults, Preset, RunningSim, SimConfig};
+use cloudkeep_sim::Faults;
+use cloudkeep_testkit::{SimOptions, TestSim};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub struct Sim {
-    pub running: RunningSim,
+    pub test: TestSim,
+    /// Trusts the simulator's CA and follows no redirect (tests read them).
     pub http: reqwest::Client,
     pub scenario: Value,
 }
@@ -31,41 +33,23 @@ pub async fn start() -> Sim {
 }
 
 pub async fn start_with(options: Options) -> Sim {
-    let dir = std::env::temp_dir().join(format!("cloudkeep-sim-test-{}", uuid_like()));
-    let running = cloudkeep_sim::spawn(SimConfig {
-        preset: Preset::DEMO,
+    let test = TestSim::start_with(SimOptions {
         seed: options.seed,
-        cert_dir: dir,
         throttle: options.throttle,
         faults: options.faults,
-        token_lifetime_secs: 3599,
+        ..SimOptions::default()
     })
-    .await
-    .expect("simulator starts");
-    let http = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(running.ca_pem.as_bytes()).expect("ca"),
-        )
+    .await;
+    let http = test
+        .client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let mut sim = Sim {
-        running,
+    Sim {
+        scenario: test.scenario.raw.clone(),
         http,
-        scenario: Value::Null,
-    };
-    sim.scenario = sim.control_get("/_sim/scenario").await;
-    sim
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+        test,
+    }
 }
 
 /// A principal's credentials from the scenario.
@@ -77,7 +61,7 @@ pub struct Principal {
 
 impl Sim {
     pub fn url(&self) -> &str {
-        &self.running.url
+        &self.test.url
     }
 
     pub fn tenant(&self) -> &Value {
@@ -270,6 +254,17 @@ impl Resp {
     }
 }
 
+/// A number not used before in this process.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// PKCE verifier and its S256 challenge.
 pub fn pkce() -> (String, String) {
     use base64::Engine;
@@ -419,10 +414,8 @@ impl Sim {
             .trim_start_matches("https://")
             .parse()
             .expect("socket address");
-        reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(self.running.ca_pem.as_bytes()).expect("ca"),
-            )
+        self.test
+            .client_builder()
             .resolve(host, addr)
             .build()
             .expect("client")

@@ -13,6 +13,7 @@ use cloudkeep_server::{AppState, ServerSettings};
 use serde_json::Value;
 
 use super::{SimChild, SyncSetup, verdict};
+use crate::client::url_escape as esc;
 
 /// p95 target on SQLite, for every case.
 const P95_TARGET: Duration = Duration::from_millis(50);
@@ -146,18 +147,6 @@ async fn measure(
     let _ = stop.send(());
     let _ = server.await;
     Ok(results)
-}
-
-/// Percent-encodes a query value.
-fn esc(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 struct Api {
