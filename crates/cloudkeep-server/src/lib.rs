@@ -5,7 +5,7 @@
 //! **API boundary:** only this crate knows HTTP and the JSON wire types;
 //! the store and domain types never reach the wire directly.
 
-mod api;
+pub mod api;
 mod auth;
 mod connect;
 mod error;
@@ -26,8 +26,12 @@ use cloudkeep_domain::crypto::KeyProvider;
 use cloudkeep_store::Store;
 use tokio::net::TcpListener;
 
-pub use error::{ApiError, ErrorBody};
-pub use list::Page;
+pub use auth::{
+    CSRF_HEADER, Caller, SESSION_COOKIE, cookie, session_cookie, session_cookie_cleared,
+};
+pub use error::{ApiError, Body, ErrorBody, Params};
+pub use list::{Page, page_request};
+pub use router::no_such_route;
 pub use tls::TlsFiles;
 
 /// Settings the server needs beyond its collaborators.
@@ -107,7 +111,14 @@ impl AppState {
 
 /// The router with every route, middleware and the OpenAPI document.
 pub fn app(state: AppState) -> Router {
-    router::router(state)
+    router::router(state, None)
+}
+
+/// The API's router with `pages` beside it (the web UI): `pages` answers
+/// what the API does not, including unknown paths (its fallback), and
+/// shares the API's request ids, tracing and metrics.
+pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
+    router::router(state, Some(pages))
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
@@ -115,11 +126,24 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     router::openapi()
 }
 
-/// Serves until `shutdown` completes, then finishes open requests. With
-/// `tls`, serves HTTPS.
+/// Serves the API until `shutdown` completes, then finishes open requests.
+/// With `tls`, serves HTTPS.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
+    tls: Option<TlsFiles>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app(state.clone());
+    serve(listener, state, router, tls, shutdown).await
+}
+
+/// Serves `router` (made by [`app`] or [`app_with`] from `state`) until
+/// `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -135,7 +159,6 @@ pub async fn run(
             }
         })
     };
-    let router = app(state);
     let served = match tls {
         None => {
             axum::serve(listener, router)

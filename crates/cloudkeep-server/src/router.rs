@@ -19,16 +19,32 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     crate::api::all().split_for_parts().1
 }
 
-pub fn router(state: AppState) -> axum::Router {
+/// The answer to a path no route knows, in the API's error shape.
+pub fn no_such_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; the API is described at /api/v1/openapi.json",
+    )
+}
+
+pub fn router(state: AppState, pages: Option<axum::Router<AppState>>) -> axum::Router {
     let (api_router, doc) = crate::api::all().split_for_parts();
     let doc_json = serde_json::to_value(&doc).unwrap_or_default();
     let x_request_id = header::HeaderName::from_static("x-request-id");
-    api_router
-        .route("/api/v1/openapi.json", get(move || async move { Json(doc_json.clone()) }))
+    let routes = api_router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { Json(doc_json.clone()) }),
+        )
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; the API is described at /api/v1/openapi.json") })
+        .route("/metrics", get(metrics));
+    let routes = match pages {
+        Some(pages) => routes.merge(pages),
+        None => routes.fallback(|| async { no_such_route() }),
+    };
+    routes
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -97,6 +97,27 @@ pub struct MeView {
     pub user: UserView,
     pub organisation_id: Uuid,
     pub organisation_name: String,
+    /// The session's CSRF token, for a browser that reloaded since signing
+    /// in (absent for API tokens, which need none).
+    pub csrf_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    #[schema(value_type = String)]
+    pub current_password: SecretString,
+    /// 12 characters or more.
+    #[schema(value_type = String)]
+    pub new_password: SecretString,
+}
+
+/// The password changed and every session of the user ended; a browser
+/// session is replaced by a new one (its cookie, and this CSRF token).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordChanged {
+    pub user: UserView,
+    pub csrf_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -132,6 +153,38 @@ pub struct ConnectRequest {
     pub cadence_hours: Option<u32>,
     /// Hours after which evidence counts as stale (default 48).
     pub stale_after_hours: Option<u32>,
+}
+
+/// A service principal to check before connecting it: nothing is stored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub tenant_id: String,
+    pub client_id: String,
+    #[schema(value_type = String)]
+    pub client_secret: SecretString,
+    /// Check only these subscriptions; all the principal sees when absent.
+    pub subscription_ids: Option<Vec<String>>,
+}
+
+/// One subscription a checked principal sees: its roles there, what they
+/// allow, and the sync level it would start at.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckedSubscription {
+    pub subscription_id: String,
+    pub display_name: String,
+    pub permissions: PermissionReport,
+    pub initial_level: SyncLevel,
+    /// The live connection of this organisation that already holds it.
+    pub connected_by: Option<Uuid>,
+}
+
+/// What connecting the principal would give, per subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionCheck {
+    pub tenant_id: String,
+    pub principal_id: String,
+    pub subscriptions: Vec<CheckedSubscription>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -276,6 +329,37 @@ impl From<&cloudkeep_store::AuditEvent> for AuditEventView {
             hash: e.hash.clone(),
         }
     }
+}
+
+/// Live resources and their tags.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TagCoverageView {
+    pub resources: u64,
+    /// Resources whose subscription's sync level reads tags.
+    pub tags_read: u64,
+    /// Of those, resources with at least one tag.
+    pub tagged: u64,
+    /// The ten most used tag keys.
+    pub keys: Vec<TagKeyCount>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TagKeyCount {
+    pub key: String,
+    pub resources: u64,
+}
+
+/// The audit chain's verification: every event's hash recomputed from
+/// the one before, up to the organisation's head.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerification {
+    pub intact: bool,
+    /// Events verified (up to the break, when broken).
+    pub events: i64,
+    /// The sequence number of the first event that does not verify.
+    pub broken_at: Option<i64>,
+    /// What is wrong there, for people.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -429,6 +513,27 @@ impl From<&cloudkeep_store::TagEdit> for TagEditView {
     }
 }
 
+/// One resource's tags before and after a planned edit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlannedChange {
+    pub resource_id: Uuid,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub before: cloudkeep_store::Tags,
+    #[schema(value_type = Object)]
+    pub after: cloudkeep_store::Tags,
+    /// `pending` (written back at the next sync) or `local_only`.
+    pub state: TagEditState,
+    pub reason: Option<String>,
+}
+
+/// What a tag edit request would do; nothing is stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagEditPreview {
+    pub changes: Vec<PlannedChange>,
+    pub skipped: Vec<SkippedResource>,
+}
+
 /// A resource a bulk edit left alone, and why.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SkippedResource {
@@ -462,7 +567,7 @@ pub struct ResolveResponse {
 
 /// A subscription the signed-in Azure user can see, and whether they may
 /// assign roles on it (Owner or User Access Administrator).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OfferedSubscription {
     pub subscription_id: String,
     pub display_name: String,
@@ -477,7 +582,7 @@ pub struct OfferedSubscription {
 
 /// The consent flow after sign-in: what the user may connect. Choose with
 /// `POST /api/v1/connections/consent/{flow}` before `expires_at`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConsentOffer {
     pub flow: String,
     pub tenant_id: String,

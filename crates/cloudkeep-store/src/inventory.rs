@@ -90,6 +90,18 @@ pub struct InventoryWrite {
     pub deletions_confirmed: bool,
 }
 
+/// Live resources and their tags, counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TagCoverage {
+    pub resources: u64,
+    /// Resources whose subscription's level reads tags.
+    pub tags_read: u64,
+    /// Of those, resources with at least one tag.
+    pub tagged: u64,
+    /// The most used tag keys and how many resources carry each.
+    pub keys: Vec<(String, u64)>,
+}
+
 /// Which resources to list. Names compare as Azure compares them (any case).
 #[derive(Debug, Clone, Default)]
 pub struct ResourceFilter {
@@ -524,6 +536,62 @@ impl Store {
         Ok(Page::from_rows(items, page, |r| {
             Cursor::of(&[&r.id.to_string()])
         }))
+    }
+
+    /// How many live resources carry tags, and the most used tag keys.
+    pub async fn tag_coverage(&self, scope: &OrgScope, top_keys: i64) -> Result<TagCoverage> {
+        let live = self.subscription_times(scope).await?.live();
+        if live.is_empty() {
+            return Ok(TagCoverage::default());
+        }
+        let mut sql = Sql::new(
+            "SELECT count(*) AS resources, \
+             sum(CASE WHEN r.tags IS NOT NULL THEN 1 ELSE 0 END) AS read, \
+             sum(CASE WHEN r.tags IS NOT NULL AND r.tags <> '{}' THEN 1 ELSE 0 END) AS tagged \
+             FROM resources r WHERE r.deleted_at IS NULL AND r.org_id = ",
+        );
+        let p = sql.arg(scope.id());
+        sql.push(&p);
+        ResourceFilter::default().push_conditions(&mut sql, &live);
+        let rows = sql.fetch_all(&self.pool).await?;
+        let count = |name: &str| -> Result<u64> {
+            Ok(rows
+                .first()
+                .map(|r| r.try_get::<Option<i64>, _>(name))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0)
+                .max(0) as u64)
+        };
+        let mut keys = Sql::new(
+            "SELECT min(d.tag_key) AS tag_key, count(*) AS n FROM resource_tags d \
+             JOIN resources r ON r.org_id = d.org_id AND r.resource_id = d.resource_id \
+             WHERE r.deleted_at IS NULL AND d.org_id = ",
+        );
+        let p = keys.arg(scope.id());
+        keys.push(&format!("{p} AND r.org_id = {p}"));
+        ResourceFilter::default().push_conditions(&mut keys, &live);
+        let n = keys.arg_int(top_keys);
+        keys.push(&format!(
+            " GROUP BY d.key_lower ORDER BY count(*) DESC, d.key_lower LIMIT {n}"
+        ));
+        let keys = keys
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("tag_key")?,
+                    r.try_get::<i64, _>("n")?.max(0) as u64,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TagCoverage {
+            resources: count("resources")?,
+            tags_read: count("read")?,
+            tagged: count("tagged")?,
+            keys,
+        })
     }
 
     /// Every resource matching a filter (bulk tag edits), read a page at a time.

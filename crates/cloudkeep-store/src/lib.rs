@@ -48,7 +48,7 @@ pub use evidence::{
 };
 pub use inventory::{
     InventoryCounts, InventoryWrite, ObservedResource, ResourceFilter, ResourceRecord, TagChange,
-    Tags,
+    TagCoverage, Tags,
 };
 pub use jobs::{Job, SYNC_JOB};
 pub use keys::SealedCredential;

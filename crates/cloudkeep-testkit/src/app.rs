@@ -30,6 +30,8 @@ pub struct AppOptions {
     pub sim: SimOptions,
     /// The clock the store (and so the sync engine) reads; the real one by default.
     pub clock: Option<Arc<dyn Clock>>,
+    /// Pages served beside the API (the web UI's `cloudkeep_web::pages`).
+    pub pages: Option<fn() -> axum::Router<AppState>>,
 }
 
 pub struct App {
@@ -101,9 +103,14 @@ pub async fn spawn_app_with(options: AppOptions) -> App {
         },
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(cloudkeep_server::run(
+    let router = match options.pages {
+        Some(pages) => cloudkeep_server::app_with(state.clone(), pages()),
+        None => cloudkeep_server::app(state.clone()),
+    };
+    tokio::spawn(cloudkeep_server::serve(
         listener,
         state.clone(),
+        router,
         None,
         async move {
             let _ = stopped.await;
@@ -172,6 +179,28 @@ impl App {
             .await
             .expect("token");
         token.expose().to_string()
+    }
+
+    /// A new user of `org` with `role` who signs in with `OWNER_PASSWORD`;
+    /// answers their email.
+    pub async fn person(&self, org: &Org, role: Role) -> String {
+        let email = format!("{role}-{}@example.com", uuid::Uuid::new_v4().simple());
+        self.store
+            .create_user(
+                &org.scope,
+                NewUser {
+                    email: email.clone(),
+                    name: format!("A {role}"),
+                    role,
+                    password_hash: Some(
+                        hash_password(&SecretString::new(OWNER_PASSWORD)).expect("hash"),
+                    ),
+                },
+                "system:test",
+            )
+            .await
+            .expect("user");
+        email
     }
 
     /// An API call with a token; answers the status and the JSON body (or

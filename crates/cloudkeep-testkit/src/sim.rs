@@ -256,6 +256,45 @@ impl TestSim {
     }
 
     /// The sequence number of the last logged request.
+    /// A resource's tags as Azure answers them now (read over ARM with the
+    /// `collector` principal, as a portal would show them).
+    pub async fn tags(&self, arm_id: &str) -> Value {
+        let p = self.scenario.sp("collector");
+        let token: Value = self
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.url,
+                self.scenario.tenant().tenant_id
+            ))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", p.client_id.as_str()),
+                ("client_secret", p.client_secret.as_str()),
+                ("scope", "https://management.azure.com/.default"),
+            ])
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("json");
+        let r: Value = self
+            .http
+            .get(format!(
+                "{}{arm_id}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01",
+                self.url
+            ))
+            .bearer_auth(token["access_token"].as_str().expect("token"))
+            .send()
+            .await
+            .expect("tags")
+            .json()
+            .await
+            .expect("json");
+        r["properties"]["tags"].clone()
+    }
+
     pub async fn last_seq(&self) -> u64 {
         self.requests(0)
             .await

@@ -95,9 +95,11 @@ pub async fn serve(config: Config) -> Result<()> {
         "http"
     };
     tracing::info!(url = %format!("{scheme}://{}", listener.local_addr()?), "cloudkeep serving");
-    cloudkeep_server::run(
+    let router = cloudkeep_web::app(state.clone());
+    cloudkeep_server::serve(
         listener,
         state,
+        router,
         config.tls.clone(),
         crate::shutdown_signal(),
     )
@@ -262,9 +264,10 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     let store = state.store.clone();
     let url = config.public_url.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cloudkeep_server::run(
+    let server = tokio::spawn(cloudkeep_server::serve(
         listener,
         state.clone(),
+        cloudkeep_web::app(state.clone()),
         None,
         async move {
             let _ = stopped.await;
@@ -300,13 +303,14 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         .and_then(|users| users.iter().find(|u| u["key"] == "partial-owner"));
 
     println!("cloudkeep demo is running");
-    println!("  API:       {url}/api/v1   (OpenAPI: {url}/api/v1/openapi.json)");
+    println!("  open:      {url}/   (the dashboard)");
     println!("  sign in:   {DEMO_OWNER} / {}", password.expose());
+    println!("  API:       {url}/api/v1   (OpenAPI: {url}/api/v1/openapi.json)");
     println!("  API token: {}", api_token.expose());
     println!("  simulator: {} (CA {})", sim.url, sim.ca_path.display());
     if let Some(user) = consent_user {
         println!(
-            "  consent:   signed in, open {url}/api/v1/connections/consent/start; the simulator's Azure Owner is {} / {}",
+            "  consent:   signed in, Connections → Connect by consent ({url}/connections/new); the simulator's Azure Owner is {} / {}",
             user["upn"].as_str().unwrap_or_default(),
             user["password"].as_str().unwrap_or_default()
         );

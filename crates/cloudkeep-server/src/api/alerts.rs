@@ -36,22 +36,22 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct AlertsQuery {
-    state: Option<AlertState>,
-    kind: Option<AlertKind>,
+pub struct AlertsQuery {
+    pub state: Option<AlertState>,
+    pub kind: Option<AlertKind>,
     /// What it is about (`connection:{id}`).
-    scope: Option<String>,
+    pub scope: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 /// Newest first.
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertsQuery),
     responses((status = 200, body = Page<AlertView>), E401, E403, E422))]
-async fn list_alerts(
+pub async fn list_alerts(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<AlertsQuery>,
@@ -69,7 +69,7 @@ async fn list_alerts(
 
 #[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = Uuid, Path, description = "alert id")),
     responses((status = 200, body = AlertView), E401, E403, E404))]
-async fn get_alert(
+pub async fn get_alert(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -85,7 +85,7 @@ async fn get_alert(
 /// cause clears. Acknowledging it again answers it unchanged.
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", params(("id" = Uuid, Path, description = "alert id")),
     responses((status = 200, body = AlertView), E401, E403, E404, E422))]
-async fn acknowledge_alert(
+pub async fn acknowledge_alert(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -102,18 +102,18 @@ async fn acknowledge_alert(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct PageQuery {
+pub struct PageQuery {
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 /// The organisation's webhooks, oldest first (their secrets are never shown again).
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "alerts", params(PageQuery),
     responses((status = 200, body = Page<WebhookView>), E401, E403, E422))]
-async fn list_webhooks(
+pub async fn list_webhooks(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<PageQuery>,
@@ -134,7 +134,7 @@ fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
 /// Adds a webhook; its signing secret is in the answer, this once.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "alerts", request_body = CreateWebhookRequest,
     responses((status = 201, body = WebhookCreated, description = "the webhook; its secret is shown this once"), E401, E403, E422))]
-async fn create_webhook(
+pub async fn create_webhook(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<CreateWebhookRequest>,
@@ -162,7 +162,7 @@ async fn create_webhook(
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "alerts", params(("id" = Uuid, Path, description = "webhook id")),
     responses((status = 200, body = WebhookView), E401, E403, E404))]
-async fn get_webhook(
+pub async fn get_webhook(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -176,7 +176,7 @@ async fn get_webhook(
 
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "alerts", request_body = UpdateWebhookRequest,
     params(("id" = Uuid, Path, description = "webhook id")), responses((status = 200, body = WebhookView), E401, E403, E404, E422))]
-async fn update_webhook(
+pub async fn update_webhook(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -207,7 +207,7 @@ async fn update_webhook(
 /// Deletes a webhook: its secret is destroyed and its pending deliveries fail.
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "alerts", params(("id" = Uuid, Path, description = "webhook id")),
     responses((status = 204, description = "deleted"), E401, E403, E404))]
-async fn delete_webhook(
+pub async fn delete_webhook(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -225,7 +225,7 @@ async fn delete_webhook(
 /// delivery); answers it.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "alerts", params(("id" = Uuid, Path, description = "webhook id")),
     responses((status = 202, body = DeliveryView, description = "queued"), E401, E403, E404))]
-async fn test_webhook(
+pub async fn test_webhook(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -242,7 +242,7 @@ async fn test_webhook(
 /// A webhook's delivery log, newest first, each with its attempts.
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "alerts", params(("id" = Uuid, Path, description = "webhook id"), PageQuery),
     responses((status = 200, body = Page<DeliveryView>), E401, E403, E404, E422))]
-async fn list_deliveries(
+pub async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -17,17 +17,19 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{E401, E403, E422, Params};
 use crate::list::{Page, page_request};
-use crate::wire::AuditEventView;
+use crate::wire::{AuditEventView, AuditVerification};
 use crate::{ApiError, AppState};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_audit))
+    OpenApiRouter::new()
+        .routes(routes!(list_audit))
+        .routes(routes!(verify_audit))
 }
 
 /// How the audit log is answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-enum AuditFormat {
+pub enum AuditFormat {
     /// A page of events (`limit`, `after`).
     #[default]
     Json,
@@ -37,26 +39,26 @@ enum AuditFormat {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct AuditQuery {
-    action: Option<String>,
-    actor: Option<String>,
-    target: Option<String>,
+pub struct AuditQuery {
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
     /// Events at or after this time.
-    since: Option<DateTime<Utc>>,
+    pub since: Option<DateTime<Utc>>,
     /// Events at or before this time.
-    until: Option<DateTime<Utc>>,
-    format: Option<AuditFormat>,
+    pub until: Option<DateTime<Utc>>,
+    pub format: Option<AuditFormat>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Page<AuditEventView>, description = "a page of events in order; with `format=jsonl`, every matching event as JSON Lines (`application/x-ndjson`)"),
         E401, E403, E422))]
-async fn list_audit(
+pub async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<AuditQuery>,
@@ -122,4 +124,29 @@ fn export(
         HttpBody::from_stream(lines),
     )
         .into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = AuditVerification, description = "the organisation's hash chain walked from its first event to its head"), E401, E403))]
+pub async fn verify_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<AuditVerification>, ApiError> {
+    caller.require(Permission::ReadAudit, "verifying the audit log")?;
+    Ok(Json(
+        match state.store.verify_audit(caller.scope()).await? {
+            Ok(events) => AuditVerification {
+                intact: true,
+                events,
+                broken_at: None,
+                problem: None,
+            },
+            Err(problem) => AuditVerification {
+                intact: false,
+                events: problem.seq,
+                broken_at: Some(problem.seq),
+                problem: Some(problem.to_string()),
+            },
+        },
+    ))
 }

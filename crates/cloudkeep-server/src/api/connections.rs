@@ -17,7 +17,10 @@ use crate::auth::Caller;
 use crate::connect::validate;
 use crate::error::{Body, E401, E403, E404, E422, E502, Params};
 use crate::list::{Page, page_request};
-use crate::wire::{ConnectRequest, ConnectionView, ReauthRequest, UpdateConnectionRequest};
+use crate::wire::{
+    CheckRequest, CheckedSubscription, ConnectRequest, ConnectionCheck, ConnectionView,
+    ReauthRequest, UpdateConnectionRequest,
+};
 use crate::{ApiError, AppState};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -29,21 +32,86 @@ pub fn routes() -> OpenApiRouter<AppState> {
             revoke_connection
         ))
         .routes(routes!(reauth_connection))
+        .routes(routes!(check_connection))
+}
+
+#[utoipa::path(post, path = "/api/v1/connections/check", tag = "connections", request_body = CheckRequest,
+    responses((status = 200, body = ConnectionCheck, description = "the roles the principal holds on each subscription it sees, and what they allow; nothing is stored"),
+        E401, E403, (status = 422, body = crate::error::ErrorBody, description = "the credential is not usable (the message says why and how to fix it)"), E502))]
+pub async fn check_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CheckRequest>,
+) -> Result<Json<ConnectionCheck>, ApiError> {
+    caller.require(Permission::ManageConnections, "checking connections")?;
+    required(&[("tenant_id", &req.tenant_id), ("client_id", &req.client_id)])?;
+    if req.client_secret.is_empty() {
+        return Err(missing("client_secret"));
+    }
+    let validated = validate(
+        &state,
+        req.tenant_id.trim(),
+        req.client_id.trim(),
+        &req.client_secret,
+        req.subscription_ids.as_deref(),
+    )
+    .await?;
+    let ids: Vec<String> = validated
+        .subscriptions
+        .iter()
+        .map(|(id, _, _)| id.to_ascii_lowercase())
+        .collect();
+    let holders = state
+        .store
+        .subscription_holders(caller.scope(), &ids)
+        .await?;
+    Ok(Json(ConnectionCheck {
+        tenant_id: validated.token.tenant_id.clone(),
+        principal_id: validated.token.object_id.clone(),
+        subscriptions: validated
+            .subscriptions
+            .into_iter()
+            .map(
+                |(subscription_id, display_name, permissions)| CheckedSubscription {
+                    connected_by: holders
+                        .iter()
+                        .find(|(id, _)| id.eq_ignore_ascii_case(&subscription_id))
+                        .map(|(_, c)| c.as_uuid()),
+                    initial_level: permissions.initial_level(),
+                    subscription_id,
+                    display_name,
+                    permissions,
+                },
+            )
+            .collect(),
+    }))
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::unprocessable("missing_field", format!("'{field}' must not be empty"))
+}
+
+/// Fails naming the first field that is empty.
+fn required(fields: &[(&str, &String)]) -> Result<(), ApiError> {
+    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
+        Some((field, _)) => Err(missing(field)),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ConnectionsQuery {
+pub struct ConnectionsQuery {
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/connections", tag = "connections", params(ConnectionsQuery),
     responses((status = 200, body = Page<ConnectionView>), E401, E403, E422))]
-async fn list_connections(
+pub async fn list_connections(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<ConnectionsQuery>,
@@ -58,29 +126,19 @@ async fn list_connections(
     responses((status = 201, body = ConnectionView, description = "validated and stored, with the permission check per subscription"),
         E401, E403, (status = 409, body = crate::error::ErrorBody, description = "a subscription is already connected by another connection"),
         (status = 422, body = crate::error::ErrorBody, description = "the credential or its permissions are not usable; nothing stored"), E502))]
-async fn create_connection(
+pub async fn create_connection(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<ConnectRequest>,
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     caller.require(Permission::ManageConnections, "connecting tenants")?;
-    for (field, value) in [
+    required(&[
         ("name", &req.name),
         ("tenant_id", &req.tenant_id),
         ("client_id", &req.client_id),
-    ] {
-        if value.trim().is_empty() {
-            return Err(ApiError::unprocessable(
-                "missing_field",
-                format!("'{field}' must not be empty"),
-            ));
-        }
-    }
+    ])?;
     if req.client_secret.is_empty() {
-        return Err(ApiError::unprocessable(
-            "missing_field",
-            "'client_secret' must not be empty",
-        ));
+        return Err(missing("client_secret"));
     }
     let validated = match validate(
         &state,
@@ -150,7 +208,7 @@ async fn create_connection(
 
 #[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = Uuid, Path, description = "connection id")),
     responses((status = 200, body = ConnectionView), E401, E403, E404))]
-async fn get_connection(
+pub async fn get_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -164,7 +222,7 @@ async fn get_connection(
 
 #[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", request_body = UpdateConnectionRequest,
     params(("id" = Uuid, Path, description = "connection id")), responses((status = 200, body = ConnectionView), E401, E403, E404, E422))]
-async fn update_connection(
+pub async fn update_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -189,7 +247,7 @@ async fn update_connection(
 
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = Uuid, Path, description = "connection id")),
     responses((status = 200, body = ConnectionView, description = "revoked: the credential is destroyed; what it read stays readable"), E401, E403, E404))]
-async fn revoke_connection(
+pub async fn revoke_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -206,7 +264,7 @@ async fn revoke_connection(
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/reauth", tag = "connections", request_body = ReauthRequest,
     params(("id" = Uuid, Path, description = "connection id")), responses((status = 200, body = ConnectionView), E401, E403, E404, E422, E502))]
-async fn reauth_connection(
+pub async fn reauth_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -55,7 +55,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(routes!(start))
         .routes(routes!(callback))
-        .routes(routes!(complete))
+        .routes(routes!(offer, complete))
 }
 
 /// The tenant alias for a sign-in whose tenant is not known yet.
@@ -75,6 +75,8 @@ const MAY_ASSIGN: [&str; 2] = [
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
 ];
 pub const CALLBACK_PATH: &str = "/api/v1/connections/consent/callback";
+/// Where the callback sends a flow the web UI started.
+pub const UI_CALLBACK_PATH: &str = "/connections/consent/callback";
 const FLOW_COOKIE: &str = "cloudkeep_consent";
 
 /// Consent flows under way in this process, keyed by their `state`.
@@ -101,6 +103,8 @@ struct Flow {
     /// The flow cookie's value.
     cookie: String,
     connection: Option<ConnectionId>,
+    /// Started from the web UI (see `StartQuery::ui`).
+    ui: bool,
     expires: Instant,
     stage: Stage,
 }
@@ -111,10 +115,12 @@ enum Stage {
         verifier: SecretString,
         redirect_uri: String,
     },
-    /// Signed in: the user's token and what they may connect.
+    /// Signed in: the user's token and what they may connect (and the
+    /// offer as answered, to answer again).
     SignedIn {
         token: AccessToken,
         offered: Vec<Offered>,
+        offer: ConsentOffer,
     },
 }
 
@@ -154,6 +160,27 @@ impl Flows {
         }
         flows.insert(state, flow);
         Ok(())
+    }
+
+    /// The offer of this caller's signed-in flow, left in place.
+    fn offer(
+        &self,
+        state: &str,
+        caller: &Caller,
+        headers: &HeaderMap,
+    ) -> Result<ConsentOffer, ApiError> {
+        let flow = self.take(state, caller, headers, true)?;
+        let offer = match &flow.stage {
+            Stage::SignedIn { offer, .. } => Ok(offer.clone()),
+            Stage::SigningIn { .. } => Err(unknown_flow()),
+        };
+        self.put_back(state.to_string(), flow);
+        offer
+    }
+
+    /// Whether the flow `state` names was started from the web UI.
+    fn is_ui(&self, state: &str) -> bool {
+        self.lock().get(state).is_some_and(|f| f.ui)
     }
 
     fn put_back(&self, state: String, flow: Flow) {
@@ -231,9 +258,13 @@ fn operator(state: &AppState) -> Result<(&OperatorApp, &str), ApiError> {
 pub struct StartQuery {
     /// Add subscriptions to this connection (one made by consent) instead
     /// of creating one.
-    connection: Option<String>,
+    pub connection: Option<String>,
     /// Passed to Entra ID to preselect the account.
-    login_hint: Option<String>,
+    pub login_hint: Option<String>,
+    /// Started from the web UI: the callback sends the browser on to the
+    /// UI's subscription picker (`/connections/consent/callback`) instead
+    /// of answering JSON.
+    pub ui: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/api/v1/connections/consent/start", tag = "connections", params(StartQuery),
@@ -291,6 +322,7 @@ pub async fn start(
             session,
             cookie: flow_cookie.clone(),
             connection,
+            ui: q.ui.unwrap_or(false),
             expires: Instant::now() + SIGN_IN_WINDOW,
             stage: Stage::SigningIn {
                 verifier: pkce.verifier,
@@ -301,7 +333,8 @@ pub async fn start(
     let set_cookie = lax_cookie(
         FLOW_COOKIE,
         &flow_cookie,
-        "/api/v1/connections/consent",
+        // The whole site: the UI's picker reads the flow too.
+        "/",
         (SIGN_IN_WINDOW + CHOICE_WINDOW).as_secs() as i64,
         state.settings.secure_cookies,
     );
@@ -338,12 +371,12 @@ fn extendable(c: &Connection, op: &OperatorApp) -> Result<(), ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     #[param(value_type = Option<String>)]
-    code: Option<SecretString>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
+    pub code: Option<SecretString>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
     /// Set by the page that re-requests the callback from this origin.
-    bounced: Option<String>,
+    pub bounced: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/connections/consent/callback", tag = "connections", params(CallbackQuery),
@@ -359,6 +392,22 @@ pub async fn callback(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     match caller {
+        Ok(_) if q.state.as_deref().is_some_and(|s| state.consent.is_ui(s)) => {
+            let query = uri.query().unwrap_or_default();
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(
+                    form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "bounced"),
+                )
+                .finish();
+            Ok((
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, format!("{UI_CALLBACK_PATH}?{query}")),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                ],
+            )
+                .into_response())
+        }
         Ok(caller) => Ok(signed_in(state, caller, &headers, q).await?.into_response()),
         // Entra ID's redirect is a cross-site navigation, on which browsers
         // withhold the SameSite=Strict session cookie; a page of our own
@@ -391,7 +440,7 @@ fn bounce(uri: &axum::http::Uri) -> Response {
         .into_response()
 }
 
-async fn signed_in(
+pub async fn signed_in(
     state: AppState,
     caller: Caller,
     headers: &HeaderMap,
@@ -528,7 +577,11 @@ async fn signed_in(
         expires_at: Utc::now() + window,
     };
     flow.expires = Instant::now() + window;
-    flow.stage = Stage::SignedIn { token, offered };
+    flow.stage = Stage::SignedIn {
+        token,
+        offered,
+        offer: offer.clone(),
+    };
     state.consent.put_back(flow_state, flow);
     Ok(Json(offer))
 }
@@ -596,6 +649,20 @@ fn explain_transient(e: &AzureError) -> ApiError {
     )
 }
 
+#[utoipa::path(get, path = "/api/v1/connections/consent/{flow}", tag = "connections",
+    params(("flow" = String, Path, description = "the flow from the callback's answer")),
+    responses((status = 200, body = ConsentOffer, description = "the signed-in flow's offer, as the callback answered it"), E401, E403,
+        (status = 404, body = crate::error::ErrorBody, description = "no such flow in this session")))]
+pub async fn offer(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(flow_state): Path<String>,
+) -> Result<Json<ConsentOffer>, ApiError> {
+    caller.require(Permission::ManageConnections, "connecting tenants")?;
+    Ok(Json(state.consent.offer(&flow_state, &caller, &headers)?))
+}
+
 #[utoipa::path(post, path = "/api/v1/connections/consent/{flow}", tag = "connections", request_body = ConsentChoice,
     params(("flow" = String, Path, description = "the flow from the callback's answer")),
     responses((status = 200, body = ConsentReport), E401, E403,
@@ -621,7 +688,7 @@ pub async fn complete(
             return Err(e);
         }
     };
-    let Stage::SignedIn { token, offered } = &flow.stage else {
+    let Stage::SignedIn { token, offered, .. } = &flow.stage else {
         return Err(unknown_flow());
     };
     let tenant = token.tenant_id.clone();

@@ -54,7 +54,7 @@ fn parse_control(raw: &str) -> Result<ControlId, ApiError> {
 /// Every control with its coverage now (one page: there are three).
 #[utoipa::path(get, path = "/api/v1/controls", tag = "evidence",
     responses((status = 200, body = Page<ControlView>), E401, E403))]
-async fn list_controls(
+pub async fn list_controls(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Page<ControlView>>, ApiError> {
@@ -71,20 +71,20 @@ async fn list_controls(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ControlQuery {
+pub struct ControlQuery {
     /// Days of history, 1 to 400 (default 90).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 400)]
-    days: Option<u32>,
+    pub days: Option<u32>,
     /// Current evidence rows to include, 0 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 0, maximum = 1000)]
-    evidence_limit: Option<u32>,
+    pub evidence_limit: Option<u32>,
 }
 
 /// A control: its checks' coverage, its current evidence (failing and not
 /// collected first) and its daily history.
 #[utoipa::path(get, path = "/api/v1/controls/{id}", tag = "evidence", params(("id" = String, Path, description = "the control: CC6.1, CC6.6 or CC7.1"), ControlQuery),
     responses((status = 200, body = ControlDetail), E401, E403, E404, E422))]
-async fn get_control(
+pub async fn get_control(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -159,7 +159,7 @@ async fn get_control(
     }))
 }
 
-async fn mapping_view(state: &AppState, caller: &Caller) -> Result<MappingView, ApiError> {
+pub async fn mapping_view(state: &AppState, caller: &Caller) -> Result<MappingView, ApiError> {
     let overrides = state
         .store
         .control_mapping_overrides(caller.scope())
@@ -204,7 +204,7 @@ async fn mapping_view(state: &AppState, caller: &Caller) -> Result<MappingView, 
 /// default with its changes), and the catalogue of checks.
 #[utoipa::path(get, path = "/api/v1/control-mapping", tag = "evidence",
     responses((status = 200, body = MappingView), E401, E403))]
-async fn get_mapping(
+pub async fn get_mapping(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<MappingView>, ApiError> {
@@ -216,7 +216,7 @@ async fn get_mapping(
 /// where the default has it simply follows the default again.
 #[utoipa::path(patch, path = "/api/v1/control-mapping", tag = "evidence", request_body = MappingChange,
     responses((status = 200, body = MappingView), E401, E403, E422))]
-async fn change_mapping(
+pub async fn change_mapping(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<MappingChange>,
@@ -243,7 +243,7 @@ async fn change_mapping(
 
 #[utoipa::path(get, path = "/api/v1/settings/evidence", tag = "evidence",
     responses((status = 200, body = EvidenceSettingsView), E401, E403))]
-async fn get_settings(
+pub async fn get_settings(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<EvidenceSettingsView>, ApiError> {
@@ -256,7 +256,7 @@ async fn get_settings(
 /// Sets the secure-score threshold (audited); it applies from the next sync.
 #[utoipa::path(patch, path = "/api/v1/settings/evidence", tag = "evidence", request_body = EvidenceSettingsChange,
     responses((status = 200, body = EvidenceSettingsView), E401, E403, E422))]
-async fn change_settings(
+pub async fn change_settings(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<EvidenceSettingsChange>,

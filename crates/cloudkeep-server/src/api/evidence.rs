@@ -28,30 +28,30 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct EvidenceQuery {
+pub struct EvidenceQuery {
     /// Evidence of the checks mapped to this control (for this organisation).
-    control: Option<ControlId>,
-    check: Option<CheckId>,
-    result: Option<EvidenceResult>,
+    pub control: Option<ControlId>,
+    pub check: Option<CheckId>,
+    pub result: Option<EvidenceResult>,
     /// An ARM id: its evidence and that of everything under it (a vault's keys).
-    subject: Option<String>,
+    pub subject: Option<String>,
     /// A connection's evidence, also of subscriptions it no longer holds.
     /// Without it, only subscriptions of live connections are listed.
-    connection: Option<String>,
+    pub connection: Option<String>,
     /// cloudkeep's subscription id.
-    subscription: Option<String>,
+    pub subscription: Option<String>,
     /// Observed at or after this time (RFC 3339): its last observation is.
-    observed_from: Option<DateTime<Utc>>,
+    pub observed_from: Option<DateTime<Utc>>,
     /// Observed at or before this time: its first observation is.
-    observed_to: Option<DateTime<Utc>>,
+    pub observed_to: Option<DateTime<Utc>>,
     /// Only current intervals (the default without an observed period);
     /// `false` lists the history too.
-    current: Option<bool>,
+    pub current: Option<bool>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 fn invalid(message: &str) -> ApiError {
@@ -75,7 +75,7 @@ pub(crate) fn uuid_filter<T: std::str::FromStr>(
 /// intervals only.
 #[utoipa::path(get, path = "/api/v1/evidence", tag = "evidence", params(EvidenceQuery),
     responses((status = 200, body = Page<EvidenceView>), E401, E403, E422))]
-async fn list_evidence(
+pub async fn list_evidence(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<EvidenceQuery>,
@@ -119,7 +119,7 @@ async fn list_evidence(
 
 #[utoipa::path(get, path = "/api/v1/evidence/{id}", tag = "evidence", params(("id" = Uuid, Path, description = "evidence id")),
     responses((status = 200, body = EvidenceDetail), E401, E403, E404))]
-async fn get_evidence(
+pub async fn get_evidence(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -2,19 +2,19 @@
 //! router with its OpenAPI paths; `all()` lists them, so adding an area is
 //! one module and one line here.
 
-mod alerts;
-mod audit;
-mod auth;
-pub(crate) mod connections;
-pub(crate) mod consent;
-mod controls;
-mod evidence;
-mod resources;
-mod subscriptions;
-mod sync_runs;
-mod tag_edits;
-mod tokens;
-mod users;
+pub mod alerts;
+pub mod audit;
+pub mod auth;
+pub mod connections;
+pub mod consent;
+pub mod controls;
+pub mod evidence;
+pub mod resources;
+pub mod subscriptions;
+pub mod sync_runs;
+pub mod tag_edits;
+pub mod tokens;
+pub mod users;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;

@@ -13,44 +13,67 @@ use super::parse_id;
 use crate::auth::Caller;
 use crate::error::{E401, E403, E404, E422, Params};
 use crate::list::{Page, page_request};
-use crate::wire::{ResourceDetail, ResourceView, TagChangeView, TagEditFilter};
+use crate::wire::{
+    ResourceDetail, ResourceView, TagChangeView, TagCoverageView, TagEditFilter, TagKeyCount,
+};
 use crate::{ApiError, AppState};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_resources))
         .routes(routes!(get_resource))
+        .routes(routes!(tag_coverage))
+}
+
+#[utoipa::path(get, path = "/api/v1/tags/coverage", tag = "tags",
+    responses((status = 200, body = TagCoverageView, description = "live resources, how many carry tags, and the most used keys"), E401, E403))]
+pub async fn tag_coverage(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TagCoverageView>, ApiError> {
+    caller.require(Permission::ReadData, "reading tag coverage")?;
+    let c = state.store.tag_coverage(caller.scope(), 10).await?;
+    Ok(Json(TagCoverageView {
+        resources: c.resources,
+        tags_read: c.tags_read,
+        tagged: c.tagged,
+        keys: c
+            .keys
+            .into_iter()
+            .map(|(key, resources)| TagKeyCount { key, resources })
+            .collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ResourcesQuery {
+pub struct ResourcesQuery {
     /// cloudkeep's subscription id.
-    subscription: Option<String>,
+    pub subscription: Option<String>,
     /// A connection's resources, also of subscriptions it no longer holds
     /// (a revoked connection's history). Without it, only subscriptions of
     /// live connections are listed.
-    connection: Option<String>,
-    resource_group: Option<String>,
+    pub connection: Option<String>,
+    pub resource_group: Option<String>,
     #[serde(rename = "type")]
     #[param(rename = "type")]
-    resource_type: Option<String>,
-    location: Option<String>,
+    pub resource_type: Option<String>,
+    pub location: Option<String>,
     /// Part of the name, any case.
-    name: Option<String>,
+    pub name: Option<String>,
     /// Has a tag with this name (any case).
-    has_tag: Option<String>,
+    pub has_tag: Option<String>,
     /// `key=value`: has this tag with this value.
-    tag: Option<String>,
+    pub tag: Option<String>,
     /// Lacks a tag with this name.
-    missing_tag: Option<String>,
+    pub missing_tag: Option<String>,
     /// Include resources deleted in Azure.
-    include_deleted: Option<bool>,
+    pub include_deleted: Option<bool>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 fn invalid(message: &str) -> ApiError {
@@ -77,7 +100,7 @@ fn subscription_id(raw: Option<&str>) -> Result<Option<SubscriptionId>, ApiError
 }
 
 /// The store's filter for a tag edit's `filter` (live resources only).
-pub(crate) fn edit_filter(f: &TagEditFilter) -> Result<ResourceFilter, ApiError> {
+pub fn edit_filter(f: &TagEditFilter) -> Result<ResourceFilter, ApiError> {
     Ok(ResourceFilter {
         subscription: subscription_id(f.subscription.as_deref())?,
         connection: None,
@@ -94,7 +117,7 @@ pub(crate) fn edit_filter(f: &TagEditFilter) -> Result<ResourceFilter, ApiError>
 
 #[utoipa::path(get, path = "/api/v1/resources", tag = "resources", params(ResourcesQuery),
     responses((status = 200, body = Page<ResourceView>), E401, E403, E422))]
-async fn list_resources(
+pub async fn list_resources(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<ResourcesQuery>,
@@ -130,7 +153,7 @@ async fn list_resources(
 
 #[utoipa::path(get, path = "/api/v1/resources/{id}", tag = "resources", params(("id" = Uuid, Path, description = "cloudkeep's resource id")),
     responses((status = 200, body = ResourceDetail), E401, E403, E404))]
-async fn get_resource(
+pub async fn get_resource(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

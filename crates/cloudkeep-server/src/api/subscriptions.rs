@@ -22,7 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(patch, path = "/api/v1/subscriptions/{id}", tag = "connections", request_body = SyncLevelRequest,
     params(("id" = Uuid, Path, description = "cloudkeep's subscription id")),
     responses((status = 200, body = SyncLevelChanged), E401, E403, E404, E422))]
-async fn set_sync_level(
+pub async fn set_sync_level(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -26,12 +26,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct SyncQuery {
+pub struct SyncQuery {
     /// `false`: answer 202 with the run as soon as it starts, and run it in
     /// the background (follow it at `GET /api/v1/sync-runs/{id}`, whose
     /// report marks the steps to come `pending` or `running`). Default
     /// `true`: answer when it is done.
-    wait: Option<bool>,
+    pub wait: Option<bool>,
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/sync", tag = "sync", params(("id" = Uuid, Path, description = "connection id"), SyncQuery),
@@ -40,7 +40,7 @@ struct SyncQuery {
         E401, E403, E404,
         (status = 409, body = crate::error::ErrorBody, description = "a run of the connection is under way (the message names it)"),
         (status = 422, body = crate::error::ErrorBody, description = "the connection was revoked")))]
-async fn sync_now(
+pub async fn sync_now(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -90,21 +90,21 @@ async fn sync_now(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct RunsQuery {
+pub struct RunsQuery {
     /// Only this connection's runs.
-    connection: Option<String>,
+    pub connection: Option<String>,
     /// Only runs in this state.
-    status: Option<RunStatus>,
+    pub status: Option<RunStatus>,
     /// Page size, 1 to 1000 (default 100), newest first.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/sync-runs", tag = "sync", params(RunsQuery),
     responses((status = 200, body = Page<SyncRunView>), E401, E403, E422))]
-async fn list_sync_runs(
+pub async fn list_sync_runs(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<RunsQuery>,
@@ -133,7 +133,7 @@ async fn list_sync_runs(
 
 #[utoipa::path(get, path = "/api/v1/sync-runs/{id}", tag = "sync", params(("id" = Uuid, Path, description = "run id")),
     responses((status = 200, body = SyncRunView), E401, E403, E404))]
-async fn get_sync_run(
+pub async fn get_sync_run(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

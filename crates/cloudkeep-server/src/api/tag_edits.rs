@@ -18,24 +18,33 @@ use crate::auth::Caller;
 use crate::error::{Body, E401, E403, E404, E422, Params};
 use crate::list::{Page, page_request};
 use crate::wire::{
-    ResolveRequest, ResolveResponse, SkippedResource, TagEditRequest, TagEditView, TagEditsCreated,
+    PlannedChange, ResolveRequest, ResolveResponse, SkippedResource, TagEditPreview,
+    TagEditRequest, TagEditView, TagEditsCreated,
 };
 use crate::{ApiError, AppState};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tag_edits, create_tag_edits))
+        .routes(routes!(preview_tag_edits))
         .routes(routes!(resolve_tag_edit))
 }
 
-#[utoipa::path(post, path = "/api/v1/tag-edits", tag = "tags", request_body = TagEditRequest,
-    responses((status = 201, body = TagEditsCreated), E401, E403, E404,
-        (status = 422, body = crate::error::ErrorBody, description = "a tag breaks Azure's rules, nothing matches, or the sync level forbids tag edits")))]
-async fn create_tag_edits(
-    State(state): State<AppState>,
-    caller: Caller,
-    Body(req): Body<TagEditRequest>,
-) -> Result<(StatusCode, Json<TagEditsCreated>), ApiError> {
+/// What a tag edit request would do: the edits to make (each resource's
+/// tags before and after), and the resources its sync level leaves alone.
+pub struct Plan {
+    pub edits: Vec<(NewTagEdit, String)>,
+    pub skipped: Vec<SkippedResource>,
+}
+
+/// Checks a request against Azure's tag rules and each subscription's sync
+/// level, and plans its edits; nothing is stored. Creating and previewing
+/// share it, so a preview shows exactly what creating would do.
+pub async fn plan(
+    state: &AppState,
+    caller: &Caller,
+    req: &TagEditRequest,
+) -> Result<Plan, ApiError> {
     use cloudkeep_domain::tags;
     caller.require(Permission::EditTags, "editing tags")?;
     if req.set.is_empty() && req.remove.is_empty() {
@@ -83,7 +92,7 @@ async fn create_tag_edits(
         .collect();
     let mut edits = Vec::new();
     let mut skipped = Vec::new();
-    for r in &targets {
+    for r in targets {
         tags::check_edit(&req.set, &req.remove, &r.resource_type).map_err(|e| {
             ApiError::unprocessable("tag_rule", format!("{e} (resource {})", r.name))
         })?;
@@ -97,15 +106,18 @@ async fn create_tag_edits(
             .map(|(_, l)| *l)
             .unwrap_or_default();
         match tag_edit_state(level) {
-            Ok((state, reason)) => edits.push(NewTagEdit {
-                resource_id: r.id,
-                subscription_id: r.subscription_id,
-                set: req.set.clone(),
-                remove: req.remove.clone(),
-                base,
-                state,
-                reason,
-            }),
+            Ok((state, reason)) => edits.push((
+                NewTagEdit {
+                    resource_id: r.id,
+                    subscription_id: r.subscription_id,
+                    set: req.set.clone(),
+                    remove: req.remove.clone(),
+                    base,
+                    state,
+                    reason,
+                },
+                r.name,
+            )),
             Err(reason) => skipped.push(SkippedResource {
                 resource_id: r.id,
                 reason,
@@ -122,9 +134,25 @@ async fn create_tag_edits(
             format!("Tags cannot be edited here: {reason}."),
         ));
     }
+    Ok(Plan { edits, skipped })
+}
+
+#[utoipa::path(post, path = "/api/v1/tag-edits", tag = "tags", request_body = TagEditRequest,
+    responses((status = 201, body = TagEditsCreated), E401, E403, E404,
+        (status = 422, body = crate::error::ErrorBody, description = "a tag breaks Azure's rules, nothing matches, or the sync level forbids tag edits")))]
+pub async fn create_tag_edits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<TagEditRequest>,
+) -> Result<(StatusCode, Json<TagEditsCreated>), ApiError> {
+    let Plan { edits, skipped } = plan(&state, &caller, &req).await?;
     let created = state
         .store
-        .create_tag_edits(caller.scope(), edits, &caller.actor())
+        .create_tag_edits(
+            caller.scope(),
+            edits.into_iter().map(|(e, _)| e).collect(),
+            &caller.actor(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -135,24 +163,50 @@ async fn create_tag_edits(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/tag-edits/preview", tag = "tags", request_body = TagEditRequest,
+    responses((status = 200, body = TagEditPreview, description = "what the same request to POST /api/v1/tag-edits would do; nothing is stored"), E401, E403, E404,
+        (status = 422, body = crate::error::ErrorBody, description = "a tag breaks Azure's rules, nothing matches, or the sync level forbids tag edits")))]
+pub async fn preview_tag_edits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<TagEditRequest>,
+) -> Result<Json<TagEditPreview>, ApiError> {
+    use cloudkeep_domain::tags;
+    let Plan { edits, skipped } = plan(&state, &caller, &req).await?;
+    Ok(Json(TagEditPreview {
+        changes: edits
+            .into_iter()
+            .map(|(e, name)| PlannedChange {
+                resource_id: e.resource_id,
+                name,
+                after: tags::apply(&e.base, &e.set, &e.remove),
+                before: e.base,
+                state: e.state,
+                reason: e.reason,
+            })
+            .collect(),
+        skipped,
+    }))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct TagEditsQuery {
-    state: Option<TagEditState>,
+pub struct TagEditsQuery {
+    pub state: Option<TagEditState>,
     /// cloudkeep's resource id.
-    resource: Option<String>,
+    pub resource: Option<String>,
     /// cloudkeep's subscription id.
-    subscription: Option<String>,
+    pub subscription: Option<String>,
     /// Page size, 1 to 1000 (default 100), newest first.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/tag-edits", tag = "tags", params(TagEditsQuery),
     responses((status = 200, body = Page<TagEditView>), E401, E403, E422))]
-async fn list_tag_edits(
+pub async fn list_tag_edits(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<TagEditsQuery>,
@@ -187,7 +241,7 @@ async fn list_tag_edits(
     params(("id" = Uuid, Path, description = "the conflicted edit")),
     responses((status = 200, body = ResolveResponse), E401, E403, E404,
         (status = 422, body = crate::error::ErrorBody, description = "the edit is not in conflict")))]
-async fn resolve_tag_edit(
+pub async fn resolve_tag_edit(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -25,18 +25,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct TokensQuery {
+pub struct TokensQuery {
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 /// Everyone's tokens for those who manage users; one's own for the others.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(TokensQuery),
     responses((status = 200, body = Page<TokenView>), E401, E422))]
-async fn list_tokens(
+pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<TokensQuery>,
@@ -49,7 +49,7 @@ async fn list_tokens(
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     responses((status = 201, body = TokenCreated, description = "the token; its secret is shown this once"), E401, E422))]
-async fn create_token(
+pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<CreateTokenRequest>,
@@ -95,7 +95,7 @@ async fn create_token(
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path, description = "token id")),
     responses((status = 204, description = "revoked"), E401, E403, E404))]
-async fn revoke_token(
+pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -27,17 +27,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct UsersQuery {
+pub struct UsersQuery {
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// The previous page's `next`.
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UsersQuery),
     responses((status = 200, body = Page<UserView>), E401, E403, E422))]
-async fn list_users(
+pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<UsersQuery>,
@@ -50,7 +50,7 @@ async fn list_users(
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUserRequest,
     responses((status = 201, body = UserView), E401, E403, E409, E422))]
-async fn create_user(
+pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<CreateUserRequest>,
@@ -84,7 +84,7 @@ async fn create_user(
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = RoleRequest,
     params(("id" = Uuid, Path, description = "user id")), responses((status = 200, body = UserView), E401, E403, E404, E422))]
-async fn change_role(
+pub async fn change_role(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

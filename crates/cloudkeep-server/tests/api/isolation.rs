@@ -30,7 +30,9 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
         p if p.starts_with("/api/v1/webhooks/") => json!({"name": "taken over"}),
         "/api/v1/control-mapping" => json!({"control": "CC6.1", "remove": ["rbac.guest_users"]}),
         "/api/v1/settings/evidence" => json!({"secure_score_threshold": 0.5}),
-        "/api/v1/tag-edits" => json!({"resource_id": uuid::Uuid::nil(), "set": {"x": "y"}}),
+        "/api/v1/tag-edits" | "/api/v1/tag-edits/preview" => {
+            json!({"resource_id": uuid::Uuid::nil(), "set": {"x": "y"}})
+        }
         "/api/v1/auth/login" => {
             json!({"email": "nobody@example.com", "password": "wrong password"})
         }

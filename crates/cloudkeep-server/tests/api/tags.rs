@@ -35,47 +35,7 @@ async fn tagged_resource(app: &App, org: &Org, sub_row: &str) -> Value {
 }
 
 async fn sim_tags(app: &App, arm_id: &str) -> Value {
-    let scenario_token = {
-        let p = app.sim.scenario.sp("collector");
-        let r: Value = app
-            .sim
-            .http
-            .post(format!(
-                "{}/{}/oauth2/v2.0/token",
-                app.sim.url,
-                app.sim.scenario.raw["tenants"][0]["tenant_id"]
-                    .as_str()
-                    .expect("tid")
-            ))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", p.client_id.as_str()),
-                ("client_secret", p.client_secret.as_str()),
-                ("scope", "https://management.azure.com/.default"),
-            ])
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("json");
-        r["access_token"].as_str().expect("token").to_string()
-    };
-    let r: Value = app
-        .sim
-        .http
-        .get(format!(
-            "{}{arm_id}/providers/Microsoft.Resources/tags/default?api-version=2025-04-01",
-            app.sim.url
-        ))
-        .bearer_auth(scenario_token)
-        .send()
-        .await
-        .expect("tags")
-        .json()
-        .await
-        .expect("json");
-    r["properties"]["tags"].clone()
+    app.sim.tags(arm_id).await
 }
 
 #[tokio::test]

@@ -1,0 +1,213 @@
+//! The dashboard: what needs attention first. Each panel shows only what
+//! the user's role may read.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use cloudkeep_domain::evidence::AlertState;
+use cloudkeep_domain::{ConnectionStatus, Permission};
+use cloudkeep_server::api::{alerts, controls, resources};
+use cloudkeep_server::wire::ConnectionView;
+use cloudkeep_server::{AppState, Params};
+
+use crate::format;
+use crate::page::{Chrome, PageResult, Section, html};
+use crate::session::Web;
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    chrome: Chrome,
+    connections: Option<Vec<Health>>,
+    alerts: Option<Vec<AlertLine>>,
+    controls: Option<Vec<ControlLine>>,
+    tags: Option<TagPanel>,
+    may_connect: bool,
+}
+
+/// A connection's health, as a line of the panel.
+pub struct Health {
+    pub id: String,
+    pub name: String,
+    pub state: &'static str,
+    pub label: String,
+    pub last_sync: String,
+    pub next_sync: String,
+    pub subscriptions: usize,
+}
+
+/// How a connection is doing: its status, or stale when its last
+/// successful sync is older than its threshold.
+pub fn health(c: &ConnectionView, now: DateTime<Utc>) -> Health {
+    let stale = c
+        .last_sync_at
+        .is_none_or(|t| (now - t).num_seconds() > c.stale_after_secs);
+    let (state, label) = match c.status {
+        ConnectionStatus::Revoked => ("revoked", "revoked".to_string()),
+        ConnectionStatus::NeedsReauth => ("needs_reauth", "needs re-authentication".into()),
+        ConnectionStatus::Failing => ("failed", "syncs failing".into()),
+        ConnectionStatus::Active if c.last_sync_at.is_none() => {
+            ("pending", "not synced yet".into())
+        }
+        ConnectionStatus::Active if stale => ("stale", "stale".into()),
+        ConnectionStatus::Active => ("active", "healthy".into()),
+    };
+    Health {
+        id: c.id.to_string(),
+        name: c.name.clone(),
+        state,
+        label,
+        last_sync: c
+            .last_sync_at
+            .map(|t| format::ago(t, now))
+            .unwrap_or_else(|| "never".into()),
+        next_sync: c
+            .next_sync_at
+            .map(|t| format::ago(t, now))
+            .unwrap_or_else(|| "—".into()),
+        subscriptions: c
+            .subscriptions
+            .iter()
+            .filter(|s| s.detached_at.is_none())
+            .count(),
+    }
+}
+
+struct AlertLine {
+    id: String,
+    title: String,
+    opened: String,
+}
+
+struct ControlLine {
+    id: String,
+    title: String,
+    state: String,
+    label: String,
+    pass_rate: String,
+    coverage: String,
+    /// 0 to 100, for a `<meter>`.
+    coverage_value: u32,
+}
+
+struct TagPanel {
+    resources: String,
+    tagged: String,
+    share: String,
+    share_value: u32,
+    not_read: String,
+    keys: Vec<(String, String, u32)>,
+}
+
+pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
+    let now = state.store.now();
+    let chrome = Chrome::new(&state, &web, "Dashboard", Section::Dashboard).await?;
+    let read_data = web.may(Permission::ReadData);
+    let connections = if read_data {
+        let all = state.store.connections(&web.auth.scope).await?;
+        Some(
+            all.iter()
+                .filter(|c| c.deleted_at.is_none())
+                .map(|c| health(&ConnectionView::from(c), now))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let alerts = if read_data {
+        let Json(page) = alerts::list_alerts(
+            State(state.clone()),
+            web.caller(),
+            Params(alerts::AlertsQuery {
+                state: Some(AlertState::Open),
+                kind: None,
+                scope: None,
+                limit: Some("10".into()),
+                after: None,
+            }),
+        )
+        .await?;
+        Some(
+            page.items
+                .iter()
+                .map(|a| AlertLine {
+                    id: a.id.to_string(),
+                    title: a.title.clone(),
+                    opened: format::ago(a.opened_at, now),
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let controls = if web.may(Permission::ReadEvidence) {
+        let Json(page) = controls::list_controls(State(state.clone()), web.caller()).await?;
+        Some(
+            page.items
+                .iter()
+                .map(|c| ControlLine {
+                    id: c.id.to_string(),
+                    title: c.title.clone(),
+                    state: c.coverage.state.to_string(),
+                    label: format::words(&c.coverage.state.to_string()),
+                    pass_rate: c
+                        .coverage
+                        .pass_rate
+                        .map(format::percent)
+                        .unwrap_or_else(|| "—".into()),
+                    coverage: c
+                        .coverage
+                        .evidence_coverage
+                        .map(format::percent)
+                        .unwrap_or_else(|| "—".into()),
+                    coverage_value: (c.coverage.evidence_coverage.unwrap_or(0.0) * 100.0).round()
+                        as u32,
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let tags = if read_data {
+        let Json(c) = resources::tag_coverage(State(state.clone()), web.caller()).await?;
+        let share = if c.tags_read == 0 {
+            0.0
+        } else {
+            c.tagged as f64 / c.tags_read as f64
+        };
+        Some(TagPanel {
+            resources: format::count(c.resources),
+            tagged: format::count(c.tagged),
+            share: format::percent(share),
+            share_value: (share * 100.0).round() as u32,
+            not_read: format::count(c.resources - c.tags_read),
+            keys: c
+                .keys
+                .iter()
+                .map(|k| {
+                    let s = if c.tags_read == 0 {
+                        0.0
+                    } else {
+                        k.resources as f64 / c.tags_read as f64
+                    };
+                    (
+                        k.key.clone(),
+                        format::percent(s),
+                        (s * 100.0).round() as u32,
+                    )
+                })
+                .collect(),
+        })
+    } else {
+        None
+    };
+    Ok(html(&DashboardPage {
+        chrome,
+        connections,
+        alerts,
+        controls,
+        tags,
+        may_connect: web.may(Permission::ManageConnections),
+    }))
+}

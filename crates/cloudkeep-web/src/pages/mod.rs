@@ -1,0 +1,82 @@
+//! The pages, one module per area of the UI, as the API has one module
+//! per area; `routes()` lists them all.
+
+mod alerts;
+mod auth;
+mod connections;
+mod dashboard;
+mod evidence;
+mod resources;
+mod settings;
+mod tag_edits;
+
+use axum::Router;
+use cloudkeep_server::AppState;
+
+/// Declares the pages once: the router, and `ROUTES` (method and path of
+/// each), which the isolation test walks so that no page can skip it.
+macro_rules! pages {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        pub fn routes() -> Router<AppState> {
+            Router::new()$(.route($path, pages!(@method $method)($handler)))*
+        }
+    };
+    (@method GET) => { axum::routing::get };
+    (@method POST) => { axum::routing::post };
+}
+
+pages! {
+    GET "/login" => auth::login_form,
+    POST "/login" => auth::login,
+    POST "/logout" => auth::logout,
+    GET "/account" => auth::account,
+    POST "/account/password" => auth::change_password,
+    GET "/" => dashboard::dashboard,
+    GET "/resources" => resources::list,
+    GET "/resources/bulk" => resources::bulk_form,
+    POST "/resources/bulk" => resources::bulk_apply,
+    POST "/resources/bulk/preview" => resources::bulk_preview,
+    GET "/resources/{id}" => resources::detail,
+    POST "/resources/{id}/tags" => resources::edit_tag,
+    GET "/connections" => connections::list,
+    GET "/connections/new" => connections::new_form,
+    POST "/connections/new" => connections::create,
+    POST "/connections/check" => connections::check,
+    GET "/connections/consent/start" => connections::consent_start,
+    GET "/connections/consent/callback" => connections::consent_callback,
+    GET "/connections/consent/{flow}" => connections::consent_pick,
+    POST "/connections/consent/{flow}" => connections::consent_complete,
+    GET "/connections/{id}" => connections::detail,
+    POST "/connections/{id}" => connections::update,
+    POST "/connections/{id}/sync" => connections::sync,
+    POST "/connections/{id}/reauth" => connections::reauth,
+    POST "/connections/{id}/revoke" => connections::revoke,
+    POST "/subscriptions/{id}/level" => connections::set_level,
+    GET "/sync-runs/{id}" => connections::run,
+    GET "/controls" => evidence::controls,
+    GET "/controls/{id}" => evidence::control,
+    GET "/evidence" => evidence::list,
+    GET "/evidence/{id}" => evidence::detail,
+    GET "/alerts" => alerts::alerts,
+    POST "/alerts/{id}/acknowledge" => alerts::acknowledge,
+    GET "/audit" => alerts::audit_log,
+    GET "/audit/verify" => alerts::verify,
+    GET "/settings" => settings::index,
+    GET "/settings/users" => settings::users_page,
+    POST "/settings/users" => settings::add_user,
+    POST "/settings/users/{id}/role" => settings::change_role,
+    GET "/settings/tokens" => settings::tokens_page,
+    POST "/settings/tokens" => settings::create_token,
+    POST "/settings/tokens/{id}/revoke" => settings::revoke_token,
+    GET "/settings/webhooks" => settings::webhooks_page,
+    POST "/settings/webhooks" => settings::create_webhook,
+    POST "/settings/webhooks/{id}/test" => settings::test_webhook,
+    POST "/settings/webhooks/{id}/delete" => settings::delete_webhook,
+    GET "/settings/evidence" => settings::evidence_page,
+    POST "/settings/evidence/threshold" => settings::set_threshold,
+    POST "/settings/evidence/mapping" => settings::change_mapping,
+    GET "/tag-edits" => tag_edits::list,
+    POST "/tag-edits/{id}/resolve" => tag_edits::resolve,
+}

@@ -1,0 +1,461 @@
+//! The web UI in a real browser (headless Chromium): every flow a person
+//! takes, against the server, the simulator and a real store. Each page
+//! visited is screenshotted under `target/screenshots/` and checked with
+//! axe-core.
+
+mod kit;
+
+use cloudkeep_testkit::app::OWNER_PASSWORD;
+use cloudkeep_testkit::{App, Org};
+use kit::{Browser, app};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// An organisation with the simulated tenant connected and synced.
+async fn connected(app: &App) -> (Org, String) {
+    let org = app.org("acme").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    let run = app.sync(&org, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    (org, id)
+}
+
+/// Runs "Sync now" on the connection's page and waits for the run's end.
+async fn sync_in_browser(b: &Browser, connection: &str) {
+    b.goto(&format!("/connections/{connection}")).await;
+    b.click("form[action$='/sync'] button").await;
+    b.wait("#run").await;
+    for _ in 0..300 {
+        let status = b.text("#run-status").await;
+        if status != "running" {
+            assert_eq!(status, "succeeded", "{}", b.body().await);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the sync did not finish: {}", b.body().await);
+}
+
+#[tokio::test]
+async fn signing_in_and_out() {
+    let app = app().await;
+    let org = app.org("acme").await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    // A page asked for before signing in comes back after it.
+    b.goto("/connections").await;
+    assert!(
+        b.path().await.starts_with("/login?next=%2Fconnections"),
+        "{}",
+        b.path().await
+    );
+    b.check_page("sign-in").await;
+    b.fill("#email", &org.owner_email).await;
+    b.fill("#password", "not the password").await;
+    b.click("button[type=submit]").await;
+    assert!(
+        b.text("#login-error").await.contains("wrong"),
+        "{}",
+        b.body().await
+    );
+    b.fill("#password", OWNER_PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait_text("Connected tenants").await;
+    assert_eq!(b.path().await, "/connections");
+    b.click(".topbar form button").await;
+    b.wait_text("You are signed out").await;
+    b.goto("/").await;
+    assert!(
+        b.path().await.starts_with("/login"),
+        "signed out: {}",
+        b.path().await
+    );
+    b.close().await;
+}
+
+#[tokio::test]
+async fn connecting_with_a_service_principal_shows_its_permissions_before_saving() {
+    let app = app().await;
+    let org = app.org("acme").await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/connections").await;
+    b.click("a[href='/connections/new']").await;
+    let tenant = app.sim.scenario.tenant().tenant_id.clone();
+    // A principal with Reader only: the check says what is missing and
+    // what each missing role turns off, and nothing is stored.
+    let reader = app.sim.scenario.sp("reader-only").clone();
+    b.fill("#name", "Contoso").await;
+    b.fill("#tenant_id", &tenant).await;
+    b.fill("#client_id", &reader.client_id).await;
+    b.fill("#client_secret", &reader.client_secret).await;
+    b.click("#check-button").await;
+    b.wait("#check-table").await;
+    let check = b.text("#check").await;
+    assert!(check.contains("Reader"), "{check}");
+    assert!(check.contains("Tag Contributor"), "{check}");
+    assert!(check.contains("turns off"), "{check}");
+    b.check_page("connect-check").await;
+    assert!(
+        app.list(&org.token, "/api/v1/connections").await.is_empty(),
+        "checking stores nothing"
+    );
+    // A wrong secret is said plainly, and the form keeps what was typed.
+    b.fill("#client_secret", "wrong").await;
+    b.click("#connect-button").await;
+    let error = b.text("#connect-error").await;
+    assert!(error.contains("secret"), "{error}");
+    assert_eq!(
+        b.wait("#client_id")
+            .await
+            .prop("value")
+            .await
+            .expect("value"),
+        Some(reader.client_id.clone())
+    );
+    // The collector principal connects; its first sync is followed live.
+    let collector = app.sim.scenario.sp("collector").clone();
+    b.fill("#client_id", &collector.client_id).await;
+    b.fill("#client_secret", &collector.client_secret).await;
+    b.click("#connect-button").await;
+    b.wait("#run").await;
+    b.wait_text("Connected. The first sync").await;
+    for _ in 0..300 {
+        if b.text("#run-status").await == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(b.text("#run-status").await, "succeeded");
+    b.check_page("sync-run").await;
+    let connections = app.list(&org.token, "/api/v1/connections").await;
+    assert_eq!(connections.len(), 1);
+    assert_eq!(connections[0]["name"], "Contoso");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn connecting_by_consent_through_the_simulators_sign_in_page() {
+    let app = app().await;
+    let org = app.org("acme").await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/connections").await;
+    b.click("a[href='/connections/consent/start']").await;
+    // Entra ID's sign-in page (the simulator's), as a person fills it.
+    b.wait("input[name=passwd]").await;
+    assert!(
+        b.client
+            .current_url()
+            .await
+            .expect("url")
+            .as_str()
+            .starts_with(&app.sim.url)
+    );
+    let owner = app.sim.scenario.user("partial-owner").clone();
+    b.fill("input[name=login]", &owner.upn).await;
+    b.fill("input[name=passwd]", &owner.password).await;
+    b.click("button[type=submit]").await;
+    // Back at cloudkeep: the subscription picker.
+    b.wait_text("Choose the subscriptions to connect").await;
+    b.check_page("consent-picker").await;
+    // The first subscription the owner may give roles on.
+    let choice = b.wait("input[name=subscription]:not([disabled])").await;
+    let first = choice
+        .attr("value")
+        .await
+        .expect("value")
+        .expect("a subscription id");
+    choice.click().await.expect("choose");
+    b.fill("#name", "Contoso by consent").await;
+    b.click("form[action^='/connections/consent/'] button[type=submit]")
+        .await;
+    b.wait_text("cloudkeep now reads these subscriptions").await;
+    b.check_page("consent-done").await;
+    let connections = app.list(&org.token, "/api/v1/connections").await;
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert_eq!(connections[0]["auth_method"], "operator_app");
+    assert_eq!(connections[0]["subscriptions"][0]["subscription_id"], first);
+    b.close().await;
+}
+
+/// A live resource with tags, of the connection's subscriptions.
+async fn tagged_resource(app: &App, org: &Org) -> Value {
+    app.list(&org.token, "/api/v1/resources?has_tag=env")
+        .await
+        .into_iter()
+        .next()
+        .expect("a resource with an env tag")
+}
+
+#[tokio::test]
+async fn editing_a_tag_in_the_browser_writes_it_back_to_azure() {
+    let app = app().await;
+    let (org, conn) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    let resource = tagged_resource(&app, &org).await;
+    let id = resource["id"].as_str().expect("id");
+    let arm = resource["azure_id"].as_str().expect("arm id").to_string();
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/resources").await;
+    b.check_page("resources").await;
+    // Filtering updates the results in place.
+    b.fill("#f-has", "env").await;
+    b.click(".filters button[type=submit]").await;
+    b.wait_text(resource["name"].as_str().expect("name")).await;
+    b.goto(&format!("/resources/{id}")).await;
+    b.check_page("resource").await;
+    b.fill("#new-key", "owner-team").await;
+    b.fill("#new-value", "finops").await;
+    b.click("form[aria-labelledby=add-heading] button").await;
+    b.wait_text("The tag edit is queued").await;
+    let since = app.sim.last_seq().await;
+    sync_in_browser(&b, &conn).await;
+    let writes: Vec<Value> = app
+        .sim
+        .requests(since)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["method"] == "PATCH"
+                && r["path"].as_str().is_some_and(|p| {
+                    p.to_lowercase().starts_with(&arm.to_lowercase()) && p.contains("/tags/default")
+                })
+        })
+        .collect();
+    assert_eq!(writes.len(), 1, "one tag write to {arm}");
+    assert_eq!(app.sim.tags(&arm).await["owner-team"], "finops");
+    b.goto(&format!("/resources/{id}")).await;
+    b.wait_text("applied").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_conflict_is_resolved_in_the_browser() {
+    let app = app().await;
+    let (org, conn) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    let resource = tagged_resource(&app, &org).await;
+    let id = resource["id"].as_str().expect("id");
+    let arm = resource["azure_id"].as_str().expect("arm id").to_string();
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto(&format!("/resources/{id}")).await;
+    // Edit env here, while someone changes it in the portal.
+    let env_row = "form:has(input[name=key][value=env]) input[name=value]";
+    b.fill(env_row, "staging").await;
+    b.click("form:has(input[name=key][value=env]) button").await;
+    b.wait_text("The tag edit is queued").await;
+    app.sim
+        .control_ok(
+            Method::POST,
+            "/_sim/tags",
+            json!({"resource_id": arm, "operation": "Merge", "tags": {"env": "portal"}}),
+        )
+        .await;
+    sync_in_browser(&b, &conn).await;
+    b.goto("/tag-edits?state=conflict").await;
+    b.wait_text("Changed in Azure since the edit").await;
+    b.check_page("tag-conflicts").await;
+    let conflict = b.body().await;
+    assert!(
+        conflict.contains("portal") && conflict.contains("staging"),
+        "{conflict}"
+    );
+    b.click("form[action$='/resolve'] button").await;
+    b.wait_text("Kept yours").await;
+    sync_in_browser(&b, &conn).await;
+    assert_eq!(app.sim.tags(&arm).await["env"], "staging");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn coverage_drops_in_the_browser_when_a_storage_account_goes_public() {
+    let app = app().await;
+    let (org, conn) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    let account = app
+        .list(
+            &org.token,
+            "/api/v1/evidence?check=storage.public_network_access&result=pass",
+        )
+        .await
+        .into_iter()
+        .next()
+        .expect("a storage account closed to the internet")["subject"]
+        .as_str()
+        .expect("subject")
+        .to_string();
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/controls/CC6.6").await;
+    b.check_page("control").await;
+    let before = b.text("#pass-rate").await;
+    app.sim
+        .control_ok(
+            Method::PATCH,
+            &format!("/_sim/storage-accounts{account}"),
+            json!({"allowBlobPublicAccess": true, "publicNetworkAccess": "Enabled", "networkAcls": {"defaultAction": "Allow"}}),
+        )
+        .await;
+    sync_in_browser(&b, &conn).await;
+    b.goto("/controls/CC6.6").await;
+    let after = b.text("#pass-rate").await;
+    let percent = |s: &str| {
+        s.trim_end_matches('%')
+            .parse::<f64>()
+            .expect("a percentage")
+    };
+    assert!(
+        percent(&after) < percent(&before),
+        "CC6.6's pass rate fell: {before} → {after}"
+    );
+    b.goto(&format!(
+        "/evidence?check=storage.public_network_access&subject={account}"
+    ))
+    .await;
+    b.wait_text("fail").await;
+    b.check_page("evidence").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn every_page_renders_and_passes_axe() {
+    let app = app().await;
+    let (org, conn) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    let resource = tagged_resource(&app, &org).await;
+    let evidence = app.list(&org.token, "/api/v1/evidence").await[0]["id"]
+        .as_str()
+        .expect("evidence")
+        .to_string();
+    let run = app.list(&org.token, "/api/v1/sync-runs").await[0]["id"]
+        .as_str()
+        .expect("run")
+        .to_string();
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    let pages = [
+        ("dashboard", "/".to_string(), "Connection health"),
+        ("resources-all", "/resources".into(), "Resources"),
+        (
+            "resource-detail",
+            format!("/resources/{}", resource["id"].as_str().expect("id")),
+            "Tag history",
+        ),
+        (
+            "bulk-edit",
+            "/resources/bulk?has_tag=env".into(),
+            "Edit tags in bulk",
+        ),
+        ("tag-edits", "/tag-edits".into(), "Tag edits"),
+        ("connections", "/connections".into(), "Connected tenants"),
+        ("connection", format!("/connections/{conn}"), "Sync history"),
+        (
+            "connect-form",
+            "/connections/new".into(),
+            "Check permissions",
+        ),
+        ("sync-run-done", format!("/sync-runs/{run}"), "inventory"),
+        ("controls", "/controls".into(), "CC6.1"),
+        ("control-cc61", "/controls/CC6.1".into(), "History"),
+        ("evidence-all", "/evidence".into(), "Evidence"),
+        (
+            "evidence-detail",
+            format!("/evidence/{evidence}"),
+            "What was read",
+        ),
+        ("alerts", "/alerts".into(), "Alerts"),
+        ("audit", "/audit".into(), "Hash chain intact"),
+        ("settings", "/settings".into(), "Settings"),
+        ("settings-users", "/settings/users".into(), "Add a user"),
+        (
+            "settings-tokens",
+            "/settings/tokens".into(),
+            "Create a token",
+        ),
+        (
+            "settings-webhooks",
+            "/settings/webhooks".into(),
+            "Add a webhook",
+        ),
+        (
+            "settings-evidence",
+            "/settings/evidence".into(),
+            "Control mapping",
+        ),
+        ("account", "/account".into(), "Change your password"),
+        ("not-found", "/no/such/page".into(), "Not found"),
+    ];
+    for (name, path, expect) in pages {
+        b.goto(&path).await;
+        b.wait_text(expect).await;
+        b.check_page(name).await;
+    }
+    // The bulk edit's preview, swapped in by htmx.
+    b.goto("/resources/bulk?has_tag=env").await;
+    b.fill("#set-key-1", "cost-center").await;
+    b.fill("#set-value-1", "CC-1").await;
+    b.click("button[hx-post='/resources/bulk/preview']").await;
+    b.wait_text("would change").await;
+    b.check_page("bulk-preview").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn sync_levels_re_authentication_and_revocation_in_the_browser() {
+    let app = app().await;
+    let (org, conn) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    let subscription =
+        app.list(&org.token, "/api/v1/connections").await[0]["subscriptions"][0]["id"]
+            .as_str()
+            .expect("subscription")
+            .to_string();
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto(&format!("/connections/{conn}")).await;
+    // Lowering a level asks first: it deletes what the lower level does not keep.
+    b.wait(&format!("#level-{subscription}"))
+        .await
+        .select_by_value("no_tags")
+        .await
+        .expect("choose a level");
+    b.click(&format!(
+        "form[action='/subscriptions/{subscription}/level'] button"
+    ))
+    .await;
+    b.confirm().await;
+    b.wait_text("Sync level changed").await;
+    let subs = &app.list(&org.token, "/api/v1/connections").await[0]["subscriptions"];
+    let changed = subs
+        .as_array()
+        .expect("subscriptions")
+        .iter()
+        .find(|s| s["id"] == subscription.as_str())
+        .expect("the subscription");
+    assert_eq!(changed["sync_level"], "no_tags");
+    // A wrong secret is refused with Entra ID's reason, and nothing changes.
+    b.fill("#client_secret", "not the secret").await;
+    b.click("form[aria-labelledby=reauth-heading] button").await;
+    b.wait_text("client secret is wrong").await;
+    // Revoking asks first, then says what it did.
+    b.click("form[action$='/revoke'] button").await;
+    b.confirm().await;
+    b.wait_text("Revoked: the credential is destroyed").await;
+    b.check_page("connection-revoked").await;
+    assert!(!app.list(&org.token, "/api/v1/connections").await[0]["deleted_at"].is_null());
+    b.close().await;
+}

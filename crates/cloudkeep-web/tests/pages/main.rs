@@ -1,0 +1,485 @@
+//! The pages over HTTP, as a browser without scripts sees them: security
+//! headers, CSRF, roles, and organisation isolation on every page route.
+
+use cloudkeep_domain::Role;
+use cloudkeep_testkit::app::OWNER_PASSWORD;
+use cloudkeep_testkit::{App, AppOptions, Org, spawn_app_with};
+use reqwest::{Method, StatusCode, redirect};
+use serde_json::Value;
+
+async fn app() -> App {
+    spawn_app_with(AppOptions {
+        pages: Some(cloudkeep_web::pages),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A browser without scripts: cookies, no redirects followed.
+struct Visitor<'a> {
+    app: &'a App,
+    http: reqwest::Client,
+    csrf: String,
+}
+
+fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)? + from;
+    Some(&text[from..to])
+}
+
+impl<'a> Visitor<'a> {
+    async fn signed_in(app: &'a App, email: &str) -> Visitor<'a> {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(redirect::Policy::none())
+            .build()
+            .expect("client");
+        let login = http
+            .get(format!("{}/login", app.url))
+            .send()
+            .await
+            .expect("login page")
+            .text()
+            .await
+            .expect("html");
+        let token = between(&login, "name=\"_login\" value=\"", "\"").expect("login token");
+        let r = http
+            .post(format!("{}/login", app.url))
+            .form(&[
+                ("email", email),
+                ("password", OWNER_PASSWORD),
+                ("_login", token),
+                ("next", "/account"),
+            ])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "signed in");
+        assert_eq!(r.headers()["location"], "/account");
+        let mut v = Visitor {
+            app,
+            http,
+            csrf: String::new(),
+        };
+        let (status, page) = v.get("/account").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        v.csrf = between(&page, "name=\"_csrf\" value=\"", "\"")
+            .expect("the page carries the session's CSRF token")
+            .to_string();
+        v
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.app.url))
+            .send()
+            .await
+            .expect("get");
+        (r.status(), r.text().await.expect("body"))
+    }
+
+    /// A form post; with `csrf` false, without the token.
+    async fn post(&self, path: &str, fields: &[(&str, &str)], csrf: bool) -> (StatusCode, String) {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        if csrf {
+            form.push(("_csrf", &self.csrf));
+        }
+        let r = self
+            .http
+            .post(format!("{}{path}", self.app.url))
+            .form(&form)
+            .send()
+            .await
+            .expect("post");
+        (r.status(), r.text().await.expect("body"))
+    }
+}
+
+async fn connected(app: &App) -> (Org, String) {
+    let org = app.org("acme").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    let run = app.sync(&org, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    (org, id)
+}
+
+#[tokio::test]
+async fn pages_answer_with_a_strict_content_security_policy_and_no_framing() {
+    let app = app().await;
+    let org = app.org("acme").await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    for path in ["/", "/login", "/no/such/page"] {
+        let r = v
+            .http
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .expect("page");
+        let h = r.headers();
+        assert_eq!(
+            h["content-security-policy"],
+            cloudkeep_web::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(
+            h["cache-control"], "no-store",
+            "{path}: private pages are not cached"
+        );
+    }
+    // No inline script or style anywhere: the policy would block them.
+    let (_, page) = v.get("/").await;
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "{page}"
+    );
+    let script = between(&page, "<script src=\"", "\"").expect("a script");
+    let r = v
+        .http
+        .get(format!("{}{script}", app.url))
+        .send()
+        .await
+        .expect("asset");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    // Under /api/ an unknown path is still the API's JSON error.
+    let r = v
+        .http
+        .get(format!("{}/api/v1/nope", app.url))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn signing_in_needs_the_forms_own_token_and_returns_only_to_this_site() {
+    let app = app().await;
+    let org = app.org("acme").await;
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::none())
+        .build()
+        .expect("client");
+    // A form posted from elsewhere (no login cookie) signs no one in.
+    let r = http
+        .post(format!("{}/login", app.url))
+        .form(&[
+            ("email", org.owner_email.as_str()),
+            ("password", OWNER_PASSWORD),
+            ("_login", "forged"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers()
+            .get("set-cookie")
+            .is_none_or(|c| !c.to_str().unwrap_or("").contains("cloudkeep_session="))
+    );
+    // `next` elsewhere is ignored.
+    let page = http
+        .get(format!("{}/login", app.url))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let token = between(&page, "name=\"_login\" value=\"", "\"")
+        .expect("token")
+        .to_string();
+    let r = http
+        .post(format!("{}/login", app.url))
+        .form(&[
+            ("email", org.owner_email.as_str()),
+            ("password", OWNER_PASSWORD),
+            ("_login", token.as_str()),
+            ("next", "//evil.example.com/"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/");
+}
+
+#[tokio::test]
+async fn a_change_without_the_sessions_token_is_refused_and_changes_nothing() {
+    let app = app().await;
+    let org = app.org("acme").await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    let before = app.list(&org.token, "/api/v1/tokens").await.len();
+    let (status, page) = v
+        .post("/settings/tokens", &[("name", "forged")], false)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("Reload the page"), "{page}");
+    assert_eq!(app.list(&org.token, "/api/v1/tokens").await.len(), before);
+    // The token from a reloaded page works (the API's /me answers it too).
+    let (status, page) = v
+        .post("/settings/tokens", &[("name", "made here")], true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("never shown again"),
+        "the secret is shown once: {page}"
+    );
+    assert_eq!(
+        app.list(&org.token, "/api/v1/tokens").await.len(),
+        before + 1
+    );
+    let me: Value = v
+        .http
+        .get(format!("{}/api/v1/me", app.url))
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["csrf_token"], v.csrf);
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_edit_controls_and_the_server_refuses_the_edit_anyway() {
+    let app = app().await;
+    let (org, conn) = connected(&app).await;
+    let viewer = app.person(&org, Role::Viewer).await;
+    let v = Visitor::signed_in(&app, &viewer).await;
+    let resource = &app.list(&org.token, "/api/v1/resources?has_tag=env").await[0];
+    let id = resource["id"].as_str().expect("id");
+    let (status, page) = v.get(&format!("/resources/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !page.contains("Add a tag") && !page.contains(">Save<"),
+        "no edit controls: {page}"
+    );
+    let (status, page) = v.get(&format!("/connections/{conn}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !page.contains("Sync now") && !page.contains("Revoke"),
+        "{page}"
+    );
+    let (status, page) = v
+        .post(
+            &format!("/resources/{id}/tags"),
+            &[("key", "owner"), ("value", "me"), ("action", "set")],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("does not allow editing tags"), "{page}");
+    assert!(
+        app.list(&org.token, "/api/v1/tag-edits").await.is_empty(),
+        "nothing was made"
+    );
+    let (status, _) = v
+        .post(&format!("/connections/{conn}/revoke"), &[], true)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let c = app.list(&org.token, "/api/v1/connections").await;
+    assert!(c[0]["deleted_at"].is_null(), "still connected");
+}
+
+#[tokio::test]
+async fn an_auditor_reads_evidence_and_the_audit_log_and_nothing_of_tags() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let auditor = app.person(&org, Role::Auditor).await;
+    let v = Visitor::signed_in(&app, &auditor).await;
+    let (_, page) = v.get("/").await;
+    assert!(
+        page.contains("href=\"/controls\"") && page.contains("href=\"/audit\""),
+        "{page}"
+    );
+    assert!(
+        !page.contains("href=\"/resources\"") && !page.contains("Tag coverage"),
+        "{page}"
+    );
+    for path in ["/controls", "/evidence", "/audit"] {
+        assert_eq!(v.get(path).await.0, StatusCode::OK, "{path}");
+    }
+    for path in ["/resources", "/connections", "/tag-edits"] {
+        assert_eq!(v.get(path).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn changing_the_password_keeps_this_session_and_ends_the_others() {
+    let app = app().await;
+    let org = app.org("acme").await;
+    let here = Visitor::signed_in(&app, &org.owner_email).await;
+    let elsewhere = Visitor::signed_in(&app, &org.owner_email).await;
+    let (status, page) = here
+        .post(
+            "/account/password",
+            &[
+                ("current_password", "wrong"),
+                ("new_password", "a new password!"),
+                ("confirm_password", "a new password!"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("current password is wrong"), "{page}");
+    let (status, _) = here
+        .post(
+            "/account/password",
+            &[
+                ("current_password", OWNER_PASSWORD),
+                ("new_password", "a new password!"),
+                ("confirm_password", "a new password!"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, page) = here.get("/account?notice=password_changed").await;
+    assert_eq!(status, StatusCode::OK, "this browser stays signed in");
+    assert!(page.contains("Your password is changed"));
+    let (status, _) = elsewhere.get("/account").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the other session ended");
+}
+
+/// Every page route, with B's session and A's ids: not found (or not
+/// allowed), never A's data.
+#[tokio::test]
+async fn no_page_reaches_another_organisations_data() {
+    let app = app().await;
+    let (a, conn) = connected(&app).await;
+    let b = app.org("beta").await;
+    let resource = app.list(&a.token, "/api/v1/resources?has_tag=env").await[0].clone();
+    let evidence = app.list(&a.token, "/api/v1/evidence").await[0].clone();
+    let run = app.list(&a.token, "/api/v1/sync-runs").await[0].clone();
+    let connection = app.list(&a.token, "/api/v1/connections").await[0].clone();
+    let subscription = connection["subscriptions"][0]["id"]
+        .as_str()
+        .expect("sub")
+        .to_string();
+    let edit = app
+        .call(
+            &a.token,
+            Method::POST,
+            "/api/v1/tag-edits",
+            Some(serde_json::json!({"resource_id": resource["id"], "set": {"x": "y"}})),
+        )
+        .await
+        .1["edits"][0]["id"]
+        .as_str()
+        .expect("edit")
+        .to_string();
+    let (_, token) = app
+        .call(
+            &a.token,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(serde_json::json!({"name": "a's"})),
+        )
+        .await;
+    let token_id = token["token"]["id"].as_str().expect("token").to_string();
+    let webhook = app
+        .call(
+            &a.token,
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(serde_json::json!({"name": "a's", "url": "https://hooks.example.com/a"})),
+        )
+        .await
+        .1["webhook"]["id"]
+        .as_str()
+        .expect("webhook")
+        .to_string();
+    let a_owner = app.list(&a.token, "/api/v1/users").await[0]["id"]
+        .as_str()
+        .expect("user")
+        .to_string();
+    // What of A's must never show on B's pages.
+    let secrets = [
+        resource["name"].as_str().expect("name").to_string(),
+        connection["tenant_id"]
+            .as_str()
+            .expect("tenant")
+            .to_string(),
+        evidence["subject"].as_str().expect("subject").to_string(),
+        a.owner_email.clone(),
+    ];
+    let v = Visitor::signed_in(&app, &b.owner_email).await;
+    // Signing out last: the walk needs the session.
+    let mut routes = cloudkeep_web::pages::ROUTES.to_vec();
+    routes.sort_by_key(|(_, p)| *p == "/logout");
+    for (method, pattern) in &routes {
+        let id = if pattern.starts_with("/resources/") {
+            resource["id"].as_str().expect("id").to_string()
+        } else if pattern.starts_with("/connections/consent/") {
+            "someone-elses-flow".into()
+        } else if pattern.starts_with("/connections/") {
+            conn.clone()
+        } else if pattern.starts_with("/subscriptions/") {
+            subscription.clone()
+        } else if pattern.starts_with("/sync-runs/") {
+            run["id"].as_str().expect("run").to_string()
+        } else if pattern.starts_with("/evidence/") {
+            evidence["id"].as_str().expect("evidence").to_string()
+        } else if pattern.starts_with("/tag-edits/") {
+            edit.clone()
+        } else if pattern.starts_with("/settings/tokens/") {
+            token_id.clone()
+        } else if pattern.starts_with("/settings/webhooks/") {
+            webhook.clone()
+        } else if pattern.starts_with("/settings/users/") {
+            a_owner.clone()
+        } else if pattern.starts_with("/alerts/") {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            "CC6.1".into()
+        };
+        let path = pattern.replace("{id}", &id).replace("{flow}", &id);
+        let fields: &[(&str, &str)] = &[
+            ("resolution", "take_theirs"),
+            ("sync_level", "no_tags"),
+            ("connection", conn.as_str()),
+            ("role", "viewer"),
+            ("key", "x"),
+            ("value", "y"),
+            ("name", "taken over"),
+        ];
+        let (status, page) = match *method {
+            "GET" => v.get(&path).await,
+            _ => v.post(&path, fields, true).await,
+        };
+        for secret in &secrets {
+            assert!(
+                !page.contains(secret.as_str()),
+                "{method} {path} shows A's {secret}"
+            );
+        }
+        let has_id = pattern.contains('{');
+        if has_id && !pattern.starts_with("/controls/") {
+            assert!(
+                matches!(status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+                "{method} {path}: {status}"
+            );
+        }
+    }
+    // And A's things are all still there, unchanged.
+    let c = app.list(&a.token, "/api/v1/connections").await;
+    assert_eq!(c[0]["name"], connection["name"]);
+    assert!(c[0]["deleted_at"].is_null());
+    assert_eq!(
+        app.list(&a.token, "/api/v1/tag-edits").await[0]["state"],
+        "pending"
+    );
+    assert_eq!(app.list(&a.token, "/api/v1/webhooks").await.len(), 1);
+}
