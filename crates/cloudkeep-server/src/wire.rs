@@ -625,6 +625,16 @@ pub enum AssignmentOutcome {
     Failed,
 }
 
+impl std::fmt::Display for AssignmentOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AssignmentOutcome::Created => "assigned",
+            AssignmentOutcome::AlreadyAssigned => "already assigned",
+            AssignmentOutcome::Failed => "not assigned",
+        })
+    }
+}
+
 /// One role assignment the flow asked Azure for.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoleOutcome {
@@ -657,6 +667,16 @@ pub enum PartnerOutcome {
     /// The principal is linked to another partner id, which is kept.
     LinkedElsewhere,
     Failed,
+}
+
+impl std::fmt::Display for PartnerOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PartnerOutcome::Linked => "linked",
+            PartnerOutcome::LinkedElsewhere => "linked to another partner id (kept)",
+            PartnerOutcome::Failed => "not linked",
+        })
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

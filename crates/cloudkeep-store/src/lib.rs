@@ -16,6 +16,7 @@ mod evidence;
 mod inventory;
 mod jobs;
 mod keys;
+mod logins;
 mod page;
 mod runs;
 mod sql;
@@ -52,6 +53,7 @@ pub use inventory::{
 };
 pub use jobs::{Job, SYNC_JOB};
 pub use keys::SealedCredential;
+pub use logins::AttemptKey;
 pub use page::{Cursor, Page, PageRequest};
 pub use runs::{RunFilter, SyncRun};
 pub use tag_edits::{NewTagEdit, TagEdit, TagEditFilter};

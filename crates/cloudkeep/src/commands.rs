@@ -31,6 +31,7 @@ async fn state(config: &Config) -> Result<AppState> {
     let azure = AzureClient::new(config.azure()?)?;
     let settings = ServerSettings {
         secure_cookies: config.secure_cookies,
+        limit_sign_ins_by_address: config.limit_sign_ins_by_address,
         operator: config.operator.clone(),
         public_url: Some(config.public_url.clone()),
         webhooks: config.webhooks(),

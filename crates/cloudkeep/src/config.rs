@@ -6,6 +6,7 @@
 //! | `CLOUDKEEP_LISTEN` | `server.listen` | `127.0.0.1:8080` |
 //! | `CLOUDKEEP_TLS_CERT`, `CLOUDKEEP_TLS_KEY` | `server.tls_cert`, `server.tls_key` | none (plain HTTP) |
 //! | `CLOUDKEEP_SECURE_COOKIES` | `server.secure_cookies` | on when TLS is on |
+//! | `CLOUDKEEP_LIMIT_SIGN_INS_BY_ADDRESS` | `server.limit_sign_ins_by_address` | `on`: failed sign-ins are also limited per client address (turn it off behind a proxy, where every client has the proxy's address; the limit per email stays) |
 //! | `CLOUDKEEP_DATA_DIR` | `data_dir` | `./cloudkeep-data` |
 //! | `CLOUDKEEP_STORE_URL` | `store.url` | `sqlite://{data_dir}/cloudkeep.db` |
 //! | `CLOUDKEEP_KEY_FILE` | `keys.key_file` | `{data_dir}/master.key` |
@@ -83,6 +84,7 @@ struct ServerSection {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     secure_cookies: Option<bool>,
+    limit_sign_ins_by_address: Option<bool>,
     public_url: Option<String>,
 }
 
@@ -120,6 +122,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub tls: Option<cloudkeep_server::TlsFiles>,
     pub secure_cookies: bool,
+    /// Failed sign-ins are limited per client address too.
+    pub limit_sign_ins_by_address: bool,
     pub store_url: String,
     pub key_file: PathBuf,
     pub azure_authority: String,
@@ -186,6 +190,10 @@ impl Config {
             Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
             None => parsed.server.secure_cookies.unwrap_or(tls.is_some()),
         };
+        let limit_sign_ins_by_address = match env("CLOUDKEEP_LIMIT_SIGN_INS_BY_ADDRESS") {
+            Some(v) => !matches!(v.as_str(), "off" | "0" | "false" | "no"),
+            None => parsed.server.limit_sign_ins_by_address.unwrap_or(true),
+        };
         if let Some(p) = parsed.keys.provider.as_deref().filter(|p| *p != "local") {
             bail!("keys.provider '{p}' is not supported; use 'local'");
         }
@@ -239,6 +247,7 @@ impl Config {
             listen,
             tls,
             secure_cookies,
+            limit_sign_ins_by_address,
             store_url,
             key_file,
             azure_authority: env("CLOUDKEEP_AZURE_AUTHORITY")
