@@ -313,7 +313,12 @@ pub struct AuditEventView {
     pub target: String,
     #[schema(value_type = Object)]
     pub details: Value,
+    /// The previous event's hash (empty for the first event).
+    pub prev_hash: String,
+    /// HMAC-SHA256 under the audit key `key_id` (SHA-256 when `key_id` is
+    /// empty) of `prev_hash`, a newline and the event's canonical JSON.
     pub hash: String,
+    pub key_id: String,
 }
 
 impl From<&cloudkeep_store::AuditEvent> for AuditEventView {
@@ -326,7 +331,9 @@ impl From<&cloudkeep_store::AuditEvent> for AuditEventView {
             action: e.action.clone(),
             target: e.target.clone(),
             details: e.details.clone(),
+            prev_hash: e.prev_hash.clone(),
             hash: e.hash.clone(),
+            key_id: e.key_id.clone(),
         }
     }
 }

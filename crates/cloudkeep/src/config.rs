@@ -10,6 +10,7 @@
 //! | `CLOUDKEEP_DATA_DIR` | `data_dir` | `./cloudkeep-data` |
 //! | `CLOUDKEEP_STORE_URL` | `store.url` | `sqlite://{data_dir}/cloudkeep.db` |
 //! | `CLOUDKEEP_KEY_FILE` | `keys.key_file` | `{data_dir}/master.key` |
+//! | `CLOUDKEEP_AUDIT_KEY_FILE` | `keys.audit_key_file` | `{data_dir}/audit.key` (the keys that seal the audit chain; keep it apart from the database and never delete a key from it) |
 //! | `CLOUDKEEP_AZURE_AUTHORITY` | `azure.authority_host` | `https://login.microsoftonline.com` |
 //! | `CLOUDKEEP_AZURE_ARM` | `azure.arm_endpoint` | `https://management.azure.com` |
 //! | `CLOUDKEEP_AZURE_CA_FILE` | `azure.ca_file` | none (an extra CA to trust, e.g. the simulator's) |
@@ -100,6 +101,7 @@ struct KeysSection {
     /// Only `local` today.
     provider: Option<String>,
     key_file: Option<PathBuf>,
+    audit_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +128,8 @@ pub struct Config {
     pub limit_sign_ins_by_address: bool,
     pub store_url: String,
     pub key_file: PathBuf,
+    /// The keys that seal the audit chain.
+    pub audit_key_file: PathBuf,
     pub azure_authority: String,
     pub azure_arm: String,
     pub azure_ca_file: Option<PathBuf>,
@@ -213,6 +217,14 @@ impl Config {
                 .or(parsed.keys.key_file)
                 .unwrap_or_else(|| dir.join("master.key"))
         };
+        let audit_key_file = if from_dir {
+            dir.join("audit.key")
+        } else {
+            env("CLOUDKEEP_AUDIT_KEY_FILE")
+                .map(PathBuf::from)
+                .or(parsed.keys.audit_key_file)
+                .unwrap_or_else(|| dir.join("audit.key"))
+        };
         let log_json = env("CLOUDKEEP_LOG_FORMAT")
             .or(parsed.log.format)
             .is_none_or(|f| f != "text");
@@ -250,6 +262,7 @@ impl Config {
             limit_sign_ins_by_address,
             store_url,
             key_file,
+            audit_key_file,
             azure_authority: env("CLOUDKEEP_AZURE_AUTHORITY")
                 .or(parsed.azure.authority_host)
                 .unwrap_or_else(|| "https://login.microsoftonline.com".into()),

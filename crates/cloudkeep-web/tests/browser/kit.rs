@@ -191,12 +191,25 @@ impl Browser {
     }
 
     pub async fn wait(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
+        match self
+            .client
             .wait()
             .at_most(PATIENCE)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("waiting for {css} on {}: {e}", self.base))
+        {
+            Ok(element) => element,
+            Err(e) => {
+                let text = match self.client.find(Locator::Css("body")).await {
+                    Ok(body) => body.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                panic!(
+                    "waiting for {css} on {}: {e}; the page says: {text}",
+                    self.path().await
+                )
+            }
+        }
     }
 
     pub async fn fill(&self, css: &str, text: &str) {

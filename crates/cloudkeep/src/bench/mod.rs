@@ -12,12 +12,14 @@
 //! - `evidence`: an evidence sync of the `large` preset, then one with
 //!   nothing changed (which must add no evidence row);
 //! - `web`: every page of the web UI on the `demo` and `large` presets;
-//! - `flood`: authenticated reads while wrong passwords flood the sign-in.
+//! - `flood`: authenticated reads while wrong passwords flood the sign-in;
+//! - `load`: 64 connections on the commonest reads, alone and during syncs.
 
 mod api;
 mod evidence;
 mod flood;
 mod inventory;
+mod load;
 mod sim;
 mod web;
 mod writeback;
@@ -50,6 +52,8 @@ pub enum BenchCommand {
     Api(api::ApiArgs),
     /// An evidence sync of the `large` preset with throttling off, then one with nothing changed.
     Evidence(evidence::EvidenceArgs),
+    /// 64 connections on each of the commonest reads over the `large` preset, alone and during syncs.
+    Load(load::LoadArgs),
     /// Authenticated reads while 64 connections post wrong passwords, against the reads alone.
     Flood(flood::FloodArgs),
     /// Every page of the web UI on the `demo` and `large` presets: p50, p95 and size.
@@ -65,6 +69,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Evidence(args) => evidence::run(args).await,
         BenchCommand::Web(args) => web::run(args).await,
         BenchCommand::Flood(args) => flood::run(args).await,
+        BenchCommand::Load(args) => load::run(args).await,
     }
 }
 

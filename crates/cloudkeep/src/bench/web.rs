@@ -79,7 +79,7 @@ async fn measure(preset: &str, seed: u64) -> Result<()> {
 
     let target = p95_target(preset);
     println!(
-        "  {:<34} {:>8} {:>8} {:>9}",
+        "  {:<56} {:>8} {:>8} {:>9}",
         "page", "p50 ms", "p95 ms", "size KB"
     );
     let mut slowest = (String::new(), Duration::ZERO);
@@ -87,7 +87,7 @@ async fn measure(preset: &str, seed: u64) -> Result<()> {
     for path in &pages {
         let (p50, p95, size) = browser.time(path).await?;
         println!(
-            "  {path:<34} {:>8.1} {:>8.1} {:>9.1}",
+            "  {path:<56} {:>8.1} {:>8.1} {:>9.1}",
             ms(p50),
             ms(p95),
             size as f64 / 1024.0
