@@ -28,7 +28,7 @@ impl Caller {
 
     /// Fails with 403 unless the caller's role allows `p`.
     pub fn require(&self, p: Permission, what: &str) -> Result<(), ApiError> {
-        if self.0.user.role.allows(p) {
+        if self.0.user.allows(p) {
             Ok(())
         } else {
             Err(ApiError::forbidden(what))

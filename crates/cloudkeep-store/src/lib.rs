@@ -10,6 +10,7 @@
 
 mod access;
 mod alerts;
+mod assessments;
 mod audit;
 mod connections;
 mod evidence;
@@ -17,6 +18,7 @@ mod inventory;
 mod jobs;
 mod keys;
 mod page;
+mod retention;
 mod runs;
 mod sql;
 mod tag_edits;
@@ -37,6 +39,9 @@ pub use alerts::{
     Alert, AlertFilter, AttemptOutcome, DELIVERY_ATTEMPTS, Delivery, DeliveryAttempt, NewAlert,
     WEBHOOK_JOB, Webhook,
 };
+pub use assessments::{
+    Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess, Sample,
+};
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
 pub use connections::{
     Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
@@ -50,9 +55,10 @@ pub use inventory::{
     InventoryCounts, InventoryWrite, ObservedResource, ResourceFilter, ResourceRecord, TagChange,
     TagCoverage, Tags,
 };
-pub use jobs::{Job, SYNC_JOB};
+pub use jobs::{Job, RETENTION_JOB, SYNC_JOB};
 pub use keys::SealedCredential;
 pub use page::{Cursor, Page, PageRequest};
+pub use retention::{PurgeCounts, RetentionSettings};
 pub use runs::{RunFilter, SyncRun};
 pub use tag_edits::{NewTagEdit, TagEdit, TagEditFilter};
 
@@ -85,6 +91,10 @@ pub enum StoreError {
     MassDeletion { would_delete: u64, live: u64 },
     #[error("{0}")]
     Invalid(String),
+    /// The thing is not in a state that allows it (an approved assessment
+    /// changed, an assessment approved twice, a revoked invitation used).
+    #[error("{0}")]
+    State(String),
     #[error(transparent)]
     Crypto(#[from] cloudkeep_domain::crypto::CryptoError),
     #[error("store query failed: {0}")]
