@@ -179,7 +179,7 @@ fn invitation(row: &AnyRow, now: DateTime<Utc>) -> Result<Invitation> {
 }
 
 /// SHA-256 of sorted ids, one a line: names a population.
-fn population_hash(ids: &[Uuid]) -> String {
+pub fn population_hash(ids: &[Uuid]) -> String {
     let mut sorted: Vec<String> = ids.iter().map(Uuid::to_string).collect();
     sorted.sort();
     let mut h = Sha256::new();

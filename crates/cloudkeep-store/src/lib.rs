@@ -40,7 +40,8 @@ pub use alerts::{
     WEBHOOK_JOB, Webhook,
 };
 pub use assessments::{
-    Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess, Sample,
+    Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess,
+    Sample, population_hash,
 };
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
 pub use connections::{

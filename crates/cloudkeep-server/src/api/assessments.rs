@@ -334,7 +334,7 @@ pub async fn population(
     Ok(Json(PopulationView {
         control,
         size: rows.len() as u64,
-        population_hash: export::population_hash(&rows),
+        population_hash: cloudkeep_store::population_hash(&rows),
         evidence: rows,
     }))
 }

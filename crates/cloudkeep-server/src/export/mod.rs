@@ -52,18 +52,6 @@ pub async fn gather(store: &Store, scope: &OrgScope, id: Uuid) -> Result<ExportD
     })
 }
 
-/// SHA-256 of sorted ids, one a line (as the store names a population).
-pub fn population_hash(ids: &[Uuid]) -> String {
-    let mut sorted: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    sorted.sort();
-    let mut h = Sha256::new();
-    for id in sorted {
-        h.update(id.as_bytes());
-        h.update(b"\n");
-    }
-    hex::encode(h.finalize())
-}
-
 /// The JSON export.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AssessmentExport {

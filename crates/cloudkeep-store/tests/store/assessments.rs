@@ -19,6 +19,7 @@ use cloudkeep_testkit::{TestStore, both_backends};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::evidence::https;
 use super::{
     connect_subscriptions, events_of, keyfile, new_sub, on_manual_clock, org, raw_exec, try_exec,
     unique,
@@ -28,21 +29,6 @@ fn account(n: usize) -> String {
     format!(
         "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a{n}"
     )
-}
-
-/// `storage.https_only` (CC6.6) of an account.
-fn https(subject: &str, on: bool) -> Observation {
-    Observation {
-        check: CheckId::StorageHttpsOnly,
-        subject: subject.into(),
-        facts: json!({"field": "supportsHttpsTrafficOnly", "value": on, "absent": false}),
-        result: if on {
-            EvidenceResult::Pass
-        } else {
-            EvidenceResult::Fail
-        },
-        reason: (!on).then(|| "plain HTTP".into()),
-    }
 }
 
 /// `storage.shared_key_access` (CC6.1 only) of an account.
