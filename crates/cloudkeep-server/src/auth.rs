@@ -36,6 +36,14 @@ impl Caller {
     }
 }
 
+/// The token of an `Authorization: Bearer ...` header.
+pub(crate) fn bearer(value: &axum::http::HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
 /// A cookie's value from a request's headers.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     CookieJar::from_headers(headers)
@@ -93,17 +101,10 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .ok_or_else(ApiError::unauthenticated)?;
+            let token = bearer(value).ok_or_else(ApiError::unauthenticated)?;
             let found = state
                 .store
-                .authenticate_token(&SecretString::new(token.trim()))
+                .authenticate_token(&SecretString::new(token))
                 .await?;
             return found.map(Caller).ok_or_else(ApiError::unauthenticated);
         }

@@ -97,12 +97,7 @@ impl FromRequestParts<AppState> for Reader {
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(crate::auth::bearer)
             .filter(|t| t.starts_with("cki_"));
         let Some(secret) = bearer else {
             return Caller::from_request_parts(parts, state)
