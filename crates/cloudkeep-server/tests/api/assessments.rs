@@ -12,7 +12,7 @@ use cloudkeep_domain::{Clock, ManualClock, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::evidence::synced;
+use crate::evidence::{sync_ok, synced};
 use crate::harness::{App, Org, spawn_app, spawn_app_on};
 
 fn period(days_before: i64, days_after: i64, now: chrono::DateTime<Utc>) -> (String, String) {
@@ -72,7 +72,7 @@ async fn audit_actions(app: &App, org: &Org) -> Vec<String> {
 async fn an_assessment_is_built_approved_frozen_and_exported() {
     let app = spawn_app().await;
     let org = app.org("assess").await;
-    synced(&app, &org, "collector").await;
+    let connection = synced(&app, &org, "collector").await;
 
     // A period that ends before it starts changes nothing.
     let (start, end) = period(1, 1, Utc::now());
@@ -355,6 +355,47 @@ async fn an_assessment_is_built_approved_frozen_and_exported() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Azure changes after approval: the next sync's evidence is new, the
+    // attested row stays, and the assessment says what changed.
+    let attested = rows
+        .iter()
+        .find(|r| r["check"] == "storage.https_only")
+        .expect("an account's https_only row");
+    let account = attested["subject"].as_str().expect("subject");
+    let flipped = attested["result"] != "pass";
+    app.sim
+        .control_ok(
+            Method::PATCH,
+            &format!("/_sim/storage-accounts{account}"),
+            json!({"supportsHttpsTrafficOnly": flipped}),
+        )
+        .await;
+    sync_ok(&app, &org, &connection).await;
+    let after = app
+        .expect(
+            &auditor,
+            Method::GET,
+            &format!("/api/v1/assessments/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let changes = after["changed_after_approval"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "{after}");
+    assert_eq!(changes[0]["attested"], attested["id"]);
+    assert_ne!(changes[0]["later"]["result"], attested["result"]);
+    assert_eq!(after["evidence"], attached, "nothing edited in");
+    let csv = String::from_utf8(get("csv").await).expect("utf-8");
+    let line = csv
+        .lines()
+        .find(|l| l.contains(attested["id"].as_str().expect("id")))
+        .expect("the attested row");
+    assert!(line.ends_with(",true"), "{line}");
+    assert!(
+        line.contains(attested["result"].as_str().expect("result")),
+        "{line}"
+    );
 
     let actions = audit_actions(&app, &org).await;
     for action in [
