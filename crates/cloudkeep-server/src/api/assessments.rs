@@ -75,6 +75,15 @@ impl Reader {
         }
     }
 
+    /// Whether the reader reads the organisation's audit log (else an audit
+    /// package holds only the assessment's own events).
+    pub fn reads_audit_log(&self) -> bool {
+        match self {
+            Reader::Member(c) => c.require(Permission::ReadAudit, "").is_ok(),
+            Reader::Invited(_) => false,
+        }
+    }
+
     /// Fails unless the reader may read assessment `id`: a member's role
     /// reads evidence; an invitation reads its own assessment only (any
     /// other is not found, as another organisation's would be).
@@ -469,7 +478,9 @@ pub struct ExportQuery {
 /// The assessment as CSV (one line per attached row), JSON, an OSCAL 1.1
 /// document (assessment results, their plan, or the catalog of the
 /// criteria in scope), or the audit package (a zip of all of it and the
-/// period's audit events with their chain's verification). Audited.
+/// period's audit events with their chain's verification; for a reader
+/// without the audit log, an invitation included, only the assessment's
+/// own events). Audited.
 #[utoipa::path(get, path = "/api/v1/assessments/{id}/export", tag = "assessments",
     params(("id" = Uuid, Path, description = "assessment id"), ExportQuery),
     responses((status = 200, description = "the export, as its format's media type"), E401, E403, E404, E422))]
@@ -496,7 +507,7 @@ pub async fn export_assessment(
         ExportFormat::Zip => (
             "application/zip",
             "zip",
-            export::package(&state.store, &scope, &data).await?,
+            export::package(&state.store, &scope, &data, reader.reads_audit_log()).await?,
         ),
     };
     state

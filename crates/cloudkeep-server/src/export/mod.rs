@@ -163,6 +163,8 @@ pub fn oscal_json(data: &ExportData, document: OscalDocument) -> Result<Vec<u8>,
 pub struct Manifest {
     pub assessment_id: Uuid,
     pub exported_at: DateTime<Utc>,
+    /// Which audit events `audit/events.jsonl` holds.
+    pub audit_events: PackageEvents,
     pub files: Vec<ManifestEntry>,
 }
 
@@ -173,17 +175,33 @@ pub struct ManifestEntry {
     pub bytes: u64,
 }
 
-/// The audit events of the package: those at or after the period's start
-/// up to the export (the period itself, and the assessment's own life:
-/// creation, attachments, approval, samples, invitations).
-async fn period_events(
+/// Which audit events a package holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageEvents {
+    /// Every event from the period's start to the export (the period
+    /// itself, and the assessment's own life), for readers of the audit log.
+    Period,
+    /// Only the assessment's own events (creation, attachments, approval,
+    /// samples, invitations, exports), for readers without the audit log.
+    Assessment,
+}
+
+async fn package_events(
     store: &Store,
     scope: &OrgScope,
-    since: DateTime<Utc>,
+    data: &ExportData,
+    which: PackageEvents,
 ) -> Result<Vec<AuditEventView>, ApiError> {
-    let filter = AuditFilter {
-        since: Some(since),
-        ..Default::default()
+    let filter = match which {
+        PackageEvents::Period => AuditFilter {
+            since: Some(data.assessment.period_start),
+            ..Default::default()
+        },
+        PackageEvents::Assessment => AuditFilter {
+            target: Some(format!("assessment:{}", data.assessment.id)),
+            ..Default::default()
+        },
     };
     let mut out = Vec::new();
     let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
@@ -198,14 +216,21 @@ async fn period_events(
 }
 
 /// The audit package: a zip (entries stored, uncompressed) of the
-/// assessment as JSON and CSV, the OSCAL documents, the period's audit
-/// events (JSON Lines) with the chain's verification, and a manifest.
+/// assessment as JSON and CSV, the OSCAL documents, audit events (JSON
+/// Lines: the period's with `full_log`, else the assessment's own) with
+/// the chain's verification, and a manifest.
 pub async fn package(
     store: &Store,
     scope: &OrgScope,
     data: &ExportData,
+    full_log: bool,
 ) -> Result<Vec<u8>, ApiError> {
-    let events = period_events(store, scope, data.assessment.period_start).await?;
+    let which = if full_log {
+        PackageEvents::Period
+    } else {
+        PackageEvents::Assessment
+    };
+    let events = package_events(store, scope, data, which).await?;
     let verification = AuditVerification::from(store.verify_audit(scope).await?);
     let mut lines = Vec::new();
     for e in &events {
@@ -233,6 +258,7 @@ pub async fn package(
     let manifest = Manifest {
         assessment_id: data.assessment.id,
         exported_at: data.exported_at,
+        audit_events: which,
         files: files
             .iter()
             .map(|(path, body)| ManifestEntry {

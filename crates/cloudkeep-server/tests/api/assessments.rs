@@ -346,6 +346,10 @@ async fn an_assessment_is_built_approved_frozen_and_exported() {
         .read_to_string(&mut events)
         .expect("read");
     assert!(events.contains("\"assessment.approved\""));
+    assert!(
+        events.contains("\"connection.created\""),
+        "an auditor's package holds the period's whole log"
+    );
     let (status, body) = app
         .call(
             &auditor,
@@ -563,6 +567,36 @@ async fn an_invitation_reads_one_assessment_until_it_expires_or_is_revoked() {
         app.expect(&secret, Method::GET, &path, None, StatusCode::OK)
             .await;
     }
+    // Its audit package holds the assessment's own events, not the log.
+    let zip = app
+        .http
+        .get(format!(
+            "{}/api/v1/assessments/{id}/export?format=zip",
+            app.url
+        ))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("zip");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).expect("zip");
+    let mut events = String::new();
+    archive
+        .by_name("audit/events.jsonl")
+        .expect("events")
+        .read_to_string(&mut events)
+        .expect("read");
+    let targets: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("event")["target"].clone())
+        .collect();
+    assert!(!targets.is_empty());
+    assert!(
+        targets.iter().all(|t| *t == format!("assessment:{id}")),
+        "{targets:?}"
+    );
     // Nothing outside that assessment.
     app.expect(
         &secret,
