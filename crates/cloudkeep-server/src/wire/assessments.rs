@@ -218,7 +218,7 @@ impl From<&cloudkeep_store::Invitation> for InvitationView {
 
 /// A new invitation and its secret, shown once: the auditor sends it as
 /// `Authorization: Bearer cki_...` to this assessment's routes only.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InvitationCreated {
     pub invitation: InvitationView,
     pub secret: String,

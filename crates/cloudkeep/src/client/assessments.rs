@@ -1,9 +1,12 @@
-//! `cloudkeep assessments`: list, create, attach evidence, approve and
-//! export assessments through the API, as tables or `--json`.
+//! `cloudkeep assessments`: list, create, attach evidence, approve, sample,
+//! invite an auditor and export assessments through the API, as tables or
+//! `--json`.
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use cloudkeep_server::wire::{AssessmentDetail, AssessmentView, AttachResult};
+use cloudkeep_server::wire::{
+    AssessmentDetail, AssessmentView, AttachResult, InvitationCreated, SampleView,
+};
 use serde_json::json;
 
 use super::{Api, all_pages, api_error, call_as, form_query, output_as, table, url_escape};
@@ -50,6 +53,31 @@ pub enum AssessmentsCommand {
     /// can no longer change.
     Approve {
         id: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Draw a Type II sample of a control's population (redo a draw with
+    /// its --seed).
+    Sample {
+        id: String,
+        #[arg(long)]
+        control: String,
+        #[arg(long)]
+        size: u64,
+        #[arg(long)]
+        seed: Option<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Invite an auditor to this assessment only (owners); prints the
+    /// secret once.
+    Invite {
+        id: String,
+        #[arg(long)]
+        email: String,
+        /// Days until it expires (30 by default).
+        #[arg(long)]
+        days: Option<i64>,
         #[command(flatten)]
         api: Api,
     },
@@ -216,6 +244,52 @@ pub async fn assessments(cmd: AssessmentsCommand) -> Result<()> {
             )
             .await?;
             output_as(&api, &a, |a| print_assessments(std::slice::from_ref(a)));
+        }
+        AssessmentsCommand::Sample {
+            id,
+            control,
+            size,
+            seed,
+            api,
+        } => {
+            let sample: SampleView = call_as(
+                &api,
+                reqwest::Method::POST,
+                &format!("/api/v1/assessments/{}/samples", url_escape(&id)),
+                Some(json!({"control": control, "size": size, "seed": seed})),
+            )
+            .await?;
+            output_as(&api, &sample, |s| {
+                println!(
+                    "sample {} of {}: {} of {} rows, seed {} (population {})",
+                    s.id, s.control, s.size, s.population, s.seed, s.population_hash
+                );
+                for e in &s.evidence {
+                    println!("  {e}");
+                }
+            });
+        }
+        AssessmentsCommand::Invite {
+            id,
+            email,
+            days,
+            api,
+        } => {
+            let created: InvitationCreated = call_as(
+                &api,
+                reqwest::Method::POST,
+                &format!("/api/v1/assessments/{}/invitations", url_escape(&id)),
+                Some(json!({"email": email, "days": days})),
+            )
+            .await?;
+            output_as(&api, &created, |c| {
+                println!(
+                    "invited {} until {}; send them this secret (shown once), which reads this assessment only:",
+                    c.invitation.email,
+                    c.invitation.expires_at.format("%Y-%m-%d %H:%M")
+                );
+                println!("{}", c.secret);
+            });
         }
         AssessmentsCommand::Export {
             id,

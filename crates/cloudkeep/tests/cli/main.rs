@@ -433,6 +433,41 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     );
     let (ok, _, err) = cli(&["assessments", "attach", aid, "--all"], None);
     assert!(!ok && err.contains("immutable"), "{err}");
+    let sample = |seed: Option<&str>| {
+        let mut args = vec![
+            "assessments",
+            "sample",
+            aid,
+            "--control",
+            "CC6.6",
+            "--size",
+            "3",
+            "--json",
+        ];
+        if let Some(seed) = seed {
+            args.extend(["--seed", seed]);
+        }
+        let (ok, out, err) = cli(&args, None);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(out.trim()).expect("json")
+    };
+    let drawn = sample(None);
+    let redo = sample(drawn["seed"].as_str());
+    assert_eq!(
+        redo["evidence"], drawn["evidence"],
+        "the seed redoes the draw"
+    );
+    let (ok, out, err) = cli(
+        &[
+            "assessments",
+            "invite",
+            aid,
+            "--email",
+            "auditor@firm.example",
+        ],
+        None,
+    );
+    assert!(ok && out.contains("cki_"), "{out}{err}");
     let (ok, out, err) = cli(&["assessments", "list"], None);
     assert!(
         ok && out.starts_with("ASSESSMENT") && out.contains("SOC 2 Type II"),
