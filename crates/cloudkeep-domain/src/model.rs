@@ -35,6 +35,15 @@ pub enum Permission {
     ManageWebhooks,
     /// Acknowledge an alert.
     AcknowledgeAlerts,
+    /// Create assessments, attach and detach their evidence.
+    ManageAssessments,
+    /// Approve an assessment (owners and auditors: the people who attest).
+    ApproveAssessments,
+    /// Draw a Type II sample (those who prepare and those who audit).
+    DrawSamples,
+    /// Invite an auditor to one assessment, grant an auditor the data
+    /// (spend, tags), change the retention window: an owner's decisions.
+    GrantAuditAccess,
 }
 
 impl Role {
@@ -42,10 +51,13 @@ impl Role {
         use Permission::*;
         match self {
             Role::Owner => true,
-            Role::Admin => !matches!(p, ManageOwners),
+            Role::Admin => !matches!(p, ManageOwners | ApproveAssessments | GrantAuditAccess),
             Role::Editor => matches!(p, ReadData | ReadEvidence | EditTags | AcknowledgeAlerts),
             Role::Viewer => matches!(p, ReadData | ReadEvidence),
-            Role::Auditor => matches!(p, ReadEvidence | ReadAudit),
+            Role::Auditor => matches!(
+                p,
+                ReadEvidence | ReadAudit | ApproveAssessments | DrawSamples
+            ),
         }
     }
 }
@@ -140,6 +152,18 @@ mod tests {
         }
         assert!(Role::Editor.allows(Permission::AcknowledgeAlerts));
         assert!(!Role::Viewer.allows(Permission::AcknowledgeAlerts));
+        // Assessments: owners and auditors attest; only owners grant access.
+        for r in Role::ALL {
+            let attests = matches!(r, Role::Owner | Role::Auditor);
+            assert_eq!(r.allows(Permission::ApproveAssessments), attests, "{r}");
+            assert_eq!(
+                r.allows(Permission::GrantAuditAccess),
+                *r == Role::Owner,
+                "{r}"
+            );
+        }
+        assert!(!Role::Auditor.allows(Permission::ManageAssessments));
+        assert!(Role::Admin.allows(Permission::ManageAssessments));
     }
 
     #[test]

@@ -28,12 +28,20 @@ impl Caller {
 
     /// Fails with 403 unless the caller's role allows `p`.
     pub fn require(&self, p: Permission, what: &str) -> Result<(), ApiError> {
-        if self.0.user.role.allows(p) {
+        if self.0.user.allows(p) {
             Ok(())
         } else {
             Err(ApiError::forbidden(what))
         }
     }
+}
+
+/// The token of an `Authorization: Bearer ...` header.
+pub(crate) fn bearer(value: &axum::http::HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 /// A cookie's value from a request's headers.
@@ -93,17 +101,10 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .ok_or_else(ApiError::unauthenticated)?;
+            let token = bearer(value).ok_or_else(ApiError::unauthenticated)?;
             let found = state
                 .store
-                .authenticate_token(&SecretString::new(token.trim()))
+                .authenticate_token(&SecretString::new(token))
                 .await?;
             return found.map(Caller).ok_or_else(ApiError::unauthenticated);
         }

@@ -158,6 +158,7 @@ impl From<StoreError> for ApiError {
                 ),
             ),
             StoreError::Invalid(message) => ApiError::unprocessable("invalid", message),
+            StoreError::State(message) => ApiError::new(StatusCode::CONFLICT, "state", message),
             other => ApiError::internal("store", other),
         }
     }

@@ -9,6 +9,7 @@ pub mod api;
 mod auth;
 mod connect;
 mod error;
+pub mod export;
 mod list;
 mod metrics;
 mod passwords;

@@ -13,7 +13,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod assessments;
 mod evidence;
+pub use assessments::*;
 pub use evidence::*;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -28,6 +28,19 @@ pub struct User {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub disabled: bool,
+    /// An auditor an owner granted the data (spend, inventory, tags).
+    pub data_access: bool,
+}
+
+impl User {
+    /// Whether this user may do `p`: the role's permissions, and for an
+    /// auditor with an owner's grant, reading the data too.
+    pub fn allows(&self, p: cloudkeep_domain::Permission) -> bool {
+        self.role.allows(p)
+            || (self.role == Role::Auditor
+                && self.data_access
+                && p == cloudkeep_domain::Permission::ReadData)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +166,7 @@ fn user(row: &AnyRow) -> Result<User> {
         role: parse(row, "role")?,
         created_at: time(row.try_get("created_at")?),
         disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        data_access: row.try_get::<i64, _>("data_access")? != 0,
     })
 }
 
@@ -169,13 +183,13 @@ fn token(row: &AnyRow) -> Result<ApiToken> {
 
 /// Tokens and session ids carry their organisation, so authentication is a
 /// lookup within one organisation: `{prefix}{org}_{random}`.
-fn split_bearer<'a>(prefix: &str, secret: &'a SecretString) -> Option<(OrgId, &'a str)> {
+pub(crate) fn split_bearer<'a>(prefix: &str, secret: &'a SecretString) -> Option<(OrgId, &'a str)> {
     let rest = secret.expose().strip_prefix(prefix)?;
     let (org, random) = rest.split_once('_')?;
     Some((org.parse().ok()?, random))
 }
 
-fn scoped_secret(prefix: &str, org: OrgId) -> SecretString {
+pub(crate) fn scoped_secret(prefix: &str, org: OrgId) -> SecretString {
     let random = random_token("");
     SecretString::new(format!(
         "{prefix}{}_{}",
@@ -184,7 +198,7 @@ fn scoped_secret(prefix: &str, org: OrgId) -> SecretString {
     ))
 }
 
-const USER_COLUMNS: &str = "user_id, email, name, role, created_at, disabled_at";
+const USER_COLUMNS: &str = "user_id, email, name, role, created_at, disabled_at, data_access";
 const TOKEN_PREFIX: &str = "ck_";
 const SESSION_PREFIX: &str = "cks_";
 
@@ -817,5 +831,6 @@ async fn insert_user(
         role: new.role,
         created_at: time(now),
         disabled: false,
+        data_access: false,
     })
 }

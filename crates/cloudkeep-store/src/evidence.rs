@@ -237,10 +237,10 @@ const EVIDENCE_INSERT: &[&str] = &[
     "recorded_at",
 ];
 
-const COLUMNS: &str = "e.evidence_id, e.connection_id, e.subscription_id, e.collector, e.check_id, e.subject, e.facts, e.result, \
+pub(crate) const COLUMNS: &str = "e.evidence_id, e.connection_id, e.subscription_id, e.collector, e.check_id, e.subject, e.facts, e.result, \
      e.reason, e.fingerprint, e.run_id, e.last_run_id, e.observed_at, e.last_observed_at, e.valid_to, e.recorded_at";
 
-fn record(row: &AnyRow) -> Result<EvidenceRecord> {
+pub(crate) fn record(row: &AnyRow) -> Result<EvidenceRecord> {
     let facts: String = row.try_get("facts")?;
     Ok(EvidenceRecord {
         id: parse(row, "evidence_id")?,

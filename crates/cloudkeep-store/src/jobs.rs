@@ -12,6 +12,8 @@ use uuid::Uuid;
 use crate::{Backend, OrgScope, Result, Store, parse, time};
 
 pub const SYNC_JOB: &str = "sync";
+/// The organisation's retention purge (its subject column holds the organisation).
+pub const RETENTION_JOB: &str = "retention";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {

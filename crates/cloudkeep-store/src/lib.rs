@@ -10,6 +10,7 @@
 
 mod access;
 mod alerts;
+mod assessments;
 mod audit;
 mod connections;
 mod evidence;
@@ -18,6 +19,7 @@ mod jobs;
 mod keys;
 mod logins;
 mod page;
+mod retention;
 mod runs;
 mod sql;
 mod tag_edits;
@@ -38,6 +40,10 @@ pub use alerts::{
     Alert, AlertFilter, AttemptOutcome, DELIVERY_ATTEMPTS, Delivery, DeliveryAttempt, NewAlert,
     WEBHOOK_JOB, Webhook,
 };
+pub use assessments::{
+    Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess,
+    Sample, population_hash,
+};
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
 pub use connections::{
     Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
@@ -51,10 +57,11 @@ pub use inventory::{
     InventoryCounts, InventoryWrite, ObservedResource, ResourceFilter, ResourceRecord, TagChange,
     TagCoverage, Tags,
 };
-pub use jobs::{Job, SYNC_JOB};
+pub use jobs::{Job, RETENTION_JOB, SYNC_JOB};
 pub use keys::SealedCredential;
 pub use logins::AttemptKey;
 pub use page::{Cursor, Page, PageRequest};
+pub use retention::{PurgeCounts, RetentionSettings};
 pub use runs::{RunFilter, SyncRun};
 pub use tag_edits::{NewTagEdit, TagEdit, TagEditFilter};
 
@@ -87,6 +94,10 @@ pub enum StoreError {
     MassDeletion { would_delete: u64, live: u64 },
     #[error("{0}")]
     Invalid(String),
+    /// The thing is not in a state that allows it (an approved assessment
+    /// changed, an assessment approved twice, a revoked invitation used).
+    #[error("{0}")]
+    State(String),
     #[error(transparent)]
     Crypto(#[from] cloudkeep_domain::crypto::CryptoError),
     #[error("store query failed: {0}")]

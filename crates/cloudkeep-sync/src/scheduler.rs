@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use cloudkeep_domain::{Clock, SyncTrigger};
-use cloudkeep_store::{Job, OrgScope, SYNC_JOB, WEBHOOK_JOB};
+use cloudkeep_store::{Job, OrgScope, RETENTION_JOB, SYNC_JOB, WEBHOOK_JOB};
 
 use crate::webhooks::{Delivered, WebhookPolicy};
 use crate::{SyncDeps, SyncError, sync_connection};
@@ -62,7 +62,14 @@ pub struct Tick {
     pub alerts: u64,
     /// Runs whose process died, marked interrupted.
     pub interrupted: u64,
+    /// Evidence rows and sync runs the retention job purged.
+    pub purged: u64,
 }
+
+/// Rows a retention batch removes at most (per table), each batch its own
+/// transaction, so SQLite's writer is held briefly and an interrupted purge
+/// keeps what it did.
+const PURGE_BATCH: usize = 500;
 
 impl Scheduler {
     /// A scheduler on the store's clock (the one the store stamps rows
@@ -94,6 +101,11 @@ impl Scheduler {
                 .store
                 .enqueue_due_syncs(&scope, self.clock.now())
                 .await?;
+            // At most once a day; not counted with the syncs queued.
+            self.deps
+                .store
+                .enqueue_retention(&scope, self.clock.now())
+                .await?;
             // A review that fails is logged: the next pass tries again, and
             // the queue still runs.
             match crate::evidence::review(&self.deps.store, &scope, "system:scheduler").await {
@@ -123,6 +135,9 @@ impl Scheduler {
                     }
                     WEBHOOK_JOB => {
                         tick.deliveries += u64::from(self.deliver(&scope, job).await?);
+                    }
+                    RETENTION_JOB => {
+                        tick.purged += self.purge(&scope, job).await?;
                     }
                     other => {
                         tracing::error!(job = %job.id, kind = other, "a job of a kind this process does not know");
@@ -309,6 +324,49 @@ impl Scheduler {
                 Err(e.into())
             }
         }
+    }
+
+    /// The retention job: purge batches until nothing is past the window,
+    /// renewing the lease between them. A worker that dies mid-purge loses
+    /// nothing: each batch committed with its audit event, and whoever
+    /// claims the job after its lease carries on. Answers the rows purged.
+    async fn purge(&self, scope: &OrgScope, job: Job) -> Result<u64, SyncError> {
+        let store = &self.deps.store;
+        let worker = &self.config.worker_id;
+        let mut purged = 0;
+        loop {
+            match store
+                .purge_retention_batch(scope, PURGE_BATCH, "system:retention")
+                .await
+            {
+                Ok(batch) if batch.is_empty() => break,
+                Ok(batch) => {
+                    purged += batch.evidence + batch.sync_runs;
+                    let now = self.clock.now();
+                    if !store
+                        .heartbeat_job(scope, job.id, worker, now, self.config.lease)
+                        .await?
+                    {
+                        // Another worker took it over: it carries on.
+                        return Ok(purged);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(job = %job.id, error = %e, "a retention purge failed");
+                    let now = self.clock.now();
+                    let retry = (job.attempts < self.config.max_attempts)
+                        .then(|| now + Duration::minutes(5 * job.attempts));
+                    store
+                        .fail_job(scope, job.id, worker, &e.to_string(), retry, now)
+                        .await?;
+                    return Ok(purged);
+                }
+            }
+        }
+        store
+            .complete_job(scope, job.id, worker, self.clock.now())
+            .await?;
+        Ok(purged)
     }
 
     /// Ticks every `poll` until `shutdown` completes.

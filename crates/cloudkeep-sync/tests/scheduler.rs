@@ -367,3 +367,87 @@ async fn a_worker_that_loses_its_lease_stops_its_sync(store: TestStore) {
         "and the job is the thief's"
     );
 }
+
+both_backends!(an_interrupted_retention_purge_is_carried_on_after_its_lease);
+async fn an_interrupted_retention_purge_is_carried_on_after_its_lease(store: TestStore) {
+    let env = env(store).await;
+    let clock = &env.clock;
+    let db = &env.deps.store;
+    let (scope, conns) = org_with_connections(&env, 1).await;
+    let tick = scheduler(&env, "a").tick().await.expect("tick");
+    assert_eq!(tick.ran, 1, "{tick:?}");
+    // Revoked: no more syncs; its evidence and runs wait out the window.
+    db.revoke_connection(&scope, conns[0], "system:test")
+        .await
+        .expect("revoke");
+    db.set_retention_days(&scope, 30, "system:test")
+        .await
+        .expect("window");
+    let of_connection = cloudkeep_store::EvidenceFilter {
+        connection: Some(conns[0]),
+        ..Default::default()
+    };
+    let evidence = db
+        .evidence_count(&scope, &of_connection)
+        .await
+        .expect("count");
+    assert!(evidence > 1, "the sync observed evidence");
+    assert_eq!(runs(db, &scope, None).await.len(), 1);
+    clock.advance(Duration::days(29));
+    let tick = scheduler(&env, "b").tick().await.expect("tick");
+    assert_eq!(tick.purged, 0, "inside the window: {tick:?}");
+
+    // Past it, a worker claims the purge, does one batch and dies.
+    clock.advance(Duration::days(2));
+    assert!(
+        db.enqueue_retention(&scope, clock.now())
+            .await
+            .expect("queue")
+    );
+    let job = db
+        .claim_job(&scope, "dead", clock.now(), Duration::seconds(60))
+        .await
+        .expect("claim")
+        .expect("the retention job");
+    assert_eq!(job.kind, cloudkeep_store::RETENTION_JOB);
+    let first = db
+        .purge_retention_batch(&scope, 1, "system:retention")
+        .await
+        .expect("one batch");
+    assert_eq!((first.evidence, first.sync_runs), (1, 1));
+    // While its lease holds, nobody else purges.
+    let tick = scheduler(&env, "b").tick().await.expect("tick");
+    assert_eq!(tick.purged, 0, "{tick:?}");
+    // After it, another worker carries on to the end.
+    clock.advance(Duration::seconds(61));
+    let tick = scheduler(&env, "b").tick().await.expect("tick");
+    assert_eq!(tick.purged, evidence - 1, "{tick:?}");
+    assert_eq!(
+        db.evidence_count(&scope, &of_connection)
+            .await
+            .expect("count"),
+        0
+    );
+    assert!(runs(db, &scope, None).await.is_empty());
+    assert_eq!(
+        db.job_counts(&scope).await.expect("jobs"),
+        vec![("done".to_string(), 2)],
+        "the sync and the purge"
+    );
+    let purged: u64 = db
+        .audit_events(
+            &scope,
+            &cloudkeep_store::AuditFilter {
+                action: Some("retention.purged".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(100),
+        )
+        .await
+        .expect("events")
+        .items
+        .iter()
+        .map(|e| e.details["evidence"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(purged, evidence, "every row counted once in the audit log");
+}

@@ -1,6 +1,6 @@
 //! CLI clients for the API: `connections`, `subscriptions`, `sync`,
 //! `resources` and `tags` (and, in `evidence`, `evidence`, `controls` and
-//! `alerts`). Human tables (and progress bars) by default,
+//! `alerts`; in `assessments`, `assessments`). Human tables (and progress bars) by default,
 //! `--json` for scripts.
 
 use std::io::BufRead;
@@ -14,6 +14,7 @@ use cloudkeep_server::wire::{ConnectionView, SyncRunView};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+pub mod assessments;
 pub mod evidence;
 
 #[derive(Args, Clone)]
@@ -124,11 +125,16 @@ async fn call(
     let text = r.text().await?;
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if !status.is_success() {
-        let message = value["error"]["message"].as_str().unwrap_or("no message");
-        let code = value["error"]["code"].as_str().unwrap_or("error");
-        bail!("{message} ({code}, HTTP {})", status.as_u16());
+        return Err(api_error(status, &value));
     }
     Ok(value)
+}
+
+/// An error answer as the API words it.
+fn api_error(status: reqwest::StatusCode, value: &Value) -> anyhow::Error {
+    let message = value["error"]["message"].as_str().unwrap_or("no message");
+    let code = value["error"]["code"].as_str().unwrap_or("error");
+    anyhow::anyhow!("{message} ({code}, HTTP {})", status.as_u16())
 }
 
 /// A call whose answer is one of the API's wire types.

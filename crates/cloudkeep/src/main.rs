@@ -83,6 +83,9 @@ enum Command {
     Controls(client::evidence::ControlsArgs),
     /// Alerts (evidence staleness, ...), through the API.
     Alerts(client::evidence::AlertsArgs),
+    /// Assessments: audit periods of evidence, approval, exports (CSV, JSON, OSCAL, zip).
+    #[command(subcommand)]
+    Assessments(client::assessments::AssessmentsCommand),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -296,6 +299,10 @@ fn main() -> Result<()> {
             Command::Alerts(args) => {
                 init_logging(false, "warn");
                 client::evidence::alerts(args).await
+            }
+            Command::Assessments(cmd) => {
+                init_logging(false, "warn");
+                client::assessments::assessments(cmd).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");

@@ -154,20 +154,7 @@ pub async fn verify_audit(
     caller: Caller,
 ) -> Result<Json<AuditVerification>, ApiError> {
     caller.require(Permission::ReadAudit, "verifying the audit log")?;
-    Ok(Json(
-        match state.store.verify_audit(caller.scope()).await? {
-            Ok(events) => AuditVerification {
-                intact: true,
-                events,
-                broken_at: None,
-                problem: None,
-            },
-            Err(problem) => AuditVerification {
-                intact: false,
-                events: problem.seq,
-                broken_at: Some(problem.seq),
-                problem: Some(problem.to_string()),
-            },
-        },
-    ))
+    Ok(Json(AuditVerification::from(
+        state.store.verify_audit(caller.scope()).await?,
+    )))
 }

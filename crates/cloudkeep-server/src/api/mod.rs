@@ -3,6 +3,7 @@
 //! one module and one line here.
 
 pub mod alerts;
+pub mod assessments;
 pub mod audit;
 pub mod auth;
 pub mod connections;
@@ -28,7 +29,7 @@ use crate::error::ErrorBody;
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes),
     security(("bearer" = []), ("session" = [])),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "assessments"))
 )]
 struct ApiDoc;
 
@@ -129,6 +130,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(evidence::routes())
         .merge(controls::routes())
         .merge(alerts::routes())
+        .merge(assessments::routes())
 }
 
 /// Parses a path id; a malformed id names nothing, so it is answered as

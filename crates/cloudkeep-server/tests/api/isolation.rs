@@ -21,6 +21,7 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
             json!({"name": "taken over", "cadence_hours": 1})
         }
         p if p.starts_with("/api/v1/subscriptions/") => json!({"sync_level": "no_tags"}),
+        p if p.ends_with("/data-access") => json!({"granted": true}),
         p if p.starts_with("/api/v1/users/") => json!({"role": "viewer"}),
         "/api/v1/users" => {
             json!({"email": format!("iso-{}@example.com", uuid::Uuid::new_v4().simple()), "name": "I", "role": "viewer"})
@@ -30,6 +31,14 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
         p if p.starts_with("/api/v1/webhooks/") => json!({"name": "taken over"}),
         "/api/v1/control-mapping" => json!({"control": "CC6.1", "remove": ["rbac.guest_users"]}),
         "/api/v1/settings/evidence" => json!({"secure_score_threshold": 0.5}),
+        "/api/v1/settings/retention" => json!({"days": 90}),
+        "/api/v1/assessments" => json!({"name": "iso", "period_start": "2026-01-01T00:00:00Z",
+            "period_end": "2026-02-01T00:00:00Z", "controls": ["CC6.1"]}),
+        p if p.ends_with("/evidence") && p.starts_with("/api/v1/assessments/") => {
+            json!({"all_in_scope": true})
+        }
+        p if p.ends_with("/samples") => json!({"control": "CC6.1", "size": 1}),
+        p if p.ends_with("/invitations") => json!({"email": "iso@example.com"}),
         "/api/v1/tag-edits" | "/api/v1/tag-edits/preview" => {
             json!({"resource_id": uuid::Uuid::nil(), "set": {"x": "y"}})
         }
@@ -125,6 +134,40 @@ async fn no_route_reaches_another_organisations_data() {
         .expect("alert")
         .expect("opened");
     let alert_id = alert.id.to_string();
+    let assessment = app
+        .expect(
+            &a.token,
+            Method::POST,
+            "/api/v1/assessments",
+            Some(
+                json!({"name": "alpha's audit", "period_start": "2020-01-01T00:00:00Z",
+                "period_end": "2100-01-01T00:00:00Z", "controls": ["CC6.1", "CC6.6", "CC7.1"]}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await;
+    let assessment_id = assessment["id"].as_str().expect("assessment").to_string();
+    app.expect(
+        &a.token,
+        Method::POST,
+        &format!("/api/v1/assessments/{assessment_id}/evidence"),
+        Some(json!({"all_in_scope": true})),
+        StatusCode::OK,
+    )
+    .await;
+    let invited = app
+        .expect(
+            &a.token,
+            Method::POST,
+            &format!("/api/v1/assessments/{assessment_id}/invitations"),
+            Some(json!({"email": "alpha-auditor@example.com"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let invitation_id = invited["invitation"]["id"]
+        .as_str()
+        .expect("invitation")
+        .to_string();
     let a_markers = [
         connection_id.clone(),
         subscription_id.clone(),
@@ -139,6 +182,9 @@ async fn no_route_reaches_another_organisations_data() {
         webhook_id.clone(),
         alert_id.clone(),
         hook_url.to_string(),
+        assessment_id.clone(),
+        invitation_id.clone(),
+        "alpha-auditor@example.com".to_string(),
     ];
 
     let doc: Value = app
@@ -171,6 +217,12 @@ async fn no_route_reaches_another_organisations_data() {
                 .replace("/resources/{id}", &format!("/resources/{resource_id}"))
                 .replace("/tag-edits/{id}", &format!("/tag-edits/{edit_id}"))
                 .replace("/evidence/{id}", &format!("/evidence/{evidence_id}"))
+                .replace(
+                    "/assessments/{id}",
+                    &format!("/assessments/{assessment_id}"),
+                )
+                .replace("{evidence_id}", &evidence_id)
+                .replace("{invitation_id}", &invitation_id)
                 .replace("/alerts/{id}", &format!("/alerts/{alert_id}"))
                 .replace("/webhooks/{id}", &format!("/webhooks/{webhook_id}"))
                 // Controls are SOC 2's, not an organisation's: B reads its own.

@@ -2,6 +2,7 @@
 //! Azure simulator behind it.
 
 mod alerts;
+mod assessments;
 mod connections;
 mod consent;
 mod evidence;

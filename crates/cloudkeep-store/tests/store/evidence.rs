@@ -23,7 +23,7 @@ const ACCOUNT: &str =
 const OTHER: &str =
     "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/other";
 
-fn https(subject: &str, on: bool) -> Observation {
+pub(crate) fn https(subject: &str, on: bool) -> Observation {
     Observation {
         check: CheckId::StorageHttpsOnly,
         subject: subject.into(),

@@ -392,6 +392,115 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     let (ok, _, err) = cli(&["evidence", "list", "--result", "maybe"], None);
     assert!(!ok && err.contains("not_collected"), "{err}");
 
+    // Assessments of the demo's evidence: create, attach, approve, export.
+    let now = chrono::Utc::now();
+    let from = (now - chrono::Duration::days(1)).to_rfc3339();
+    let to = (now + chrono::Duration::days(1)).to_rfc3339();
+    let create = |from: &str, to: &str| {
+        cli(
+            &[
+                "assessments",
+                "create",
+                "--name",
+                "SOC 2 Type II",
+                "--from",
+                from,
+                "--to",
+                to,
+                "--control",
+                "CC6.1",
+                "--control",
+                "CC6.6",
+                "--json",
+            ],
+            None,
+        )
+    };
+    let (ok, _, err) = create(&to, &from);
+    assert!(!ok && err.contains("before it starts"), "{err}");
+    let (ok, out, err) = create(&from, &to);
+    assert!(ok, "{err}");
+    let assessment: Value = serde_json::from_str(out.trim()).expect("json");
+    let aid = assessment["id"].as_str().expect("id");
+    let (ok, out, err) = cli(&["assessments", "attach", aid, "--all"], None);
+    assert!(ok && out.contains("rows attached"), "{out}{err}");
+    let (ok, out, err) = cli(&["assessments", "approve", aid], None);
+    assert!(ok && out.contains("approved"), "{out}{err}");
+    let (ok, _, err) = cli(&["assessments", "approve", aid], None);
+    assert!(
+        !ok && err.contains("immutable") && err.contains("409"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["assessments", "attach", aid, "--all"], None);
+    assert!(!ok && err.contains("immutable"), "{err}");
+    let sample = |seed: Option<&str>| {
+        let mut args = vec![
+            "assessments",
+            "sample",
+            aid,
+            "--control",
+            "CC6.6",
+            "--size",
+            "3",
+            "--json",
+        ];
+        if let Some(seed) = seed {
+            args.extend(["--seed", seed]);
+        }
+        let (ok, out, err) = cli(&args, None);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(out.trim()).expect("json")
+    };
+    let drawn = sample(None);
+    let redo = sample(drawn["seed"].as_str());
+    assert_eq!(
+        redo["evidence"], drawn["evidence"],
+        "the seed redoes the draw"
+    );
+    let (ok, out, err) = cli(
+        &[
+            "assessments",
+            "invite",
+            aid,
+            "--email",
+            "auditor@firm.example",
+        ],
+        None,
+    );
+    assert!(ok && out.contains("cki_"), "{out}{err}");
+    let (ok, out, err) = cli(&["assessments", "list"], None);
+    assert!(
+        ok && out.starts_with("ASSESSMENT") && out.contains("SOC 2 Type II"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(&["assessments", "export", aid, "--format", "csv"], None);
+    assert!(
+        ok && out.starts_with("assessment_id,evidence_id"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(&["assessments", "export", aid, "--format", "oscal"], None);
+    assert!(ok, "{err}");
+    let results: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        results["assessment-results"]["metadata"]["oscal-version"],
+        "1.1.2"
+    );
+    let package = dir.path().join("package.zip");
+    let (ok, _, err) = cli(
+        &[
+            "assessments",
+            "export",
+            aid,
+            "--format",
+            "zip",
+            "--output",
+            package.to_str().expect("path"),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(std::fs::read(&package).expect("zip").starts_with(b"PK"));
+
     // The demo's own simulator, in its process.
     let sim_http = cloudkeep_testkit::sim::trusting(
         &std::fs::read(info["ca"].as_str().expect("ca")).expect("ca"),
