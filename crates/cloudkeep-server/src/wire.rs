@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 mod evidence;
+mod spend;
 pub use evidence::*;
+pub use spend::*;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {

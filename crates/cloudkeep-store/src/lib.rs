@@ -18,6 +18,7 @@ mod jobs;
 mod keys;
 mod page;
 mod runs;
+mod spend;
 mod sql;
 mod tag_edits;
 
@@ -54,6 +55,11 @@ pub use jobs::{Job, SYNC_JOB};
 pub use keys::SealedCredential;
 pub use page::{Cursor, Page, PageRequest};
 pub use runs::{RunFilter, SyncRun};
+pub use spend::{
+    ADJUSTMENT, BACKFILL_MONTHS, Backfill, CostLine, DEFAULT_TRAILING_DAYS, DayTotal, ExportCursor,
+    FocusRow, MeterInfo, PURCHASE, PullCounts, RECONCILIATION, SpendAnswer, SpendDay, SpendPull,
+    SpendQuery, SpendSeries, USAGE, region_display, resource_key,
+};
 pub use tag_edits::{NewTagEdit, TagEdit, TagEditFilter};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

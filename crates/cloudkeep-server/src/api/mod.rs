@@ -10,6 +10,7 @@ pub mod consent;
 pub mod controls;
 pub mod evidence;
 pub mod resources;
+pub mod spend;
 pub mod subscriptions;
 pub mod sync_runs;
 pub mod tag_edits;
@@ -26,7 +27,7 @@ use crate::error::ErrorBody;
 #[openapi(
     info(title = "cloudkeep API", description = "Azure spend, inventory and tags, and security evidence, per organisation."),
     components(schemas(ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "spend"))
 )]
 struct ApiDoc;
 
@@ -46,6 +47,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(evidence::routes())
         .merge(controls::routes())
         .merge(alerts::routes())
+        .merge(spend::routes())
 }
 
 /// Parses a path id; a malformed id names nothing, so it is answered as

@@ -12,5 +12,6 @@ mod lists;
 mod openapi;
 mod sessions;
 mod snapshots;
+mod spend;
 mod sync;
 mod tags;
