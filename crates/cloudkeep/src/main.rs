@@ -83,6 +83,9 @@ enum Command {
     Controls(client::evidence::ControlsArgs),
     /// Alerts (evidence staleness, ...), through the API.
     Alerts(client::evidence::AlertsArgs),
+    /// Spend by time and up to two groupings (a table with bars, or --json);
+    /// `spend export` streams FOCUS 1.2 CSV. Through the API.
+    Spend(client::spend::SpendArgs),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -291,6 +294,10 @@ fn main() -> Result<()> {
             Command::Alerts(args) => {
                 init_logging(false, "warn");
                 client::evidence::alerts(args).await
+            }
+            Command::Spend(args) => {
+                init_logging(false, "warn");
+                client::spend::spend(args).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");

@@ -9,12 +9,13 @@
 //! trailing window (5 days unless the connection says otherwise) and
 //! everything since the last day pulled, replacing those days.
 //!
-//! A period costs seven queries (each a query unit per month): the two
-//! ungrouped daily totals, the two daily listings grouped by ResourceId and
-//! Meter, and three small ones without granularity that name each meter's
-//! service and charge type (in actual and in amortised cost: a
-//! reservation's meter is a Purchase in one and UnusedReservation in the
-//! other). A period with no total at all stops after the first two.
+//! A period costs four queries (each a query unit per month): the two
+//! ungrouped daily totals and the two daily listings grouped by ResourceId
+//! and Meter; and, when it lists a meter not named yet in this collection,
+//! three small ones without granularity that name each meter's service
+//! and charge type (in actual and in amortised cost: a reservation's meter
+//! is a Purchase in one and UnusedReservation in the other). A period with
+//! no total at all stops after the first two.
 //! Spend runs at every sync level; tags come from the inventory.
 
 use std::collections::HashMap;
@@ -108,6 +109,7 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
         ..Default::default()
     };
     let mut pulled_today = false;
+    let mut maps = MeterMaps::default();
     // The backfill, newest month first.
     while let Some(month) = state.next_month.filter(|m| *m >= state.start_month) {
         ctx.progress(
@@ -116,7 +118,7 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
             "months",
         );
         let to = month_end(month).min(today);
-        let pulled = pull(ctx, month, to, &mut counts).await?;
+        let pulled = pull(ctx, month, to, &mut maps, &mut counts).await?;
         let older = months_before(month, 1);
         state.months_done += 1;
         state.pulled_through = state.pulled_through.max(Some(to));
@@ -150,7 +152,7 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
         while from <= today {
             // One month at a time: Cost Management charges by the month.
             let to = month_end(from).min(today);
-            let pulled = pull(ctx, from, to, &mut counts).await?;
+            let pulled = pull(ctx, from, to, &mut maps, &mut counts).await?;
             state.pulled_through = state.pulled_through.max(Some(to));
             let pulled = pulled.or_else(|| {
                 // Nothing in the window: still replace what was stored.
@@ -207,9 +209,10 @@ async fn rows(
 ) -> Result<Vec<CostRow>, CollectError> {
     counts.queries += 1;
     let scope = format!("/subscriptions/{}", ctx.subscription.azure_id);
+    let token = ctx.current_token().await;
     Ok(ctx
         .azure
-        .cost_query(ctx.token, &scope, &query)
+        .cost_query(&token, &scope, &query)
         .try_collect()
         .await?)
 }
@@ -233,6 +236,16 @@ fn meter_map(rows: &[CostRow], column: &str) -> HashMap<String, String> {
         }
     }
     out
+}
+
+/// Each meter's service and charge types, learnt once per collection.
+#[derive(Debug, Default)]
+struct MeterMaps {
+    services: HashMap<String, String>,
+    /// Charge type in actual cost (`Purchase` for a reservation's meter).
+    actual: HashMap<String, String>,
+    /// In amortised cost (`UnusedReservation` for the same meter).
+    amortized: HashMap<String, String>,
 }
 
 /// FOCUS's charge columns for Azure's charge type.
@@ -265,6 +278,7 @@ async fn pull(
     ctx: &CollectContext<'_>,
     from: NaiveDate,
     to: NaiveDate,
+    maps: &mut MeterMaps,
     counts: &mut SpendCounts,
 ) -> Result<Option<SpendPull>, CollectError> {
     let daily = |t| CostQuery::new(t, from, to, CostGranularity::Daily);
@@ -297,52 +311,61 @@ async fn pull(
             t.billed += r.cost;
         }
     }
-    let services = meter_map(
-        &rows(
-            ctx,
-            whole(CostType::ActualCost)
-                .group_by(by("Meter"))
-                .group_by(by("ServiceName")),
-            counts,
-        )
-        .await?,
-        "ServiceName",
-    );
-    let actual_types = meter_map(
-        &rows(
-            ctx,
-            whole(CostType::ActualCost)
-                .group_by(by("Meter"))
-                .group_by(by("ChargeType")),
-            counts,
-        )
-        .await?,
-        "ChargeType",
-    );
-    let amortized_types = meter_map(
-        &rows(
-            ctx,
-            whole(CostType::AmortizedCost)
-                .group_by(by("Meter"))
-                .group_by(by("ChargeType")),
-            counts,
-        )
-        .await?,
-        "ChargeType",
-    );
+    let listed_actual = rows(
+        ctx,
+        daily(CostType::ActualCost)
+            .group_by(by("ResourceId"))
+            .group_by(by("Meter")),
+        counts,
+    )
+    .await?;
+    let listed_amortized = rows(
+        ctx,
+        daily(CostType::AmortizedCost)
+            .group_by(by("ResourceId"))
+            .group_by(by("Meter")),
+        counts,
+    )
+    .await?;
+    // Meters are named once per collection: a period whose meters are all
+    // known (a backfill's older months, mostly) spends no units on them.
+    let unknown = |rows: &[CostRow], known: &HashMap<String, String>| {
+        rows.iter()
+            .any(|r| !known.contains_key(group(r, "Meter").unwrap_or_default()))
+    };
+    if unknown(&listed_actual, &maps.services)
+        || unknown(&listed_actual, &maps.actual)
+        || unknown(&listed_amortized, &maps.amortized)
+    {
+        let named = |cost_type, column: &'static str| {
+            whole(cost_type).group_by(by("Meter")).group_by(by(column))
+        };
+        let services = rows(ctx, named(CostType::ActualCost, "ServiceName"), counts).await?;
+        maps.services.extend(meter_map(&services, "ServiceName"));
+        let actual = rows(ctx, named(CostType::ActualCost, "ChargeType"), counts).await?;
+        maps.actual.extend(meter_map(&actual, "ChargeType"));
+        let amortized = rows(ctx, named(CostType::AmortizedCost, "ChargeType"), counts).await?;
+        maps.amortized.extend(meter_map(&amortized, "ChargeType"));
+        // A meter Azure named nothing for is not asked about again.
+        for (listed, map) in [
+            (&listed_actual, &mut maps.actual),
+            (&listed_amortized, &mut maps.amortized),
+        ] {
+            for r in listed {
+                let m = group(r, "Meter").unwrap_or_default().to_string();
+                map.entry(m).or_insert_with(|| "Usage".into());
+            }
+        }
+        for r in &listed_actual {
+            let m = group(r, "Meter").unwrap_or_default().to_string();
+            maps.services.entry(m.clone()).or_insert(m);
+        }
+    }
     let mut lines = Vec::new();
-    for (cost_type, types) in [
-        (CostType::ActualCost, &actual_types),
-        (CostType::AmortizedCost, &amortized_types),
+    for (cost_type, listed, types) in [
+        (CostType::ActualCost, listed_actual, &maps.actual),
+        (CostType::AmortizedCost, listed_amortized, &maps.amortized),
     ] {
-        let listed = rows(
-            ctx,
-            daily(cost_type)
-                .group_by(by("ResourceId"))
-                .group_by(by("Meter")),
-            counts,
-        )
-        .await?;
         for r in listed {
             let Some(day) = r.date else { continue };
             let meter = group(&r, "Meter").unwrap_or_default();
@@ -360,7 +383,7 @@ async fn pull(
             lines.push(CostLine {
                 day,
                 resource_id: resource,
-                meter: meter_info(meter, services.get(meter), charge_type),
+                meter: meter_info(meter, maps.services.get(meter), charge_type),
                 billed,
                 effective,
             });
