@@ -58,7 +58,7 @@ pub use runs::{RunFilter, SyncRun};
 pub use spend::{
     ADJUSTMENT, BACKFILL_MONTHS, Backfill, CostLine, DEFAULT_TRAILING_DAYS, DayTotal, ExportCursor,
     FocusRow, MeterInfo, PURCHASE, PullCounts, RECONCILIATION, SpendAnswer, SpendDay, SpendPull,
-    SpendQuery, SpendSeries, USAGE, region_display, resource_key,
+    SpendQuery, SpendSeries, USAGE, meter_key, region_display, resource_key,
 };
 pub use tag_edits::{NewTagEdit, TagEdit, TagEditFilter};
 

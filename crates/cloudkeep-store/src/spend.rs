@@ -236,6 +236,11 @@ pub fn resource_key(subscription: &str, resource_id: Option<&str>) -> i64 {
     ])
 }
 
+/// The key the store gives a meter.
+pub fn meter_key(m: &MeterInfo) -> i64 {
+    m.key()
+}
+
 /// What an ARM id says of itself: name, type and resource group.
 fn parse_arm_id(id: &str) -> (Option<String>, Option<String>, Option<String>) {
     let segs: Vec<&str> = id.trim_matches('/').split('/').collect();
@@ -322,6 +327,29 @@ impl Store {
         pull: &SpendPull,
         position: &Backfill,
     ) -> Result<PullCounts> {
+        self.write_pull(scope, sub, pull, Some(position)).await
+    }
+
+    /// Loads a pull's rows as they are, in one transaction: no replacement
+    /// of stored days, no totals or reconciliation, no position. The
+    /// baseline `cloudkeep bench spend` measures the ingest against.
+    pub async fn spend_bulk_load(
+        &self,
+        scope: &OrgScope,
+        sub: &SubscriptionRecord,
+        pull: &SpendPull,
+    ) -> Result<PullCounts> {
+        self.write_pull(scope, sub, pull, None).await
+    }
+
+    async fn write_pull(
+        &self,
+        scope: &OrgScope,
+        sub: &SubscriptionRecord,
+        pull: &SpendPull,
+        position: Option<&Backfill>,
+    ) -> Result<PullCounts> {
+        let replace = position.is_some();
         if pull.from > pull.to {
             return Err(StoreError::Invalid(format!(
                 "a spend period from {} to {}",
@@ -505,16 +533,18 @@ impl Store {
                 " ON CONFLICT (org_id, meter_key) DO NOTHING",
             )
             .await?;
-            sqlx::query(
-                "DELETE FROM spend_costs WHERE org_id = $1 AND day >= $2 AND day <= $3 AND resource_key IN \
-                 (SELECT resource_key FROM spend_resources WHERE org_id = $1 AND SubAccountId = $4)",
-            )
-            .bind(&org)
-            .bind(from)
-            .bind(to)
-            .bind(&sub_id)
-            .execute(&mut *tx)
-            .await?;
+            if replace {
+                sqlx::query(
+                    "DELETE FROM spend_costs WHERE org_id = $1 AND day >= $2 AND day <= $3 AND resource_key IN \
+                     (SELECT resource_key FROM spend_resources WHERE org_id = $1 AND SubAccountId = $4)",
+                )
+                .bind(&org)
+                .bind(from)
+                .bind(to)
+                .bind(&sub_id)
+                .execute(&mut *tx)
+                .await?;
+            }
             let cost_rows: Vec<Vec<Arg>> = rows
                 .iter()
                 .map(|((d, rk, mk), (b, e))| {
@@ -544,6 +574,9 @@ impl Store {
                 "",
             )
             .await?;
+            let Some(position) = position else {
+                return Ok(());
+            };
             sqlx::query(
                 "DELETE FROM spend_days WHERE org_id = $1 AND SubAccountId = $2 AND day >= $3 AND day <= $4",
             )
@@ -618,6 +651,27 @@ impl Store {
         .bind(self.now_ms())
         .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+
+    /// Removes every spend row of the organisation (the benchmark's reset
+    /// between its bulk load and its ingest).
+    pub async fn spend_clear(&self, scope: &OrgScope) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for table in [
+            "spend_costs",
+            "spend_days",
+            "spend_resource_tags",
+            "spend_resources",
+            "spend_meters",
+            "spend_backfill",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE org_id = $1"))
+                .bind(scope.id())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

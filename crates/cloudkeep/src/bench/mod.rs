@@ -10,12 +10,16 @@
 //! - `api`: the resource list API over the `large` preset, filtered in SQL,
 //!   first and deep pages, on SQLite and PostgreSQL;
 //! - `evidence`: an evidence sync of the `large` preset, then one with
-//!   nothing changed (which must add no evidence row).
+//!   nothing changed (which must add no evidence row);
+//! - `spend`: a throttled backfill against the query-unit minimum, an
+//!   ingest of 10 million rows against a bulk load, and three analyses
+//!   against DuckDB.
 
 mod api;
 mod evidence;
 mod inventory;
 mod sim;
+mod spend;
 mod writeback;
 
 use std::io::{BufRead, BufReader};
@@ -46,6 +50,9 @@ pub enum BenchCommand {
     Api(api::ApiArgs),
     /// An evidence sync of the `large` preset with throttling off, then one with nothing changed.
     Evidence(evidence::EvidenceArgs),
+    /// Spend: a throttled backfill against the query-unit minimum; 10 million rows ingested
+    /// against a bulk load; three analyses against DuckDB (and PostgreSQL).
+    Spend(spend::SpendArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -55,6 +62,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Writeback(args) => writeback::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Evidence(args) => evidence::run(args).await,
+        BenchCommand::Spend(args) => spend::run(args).await,
     }
 }
 
