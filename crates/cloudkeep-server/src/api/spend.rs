@@ -428,6 +428,7 @@ pub struct ExportParams {
 /// The FOCUS 1.2 columns an export writes, in order (see docs/spend.md
 /// for what each holds and which are null from the Query API).
 pub const FOCUS_COLUMNS: &[&str] = &[
+    "AvailabilityZone",
     "BilledCost",
     "BillingAccountId",
     "BillingAccountName",
@@ -435,6 +436,8 @@ pub const FOCUS_COLUMNS: &[&str] = &[
     "BillingCurrency",
     "BillingPeriodEnd",
     "BillingPeriodStart",
+    "CapacityReservationId",
+    "CapacityReservationStatus",
     "ChargeCategory",
     "ChargeClass",
     "ChargeDescription",
@@ -459,6 +462,9 @@ pub const FOCUS_COLUMNS: &[&str] = &[
     "ListUnitPrice",
     "PricingCategory",
     "PricingCurrency",
+    "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost",
+    "PricingCurrencyListUnitPrice",
     "PricingQuantity",
     "PricingUnit",
     "ProviderName",
@@ -473,13 +479,17 @@ pub const FOCUS_COLUMNS: &[&str] = &[
     "ServiceSubcategory",
     "SkuId",
     "SkuMeter",
+    "SkuPriceDetails",
     "SkuPriceId",
     "SubAccountId",
     "SubAccountName",
     "SubAccountType",
     "Tags",
     "x_ChargeType",
+    "x_CommitmentDiscountStatus",
+    "x_PricingCategory",
     "x_ResourceGroupName",
+    "x_SkuMeter",
 ];
 
 fn csv_field(out: &mut String, v: &str) {
@@ -496,93 +506,60 @@ fn iso(day: NaiveDate) -> String {
     format!("{day}T00:00:00Z")
 }
 
+/// One column of a FOCUS row ("" is null).
+fn focus_cell(column: &str, r: &FocusRow) -> String {
+    let m = &r.meter;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    match column {
+        "BilledCost" => format!("{}", r.billed),
+        "EffectiveCost" | "PricingCurrencyEffectiveCost" => format!("{}", r.effective),
+        "BillingCurrency" | "PricingCurrency" => r.currency.clone(),
+        "BillingPeriodStart" => iso(month_start(r.day)),
+        "BillingPeriodEnd" => iso(cloudkeep_domain::spend::month_end(r.day) + Duration::days(1)),
+        "ChargeCategory" => m.charge_category.clone(),
+        "ChargeDescription" => match &m.service_name {
+            Some(s) => format!("{} ({s})", m.meter),
+            None => m.meter.clone(),
+        },
+        "ChargeFrequency" => match m.charge_category.as_str() {
+            "Usage" => "Usage-Based",
+            _ => "One-Time",
+        }
+        .into(),
+        "ChargePeriodStart" => iso(r.day),
+        "ChargePeriodEnd" => iso(r.day + Duration::days(1)),
+        // Without a commitment's id (not a Query dimension), FOCUS wants
+        // its other columns null: what Azure said is kept in x_ columns.
+        "PricingCategory" => match m.pricing_category.as_deref() {
+            Some("Standard") => "Standard".into(),
+            _ => String::new(),
+        },
+        "x_PricingCategory" => opt(&m.pricing_category),
+        "x_CommitmentDiscountStatus" => opt(&m.commitment_status),
+        "InvoiceIssuerName" | "ProviderName" | "PublisherName" => "Microsoft".into(),
+        "RegionId" => opt(&r.region_id),
+        "RegionName" => region_display(r.region_id.as_deref()).unwrap_or_default(),
+        "ResourceId" => opt(&r.resource_id),
+        "ResourceName" => opt(&r.resource_name),
+        "ResourceType" => opt(&r.resource_type),
+        "ServiceCategory" => r.service_category.clone(),
+        "ServiceName" => opt(&m.service_name),
+        "ServiceSubcategory" => format!("Other ({})", r.service_category),
+        "SubAccountId" => format!("/subscriptions/{}", r.sub_account_id),
+        "SubAccountName" => r.sub_account_name.clone(),
+        "SubAccountType" => "Subscription".into(),
+        "Tags" if !r.tags.is_empty() => serde_json::to_string(&r.tags).unwrap_or_default(),
+        "x_ChargeType" => m.charge_type.clone(),
+        "x_ResourceGroupName" => opt(&r.resource_group),
+        // FOCUS wants SkuMeter null without a SkuId (no Query dimension).
+        "x_SkuMeter" => m.meter.clone(),
+        _ => String::new(),
+    }
+}
+
 /// One FOCUS row as CSV cells (empty is null), in `FOCUS_COLUMNS` order.
 pub fn focus_cells(r: &FocusRow) -> Vec<String> {
-    let next = r.day + Duration::days(1);
-    let bp_start = month_start(r.day);
-    let bp_end = cloudkeep_domain::spend::month_end(r.day) + Duration::days(1);
-    let m = &r.meter;
-    let commitment = m.pricing_category.as_deref() == Some("Committed");
-    let frequency = match m.charge_category.as_str() {
-        "Usage" => "Usage-Based",
-        _ => "One-Time",
-    };
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    let tags = if r.tags.is_empty() {
-        String::new()
-    } else {
-        serde_json::to_string(&r.tags).unwrap_or_default()
-    };
-    let sub_id = format!("/subscriptions/{}", r.sub_account_id);
-    vec![
-        format!("{}", r.billed),
-        String::new(),
-        String::new(),
-        String::new(),
-        r.currency.clone(),
-        iso(bp_end),
-        iso(bp_start),
-        m.charge_category.clone(),
-        String::new(),
-        format!(
-            "{}{}",
-            m.meter,
-            m.service_name
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
-        ),
-        frequency.to_string(),
-        iso(next),
-        iso(r.day),
-        if commitment {
-            "Usage".into()
-        } else {
-            String::new()
-        },
-        String::new(),
-        String::new(),
-        String::new(),
-        opt(&m.commitment_status),
-        if commitment {
-            "Reservation".into()
-        } else {
-            String::new()
-        },
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        format!("{}", r.effective),
-        String::new(),
-        "Microsoft".into(),
-        String::new(),
-        String::new(),
-        opt(&m.pricing_category),
-        r.currency.clone(),
-        String::new(),
-        String::new(),
-        "Microsoft".into(),
-        "Microsoft".into(),
-        opt(&r.region_id),
-        region_display(r.region_id.as_deref()).unwrap_or_default(),
-        opt(&r.resource_id),
-        opt(&r.resource_name),
-        opt(&r.resource_type),
-        r.service_category.clone(),
-        opt(&m.service_name),
-        String::new(),
-        String::new(),
-        m.meter.clone(),
-        String::new(),
-        sub_id,
-        r.sub_account_name.clone(),
-        "Subscription".into(),
-        tags,
-        m.charge_type.clone(),
-        opt(&r.resource_group),
-    ]
+    FOCUS_COLUMNS.iter().map(|c| focus_cell(c, r)).collect()
 }
 
 /// Rows an export reads from the store at once.

@@ -11,7 +11,7 @@ use cloudkeep_server::wire::SpendView;
 use super::{Api, call_as, table, url_escape};
 
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SpendArgs {
     #[command(subcommand)]
     command: Option<SpendCommand>,
@@ -61,8 +61,17 @@ pub struct QueryArgs {
     /// Groups shown by name; the rest are "other".
     #[arg(long)]
     top: Option<u32>,
-    #[command(flatten)]
-    api: Api,
+    // The API's options (as `Api`), optional here so that `spend export`
+    // (with its own) does not ask for them twice.
+    /// The server's URL.
+    #[arg(long, env = "CLOUDKEEP_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An API token (`ck_...`).
+    #[arg(long, env = "CLOUDKEEP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The query string of an analysis.
@@ -169,7 +178,14 @@ pub async fn spend(args: SpendArgs) -> Result<()> {
         }) => export(&api, from, to, output).await,
         None => {
             let q = args.query;
-            let api = &q.api;
+            let Some(token) = q.token.clone() else {
+                bail!("no API token: pass --token or set CLOUDKEEP_TOKEN");
+            };
+            let api = &Api {
+                url: q.url.clone(),
+                token,
+                json: q.json,
+            };
             let view: SpendView = call_as(
                 api,
                 reqwest::Method::GET,
