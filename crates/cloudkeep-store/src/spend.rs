@@ -432,7 +432,9 @@ impl Store {
         }
         // Each day's difference from Azure's total, as its own row.
         let mut counts = PullCounts::default();
-        let none_key = dim_of(None);
+        // (The no-resource row is made only when needed: an empty pull
+        // writes no dimension.)
+        let none_key = resource_key(&sub_id, None);
         let rec = MeterInfo::reconciliation();
         let rec_key = rec.key();
         let mut days = Vec::new();
@@ -445,6 +447,7 @@ impl Store {
             let (db, de) = (t.billed - b, t.effective - e);
             if db.abs() >= NOISE || de.abs() >= NOISE {
                 meters.entry(rec_key).or_insert_with(|| rec.clone());
+                dim_of(None);
                 rows.insert((d, none_key, rec_key), (db, de));
                 counts.reconciled += 1;
             }
