@@ -210,11 +210,27 @@ async fn rows(
     counts.queries += 1;
     let scope = format!("/subscriptions/{}", ctx.subscription.azure_id);
     let token = ctx.current_token().await;
-    Ok(ctx
+    match ctx
         .azure
         .cost_query(&token, &scope, &query)
         .try_collect()
-        .await?)
+        .await
+    {
+        // A token that ran out while a query paged (a long listing, a
+        // short-lived token): the query again, once, with a renewed one.
+        Err(cloudkeep_azure::AzureError::Unauthorized { code, .. })
+            if code.eq_ignore_ascii_case("ExpiredAuthenticationToken") =>
+        {
+            counts.queries += 1;
+            let token = ctx.current_token().await;
+            Ok(ctx
+                .azure
+                .cost_query(&token, &scope, &query)
+                .try_collect()
+                .await?)
+        }
+        other => Ok(other?),
+    }
 }
 
 fn group<'r>(row: &'r CostRow, name: &str) -> Option<&'r str> {
