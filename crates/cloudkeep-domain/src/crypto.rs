@@ -169,6 +169,34 @@ pub struct WrappedKey {
 }
 
 /// Where master keys live (a local file; later a cloud KMS).
+/// The keys that seal the audit chain: each event's hash is an
+/// HMAC-SHA256 under one of them, so someone who can write the database
+/// but does not hold the key cannot rewrite the chain consistently. Kept
+/// apart from the database (the `local` provider: a key file of its own)
+/// and rotated by adding a key in front; old keys are kept, since old
+/// events stay sealed under them.
+pub trait ChainKeys: Send + Sync + std::fmt::Debug {
+    /// The key new events are sealed with.
+    fn current_chain_key(&self) -> String;
+    /// HMAC-SHA256 of `message` under the key `id`, in hex; `None` when
+    /// this installation does not hold that key.
+    fn seal(&self, id: &str, message: &[u8]) -> Option<String>;
+}
+
+impl ChainKeys for LocalKeyFile {
+    fn current_chain_key(&self) -> String {
+        self.keys[0].id.clone()
+    }
+
+    fn seal(&self, id: &str, message: &[u8]) -> Option<String> {
+        use hmac::Mac;
+        let key = self.key(id).ok()?;
+        let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(&key.key[..]).ok()?;
+        mac.update(message);
+        Some(hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
 pub trait KeyProvider: Send + Sync {
     /// The master key new wraps use.
     fn current_key_id(&self) -> String;

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod crypto;
 pub mod evidence;
 mod ids;
+pub mod login;
 mod model;
 mod names;
 pub mod password;

@@ -229,6 +229,23 @@ pub enum RoleChangeError {
     OwnersOnly,
     #[error("an organisation keeps at least one owner: make someone else owner first")]
     LastOwner,
+    #[error("you cannot disable yourself: another user with the right to manage users can")]
+    Yourself,
+}
+
+/// Whether `actor` may disable a user holding `role` (`yourself` when it
+/// is the actor's own account), given how many active owners there are:
+/// the same rules as unmaking an owner, and no one locks themselves out.
+pub fn check_disable(
+    actor: Role,
+    role: Role,
+    yourself: bool,
+    active_owners: usize,
+) -> Result<(), RoleChangeError> {
+    if yourself {
+        return Err(RoleChangeError::Yourself);
+    }
+    check_role_change(actor, role, Role::Viewer, active_owners)
 }
 
 /// Whether `actor` may move a user from `current` to `new`, given how many
@@ -252,6 +269,25 @@ pub fn check_role_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disabling_keeps_an_owner_and_is_not_for_oneself() {
+        use Role::*;
+        assert_eq!(check_disable(Admin, Viewer, false, 1), Ok(()));
+        assert_eq!(
+            check_disable(Admin, Owner, false, 2),
+            Err(RoleChangeError::OwnersOnly)
+        );
+        assert_eq!(
+            check_disable(Owner, Owner, false, 1),
+            Err(RoleChangeError::LastOwner)
+        );
+        assert_eq!(check_disable(Owner, Owner, false, 2), Ok(()));
+        assert_eq!(
+            check_disable(Owner, Owner, true, 2),
+            Err(RoleChangeError::Yourself)
+        );
+    }
 
     fn ids(roles: &[AzureRole]) -> Vec<String> {
         roles

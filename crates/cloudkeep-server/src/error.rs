@@ -10,7 +10,7 @@
 //! response types below (`E401`, `E404`, ...), each `ErrorBody`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cloudkeep_store::StoreError;
 use serde::Serialize;
@@ -51,6 +51,7 @@ error_responses! {
     E404 = 404, "no such thing in the caller's organisation";
     E409 = 409, "it conflicts with the current state (the message says with what)";
     E422 = 422, "the input is not usable: the message says what was wrong and what is allowed";
+    E429 = 429, "too many failed sign-ins for this email or from this address: wait the Retry-After seconds";
     E502 = 502, "Azure could not be reached or answered an error";
 }
 
@@ -59,6 +60,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds to wait before trying again (`Retry-After`), for a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -67,6 +70,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -114,11 +118,23 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names how to authenticate.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cloudkeep\""),
+            );
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -11,6 +11,7 @@ mod connect;
 mod error;
 mod list;
 mod metrics;
+mod passwords;
 mod router;
 mod tls;
 pub mod wire;
@@ -31,6 +32,7 @@ pub use auth::{
 };
 pub use error::{ApiError, Body, ErrorBody, Params};
 pub use list::{Page, page_request};
+pub use passwords::{ClientAddr, PasswordPool};
 pub use router::no_such_route;
 pub use tls::TlsFiles;
 
@@ -41,6 +43,9 @@ pub struct ServerSettings {
     pub session_lifetime: chrono::Duration,
     /// Set `Secure` on cookies (on when serving HTTPS or behind a TLS proxy).
     pub secure_cookies: bool,
+    /// Limit failed sign-ins per client address as well as per email (off
+    /// behind a proxy, where every client has the proxy's address).
+    pub limit_sign_ins_by_address: bool,
     /// Default sync cadence and stale threshold of new connections.
     pub default_cadence: Duration,
     pub default_stale_after: Duration,
@@ -60,6 +65,7 @@ impl Default for ServerSettings {
         ServerSettings {
             session_lifetime: chrono::Duration::hours(12),
             secure_cookies: false,
+            limit_sign_ins_by_address: true,
             default_cadence: Duration::from_secs(86_400),
             default_stale_after: Duration::from_secs(2 * 86_400),
             operator: None,
@@ -79,6 +85,8 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     /// Consent flows under way, in memory only (they hold delegated tokens).
     consent: Arc<api::consent::Flows>,
+    /// Where password hashes are made and checked.
+    pub passwords: PasswordPool,
 }
 
 impl AppState {
@@ -95,6 +103,7 @@ impl AppState {
             settings,
             metrics: Arc::default(),
             consent: Arc::default(),
+            passwords: PasswordPool::default(),
         }
     }
 
@@ -148,24 +157,47 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Consent flows hold user tokens: drop expired ones even when no one
-    // starts another flow.
+    // starts another flow. Expired sessions and old sign-in failures go
+    // too, every ten minutes.
     let sweeper = {
         let flows = state.consent.clone();
+        let store = state.store.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(30));
+            let mut ticks = 0u64;
             loop {
                 every.tick().await;
                 flows.sweep();
+                if ticks % 20 == 0 {
+                    let quiet = store.now() - cloudkeep_domain::login::PER_ACCOUNT.window;
+                    if let Err(e) = store.sweep_logins(quiet).await {
+                        tracing::warn!(error = %e, "sweeping expired sessions");
+                    }
+                }
+                ticks += 1;
             }
         })
     };
     let served = match tls {
         None => {
-            axum::serve(listener, router)
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
-        Some(files) => tls::serve(listener, router, files, shutdown).await,
+        Some(files) => {
+            // Browsers that reached us over HTTPS keep to it.
+            let router = router.layer(axum::middleware::map_response(
+                |mut r: axum::response::Response| async move {
+                    r.headers_mut().insert(
+                        axum::http::header::STRICT_TRANSPORT_SECURITY,
+                        axum::http::HeaderValue::from_static("max-age=31536000"),
+                    );
+                    r
+                },
+            ));
+            tls::serve(listener, router, files, shutdown).await
+        }
     };
     sweeper.abort();
     served

@@ -45,6 +45,7 @@ pub fn router(state: AppState, pages: Option<axum::Router<AppState>>) -> axum::R
         None => routes.fallback(|| async { no_such_route() }),
     };
     routes
+        .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -53,6 +54,29 @@ pub fn router(state: AppState, pages: Option<axum::Router<AppState>>) -> axum::R
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Headers every answer carries (pages set stricter or other values of
+/// their own first, which are kept): nothing of ours is framed, sniffed,
+/// sent as a referrer elsewhere, or cached (answers carry secrets: tokens,
+/// webhook secrets, CSRF tokens).
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, header::HeaderValue::from_static(value));
+        }
+    }
+    response
 }
 
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {

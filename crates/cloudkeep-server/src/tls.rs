@@ -63,12 +63,14 @@ pub async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
+                let Ok((tcp, peer)) = accepted else { continue };
                 let (acceptor, router, mut close_rx) = (acceptor.clone(), router.clone(), close_rx.clone());
                 connections.spawn(async move {
                     let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else { return };
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        router.clone().oneshot(req.map(axum::body::Body::new))
+                        let mut req = req.map(axum::body::Body::new);
+                        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        router.clone().oneshot(req)
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     let conn = builder.serve_connection(TokioIo::new(stream), service);

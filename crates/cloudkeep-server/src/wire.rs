@@ -315,7 +315,12 @@ pub struct AuditEventView {
     pub target: String,
     #[schema(value_type = Object)]
     pub details: Value,
+    /// The previous event's hash (empty for the first event).
+    pub prev_hash: String,
+    /// HMAC-SHA256 under the audit key `key_id` (SHA-256 when `key_id` is
+    /// empty) of `prev_hash`, a newline and the event's canonical JSON.
     pub hash: String,
+    pub key_id: String,
 }
 
 impl From<&cloudkeep_store::AuditEvent> for AuditEventView {
@@ -328,7 +333,9 @@ impl From<&cloudkeep_store::AuditEvent> for AuditEventView {
             action: e.action.clone(),
             target: e.target.clone(),
             details: e.details.clone(),
+            prev_hash: e.prev_hash.clone(),
             hash: e.hash.clone(),
+            key_id: e.key_id.clone(),
         }
     }
 }
@@ -627,6 +634,16 @@ pub enum AssignmentOutcome {
     Failed,
 }
 
+impl std::fmt::Display for AssignmentOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AssignmentOutcome::Created => "assigned",
+            AssignmentOutcome::AlreadyAssigned => "already assigned",
+            AssignmentOutcome::Failed => "not assigned",
+        })
+    }
+}
+
 /// One role assignment the flow asked Azure for.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoleOutcome {
@@ -659,6 +676,16 @@ pub enum PartnerOutcome {
     /// The principal is linked to another partner id, which is kept.
     LinkedElsewhere,
     Failed,
+}
+
+impl std::fmt::Display for PartnerOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PartnerOutcome::Linked => "linked",
+            PartnerOutcome::LinkedElsewhere => "linked to another partner id (kept)",
+            PartnerOutcome::Failed => "not linked",
+        })
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -2,6 +2,7 @@
 //! `OrgScope` comes to exist.
 
 use chrono::{DateTime, Duration, Utc};
+use cloudkeep_domain::login::{Attempts, Escalation, PER_ACCOUNT};
 use cloudkeep_domain::password::{random_token, token_hash, verify_password};
 use cloudkeep_domain::{OrgId, Role, SecretString, TokenId, UserId};
 use serde_json::json;
@@ -220,6 +221,7 @@ impl Store {
                 password_hash: Some(new.owner_password_hash),
             },
             now,
+            ElsewhereEmail::Refuse,
         )
         .await?;
         self.append(
@@ -275,7 +277,14 @@ impl Store {
         let mut tx = self.begin_audited(scope).await?;
         let (out, entry) = within(async {
             let role = new.role;
-            let u = insert_user(&mut tx, scope, NewUser { email, ..new }, now).await?;
+            let u = insert_user(
+                &mut tx,
+                scope,
+                NewUser { email, ..new },
+                now,
+                ElsewhereEmail::AddQuietly,
+            )
+            .await?;
             let entry = AuditEntry::new(
                 actor,
                 "user.created",
@@ -365,6 +374,47 @@ impl Store {
         self.user(scope, id).await
     }
 
+    /// Disables a user (their sessions are deleted and their API tokens
+    /// stop at once, since both are checked against `disabled_at`) or
+    /// enables them again; audited.
+    pub async fn set_user_disabled(
+        &self,
+        scope: &OrgScope,
+        id: UserId,
+        disabled: bool,
+        actor: &str,
+    ) -> Result<User> {
+        let action = if disabled {
+            "user.disabled"
+        } else {
+            "user.enabled"
+        };
+        let entry = AuditEntry::new(actor, action, format!("user:{id}"), json!({}));
+        let mut tx = self.audited(scope, entry).await?;
+        let now = self.now_ms();
+        within(async {
+            let done =
+                sqlx::query("UPDATE users SET disabled_at = $3 WHERE org_id = $1 AND user_id = $2")
+                    .bind(scope.id())
+                    .bind(id.to_string())
+                    .bind(disabled.then_some(now))
+                    .execute(&mut **tx)
+                    .await?;
+            found(done.rows_affected(), "user")?;
+            if disabled {
+                sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
+                    .bind(scope.id())
+                    .bind(id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await?;
+        tx.commit().await?;
+        self.user(scope, id).await
+    }
+
     /// Sets a user's password (an argon2id PHC string), ending their sessions.
     pub async fn set_password(
         &self,
@@ -398,19 +448,64 @@ impl Store {
     }
 
     /// Audits a failed password attempt in the login's organisation.
-    pub async fn audit_login_failure(&self, candidate: &LoginCandidate) -> Result<()> {
+    /// A wrong password for an existing account (where the attempt is not
+    /// a sign-in, such as a password change).
+    pub async fn audit_wrong_password(&self, candidate: &LoginCandidate) -> Result<()> {
+        self.audit_for(candidate, "user.login_failed", json!({}))
+            .await
+    }
+
+    /// A failed sign-in of an existing account, with the failures counted
+    /// so far; when it starts the delays or locks the account, that too,
+    /// so the organisation's owners see it in the audit log.
+    pub async fn audit_login_failure(
+        &self,
+        candidate: &LoginCandidate,
+        attempts: &Attempts,
+        escalation: Escalation,
+    ) -> Result<()> {
+        self.audit_for(
+            candidate,
+            "user.login_failed",
+            json!({ "failures": attempts.failures }),
+        )
+        .await?;
+        let (action, until) = match escalation {
+            Escalation::None => return Ok(()),
+            Escalation::Delayed => (
+                "user.login_delayed",
+                attempts.last_failure + PER_ACCOUNT.delay_after(attempts.failures),
+            ),
+            Escalation::Locked => (
+                "user.login_locked",
+                attempts.locked_until.unwrap_or(attempts.last_failure),
+            ),
+        };
+        self.audit_for(
+            candidate,
+            action,
+            json!({ "failures": attempts.failures, "until": until.to_rfc3339() }),
+        )
+        .await
+    }
+
+    async fn audit_for(
+        &self,
+        candidate: &LoginCandidate,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
         let user = candidate.user.id;
         self.audit(
             &candidate.scope,
             AuditEntry::new(
                 format!("user:{user}"),
-                "user.login_failed",
+                action,
                 format!("user:{user}"),
-                json!({}),
+                details,
             ),
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Looks up a login by email (the one unscoped lookup, by design).
@@ -664,13 +759,38 @@ pub(crate) fn found(rows_affected: u64, what: &'static str) -> Result<()> {
     }
 }
 
-async fn insert_user(tx: &mut Tx, scope: &OrgScope, new: NewUser, now: i64) -> Result<User> {
+/// Whether an email another organisation's user signs in with may be added.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ElsewhereEmail {
+    /// Refused (a new organisation's owner must be able to sign in).
+    Refuse,
+    /// Added, without a sign-in: answering "already exists" would tell one
+    /// customer who another's users are. The user is listed here and can
+    /// use API tokens, but signs in to the other organisation.
+    AddQuietly,
+}
+
+async fn insert_user(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    new: NewUser,
+    now: i64,
+    elsewhere: ElsewhereEmail,
+) -> Result<User> {
     let id = UserId::new();
     let name = new.name.trim().to_string();
     if name.is_empty() {
         return Err(StoreError::Invalid("a user needs a name".into()));
     }
-    sqlx::query("INSERT INTO login_directory (email, org_id, user_id) VALUES ($1, $2, $3)")
+    let route = match elsewhere {
+        ElsewhereEmail::Refuse => {
+            "INSERT INTO login_directory (email, org_id, user_id) VALUES ($1, $2, $3)"
+        }
+        ElsewhereEmail::AddQuietly => {
+            "INSERT INTO login_directory (email, org_id, user_id) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING"
+        }
+    };
+    sqlx::query(route)
         .bind(&new.email)
         .bind(scope.id())
         .bind(id.to_string())

@@ -47,7 +47,14 @@ pub struct AuditEvent {
     pub action: String,
     pub target: String,
     pub details: Value,
+    /// The hash of the event before (empty for the first), and this
+    /// event's: HMAC-SHA256 under the audit key `key_id` of
+    /// `prev_hash + "\n" + ` the event's canonical JSON, or SHA-256 of it
+    /// when `key_id` is empty (docs/audit.md has the recipe, to verify
+    /// offline with the key).
+    pub prev_hash: String,
     pub hash: String,
+    pub key_id: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -74,6 +81,11 @@ pub enum AuditProblemKind {
     Removed,
     /// The event does not follow the one before it.
     Reordered,
+    /// The event is sealed with a key this installation does not hold.
+    UnknownKey,
+    /// The event is not sealed with a key although the installation seals
+    /// its chain: written (or rewritten) by someone without the key.
+    Unsealed,
 }
 
 impl std::fmt::Display for AuditProblem {
@@ -86,6 +98,16 @@ impl std::fmt::Display for AuditProblem {
             AuditProblemKind::Reordered => write!(
                 f,
                 "event {} is out of order: it does not follow the event before it",
+                self.seq
+            ),
+            AuditProblemKind::UnknownKey => write!(
+                f,
+                "event {} is sealed with an audit key this installation does not hold (check the audit key file)",
+                self.seq
+            ),
+            AuditProblemKind::Unsealed => write!(
+                f,
+                "event {} is not sealed with the audit key: it was written or rewritten without it",
                 self.seq
             ),
         }
@@ -112,8 +134,9 @@ pub(crate) fn canonical(v: &Value) -> String {
     }
 }
 
+/// What an event's hash covers: the previous hash, then the event.
 #[allow(clippy::too_many_arguments)]
-fn chain_hash(
+fn chained(
     prev: &str,
     org: &str,
     seq: i64,
@@ -128,7 +151,21 @@ fn chain_hash(
         "org": org, "seq": seq, "id": id, "at": at, "actor": actor,
         "action": action, "target": target, "details": details,
     }));
-    hex::encode(Sha256::digest(format!("{prev}\n{content}").as_bytes()))
+    format!("{prev}\n{content}")
+}
+
+/// An event's hash: HMAC-SHA256 under the key `key_id` when the event is
+/// sealed (`None` when the key is not held), plain SHA-256 when `key_id`
+/// is empty (a chain without keys).
+fn event_hash(
+    keys: Option<&dyn cloudkeep_domain::crypto::ChainKeys>,
+    key_id: &str,
+    message: &str,
+) -> Option<String> {
+    if key_id.is_empty() {
+        return Some(hex::encode(Sha256::digest(message.as_bytes())));
+    }
+    keys?.seal(key_id, message.as_bytes())
 }
 
 /// Takes the organisation's audit lock (its row) for the rest of the
@@ -167,7 +204,7 @@ impl Store {
         let id = EventId::new().to_string();
         let at = self.now_ms();
         let details = canonical(&entry.details);
-        let hash = chain_hash(
+        let message = chained(
             &prev,
             &org,
             seq,
@@ -178,9 +215,14 @@ impl Store {
             &entry.target,
             &details,
         );
+        let keys = self.chain_keys.as_deref();
+        let key_id = keys.map(|k| k.current_chain_key()).unwrap_or_default();
+        let hash = event_hash(keys, &key_id, &message).ok_or_else(|| {
+            StoreError::Corrupt(format!("the current audit key {key_id} cannot seal"))
+        })?;
         sqlx::query(
-            "INSERT INTO audit_events (org_id, seq, event_id, at, actor, action, target, details, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO audit_events (org_id, seq, event_id, at, actor, action, target, details, prev_hash, hash, key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&org)
         .bind(seq)
@@ -192,6 +234,7 @@ impl Store {
         .bind(&details)
         .bind(&prev)
         .bind(&hash)
+        .bind(&key_id)
         .execute(&mut **tx)
         .await?;
         sqlx::query("UPDATE organisations SET audit_head = $2 WHERE org_id = $1")
@@ -214,7 +257,9 @@ fn event(row: &AnyRow) -> Result<AuditEvent> {
         target: row.try_get("target")?,
         details: serde_json::from_str(&details)
             .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
+        prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        key_id: row.try_get("key_id")?,
     })
 }
 
@@ -237,7 +282,7 @@ impl Store {
             None => 0,
         };
         let rows = sqlx::query(
-            "SELECT seq, event_id, at, actor, action, target, details, hash FROM audit_events \
+            "SELECT seq, event_id, at, actor, action, target, details, prev_hash, hash, key_id FROM audit_events \
              WHERE org_id = $1 \
                AND ($2 = '' OR action = $2) AND ($3 = '' OR actor = $3) AND ($4 = '' OR target = $4) \
                AND at >= $5 AND at <= $6 AND seq > $7 \
@@ -272,7 +317,7 @@ impl Store {
         let head_seq: i64 = head.try_get("audit_seq")?;
         let head_hash: String = head.try_get("audit_head")?;
         let rows = sqlx::query(
-            "SELECT seq, event_id, at, actor, action, target, details, prev_hash, hash FROM audit_events WHERE org_id = $1 ORDER BY seq",
+            "SELECT seq, event_id, at, actor, action, target, details, prev_hash, hash, key_id FROM audit_events WHERE org_id = $1 ORDER BY seq",
         )
         .bind(&org)
         .fetch_all(&self.pool)
@@ -283,7 +328,8 @@ impl Store {
             let seq: i64 = row.try_get("seq")?;
             let stored_prev: String = row.try_get("prev_hash")?;
             let hash: String = row.try_get("hash")?;
-            let recomputed = chain_hash(
+            let key_id: String = row.try_get("key_id")?;
+            let message = chained(
                 &stored_prev,
                 &org,
                 seq,
@@ -300,6 +346,19 @@ impl Store {
                     kind: AuditProblemKind::Removed,
                 }));
             }
+            let keys = self.chain_keys.as_deref();
+            if keys.is_some() && key_id.is_empty() {
+                return Ok(Err(AuditProblem {
+                    seq,
+                    kind: AuditProblemKind::Unsealed,
+                }));
+            }
+            let Some(recomputed) = event_hash(keys, &key_id, &message) else {
+                return Ok(Err(AuditProblem {
+                    seq,
+                    kind: AuditProblemKind::UnknownKey,
+                }));
+            };
             if recomputed != hash {
                 return Ok(Err(AuditProblem {
                     seq,

@@ -16,6 +16,7 @@ mod evidence;
 mod inventory;
 mod jobs;
 mod keys;
+mod logins;
 mod page;
 mod runs;
 mod spend;
@@ -53,6 +54,7 @@ pub use inventory::{
 };
 pub use jobs::{Job, SYNC_JOB};
 pub use keys::SealedCredential;
+pub use logins::AttemptKey;
 pub use page::{Cursor, Page, PageRequest};
 pub use runs::{RunFilter, SyncRun};
 pub use spend::{
@@ -116,6 +118,9 @@ pub struct Store {
     relaxed: Option<AnyPool>,
     backend: Backend,
     clock: Arc<dyn Clock>,
+    /// The keys that seal the audit chain; without them (tests, tools that
+    /// only read) events are chained by plain SHA-256.
+    chain_keys: Option<Arc<dyn cloudkeep_domain::crypto::ChainKeys>>,
 }
 
 /// A write transaction.
@@ -285,7 +290,15 @@ impl Store {
             relaxed,
             backend,
             clock: cloudkeep_domain::clock::system(),
+            chain_keys: None,
         })
+    }
+
+    /// The same store, sealing new audit events with `keys` and verifying
+    /// the chain with them.
+    pub fn with_chain_keys(mut self, keys: Arc<dyn cloudkeep_domain::crypto::ChainKeys>) -> Store {
+        self.chain_keys = Some(keys);
+        self
     }
 
     /// The same store, stamping rows with `clock` (shared with the sync

@@ -314,6 +314,27 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Marks every run of the organisation still `running` whose last
+    /// heartbeat is before `stale_before` as interrupted: its process died
+    /// (the scheduler's sweep, so a killed run does not read `running`
+    /// until its connection's next start). Answers how many.
+    pub async fn interrupt_stale_runs(
+        &self,
+        scope: &OrgScope,
+        stale_before: DateTime<Utc>,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = $3 \
+             WHERE org_id = $1 AND status = 'running' AND COALESCE(heartbeat_at, started_at) < $2",
+        )
+        .bind(scope.id())
+        .bind(stale_before.timestamp_millis())
+        .bind(self.now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Runs, newest first, filtered and paged in SQL.
     pub async fn sync_runs(
         &self,

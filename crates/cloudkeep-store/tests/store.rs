@@ -775,6 +775,84 @@ async fn audit_chain_detects_deletion_and_swaps(b: TestStore) {
     );
 }
 
+both_backends!(a_sealed_chain_cannot_be_rewritten_without_its_key);
+async fn a_sealed_chain_cannot_be_rewritten_without_its_key(b: TestStore) {
+    let dir = tempfile::tempdir().expect("dir");
+    let key_file = dir.path().join("audit.key");
+    let keys = Arc::new(LocalKeyFile::open_or_create(&key_file).expect("keys"));
+    let sealed = b.store.clone().with_chain_keys(keys.clone());
+    let (scope, _) = org(&sealed, &unique("sealed")).await;
+    let note = |i: i64| {
+        AuditEntry::new(
+            "user:x",
+            "thing.done",
+            format!("thing:{i}"),
+            json!({"i": i}),
+        )
+    };
+    for i in 0..3 {
+        sealed.audit(&scope, note(i)).await.expect("audit");
+    }
+    // The organisation's own two events, then three.
+    assert_eq!(sealed.verify_audit(&scope).await.expect("verify"), Ok(5));
+
+    // Without the key (or with another), the chain cannot be checked.
+    let other =
+        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("other.key")).expect("keys"));
+    for store in [b.store.clone(), b.store.clone().with_chain_keys(other)] {
+        assert_eq!(
+            store
+                .verify_audit(&scope)
+                .await
+                .expect("verify")
+                .map_err(|p| (p.seq, p.kind)),
+            Err((1, AuditProblemKind::UnknownKey))
+        );
+    }
+
+    // A rotated key seals new events; the old key still checks the old ones.
+    let mut rotated = LocalKeyFile::open_or_create(&key_file).expect("keys");
+    let new_id = rotated.begin_rotation().expect("rotate");
+    let sealed = b.store.clone().with_chain_keys(Arc::new(rotated));
+    sealed.audit(&scope, note(3)).await.expect("audit");
+    assert_eq!(sealed.verify_audit(&scope).await.expect("verify"), Ok(6));
+
+    // Someone with the database but not the key rewrites event 3 and
+    // every hash after it, consistently, as an unkeyed chain would be.
+    disable_guard(&b.url).await;
+    let unkeyed = b.store.clone();
+    let (forged, _) = org(&unkeyed, &unique("forger")).await;
+    for i in 0..5 {
+        unkeyed.audit(&forged, note(i)).await.expect("audit");
+    }
+    let o = scope.org();
+    let f = forged.org();
+    // Graft the forger's own (self-consistent, unkeyed) events 3..=5 onto
+    // the sealed organisation: the forged chain needs no key.
+    raw_exec(
+        &b.url,
+        &format!("DELETE FROM audit_events WHERE org_id = '{o}' AND seq >= 3"),
+    )
+    .await;
+    raw_exec(
+        &b.url,
+        &format!(
+            "INSERT INTO audit_events (org_id, seq, event_id, at, actor, action, target, details, prev_hash, hash, key_id) \
+             SELECT '{o}', seq, event_id, at, actor, action, target, details, prev_hash, hash, key_id FROM audit_events WHERE org_id = '{f}' AND seq >= 3"
+        ),
+    )
+    .await;
+    assert_eq!(
+        sealed
+            .verify_audit(&scope)
+            .await
+            .expect("verify")
+            .map_err(|p| (p.seq, p.kind)),
+        Err((3, AuditProblemKind::Unsealed))
+    );
+    assert!(!new_id.is_empty());
+}
+
 both_backends!(concurrent_appends_keep_one_chain);
 async fn concurrent_appends_keep_one_chain(b: TestStore) {
     let store = b.store.clone();

@@ -130,7 +130,7 @@ const RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// A running run says it is alive this often...
 const RUN_BEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// ...and one silent this long lost its process (a crash, a restart).
-const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Resources added or deleted in a run from which the store's planner
 /// statistics are refreshed.

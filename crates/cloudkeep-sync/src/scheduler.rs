@@ -60,6 +60,8 @@ pub struct Tick {
     pub deliveries: u64,
     /// Staleness alerts opened and resolved.
     pub alerts: u64,
+    /// Runs whose process died, marked interrupted.
+    pub interrupted: u64,
 }
 
 impl Scheduler {
@@ -77,7 +79,16 @@ impl Scheduler {
     /// One pass over every organisation: queue what is due, run what is queued.
     pub async fn tick(&self) -> Result<Tick, SyncError> {
         let mut tick = Tick::default();
+        let stale_before = self.clock.now()
+            - chrono::Duration::from_std(crate::RUN_STALE_AFTER).unwrap_or(chrono::Duration::MAX);
         for scope in self.deps.store.operator_scopes().await? {
+            // A killed process's run reads interrupted within a poll of
+            // going silent, not only when its connection next starts.
+            tick.interrupted += self
+                .deps
+                .store
+                .interrupt_stale_runs(&scope, stale_before)
+                .await?;
             tick.queued += self
                 .deps
                 .store

@@ -274,6 +274,37 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(store: TestStore) {
     );
 }
 
+both_backends!(a_killed_run_reads_interrupted_within_a_minute);
+async fn a_killed_run_reads_interrupted_within_a_minute(store: TestStore) {
+    let env = env(store).await;
+    let clock = &env.clock;
+    let (scope, conns) = org_with_connections(&env, 1).await;
+    let db = &env.deps.store;
+    // A manual sync whose process is killed: it never beats again.
+    let killed = db
+        .begin_sync_run(
+            &scope,
+            conns[0],
+            SyncTrigger::Manual,
+            clock.now() - Duration::hours(2),
+        )
+        .await
+        .expect("run");
+    let s = scheduler(&env, "w1");
+    clock.advance(Duration::seconds(10));
+    assert_eq!(s.tick().await.expect("tick").interrupted, 0, "still alive");
+    // Silent for longer than a run's heartbeat allows, by the next poll.
+    clock.advance(Duration::seconds(25));
+    let tick = s.tick().await.expect("tick");
+    assert_eq!(tick.interrupted, 1, "{tick:?}");
+    let run = runs(db, &scope, Some(conns[0]))
+        .await
+        .into_iter()
+        .find(|r| r.id == killed.id)
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Interrupted);
+}
+
 both_backends!(a_worker_that_loses_its_lease_stops_its_sync);
 async fn a_worker_that_loses_its_lease_stops_its_sync(store: TestStore) {
     let env = env(store).await;

@@ -40,6 +40,9 @@ pub struct App {
     pub sim: TestSim,
     pub http: reqwest::Client,
     pub keys: Arc<LocalKeyFile>,
+    /// The file of the keys that seal the audit chain (what an auditor is
+    /// given to verify an export offline).
+    pub audit_key_file: std::path::PathBuf,
     pub state: AppState,
     /// Holds the store and the key file until the test ends.
     _dir: tempfile::TempDir,
@@ -74,7 +77,11 @@ pub async fn spawn_app_with(options: AppOptions) -> App {
         dir.path().join("cloudkeep.db").display()
     ))
     .await
-    .expect("store");
+    .expect("store")
+    // The audit chain is sealed, as `serve` seals it.
+    .with_chain_keys(Arc::new(
+        LocalKeyFile::open_or_create(&dir.path().join("audit.key")).expect("audit keys"),
+    ));
     if let Some(clock) = options.clock {
         store = store.with_clock(clock);
     }
@@ -122,6 +129,7 @@ pub async fn spawn_app_with(options: AppOptions) -> App {
         sim,
         http: reqwest::Client::new(),
         keys,
+        audit_key_file: dir.path().join("audit.key"),
         state,
         _dir: dir,
         stop: Some(stop),

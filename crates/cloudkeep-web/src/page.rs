@@ -154,6 +154,8 @@ pub fn notice(key: Option<&str>, n: Option<u64>) -> Option<String> {
         "acknowledged" => "Alert acknowledged.".into(),
         "user_added" => "User added.".into(),
         "role_changed" => "Role changed.".into(),
+        "user_disabled" => "User disabled: their sessions ended and their API tokens stopped.".into(),
+        "user_enabled" => "User enabled: they can sign in again.".into(),
         "token_revoked" => "Token revoked.".into(),
         "webhook_deleted" => "Webhook deleted.".into(),
         "webhook_tested" => "Test delivery queued; its attempts are listed below.".into(),

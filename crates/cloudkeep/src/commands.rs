@@ -14,16 +14,35 @@ use serde_json::json;
 
 use crate::config::Config;
 
-/// Opens the store and the key file the configuration names.
+/// Opens the store (sealing its audit chain with the audit key file) and
+/// the master key file the configuration names.
 async fn open(config: &Config) -> Result<(Store, LocalKeyFile)> {
-    let store = Store::open(&config.store_url).await.with_context(|| {
-        format!(
-            "opening the store at {}",
-            cloudkeep_store::redact_url(&config.store_url)
-        )
-    })?;
+    let chain_keys = LocalKeyFile::open_or_create(&config.audit_key_file)?;
+    let store = Store::open(&config.store_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the store at {}",
+                cloudkeep_store::redact_url(&config.store_url)
+            )
+        })?
+        .with_chain_keys(Arc::new(chain_keys));
     let keys = LocalKeyFile::open_or_create(&config.key_file)?;
     Ok((store, keys))
+}
+
+/// Adds a new audit key in front of the audit key file: new events are
+/// sealed with it; the old keys stay, since older events are sealed with
+/// them. Restart every `serve` afterwards (a running one keeps the keys it
+/// read).
+pub fn rotate_audit_key(config: Config) -> Result<()> {
+    let mut keys = LocalKeyFile::open_or_create(&config.audit_key_file)?;
+    let id = keys.begin_rotation()?;
+    println!(
+        "audit key rotated: new events are sealed with {id}; {} older keys kept for the events sealed with them",
+        keys.key_ids().len() - 1
+    );
+    Ok(())
 }
 
 async fn state(config: &Config) -> Result<AppState> {
@@ -31,6 +50,7 @@ async fn state(config: &Config) -> Result<AppState> {
     let azure = AzureClient::new(config.azure()?)?;
     let settings = ServerSettings {
         secure_cookies: config.secure_cookies,
+        limit_sign_ins_by_address: config.limit_sign_ins_by_address,
         operator: config.operator.clone(),
         public_url: Some(config.public_url.clone()),
         webhooks: config.webhooks(),

@@ -6,9 +6,11 @@
 //! | `CLOUDKEEP_LISTEN` | `server.listen` | `127.0.0.1:8080` |
 //! | `CLOUDKEEP_TLS_CERT`, `CLOUDKEEP_TLS_KEY` | `server.tls_cert`, `server.tls_key` | none (plain HTTP) |
 //! | `CLOUDKEEP_SECURE_COOKIES` | `server.secure_cookies` | on when TLS is on |
+//! | `CLOUDKEEP_LIMIT_SIGN_INS_BY_ADDRESS` | `server.limit_sign_ins_by_address` | `on`: failed sign-ins are also limited per client address (turn it off behind a proxy, where every client has the proxy's address; the limit per email stays) |
 //! | `CLOUDKEEP_DATA_DIR` | `data_dir` | `./cloudkeep-data` |
 //! | `CLOUDKEEP_STORE_URL` | `store.url` | `sqlite://{data_dir}/cloudkeep.db` |
 //! | `CLOUDKEEP_KEY_FILE` | `keys.key_file` | `{data_dir}/master.key` |
+//! | `CLOUDKEEP_AUDIT_KEY_FILE` | `keys.audit_key_file` | `{data_dir}/audit.key` (the keys that seal the audit chain; keep it apart from the database and never delete a key from it) |
 //! | `CLOUDKEEP_AZURE_AUTHORITY` | `azure.authority_host` | `https://login.microsoftonline.com` |
 //! | `CLOUDKEEP_AZURE_ARM` | `azure.arm_endpoint` | `https://management.azure.com` |
 //! | `CLOUDKEEP_AZURE_CA_FILE` | `azure.ca_file` | none (an extra CA to trust, e.g. the simulator's) |
@@ -83,6 +85,7 @@ struct ServerSection {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     secure_cookies: Option<bool>,
+    limit_sign_ins_by_address: Option<bool>,
     public_url: Option<String>,
 }
 
@@ -98,6 +101,7 @@ struct KeysSection {
     /// Only `local` today.
     provider: Option<String>,
     key_file: Option<PathBuf>,
+    audit_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,8 +124,12 @@ pub struct Config {
     pub listen: SocketAddr,
     pub tls: Option<cloudkeep_server::TlsFiles>,
     pub secure_cookies: bool,
+    /// Failed sign-ins are limited per client address too.
+    pub limit_sign_ins_by_address: bool,
     pub store_url: String,
     pub key_file: PathBuf,
+    /// The keys that seal the audit chain.
+    pub audit_key_file: PathBuf,
     pub azure_authority: String,
     pub azure_arm: String,
     pub azure_ca_file: Option<PathBuf>,
@@ -186,6 +194,10 @@ impl Config {
             Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
             None => parsed.server.secure_cookies.unwrap_or(tls.is_some()),
         };
+        let limit_sign_ins_by_address = match env("CLOUDKEEP_LIMIT_SIGN_INS_BY_ADDRESS") {
+            Some(v) => !matches!(v.as_str(), "off" | "0" | "false" | "no"),
+            None => parsed.server.limit_sign_ins_by_address.unwrap_or(true),
+        };
         if let Some(p) = parsed.keys.provider.as_deref().filter(|p| *p != "local") {
             bail!("keys.provider '{p}' is not supported; use 'local'");
         }
@@ -204,6 +216,14 @@ impl Config {
                 .map(PathBuf::from)
                 .or(parsed.keys.key_file)
                 .unwrap_or_else(|| dir.join("master.key"))
+        };
+        let audit_key_file = if from_dir {
+            dir.join("audit.key")
+        } else {
+            env("CLOUDKEEP_AUDIT_KEY_FILE")
+                .map(PathBuf::from)
+                .or(parsed.keys.audit_key_file)
+                .unwrap_or_else(|| dir.join("audit.key"))
         };
         let log_json = env("CLOUDKEEP_LOG_FORMAT")
             .or(parsed.log.format)
@@ -239,8 +259,10 @@ impl Config {
             listen,
             tls,
             secure_cookies,
+            limit_sign_ins_by_address,
             store_url,
             key_file,
+            audit_key_file,
             azure_authority: env("CLOUDKEEP_AZURE_AUTHORITY")
                 .or(parsed.azure.authority_host)
                 .unwrap_or_else(|| "https://login.microsoftonline.com".into()),

@@ -109,6 +109,8 @@ enum AdminCommand {
     },
     /// Re-wrap every organisation's data key under a new master key.
     RotateMasterKey(ConfigArgs),
+    /// Seal new audit events with a new audit key (older keys are kept).
+    RotateAuditKey(ConfigArgs),
     /// Re-encrypt one organisation's credentials under a new data key.
     RotateDataKey {
         #[arg(long)]
@@ -253,6 +255,9 @@ fn main() -> Result<()> {
                     } => commands::admin_create_org(config.load()?, &name, &owner, json).await,
                     AdminCommand::RotateMasterKey(config) => {
                         commands::rotate_master_key(config.load()?).await
+                    }
+                    AdminCommand::RotateAuditKey(config) => {
+                        commands::rotate_audit_key(config.load()?)
                     }
                     AdminCommand::RotateDataKey { org, config } => {
                         commands::rotate_data_key(config.load()?, org).await

@@ -5,16 +5,20 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cloudkeep_domain::SecretString;
-use cloudkeep_domain::password::hash_password;
-use cloudkeep_store::{AuditEntry, Credential};
+use cloudkeep_domain::login::{PER_ACCOUNT, PER_ADDRESS, Verdict, stricter};
+use cloudkeep_store::{AttemptKey, AuditEntry, Credential};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Caller, SESSION_COOKIE, cookie, session_cookie, session_cookie_cleared};
-use crate::error::{Body, E401, E422};
+use crate::error::{Body, E401, E422, E429};
+use crate::passwords::ClientAddr;
 use crate::wire::{LoginRequest, LoginResponse, MeView, PasswordChange, PasswordChanged, UserView};
 use crate::{ApiError, AppState};
+
+/// How long a refused sign-in is held before its 429.
+const REFUSAL_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -24,20 +28,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
 }
 
-/// An argon2id hash of a random password, checked when an email is unknown
-/// (made once, on first use).
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        hash_password(&cloudkeep_domain::password::random_password()).unwrap_or_default()
-    })
-}
-
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse, description = "signed in: a session cookie, and the CSRF token for changes"),
-        (status = 401, body = crate::error::ErrorBody, description = "wrong email or password"), E422))]
+        (status = 401, body = crate::error::ErrorBody, description = "wrong email or password"), E422, E429),
+    security(()))]
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientAddr,
     Body(req): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let wrong = || {
@@ -47,18 +44,66 @@ pub async fn login(
             "the email or the password is wrong",
         )
     };
-    let Some(candidate) = state.store.find_login(&req.email).await? else {
-        // Spend the same work as a real check, so timing does not tell which emails exist.
-        cloudkeep_domain::password::verify_password(&req.password, dummy_hash());
-        return Err(wrong());
+    let store = &state.store;
+    let now = store.now();
+    let account = AttemptKey::Account(req.email.clone());
+    let address = client
+        .0
+        .filter(|_| state.settings.limit_sign_ins_by_address)
+        .map(AttemptKey::Address);
+    // Refused before any password work, the same for every email, known or not.
+    let mut verdict = PER_ACCOUNT.verdict(store.login_attempts(&account).await?.as_ref(), now);
+    if let Some(a) = &address {
+        verdict = stricter(
+            verdict,
+            PER_ADDRESS.verdict(store.login_attempts(a).await?.as_ref(), now),
+        );
+    }
+    if let Verdict::Wait { until, locked } = verdict {
+        // Whole seconds, rounded up: waiting that long is always enough.
+        let secs = ((until - now).num_milliseconds() + 999)
+            .div_euclid(1000)
+            .max(1) as u64;
+        let why = if locked {
+            "locked after too many failed sign-ins"
+        } else {
+            "too many failed sign-ins"
+        };
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("{why} for this email or from this address: try again in {secs} seconds"),
+        );
+        e.retry_after = Some(secs);
+        // Held a moment before answering (a sleep costs no CPU): a client
+        // that retries at once cannot make refusals its flood.
+        tokio::time::sleep(REFUSAL_PAUSE).await;
+        return Err(e);
+    }
+    let candidate = store.find_login(&req.email).await?;
+    let outcome = match candidate {
+        Some(candidate) => Some(state.passwords.verify(candidate, &req.password).await?),
+        None => {
+            state.passwords.verify_nothing(&req.password).await?;
+            None
+        }
     };
-    let auth = match candidate.verify(&req.password) {
-        Ok(auth) => auth,
-        Err(candidate) => {
-            state.store.audit_login_failure(&candidate).await?;
+    let auth = match outcome {
+        Some(Ok(auth)) => auth,
+        failed => {
+            let (after, escalation) = store.record_login_failure(&account, &PER_ACCOUNT).await?;
+            if let Some(a) = &address {
+                store.record_login_failure(a, &PER_ADDRESS).await?;
+            }
+            if let Some(Err(candidate)) = failed {
+                store
+                    .audit_login_failure(&candidate, &after, escalation)
+                    .await?;
+            }
             return Err(wrong());
         }
     };
+    store.clear_login_failures(&account).await?;
     let (session, csrf) = state
         .store
         .create_session(&auth, state.settings.session_lifetime)
@@ -92,12 +137,20 @@ pub async fn login(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
-    responses((status = 204, description = "signed out; the session cookie is cleared"), E401))]
+    responses((status = 204, description = "signed out; the session cookie is cleared"),
+        (status = 400, body = crate::error::ErrorBody, description = "called with an API token, which is revoked with DELETE /api/v1/tokens/{id} instead"), E401))]
 pub async fn logout(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if !matches!(caller.0.credential, Credential::Session { .. }) {
+        // Signing out would leave the token working: say how to end it,
+        // and record nothing.
+        return Err(ApiError::bad_request(
+            "an API token is not signed out: revoke it with DELETE /api/v1/tokens/{id}",
+        ));
+    }
     if let Some(s) = cookie(&headers, SESSION_COOKIE) {
         state.store.delete_session(&SecretString::new(s)).await?;
     }
@@ -144,10 +197,14 @@ pub async fn change_password(
 ) -> Result<Response, ApiError> {
     let current_ok = match state.store.find_login(&caller.0.user.email).await? {
         Some(candidate) if candidate.user_id() == caller.0.user.id => {
-            match candidate.verify(&req.current_password) {
+            match state
+                .passwords
+                .verify(candidate, &req.current_password)
+                .await?
+            {
                 Ok(_) => true,
                 Err(candidate) => {
-                    state.store.audit_login_failure(&candidate).await?;
+                    state.store.audit_wrong_password(&candidate).await?;
                     false
                 }
             }
@@ -160,8 +217,7 @@ pub async fn change_password(
             "the current password is wrong; nothing was changed",
         ));
     }
-    let hash = hash_password(&req.new_password)
-        .map_err(|e| ApiError::unprocessable("weak_password", e.to_string()))?;
+    let hash = state.passwords.hash(&req.new_password).await?;
     state
         .store
         .set_password(caller.scope(), caller.0.user.id, &hash, &caller.actor())

@@ -27,9 +27,42 @@ use crate::error::ErrorBody;
 #[openapi(
     info(title = "cloudkeep API", description = "Azure spend, inventory and tags, and security evidence, per organisation."),
     components(schemas(ErrorBody)),
+    modifiers(&SecuritySchemes),
+    security(("bearer" = []), ("session" = [])),
     tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "spend"))
 )]
 struct ApiDoc;
+
+/// How a caller authenticates: an API token, or a browser session (whose
+/// changes also carry the `X-CSRF-Token` header from the login answer).
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "an API token (`ck_...`), made with POST /api/v1/tokens",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::SESSION_COOKIE,
+                "the session cookie of POST /api/v1/auth/login; a change also sends the X-CSRF-Token header",
+            ))),
+        );
+    }
+}
 
 /// Every area's routes, documented.
 pub fn all() -> OpenApiRouter<AppState> {

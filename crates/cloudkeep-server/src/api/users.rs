@@ -3,8 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cloudkeep_domain::password::hash_password;
-use cloudkeep_domain::policy::{RoleChangeError, check_role_change};
+use cloudkeep_domain::policy::{RoleChangeError, check_disable, check_role_change};
 use cloudkeep_domain::{Permission, Role, UserId};
 use cloudkeep_store::NewUser;
 use serde::Deserialize;
@@ -23,6 +22,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_users, create_user))
         .routes(routes!(change_role))
+        .routes(routes!(disable_user))
+        .routes(routes!(enable_user))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -60,10 +61,7 @@ pub async fn create_user(
         caller.require(Permission::ManageOwners, "making owners")?;
     }
     let password_hash = match &req.password {
-        Some(p) => Some(
-            hash_password(p)
-                .map_err(|e| ApiError::unprocessable("weak_password", e.to_string()))?,
-        ),
+        Some(p) => Some(state.passwords.hash(p).await?),
         None => None,
     };
     let user = state
@@ -94,14 +92,69 @@ pub async fn change_role(
     let id: UserId = parse_id(&id, "user")?;
     let current = state.store.user(caller.scope(), id).await?;
     let owners = state.store.active_owners(caller.scope()).await?;
-    check_role_change(caller.0.user.role, current.role, req.role, owners).map_err(|e| match e {
-        RoleChangeError::OwnersOnly => ApiError::forbidden("making or unmaking owners"),
-        RoleChangeError::LastOwner => ApiError::unprocessable("last_owner", e.to_string()),
-    })?;
+    check_role_change(caller.0.user.role, current.role, req.role, owners)
+        .map_err(|e| refused(e, "making or unmaking owners"))?;
     Ok(Json(UserView::from(
         &state
             .store
             .set_role(caller.scope(), id, req.role, &caller.actor())
+            .await?,
+    )))
+}
+
+fn refused(e: RoleChangeError, what: &str) -> ApiError {
+    match e {
+        RoleChangeError::OwnersOnly => ApiError::forbidden(what),
+        RoleChangeError::LastOwner => ApiError::unprocessable("last_owner", e.to_string()),
+        RoleChangeError::Yourself => ApiError::unprocessable("yourself", e.to_string()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "users",
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = UserView, description = "disabled: their sessions end and their API tokens stop at once"), E401, E403, E404, E422))]
+pub async fn disable_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require(Permission::ManageUsers, "disabling users")?;
+    let id: UserId = parse_id(&id, "user")?;
+    let current = state.store.user(caller.scope(), id).await?;
+    let owners = state.store.active_owners(caller.scope()).await?;
+    check_disable(
+        caller.0.user.role,
+        current.role,
+        id == caller.0.user.id,
+        owners,
+    )
+    .map_err(|e| refused(e, "disabling owners"))?;
+    Ok(Json(UserView::from(
+        &state
+            .store
+            .set_user_disabled(caller.scope(), id, true, &caller.actor())
+            .await?,
+    )))
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "users",
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = UserView, description = "enabled again: they sign in anew; their API tokens work again"), E401, E403, E404))]
+pub async fn enable_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require(Permission::ManageUsers, "enabling users")?;
+    let id: UserId = parse_id(&id, "user")?;
+    let current = state.store.user(caller.scope(), id).await?;
+    if current.role == Role::Owner {
+        caller.require(Permission::ManageOwners, "enabling owners")?;
+    }
+    Ok(Json(UserView::from(
+        &state
+            .store
+            .set_user_disabled(caller.scope(), id, false, &caller.actor())
             .await?,
     )))
 }

@@ -9,6 +9,7 @@ mod harness;
 mod isolation;
 mod levels;
 mod lists;
+mod logins;
 mod openapi;
 mod sessions;
 mod snapshots;

@@ -92,6 +92,7 @@ pub struct LoginForm {
 
 pub async fn login(
     State(state): State<AppState>,
+    client: cloudkeep_server::ClientAddr,
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
@@ -107,6 +108,7 @@ pub async fn login(
     }
     let answer = api::login(
         State(state),
+        client,
         Body(LoginRequest {
             email: form.email.clone(),
             password: SecretString::new(form.password),

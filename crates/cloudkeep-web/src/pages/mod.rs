@@ -67,6 +67,8 @@ pages! {
     GET "/settings/users" => settings::users_page,
     POST "/settings/users" => settings::add_user,
     POST "/settings/users/{id}/role" => settings::change_role,
+    POST "/settings/users/{id}/disable" => settings::disable_user,
+    POST "/settings/users/{id}/enable" => settings::enable_user,
     GET "/settings/tokens" => settings::tokens_page,
     POST "/settings/tokens" => settings::create_token,
     POST "/settings/tokens/{id}/revoke" => settings::revoke_token,

@@ -83,6 +83,7 @@ struct UserLine {
     role: String,
     since: String,
     me: bool,
+    disabled: bool,
 }
 
 pub async fn users_page(
@@ -125,6 +126,7 @@ async fn render_users(
                 role: u.role.to_string(),
                 since: format::when(u.created_at),
                 me: u.id == web.auth.user.id.as_uuid(),
+                disabled: u.disabled,
             })
             .collect(),
         roles: Role::ALL
@@ -188,6 +190,31 @@ pub async fn change_role(
     .await;
     match answer {
         Ok(_) => Ok(see_other("/settings/users?notice=role_changed")),
+        Err(e) => render_users(&state, &web, None, Some(refused(e)?)).await,
+    }
+}
+
+/// Disables a user (`/settings/users/{id}/disable`) or enables them again.
+pub async fn disable_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form { web, .. }: Form<super::auth::Nothing>,
+) -> PageResult {
+    let answer = users::disable_user(State(state.clone()), web.caller(), Path(id)).await;
+    match answer {
+        Ok(_) => Ok(see_other("/settings/users?notice=user_disabled")),
+        Err(e) => render_users(&state, &web, None, Some(refused(e)?)).await,
+    }
+}
+
+pub async fn enable_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form { web, .. }: Form<super::auth::Nothing>,
+) -> PageResult {
+    let answer = users::enable_user(State(state.clone()), web.caller(), Path(id)).await;
+    match answer {
+        Ok(_) => Ok(see_other("/settings/users?notice=user_enabled")),
         Err(e) => render_users(&state, &web, None, Some(refused(e)?)).await,
     }
 }

@@ -45,6 +45,15 @@ fn find(var: &str, candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
+/// How long a page may take to show what a test waits for: generous,
+/// since CI runs the scenarios side by side on two cores.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A short pause before finding an element again after `_why`.
+async fn pause_after(_why: &fantoccini::error::CmdError) {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
 /// Skips (outside CI) or fails (in CI) for lack of `what`.
 fn missing(what: &str) -> Option<Browser> {
     assert!(
@@ -182,12 +191,25 @@ impl Browser {
     }
 
     pub async fn wait(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
+        match self
+            .client
             .wait()
-            .at_most(Duration::from_secs(20))
+            .at_most(PATIENCE)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("waiting for {css} on {}: {e}", self.base))
+        {
+            Ok(element) => element,
+            Err(e) => {
+                let text = match self.client.find(Locator::Css("body")).await {
+                    Ok(body) => body.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                panic!(
+                    "waiting for {css} on {}: {e}; the page says: {text}",
+                    self.path().await
+                )
+            }
+        }
     }
 
     pub async fn fill(&self, css: &str, text: &str) {
@@ -201,7 +223,19 @@ impl Browser {
     }
 
     pub async fn text(&self, css: &str) -> String {
-        self.wait(css).await.text().await.expect("text")
+        // The element can be replaced between finding and reading it (a
+        // page loading, htmx swapping a fragment): find it again.
+        let mut tries = 0;
+        loop {
+            match self.wait(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    pause_after(&e).await;
+                }
+                Err(e) => panic!("reading {css} on {}: {e}", self.base),
+            }
+        }
     }
 
     /// The page's visible text.
@@ -212,7 +246,8 @@ impl Browser {
     /// Waits until the page's text contains `needle` (a page loading, a
     /// fragment swapped in by htmx, a run finishing).
     pub async fn wait_text(&self, needle: &str) {
-        for _ in 0..200 {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::time::Instant::now() < deadline {
             if let Ok(body) = self.client.find(Locator::Css("body")).await
                 && let Ok(text) = body.text().await
                 && text.contains(needle)

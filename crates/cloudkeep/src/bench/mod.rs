@@ -11,15 +11,21 @@
 //!   first and deep pages, on SQLite and PostgreSQL;
 //! - `evidence`: an evidence sync of the `large` preset, then one with
 //!   nothing changed (which must add no evidence row);
+//! - `web`: every page of the web UI on the `demo` and `large` presets;
+//! - `flood`: authenticated reads while wrong passwords flood the sign-in;
+//! - `load`: 64 connections on the commonest reads, alone and during syncs;
 //! - `spend`: a throttled backfill against the query-unit minimum, an
 //!   ingest of 10 million rows against a bulk load, and three analyses
 //!   against DuckDB.
 
 mod api;
 mod evidence;
+mod flood;
 mod inventory;
+mod load;
 mod sim;
 mod spend;
+mod web;
 mod writeback;
 
 use std::io::{BufRead, BufReader};
@@ -50,6 +56,12 @@ pub enum BenchCommand {
     Api(api::ApiArgs),
     /// An evidence sync of the `large` preset with throttling off, then one with nothing changed.
     Evidence(evidence::EvidenceArgs),
+    /// 64 connections on each of the commonest reads over the `large` preset, alone and during syncs.
+    Load(load::LoadArgs),
+    /// Authenticated reads while 64 connections post wrong passwords, against the reads alone.
+    Flood(flood::FloodArgs),
+    /// Every page of the web UI on the `demo` and `large` presets: p50, p95 and size.
+    Web(web::WebArgs),
     /// Spend: a throttled backfill against the query-unit minimum; 10 million rows ingested
     /// against a bulk load; three analyses against DuckDB (and PostgreSQL).
     Spend(spend::SpendArgs),
@@ -62,6 +74,9 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Writeback(args) => writeback::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Evidence(args) => evidence::run(args).await,
+        BenchCommand::Web(args) => web::run(args).await,
+        BenchCommand::Flood(args) => flood::run(args).await,
+        BenchCommand::Load(args) => load::run(args).await,
         BenchCommand::Spend(args) => spend::run(args).await,
     }
 }
@@ -262,6 +277,9 @@ struct SyncSetup {
     connection: ConnectionId,
     /// The organisation owner's API token.
     api_token: SecretString,
+    /// The owner's email and password, to sign in to the pages.
+    owner_email: String,
+    owner_password: SecretString,
     dir: PathBuf,
     /// The collectors a sync runs (all when `None`).
     only: Option<&'static [&'static str]>,
@@ -358,6 +376,8 @@ impl SyncSetup {
             scope,
             connection,
             api_token: org.api_token,
+            owner_email: org.owner_email,
+            owner_password: org.password,
             dir,
             only: None,
         })

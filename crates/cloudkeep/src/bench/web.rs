@@ -1,0 +1,242 @@
+//! `cloudkeep bench web`: every page of the web UI through the real server,
+//! signed in as the organisation's owner, on the `demo` preset and on the
+//! `large` one (each synced with every collector first): p50 and p95 of 20
+//! loads a page and its size, against the targets (p95 under 100 ms on the
+//! demo, under 300 ms on `large`, every page under 200 KB).
+//!
+//! The time is what the client waits on loopback for the whole page, so it
+//! is the server's time plus a negligible transfer.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use cloudkeep_domain::SyncLevel;
+use cloudkeep_server::{AppState, ServerSettings};
+use reqwest::{StatusCode, redirect};
+use serde_json::Value;
+
+use super::{SimChild, SyncSetup, verdict};
+
+const RUNS: usize = 20;
+const SIZE_TARGET: usize = 200 * 1024;
+
+#[derive(Args)]
+pub struct WebArgs {
+    /// The presets to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "demo,large")]
+    presets: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// The p95 target on a preset.
+fn p95_target(preset: &str) -> Duration {
+    if preset == "demo" {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(300)
+    }
+}
+
+pub async fn run(args: WebArgs) -> Result<()> {
+    for preset in &args.presets {
+        measure(preset, args.seed).await?;
+    }
+    Ok(())
+}
+
+async fn measure(preset: &str, seed: u64) -> Result<()> {
+    let sim = SimChild::start(preset, seed, "off").await?;
+    let subscriptions = sim.subscription_ids().len();
+    let setup = SyncSetup::new(&sim, subscriptions, SyncLevel::ReadWriteTags).await?;
+    let (_, wall) = setup.sync().await?;
+    println!(
+        "{preset}: {subscriptions} subscriptions synced in {:.2}s (every collector)",
+        wall.as_secs_f64()
+    );
+    let state = AppState::new(
+        setup.deps.store.clone(),
+        setup.deps.keys.clone(),
+        setup.deps.azure.clone(),
+        ServerSettings::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = cloudkeep_web::app(state.clone());
+    let server = tokio::spawn(cloudkeep_server::serve(
+        listener,
+        state,
+        router,
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let browser = Browser::sign_in(&url, &setup).await?;
+    let pages = browser.pages(&setup).await?;
+
+    let target = p95_target(preset);
+    println!(
+        "  {:<56} {:>8} {:>8} {:>9}",
+        "page", "p50 ms", "p95 ms", "size KB"
+    );
+    let mut slowest = (String::new(), Duration::ZERO);
+    let mut largest = (String::new(), 0usize);
+    for path in &pages {
+        let (p50, p95, size) = browser.time(path).await?;
+        println!(
+            "  {path:<56} {:>8.1} {:>8.1} {:>9.1}",
+            ms(p50),
+            ms(p95),
+            size as f64 / 1024.0
+        );
+        if p95 > slowest.1 {
+            slowest = (path.clone(), p95);
+        }
+        if size > largest.1 {
+            largest = (path.clone(), size);
+        }
+    }
+    println!(
+        "  targets (2 cores): p95 under {} ms on {preset}, every page under {} KB",
+        target.as_millis(),
+        SIZE_TARGET / 1024
+    );
+    println!(
+        "  slowest p95: {:.1} ms ({}): {}",
+        ms(slowest.1),
+        slowest.0,
+        verdict(slowest.1 < target)
+    );
+    println!(
+        "  largest page: {:.1} KB ({}): {}",
+        largest.1 as f64 / 1024.0,
+        largest.0,
+        verdict(largest.1 < SIZE_TARGET)
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A signed-in browser without scripts: a cookie jar, no redirects followed.
+struct Browser {
+    http: reqwest::Client,
+    url: String,
+    api_token: String,
+}
+
+impl Browser {
+    /// Signs in through the sign-in form, as a person does.
+    async fn sign_in(url: &str, setup: &SyncSetup) -> Result<Browser> {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(redirect::Policy::none())
+            .build()?;
+        let form = http
+            .get(format!("{url}/login"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let token = between(&form, "name=\"_login\" value=\"", "\"")
+            .context("the sign-in form carries no _login field")?;
+        let signed_in = http
+            .post(format!("{url}/login"))
+            .form(&[
+                ("email", setup.owner_email.as_str()),
+                ("password", setup.owner_password.expose()),
+                ("_login", token),
+                ("next", "/"),
+            ])
+            .send()
+            .await?;
+        if signed_in.status() != StatusCode::SEE_OTHER {
+            bail!("signing in answered {}", signed_in.status());
+        }
+        Ok(Browser {
+            http,
+            url: url.to_string(),
+            api_token: setup.api_token.expose().to_string(),
+        })
+    }
+
+    /// Every page a person reads (the GET routes), with the ids of real rows.
+    async fn pages(&self, setup: &SyncSetup) -> Result<Vec<String>> {
+        let first = |v: Value, what: &str| -> Result<String> {
+            v["items"][0]["id"]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("the store lists no {what}"))
+        };
+        let resource = first(self.api("/api/v1/resources?limit=1").await?, "resource")?;
+        let evidence = first(self.api("/api/v1/evidence?limit=1").await?, "evidence")?;
+        let run = first(self.api("/api/v1/sync-runs?limit=1").await?, "sync run")?;
+        let connection = setup.connection.to_string();
+        let mut pages = Vec::new();
+        for (method, pattern) in cloudkeep_web::pages::ROUTES {
+            if *method != "GET" || pattern.contains("/consent/") {
+                continue;
+            }
+            let id = match pattern.split('/').nth(1) {
+                Some("resources") => &resource,
+                Some("evidence") => &evidence,
+                Some("sync-runs") => &run,
+                Some("connections") => &connection,
+                Some("controls") => "CC6.1",
+                _ => "",
+            };
+            pages.push(pattern.replace("{id}", id));
+        }
+        // The lists as a person narrows them.
+        pages.push("/resources?missing_tag=owner".into());
+        pages.push("/evidence?result=fail".into());
+        Ok(pages)
+    }
+
+    async fn api(&self, path: &str) -> Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.api_token)
+            .send()
+            .await?;
+        let status = r.status();
+        let body: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("{path} answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// p50 and p95 of `RUNS` loads, and the page's size in bytes.
+    async fn time(&self, path: &str) -> Result<(Duration, Duration, usize)> {
+        let mut took = Vec::with_capacity(RUNS);
+        let mut size = 0;
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            let r = self.http.get(format!("{}{path}", self.url)).send().await?;
+            let status = r.status();
+            let body = r.bytes().await?;
+            took.push(started.elapsed());
+            if status != StatusCode::OK {
+                bail!("{path} answered {status}");
+            }
+            size = body.len();
+        }
+        took.sort();
+        Ok((took[RUNS / 2], took[(RUNS * 95).div_ceil(100) - 1], size))
+    }
+}
+
+fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)? + from;
+    Some(&text[from..to])
+}
