@@ -201,12 +201,21 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Params(value)),
-            Err(rejection) => Err(ApiError::unprocessable(
-                "invalid_query",
-                rejection.body_text(),
-            )),
-        }
+        let _ = state;
+        // An empty parameter (`?subscription=`, as an HTML form sends a
+        // field left blank) is no filter at all, not a value to refuse.
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = form_urlencoded::parse(query.as_bytes()).filter(|(_, v)| !v.is_empty());
+        let kept = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        serde_urlencoded::from_str::<T>(&kept)
+            .map(Params)
+            .map_err(|e| {
+                ApiError::unprocessable(
+                    "invalid_query",
+                    format!("Failed to deserialize query string: {e}"),
+                )
+            })
     }
 }

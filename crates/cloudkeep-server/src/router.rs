@@ -16,7 +16,9 @@ use tower_http::trace::TraceLayer;
 use crate::{ApiError, AppState};
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::api::all().split_for_parts().1
+    let mut doc = crate::api::all().split_for_parts().1;
+    crate::api::complete(&mut doc);
+    doc
 }
 
 /// The answer to a path no route knows, in the API's error shape.
@@ -29,7 +31,8 @@ pub fn no_such_route() -> ApiError {
 }
 
 pub fn router(state: AppState, pages: Option<axum::Router<AppState>>) -> axum::Router {
-    let (api_router, doc) = crate::api::all().split_for_parts();
+    let (api_router, mut doc) = crate::api::all().split_for_parts();
+    crate::api::complete(&mut doc);
     let doc_json = serde_json::to_value(&doc).unwrap_or_default();
     let x_request_id = header::HeaderName::from_static("x-request-id");
     let routes = api_router

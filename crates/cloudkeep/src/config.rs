@@ -10,7 +10,7 @@
 //! | `CLOUDKEEP_DATA_DIR` | `data_dir` | `./cloudkeep-data` |
 //! | `CLOUDKEEP_STORE_URL` | `store.url` | `sqlite://{data_dir}/cloudkeep.db` |
 //! | `CLOUDKEEP_KEY_FILE` | `keys.key_file` | `{data_dir}/master.key` |
-//! | `CLOUDKEEP_AUDIT_KEY_FILE` | `keys.audit_key_file` | `{data_dir}/audit.key` (the keys that seal the audit chain; keep it apart from the database and never delete a key from it) |
+//! | `CLOUDKEEP_AUDIT_KEY_FILE` | `keys.audit_key_file` | `audit.key` beside the master key file (the keys that seal the audit chain; keep it apart from the database and never delete a key from it) |
 //! | `CLOUDKEEP_AZURE_AUTHORITY` | `azure.authority_host` | `https://login.microsoftonline.com` |
 //! | `CLOUDKEEP_AZURE_ARM` | `azure.arm_endpoint` | `https://management.azure.com` |
 //! | `CLOUDKEEP_AZURE_CA_FILE` | `azure.ca_file` | none (an extra CA to trust, e.g. the simulator's) |
@@ -217,13 +217,15 @@ impl Config {
                 .or(parsed.keys.key_file)
                 .unwrap_or_else(|| dir.join("master.key"))
         };
+        // Beside the master key file unless named: apart from the database
+        // in the same way.
         let audit_key_file = if from_dir {
             dir.join("audit.key")
         } else {
             env("CLOUDKEEP_AUDIT_KEY_FILE")
                 .map(PathBuf::from)
                 .or(parsed.keys.audit_key_file)
-                .unwrap_or_else(|| dir.join("audit.key"))
+                .unwrap_or_else(|| key_file.with_file_name("audit.key"))
         };
         let log_json = env("CLOUDKEEP_LOG_FORMAT")
             .or(parsed.log.format)

@@ -47,6 +47,7 @@ pub struct AuditQuery {
     pub since: Option<DateTime<Utc>>,
     /// Events at or before this time.
     pub until: Option<DateTime<Utc>>,
+    #[param(inline)]
     pub format: Option<AuditFormat>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -56,7 +57,8 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Page<AuditEventView>, description = "a page of events in order; with `format=jsonl`, every matching event as JSON Lines (`application/x-ndjson`)"),
+    responses((status = 200, description = "a page of events in order; with `format=jsonl`, every matching event as JSON Lines (`application/x-ndjson`)",
+            content((Page<AuditEventView> = "application/json"), (String = "application/x-ndjson"))),
         E401, E403, E422))]
 pub async fn list_audit(
     State(state): State<AppState>,
@@ -73,7 +75,7 @@ pub async fn list_audit(
         until: q.until,
     };
     if q.format.unwrap_or_default() == AuditFormat::Jsonl {
-        return Ok(export(state, caller, filter, page.after));
+        return export(state, caller, filter, page.after).await;
     }
     let events = state
         .store
@@ -83,18 +85,39 @@ pub async fn list_audit(
 }
 
 /// Streams every matching event, a page at a time, so memory stays one page
-/// however long the log.
-fn export(
+/// however long the log. The first page is read before the answer starts,
+/// so what is wrong with the request (a malformed cursor) is a 422, not a
+/// stream cut short.
+async fn export(
     state: AppState,
     caller: Caller,
     filter: AuditFilter,
     after: Option<cloudkeep_store::Cursor>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let start = PageRequest {
         after,
         limit: PageRequest::MAX_LIMIT,
     };
-    let lines = futures_util::stream::try_unfold(Some(start), move |next| {
+    let first = state
+        .store
+        .audit_events(caller.scope(), &filter, &start)
+        .await?;
+    let lines_of = |page: &cloudkeep_store::Page<cloudkeep_store::AuditEvent>| {
+        let mut chunk = String::new();
+        for e in &page.items {
+            if let Ok(line) = serde_json::to_string(&AuditEventView::from(e)) {
+                chunk.push_str(&line);
+                chunk.push('\n');
+            }
+        }
+        chunk
+    };
+    let head = lines_of(&first);
+    let following = first.next.map(|after| PageRequest {
+        after: Some(after),
+        ..start
+    });
+    let rest = futures_util::stream::try_unfold(following, move |next| {
         let (state, scope, filter) = (state.clone(), caller.scope().clone(), filter.clone());
         async move {
             let Some(req) = next else {
@@ -105,13 +128,7 @@ fn export(
                 .audit_events(&scope, &filter, &req)
                 .await
                 .map_err(std::io::Error::other)?;
-            let mut chunk = String::new();
-            for e in &page.items {
-                if let Ok(line) = serde_json::to_string(&AuditEventView::from(e)) {
-                    chunk.push_str(&line);
-                    chunk.push('\n');
-                }
-            }
+            let chunk = lines_of(&page);
             let following = page.next.map(|after| PageRequest {
                 after: Some(after),
                 ..req
@@ -119,11 +136,15 @@ fn export(
             Ok(Some((chunk, following)))
         }
     });
-    (
+    let lines = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) }),
+        rest,
+    );
+    Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         HttpBody::from_stream(lines),
     )
-        .into_response()
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",

@@ -652,7 +652,8 @@ fn explain_transient(e: &AzureError) -> ApiError {
 #[utoipa::path(get, path = "/api/v1/connections/consent/{flow}", tag = "connections",
     params(("flow" = String, Path, description = "the flow from the callback's answer")),
     responses((status = 200, body = ConsentOffer, description = "the signed-in flow's offer, as the callback answered it"), E401, E403,
-        (status = 404, body = crate::error::ErrorBody, description = "no such flow in this session")))]
+        (status = 404, body = crate::error::ErrorBody, description = "no such flow in this session"),
+        (status = 409, body = crate::error::ErrorBody, description = "the flow was started on another cloudkeep instance, which holds it")))]
 pub async fn offer(
     State(state): State<AppState>,
     caller: Caller,

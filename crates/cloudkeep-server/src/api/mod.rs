@@ -33,6 +33,49 @@ use crate::error::ErrorBody;
 )]
 struct ApiDoc;
 
+/// Every operation that reads a JSON body answers 400 for a body that is
+/// not JSON of the right shape and 415 for one that is not JSON at all
+/// (the `Body` extractor's answers), so the document says so once here.
+struct BodyErrors;
+
+impl utoipa::Modify for BodyErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in operations.into_iter().flatten() {
+                if op.request_body.is_none() {
+                    continue;
+                }
+                let responses = &mut op.responses.responses;
+                responses.entry("400".into()).or_insert_with(|| {
+                    error("the body is not JSON of the documented shape (the message says where)")
+                        .into()
+                });
+                responses
+                    .entry("415".into())
+                    .or_insert_with(|| error("the body is not sent as application/json").into());
+            }
+        }
+    }
+}
+
 /// How a caller authenticates: an API token, or a browser session (whose
 /// changes also carry the `X-CSRF-Token` header from the login answer).
 struct SecuritySchemes;
@@ -62,6 +105,13 @@ impl utoipa::Modify for SecuritySchemes {
             ))),
         );
     }
+}
+
+/// What the document says of every operation alike, once the areas'
+/// paths are in it.
+pub(crate) fn complete(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::Modify;
+    BodyErrors.modify(doc);
 }
 
 /// Every area's routes, documented.

@@ -204,6 +204,13 @@ impl Browser {
                     Ok(body) => body.text().await.unwrap_or_default(),
                     Err(_) => String::new(),
                 };
+                // What the browser holds, when its text says too little.
+                let html = self.client.source().await.unwrap_or_default();
+                let main = html.find("<main").map_or(html.as_str(), |i| &html[i..]);
+                let text = format!(
+                    "{text}\n--- source from <main>: {}",
+                    &main[..main.len().min(3000)]
+                );
                 panic!(
                     "waiting for {css} on {}: {e}; the page says: {text}",
                     self.path().await
