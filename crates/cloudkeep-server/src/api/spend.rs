@@ -105,6 +105,10 @@ pub fn parse_spend_query(raw: Option<&str>, today: NaiveDate) -> Result<SpendAsk
     let mut filters = Vec::new();
     let mut top = DEFAULT_TOP;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        // An empty parameter is no choice, as in the API's other queries.
+        if v.trim().is_empty() {
+            continue;
+        }
         match k.as_ref() {
             "metric" => {
                 metric = v.parse().map_err(|e: cloudkeep_domain::ParseError| {
@@ -728,6 +732,8 @@ mod tests {
         assert_eq!(ask.query.top, 3);
         assert_eq!(ask.query.to, today);
         assert_eq!((ask.query.to - ask.query.from).num_days(), 29);
+        let empty = parse_spend_query(Some("from=&to=&group_by=&metric="), today).expect("empty");
+        assert_eq!(empty.query.to, today, "an empty parameter is no choice");
         for (bad, says) in [
             ("group_by=colour", "resource_group"),
             ("group_by=service,region,resource", "at most two"),
@@ -735,6 +741,7 @@ mod tests {
             ("from=2024-01-01", "at most 400"),
             ("filter=tag:", "tag:<key>"),
             ("metric=list", "billed, effective"),
+            ("colour=red", "unknown parameter"),
             ("top=0", "1 to 100"),
         ] {
             let e = parse_spend_query(Some(bad), today).expect_err(bad);
