@@ -391,6 +391,7 @@ impl AzureClient {
             let mut pause = self.inner.pacer.delay(&method, url, policy.principal);
             let booking = match policy.qpu {
                 Some(charge) => {
+                    pause = pause.max(self.inner.pacer.cost_request_wait(charge.tenant, url));
                     match self
                         .inner
                         .pacer
@@ -433,6 +434,11 @@ impl AzureClient {
                     .observe(&method, url, policy.principal, &answer.headers);
                 if let Some(booking) = booking {
                     booking.settle(answer.status, &answer.headers);
+                }
+                if let Some(charge) = &policy.qpu {
+                    self.inner
+                        .pacer
+                        .observe_cost_requests(charge.tenant, url, &answer.headers);
                 }
             }
             let wait = match outcome {

@@ -74,6 +74,11 @@ pub(crate) struct Pacer {
     /// Tenant (lower-case) → its Cost Management ledger, once Azure has
     /// sent QPU headers for it.
     qpu: Mutex<HashMap<String, Ledger>>,
+    /// Cost Management's other family (requests per scope and per tenant
+    /// in a sliding window): `entity:{tenant}|{subscription}` or
+    /// `tenant:{tenant}` → when a request may be sent again, set when an
+    /// answer said none are left.
+    cost_requests: Mutex<HashMap<String, Instant>>,
 }
 
 fn subscription_of(url: &Url) -> Option<String> {
@@ -148,6 +153,12 @@ const QPU_MARGIN: Duration = Duration::from_millis(250);
 const QPU_CONSUMED: &str = "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed";
 const QPU_REMAINING: &str = "x-ms-ratelimit-microsoft.costmanagement-qpu-remaining";
 const QPU_RETRY_AFTER: &str = "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after";
+const ENTITY_REQUESTS: &str = "x-ms-ratelimit-microsoft.costmanagement-entity-requests";
+const ENTITY_RESET: &str = "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after";
+const TENANT_REQUESTS: &str = "x-ms-ratelimit-microsoft.costmanagement-tenant-requests";
+const TENANT_RESET: &str = "x-ms-ratelimit-microsoft.costmanagement-tenant-retry-after";
+/// Added to a window's reset: Azure says it in whole seconds, rounded down.
+const RESET_MARGIN: Duration = Duration::from_millis(1000);
 
 /// What one tenant has been charged, and until when it is refused.
 #[derive(Debug, Default)]
@@ -321,6 +332,54 @@ impl QpuBooking<'_> {
 }
 
 impl Pacer {
+    fn cost_request_keys(tenant: &str, url: &Url) -> [String; 2] {
+        let tenant = tenant.trim().to_ascii_lowercase();
+        let scope = subscription_of(url).unwrap_or_default();
+        [
+            format!("entity:{tenant}|{scope}"),
+            format!("tenant:{tenant}"),
+        ]
+    }
+
+    /// How long a cost request to `url` waits for Cost Management's request
+    /// windows (the family of recorded real answers), from what the last
+    /// answers said was left.
+    pub(crate) fn cost_request_wait(&self, tenant: &str, url: &Url) -> Duration {
+        let now = Instant::now();
+        let blocked = self.cost_requests.lock().unwrap_or_else(|e| e.into_inner());
+        Self::cost_request_keys(tenant, url)
+            .iter()
+            .filter_map(|k| blocked.get(k))
+            .map(|until| until.saturating_duration_since(now))
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Records what a cost answer said of the request windows: a window
+    /// with no request left is waited out (until its reset) before the next
+    /// request of its scope or tenant, so the client never runs into its 429.
+    pub(crate) fn observe_cost_requests(&self, tenant: &str, url: &Url, headers: &HeaderMap) {
+        let now = Instant::now();
+        let keys = Self::cost_request_keys(tenant, url);
+        let mut blocked = self.cost_requests.lock().unwrap_or_else(|e| e.into_inner());
+        blocked.retain(|_, until| *until > now);
+        for (key, left, reset) in [
+            (&keys[0], ENTITY_REQUESTS, ENTITY_RESET),
+            (&keys[1], TENANT_REQUESTS, TENANT_RESET),
+        ] {
+            let (Some(left), Some(reset)) =
+                (header_number(headers, left), header_number(headers, reset))
+            else {
+                continue;
+            };
+            if left < 1.0 {
+                let until = now + Duration::from_secs_f64(reset.clamp(0.0, 3600.0)) + RESET_MARGIN;
+                let slot = blocked.entry(key.clone()).or_insert(until);
+                *slot = (*slot).max(until);
+            }
+        }
+    }
+
     fn ledgers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ledger>> {
         self.qpu.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -431,6 +490,55 @@ mod tests {
     }
 
     const BOUND: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn waits_out_a_spent_request_window_of_its_scope_or_tenant() {
+        let p = Pacer::default();
+        let a = Url::parse("https://arm/subscriptions/A/providers/Microsoft.CostManagement/query")
+            .expect("url");
+        let b = Url::parse("https://arm/subscriptions/B/providers/Microsoft.CostManagement/query")
+            .expect("url");
+        let answer = |entity: &str, tenant: &str| {
+            let mut h = HeaderMap::new();
+            for (k, v) in [
+                (ENTITY_REQUESTS, entity),
+                (ENTITY_RESET, "20"),
+                (TENANT_REQUESTS, tenant),
+                (TENANT_RESET, "40"),
+            ] {
+                h.insert(k, v.parse().expect("value"));
+            }
+            h
+        };
+        p.observe_cost_requests("T", &a, &answer("5", "100"));
+        assert_eq!(
+            p.cost_request_wait("t", &a),
+            Duration::ZERO,
+            "requests left"
+        );
+        p.observe_cost_requests("T", &a, &answer("0", "100"));
+        let wait = p.cost_request_wait("t", &a);
+        assert!(
+            wait > Duration::from_secs(20) && wait <= Duration::from_secs(21),
+            "{wait:?}"
+        );
+        assert_eq!(
+            p.cost_request_wait("t", &b),
+            Duration::ZERO,
+            "another scope"
+        );
+        p.observe_cost_requests("T", &b, &answer("3", "0"));
+        assert!(
+            p.cost_request_wait("t", &b) > Duration::from_secs(40),
+            "the tenant's window"
+        );
+        assert!(p.cost_request_wait("t", &a) > Duration::from_secs(40));
+        assert_eq!(
+            p.cost_request_wait("other", &a),
+            Duration::ZERO,
+            "another tenant"
+        );
+    }
 
     fn qpu_headers(consumed: u32, remaining: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();

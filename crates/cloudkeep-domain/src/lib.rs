@@ -19,6 +19,7 @@ pub mod password;
 pub mod policy;
 pub mod report;
 mod secret;
+pub mod spend;
 mod states;
 pub mod tags;
 

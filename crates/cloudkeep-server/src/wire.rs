@@ -16,7 +16,9 @@ use uuid::Uuid;
 mod assessments;
 mod evidence;
 pub use assessments::*;
+mod spend;
 pub use evidence::*;
+pub use spend::*;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {

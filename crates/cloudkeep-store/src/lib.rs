@@ -21,6 +21,7 @@ mod logins;
 mod page;
 mod retention;
 mod runs;
+mod spend;
 mod sql;
 mod tag_edits;
 
@@ -63,6 +64,11 @@ pub use logins::AttemptKey;
 pub use page::{Cursor, Page, PageRequest};
 pub use retention::{PurgeCounts, RetentionSettings};
 pub use runs::{RunFilter, SyncRun};
+pub use spend::{
+    ADJUSTMENT, BACKFILL_MONTHS, Backfill, CostLine, DEFAULT_TRAILING_DAYS, DayTotal, ExportCursor,
+    FocusRow, MeterInfo, PURCHASE, PullCounts, RECONCILIATION, SpendAnswer, SpendDay, SpendPull,
+    SpendQuery, SpendSeries, USAGE, meter_key, region_display, resource_key,
+};
 pub use tag_edits::{NewTagEdit, TagEdit, TagEditFilter};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

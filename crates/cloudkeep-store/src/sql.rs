@@ -12,6 +12,7 @@ use crate::{Backend, Result, Tx};
 pub(crate) enum Arg {
     Text(Option<String>),
     Int(Option<i64>),
+    Real(f64),
 }
 
 /// SQL text with `$n` placeholders and their values, in order.
@@ -66,6 +67,7 @@ fn bind_all<'q>(
         q = match a {
             Arg::Text(v) => q.bind(v.as_deref()),
             Arg::Int(v) => q.bind(*v),
+            Arg::Real(v) => q.bind(*v),
         };
     }
     q
@@ -125,6 +127,18 @@ pub(crate) async fn bulk_insert(
     columns: &[&str],
     rows: Vec<Vec<Arg>>,
 ) -> Result<()> {
+    bulk_insert_with(tx, backend, table, columns, rows, "").await
+}
+
+/// The same, with a clause after the values (`ON CONFLICT ...`).
+pub(crate) async fn bulk_insert_with(
+    tx: &mut Tx,
+    backend: Backend,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Arg>>,
+    suffix: &str,
+) -> Result<()> {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Arg>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
@@ -144,6 +158,7 @@ pub(crate) async fn bulk_insert(
             }
             text.push(')');
         }
+        text.push_str(suffix);
         let args: Vec<Arg> = chunk.into_iter().flatten().collect();
         debug_assert_eq!(args.len(), n);
         // A full-size statement is prepared once and reused; a last,

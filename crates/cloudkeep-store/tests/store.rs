@@ -28,6 +28,8 @@ use uuid::Uuid;
 mod assessments;
 #[path = "store/evidence.rs"]
 mod evidence;
+#[path = "store/spend.rs"]
+mod spend;
 
 /// Tags are read and stored; a mass deletion is refused.
 const WITH_TAGS: InventoryWrite = InventoryWrite {

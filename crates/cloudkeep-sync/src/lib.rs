@@ -75,6 +75,15 @@ struct StepHandle<'a> {
 }
 
 impl CollectContext<'_> {
+    /// The run's token as it stands now, renewed when close to its end: a
+    /// long step (a backfill) can outlast the token it started with.
+    pub async fn current_token(&self) -> AccessToken {
+        match self.step.env {
+            Some(env) => env.tokens.get().await,
+            None => self.token.clone(),
+        }
+    }
+
     /// Says how far a long step has come (a backfill's months, say); shown
     /// while the run goes on (`cloudkeep sync run --wait`).
     pub fn progress(&self, done: u64, total: u64, unit: &str) {

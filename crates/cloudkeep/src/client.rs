@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 pub mod assessments;
 pub mod evidence;
+pub mod spend;
 
 #[derive(Args, Clone)]
 pub struct Api {

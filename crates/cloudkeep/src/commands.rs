@@ -318,6 +318,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     // race): staleness alerts, webhook deliveries, the next syncs.
     let scheduler = spawn_scheduler(&config, &state);
     let coverage = demo_coverage(&url, &api_token).await?;
+    let spend = demo_spend(&url, &api_token).await?;
     let consent_user = scenario["tenants"][0]["users"]
         .as_array()
         .and_then(|users| users.iter().find(|u| u["key"] == "partial-owner"));
@@ -340,6 +341,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         api_token.expose()
     );
     println!("{coverage}");
+    println!("{spend}");
     println!(
         "  evidence:  cloudkeep evidence list --url {url} --token {} (and `cloudkeep controls CC6.1`, `cloudkeep alerts`)",
         api_token.expose()
@@ -387,6 +389,34 @@ async fn demo_coverage(url: &str, token: &SecretString) -> Result<String> {
         ));
     }
     Ok(lines.join("\n"))
+}
+
+/// The 90 days of spend the first sync collected, by month.
+async fn demo_spend(url: &str, token: &SecretString) -> Result<String> {
+    let today = chrono::Utc::now().date_naive();
+    let from = today - chrono::Duration::days(89);
+    let view: cloudkeep_server::wire::SpendView = reqwest::Client::new()
+        .get(format!(
+            "{url}/api/v1/spend?from={from}&to={today}&granularity=month"
+        ))
+        .bearer_auth(token.expose())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let months: Vec<String> = view
+        .totals
+        .iter()
+        .map(|p| format!("{} {:.2}", p.start.format("%Y-%m"), p.cost))
+        .collect();
+    Ok(format!(
+        "  spend:     {:.2} {} over the last 90 days ({}); try `cloudkeep spend --url {url} --token {} --group-by service`",
+        view.total,
+        view.currency,
+        months.join(", "),
+        token.expose()
+    ))
 }
 
 /// The simulator's scenario: its tenants, principals and application.

@@ -86,6 +86,9 @@ enum Command {
     /// Assessments: audit periods of evidence, approval, exports (CSV, JSON, OSCAL, zip).
     #[command(subcommand)]
     Assessments(client::assessments::AssessmentsCommand),
+    /// Spend by time and up to two groupings (a table with bars, or --json);
+    /// `spend export` streams FOCUS 1.2 CSV. Through the API.
+    Spend(client::spend::SpendArgs),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -303,6 +306,10 @@ fn main() -> Result<()> {
             Command::Assessments(cmd) => {
                 init_logging(false, "warn");
                 client::assessments::assessments(cmd).await
+            }
+            Command::Spend(args) => {
+                init_logging(false, "warn");
+                client::spend::spend(args).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");

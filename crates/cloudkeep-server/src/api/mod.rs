@@ -11,6 +11,7 @@ pub mod consent;
 pub mod controls;
 pub mod evidence;
 pub mod resources;
+pub mod spend;
 pub mod subscriptions;
 pub mod sync_runs;
 pub mod tag_edits;
@@ -29,7 +30,7 @@ use crate::error::ErrorBody;
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes),
     security(("bearer" = []), ("session" = [])),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "assessments"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "assessments"), (name = "spend"))
 )]
 struct ApiDoc;
 
@@ -131,6 +132,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(controls::routes())
         .merge(alerts::routes())
         .merge(assessments::routes())
+        .merge(spend::routes())
 }
 
 /// Parses a path id; a malformed id names nothing, so it is answered as

@@ -17,6 +17,10 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
         p if p.ends_with("/reauth") => json!({"client_secret": "x"}),
         p if p.ends_with("/resolve") => json!({"resolution": "take_theirs"}),
         p if p.starts_with("/api/v1/connections/consent/") => json!({"subscriptions": []}),
+        p if p.starts_with("/api/v1/connections/") && p.ends_with("/spend") => {
+            json!({"trailing_days": 3})
+        }
+        "/api/v1/spend/tag-aliases" => json!({"aliases": {"environment": "env"}}),
         p if p.starts_with("/api/v1/connections/") => {
             json!({"name": "taken over", "cadence_hours": 1})
         }
@@ -168,7 +172,13 @@ async fn no_route_reaches_another_organisations_data() {
         .as_str()
         .expect("invitation")
         .to_string();
+    // A's spend is keyed by its Azure subscription id.
+    let azure_subscription = conn["subscriptions"][0]["subscription_id"]
+        .as_str()
+        .expect("azure id")
+        .to_string();
     let a_markers = [
+        azure_subscription,
         connection_id.clone(),
         subscription_id.clone(),
         user_id.clone(),

@@ -14,5 +14,6 @@ mod logins;
 mod openapi;
 mod sessions;
 mod snapshots;
+mod spend;
 mod sync;
 mod tags;

@@ -4,6 +4,7 @@ mod defender;
 mod inventory;
 mod keyvault;
 mod rbac;
+mod spend;
 mod storage;
 
 use crate::Collector;
@@ -16,6 +17,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(defender::Defender),
         Box::new(storage::Storage),
         Box::new(keyvault::KeyVaults),
+        Box::new(spend::Spend),
     ]
 }
 

@@ -13,7 +13,10 @@
 //!   nothing changed (which must add no evidence row);
 //! - `web`: every page of the web UI on the `demo` and `large` presets;
 //! - `flood`: authenticated reads while wrong passwords flood the sign-in;
-//! - `load`: 64 connections on the commonest reads, alone and during syncs.
+//! - `load`: 64 connections on the commonest reads, alone and during syncs;
+//! - `spend`: a throttled backfill against the query-unit minimum, an
+//!   ingest of 10 million rows against a bulk load, and three analyses
+//!   against DuckDB.
 
 mod api;
 mod evidence;
@@ -21,6 +24,7 @@ mod flood;
 mod inventory;
 mod load;
 mod sim;
+mod spend;
 mod web;
 mod writeback;
 
@@ -58,6 +62,9 @@ pub enum BenchCommand {
     Flood(flood::FloodArgs),
     /// Every page of the web UI on the `demo` and `large` presets: p50, p95 and size.
     Web(web::WebArgs),
+    /// Spend: a throttled backfill against the query-unit minimum; 10 million rows ingested
+    /// against a bulk load; three analyses against DuckDB (and PostgreSQL).
+    Spend(spend::SpendArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -70,6 +77,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Web(args) => web::run(args).await,
         BenchCommand::Flood(args) => flood::run(args).await,
         BenchCommand::Load(args) => load::run(args).await,
+        BenchCommand::Spend(args) => spend::run(args).await,
     }
 }
 

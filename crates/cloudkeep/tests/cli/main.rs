@@ -224,8 +224,10 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
             .spawn()
             .expect("demo"),
     );
-    // The ready file appears whole (written, then renamed) once all is up.
-    let info: Value = eventually(Duration::from_secs(60), "the demo ready", || async {
+    // The ready file appears whole (written, then renamed) once all is up:
+    // after the first sync, whose 13-month spend backfill Cost Management's
+    // throttling paces (about a minute on a quiet machine).
+    let info: Value = eventually(Duration::from_secs(300), "the demo ready", || async {
         let text = std::fs::read_to_string(&ready).map_err(|e| e.to_string())?;
         Ok(serde_json::from_str(&text).expect("a whole JSON object"))
     })
@@ -250,6 +252,16 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
         conns[0]["last_sync_at"].is_string(),
         "the demo synced its connection"
     );
+    // 90 days of spend, as soon as it is up.
+    let today = chrono::Utc::now().date_naive();
+    let spend = api
+        .get(&format!(
+            "/api/v1/spend?from={}&to={today}",
+            today - chrono::Duration::days(89)
+        ))
+        .await;
+    let days = spend["totals"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(days >= 89, "90 days of spend: {spend}");
     let resources = api.get("/api/v1/resources?limit=1000").await;
     assert_eq!(
         resources["items"].as_array().map(Vec::len),
