@@ -21,7 +21,9 @@ trap 'kill "${demo:-0}" 2>/dev/null || true; rm -rf "$dir"' EXIT
 target/debug/cloudkeep demo --data-dir "$dir/demo" --port 0 --ready-file "$dir/ready.json" \
     >"$dir/demo.log" 2>&1 &
 demo=$!
-for _ in $(seq 1 120); do
+# (The demo is up after its first sync, whose spend backfill Cost
+# Management's throttling paces: about a minute.)
+for _ in $(seq 1 300); do
     [[ -f $dir/ready.json ]] && break
     kill -0 "$demo" 2>/dev/null || { cat "$dir/demo.log"; exit 1; }
     sleep 1

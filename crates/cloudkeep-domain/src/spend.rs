@@ -67,6 +67,8 @@ pub enum SpendInputError {
     InvertedPeriod { from: NaiveDate, to: NaiveDate },
     #[error("the period is {days} days; at most {MAX_PERIOD_DAYS} days may be asked at once")]
     PeriodTooLong { days: i64 },
+    #[error("{0} is outside the years cost can have: 2000 to 2100")]
+    OutOfRange(NaiveDate),
     #[error(
         "'{0}' is not a filter; use <dimension>=<value>, tag:<key>=<value>, tag:<key> (has the tag) or !tag:<key> (lacks it)"
     )]
@@ -152,6 +154,11 @@ impl std::str::FromStr for SpendFilter {
 
 /// Checks a period (both days included).
 pub fn check_period(from: NaiveDate, to: NaiveDate) -> Result<(), SpendInputError> {
+    for d in [from, to] {
+        if !(2000..=2100).contains(&d.year()) {
+            return Err(SpendInputError::OutOfRange(d));
+        }
+    }
     if from > to {
         return Err(SpendInputError::InvertedPeriod { from, to });
     }
@@ -338,6 +345,7 @@ mod tests {
         assert!(check_period(d("2026-02-01"), d("2026-01-01")).is_err());
         assert!(check_period(d("2024-01-01"), d("2026-01-01")).is_err());
         assert!(check_period(d("2026-01-01"), d("2026-01-01")).is_ok());
+        assert!(check_period(d("9999-12-30"), d("9999-12-31")).is_err());
     }
 
     #[test]
