@@ -15,6 +15,7 @@ use crate::session::Web;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Dashboard,
+    Spend,
     Resources,
     TagEdits,
     Connections,
@@ -50,6 +51,7 @@ pub struct Chrome {
 /// The navigation: what the role may read, in the order people work.
 const NAV: &[(Section, &str, &str, &[Permission])] = &[
     (Section::Dashboard, "/", "Dashboard", &[]),
+    (Section::Spend, "/spend", "Spend", &[Permission::ReadData]),
     (
         Section::Resources,
         "/resources",

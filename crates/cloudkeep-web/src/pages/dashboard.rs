@@ -23,6 +23,7 @@ struct DashboardPage {
     alerts: Option<Vec<AlertLine>>,
     controls: Option<Vec<ControlLine>>,
     tags: Option<TagPanel>,
+    spend: Option<super::spend::SpendPanel>,
     may_connect: bool,
 }
 
@@ -202,12 +203,18 @@ pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
     } else {
         None
     };
+    let spend = if read_data {
+        super::spend::panel(&state, &web).await?
+    } else {
+        None
+    };
     Ok(html(&DashboardPage {
         chrome,
         connections,
         alerts,
         controls,
         tags,
+        spend,
         may_connect: web.may(Permission::ManageConnections),
     }))
 }

@@ -8,6 +8,7 @@ mod dashboard;
 mod evidence;
 mod resources;
 mod settings;
+mod spend;
 mod tag_edits;
 
 use axum::Router;
@@ -79,6 +80,8 @@ pages! {
     GET "/settings/evidence" => settings::evidence_page,
     POST "/settings/evidence/threshold" => settings::set_threshold,
     POST "/settings/evidence/mapping" => settings::change_mapping,
+    GET "/spend" => spend::explorer,
+    GET "/spend/view.csv" => spend::view_csv,
     GET "/tag-edits" => tag_edits::list,
     POST "/tag-edits/{id}/resolve" => tag_edits::resolve,
 }

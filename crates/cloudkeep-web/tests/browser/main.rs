@@ -330,6 +330,68 @@ async fn coverage_drops_in_the_browser_when_a_storage_account_goes_public() {
 }
 
 #[tokio::test]
+async fn exploring_spend_shows_the_apis_figures_and_links_their_exports() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    let (_, api) = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/spend?group_by=service&top=3",
+            None,
+        )
+        .await;
+    let top = api["series"][0]["key"][0]
+        .as_str()
+        .expect("the most expensive service")
+        .to_string();
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/").await;
+    b.wait_text("Spend this month").await;
+    b.click("a[href='/spend']").await;
+    b.wait("#s-group").await;
+    // Group by service through the form, as a person does.
+    b.client
+        .find(fantoccini::Locator::Css("#s-group option[value=service]"))
+        .await
+        .expect("option")
+        .click()
+        .await
+        .expect("choose");
+    b.fill("#s-top", "3").await;
+    b.click(".filters button[type=submit]").await;
+    b.wait_text("Groups").await;
+    let body = b.body().await;
+    assert!(body.contains(&top), "{top} in {body}");
+    assert!(body.contains("Other") || api["series"].as_array().is_some_and(|s| s.len() <= 3));
+    b.check_page("spend").await;
+    let focus = b
+        .client
+        .find(fantoccini::Locator::Css("a[href^='/api/v1/spend/export']"))
+        .await
+        .expect("the FOCUS link")
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("a link");
+    assert!(focus.contains("format=focus-csv"), "{focus}");
+    let csv = b
+        .client
+        .find(fantoccini::Locator::Css("a[href^='/spend/view.csv']"))
+        .await
+        .expect("the CSV link")
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("a link");
+    assert!(csv.contains("group_by=service"), "{csv}");
+    b.close().await;
+}
+
+#[tokio::test]
 async fn every_page_renders_and_passes_axe() {
     let app = app().await;
     let (org, conn) = connected(&app).await;
@@ -348,6 +410,11 @@ async fn every_page_renders_and_passes_axe() {
     b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
     let pages = [
         ("dashboard", "/".to_string(), "Connection health"),
+        (
+            "spend-by-service",
+            "/spend?group_by=service&granularity=week".into(),
+            "Download this view as CSV",
+        ),
         ("resources-all", "/resources".into(), "Resources"),
         (
             "resource-detail",

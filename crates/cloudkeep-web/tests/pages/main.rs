@@ -483,3 +483,66 @@ async fn no_page_reaches_another_organisations_data() {
     );
     assert_eq!(app.list(&a.token, "/api/v1/webhooks").await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_spend_views_csv_adds_up_to_the_apis_total() {
+    let app = app().await;
+    let org = app.org("acme").await;
+    let conn = app.connect(&org, "collector").await;
+    let run = app
+        .sync(&org, conn["id"].as_str().expect("connection"))
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let (_, api) = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/spend?group_by=resource_group&granularity=month&top=100",
+            None,
+        )
+        .await;
+    let total = api["total"].as_f64().expect("total");
+    assert!(total > 0.0, "{api}");
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    let r = v
+        .http
+        .get(format!(
+            "{}/spend/view.csv?group_by=resource_group&granularity=month&top=100",
+            app.url
+        ))
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("attachment"),
+    );
+    let text = r.text().await.expect("text");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("period_start,resource_group,cost,currency")
+    );
+    let sum: f64 = lines
+        .map(|l| {
+            l.rsplit(',')
+                .nth(1)
+                .expect("cost")
+                .parse::<f64>()
+                .expect("a number")
+        })
+        .sum();
+    assert!(
+        (sum - total).abs() < 0.01 * text.lines().count() as f64,
+        "{sum} against {total}"
+    );
+    // The page itself shows the same total.
+    let (status, page) = v
+        .get("/spend?group_by=resource_group&granularity=month&top=100")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Groups"), "{page}");
+}
