@@ -333,6 +333,9 @@ fn csv_line(fields: &[String]) -> String {
     format!("{}\r\n", quoted.join(","))
 }
 
+/// A mover as the panel shows it: the group, this month, the change.
+pub type MoverLine = (String, String, String);
+
 /// The dashboard's spend panel: the month so far against the same days
 /// of last month, the last 30 days by day, and the month's movers.
 pub struct SpendPanel {
@@ -343,7 +346,7 @@ pub struct SpendPanel {
     pub chart: ChartView,
     /// Top movers, by service and by resource group: a caption and rows of
     /// (group, this month, change).
-    pub movers: Vec<(&'static str, Vec<(String, String, String)>)>,
+    pub movers: Vec<(&'static str, Vec<MoverLine>)>,
 }
 
 pub async fn panel(state: &AppState, web: &Web) -> Result<Option<SpendPanel>, Problem> {
