@@ -537,6 +537,26 @@ impl Tokens {
         }
         token.clone()
     }
+
+    /// A new token whatever the old one's end (Azure said it expired: its
+    /// clock and ours disagree, or the step outlasted it).
+    async fn renewed(&self) -> AccessToken {
+        let mut token = self.current.lock().await;
+        if let Ok(t) = self
+            .azure
+            .client_credentials_token(&self.tenant_id, &self.client_id, &self.secret)
+            .await
+        {
+            *token = t;
+        }
+        token.clone()
+    }
+}
+
+/// Azure refused the token as expired (not as invalid): a new token and
+/// the same step again fix it.
+fn token_expired(e: &CollectError) -> bool {
+    matches!(e, CollectError::Azure(AzureError::Unauthorized { code, .. }) if code == "ExpiredAuthenticationToken")
 }
 
 /// What one subscription's part of a run recorded.
@@ -574,7 +594,14 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
             // another, longer than one token may last.
             let token = env.tokens.get().await;
             record(&mut out, StepReport::new(c.name(), StepState::Running));
-            let done = match c.collect(env.context(&token, sub, c.name())).await {
+            let mut result = c.collect(env.context(&token, sub, c.name())).await;
+            if result.as_ref().is_err_and(token_expired) {
+                // Once, with a new token: a collector's step is safe to
+                // repeat (it stores what it reads as it is).
+                let token = env.tokens.renewed().await;
+                result = c.collect(env.context(&token, sub, c.name())).await;
+            }
+            let done = match result {
                 Ok(counts) => {
                     out.successes += 1;
                     StepReport::succeeded(c.name(), counts)

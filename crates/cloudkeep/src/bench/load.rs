@@ -13,11 +13,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
 use cloudkeep_domain::SyncLevel;
-use cloudkeep_server::{AppState, ServerSettings};
-use reqwest::{StatusCode, redirect};
+use reqwest::StatusCode;
 
 use super::{SimChild, SyncSetup, mib, verdict, vm_hwm_kib};
 
@@ -70,26 +69,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         wall.as_secs_f64(),
         args.seconds
     );
-    let state = AppState::new(
-        setup.deps.store.clone(),
-        setup.deps.keys.clone(),
-        setup.deps.azure.clone(),
-        ServerSettings::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = cloudkeep_web::app(state.clone());
-    let server = tokio::spawn(cloudkeep_server::serve(
-        listener,
-        state,
-        router,
-        None,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let session = sign_in(&url, &setup).await?;
+    let served = setup.serve_pages().await?;
+    let url = served.url.clone();
+    let session = setup.sign_in(&url).await?;
     let token = setup.api_token.expose().to_string();
     let mut reads: Vec<(&str, Auth)> = vec![
         ("/api/v1/resources?limit=100", Auth::Token(token.clone())),
@@ -169,8 +151,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         verdict(worst.2 == 0),
         vm_hwm_kib("/proc/self/status").map(mib).unwrap_or(0.0)
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    drop(served);
     Ok(())
 }
 
@@ -183,47 +164,6 @@ fn ms(d: Duration) -> f64 {
 enum Auth {
     Token(String),
     Session(String),
-}
-
-/// Signs in through the sign-in form; answers the session cookie's pair.
-async fn sign_in(url: &str, setup: &SyncSetup) -> Result<String> {
-    let http = reqwest::Client::builder()
-        .redirect(redirect::Policy::none())
-        .build()?;
-    let form = http.get(format!("{url}/login")).send().await?;
-    let login_cookie = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.split(';').next().map(str::to_string))
-        .context("the sign-in form sets its cookie")?;
-    let page = form.text().await?;
-    let marker = "name=\"_login\" value=\"";
-    let from = page.find(marker).context("the sign-in form's token")? + marker.len();
-    let token = &page[from..from + page[from..].find('"').context("token")?];
-    let signed_in = http
-        .post(format!("{url}/login"))
-        .header("cookie", login_cookie)
-        .form(&[
-            ("email", setup.owner_email.as_str()),
-            ("password", setup.owner_password.expose()),
-            ("_login", token),
-            ("next", "/"),
-        ])
-        .send()
-        .await?;
-    if signed_in.status() != StatusCode::SEE_OTHER {
-        bail!("signing in answered {}", signed_in.status());
-    }
-    signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter(|c| c.starts_with(cloudkeep_server::SESSION_COOKIE))
-        .find_map(|c| c.split(';').next().map(str::to_string))
-        .context("signing in sets the session cookie")
 }
 
 /// `CONNECTIONS` clients reading `path` back to back for `phase`.

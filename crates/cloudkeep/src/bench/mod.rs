@@ -398,6 +398,60 @@ impl SyncSetup {
             .await?)
     }
 
+    /// Serves the synced store with the web UI on a free port, until the
+    /// answer is dropped.
+    async fn serve_pages(&self) -> Result<Served> {
+        let state = cloudkeep_server::AppState::new(
+            self.deps.store.clone(),
+            self.deps.keys.clone(),
+            self.deps.azure.clone(),
+            cloudkeep_server::ServerSettings::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = cloudkeep_web::app(state.clone());
+        tokio::spawn(cloudkeep_server::serve(
+            listener,
+            state,
+            router,
+            None,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Served { url, _stop: stop })
+    }
+
+    /// Signs the owner in through the sign-in form, as a person does;
+    /// answers the session cookie (`name=value`).
+    async fn sign_in(&self, url: &str) -> Result<String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let form = http.get(format!("{url}/login")).send().await?;
+        let login_cookie = first_cookie(&form, "")?;
+        let page = form.text().await?;
+        let marker = "name=\"_login\" value=\"";
+        let from = page.find(marker).context("the sign-in form's token")? + marker.len();
+        let token = &page[from..from + page[from..].find('"').context("the token's end")?];
+        let signed_in = http
+            .post(format!("{url}/login"))
+            .header("cookie", login_cookie)
+            .form(&[
+                ("email", self.owner_email.as_str()),
+                ("password", self.owner_password.expose()),
+                ("_login", token),
+                ("next", "/"),
+            ])
+            .send()
+            .await?;
+        if signed_in.status() != reqwest::StatusCode::SEE_OTHER {
+            bail!("signing in answered {}", signed_in.status());
+        }
+        first_cookie(&signed_in, cloudkeep_server::SESSION_COOKIE)
+    }
+
     /// The same, its syncs running only these collectors.
     fn only(mut self, collectors: &'static [&'static str]) -> SyncSetup {
         self.only = Some(collectors);
@@ -432,6 +486,25 @@ impl SyncSetup {
         }
         Ok((run, wall))
     }
+}
+
+/// The web UI served for a benchmark; dropping it stops the server.
+struct Served {
+    url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The first cookie an answer sets whose name starts with `prefix`, as
+/// `name=value`.
+fn first_cookie(answer: &reqwest::Response, prefix: &str) -> Result<String> {
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|c| c.starts_with(prefix))
+        .find_map(|c| c.split(';').next().map(str::to_string))
+        .with_context(|| format!("the answer sets no cookie {prefix}…"))
 }
 
 /// Sums one collector's count over every subscription of a run.

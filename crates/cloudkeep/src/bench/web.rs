@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use cloudkeep_domain::SyncLevel;
-use cloudkeep_server::{AppState, ServerSettings};
 use reqwest::{StatusCode, redirect};
 use serde_json::Value;
 
@@ -55,26 +54,15 @@ async fn measure(preset: &str, seed: u64) -> Result<()> {
         "{preset}: {subscriptions} subscriptions synced in {:.2}s (every collector)",
         wall.as_secs_f64()
     );
-    let state = AppState::new(
-        setup.deps.store.clone(),
-        setup.deps.keys.clone(),
-        setup.deps.azure.clone(),
-        ServerSettings::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = cloudkeep_web::app(state.clone());
-    let server = tokio::spawn(cloudkeep_server::serve(
-        listener,
-        state,
-        router,
-        None,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let browser = Browser::sign_in(&url, &setup).await?;
+    let served = setup.serve_pages().await?;
+    let browser = Browser {
+        http: reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .build()?,
+        url: served.url.clone(),
+        session: setup.sign_in(&served.url).await?,
+        api_token: setup.api_token.expose().to_string(),
+    };
     let pages = browser.pages(&setup).await?;
 
     let target = p95_target(preset);
@@ -116,8 +104,7 @@ async fn measure(preset: &str, seed: u64) -> Result<()> {
         largest.0,
         verdict(largest.1 < SIZE_TARGET)
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    drop(served);
     Ok(())
 }
 
@@ -125,48 +112,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// A signed-in browser without scripts: a cookie jar, no redirects followed.
+/// A signed-in browser without scripts: its session cookie, no redirects
+/// followed.
 struct Browser {
     http: reqwest::Client,
     url: String,
+    session: String,
     api_token: String,
 }
 
 impl Browser {
-    /// Signs in through the sign-in form, as a person does.
-    async fn sign_in(url: &str, setup: &SyncSetup) -> Result<Browser> {
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(redirect::Policy::none())
-            .build()?;
-        let form = http
-            .get(format!("{url}/login"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let token = between(&form, "name=\"_login\" value=\"", "\"")
-            .context("the sign-in form carries no _login field")?;
-        let signed_in = http
-            .post(format!("{url}/login"))
-            .form(&[
-                ("email", setup.owner_email.as_str()),
-                ("password", setup.owner_password.expose()),
-                ("_login", token),
-                ("next", "/"),
-            ])
-            .send()
-            .await?;
-        if signed_in.status() != StatusCode::SEE_OTHER {
-            bail!("signing in answered {}", signed_in.status());
-        }
-        Ok(Browser {
-            http,
-            url: url.to_string(),
-            api_token: setup.api_token.expose().to_string(),
-        })
-    }
-
     /// Every page a person reads (the GET routes), with the ids of real rows.
     async fn pages(&self, setup: &SyncSetup) -> Result<Vec<String>> {
         let first = |v: Value, what: &str| -> Result<String> {
@@ -221,7 +176,12 @@ impl Browser {
         let mut size = 0;
         for _ in 0..RUNS {
             let started = Instant::now();
-            let r = self.http.get(format!("{}{path}", self.url)).send().await?;
+            let r = self
+                .http
+                .get(format!("{}{path}", self.url))
+                .header("cookie", &self.session)
+                .send()
+                .await?;
             let status = r.status();
             let body = r.bytes().await?;
             took.push(started.elapsed());
@@ -233,10 +193,4 @@ impl Browser {
         took.sort();
         Ok((took[RUNS / 2], took[(RUNS * 95).div_ceil(100) - 1], size))
     }
-}
-
-fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
-    let from = text.find(start)? + start.len();
-    let to = text[from..].find(end)? + from;
-    Some(&text[from..to])
 }
