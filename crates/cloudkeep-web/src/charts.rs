@@ -171,10 +171,12 @@ impl LineChart {
             r = num(W - RIGHT),
             b = num(TOP + plot_h),
         );
-        // At most about eight x labels, evenly spaced, always the last.
+        // At most about eight x labels, evenly spaced, always the last; a
+        // spaced label too close to the last gives way, so none overlap.
         let every = n.div_ceil(8).max(1);
         for (i, label) in self.x_labels.iter().enumerate() {
-            if i % every == 0 || i == n - 1 {
+            let spaced = i % every == 0 && n - 1 - i >= every.div_ceil(2);
+            if spaced || i == n - 1 {
                 let _ = write!(
                     out,
                     r#"<text x="{tx}" y="{ty}" text-anchor="middle">{label}</text>"#,
@@ -375,6 +377,21 @@ mod tests {
         assert_eq!(nice_max(4100.0), 5000.0);
         assert_eq!(nice_max(5000.0), 5000.0);
         assert_eq!(nice_max(7000.0), 10_000.0);
+    }
+
+    #[test]
+    fn the_last_x_label_never_overlaps_the_one_before() {
+        let mut chart = trend();
+        chart.x_labels = (1..=30).map(|d| format!("Nov {d}")).collect();
+        chart.series[0].values = vec![Some(1.0); 30];
+        chart.series.truncate(1);
+        let svg = chart.svg();
+        // Every fourth day is labelled, but day 29 gives way to day 30.
+        assert!(
+            svg.contains(">Nov 25<") && svg.contains(">Nov 30<"),
+            "{svg}"
+        );
+        assert!(!svg.contains(">Nov 29<"), "{svg}");
     }
 
     fn trend() -> LineChart {

@@ -128,6 +128,14 @@ fn bucket_label(day: NaiveDate, granularity: &str) -> String {
     }
 }
 
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 /// The chart and tables of an analysis.
 fn answer(view: &SpendView, api_query: &str) -> Answer {
     let unit = Unit::Money(view.currency.clone());
@@ -166,7 +174,9 @@ fn answer(view: &SpendView, api_query: &str) -> Answer {
     };
     let title = format!(
         "{} cost{grouped}, {} to {}, by {granularity}",
-        view.metric, view.from, view.to
+        capitalised(view.metric.as_str()),
+        view.from,
+        view.to
     );
     let chart = LineChart {
         id: "spend".into(),
