@@ -362,6 +362,15 @@ names! {
         /// A connection has not synced successfully within its stale
         /// threshold: its evidence counts as stale.
         EvidenceStale = "evidence_stale",
+        /// A budget's actual spend this month crossed one of its thresholds.
+        BudgetActual = "budget_actual",
+        /// A budget's month-end forecast crossed one of its thresholds.
+        BudgetForecast = "budget_forecast",
+        /// A subscription's daily cost on a service left its expected range
+        /// (an incident of consecutive anomalous days).
+        SpendAnomaly = "spend_anomaly",
+        /// Spend in a region or on a service a subscription has never used.
+        SpendNewUsage = "spend_new_usage",
     }
 }
 
