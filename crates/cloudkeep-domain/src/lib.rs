@@ -8,6 +8,7 @@
 //! speaks its types.
 
 pub mod assessment;
+pub mod budget;
 pub mod clock;
 pub mod crypto;
 pub mod evidence;

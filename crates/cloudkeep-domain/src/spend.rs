@@ -41,6 +41,8 @@ names! {
         ResourceType = "resource_type",
         /// FOCUS `ResourceId`.
         Resource = "resource",
+        /// FOCUS `ChargeCategory`: Usage, Purchase, Tax, Credit, Adjustment.
+        ChargeCategory = "charge_category",
     }
 }
 

@@ -14,8 +14,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 mod assessments;
+mod budgets;
 mod evidence;
 pub use assessments::*;
+pub use budgets::*;
 mod spend;
 pub use evidence::*;
 pub use spend::*;

@@ -12,6 +12,7 @@ mod access;
 mod alerts;
 mod assessments;
 mod audit;
+mod budgets;
 mod connections;
 mod evidence;
 mod inventory;
@@ -46,6 +47,7 @@ pub use assessments::{
     Sample, population_hash,
 };
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
+pub use budgets::{Budget, BudgetStatus};
 pub use connections::{
     Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
     SubscriptionRecord,

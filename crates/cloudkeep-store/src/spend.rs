@@ -977,6 +977,10 @@ impl Store {
                     need_r = true;
                     "r.ResourceId"
                 }
+                SpendDimension::ChargeCategory => {
+                    need_m = true;
+                    "m.ChargeCategory"
+                }
             }
         };
         let mut group_exprs = Vec::new();

@@ -114,6 +114,12 @@ impl Scheduler {
                     tracing::error!(org = %scope.org(), error = %e, "evidence review failed")
                 }
             }
+            match crate::budgets::roll_over(&self.deps.store, &scope, "system:scheduler").await {
+                Ok(n) => tick.alerts += n,
+                Err(e) => {
+                    tracing::error!(org = %scope.org(), error = %e, "budget roll-over failed")
+                }
+            }
             while let Some(job) = self
                 .deps
                 .store

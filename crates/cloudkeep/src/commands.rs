@@ -319,6 +319,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     let scheduler = spawn_scheduler(&config, &state);
     let coverage = demo_coverage(&url, &api_token).await?;
     let spend = demo_spend(&url, &api_token).await?;
+    let budget = demo_budget(&url, &scenario, &api_token).await?;
     let consent_user = scenario["tenants"][0]["users"]
         .as_array()
         .and_then(|users| users.iter().find(|u| u["key"] == "partial-owner"));
@@ -342,6 +343,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     );
     println!("{coverage}");
     println!("{spend}");
+    println!("{budget}");
     println!(
         "  evidence:  cloudkeep evidence list --url {url} --token {} (and `cloudkeep controls CC6.1`, `cloudkeep alerts`)",
         api_token.expose()
@@ -389,6 +391,64 @@ async fn demo_coverage(url: &str, token: &SecretString) -> Result<String> {
         ));
     }
     Ok(lines.join("\n"))
+}
+
+/// The demo's budget, made once: on the first subscription (where the
+/// simulator's demo spike is), at nine tenths of its month-end forecast,
+/// so the forecast threshold is crossed and alerts.
+async fn demo_budget(
+    url: &str,
+    scenario: &serde_json::Value,
+    token: &SecretString,
+) -> Result<String> {
+    use cloudkeep_server::wire::{BudgetView, ForecastView};
+    let api = reqwest::Client::new();
+    let get = |path: String| {
+        api.get(format!("{url}{path}"))
+            .bearer_auth(token.expose())
+            .send()
+    };
+    let existing: cloudkeep_server::Page<BudgetView> = get("/api/v1/budgets".into())
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let budget = match existing.items.into_iter().next() {
+        Some(b) => b,
+        None => {
+            let sub = scenario["tenants"][0]["subscriptions"][0]["subscription_id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the simulator has no subscription"))?;
+            let filter = format!("subscription={sub}");
+            let forecast: ForecastView = get(format!(
+                "/api/v1/spend/forecast?filter={}",
+                crate::client::url_escape(&filter)
+            ))
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+            let amount = (forecast.month_end * 0.9).round().max(1.0);
+            let detail: cloudkeep_server::wire::BudgetDetail = api
+                .post(format!("{url}/api/v1/budgets"))
+                .bearer_auth(token.expose())
+                .json(&json!({
+                    "name": "Platform subscription", "amount": amount, "filters": [filter],
+                    "actual_thresholds": [80, 100], "forecast_thresholds": [100],
+                }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            detail.budget
+        }
+    };
+    let s = &budget.status;
+    Ok(format!(
+        "  budget:    '{}' {:.2} {} a month: {:.0}% spent, {:.0}% forecast; try `cloudkeep budgets list` and `cloudkeep alerts --kind budget_forecast`",
+        budget.name, budget.amount, s.currency, s.actual_pct, s.forecast_pct
+    ))
 }
 
 /// The 90 days of spend the first sync collected, by month.

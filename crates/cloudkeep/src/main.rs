@@ -81,7 +81,7 @@ enum Command {
     Evidence(client::evidence::EvidenceCommand),
     /// SOC 2 controls and their coverage, through the API.
     Controls(client::evidence::ControlsArgs),
-    /// Alerts (evidence staleness, ...), through the API.
+    /// Alerts (evidence staleness, budgets, spend anomalies), through the API.
     Alerts(client::evidence::AlertsArgs),
     /// Assessments: audit periods of evidence, approval, exports (CSV, JSON, OSCAL, zip).
     #[command(subcommand)]
@@ -89,6 +89,10 @@ enum Command {
     /// Spend by time and up to two groupings (a table with bars, or --json);
     /// `spend export` streams FOCUS 1.2 CSV. Through the API.
     Spend(client::spend::SpendArgs),
+    /// Budgets: a monthly amount with thresholds on spend and on the
+    /// month-end forecast (crossings alert); `budgets forecast`. Through the API.
+    #[command(subcommand)]
+    Budgets(client::budgets::BudgetsCommand),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -310,6 +314,10 @@ fn main() -> Result<()> {
             Command::Spend(args) => {
                 init_logging(false, "warn");
                 client::spend::spend(args).await
+            }
+            Command::Budgets(cmd) => {
+                init_logging(false, "warn");
+                client::budgets::budgets(cmd).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");

@@ -19,8 +19,8 @@ use crate::harness::{App, Org, spawn_app_on};
 
 /// What a local webhook receiver got: each request's headers and body.
 #[derive(Clone, Default)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     calls: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     failures_left: Arc<AtomicUsize>,
 }
@@ -28,7 +28,7 @@ struct Receiver {
 impl Receiver {
     /// A receiver on a free loopback port that answers 503 to its first
     /// `fail_first` requests and 200 after.
-    async fn start(fail_first: usize) -> Receiver {
+    pub(crate) async fn start(fail_first: usize) -> Receiver {
         let mut r = Receiver {
             failures_left: Arc::new(AtomicUsize::new(fail_first)),
             ..Default::default()
@@ -66,12 +66,12 @@ impl Receiver {
         r
     }
 
-    fn calls(&self) -> Vec<(HeaderMap, String)> {
+    pub(crate) fn calls(&self) -> Vec<(HeaderMap, String)> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The event header of every call, in order.
-    fn events(&self) -> Vec<String> {
+    pub(crate) fn events(&self) -> Vec<String> {
         self.calls()
             .iter()
             .map(|(h, _)| header(h, "x-cloudkeep-event"))
@@ -79,7 +79,7 @@ impl Receiver {
     }
 }
 
-fn header(h: &HeaderMap, name: &str) -> String {
+pub(crate) fn header(h: &HeaderMap, name: &str) -> String {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
@@ -110,7 +110,7 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Checks a call's `X-Cloudkeep-Signature` (`t=<ts>,v1=<hex>`) over
 /// `"<ts>.<body>"`; answers its timestamp.
-fn verify(secret: &str, headers: &HeaderMap, body: &str) -> i64 {
+pub(crate) fn verify(secret: &str, headers: &HeaderMap, body: &str) -> i64 {
     let signature = header(headers, "x-cloudkeep-signature");
     let mut t = None;
     let mut v1 = None;
@@ -135,7 +135,7 @@ fn verify(secret: &str, headers: &HeaderMap, body: &str) -> i64 {
 
 /// Connects the simulated tenant and syncs it once, with a cadence so long
 /// that the scheduler never syncs it during the test; answers its id.
-async fn synced_rarely(app: &App, org: &Org) -> String {
+pub(crate) async fn synced_rarely(app: &App, org: &Org) -> String {
     let conn = app.connect(org, "collector").await;
     let id = conn["id"].as_str().expect("id").to_string();
     app.expect(
@@ -151,7 +151,7 @@ async fn synced_rarely(app: &App, org: &Org) -> String {
 }
 
 /// A webhook to `url`; answers its id and secret.
-async fn webhook(app: &App, org: &Org, url: &str) -> (String, String) {
+pub(crate) async fn webhook(app: &App, org: &Org, url: &str) -> (String, String) {
     let created = app
         .expect(
             &org.token,

@@ -31,6 +31,9 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
             json!({"email": format!("iso-{}@example.com", uuid::Uuid::new_v4().simple()), "name": "I", "role": "viewer"})
         }
         "/api/v1/tokens" => json!({"name": "iso"}),
+        p if p.starts_with("/api/v1/budgets") => {
+            json!({"name": "taken over", "amount": 5.0, "actual_thresholds": [50]})
+        }
         "/api/v1/webhooks" => json!({"name": "iso", "url": "https://hooks.example.com/iso"}),
         p if p.starts_with("/api/v1/webhooks/") => json!({"name": "taken over"}),
         "/api/v1/control-mapping" => json!({"control": "CC6.1", "remove": ["rbac.guest_users"]}),
@@ -172,6 +175,16 @@ async fn no_route_reaches_another_organisations_data() {
         .as_str()
         .expect("invitation")
         .to_string();
+    let budget = app
+        .expect(
+            &a.token,
+            Method::POST,
+            "/api/v1/budgets",
+            Some(json!({"name": "alpha's budget", "amount": 1.0, "actual_thresholds": [80]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let budget_id = budget["id"].as_str().expect("budget").to_string();
     // A's spend is keyed by its Azure subscription id.
     let azure_subscription = conn["subscriptions"][0]["subscription_id"]
         .as_str()
@@ -195,6 +208,8 @@ async fn no_route_reaches_another_organisations_data() {
         assessment_id.clone(),
         invitation_id.clone(),
         "alpha-auditor@example.com".to_string(),
+        budget_id.clone(),
+        "alpha's budget".to_string(),
     ];
 
     let doc: Value = app
@@ -235,6 +250,7 @@ async fn no_route_reaches_another_organisations_data() {
                 .replace("{invitation_id}", &invitation_id)
                 .replace("/alerts/{id}", &format!("/alerts/{alert_id}"))
                 .replace("/webhooks/{id}", &format!("/webhooks/{webhook_id}"))
+                .replace("/budgets/{id}", &format!("/budgets/{budget_id}"))
                 // Controls are SOC 2's, not an organisation's: B reads its own.
                 .replace("/controls/{id}", "/controls/CC6.1")
                 // Consent flows are bound to a browser session; the consent

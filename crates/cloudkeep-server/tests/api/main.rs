@@ -3,6 +3,7 @@
 
 mod alerts;
 mod assessments;
+mod budgets;
 mod connections;
 mod consent;
 mod evidence;

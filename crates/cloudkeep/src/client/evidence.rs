@@ -68,6 +68,9 @@ pub struct AlertsArgs {
     /// open, acknowledged or resolved.
     #[arg(long)]
     state: Option<String>,
+    /// evidence_stale, budget_actual, budget_forecast, spend_anomaly or spend_new_usage.
+    #[arg(long)]
+    kind: Option<String>,
     /// Acknowledge this alert instead of listing.
     #[arg(long)]
     ack: Option<String>,
@@ -269,7 +272,12 @@ pub async fn controls(args: ControlsArgs) -> Result<()> {
 }
 
 pub async fn alerts(args: AlertsArgs) -> Result<()> {
-    let AlertsArgs { state, ack, api } = args;
+    let AlertsArgs {
+        state,
+        kind,
+        ack,
+        api,
+    } = args;
     if let Some(id) = ack {
         let alert: AlertView = call_as(
             &api,
@@ -283,7 +291,7 @@ pub async fn alerts(args: AlertsArgs) -> Result<()> {
         });
         return Ok(());
     }
-    let query = form_query(&[("state", state)]);
+    let query = form_query(&[("state", state), ("kind", kind)]);
     let list: Vec<AlertView> = all_pages(&api, &format!("/api/v1/alerts?{query}")).await?;
     output_as(&api, &list, |list| {
         table(
