@@ -13,6 +13,7 @@ mod alerts;
 mod assessments;
 mod audit;
 mod connections;
+mod coverage;
 mod evidence;
 mod inventory;
 mod jobs;
@@ -49,6 +50,11 @@ pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemK
 pub use connections::{
     Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
     SubscriptionRecord,
+};
+pub use coverage::{
+    COVERAGE_DIMENSIONS, CoverageDay, CoverageFigures, CoverageGroup, CoverageQuery, CoverageScope,
+    Covered, MAX_REQUIRED_KEYS, MissingTag, ScopeTags, Suggestion, SuggestionSource,
+    TagCoverageReport, UntaggedList, UntaggedQuery, UntaggedResource,
 };
 pub use evidence::{
     ControlDay, Coverage, CoverageReport, EvidenceCounts, EvidenceFilter, EvidenceRecord,
