@@ -14,8 +14,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 mod assessments;
+mod coverage;
 mod evidence;
 pub use assessments::*;
+pub use coverage::*;
 mod spend;
 pub use evidence::*;
 pub use spend::*;

@@ -214,8 +214,9 @@ fn matching_keys(aliases: &BTreeMap<String, String>, key: &str) -> Vec<String> {
 }
 
 /// The required keys a question asks for: every one when it names none; a
-/// key named must be required or an alias of a required key.
-fn resolve_keys(
+/// key named must be required or an alias of a required key (otherwise
+/// `Invalid`, naming what is allowed).
+pub fn resolve_required_keys(
     required: &[String],
     aliases: &BTreeMap<String, String>,
     asked: &[String],
@@ -573,7 +574,7 @@ impl Store {
         let group = q.by.map(dimension_expr).transpose()?;
         let required = self.required_tag_keys(scope).await?;
         let aliases = self.spend_tag_aliases(scope).await?;
-        let keys = resolve_keys(&required, &aliases, &q.keys)?;
+        let keys = resolve_required_keys(&required, &aliases, &q.keys)?;
         let key_sets: Vec<Vec<String>> = keys.iter().map(|k| matching_keys(&aliases, k)).collect();
         let org = scope.id();
 
@@ -678,7 +679,7 @@ impl Store {
         check_period(q.from, q.to)?;
         let required = self.required_tag_keys(scope).await?;
         let aliases = self.spend_tag_aliases(scope).await?;
-        let keys = resolve_keys(&required, &aliases, &q.keys)?;
+        let keys = resolve_required_keys(&required, &aliases, &q.keys)?;
         let currencies = self.spend_currencies(scope).await?;
         if keys.is_empty() {
             // Nothing is required: nothing is missing.
@@ -968,14 +969,15 @@ mod tests {
         let required = vec!["env".to_string(), "owner".to_string()];
         let aliases = BTreeMap::from([("environment".to_string(), "env".to_string())]);
         assert_eq!(
-            resolve_keys(&required, &aliases, &[]).ok(),
+            resolve_required_keys(&required, &aliases, &[]).ok(),
             Some(required.clone())
         );
         assert_eq!(
-            resolve_keys(&required, &aliases, &["Environment".into()]).ok(),
+            resolve_required_keys(&required, &aliases, &["Environment".into()]).ok(),
             Some(vec!["env".to_string()])
         );
-        let e = resolve_keys(&required, &aliases, &["colour".into()]).expect_err("unknown");
+        let e =
+            resolve_required_keys(&required, &aliases, &["colour".into()]).expect_err("unknown");
         assert!(
             e.to_string()
                 .contains("allowed: env, owner (or their aliases: environment)"),

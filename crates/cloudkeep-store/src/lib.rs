@@ -54,7 +54,7 @@ pub use connections::{
 pub use coverage::{
     COVERAGE_DIMENSIONS, CoverageDay, CoverageFigures, CoverageGroup, CoverageQuery, CoverageScope,
     Covered, MAX_REQUIRED_KEYS, MissingTag, ScopeTags, Suggestion, SuggestionSource,
-    TagCoverageReport, UntaggedList, UntaggedQuery, UntaggedResource,
+    TagCoverageReport, UntaggedList, UntaggedQuery, UntaggedResource, resolve_required_keys,
 };
 pub use evidence::{
     ControlDay, Coverage, CoverageReport, EvidenceCounts, EvidenceFilter, EvidenceRecord,

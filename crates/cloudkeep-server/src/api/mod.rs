@@ -9,6 +9,7 @@ pub mod auth;
 pub mod connections;
 pub mod consent;
 pub mod controls;
+pub mod coverage;
 pub mod evidence;
 pub mod resources;
 pub mod spend;
@@ -30,7 +31,7 @@ use crate::error::ErrorBody;
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes),
     security(("bearer" = []), ("session" = [])),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "assessments"), (name = "spend"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "assessments"), (name = "spend"), (name = "coverage"))
 )]
 struct ApiDoc;
 
@@ -133,6 +134,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(alerts::routes())
         .merge(assessments::routes())
         .merge(spend::routes())
+        .merge(coverage::routes())
 }
 
 /// Parses a path id; a malformed id names nothing, so it is answered as
