@@ -26,6 +26,8 @@ use uuid::Uuid;
 
 #[path = "store/assessments.rs"]
 mod assessments;
+#[path = "store/coverage.rs"]
+mod coverage;
 #[path = "store/evidence.rs"]
 mod evidence;
 #[path = "store/spend.rs"]

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub mod assessments;
+pub mod coverage;
 pub mod evidence;
 pub mod spend;
 

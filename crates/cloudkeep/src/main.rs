@@ -89,6 +89,9 @@ enum Command {
     /// Spend by time and up to two groupings (a table with bars, or --json);
     /// `spend export` streams FOCUS 1.2 CSV. Through the API.
     Spend(client::spend::SpendArgs),
+    /// Tag coverage of spend by the required keys (a table, or --json);
+    /// `coverage required-tags`, `coverage untagged`, `coverage fix`. Through the API.
+    Coverage(client::coverage::CoverageArgs),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -310,6 +313,10 @@ fn main() -> Result<()> {
             Command::Spend(args) => {
                 init_logging(false, "warn");
                 client::spend::spend(args).await
+            }
+            Command::Coverage(args) => {
+                init_logging(false, "warn");
+                client::coverage::coverage(args).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");

@@ -5,6 +5,7 @@ mod alerts;
 mod assessments;
 mod connections;
 mod consent;
+mod coverage;
 mod evidence;
 mod harness;
 mod isolation;
