@@ -400,7 +400,7 @@ impl Store {
     /// The organisation's required tag keys, in its order.
     pub async fn required_tag_keys(&self, scope: &OrgScope) -> Result<Vec<String>> {
         sqlx::query(
-            "SELECT key_lower FROM required_tag_keys WHERE org_id = $1 ORDER BY position, key_lower",
+            "SELECT key_lower FROM required_tag_keys WHERE org_id = $1 ORDER BY key_order, key_lower",
         )
         .bind(scope.id())
         .fetch_all(&self.pool)
@@ -462,7 +462,7 @@ impl Store {
                 &mut tx,
                 self.backend,
                 "required_tag_keys",
-                &["org_id", "key_lower", "position"],
+                &["org_id", "key_lower", "key_order"],
                 rows,
             )
             .await?;

@@ -8,7 +8,7 @@
 CREATE TABLE required_tag_keys (
     org_id     TEXT    NOT NULL REFERENCES organisations (org_id),
     key_lower  TEXT    NOT NULL,
-    position   BIGINT  NOT NULL,
+    key_order  BIGINT  NOT NULL,
     PRIMARY KEY (org_id, key_lower)
 );
 

@@ -8,7 +8,7 @@
 CREATE TABLE required_tag_keys (
     org_id     TEXT    NOT NULL REFERENCES organisations (org_id),
     key_lower  TEXT    NOT NULL,
-    position   INTEGER NOT NULL,
+    key_order  INTEGER NOT NULL,
     PRIMARY KEY (org_id, key_lower)
 );
 
