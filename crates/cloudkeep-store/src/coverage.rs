@@ -484,32 +484,57 @@ impl Store {
     ) -> Result<u64> {
         let org = scope.id();
         let sub_id = sub.id.to_string();
-        let mut rows: Vec<Vec<Arg>> = Vec::new();
+        // (group, key_lower) → (tag_key, tag_value): Azure compares group
+        // names and keys without case, so one row per group and key.
+        let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
         if let Some(t) = tags.filter(|_| sub.sync_level.reads_tags()) {
-            let mut add = |group: &str, tags: &Tags| {
-                // Azure compares keys without case: one row per key.
-                let mut seen = BTreeSet::new();
+            let groups = std::iter::once(("", &t.subscription))
+                .chain(t.resource_groups.iter().map(|(g, t)| (g.as_str(), t)));
+            for (group, tags) in groups {
                 for (k, v) in tags {
-                    let lower = k.to_lowercase();
-                    if seen.insert(lower.clone()) {
-                        rows.push(vec![
-                            org.clone().into(),
-                            sub_id.clone().into(),
-                            group.to_lowercase().into(),
-                            lower.into(),
-                            k.clone().into(),
-                            v.clone().into(),
-                        ]);
-                    }
+                    wanted
+                        .entry((group.to_lowercase(), k.to_lowercase()))
+                        .or_insert_with(|| (k.clone(), v.clone()));
                 }
-            };
-            add("", &t.subscription);
-            for (g, tags) in &t.resource_groups {
-                add(g, tags);
             }
         }
-        let stored = rows.len() as u64;
-        let mut tx = self.begin_write().await?;
+        // Unchanged (the usual sync) writes nothing.
+        let stored: BTreeMap<(String, String), (String, String)> = sqlx::query(
+            "SELECT resource_group, key_lower, tag_key, tag_value FROM scope_tags \
+             WHERE org_id = $1 AND subscription_id = $2",
+        )
+        .bind(&org)
+        .bind(&sub_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                (r.try_get(0)?, r.try_get(1)?),
+                (r.try_get(2)?, r.try_get(3)?),
+            ))
+        })
+        .collect::<Result<_>>()?;
+        let count = wanted.len() as u64;
+        if stored == wanted {
+            return Ok(count);
+        }
+        let rows: Vec<Vec<Arg>> = wanted
+            .into_iter()
+            .map(|((group, key_lower), (k, v))| {
+                vec![
+                    org.clone().into(),
+                    sub_id.clone().into(),
+                    group.into(),
+                    key_lower.into(),
+                    k.into(),
+                    v.into(),
+                ]
+            })
+            .collect();
+        // Read again from Azure at every sync, as the inventory is: the
+        // commit need not wait for the disk.
+        let mut tx = self.begin_relaxed_write().await?;
         sqlx::query("DELETE FROM scope_tags WHERE org_id = $1 AND subscription_id = $2")
             .bind(&org)
             .bind(&sub_id)
@@ -531,7 +556,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(stored)
+        Ok(count)
     }
 
     /// The stored tags of a subscription and its resource groups (none
