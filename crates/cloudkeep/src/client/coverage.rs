@@ -46,6 +46,7 @@ pub struct ScopeArgs {
     /// One Azure subscription id.
     #[arg(long)]
     subscription: Option<String>,
+    /// One resource group (any case).
     #[arg(long)]
     resource_group: Option<String>,
     /// A service name (FOCUS ServiceName).
