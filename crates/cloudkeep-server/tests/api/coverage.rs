@@ -370,6 +370,18 @@ async fn coverage_before_the_fix_the_write_back_and_coverage_after() {
     let run = app.sync(&org, &conn_id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let log = app.sim.requests(since).await;
+    // Group and subscription tags are read only where the level reads tags.
+    let groups_listed = |sub: &str| {
+        log.iter().any(|e| {
+            e["method"] == "GET"
+                && e["path"]
+                    .as_str()
+                    .unwrap_or("")
+                    .eq_ignore_ascii_case(&format!("/subscriptions/{sub}/resourcegroups"))
+        })
+    };
+    assert!(groups_listed(&azure(&rw)) && groups_listed(&azure(local)));
+    assert!(!groups_listed(&azure(none)), "no_tags reads no group tags");
     let patches: Vec<&Value> = log.iter().filter(|e| e["method"] == "PATCH").collect();
     assert_eq!(
         patches.len(),
@@ -425,5 +437,43 @@ async fn coverage_before_the_fix_the_write_back_and_coverage_after() {
     assert_eq!(
         still["resources"].as_u64(),
         Some(items.len() as u64 - written.len() as u64)
+    );
+
+    // Named resources with a value given: one without a suggestion gets
+    // it; one that carries the key already is left alone, saying why.
+    let bare = still["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["subscription"] == azure(&rw) && i["missing"][0]["suggestion"].is_null())
+        .cloned()
+        .expect("a resource at read_write_tags without a suggestion");
+    let bare_id = bare["resource_id"].as_str().expect("id").to_string();
+    let given = app
+        .expect(
+            &org.token,
+            Method::POST,
+            "/api/v1/coverage/fix",
+            Some(
+                json!({"resource_ids": [bare_id, rid], "from": from, "to": to,
+                "values": {"owner": "platform@contoso.com"}}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await;
+    let created = given["created"].as_array().expect("created");
+    assert_eq!(created.len(), 1, "{given}");
+    assert_eq!(created[0]["resource_id"], json!(bare_id));
+    assert_eq!(created[0]["sources"]["owner"], "given");
+    assert_eq!(created[0]["edit"]["set"]["owner"], "platform@contoso.com");
+    assert_eq!(created[0]["edit"]["state"], "pending");
+    let skipped = given["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 1, "{given}");
+    assert_eq!(skipped[0]["resource_id"], json!(rid));
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("lacks none")
     );
 }
