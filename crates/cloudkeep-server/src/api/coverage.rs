@@ -488,6 +488,16 @@ pub async fn fix_coverage(
             });
         }
     }
+    // Keys an open edit (pending or local) already sets are not set twice:
+    // a fix repeated before the next sync makes no second edit.
+    let ids: Vec<uuid::Uuid> = list.items.iter().filter_map(|i| i.resource).collect();
+    let mut open: BTreeMap<uuid::Uuid, BTreeMap<String, String>> = BTreeMap::new();
+    for e in state.store.open_tag_edits(scope, &ids).await? {
+        let keys = open.entry(e.resource_id).or_default();
+        for k in e.set.keys() {
+            keys.insert(k.to_lowercase(), e.state.to_string());
+        }
+    }
     let mut planned = Vec::new();
     for item in &list.items {
         let Some(rid) = item.resource else {
@@ -502,7 +512,14 @@ pub async fn fix_coverage(
         let mut set = Tags::new();
         let mut sources = BTreeMap::new();
         for m in &item.missing {
-            if let Some(v) = given.get(&m.key) {
+            if let Some(edit_state) = open.get(&rid).and_then(|o| o.get(&m.key)) {
+                skipped.push(FixSkipped {
+                    resource_id: Some(rid),
+                    arm_id: item.arm_id.clone(),
+                    key: Some(m.key.clone()),
+                    reason: format!("an open tag edit ({edit_state}) already sets it"),
+                });
+            } else if let Some(v) = given.get(&m.key) {
                 set.insert(m.key.clone(), v.clone());
                 sources.insert(m.key.clone(), FixValueSource::Given);
             } else if let Some(s) = m.suggestion.as_ref().filter(|_| req.use_suggested) {

@@ -360,6 +360,32 @@ async fn coverage_before_the_fix_the_write_back_and_coverage_after() {
         "{fixed}"
     );
     assert_eq!(skipped.len() + created.len(), items.len());
+    // The same fix again before the sync makes no second edit.
+    let again = app
+        .expect(
+            &org.token,
+            Method::POST,
+            "/api/v1/coverage/fix",
+            Some(json!({"keys": ["owner"], "top": 1000, "from": from, "to": to, "use_suggested": true})),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(
+        again["created"].as_array().expect("created").is_empty(),
+        "{again}"
+    );
+    let repeated = again["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .filter(|s| {
+            s["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("already sets it")
+        })
+        .count();
+    assert_eq!(repeated, created.len(), "{again}");
     let audit = get(&app, &org, "/api/v1/audit?action=tag_edit.created&limit=5").await;
     assert!(
         !audit["items"].as_array().expect("events").is_empty(),
