@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use cloudkeep_domain::spend::SpendDimension;
-use cloudkeep_domain::{ConnectionId, SyncLevel};
+use cloudkeep_domain::{ConnectionId, SyncLevel, TagEditState};
 use cloudkeep_store::{
     Backfill, CostLine, CoverageQuery, CoverageScope, DayTotal, InventoryWrite, MeterInfo,
-    ScopeTags, SpendPull, StoreError, SuggestionSource, Tags, UntaggedQuery,
+    NewTagEdit, ScopeTags, SpendPull, StoreError, SuggestionSource, Tags, UntaggedQuery,
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
@@ -389,6 +389,32 @@ async fn coverage_counts_cost_and_resources_and_suggests_values(b: TestStore) {
         .expect("one");
     assert_eq!(one.items.len(), 1);
     assert_eq!(one.items[0].arm_id, st1.to_ascii_lowercase());
+
+    // An open edit of a listed resource is found by its id (a fix skips
+    // the keys it sets).
+    let vm2_id = vm2_item.resource.expect("vm2 in the inventory");
+    let made = store
+        .create_tag_edits(
+            &scope,
+            vec![NewTagEdit {
+                resource_id: vm2_id,
+                subscription_id: sub.id,
+                set: tags(&[("owner", "web-team")]),
+                remove: Vec::new(),
+                base: tags(&[("environment", "dev")]),
+                state: TagEditState::Pending,
+                reason: None,
+            }],
+            "user:test",
+        )
+        .await
+        .expect("edit");
+    let open = store
+        .open_tag_edits(&scope, &[vm2_id, list.items[1].resource.expect("st1")])
+        .await
+        .expect("open");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id, made[0].id);
 
     // Group and subscription tags go with the level: none once it no
     // longer reads tags, and so no suggestion.
