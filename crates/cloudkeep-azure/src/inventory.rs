@@ -13,6 +13,35 @@ use crate::paging::Paged;
 use crate::token::AccessToken;
 
 const RESOURCES_API: &str = "2025-04-01";
+/// Resource groups as `GET /subscriptions/{id}/resourcegroups` lists them.
+const GROUPS_API: &str = "2021-04-01";
+/// A subscription as `GET /subscriptions/{id}` answers it (Subscriptions_Get).
+const SUBSCRIPTION_API: &str = "2022-12-01";
+
+/// A resource group and its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AzureResourceGroup {
+    pub name: String,
+    /// Empty when it has none (missing, `{}` or `null`).
+    pub tags: BTreeMap<String, String>,
+}
+
+fn group_from(item: &Value) -> Result<AzureResourceGroup, AzureError> {
+    let name = item
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        return Err(AzureError::Malformed(format!(
+            "a resource group without a name: {item}"
+        )));
+    }
+    Ok(AzureResourceGroup {
+        name,
+        tags: tags_of(item.get("tags")),
+    })
+}
 
 /// One resource as ARM lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +129,34 @@ impl AzureClient {
         );
         self.list_stream(token, url, resource_from)
     }
+
+    /// Every resource group of a subscription with its tags.
+    pub async fn resource_groups(
+        &self,
+        token: &AccessToken,
+        subscription_id: &str,
+    ) -> Result<Vec<AzureResourceGroup>, AzureError> {
+        let url = self.arm_url(
+            &["subscriptions", subscription_id.trim(), "resourcegroups"],
+            &[("api-version", GROUPS_API)],
+        );
+        self.list_stream(token, url, group_from).all().await
+    }
+
+    /// The subscription's own tags (Subscriptions_Get's `tags`; none when
+    /// it carries the field not at all).
+    pub async fn subscription_tags(
+        &self,
+        token: &AccessToken,
+        subscription_id: &str,
+    ) -> Result<BTreeMap<String, String>, AzureError> {
+        let url = self.arm_url(
+            &["subscriptions", subscription_id.trim()],
+            &[("api-version", SUBSCRIPTION_API)],
+        );
+        let v = self.get_object(token, url).await?;
+        Ok(tags_of(v.get("tags")))
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +177,11 @@ mod tests {
         }
         assert!(tags_of(None).is_empty());
         assert!(resource_from(&json!({"name": "x"})).is_err());
+        let g = group_from(&json!({"id": "/subscriptions/s/resourceGroups/my-resource-group", "name": "my-resource-group",
+            "type": "Microsoft.Resources/resourceGroups", "location": "eastus", "tags": {"owner": "ann"},
+            "properties": {"provisioningState": "Succeeded"}}))
+        .expect("group");
+        assert_eq!(g.tags.get("owner").map(String::as_str), Some("ann"));
+        assert!(group_from(&json!({"id": "/subscriptions/s/resourceGroups/g"})).is_err());
     }
 }

@@ -60,7 +60,7 @@ pub use cost::{CostFilter, CostGranularity, CostGrouping, CostQuery, CostRow, Co
 pub use defender::DefenderPlan;
 pub use error::{AzureError, CredentialErrorKind};
 pub use graph::GraphQuery;
-pub use inventory::AzureResource;
+pub use inventory::{AzureResource, AzureResourceGroup};
 pub use keyvault::{
     ItemTimes, KEYVAULT_API_VERSION, KeyVault, RotationPolicy, VaultKey, VaultSecret,
 };

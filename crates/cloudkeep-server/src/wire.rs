@@ -15,9 +15,11 @@ use uuid::Uuid;
 
 mod assessments;
 mod budgets;
+mod coverage;
 mod evidence;
 pub use assessments::*;
 pub use budgets::*;
+pub use coverage::*;
 mod spend;
 pub use evidence::*;
 pub use spend::*;

@@ -739,6 +739,13 @@ async fn apply_level_change(
             .bind(&sub)
             .execute(&mut **tx)
             .await?;
+        // The resource groups' and subscription's tags (tag coverage's
+        // suggestions) go with the resources' own.
+        sqlx::query("DELETE FROM scope_tags WHERE org_id = $1 AND subscription_id = $2")
+            .bind(scope.id())
+            .bind(&sub)
+            .execute(&mut **tx)
+            .await?;
     }
     if change.cancel_edits {
         counts.edits_cancelled = sqlx::query(

@@ -14,6 +14,7 @@ mod assessments;
 mod audit;
 mod budgets;
 mod connections;
+mod coverage;
 mod evidence;
 mod inventory;
 mod jobs;
@@ -51,6 +52,11 @@ pub use budgets::{Budget, BudgetStatus};
 pub use connections::{
     Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
     SubscriptionRecord,
+};
+pub use coverage::{
+    COVERAGE_DIMENSIONS, CoverageDay, CoverageFigures, CoverageGroup, CoverageQuery, CoverageScope,
+    Covered, MAX_REQUIRED_KEYS, MissingTag, ScopeTags, Suggestion, SuggestionSource,
+    TagCoverageReport, UntaggedList, UntaggedQuery, UntaggedResource, resolve_required_keys,
 };
 pub use evidence::{
     ControlDay, Coverage, CoverageReport, EvidenceCounts, EvidenceFilter, EvidenceRecord,

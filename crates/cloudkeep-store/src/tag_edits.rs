@@ -189,6 +189,29 @@ impl Store {
         edit(&row)
     }
 
+    /// The pending and local edits of these resources, oldest first: what
+    /// a new edit would repeat (a coverage fix skips the keys they set).
+    pub async fn open_tag_edits(
+        &self,
+        scope: &OrgScope,
+        resources: &[Uuid],
+    ) -> Result<Vec<TagEdit>> {
+        if resources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = crate::sql::Sql::new(&format!(
+            "SELECT {COLUMNS} FROM tag_edits WHERE state IN ('pending', 'local') AND org_id = "
+        ));
+        let org = sql.arg(scope.id());
+        sql.push(&org);
+        let ps: Vec<String> = resources.iter().map(|r| sql.arg(r.to_string())).collect();
+        sql.push(&format!(
+            " AND resource_id IN ({}) ORDER BY created_at, edit_id",
+            ps.join(", ")
+        ));
+        sql.fetch_all(&self.pool).await?.iter().map(edit).collect()
+    }
+
     /// Pending edits of one subscription, oldest first (the write-back order).
     pub async fn pending_tag_edits(
         &self,

@@ -28,6 +28,8 @@ use uuid::Uuid;
 mod assessments;
 #[path = "store/budgets.rs"]
 mod budgets;
+#[path = "store/coverage.rs"]
+mod coverage;
 #[path = "store/evidence.rs"]
 mod evidence;
 #[path = "store/spend.rs"]

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 pub mod assessments;
 pub mod budgets;
+pub mod coverage;
 pub mod evidence;
 pub mod spend;
 

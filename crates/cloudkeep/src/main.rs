@@ -93,6 +93,9 @@ enum Command {
     /// month-end forecast (crossings alert); `budgets forecast`. Through the API.
     #[command(subcommand)]
     Budgets(client::budgets::BudgetsCommand),
+    /// Tag coverage of spend by the required keys (a table, or --json);
+    /// `coverage required-tags`, `coverage untagged`, `coverage fix`. Through the API.
+    Coverage(client::coverage::CoverageArgs),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -318,6 +321,10 @@ fn main() -> Result<()> {
             Command::Budgets(cmd) => {
                 init_logging(false, "warn");
                 client::budgets::budgets(cmd).await
+            }
+            Command::Coverage(args) => {
+                init_logging(false, "warn");
+                client::coverage::coverage(args).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");

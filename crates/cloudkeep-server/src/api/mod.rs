@@ -10,6 +10,7 @@ pub mod budgets;
 pub mod connections;
 pub mod consent;
 pub mod controls;
+pub mod coverage;
 pub mod evidence;
 pub mod resources;
 pub mod spend;
@@ -31,7 +32,7 @@ use crate::error::ErrorBody;
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes),
     security(("bearer" = []), ("session" = [])),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "assessments"), (name = "spend"), (name = "budgets"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "connections"), (name = "sync"), (name = "resources"), (name = "tags"), (name = "audit"), (name = "evidence"), (name = "alerts"), (name = "assessments"), (name = "spend"), (name = "budgets"), (name = "coverage"))
 )]
 struct ApiDoc;
 
@@ -135,6 +136,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(assessments::routes())
         .merge(spend::routes())
         .merge(budgets::routes())
+        .merge(coverage::routes())
 }
 
 /// Parses a path id; a malformed id names nothing, so it is answered as

@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cloudkeep_domain::policy::tag_edit_state;
-use cloudkeep_domain::{Permission, SubscriptionId, TagEditState};
-use cloudkeep_store::NewTagEdit;
+use cloudkeep_domain::{Permission, SubscriptionId, SyncLevel, TagEditState};
+use cloudkeep_store::{NewTagEdit, ResourceRecord, Tags};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -45,7 +45,6 @@ pub async fn plan(
     caller: &Caller,
     req: &TagEditRequest,
 ) -> Result<Plan, ApiError> {
-    use cloudkeep_domain::tags;
     caller.require(Permission::EditTags, "editing tags")?;
     if req.set.is_empty() && req.remove.is_empty() {
         return Err(ApiError::unprocessable(
@@ -93,35 +92,14 @@ pub async fn plan(
     let mut edits = Vec::new();
     let mut skipped = Vec::new();
     for r in targets {
-        tags::check_edit(&req.set, &req.remove, &r.resource_type).map_err(|e| {
-            ApiError::unprocessable("tag_rule", format!("{e} (resource {})", r.name))
-        })?;
-        let base = r.tags.clone().unwrap_or_default();
-        tags::check_count(&tags::apply(&base, &req.set, &req.remove)).map_err(|e| {
-            ApiError::unprocessable("tag_rule", format!("{e} (resource {})", r.name))
-        })?;
         let level = levels
             .iter()
             .find(|(s, _)| *s == r.subscription_id)
             .map(|(_, l)| *l)
             .unwrap_or_default();
-        match tag_edit_state(level) {
-            Ok((state, reason)) => edits.push((
-                NewTagEdit {
-                    resource_id: r.id,
-                    subscription_id: r.subscription_id,
-                    set: req.set.clone(),
-                    remove: req.remove.clone(),
-                    base,
-                    state,
-                    reason,
-                },
-                r.name,
-            )),
-            Err(reason) => skipped.push(SkippedResource {
-                resource_id: r.id,
-                reason,
-            }),
+        match plan_resource(&r, level, &req.set, &req.remove)? {
+            Ok(edit) => edits.push((edit, r.name)),
+            Err(skip) => skipped.push(skip),
         }
     }
     if edits.is_empty() {
@@ -135,6 +113,39 @@ pub async fn plan(
         ));
     }
     Ok(Plan { edits, skipped })
+}
+
+/// One resource's edit at its subscription's sync level: the edit to make
+/// (pending or local), or why the level refuses it. A tag that breaks
+/// Azure's rules is an error naming the resource. Every way of creating
+/// edits (a request, a coverage fix) plans through this.
+pub fn plan_resource(
+    r: &ResourceRecord,
+    level: SyncLevel,
+    set: &Tags,
+    remove: &[String],
+) -> Result<Result<NewTagEdit, SkippedResource>, ApiError> {
+    use cloudkeep_domain::tags;
+    tags::check_edit(set, remove, &r.resource_type)
+        .map_err(|e| ApiError::unprocessable("tag_rule", format!("{e} (resource {})", r.name)))?;
+    let base = r.tags.clone().unwrap_or_default();
+    tags::check_count(&tags::apply(&base, set, remove))
+        .map_err(|e| ApiError::unprocessable("tag_rule", format!("{e} (resource {})", r.name)))?;
+    Ok(match tag_edit_state(level) {
+        Ok((state, reason)) => Ok(NewTagEdit {
+            resource_id: r.id,
+            subscription_id: r.subscription_id,
+            set: set.clone(),
+            remove: remove.to_vec(),
+            base,
+            state,
+            reason,
+        }),
+        Err(reason) => Err(SkippedResource {
+            resource_id: r.id,
+            reason,
+        }),
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/tag-edits", tag = "tags", request_body = TagEditRequest,

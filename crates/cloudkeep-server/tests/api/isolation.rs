@@ -21,6 +21,8 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
             json!({"trailing_days": 3})
         }
         "/api/v1/spend/tag-aliases" => json!({"aliases": {"environment": "env"}}),
+        "/api/v1/settings/required-tags" => json!({"keys": ["owner"]}),
+        "/api/v1/coverage/fix" => json!({"keys": ["owner"], "top": 10, "use_suggested": true}),
         p if p.starts_with("/api/v1/connections/") => {
             json!({"name": "taken over", "cadence_hours": 1})
         }

@@ -6,6 +6,7 @@ mod assessments;
 mod budgets;
 mod connections;
 mod consent;
+mod coverage;
 mod evidence;
 mod harness;
 mod isolation;

@@ -3,7 +3,7 @@
 
 use cloudkeep_domain::SyncLevel;
 use cloudkeep_domain::report::Counts;
-use cloudkeep_store::{InventoryWrite, ObservedResource, StoreError};
+use cloudkeep_store::{InventoryWrite, ObservedResource, ScopeTags, StoreError};
 use futures_util::future::BoxFuture;
 
 use crate::{CollectContext, CollectError, Collector};
@@ -65,9 +65,44 @@ impl Collector for Inventory {
                 }
                 other => other?,
             };
+            record_scope_tags(&ctx, tags_read).await?;
             Ok(Counts::from(counts))
         })
     }
+}
+
+/// The tags of the subscription and its resource groups, where a missing
+/// resource tag's suggested value comes from (tag coverage): read and kept
+/// only when the level reads tags, dropped otherwise. A failed read keeps
+/// what was stored and is logged: the resources were recorded, and a
+/// suggestion one sync old is still a suggestion.
+async fn record_scope_tags(ctx: &CollectContext<'_>, tags_read: bool) -> Result<(), CollectError> {
+    if !tags_read {
+        ctx.store
+            .record_scope_tags(ctx.scope, ctx.subscription, None)
+            .await?;
+        return Ok(());
+    }
+    let sub = &ctx.subscription.azure_id;
+    let read = async {
+        let groups = ctx.azure.resource_groups(ctx.token, sub).await?;
+        let own = ctx.azure.subscription_tags(ctx.token, sub).await?;
+        Ok::<_, cloudkeep_azure::AzureError>(ScopeTags {
+            subscription: own,
+            resource_groups: groups.into_iter().map(|g| (g.name, g.tags)).collect(),
+        })
+    };
+    match read.await {
+        Ok(tags) => {
+            ctx.store
+                .record_scope_tags(ctx.scope, ctx.subscription, Some(&tags))
+                .await?;
+        }
+        Err(error) => {
+            tracing::warn!(subscription = %sub, %error, "resource group and subscription tags not read; keeping the stored ones");
+        }
+    }
+    Ok(())
 }
 
 /// The subscription's resources as Azure lists them now.
