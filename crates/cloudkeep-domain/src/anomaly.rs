@@ -122,7 +122,12 @@ pub fn expected_at(values: &[f64], i: usize) -> Option<f64> {
     if i < 28 || i >= values.len() {
         return None;
     }
-    median(&[values[i - 7], values[i - 14], values[i - 21], values[i - 28]])
+    median(&[
+        values[i - 7],
+        values[i - 14],
+        values[i - 21],
+        values[i - 28],
+    ])
 }
 
 /// Judges every day of a dense daily series (one value per day from

@@ -10,6 +10,7 @@
 
 mod access;
 mod alerts;
+mod anomalies;
 mod assessments;
 mod audit;
 mod connections;
@@ -40,6 +41,10 @@ pub use access::{
 pub use alerts::{
     Alert, AlertFilter, AttemptOutcome, DELIVERY_ATTEMPTS, Delivery, DeliveryAttempt, NewAlert,
     WEBHOOK_JOB, Webhook,
+};
+pub use anomalies::{
+    Contributor, ContributorKind, FirstUsage, Incident, IncidentFilter, Mover, MoverPeriod, Movers,
+    NewIncident, UsageSeries, incident_id,
 };
 pub use assessments::{
     Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess,
