@@ -8,6 +8,7 @@
 //! the connection to "needs re-auth"; a 403 on one subscription is recorded
 //! as a missing permission and the rest of the run goes on.
 
+pub mod anomalies;
 pub mod collectors;
 pub mod evidence;
 pub mod scheduler;
@@ -458,6 +459,7 @@ async fn run_sync(
         .finish_sync_run(scope, &run, status, &report, actor)
         .await?;
     evidence::after_sync(&deps.store, scope, &run, actor).await;
+    anomalies::after_sync(&deps.store, scope, &run, actor).await;
     Ok(run)
 }
 
