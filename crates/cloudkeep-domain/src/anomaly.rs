@@ -34,6 +34,44 @@ names! {
     }
 }
 
+names! {
+    /// The periods top movers compare: the last 7 or 30 days to a day,
+    /// against as many days before.
+    pub enum MoverPeriod("mover period") {
+        Week = "week",
+        Month = "month",
+    }
+}
+
+impl MoverPeriod {
+    pub fn days(self) -> i64 {
+        match self {
+            MoverPeriod::Week => 7,
+            MoverPeriod::Month => 30,
+        }
+    }
+}
+
+names! {
+    /// What top movers are grouped by.
+    pub enum MoverDimension("movers grouping") {
+        Service = "service",
+        ResourceGroup = "resource_group",
+        Resource = "resource",
+    }
+}
+
+impl MoverDimension {
+    pub fn dimension(self) -> crate::spend::SpendDimension {
+        use crate::spend::SpendDimension;
+        match self {
+            MoverDimension::Service => SpendDimension::Service,
+            MoverDimension::ResourceGroup => SpendDimension::ResourceGroup,
+            MoverDimension::Resource => SpendDimension::Resource,
+        }
+    }
+}
+
 /// The detector's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnomalySettings {

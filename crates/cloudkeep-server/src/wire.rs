@@ -13,8 +13,10 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod anomalies;
 mod assessments;
 mod evidence;
+pub use anomalies::*;
 pub use assessments::*;
 mod spend;
 pub use evidence::*;

@@ -13,9 +13,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use cloudkeep_domain::anomaly::{Direction, IncidentKind, contribution};
+use cloudkeep_domain::anomaly::{
+    Direction, IncidentKind, MoverDimension, MoverPeriod, contribution,
+};
 use cloudkeep_domain::spend::{
-    SpendDimension, SpendGranularity, SpendGroup, SpendMetric, day_number, from_day_number,
+    SpendGranularity, SpendGroup, SpendMetric, day_number, from_day_number,
 };
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -168,22 +170,6 @@ pub struct IncidentFilter {
     /// Incidents with a day in this period (both included).
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
-}
-
-/// Movers' periods: the last 7 or 30 days to a day, against the as many days before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MoverPeriod {
-    Week,
-    Month,
-}
-
-impl MoverPeriod {
-    pub fn days(self) -> i64 {
-        match self {
-            MoverPeriod::Week => 7,
-            MoverPeriod::Month => 30,
-        }
-    }
 }
 
 /// One group's cost this period and the one before.
@@ -724,7 +710,7 @@ impl Store {
         &self,
         scope: &OrgScope,
         period: MoverPeriod,
-        by: SpendDimension,
+        by: MoverDimension,
         to: NaiveDate,
         top: usize,
     ) -> Result<Movers> {
@@ -740,7 +726,7 @@ impl Store {
                 granularity: SpendGranularity::Month,
                 from,
                 to,
-                groups: vec![SpendGroup::Dimension(by)],
+                groups: vec![SpendGroup::Dimension(by.dimension())],
                 filters: Vec::new(),
                 top: usize::MAX,
             };

@@ -43,8 +43,8 @@ pub use alerts::{
     WEBHOOK_JOB, Webhook,
 };
 pub use anomalies::{
-    Contributor, ContributorKind, FirstUsage, Incident, IncidentFilter, Mover, MoverPeriod, Movers,
-    NewIncident, UsageSeries, incident_id,
+    Contributor, ContributorKind, FirstUsage, Incident, IncidentFilter, Mover, Movers, NewIncident,
+    UsageSeries, incident_id,
 };
 pub use assessments::{
     Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess,

@@ -3,6 +3,7 @@
 //! one module and one line here.
 
 pub mod alerts;
+pub mod anomalies;
 pub mod assessments;
 pub mod audit;
 pub mod auth;
@@ -133,6 +134,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(alerts::routes())
         .merge(assessments::routes())
         .merge(spend::routes())
+        .merge(anomalies::routes())
 }
 
 /// Parses a path id; a malformed id names nothing, so it is answered as

@@ -6,11 +6,12 @@
 
 use chrono::{Duration, NaiveDate};
 use cloudkeep_domain::ConnectionId;
-use cloudkeep_domain::anomaly::{AnomalySettings, Direction, IncidentKind, detect};
-use cloudkeep_domain::spend::SpendDimension;
+use cloudkeep_domain::anomaly::{
+    AnomalySettings, Direction, IncidentKind, MoverDimension, MoverPeriod, detect,
+};
 use cloudkeep_store::{
-    Backfill, ContributorKind, CostLine, IncidentFilter, MeterInfo, MoverPeriod, NewIncident,
-    PageRequest, SpendPull,
+    Backfill, ContributorKind, CostLine, IncidentFilter, MeterInfo, NewIncident, PageRequest,
+    SpendPull,
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
@@ -302,7 +303,7 @@ async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
         .spend_movers(
             &scope,
             MoverPeriod::Week,
-            SpendDimension::Resource,
+            MoverDimension::Resource,
             start() + Duration::days(83),
             3,
         )
