@@ -27,6 +27,14 @@ names! {
 }
 
 names! {
+    /// What explains part of an incident.
+    pub enum ContributorKind("contributor kind") {
+        Resource = "resource",
+        Meter = "meter",
+    }
+}
+
+names! {
     /// Which way an anomaly went.
     pub enum Direction("direction") {
         Up = "up",

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
+pub use cloudkeep_domain::anomaly::ContributorKind;
 use cloudkeep_domain::anomaly::{
     Direction, IncidentKind, MoverDimension, MoverPeriod, contribution,
 };
@@ -55,22 +56,6 @@ pub struct FirstUsage {
     /// The subscription's own first day of usage cost.
     pub subscription_first_day: NaiveDate,
     pub currency: String,
-}
-
-/// What a contributor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ContributorKind {
-    Resource,
-    Meter,
-}
-
-impl ContributorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContributorKind::Resource => "resource",
-            ContributorKind::Meter => "meter",
-        }
-    }
 }
 
 /// A resource or meter with its part of an incident's change.
@@ -442,8 +427,7 @@ impl Store {
         .await?;
         let len = (last - start).num_days() as usize + 1;
         // (kind, item) → (name, dense series from `start`).
-        let mut series: BTreeMap<(ContributorKind, String), (Option<String>, Vec<f64>)> =
-            BTreeMap::new();
+        let mut series: BTreeMap<(u8, String), (Option<String>, Vec<f64>)> = BTreeMap::new();
         for r in &rows {
             let day: i64 = r.try_get(2)?;
             let i = (day - day_number(start)) as usize;
@@ -460,21 +444,26 @@ impl Store {
                 (ContributorKind::Meter, meter, None),
             ] {
                 let e = series
-                    .entry((k, item))
+                    .entry((k as u8, item))
                     .or_insert_with(|| (name, vec![0.0; len]));
                 e.1[i] += cost;
             }
         }
         let sign = if total_delta < 0.0 { -1.0 } else { 1.0 };
-        let mut ranked: BTreeMap<ContributorKind, Vec<Contributor>> = BTreeMap::new();
+        let mut ranked: BTreeMap<u8, Vec<Contributor>> = BTreeMap::new();
         for ((k, item), (name, values)) in series {
+            let k = if k == ContributorKind::Resource as u8 {
+                ContributorKind::Resource
+            } else {
+                ContributorKind::Meter
+            };
             let (expected, actual) = if kind == IncidentKind::Anomaly {
                 contribution(start, &values, first, last)
             } else {
                 // New usage: everything on those days is new.
                 (0.0, contribution(start, &values, first, last).1)
             };
-            ranked.entry(k).or_default().push(Contributor {
+            ranked.entry(k as u8).or_default().push(Contributor {
                 kind: k,
                 item,
                 name,
@@ -642,11 +631,7 @@ impl Store {
         ));
         let mut by: HashMap<String, Vec<Contributor>> = HashMap::new();
         for r in sql.fetch_all(&self.pool).await? {
-            let kind = match r.try_get::<String, _>(1)?.as_str() {
-                "resource" => ContributorKind::Resource,
-                "meter" => ContributorKind::Meter,
-                other => return Err(StoreError::Corrupt(format!("contributor kind '{other}'"))),
-            };
+            let kind: ContributorKind = parse(&r, "kind")?;
             by.entry(r.try_get(0)?).or_default().push(Contributor {
                 kind,
                 item: r.try_get(2)?,

@@ -2,7 +2,9 @@
 //! and top movers.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use cloudkeep_domain::anomaly::{Direction, IncidentKind, MoverDimension, MoverPeriod};
+use cloudkeep_domain::anomaly::{
+    ContributorKind, Direction, IncidentKind, MoverDimension, MoverPeriod,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -10,8 +12,7 @@ use uuid::Uuid;
 /// A resource or meter with its part of an incident's change.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ContributorView {
-    /// `resource` or `meter`.
-    pub kind: String,
+    pub kind: ContributorKind,
     /// The resource's ARM id (lower case; empty for charges with no
     /// resource) or the meter's name.
     pub item: String,
@@ -78,7 +79,7 @@ impl From<&cloudkeep_store::Incident> for IncidentView {
                 .contributors
                 .iter()
                 .map(|c| ContributorView {
-                    kind: c.kind.as_str().to_string(),
+                    kind: c.kind,
                     item: c.item.clone(),
                     name: c.name.clone(),
                     expected: c.expected,
