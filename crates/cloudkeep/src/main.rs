@@ -89,6 +89,9 @@ enum Command {
     /// Spend by time and up to two groupings (a table with bars, or --json);
     /// `spend export` streams FOCUS 1.2 CSV. Through the API.
     Spend(client::spend::SpendArgs),
+    /// Spend anomalies and new usage with the resource behind each (a table,
+    /// or --json); `--movers` for the top movers week or month over the one before.
+    Anomalies(client::anomalies::AnomaliesArgs),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -310,6 +313,10 @@ fn main() -> Result<()> {
             Command::Spend(args) => {
                 init_logging(false, "warn");
                 client::spend::spend(args).await
+            }
+            Command::Anomalies(args) => {
+                init_logging(false, "warn");
+                client::anomalies::anomalies(args).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");
