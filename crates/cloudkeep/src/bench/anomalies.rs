@@ -49,6 +49,9 @@ pub struct AnomaliesArgs {
     spikes_per_subscription: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Incidents where nothing was injected shown one by one (at most).
+    #[arg(long, default_value_t = 10)]
+    show: usize,
 }
 
 /// The fixed list's factors and lengths, taken in turn.
@@ -395,6 +398,35 @@ pub async fn run(args: AnomaliesArgs) -> Result<()> {
         "  of which {generated} fall on the simulator's own generated 4-10x days (real anomalies in its data); without them {rate_net:.2} per subscription per month (target at most 1: {})",
         verdict(rate_net <= 1.0)
     );
+    for i in unexplained.iter().take(args.show) {
+        let top = i.resources().next();
+        let created = top.and_then(|c| {
+            world
+                .resources
+                .iter()
+                .find(|r| r.id.eq_ignore_ascii_case(&c.item))
+                .map(|r| (r.created.date_naive(), r.deleted))
+        });
+        println!(
+            "  {} {} {} to {}: expected {:.2}, actual {:.2}, z {:.1}; mostly {} ({:.0}%){}",
+            i.subscription_name,
+            i.subject,
+            i.first_day,
+            i.last_day,
+            i.expected,
+            i.actual,
+            i.max_z.unwrap_or(0.0),
+            top.map(|c| c.item.rsplit('/').next().unwrap_or(""))
+                .unwrap_or("-"),
+            top.map(|c| c.share * 100.0).unwrap_or(0.0),
+            created
+                .map(|(c, d)| format!(
+                    ", created {c}{}",
+                    d.map(|d| format!(", deleted {d}")).unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        );
+    }
     let new_usage = review.incidents.len() - anomalies.len();
     println!(
         "new usage incidents (first cost on a service or in a region; not counted above): {new_usage}"
