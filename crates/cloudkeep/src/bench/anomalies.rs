@@ -2,9 +2,10 @@
 //!
 //! The simulator (the `large` preset by default: 13 months of cost) gets a
 //! fixed list of spikes (4× to 10×, one to three days) through its control
-//! API before the first sync, each on the costliest resource of a service
-//! of its subscription, services large and small (at least 1% of the
-//! subscription's spend, the resource at least a quarter of its service).
+//! API before the first sync, each on a service of a subscription (every
+//! resource with a meter of that service: the control API spikes one
+//! resource a call), services large and small (at least 1% of the
+//! subscription's spend).
 //! The spend collector backfills the first subscriptions, and the detector
 //! then runs over every day the data covers (`anomalies::review_with`,
 //! alerts off). Printed: detection time and its peak memory (the
@@ -62,8 +63,8 @@ const LENGTHS: [i64; 3] = [1, 3, 2];
 #[derive(Debug, Clone)]
 struct Spike {
     subscription: String,
-    resource: String,
-    /// Every service of the resource's meters (a VM's bandwidth spikes too).
+    resources: Vec<String>,
+    /// Every service of the resources' meters (a VM's bandwidth spikes too).
     services: BTreeSet<String>,
     /// The service the resource was chosen for, and its share of the
     /// subscription's spend.
@@ -120,22 +121,11 @@ fn plan(world: &World, subs: &[String], per_sub: usize) -> Vec<Spike> {
             }
         }
         let total: f64 = by_service.values().sum();
-        // Services of at least 1% whose costliest resource is a quarter of it.
-        let mut services: Vec<(&str, f64, &Resource)> = by_service
+        // Services of at least 1% of the subscription's spend.
+        let mut services: Vec<(&str, f64)> = by_service
             .iter()
             .filter(|(_, c)| **c >= 0.01 * total)
-            .filter_map(|(s, c)| {
-                let top = mine
-                    .iter()
-                    .filter(|r| service_costs(r).iter().any(|(x, _)| x == s))
-                    .max_by(|a, b| a.cost.daily.total_cmp(&b.cost.daily))?;
-                let part: f64 = service_costs(top)
-                    .iter()
-                    .filter(|(x, _)| x == s)
-                    .map(|(_, c)| c)
-                    .sum();
-                (part >= 0.25 * c).then_some((*s, *c / total, *top))
-            })
+            .map(|(s, c)| (*s, *c / total))
             .collect();
         services.sort_by(|a, b| b.1.total_cmp(&a.1));
         if services.is_empty() {
@@ -156,7 +146,7 @@ fn plan(world: &World, subs: &[String], per_sub: usize) -> Vec<Spike> {
             hi -= 1;
         }
         for (j, i) in order.into_iter().enumerate() {
-            let (service, share, r) = services[i];
+            let (service, share) = services[i];
             let factor = FACTORS[n % FACTORS.len()];
             let len = LENGTHS[n % LENGTHS.len()];
             // Spread over the months, apart from one another in a subscription.
@@ -164,14 +154,20 @@ fn plan(world: &World, subs: &[String], per_sub: usize) -> Vec<Spike> {
             let from = first + Duration::days(offset);
             let to = (from + Duration::days(len - 1)).min(today - Duration::days(1));
             n += 1;
-            if !alive(r, from, to) {
+            let on: Vec<&&Resource> = mine
+                .iter()
+                .filter(|r| service_costs(r).iter().any(|(x, _)| *x == service))
+                .filter(|r| alive(r, from, to))
+                .collect();
+            if on.is_empty() {
                 continue;
             }
             out.push(Spike {
                 subscription: sub.to_ascii_lowercase(),
-                resource: r.id.clone(),
-                services: service_costs(r)
+                resources: on.iter().map(|r| r.id.clone()).collect(),
+                services: on
                     .iter()
+                    .flat_map(|r| service_costs(r))
                     .map(|(s, _)| s.to_string())
                     .collect(),
                 service: service.to_string(),
@@ -197,7 +193,7 @@ fn preset_events(world: &World, subs: &[String]) -> Vec<Spike> {
                 .any(|s| s.eq_ignore_ascii_case(&r.subscription_id))
                 .then(|| Spike {
                     subscription: r.subscription_id.to_ascii_lowercase(),
-                    resource: r.id.clone(),
+                    resources: vec![r.id.clone()],
                     services: service_costs(r)
                         .iter()
                         .map(|(s, _)| s.to_string())
@@ -247,29 +243,33 @@ pub async fn run(args: AnomaliesArgs) -> Result<()> {
     if spikes.is_empty() {
         bail!("no service fits a spike");
     }
+    let mut calls = 0;
     for s in &spikes {
-        let response = sim
-            .http
-            .post(format!("{}/_sim/cost/events", sim.url))
-            .json(
-                &json!({"kind": "spike", "resource_id": s.resource, "factor": s.factor,
-                "from": s.from.to_string(), "to": s.to.to_string(), "note": "bench: injected"}),
-            )
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            bail!(
-                "injecting a spike answered {}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
+        for resource in &s.resources {
+            let response = sim
+                .http
+                .post(format!("{}/_sim/cost/events", sim.url))
+                .json(
+                    &json!({"kind": "spike", "resource_id": resource, "factor": s.factor,
+                    "from": s.from.to_string(), "to": s.to.to_string(), "note": "bench: injected"}),
+                )
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!(
+                    "injecting a spike answered {}: {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            calls += 1;
         }
     }
     let mut truth = spikes.clone();
     truth.extend(preset_events(&world, &subs));
     let shares: Vec<f64> = spikes.iter().map(|s| s.service_share).collect();
     println!(
-        "injected {} spikes ({}x to {}x, 1 to 3 days) on {} subscriptions, on services of {:.1}% to {:.1}% of their subscription's spend",
+        "injected {} spikes ({}x to {}x, 1 to 3 days; {calls} control calls, one per resource) on {} subscriptions, on services of {:.1}% to {:.1}% of their subscription's spend",
         spikes.len(),
         FACTORS.iter().cloned().fold(f64::MAX, f64::min),
         FACTORS.iter().cloned().fold(0.0, f64::max),
@@ -350,10 +350,10 @@ pub async fn run(args: AnomaliesArgs) -> Result<()> {
     );
     for s in &missed {
         println!(
-            "  missed: {}x on {} ({}, {:.1}% of the subscription) {} to {}",
+            "  missed: {}x on {} in {} ({:.1}% of the subscription) {} to {}",
             s.factor,
-            s.resource,
             s.service,
+            s.subscription,
             s.service_share * 100.0,
             s.from,
             s.to
