@@ -219,6 +219,18 @@ fn matches(i: &Incident, s: &Spike) -> bool {
     i.subscription == s.subscription && s.services.contains(&i.subject) && overlaps(i, s.from, s.to)
 }
 
+/// A `/proc/.../status` figure in KiB (`VmRSS:`, ...).
+fn vm_kib(file: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Resets the process's peak resident memory (Linux: `clear_refs` 5).
 fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -293,6 +305,7 @@ pub async fn run(args: AnomaliesArgs) -> Result<()> {
     drop(world);
 
     let store = &setup.deps.store;
+    let before = vm_kib("/proc/self/status", "VmRSS:");
     let reset = reset_peak();
     let started = Instant::now();
     let review = review_with(
@@ -317,13 +330,14 @@ pub async fn run(args: AnomaliesArgs) -> Result<()> {
     );
     if let Some(kib) = peak {
         println!(
-            "  peak memory during detection, VmHWM{}: {:.1} MiB",
+            "  peak memory during detection, VmHWM{}: {:.1} MiB; resident before it (the backfill's heap, kept by the allocator): {:.1} MiB",
             if reset {
                 " (reset before it)"
             } else {
                 " (of the whole process: could not reset)"
             },
-            mib(kib)
+            mib(kib),
+            before.map(mib).unwrap_or(f64::NAN)
         );
     }
 
