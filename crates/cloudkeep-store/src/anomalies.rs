@@ -403,6 +403,36 @@ impl Store {
         (first, last): (NaiveDate, NaiveDate),
         total_delta: f64,
     ) -> Result<Vec<Contributor>> {
+        let mut all = self
+            .spend_contributors_of(
+                scope,
+                kind,
+                subscription,
+                subject,
+                &[(first, last, total_delta)],
+            )
+            .await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// The same for several changes of one series (first day, last day,
+    /// total change) in one read of its rows: a review of every day asks
+    /// for hundreds, and one query per change would read the period's
+    /// rows of every subscription each time.
+    pub async fn spend_contributors_of(
+        &self,
+        scope: &OrgScope,
+        kind: IncidentKind,
+        subscription: &str,
+        subject: &str,
+        spans: &[(NaiveDate, NaiveDate, f64)],
+    ) -> Result<Vec<Vec<Contributor>>> {
+        let (Some(first), Some(last)) = (
+            spans.iter().map(|s| s.0).min(),
+            spans.iter().map(|s| s.1).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
         let start = first - chrono::Duration::days(LOOKBACK);
         let on = match kind {
             IncidentKind::NewRegion => "r.RegionId",
@@ -449,45 +479,51 @@ impl Store {
                 e.1[i] += cost;
             }
         }
-        let sign = if total_delta < 0.0 { -1.0 } else { 1.0 };
-        let mut ranked: BTreeMap<u8, Vec<Contributor>> = BTreeMap::new();
-        for ((k, item), (name, values)) in series {
-            let k = if k == ContributorKind::Resource as u8 {
-                ContributorKind::Resource
-            } else {
-                ContributorKind::Meter
-            };
-            let (expected, actual) = if kind == IncidentKind::Anomaly {
-                contribution(start, &values, first, last)
-            } else {
-                // New usage: everything on those days is new.
-                (0.0, contribution(start, &values, first, last).1)
-            };
-            ranked.entry(k as u8).or_default().push(Contributor {
-                kind: k,
-                item,
-                name,
-                expected,
-                actual,
-                share: if total_delta.abs() > 1e-9 {
-                    (actual - expected) / total_delta
+        let mut answers = Vec::with_capacity(spans.len());
+        for &(first, last, total_delta) in spans {
+            let sign = if total_delta < 0.0 { -1.0 } else { 1.0 };
+            let mut ranked: BTreeMap<u8, Vec<Contributor>> = BTreeMap::new();
+            for ((k, item), (name, values)) in &series {
+                let k = if *k == ContributorKind::Resource as u8 {
+                    ContributorKind::Resource
                 } else {
-                    0.0
-                },
-            });
+                    ContributorKind::Meter
+                };
+                let (expected, actual) = if kind == IncidentKind::Anomaly {
+                    contribution(start, values, first, last)
+                } else {
+                    // New usage: everything on those days is new.
+                    (0.0, contribution(start, values, first, last).1)
+                };
+                if sign * (actual - expected) <= 0.0 {
+                    continue;
+                }
+                ranked.entry(k as u8).or_default().push(Contributor {
+                    kind: k,
+                    item: item.clone(),
+                    name: name.clone(),
+                    expected,
+                    actual,
+                    share: if total_delta.abs() > 1e-9 {
+                        (actual - expected) / total_delta
+                    } else {
+                        0.0
+                    },
+                });
+            }
+            let mut out = Vec::new();
+            for (_, mut list) in ranked {
+                list.sort_by(|a, b| {
+                    (sign * b.delta())
+                        .total_cmp(&(sign * a.delta()))
+                        .then_with(|| a.item.cmp(&b.item))
+                });
+                list.truncate(CONTRIBUTORS);
+                out.extend(list);
+            }
+            answers.push(out);
         }
-        let mut out = Vec::new();
-        for (_, mut list) in ranked {
-            list.sort_by(|a, b| {
-                (sign * b.delta())
-                    .total_cmp(&(sign * a.delta()))
-                    .then_with(|| a.item.cmp(&b.item))
-            });
-            list.retain(|c| sign * c.delta() > 0.0);
-            list.truncate(CONTRIBUTORS);
-            out.extend(list);
-        }
-        Ok(out)
+        Ok(answers)
     }
 
     /// Stores an incident: a new one is added, one found again (same kind,

@@ -17,8 +17,8 @@ use cloudkeep_domain::anomaly::{
 };
 use cloudkeep_domain::evidence::AlertKind;
 use cloudkeep_store::{
-    FirstUsage, Incident, NewAlert, NewIncident, OrgScope, Store, StoreError, SyncRun, UsageSeries,
-    incident_id,
+    Contributor, FirstUsage, Incident, NewAlert, NewIncident, OrgScope, Store, StoreError, SyncRun,
+    UsageSeries, incident_id,
 };
 use serde_json::{Value, json};
 
@@ -105,18 +105,45 @@ pub async fn review_with(
     for one in &series {
         out.series += 1;
         out.days += one.values.len() as u64;
-        for e in detect(one.start, &one.values, s) {
-            let id = incident_id(
+        let kept: Vec<Episode> = detect(one.start, &one.values, s)
+            .into_iter()
+            .filter(|e| {
+                e.last_day >= window_start
+                    || open.contains(&incident_id(
+                        IncidentKind::Anomaly,
+                        &one.subscription,
+                        &one.service,
+                        e.first_day,
+                    ))
+            })
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        // One read of the series' rows for all its episodes.
+        let spans: Vec<(NaiveDate, NaiveDate, f64)> = kept
+            .iter()
+            .map(|e| (e.first_day, e.last_day, e.delta()))
+            .collect();
+        let contributors = store
+            .spend_contributors_of(
+                scope,
                 IncidentKind::Anomaly,
                 &one.subscription,
                 &one.service,
-                e.first_day,
-            );
-            if e.last_day < window_start && !open.contains(&id) {
-                continue;
-            }
-            let new = anomaly(store, scope, one, &e).await?;
-            record(store, scope, actor, options, new, &mut out).await?;
+                &spans,
+            )
+            .await?;
+        for (e, contributors) in kept.iter().zip(contributors) {
+            record(
+                store,
+                scope,
+                actor,
+                options,
+                anomaly(one, e, contributors),
+                &mut out,
+            )
+            .await?;
         }
     }
     let mut new_usage = store.spend_first_usage(scope).await?;
@@ -136,23 +163,8 @@ pub async fn review_with(
     Ok(out)
 }
 
-async fn anomaly(
-    store: &Store,
-    scope: &OrgScope,
-    series: &UsageSeries,
-    e: &Episode,
-) -> Result<NewIncident, StoreError> {
-    let contributors = store
-        .spend_contributors(
-            scope,
-            IncidentKind::Anomaly,
-            &series.subscription,
-            &series.service,
-            (e.first_day, e.last_day),
-            e.delta(),
-        )
-        .await?;
-    Ok(NewIncident {
+fn anomaly(series: &UsageSeries, e: &Episode, contributors: Vec<Contributor>) -> NewIncident {
+    NewIncident {
         kind: IncidentKind::Anomaly,
         subscription: series.subscription.clone(),
         subscription_name: series.subscription_name.clone(),
@@ -166,7 +178,7 @@ async fn anomaly(
         ended: e.ended,
         currency: series.currency.clone(),
         contributors,
-    })
+    }
 }
 
 /// A first cost on a service or in a region, over its first week; `None`
