@@ -7,6 +7,7 @@
 //! This crate knows nothing of storage, HTTP or Azure; every other crate
 //! speaks its types.
 
+pub mod anomaly;
 pub mod assessment;
 pub mod budget;
 pub mod clock;

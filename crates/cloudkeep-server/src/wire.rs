@@ -13,10 +13,12 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod anomalies;
 mod assessments;
 mod budgets;
 mod coverage;
 mod evidence;
+pub use anomalies::*;
 pub use assessments::*;
 pub use budgets::*;
 pub use coverage::*;

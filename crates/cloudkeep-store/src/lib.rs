@@ -10,6 +10,7 @@
 
 mod access;
 mod alerts;
+mod anomalies;
 mod assessments;
 mod audit;
 mod budgets;
@@ -42,6 +43,10 @@ pub use access::{
 pub use alerts::{
     Alert, AlertFilter, AttemptOutcome, DELIVERY_ATTEMPTS, Delivery, DeliveryAttempt, NewAlert,
     WEBHOOK_JOB, Webhook,
+};
+pub use anomalies::{
+    Contributor, ContributorKind, FirstUsage, Incident, IncidentFilter, Mover, Movers, NewIncident,
+    UsageSeries, incident_id,
 };
 pub use assessments::{
     Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess,

@@ -24,6 +24,8 @@ use cloudkeep_testkit::{TestStore, both_backends};
 use serde_json::json;
 use uuid::Uuid;
 
+#[path = "store/anomalies.rs"]
+mod anomalies;
 #[path = "store/assessments.rs"]
 mod assessments;
 #[path = "store/budgets.rs"]

@@ -8,6 +8,7 @@
 //! the connection to "needs re-auth"; a 403 on one subscription is recorded
 //! as a missing permission and the rest of the run goes on.
 
+pub mod anomalies;
 pub mod budgets;
 pub mod collectors;
 pub mod evidence;
@@ -460,6 +461,7 @@ async fn run_sync(
         .await?;
     evidence::after_sync(&deps.store, scope, &run, actor).await;
     budgets::after_sync(&deps.store, scope, &run, actor).await;
+    anomalies::after_sync(&deps.store, scope, &run, actor).await;
     Ok(run)
 }
 

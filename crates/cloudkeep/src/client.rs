@@ -14,6 +14,7 @@ use cloudkeep_server::wire::{ConnectionView, SyncRunView};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+pub mod anomalies;
 pub mod assessments;
 pub mod budgets;
 pub mod coverage;

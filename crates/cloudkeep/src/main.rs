@@ -96,6 +96,9 @@ enum Command {
     /// Tag coverage of spend by the required keys (a table, or --json);
     /// `coverage required-tags`, `coverage untagged`, `coverage fix`. Through the API.
     Coverage(client::coverage::CoverageArgs),
+    /// Spend anomalies and new usage with the resource behind each (a table,
+    /// or --json); `--movers` for the top movers week or month over the one before.
+    Anomalies(client::anomalies::AnomaliesArgs),
     /// Run the Azure simulator (Entra ID and ARM over HTTPS).
     Sim(SimArgs),
     /// Benchmarks that print figures: the simulator, an inventory sync, a tag write-back.
@@ -325,6 +328,10 @@ fn main() -> Result<()> {
             Command::Coverage(args) => {
                 init_logging(false, "warn");
                 client::coverage::coverage(args).await
+            }
+            Command::Anomalies(args) => {
+                init_logging(false, "warn");
+                client::anomalies::anomalies(args).await
             }
             Command::Sim(args) => {
                 init_logging(false, "warn");

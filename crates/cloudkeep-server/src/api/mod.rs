@@ -3,6 +3,7 @@
 //! one module and one line here.
 
 pub mod alerts;
+pub mod anomalies;
 pub mod assessments;
 pub mod audit;
 pub mod auth;
@@ -137,6 +138,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(spend::routes())
         .merge(budgets::routes())
         .merge(coverage::routes())
+        .merge(anomalies::routes())
 }
 
 /// Parses a path id; a malformed id names nothing, so it is answered as

@@ -53,6 +53,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The budget alerts' deliveries a receiver got, as (event, kind): the
+/// syncs' spend may open anomaly alerts too, delivered to the same hook.
+fn budget_calls(receiver: &Receiver) -> Vec<(String, String)> {
+    receiver
+        .calls()
+        .iter()
+        .filter_map(|(h, body)| {
+            let payload: Value = serde_json::from_str(body).expect("json");
+            let kind = payload["alert"]["kind"].as_str()?.to_string();
+            kind.starts_with("budget_")
+                .then(|| (header(h, "x-cloudkeep-event"), kind))
+        })
+        .collect()
+}
+
 async fn alerts(app: &App, org: &Org, query: &str) -> Vec<Value> {
     app.list(&org.token, &format!("/api/v1/alerts?{query}"))
         .await
@@ -173,15 +188,17 @@ async fn a_budget_crossing_alerts_once_with_a_signed_delivery_and_a_new_month_st
     assert!((made["status"]["actual_pct"].as_f64().expect("pct") - 90.0).abs() < 1e-6);
     assert_eq!(made["days"]["month_end"], f["month_end"]);
 
-    let fired = scheduler.tick().await.expect("tick");
-    assert_eq!(fired.deliveries, 2, "{fired:?}");
+    scheduler.tick().await.expect("tick");
     let month = day(&f["month"]).format("%Y-%m").to_string();
     let mut kinds = Vec::new();
     for (headers, body) in receiver.calls() {
-        assert_eq!(verify(&secret, &headers, &body), clock.now().timestamp());
-        assert_eq!(header(&headers, "x-cloudkeep-event"), "alert.opened");
         let payload: Value = serde_json::from_str(&body).expect("json");
         let alert = &payload["alert"];
+        if !alert["kind"].as_str().unwrap_or("").starts_with("budget_") {
+            continue;
+        }
+        assert_eq!(verify(&secret, &headers, &body), clock.now().timestamp());
+        assert_eq!(header(&headers, "x-cloudkeep-event"), "alert.opened");
         assert!(
             alert["scope"]
                 .as_str()
@@ -209,8 +226,8 @@ async fn a_budget_crossing_alerts_once_with_a_signed_delivery_and_a_new_month_st
         .await;
     assert_eq!(run["status"], "succeeded");
     let again = scheduler.tick().await.expect("tick");
-    assert_eq!((again.alerts, again.deliveries), (0, 0), "{again:?}");
-    assert_eq!(receiver.calls().len(), 2, "fires once");
+    assert_eq!(again.alerts, 0, "{again:?}");
+    assert_eq!(budget_calls(&receiver).len(), 2, "fires once");
 
     // A hundred times the amount: both fall back under and resolve.
     let body = json!({"name": "Everything", "amount": amount * 100.0,
@@ -234,7 +251,19 @@ async fn a_budget_crossing_alerts_once_with_a_signed_delivery_and_a_new_month_st
         );
     }
     scheduler.tick().await.expect("tick");
-    assert_eq!(receiver.events()[2..], ["alert.resolved", "alert.resolved"]);
+    let events: Vec<String> = budget_calls(&receiver)
+        .into_iter()
+        .map(|(event, _)| event)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "alert.opened",
+            "alert.opened",
+            "alert.resolved",
+            "alert.resolved"
+        ]
+    );
 
     // Back to the amount: crossed again, a new transition, a new alert;
     // then a new month starts over and resolves it.

@@ -192,8 +192,22 @@ async fn no_route_reaches_another_organisations_data() {
         .as_str()
         .expect("azure id")
         .to_string();
+    // A's spend incidents: the demo's own spike is one.
+    let (_, incidents) = app
+        .call(
+            &a.token,
+            Method::GET,
+            "/api/v1/spend/anomalies?limit=1",
+            None,
+        )
+        .await;
+    let incident_id = incidents["items"][0]["id"]
+        .as_str()
+        .expect("an incident of A's (the demo's spike)")
+        .to_string();
     let a_markers = [
         azure_subscription,
+        incident_id.clone(),
         connection_id.clone(),
         subscription_id.clone(),
         user_id.clone(),
@@ -251,6 +265,7 @@ async fn no_route_reaches_another_organisations_data() {
                 .replace("{evidence_id}", &evidence_id)
                 .replace("{invitation_id}", &invitation_id)
                 .replace("/alerts/{id}", &format!("/alerts/{alert_id}"))
+                .replace("/anomalies/{id}", &format!("/anomalies/{incident_id}"))
                 .replace("/webhooks/{id}", &format!("/webhooks/{webhook_id}"))
                 .replace("/budgets/{id}", &format!("/budgets/{budget_id}"))
                 // Controls are SOC 2's, not an organisation's: B reads its own.

@@ -2,6 +2,7 @@
 //! Azure simulator behind it.
 
 mod alerts;
+mod anomalies;
 mod assessments;
 mod budgets;
 mod connections;

@@ -16,8 +16,11 @@
 //! - `load`: 64 connections on the commonest reads, alone and during syncs;
 //! - `spend`: a throttled backfill against the query-unit minimum, an
 //!   ingest of 10 million rows against a bulk load, and three analyses
-//!   against DuckDB.
+//!   against DuckDB;
+//! - `anomalies`: spikes injected into the `large` preset's 13 months,
+//!   detection time and memory, recall and incidents where nothing was injected.
 
+mod anomalies;
 mod api;
 mod evidence;
 mod flood;
@@ -65,6 +68,9 @@ pub enum BenchCommand {
     /// Spend: a throttled backfill against the query-unit minimum; 10 million rows ingested
     /// against a bulk load; three analyses against DuckDB (and PostgreSQL).
     Spend(spend::SpendArgs),
+    /// Anomalies: spikes injected through the simulator, detection over every day;
+    /// time, memory, recall and incidents where nothing was injected.
+    Anomalies(anomalies::AnomaliesArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -78,6 +84,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Flood(args) => flood::run(args).await,
         BenchCommand::Load(args) => load::run(args).await,
         BenchCommand::Spend(args) => spend::run(args).await,
+        BenchCommand::Anomalies(args) => anomalies::run(args).await,
     }
 }
 

@@ -278,6 +278,20 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
 
     // The CLI clients, against the demo's server.
     let cli = |args: &[&str], secret: Option<&str>| cli(url, token, args, secret);
+    // The demo's runaway database is an anomaly incident, its database named.
+    let (ok, out, err) = cli(&["anomalies", "--kind", "anomaly"], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("SQL Database") && out.contains("ongoing"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(
+        &["anomalies", "--movers", "--by", "resource", "--json"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let movers: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(movers["by"], "resource", "{movers}");
     let (ok, out, err) = cli(&["connections", "list"], None);
     assert!(ok, "{err}");
     let first = conns[0]["id"].as_str().expect("id");
