@@ -102,6 +102,8 @@ impl CoverageForm {
 struct CoveragePage {
     chrome: Chrome,
     form: CoverageForm,
+    /// The period and scope, carried by the fix form.
+    hidden: Vec<(&'static str, String)>,
     breakdowns: &'static [(&'static str, &'static str)],
     required: Vec<String>,
     /// The required keys' form as typed (after a refusal) or as stored.
@@ -417,6 +419,7 @@ async fn render(state: &AppState, web: &Web, form: CoverageForm, extra: Extra) -
     let page = CoveragePage {
         chrome,
         breakdowns: BREAKDOWNS,
+        hidden: form.scope_pairs(),
         keys_text: extra.keys_text.unwrap_or_else(|| required.join(", ")),
         required,
         keys_error: extra.keys_error,

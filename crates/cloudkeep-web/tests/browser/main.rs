@@ -532,7 +532,12 @@ async fn fits_the_window(b: &Browser, name: &str) {
     let widths = b
         .client
         .execute(
-            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+            r##"const w = document.documentElement.clientWidth;
+            const wide = [...document.querySelectorAll("body *")]
+              .filter(e => e.getBoundingClientRect().right > w + 0.5)
+              .slice(0, 8)
+              .map(e => e.tagName + "." + e.className + "#" + e.id + " " + Math.round(e.getBoundingClientRect().right));
+            return [document.documentElement.scrollWidth, w, wide];"##,
             vec![],
         )
         .await
@@ -540,7 +545,8 @@ async fn fits_the_window(b: &Browser, name: &str) {
     let (scroll, client) = (widths[0].as_f64(), widths[1].as_f64());
     assert!(
         scroll <= client,
-        "{name} scrolls sideways: {scroll:?} wide in a {client:?} window"
+        "{name} scrolls sideways: {scroll:?} wide in a {client:?} window; too wide: {}",
+        widths[2]
     );
 }
 
