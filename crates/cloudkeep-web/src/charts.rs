@@ -172,10 +172,11 @@ impl LineChart {
             b = num(TOP + plot_h),
         );
         // At most about eight x labels, evenly spaced, always the last; a
-        // spaced label too close to the last gives way, so none overlap.
+        // spaced label closer to the last than the spacing gives way, so none
+        // overlap.
         let every = n.div_ceil(8).max(1);
         for (i, label) in self.x_labels.iter().enumerate() {
-            let spaced = i % every == 0 && n - 1 - i >= every.div_ceil(2);
+            let spaced = i % every == 0 && n - 1 - i >= every;
             if spaced || i == n - 1 {
                 let _ = write!(
                     out,
