@@ -175,7 +175,14 @@ fn scope_text(filters: &[String]) -> String {
 pub fn line(b: &BudgetView) -> BudgetLine {
     let s = &b.status;
     let money = |v: f64| format::money(v, &s.currency);
-    let pct = |v: f64| format!("{v:.1}%");
+    // Past 1,000% a decimal says nothing and the thousands are grouped.
+    let pct = |v: f64| {
+        if v.abs() >= 1000.0 {
+            format!("{}%", format::count(v.max(0.0).round() as u64))
+        } else {
+            format!("{v:.1}%")
+        }
+    };
     let mut thresholds: Vec<f64> = b
         .actual_thresholds
         .iter()

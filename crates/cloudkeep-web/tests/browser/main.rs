@@ -415,6 +415,8 @@ async fn every_page_renders_and_passes_axe() {
             "/spend?group_by=service&granularity=week".into(),
             "Download this view as CSV",
         ),
+        ("budgets-list", "/budgets".into(), "Make a budget"),
+        ("coverage-page", "/coverage".into(), "Required tag keys"),
         ("resources-all", "/resources".into(), "Resources"),
         (
             "resource-detail",
@@ -469,6 +471,7 @@ async fn every_page_renders_and_passes_axe() {
         b.goto(&path).await;
         b.wait_text(expect).await;
         b.check_page(name).await;
+        fits_the_window(&b, name).await;
     }
     // The bulk edit's preview, swapped in by htmx.
     b.goto("/resources/bulk?has_tag=env").await;
