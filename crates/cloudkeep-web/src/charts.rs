@@ -172,10 +172,11 @@ impl LineChart {
             b = num(TOP + plot_h),
         );
         // At most about eight x labels, evenly spaced, always the last; a
-        // spaced label too close to the last gives way, so none overlap.
+        // spaced label closer to the last than the spacing gives way, so none
+        // overlap.
         let every = n.div_ceil(8).max(1);
         for (i, label) in self.x_labels.iter().enumerate() {
-            let spaced = i % every == 0 && n - 1 - i >= every.div_ceil(2);
+            let spaced = i % every == 0 && n - 1 - i >= every;
             if spaced || i == n - 1 {
                 let _ = write!(
                     out,
@@ -364,6 +365,70 @@ impl BarChart {
     }
 }
 
+/// A budget's month as one bar: spend so far (solid), the month-end
+/// forecast (a lighter bar behind it), the amount as a line and each
+/// threshold as a tick. Small, for lists; the figures are written beside
+/// it by the page.
+#[derive(Debug, Clone)]
+pub struct BudgetBar {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub amount: f64,
+    pub actual: f64,
+    pub forecast: f64,
+    /// Percentages of the amount (actual and forecast thresholds alike).
+    pub thresholds: Vec<f64>,
+}
+
+const BUDGET_W: f64 = 320.0;
+const BUDGET_H: f64 = 30.0;
+
+impl BudgetBar {
+    pub fn svg(&self) -> String {
+        let id = esc(&self.id);
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart budget-bar" role="img" viewBox="0 0 {w} {h}" aria-labelledby="{id}-title {id}-desc"><title id="{id}-title">{t}</title><desc id="{id}-desc">{d}</desc>"#,
+            w = num(BUDGET_W),
+            h = num(BUDGET_H),
+            t = esc(&self.title),
+            d = esc(&self.description),
+        );
+        // The scale reaches a little past the largest of the three, so the
+        // amount's line is never at the very edge.
+        let top = self
+            .amount
+            .max(self.actual)
+            .max(self.forecast)
+            .max(f64::MIN_POSITIVE)
+            * 1.1;
+        let x = |v: f64| num(2.0 + (BUDGET_W - 4.0) * (v.max(0.0) / top).min(1.0));
+        let _ = write!(
+            out,
+            r#"<rect class="track" x="2" y="8" width="{w}" height="14"/><rect class="forecast-bar" x="2" y="8" width="{f}" height="14"/><rect class="bar series-0" x="2" y="8" width="{a}" height="14"/>"#,
+            w = num(BUDGET_W - 4.0),
+            f = num((BUDGET_W - 4.0) * (self.forecast.max(0.0) / top).min(1.0)),
+            a = num((BUDGET_W - 4.0) * (self.actual.max(0.0) / top).min(1.0)),
+        );
+        for t in &self.thresholds {
+            let v = self.amount * t / 100.0;
+            let _ = write!(
+                out,
+                r#"<line class="threshold" x1="{x}" x2="{x}" y1="4" y2="26"/>"#,
+                x = x(v),
+            );
+        }
+        let _ = write!(
+            out,
+            r#"<line class="budget" x1="{x}" x2="{x}" y1="1" y2="29"/></svg>"#,
+            x = x(self.amount),
+        );
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +494,23 @@ mod tests {
         assert_eq!(chart.svg(), trend().svg());
         insta::assert_snapshot!("line_chart", chart.svg());
         insta::assert_debug_snapshot!("line_chart_table", chart.table());
+    }
+
+    #[test]
+    fn a_budget_bar_marks_the_amount_and_its_thresholds() {
+        let bar = BudgetBar {
+            id: "b1".into(),
+            title: "Platform: 50% spent".into(),
+            description: "$500.00 of $1,000.00 spent; forecast $1,200.00".into(),
+            amount: 1000.0,
+            actual: 500.0,
+            forecast: 1200.0,
+            thresholds: vec![80.0, 100.0],
+        };
+        let svg = bar.svg();
+        assert_eq!(svg, bar.clone().svg());
+        assert!(svg.contains(r#"role="img""#) && !svg.contains("style="));
+        insta::assert_snapshot!("budget_bar", svg);
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::session::Web;
 pub enum Section {
     Dashboard,
     Spend,
+    Budgets,
     Resources,
+    Coverage,
     TagEdits,
     Connections,
     Controls,
@@ -53,9 +55,21 @@ const NAV: &[(Section, &str, &str, &[Permission])] = &[
     (Section::Dashboard, "/", "Dashboard", &[]),
     (Section::Spend, "/spend", "Spend", &[Permission::ReadData]),
     (
+        Section::Budgets,
+        "/budgets",
+        "Budgets",
+        &[Permission::ReadData],
+    ),
+    (
         Section::Resources,
         "/resources",
         "Resources & tags",
+        &[Permission::ReadData],
+    ),
+    (
+        Section::Coverage,
+        "/coverage",
+        "Tag coverage",
         &[Permission::ReadData],
     ),
     (
@@ -162,6 +176,10 @@ pub fn notice(key: Option<&str>, n: Option<u64>) -> Option<String> {
         "webhook_deleted" => "Webhook deleted.".into(),
         "webhook_tested" => "Test delivery queued; its attempts are listed below.".into(),
         "mapping_changed" => "Control mapping changed.".into(),
+        "budget_created" => "Budget made; its thresholds are held against this month's spend and forecast at once.".into(),
+        "budget_saved" => "Budget saved; its thresholds are held against this month's spend and forecast at once.".into(),
+        "budget_deleted" => "Budget deleted; its open alerts are resolved.".into(),
+        "required_keys_saved" => "Required tag keys saved.".into(),
         _ => return None,
     })
 }

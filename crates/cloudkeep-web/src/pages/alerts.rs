@@ -49,6 +49,11 @@ struct AlertLine {
 fn about(scope: &str) -> (String, String) {
     match scope.split_once(':') {
         Some(("connection", id)) => (format!("/connections/{id}"), "the connection".into()),
+        // `budget:{id}:{month}:{actual|forecast}:{threshold}`
+        Some(("budget", rest)) => {
+            let id = rest.split(':').next().unwrap_or(rest);
+            (format!("/budgets/{id}"), "the budget".into())
+        }
         _ => (String::new(), scope.to_string()),
     }
 }

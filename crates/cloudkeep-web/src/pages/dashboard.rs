@@ -24,7 +24,10 @@ struct DashboardPage {
     controls: Option<Vec<ControlLine>>,
     tags: Option<TagPanel>,
     spend: Option<super::spend::SpendPanel>,
+    budgets: Option<super::budgets::BudgetPanel>,
+    required_tags: Option<super::coverage::CoverageLine>,
     may_connect: bool,
+    may_budget: bool,
 }
 
 /// A connection's health, as a line of the panel.
@@ -208,6 +211,14 @@ pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
     } else {
         None
     };
+    let (budgets, required_tags) = if read_data {
+        (
+            super::budgets::panel(&state, &web).await?,
+            super::coverage::panel(&state, &web).await?,
+        )
+    } else {
+        (None, None)
+    };
     Ok(html(&DashboardPage {
         chrome,
         connections,
@@ -215,6 +226,9 @@ pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
         controls,
         tags,
         spend,
+        budgets,
+        required_tags,
         may_connect: web.may(Permission::ManageConnections),
+        may_budget: web.may(Permission::ManageConnections),
     }))
 }

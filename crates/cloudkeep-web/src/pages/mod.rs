@@ -3,7 +3,9 @@
 
 mod alerts;
 mod auth;
+mod budgets;
 mod connections;
+mod coverage;
 mod dashboard;
 mod evidence;
 mod resources;
@@ -82,6 +84,14 @@ pages! {
     POST "/settings/evidence/mapping" => settings::change_mapping,
     GET "/spend" => spend::explorer,
     GET "/spend/view.csv" => spend::view_csv,
+    GET "/budgets" => budgets::list,
+    POST "/budgets" => budgets::create,
+    GET "/budgets/{id}" => budgets::detail,
+    POST "/budgets/{id}" => budgets::update,
+    POST "/budgets/{id}/delete" => budgets::delete,
+    GET "/coverage" => coverage::coverage,
+    POST "/coverage/required-keys" => coverage::set_required_keys,
+    POST "/coverage/fix" => coverage::fix,
     GET "/tag-edits" => tag_edits::list,
     POST "/tag-edits/{id}/resolve" => tag_edits::resolve,
 }

@@ -415,6 +415,8 @@ async fn every_page_renders_and_passes_axe() {
             "/spend?group_by=service&granularity=week".into(),
             "Download this view as CSV",
         ),
+        ("budgets-list", "/budgets".into(), "Make a budget"),
+        ("coverage-page", "/coverage".into(), "Required tag keys"),
         ("resources-all", "/resources".into(), "Resources"),
         (
             "resource-detail",
@@ -469,6 +471,7 @@ async fn every_page_renders_and_passes_axe() {
         b.goto(&path).await;
         b.wait_text(expect).await;
         b.check_page(name).await;
+        fits_the_window(&b, name).await;
     }
     // The bulk edit's preview, swapped in by htmx.
     b.goto("/resources/bulk?has_tag=env").await;
@@ -524,5 +527,135 @@ async fn sync_levels_re_authentication_and_revocation_in_the_browser() {
     b.wait_text("Revoked: the credential is destroyed").await;
     b.check_page("connection-revoked").await;
     assert!(!app.list(&org.token, "/api/v1/connections").await[0]["deleted_at"].is_null());
+    b.close().await;
+}
+
+/// The page is no wider than the window (no horizontal scrollbar).
+async fn fits_the_window(b: &Browser, name: &str) {
+    let widths = b
+        .client
+        .execute(
+            r##"const w = document.documentElement.clientWidth;
+            const wide = [...document.querySelectorAll("body *")]
+              .filter(e => e.getBoundingClientRect().right > w + 0.5)
+              .slice(0, 8)
+              .map(e => e.tagName + "." + e.className + "#" + e.id + " " + Math.round(e.getBoundingClientRect().right));
+            return [document.documentElement.scrollWidth, w, wide];"##,
+            vec![],
+        )
+        .await
+        .expect("widths");
+    let (scroll, client) = (widths[0].as_f64(), widths[1].as_f64());
+    assert!(
+        scroll <= client,
+        "{name} scrolls sideways: {scroll:?} wide in a {client:?} window; too wide: {}",
+        widths[2]
+    );
+}
+
+#[tokio::test]
+async fn a_budget_made_in_the_browser_shows_on_the_dashboard_with_its_crossed_threshold() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/").await;
+    b.wait_text("Budgets and forecast").await;
+    b.click("a[href='/budgets']").await;
+    b.wait("#new-budget-name").await;
+    b.check_page("budgets-empty").await;
+    // Refused: the API's reason beside the form, what was typed kept.
+    b.fill("#new-budget-name", "Platform").await;
+    b.fill("#new-budget-amount", "0").await;
+    b.fill("#new-budget-actual", "50").await;
+    b.fill("#new-budget-forecast", "100").await;
+    b.click("form[action='/budgets'] button[type=submit]").await;
+    let error = b.text("#new-budget-error").await;
+    assert!(error.contains("above 0"), "{error}");
+    assert_eq!(
+        b.wait("#new-budget-name")
+            .await
+            .prop("value")
+            .await
+            .expect("value"),
+        Some("Platform".to_string())
+    );
+    b.check_page("budget-refused").await;
+    // A budget of one unit of currency: this month's spend is over half of it.
+    b.fill("#new-budget-amount", "1").await;
+    b.click("form[action='/budgets'] button[type=submit]").await;
+    b.wait_text("Budget made").await;
+    b.wait("#budget-month-title").await;
+    assert!(b.text("#thresholds").await.contains("crossed"));
+    b.check_page("budget").await;
+    let budgets = app.list(&org.token, "/api/v1/budgets").await;
+    assert_eq!(budgets.len(), 1);
+    assert_eq!(budgets[0]["name"], "Platform");
+    let id = budgets[0]["id"].as_str().expect("id").to_string();
+    b.goto("/budgets").await;
+    b.wait(&format!("#budget-{id}")).await;
+    b.check_page("budgets").await;
+    b.goto("/").await;
+    let row = b.text(&format!("#budgets-panel #budget-{id}")).await;
+    assert!(row.contains("Platform"), "{row}");
+    assert!(row.contains("spend 50% crossed"), "{row}");
+    assert!(
+        b.wait(&format!("#budgets-panel tr.crossed#budget-{id}"))
+            .await
+            .attr("class")
+            .await
+            .expect("class")
+            .is_some_and(|c| c.contains("crossed"))
+    );
+    assert!(b.text("#budgets-crossed").await.contains("1 budget has"));
+    b.check_page("dashboard-budgets").await;
+    fits_the_window(&b, "the dashboard").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_coverage_fix_runs_from_the_coverage_page() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/").await;
+    b.click("nav.side a[href='/coverage']").await;
+    b.wait_text("No required tag keys are set").await;
+    b.check_page("coverage-no-keys").await;
+    b.fill("#required-keys-input", "owner, env").await;
+    b.click("form[action='/coverage/required-keys'] button")
+        .await;
+    b.wait_text("Required tag keys saved").await;
+    b.wait("#coverage-keys").await;
+    b.check_page("coverage").await;
+    fits_the_window(&b, "the coverage page").await;
+    // The first row with a suggested value, selected and fixed.
+    let row = b
+        .wait("#untagged input[name=resource]:not([aria-describedby])")
+        .await;
+    let id = row
+        .attr("value")
+        .await
+        .expect("value")
+        .expect("a resource id");
+    row.click().await.expect("select");
+    b.click("#fix-button").await;
+    b.wait_text("What the fix did").await;
+    let made = b.text("#fix-created").await;
+    assert!(made.contains("pending") || made.contains("local"), "{made}");
+    b.check_page("coverage-fixed").await;
+    let edits = app.list(&org.token, "/api/v1/tag-edits").await;
+    assert_eq!(edits.len(), 1, "{edits:?}");
+    assert_eq!(edits[0]["resource_id"], id.as_str());
+    // The dashboard sums it up and links here.
+    b.goto("/").await;
+    b.wait("#required-coverage").await;
+    b.click("a[href='/coverage']:not(nav a)").await;
+    b.wait("#coverage-keys").await;
     b.close().await;
 }

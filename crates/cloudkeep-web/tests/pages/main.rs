@@ -401,6 +401,8 @@ async fn no_page_reaches_another_organisations_data() {
         .as_str()
         .expect("webhook")
         .to_string();
+    let a_budget = budget(&app, &a, "Alphas secret budget", 1.0).await;
+    require_keys(&app, &a, &["owner"]).await;
     let a_owner = app.list(&a.token, "/api/v1/users").await[0]["id"]
         .as_str()
         .expect("user")
@@ -414,6 +416,7 @@ async fn no_page_reaches_another_organisations_data() {
             .to_string(),
         evidence["subject"].as_str().expect("subject").to_string(),
         a.owner_email.clone(),
+        "Alphas secret budget".to_string(),
     ];
     let v = Visitor::signed_in(&app, &b.owner_email).await;
     // Signing out last: the walk needs the session.
@@ -440,6 +443,8 @@ async fn no_page_reaches_another_organisations_data() {
             webhook.clone()
         } else if pattern.starts_with("/settings/users/") {
             a_owner.clone()
+        } else if pattern.starts_with("/budgets/") {
+            a_budget.clone()
         } else if pattern.starts_with("/alerts/") {
             uuid::Uuid::new_v4().to_string()
         } else {
@@ -454,6 +459,9 @@ async fn no_page_reaches_another_organisations_data() {
             ("key", "x"),
             ("value", "y"),
             ("name", "taken over"),
+            ("amount", "1"),
+            ("actual_thresholds", "50"),
+            ("resource", resource["id"].as_str().expect("id")),
         ];
         let (status, page) = match *method {
             "GET" => v.get(&path).await,
@@ -482,6 +490,10 @@ async fn no_page_reaches_another_organisations_data() {
         "pending"
     );
     assert_eq!(app.list(&a.token, "/api/v1/webhooks").await.len(), 1);
+    let budgets = app.list(&a.token, "/api/v1/budgets").await;
+    assert_eq!(budgets.len(), 1);
+    assert_eq!(budgets[0]["name"], "Alphas secret budget");
+    assert_eq!(app.list(&a.token, "/api/v1/tag-edits").await.len(), 1);
 }
 
 #[tokio::test]
@@ -545,4 +557,309 @@ async fn the_spend_views_csv_adds_up_to_the_apis_total() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Groups"), "{page}");
+}
+
+/// HTML's escapes of the characters these tests type, undone.
+fn unescape(html: &str) -> String {
+    html.replace("&#60;", "<")
+        .replace("&lt;", "<")
+        .replace("&#62;", ">")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+}
+
+/// A budget made through the API, and its id.
+async fn budget(app: &App, org: &Org, name: &str, amount: f64) -> String {
+    let (status, made) = app
+        .call(
+            &org.token,
+            Method::POST,
+            "/api/v1/budgets",
+            Some(serde_json::json!({"name": name, "amount": amount,
+                "actual_thresholds": [50], "forecast_thresholds": [100]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    made["id"].as_str().expect("budget id").to_string()
+}
+
+async fn require_keys(app: &App, org: &Org, keys: &[&str]) {
+    let (status, body) = app
+        .call(
+            &org.token,
+            Method::PUT,
+            "/api/v1/settings/required-tags",
+            Some(serde_json::json!({ "keys": keys })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_viewer_reads_budgets_and_coverage_without_forms_and_every_change_is_refused() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let id = budget(&app, &org, "Platform", 1.0).await;
+    require_keys(&app, &org, &["owner", "env"]).await;
+    let viewer = app.person(&org, Role::Viewer).await;
+    let v = Visitor::signed_in(&app, &viewer).await;
+    let (status, page) = v.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("href=\"/budgets\"") && page.contains("href=\"/coverage\""),
+        "in the navigation: {page}"
+    );
+    assert!(
+        page.contains("Platform") && page.contains("crossed"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"required-coverage\""), "{page}");
+    for (path, shows) in [
+        ("/budgets", "Platform"),
+        (
+            format!("/budgets/{id}").as_str(),
+            "cost this month, day by day",
+        ),
+        ("/coverage", "Untagged spend"),
+    ] {
+        let (status, page) = v.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        assert!(page.contains(shows), "{path}: {page}");
+        for control in [
+            "Make the budget",
+            "Delete the budget",
+            "Save the required keys",
+            "id=\"fix-button\"",
+            "name=\"resource\"",
+            "<textarea",
+        ] {
+            assert!(!page.contains(control), "{path} shows {control}");
+        }
+    }
+    let before = app.list(&org.token, "/api/v1/budgets").await;
+    for (path, fields) in [
+        (
+            "/budgets".to_string(),
+            vec![
+                ("name", "mine"),
+                ("amount", "10"),
+                ("actual_thresholds", "80"),
+            ],
+        ),
+        (
+            format!("/budgets/{id}"),
+            vec![
+                ("name", "mine"),
+                ("amount", "10"),
+                ("actual_thresholds", "80"),
+            ],
+        ),
+        (format!("/budgets/{id}/delete"), vec![]),
+        ("/coverage/required-keys".to_string(), vec![("keys", "x")]),
+        (
+            "/coverage/fix".to_string(),
+            vec![("resource", "00000000-0000-0000-0000-000000000000")],
+        ),
+    ] {
+        let (status, page) = v.post(&path, &fields, true).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {page}");
+        assert!(page.contains("does not allow"), "{path}: {page}");
+    }
+    assert_eq!(app.list(&org.token, "/api/v1/budgets").await, before);
+    let (_, keys) = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/settings/required-tags",
+            None,
+        )
+        .await;
+    assert_eq!(keys["keys"], serde_json::json!(["owner", "env"]));
+    assert!(app.list(&org.token, "/api/v1/tag-edits").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_budget_form_says_why_and_keeps_what_was_typed() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    let (status, page) = v.get("/budgets").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No budgets yet") && page.contains("Make the budget"));
+    // Each refusal is the API's (or says which field is not a number),
+    // beside the form, with everything typed still in it.
+    for (amount, filters, thresholds, says) in [
+        ("-5", "", "80", "above 0"),
+        ("a lot", "", "80", "is not a number"),
+        ("100", "region=westeurope", "80", "'region=westeurope'"),
+        ("100", "", "2000", "10×"),
+        ("100", "", "eighty", "'eighty' is not a number"),
+    ] {
+        let (status, page) = v
+            .post(
+                "/budgets",
+                &[
+                    ("name", "Platform <team>"),
+                    ("amount", amount),
+                    ("filters", filters),
+                    ("actual_thresholds", thresholds),
+                    ("metric", "effective"),
+                ],
+                true,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{amount}: {page}");
+        let page = unescape(&page);
+        let error = between(&page, "id=\"new-budget-error\">", "</div>").expect("the error");
+        assert!(error.contains(says), "{error}");
+        assert!(page.contains("value=\"Platform <team>\""), "{page}");
+        assert!(page.contains(&format!("value=\"{amount}\"")), "{page}");
+        assert!(page.contains(&format!("value=\"{thresholds}\"")), "{page}");
+        assert!(page.contains(&format!(">{filters}</textarea>")), "{page}");
+        assert!(page.contains("value=\"effective\" selected"), "{page}");
+    }
+    assert!(app.list(&org.token, "/api/v1/budgets").await.is_empty());
+    // A usable one is made, and its page shows where it stands.
+    let r = v
+        .http
+        .post(format!("{}/budgets", app.url))
+        .form(&[
+            ("name", "Platform"),
+            ("amount", "1,000"),
+            ("actual_thresholds", "80, 100"),
+            ("forecast_thresholds", "100"),
+            ("_csrf", v.csrf.as_str()),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()["location"].to_str().expect("ascii").to_string();
+    let made = app.list(&org.token, "/api/v1/budgets").await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["amount"], 1000.0);
+    let id = made[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(location, format!("/budgets/{id}?notice=budget_created"));
+    let (status, page) = v.get(&location).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Budget made"), "{page}");
+    assert!(page.contains("role=\"img\""), "the month's chart: {page}");
+    // A refused change keeps the typed values; a good one is saved.
+    let (status, page) = v
+        .post(
+            &format!("/budgets/{id}"),
+            &[
+                ("name", "Platform"),
+                ("amount", "0"),
+                ("actual_thresholds", "90"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"edit-budget-error\""), "{page}");
+    assert!(
+        page.contains("value=\"0\"") && page.contains("value=\"90\""),
+        "{page}"
+    );
+    let (status, _) = v
+        .post(
+            &format!("/budgets/{id}"),
+            &[
+                ("name", "Platform 2"),
+                ("amount", "2000"),
+                ("actual_thresholds", "90"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let changed = app.list(&org.token, "/api/v1/budgets").await;
+    assert_eq!(changed[0]["name"], "Platform 2");
+    assert_eq!(changed[0]["actual_thresholds"], serde_json::json!([90.0]));
+    assert_eq!(changed[0]["forecast_thresholds"], serde_json::json!([]));
+    let (status, _) = v.post(&format!("/budgets/{id}/delete"), &[], true).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(app.list(&org.token, "/api/v1/budgets").await.is_empty());
+    assert_eq!(
+        v.get(&format!("/budgets/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn required_keys_are_set_and_the_fix_of_selected_rows_makes_tag_edits() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    let (status, page) = v.get("/coverage").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No required tag keys are set"), "{page}");
+    // A refusal keeps what was typed.
+    let (status, page) = v
+        .post("/coverage/required-keys", &[("keys", "env, ENV")], true)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("listed twice"), "{page}");
+    assert!(page.contains("value=\"env, ENV\""), "{page}");
+    let (status, _) = v
+        .post("/coverage/required-keys", &[("keys", "Owner, env")], true)
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, page) = v
+        .get("/coverage?notice=required_keys_saved&by=service")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Required tag keys saved"), "{page}");
+    assert!(page.contains("id=\"coverage-keys\"") && page.contains("id=\"coverage-groups\""));
+    assert!(page.contains("All keys, by count"), "{page}");
+    // The rows the API suggests values for.
+    let untagged = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/coverage/untagged?top=1000",
+            None,
+        )
+        .await
+        .1;
+    let suggested: Vec<&Value> = untagged["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| {
+            !i["resource_id"].is_null()
+                && i["missing"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| !m["suggestion"].is_null()))
+        })
+        .collect();
+    assert!(!suggested.is_empty(), "{untagged}");
+    let first = suggested[0]["resource_id"].as_str().expect("id");
+    assert!(
+        page.contains(&format!("value=\"{first}\"")),
+        "a checkbox: {page}"
+    );
+    // Nothing selected: said, nothing made.
+    let (status, page) = v.post("/coverage/fix", &[], true).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("none was selected"), "{page}");
+    let (status, page) = v.post("/coverage/fix", &[("resource", first)], true).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("What the fix did"), "{page}");
+    let created = between(&page, "id=\"fix-created\"", "</table>").expect("edits made");
+    assert!(
+        created.contains(&format!("/resources/{first}")),
+        "{created}"
+    );
+    let edits = app.list(&org.token, "/api/v1/tag-edits").await;
+    assert_eq!(edits.len(), 1, "{edits:?}");
+    assert_eq!(edits[0]["resource_id"], first);
+    // Again: the open edit's keys are skipped, and the page says why.
+    let (status, page) = v.post("/coverage/fix", &[("resource", first)], true).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"fix-skipped\""), "{page}");
+    assert!(page.contains("already sets it"), "{page}");
+    assert_eq!(app.list(&org.token, "/api/v1/tag-edits").await.len(), 1);
 }
