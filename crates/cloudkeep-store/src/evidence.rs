@@ -30,7 +30,7 @@ use crate::audit::{AuditEntry, canonical};
 use crate::connections::SubscriptionRecord;
 use crate::page::{Cursor, Page, PageRequest};
 use crate::sql::{Arg, Sql, bulk_insert};
-use crate::{OrgScope, Result, Store, StoreError, Tx, parse, time, within};
+use crate::{Backend, OrgScope, Result, Store, StoreError, Tx, parse, time, within};
 
 /// One answer of one check about one subject, as a collector made it.
 #[derive(Debug, Clone, PartialEq)]
@@ -484,12 +484,19 @@ impl Store {
         at: i64,
     ) -> Result<u64> {
         let org = scope.id();
-        let rows = sqlx::query(
+        // Locked on PostgreSQL until the transaction ends, so that a sync
+        // cannot extend them between this read and their closing (SQLite
+        // has one writer, which this transaction is).
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE OF e",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
             "SELECT e.evidence_id, e.connection_id, e.subscription_id, e.collector, e.check_id, e.subject, e.subject_key, \
              e.facts, e.result, e.reason, e.fingerprint, e.last_run_id, e.last_observed_at \
              FROM assessment_evidence ae JOIN evidence e ON e.org_id = ae.org_id AND e.evidence_id = ae.evidence_id \
-             WHERE ae.org_id = $1 AND ae.assessment_id = $2 AND e.valid_to IS NULL ORDER BY e.evidence_id",
-        )
+             WHERE ae.org_id = $1 AND ae.assessment_id = $2 AND e.valid_to IS NULL ORDER BY e.evidence_id{lock}"
+        ))
         .bind(&org)
         .bind(assessment.to_string())
         .fetch_all(&mut **tx)
@@ -526,7 +533,7 @@ impl Store {
         for chunk in close.chunks(CLOSE_CHUNK) {
             let mut sql = Sql::new("UPDATE evidence SET valid_to = CASE WHEN last_observed_at > ");
             let p = sql.arg_int(at);
-            sql.push(&format!(" THEN last_observed_at ELSE {p} END"));
+            sql.push(&format!("{p} THEN last_observed_at ELSE {p} END"));
             let p = sql.arg(org.clone());
             sql.push(&format!(
                 " WHERE org_id = {p} AND valid_to IS NULL AND evidence_id IN ("
