@@ -1,7 +1,8 @@
 //! Assessments: an audit period of evidence for the controls in scope,
 //! attached and detached while a draft, immutable once approved (the
 //! migration's triggers refuse UPDATE and DELETE of an approved assessment,
-//! its scope and its attached evidence, whoever asks). Type II samples
+//! its scope and its attached evidence, whoever asks; approval closes the
+//! attached rows still current and continues them in new rows). Type II samples
 //! drawn reproducibly from a control's population, auditors' invitations
 //! to one assessment, and an owner's grant of the data to an auditor.
 //!
@@ -500,7 +501,10 @@ impl Store {
     }
 
     /// Approves a draft with evidence attached: from now on the store
-    /// refuses any change to it. Audited (`assessment.approved`) with the
+    /// refuses any change to it. Attached rows still current are closed at
+    /// the approval instant and continued in new rows from it (see
+    /// `Store::close_attested`), so that later syncs extend or close those,
+    /// never what was attested. Audited (`assessment.approved`) with the
     /// SHA-256 of its rows' ids and fingerprints, so the attested set can
     /// be checked later against the export.
     pub async fn approve_assessment(
@@ -533,6 +537,9 @@ impl Store {
                 h.update(r.try_get::<String, _>("fingerprint")?.as_bytes());
                 h.update(b"\n");
             }
+            // Attested rows still current are closed now and continued in
+            // new rows, before the triggers freeze them with the assessment.
+            let continued = self.close_attested(&mut tx, scope, id, now).await?;
             let done = sqlx::query(
                 "UPDATE assessments SET state = $3, approved_at = $4, approved_by = $5 \
                  WHERE org_id = $1 AND assessment_id = $2 AND state = $6",
@@ -554,7 +561,11 @@ impl Store {
                 actor,
                 "assessment.approved",
                 format!("assessment:{id}"),
-                json!({ "evidence": rows.len(), "evidence_digest": hex::encode(h.finalize()) }),
+                json!({
+                    "evidence": rows.len(),
+                    "evidence_digest": hex::encode(h.finalize()),
+                    "continued": continued,
+                }),
             );
             self.record(&mut tx, scope, &entry).await
         })

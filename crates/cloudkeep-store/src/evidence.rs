@@ -7,7 +7,9 @@
 //! overlap: an unchanged observation extends the current interval
 //! (`last_observed_at`); a change closes it at the sync's time and opens
 //! the next at that same time; a subject no longer seen has its interval
-//! closed and none opened.
+//! closed and none opened. Approving an assessment closes its attached
+//! rows still current and continues each in a new row from that instant
+//! (`close_attested`), so a sync never changes an attested row.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,7 +30,7 @@ use crate::audit::{AuditEntry, canonical};
 use crate::connections::SubscriptionRecord;
 use crate::page::{Cursor, Page, PageRequest};
 use crate::sql::{Arg, Sql, bulk_insert};
-use crate::{OrgScope, Result, Store, StoreError, parse, time, within};
+use crate::{Backend, OrgScope, Result, Store, StoreError, Tx, parse, time, within};
 
 /// One answer of one check about one subject, as a collector made it.
 #[derive(Debug, Clone, PartialEq)]
@@ -462,6 +464,95 @@ impl Store {
         bulk_insert(&mut tx, self.backend(), "evidence", EVIDENCE_INSERT, insert).await?;
         tx.commit().await?;
         Ok(counts)
+    }
+
+    /// At an assessment's approval, in its transaction (before the
+    /// assessment is marked approved, after which the triggers refuse any
+    /// change to its rows): closes every attached row still current at
+    /// `at` (or at its last observation, if a sync saw it later than `at`)
+    /// and continues the subject's state in a new row from that same
+    /// instant, so its intervals still never gap or overlap and later
+    /// syncs extend or close the new row, never the attested one. The new
+    /// row is the same state, not a new observation: it keeps the attested
+    /// row's last observation and run (`last_observed_at`, `last_run_id`),
+    /// so its freshness is what it was. Answers how many were continued.
+    pub(crate) async fn close_attested(
+        &self,
+        tx: &mut Tx,
+        scope: &OrgScope,
+        assessment: Uuid,
+        at: i64,
+    ) -> Result<u64> {
+        let org = scope.id();
+        // Locked on PostgreSQL until the transaction ends, so that a sync
+        // cannot extend them between this read and their closing (SQLite
+        // has one writer, which this transaction is).
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE OF e",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT e.evidence_id, e.connection_id, e.subscription_id, e.collector, e.check_id, e.subject, e.subject_key, \
+             e.facts, e.result, e.reason, e.fingerprint, e.last_run_id, e.last_observed_at \
+             FROM assessment_evidence ae JOIN evidence e ON e.org_id = ae.org_id AND e.evidence_id = ae.evidence_id \
+             WHERE ae.org_id = $1 AND ae.assessment_id = $2 AND e.valid_to IS NULL ORDER BY e.evidence_id{lock}"
+        ))
+        .bind(&org)
+        .bind(assessment.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+        let now = self.now_ms();
+        let mut close: Vec<String> = Vec::with_capacity(rows.len());
+        let mut insert: Vec<Vec<Arg>> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let last_observed: i64 = r.try_get("last_observed_at")?;
+            let last_run: String = r.try_get("last_run_id")?;
+            close.push(r.try_get("evidence_id")?);
+            insert.push(vec![
+                Arg::from(org.as_str()),
+                Arg::from(Uuid::now_v7().to_string()),
+                Arg::from(r.try_get::<String, _>("connection_id")?),
+                Arg::from(r.try_get::<String, _>("subscription_id")?),
+                Arg::from(r.try_get::<String, _>("collector")?),
+                Arg::from(r.try_get::<String, _>("check_id")?),
+                Arg::from(r.try_get::<String, _>("subject")?),
+                Arg::from(r.try_get::<String, _>("subject_key")?),
+                Arg::from(r.try_get::<String, _>("facts")?),
+                Arg::from(r.try_get::<String, _>("result")?),
+                Arg::from(r.try_get::<Option<String>, _>("reason")?),
+                Arg::from(r.try_get::<String, _>("fingerprint")?),
+                Arg::from(last_run.clone()),
+                Arg::from(last_run),
+                Arg::from(at.max(last_observed)),
+                Arg::from(last_observed),
+                Arg::from(now),
+            ]);
+        }
+        drop(rows);
+        let mut closed = 0;
+        for chunk in close.chunks(CLOSE_CHUNK) {
+            let mut sql = Sql::new("UPDATE evidence SET valid_to = CASE WHEN last_observed_at > ");
+            let p = sql.arg_int(at);
+            sql.push(&format!("{p} THEN last_observed_at ELSE {p} END"));
+            let p = sql.arg(org.clone());
+            sql.push(&format!(
+                " WHERE org_id = {p} AND valid_to IS NULL AND evidence_id IN ("
+            ));
+            for (i, id) in chunk.iter().enumerate() {
+                let p = sql.arg(id.clone());
+                sql.push(&if i == 0 { p } else { format!(", {p}") });
+            }
+            sql.push(")");
+            closed += sql.execute(tx).await?;
+        }
+        if closed != close.len() as u64 {
+            return Err(StoreError::State(
+                "cannot approve: a sync changed the attached evidence meanwhile; approve again"
+                    .into(),
+            ));
+        }
+        bulk_insert(tx, self.backend(), "evidence", EVIDENCE_INSERT, insert).await?;
+        Ok(closed)
     }
 
     /// Evidence matching a filter, newest observation first, a page at a time.

@@ -360,6 +360,12 @@ async fn an_assessment_is_built_approved_frozen_and_exported() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
+    // Approval closed the attested rows still current at its instant (their
+    // states go on in new rows), so no later sync moves them.
+    for r in exported["evidence"].as_array().expect("rows") {
+        assert_eq!(r["valid_to"], approved["approved_at"], "{r}");
+    }
+
     // Azure changes after approval: the next sync's evidence is new, the
     // attested row stays, and the assessment says what changed.
     let attested = rows
@@ -390,6 +396,11 @@ async fn an_assessment_is_built_approved_frozen_and_exported() {
     assert_eq!(changes[0]["attested"], attested["id"]);
     assert_ne!(changes[0]["later"]["result"], attested["result"]);
     assert_eq!(after["evidence"], attached, "nothing edited in");
+    let exported_after: Value = serde_json::from_slice(&get("json").await).expect("json");
+    assert_eq!(
+        exported_after["evidence"], exported["evidence"],
+        "the attested rows, unchanged and extended alike, are exported as approved"
+    );
     let csv = String::from_utf8(get("csv").await).expect("utf-8");
     let line = csv
         .lines()

@@ -268,9 +268,9 @@ async fn approval_freezes_the_assessment_and_its_evidence(b: TestStore) {
     )
     .await;
 
-    // Later syncs: the same state extends the attested row; a different
-    // one is new evidence, flagged on the assessment, the attested row
-    // unchanged.
+    // Later syncs: the same state extends the row that continues the
+    // attested one; a different one is new evidence, flagged on the
+    // assessment, the attested row unchanged.
     assert!(
         store
             .changes_after_approval(scope, a.id)
@@ -314,7 +314,10 @@ async fn approval_freezes_the_assessment_and_its_evidence(b: TestStore) {
     let attested = history.iter().find(|e| e.id == two.id).expect("kept");
     assert_eq!(attested.result, EvidenceResult::Fail);
     assert_eq!(attested.fingerprint, two.fingerprint);
-    assert_eq!(attested.valid_to, Some(changes[0].later.observed_at));
+    assert_eq!(
+        attested.valid_to, approved.approved_at,
+        "closed at the approval"
+    );
 
     for action in [
         "assessment.created",
@@ -332,6 +335,234 @@ async fn approval_freezes_the_assessment_and_its_evidence(b: TestStore) {
     assert!(store.verify_audit(scope).await.expect("verify").is_ok());
 }
 both_backends!(approval_freezes_the_assessment_and_its_evidence);
+
+/// Every column of an evidence row as stored, as one string.
+async fn stored_row(url: &str, org_id: &str, id: Uuid) -> String {
+    use sqlx::Connection;
+    let sql = format!(
+        "SELECT org_id || '|' || evidence_id || '|' || connection_id || '|' || subscription_id || '|' || collector \
+         || '|' || check_id || '|' || subject || '|' || subject_key || '|' || facts || '|' || result || '|' \
+         || COALESCE(reason, '<null>') || '|' || fingerprint || '|' || run_id || '|' || last_run_id || '|' \
+         || CAST(observed_at AS TEXT) || '|' || CAST(last_observed_at AS TEXT) || '|' \
+         || COALESCE(CAST(valid_to AS TEXT), '<null>') || '|' || CAST(recorded_at AS TEXT) AS whole \
+         FROM evidence WHERE org_id = '{org_id}' AND evidence_id = '{id}'"
+    );
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
+        sqlx::query_scalar(&sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("row")
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query_scalar(&sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("row")
+    }
+}
+
+/// A time as the store keeps it (milliseconds).
+fn ms(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).expect("time")
+}
+
+/// Asserts that each row is stored as it was.
+async fn unchanged(url: &str, org_id: &str, rows: &[(Uuid, String)]) {
+    for (id, row) in rows {
+        assert_eq!(&stored_row(url, org_id, *id).await, row, "attested {id}");
+    }
+}
+
+/// A subject's intervals under a check, oldest first, checked to follow
+/// one another with no gap and no overlap, the last one current.
+async fn history_of(
+    store: &Store,
+    scope: &OrgScope,
+    check: CheckId,
+    subject: &str,
+) -> Vec<cloudkeep_store::EvidenceRecord> {
+    let mut rows = evidence_of(store, scope, check, subject).await;
+    rows.sort_by_key(|e| (e.observed_at, e.id));
+    for pair in rows.windows(2) {
+        assert_eq!(
+            pair[0].valid_to,
+            Some(pair[1].observed_at),
+            "no gap, no overlap: {pair:?}"
+        );
+    }
+    for e in &rows[..rows.len() - 1] {
+        assert!(e.valid_to.is_some(), "only the last is current: {rows:?}");
+    }
+    rows
+}
+
+async fn approval_closes_attested_intervals_and_syncs_continue_new_ones(b: TestStore) {
+    let (b, clock) = on_manual_clock(b);
+    let store = &b.store;
+    let s = setup(store, "attest").await;
+    let scope = &s.scope;
+    let org_id = scope.org().to_string();
+    let both = |one: bool, two: bool| [https(&account(1), one), https(&account(2), two)];
+    observe(store, scope, &s.sub, &clock, &both(true, false)).await;
+    clock.advance(Duration::minutes(30));
+    observe(store, scope, &s.sub, &clock, &both(true, false)).await;
+    let seen_at = ms(clock.now());
+    let a = store
+        .create_assessment(scope, &definition(&clock, &[ControlId::Cc66]), "user:test")
+        .await
+        .expect("create");
+    assert_eq!(
+        store
+            .attach_evidence(scope, a.id, &Attach::InScope, "user:test")
+            .await
+            .expect("attach"),
+        2
+    );
+    let before: Vec<_> = store
+        .all_assessment_evidence(scope, a.id)
+        .await
+        .expect("attached")
+        .into_iter()
+        .map(|x| x.evidence)
+        .collect();
+    assert!(before.iter().all(|e| e.valid_to.is_none()), "current");
+
+    // Approval closes each attested row at its instant and continues the
+    // state in a new row from there: same state, last observation kept.
+    clock.advance(Duration::minutes(10));
+    let approved = store
+        .approve_assessment(scope, a.id, "user:auditor")
+        .await
+        .expect("approve");
+    let at = approved.approved_at.expect("approved at");
+    assert_eq!(at, ms(clock.now()));
+    let event = &events_of(store, scope, "assessment.approved").await[0];
+    assert_eq!(event.details["continued"], 2);
+    let exported: Vec<_> = store
+        .all_assessment_evidence(scope, a.id)
+        .await
+        .expect("attached");
+    let mut attested = Vec::new();
+    for (was, now) in before.iter().zip(&exported) {
+        let now = &now.evidence;
+        assert_eq!(now.id, was.id);
+        assert_eq!(now.valid_to, Some(at), "closed at the approval");
+        assert_eq!(
+            cloudkeep_store::EvidenceRecord {
+                valid_to: None,
+                ..now.clone()
+            },
+            *was,
+            "nothing else changed"
+        );
+        let history = history_of(store, scope, CheckId::StorageHttpsOnly, &now.subject).await;
+        assert_eq!(history.len(), 2);
+        let next = &history[1];
+        assert_ne!(next.id, now.id);
+        assert_eq!(next.observed_at, at);
+        assert_eq!(next.valid_to, None);
+        assert_eq!(
+            (&next.fingerprint, &next.facts, next.result, &next.reason),
+            (&now.fingerprint, &now.facts, now.result, &now.reason)
+        );
+        assert_eq!(next.last_observed_at, seen_at, "no observation invented");
+        assert_eq!(
+            (next.run_id, next.last_run_id),
+            (now.last_run_id, now.last_run_id)
+        );
+        attested.push((now.id, stored_row(&b.url, &org_id, now.id).await));
+    }
+
+    // The same state again: the new row is extended, not the attested one.
+    clock.advance(Duration::days(1));
+    observe(store, scope, &s.sub, &clock, &both(true, false)).await;
+    unchanged(&b.url, &org_id, &attested).await;
+    for n in [1, 2] {
+        let history = history_of(store, scope, CheckId::StorageHttpsOnly, &account(n)).await;
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].last_observed_at, ms(clock.now()), "extended");
+    }
+    assert!(
+        store
+            .changes_after_approval(scope, a.id)
+            .await
+            .expect("changes")
+            .is_empty()
+    );
+
+    // A changed state: the new row closes and a third opens, flagged as a
+    // change after approval; account 1 no longer seen: its new row closes.
+    clock.advance(Duration::days(1));
+    observe(store, scope, &s.sub, &clock, &[https(&account(2), true)]).await;
+    unchanged(&b.url, &org_id, &attested).await;
+    let two = history_of(store, scope, CheckId::StorageHttpsOnly, &account(2)).await;
+    assert_eq!(two.len(), 3);
+    assert_eq!(two[1].valid_to, Some(ms(clock.now())));
+    assert_eq!(two[2].result, EvidenceResult::Pass);
+    let one = history_of(store, scope, CheckId::StorageHttpsOnly, &account(1)).await;
+    assert_eq!(one.len(), 2);
+    assert_eq!(one[1].valid_to, Some(ms(clock.now())));
+    let changes = store
+        .changes_after_approval(scope, a.id)
+        .await
+        .expect("changes");
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].attested, two[0].id);
+    assert_eq!(changes[0].later.id, two[2].id);
+
+    // Back again: a fourth row; still nothing attested moves.
+    clock.advance(Duration::days(1));
+    observe(store, scope, &s.sub, &clock, &both(true, false)).await;
+    unchanged(&b.url, &org_id, &attested).await;
+    assert_eq!(
+        history_of(store, scope, CheckId::StorageHttpsOnly, &account(2))
+            .await
+            .len(),
+        4
+    );
+    // Account 1 seen again after a sync without it: a new row after that
+    // gap (the one gap there is: while it was not seen).
+    let one = evidence_of(store, scope, CheckId::StorageHttpsOnly, &account(1)).await;
+    assert_eq!(one.len(), 3);
+    assert_eq!(one[0].observed_at, ms(clock.now()));
+    assert_eq!(one[0].valid_to, None);
+
+    // The store refuses every change to an attested row, whoever asks,
+    // even one that would only move its interval or change nothing.
+    for (id, _) in &attested {
+        for sql in [
+            format!(
+                "UPDATE evidence SET last_observed_at = last_observed_at + 1 WHERE org_id = '{org_id}' AND evidence_id = '{id}'"
+            ),
+            format!(
+                "UPDATE evidence SET valid_to = valid_to + 1 WHERE org_id = '{org_id}' AND evidence_id = '{id}'"
+            ),
+            format!(
+                "UPDATE evidence SET valid_to = NULL WHERE org_id = '{org_id}' AND evidence_id = '{id}'"
+            ),
+            format!(
+                "UPDATE evidence SET last_run_id = last_run_id WHERE org_id = '{org_id}' AND evidence_id = '{id}'"
+            ),
+            format!("DELETE FROM evidence WHERE org_id = '{org_id}' AND evidence_id = '{id}'"),
+        ] {
+            let e = try_exec(&b.url, &sql)
+                .await
+                .expect_err(&format!("refused: {sql}"));
+            assert!(e.to_string().contains("immutable"), "{sql}: {e}");
+        }
+    }
+    unchanged(&b.url, &org_id, &attested).await;
+
+    // The assessment still lists, and exports, what was approved.
+    let after = store
+        .all_assessment_evidence(scope, a.id)
+        .await
+        .expect("attached");
+    assert_eq!(after, exported);
+    assert!(store.verify_audit(scope).await.expect("verify").is_ok());
+}
+both_backends!(approval_closes_attested_intervals_and_syncs_continue_new_ones);
 
 async fn an_assessment_outside_its_period_or_organisation_attaches_nothing(b: TestStore) {
     let (b, clock) = on_manual_clock(b);
@@ -649,7 +880,9 @@ async fn retention_purges_past_the_window_but_keeps_approved_evidence(b: TestSto
         Default::default(),
         "nothing is past the window yet"
     );
-    assert_eq!(count(store.clone(), scope.clone()).await, 4);
+    // The four rows and the one that continues the approved row's state
+    // from the approval (itself not attested).
+    assert_eq!(count(store.clone(), scope.clone()).await, 5);
 
     assert!(
         !store
@@ -678,7 +911,7 @@ async fn retention_purges_past_the_window_but_keeps_approved_evidence(b: TestSto
         .await
         .expect("purge");
     assert_eq!((first.evidence, first.sync_runs), (1, 1));
-    assert_eq!(count(store.clone(), scope.clone()).await, 3);
+    assert_eq!(count(store.clone(), scope.clone()).await, 4);
     // ...and resumed: the rest goes, the approved row stays.
     let mut total = first;
     loop {
@@ -691,7 +924,7 @@ async fn retention_purges_past_the_window_but_keeps_approved_evidence(b: TestSto
         }
         total.add(batch);
     }
-    assert_eq!((total.evidence, total.sync_runs), (3, 1));
+    assert_eq!((total.evidence, total.sync_runs), (4, 1));
     let left = store
         .evidence(scope, &of_connection, &PageRequest::first(10))
         .await
@@ -708,11 +941,11 @@ async fn retention_purges_past_the_window_but_keeps_approved_evidence(b: TestSto
         1
     );
     let purged = events_of(store, scope, "retention.purged").await;
-    assert_eq!(purged.len(), 3);
+    assert_eq!(purged.len(), 4);
     let sum: u64 = purged
         .iter()
         .map(|e| e.details["evidence"].as_u64().expect("count"))
         .sum();
-    assert_eq!(sum, 3);
+    assert_eq!(sum, 4);
 }
 both_backends!(retention_purges_past_the_window_but_keeps_approved_evidence);
