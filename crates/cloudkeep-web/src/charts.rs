@@ -178,10 +178,14 @@ impl LineChart {
         for (i, label) in self.x_labels.iter().enumerate() {
             let spaced = i % every == 0 && n - 1 - i >= every;
             if spaced || i == n - 1 {
+                // The last label ends at the plot's right edge rather than
+                // centring on its point, where the margin would clip it.
+                let last = n > 1 && i == n - 1;
                 let _ = write!(
                     out,
-                    r#"<text x="{tx}" y="{ty}" text-anchor="middle">{label}</text>"#,
-                    tx = num(x(i)),
+                    r#"<text x="{tx}" y="{ty}" text-anchor="{anchor}">{label}</text>"#,
+                    tx = num(if last { x(i) + RIGHT - 2.0 } else { x(i) }),
+                    anchor = if last { "end" } else { "middle" },
                     ty = num(H - 8.0),
                     label = esc(label),
                 );
