@@ -299,15 +299,8 @@ fn forecast_query(raw: Option<&str>) -> Result<(SpendMetric, Vec<SpendFilter>), 
             continue;
         }
         match k.as_ref() {
-            "metric" => {
-                metric = v.parse().map_err(|e: cloudkeep_domain::ParseError| {
-                    ApiError::unprocessable("invalid_query", e.to_string())
-                })?
-            }
-            "filter" => filters.push(
-                v.parse::<SpendFilter>()
-                    .map_err(|e| ApiError::unprocessable("invalid_query", e.to_string()))?,
-            ),
+            "metric" => metric = super::spend::parse_metric(&v)?,
+            "filter" => filters.push(super::spend::parse_filter(&v)?),
             other => {
                 return Err(ApiError::unprocessable(
                     "invalid_query",

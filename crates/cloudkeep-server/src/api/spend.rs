@@ -91,6 +91,18 @@ fn parse_date(name: &str, v: &str) -> Result<NaiveDate, ApiError> {
     })
 }
 
+/// A `metric` parameter, or a 422 naming the allowed ones.
+pub(crate) fn parse_metric(v: &str) -> Result<SpendMetric, ApiError> {
+    v.parse().map_err(|e: cloudkeep_domain::ParseError| {
+        ApiError::unprocessable("invalid_query", e.to_string())
+    })
+}
+
+/// A `filter` parameter, or a 422 naming the forms allowed.
+pub(crate) fn parse_filter(v: &str) -> Result<SpendFilter, ApiError> {
+    v.parse::<SpendFilter>().map_err(invalid)
+}
+
 fn today(state: &AppState) -> NaiveDate {
     state.store.now().date_naive()
 }
@@ -110,11 +122,7 @@ pub fn parse_spend_query(raw: Option<&str>, today: NaiveDate) -> Result<SpendAsk
             continue;
         }
         match k.as_ref() {
-            "metric" => {
-                metric = v.parse().map_err(|e: cloudkeep_domain::ParseError| {
-                    ApiError::unprocessable("invalid_query", e.to_string())
-                })?
-            }
+            "metric" => metric = parse_metric(&v)?,
             "granularity" => {
                 granularity = v.parse().map_err(|e: cloudkeep_domain::ParseError| {
                     ApiError::unprocessable("invalid_query", e.to_string())
@@ -127,7 +135,7 @@ pub fn parse_spend_query(raw: Option<&str>, today: NaiveDate) -> Result<SpendAsk
                     groups.push(g.parse::<SpendGroup>().map_err(invalid)?);
                 }
             }
-            "filter" => filters.push(v.parse::<SpendFilter>().map_err(invalid)?),
+            "filter" => filters.push(parse_filter(&v)?),
             "top" => {
                 top = v
                     .parse::<usize>()
