@@ -847,7 +847,7 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
             }
-            bump_spend_rev(&mut *tx, scope).await?;
+            bump_spend_rev(&mut tx, scope).await?;
             Ok(())
         })
         .await?;
