@@ -52,7 +52,7 @@ pub use assessments::{
     Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess,
     Sample, population_hash,
 };
-pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
+pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind, SealReport};
 pub use budgets::{Budget, BudgetStatus};
 pub use connections::{
     Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
