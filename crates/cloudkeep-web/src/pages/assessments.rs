@@ -134,6 +134,20 @@ fn answer<T: Template>(page: &T, refused: bool) -> axum::response::Response {
     }
 }
 
+/// Who did something, as the audit log names them; "you" for the reader.
+fn who(web: &Web, actor: &str) -> String {
+    if actor == web.auth.actor() {
+        "you".into()
+    } else {
+        actor.to_string()
+    }
+}
+
+/// A SHA-256 as a page shows it: its start (the whole is in the exports).
+fn short_hash(hash: &str) -> String {
+    format!("{}…", &hash[..hash.len().min(16)])
+}
+
 fn reader(web: &Web) -> Reader {
     Reader::Member(web.caller())
 }
@@ -442,6 +456,7 @@ pub struct ScopeLine {
     pub checks: Vec<String>,
     pub population: String,
     pub hash: String,
+    pub short_hash: String,
 }
 
 pub struct AttachedLine {
@@ -471,6 +486,7 @@ pub struct SampleLine {
     pub size: u64,
     pub population: String,
     pub hash: String,
+    pub short_hash: String,
     pub drawn: String,
     pub items: Vec<String>,
 }
@@ -527,14 +543,18 @@ impl DetailPage {
     }
 }
 
-fn line_of_invitation(i: &InvitationView) -> InvitationLine {
+fn line_of_invitation(web: &Web, i: &InvitationView) -> InvitationLine {
     InvitationLine {
         id: i.id.to_string(),
         email: i.email.clone(),
         state: i.state.to_string(),
         state_class: invitation_class(i.state),
         active: i.state == InvitationState::Active,
-        created: format!("{} by {}", format::when(i.created_at), i.created_by),
+        created: format!(
+            "{} by {}",
+            format::when(i.created_at),
+            who(web, &i.created_by)
+        ),
         expires: match i.revoked_at {
             Some(r) => format!("revoked {}", format::when(r)),
             None => format::when(i.expires_at),
@@ -542,7 +562,7 @@ fn line_of_invitation(i: &InvitationView) -> InvitationLine {
     }
 }
 
-fn line_of_sample(s: &SampleView) -> SampleLine {
+fn line_of_sample(web: &Web, s: &SampleView) -> SampleLine {
     SampleLine {
         id: s.id.to_string(),
         control: s.control.to_string(),
@@ -550,7 +570,8 @@ fn line_of_sample(s: &SampleView) -> SampleLine {
         size: s.size,
         population: format::count(s.population),
         hash: s.population_hash.clone(),
-        drawn: format!("{} by {}", format::when(s.drawn_at), s.drawn_by),
+        short_hash: short_hash(&s.population_hash),
+        drawn: format!("{} by {}", format::when(s.drawn_at), who(web, &s.drawn_by)),
         items: s.evidence.iter().map(Uuid::to_string).collect(),
     }
 }
@@ -634,6 +655,7 @@ async fn render_detail(state: &AppState, web: &Web, id: String, view: View) -> P
             title: s.control.title().to_string(),
             checks: s.checks.iter().map(|c| c.to_string()).collect(),
             population: format::count(p.size),
+            short_hash: short_hash(&p.population_hash),
             hash: p.population_hash,
         });
     }
@@ -643,7 +665,11 @@ async fn render_detail(state: &AppState, web: &Web, id: String, view: View) -> P
         .iter()
         .map(|r| AttachedLine {
             e: evidence_line(&r.evidence),
-            attached: format!("{} by {}", format::when(r.attached_at), r.attached_by),
+            attached: format!(
+                "{} by {}",
+                format::when(r.attached_at),
+                who(web, &r.attached_by)
+            ),
             changed: changed.contains(&r.evidence.id),
         })
         .collect();
@@ -669,7 +695,7 @@ async fn render_detail(state: &AppState, web: &Web, id: String, view: View) -> P
     let invitations = if may_invite {
         let Json(found) =
             api::list_invitations(State(state.clone()), web.caller(), Path(id.clone())).await?;
-        found.iter().map(line_of_invitation).collect()
+        found.iter().map(|i| line_of_invitation(web, i)).collect()
     } else {
         Vec::new()
     };
@@ -707,12 +733,16 @@ async fn render_detail(state: &AppState, web: &Web, id: String, view: View) -> P
             state: a.state.to_string(),
             state_class: state_class(a.state),
             draft,
-            created: format!("{} by {}", format::when(a.created_at), a.created_by),
+            created: format!(
+                "{} by {}",
+                format::when(a.created_at),
+                who(web, &a.created_by)
+            ),
             approved: a.approved_at.map(|t| {
                 format!(
                     "{} by {}",
                     format::when(t),
-                    a.approved_by.clone().unwrap_or_default()
+                    who(web, a.approved_by.as_deref().unwrap_or_default())
                 )
             }),
             evidence_count: format::count(a.evidence),
@@ -728,7 +758,11 @@ async fn render_detail(state: &AppState, web: &Web, id: String, view: View) -> P
             })
             .collect(),
         candidates,
-        samples: samples.iter().rev().map(line_of_sample).collect(),
+        samples: samples
+            .iter()
+            .rev()
+            .map(|s| line_of_sample(web, s))
+            .collect(),
         sample,
         invitations,
         invite,

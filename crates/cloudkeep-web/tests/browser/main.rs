@@ -736,7 +736,7 @@ async fn fetch_in_browser(b: &Browser, href: &str) -> (u64, String) {
 #[tokio::test]
 async fn approving_an_assessment_in_the_browser() {
     let app = app().await;
-    let (org, _) = connected(&app).await;
+    let (org, conn) = connected(&app).await;
     let Some(b) = Browser::open(&app).await else {
         return;
     };
@@ -843,6 +843,37 @@ async fn approving_an_assessment_in_the_browser() {
     assert_eq!(drawn[0]["seed"], "20261203");
     assert_eq!(drawn[0]["evidence"], drawn[1]["evidence"]);
     assert!(b.body().await.contains("20261203"));
+    b.check_page("assessment-samples").await;
+    // A storage account goes public and a sync runs: what was attested
+    // stays as it was, and the later evidence is flagged beside it.
+    let account = app
+        .list(
+            &org.token,
+            "/api/v1/evidence?check=storage.public_network_access&result=pass",
+        )
+        .await
+        .into_iter()
+        .next()
+        .expect("a storage account closed to the internet")["subject"]
+        .as_str()
+        .expect("subject")
+        .to_string();
+    app.sim
+        .control_ok(
+            Method::PATCH,
+            &format!("/_sim/storage-accounts{account}"),
+            json!({"allowBlobPublicAccess": true, "publicNetworkAccess": "Enabled", "networkAcls": {"defaultAction": "Allow"}}),
+        )
+        .await;
+    sync_in_browser(&b, &conn).await;
+    b.goto(&format!("/assessments/{id}")).await;
+    let changes = b.text("#changes").await;
+    let name = account.rsplit('/').next().expect("name");
+    assert!(
+        changes.contains(name) && changes.contains("fail"),
+        "{changes}"
+    );
+    assert_eq!(b.text("#assessment-state").await, "approved");
     b.check_page("assessment-approved").await;
     fits_the_window(&b, "the approved assessment").await;
     // The exports are the API's routes, read with the browser's session.
@@ -878,7 +909,7 @@ async fn approving_an_assessment_in_the_browser() {
     b.click("nav.side a[href='/assessments']").await;
     let line = b.text(&format!("#assessment-{id}")).await;
     assert!(
-        line.contains("approved") && line.contains("SOC 2 Type II"),
+        line.contains("approved") && line.contains("SOC 2 Type II") && line.contains("changed"),
         "{line}"
     );
     b.check_page("assessments").await;
