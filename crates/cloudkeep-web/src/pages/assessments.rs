@@ -1053,9 +1053,7 @@ pub async fn draw(
         Err(message) => Err(Ok(message)),
     };
     match outcome {
-        Ok(()) => Ok(see_other(&format!(
-            "/assessments/{id}?notice=sample_drawn#samples-heading"
-        ))),
+        Ok(()) => Ok(see_other(&format!("/assessments/{id}?notice=sample_drawn"))),
         Err(message) => {
             let view = View {
                 sample: form,
@@ -1137,7 +1135,7 @@ pub async fn revoke_invitation(
     .await
     {
         Ok(_) => Ok(see_other(&format!(
-            "/assessments/{id}?notice=invitation_revoked#invitations-heading"
+            "/assessments/{id}?notice=invitation_revoked"
         ))),
         Err(e) => {
             let message = refused(e)?;

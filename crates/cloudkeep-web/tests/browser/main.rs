@@ -700,6 +700,19 @@ async fn draft_assessment(app: &App, org: &Org) -> String {
     id
 }
 
+/// Scrolls the element with `id` to the top of the window (for a
+/// screenshot of a page's lower part).
+async fn scroll_to(b: &Browser, id: &str) {
+    b.wait(&format!("#{id}")).await;
+    b.client
+        .execute(
+            "document.getElementById(arguments[0]).scrollIntoView();",
+            vec![json!(id)],
+        )
+        .await
+        .expect("scroll");
+}
+
 /// Sets a date field (`YYYY-MM-DD`): what a date picker does, without
 /// depending on the locale's typing order.
 async fn set_date(b: &Browser, css: &str, day: &str) {
@@ -776,6 +789,8 @@ async fn approving_an_assessment_in_the_browser() {
         .to_string();
     assert_eq!(b.text("#assessment-state").await, "draft");
     // One chosen row, then everything else in scope.
+    scroll_to(&b, "attach-heading").await;
+    b.check_page("assessment-attach").await;
     let pick = b.wait("#candidates input[name=evidence]").await;
     let picked = pick.attr("value").await.expect("value").expect("an id");
     pick.click().await.expect("choose");
@@ -905,6 +920,18 @@ async fn approving_an_assessment_in_the_browser() {
         exported["evidence"].as_array().expect("rows").len(),
         rows.len()
     );
+    // An auditor is invited to this assessment: the secret is shown once.
+    b.fill("#i-email", "auditor@audit.example").await;
+    b.click("#invite-button").await;
+    let secret = b.text("#invitation-secret").await;
+    assert!(secret.starts_with("cki_"), "{secret}");
+    assert!(
+        b.text("#invitations")
+            .await
+            .contains("auditor@audit.example")
+    );
+    scroll_to(&b, "invitations-heading").await;
+    b.check_page("assessment-invited").await;
     // The list shows it approved.
     b.click("nav.side a[href='/assessments']").await;
     let line = b.text(&format!("#assessment-{id}")).await;
