@@ -1234,6 +1234,29 @@ async fn assessment_forms_need_the_sessions_token_and_refusals_keep_what_was_typ
         .await;
     let first = rows[0]["id"].as_str().expect("row");
     assert!(page.contains(&format!("id=\"attached-{first}\"")), "{page}");
+    // Detached while a draft, then attached again as a chosen row.
+    let (status, page) = v.post(&at("/detach"), &[("evidence", first)], true).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(
+        assessment_view(&app, &org, &id).await["evidence"].as_u64(),
+        Some(attached - 1)
+    );
+    let r = v
+        .http
+        .post(format!("{}{}", app.url, at("/attach")))
+        .form(&[("evidence", first), ("_csrf", v.csrf.as_str())])
+        .send()
+        .await
+        .expect("attach");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/assessments/{id}?notice=attached&n=1").as_str()
+    );
+    assert_eq!(
+        assessment_view(&app, &org, &id).await["evidence"].as_u64(),
+        Some(attached)
+    );
     // A sample: a size that is not a number keeps the seed typed.
     let (status, page) = v
         .post(
