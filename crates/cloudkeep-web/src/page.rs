@@ -23,6 +23,7 @@ pub enum Section {
     Connections,
     Controls,
     Evidence,
+    Assessments,
     Alerts,
     Audit,
     Settings,
@@ -94,6 +95,12 @@ const NAV: &[(Section, &str, &str, &[Permission])] = &[
         Section::Evidence,
         "/evidence",
         "Evidence",
+        &[Permission::ReadEvidence],
+    ),
+    (
+        Section::Assessments,
+        "/assessments",
+        "Assessments",
         &[Permission::ReadEvidence],
     ),
     (
