@@ -149,7 +149,10 @@ impl LineChart {
             .series
             .iter()
             .flat_map(|s| s.values.iter().flatten().copied())
-            .chain(band.into_iter().flat_map(|b| b.high.iter().flatten().copied()))
+            .chain(
+                band.into_iter()
+                    .flat_map(|b| b.high.iter().flatten().copied()),
+            )
             .fold(0.0f64, f64::max);
         nice_max(data.max(self.reference.as_ref().map(|r| r.1).unwrap_or(0.0)))
     }
@@ -218,7 +221,11 @@ impl LineChart {
         }
         if let Some(span) = span.filter(|s| s.first <= s.last && s.last < n) {
             // Half a step either side of the span's days (the plot's edge at most).
-            let half = if n > 1 { plot_w / (n - 1) as f64 / 2.0 } else { plot_w / 2.0 };
+            let half = if n > 1 {
+                plot_w / (n - 1) as f64 / 2.0
+            } else {
+                plot_w / 2.0
+            };
             let x1 = (x(span.first) - half).max(LEFT);
             let x2 = (x(span.last) + half).min(W - RIGHT);
             let _ = write!(

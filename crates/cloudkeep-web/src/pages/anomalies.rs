@@ -13,7 +13,7 @@ use askama::Template;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use cloudkeep_domain::anomaly::{
     AnomalySettings, ContributorKind, Direction, IncidentKind, MoverDimension, MoverPeriod, judge,
 };
@@ -84,11 +84,18 @@ fn signed_percent(v: f64) -> String {
     }
 }
 
+/// Days as people read them: `Nov 30, 2026`, `Nov 29 – Dec 3, 2026`.
 fn period_text(first: NaiveDate, last: NaiveDate) -> String {
     if first == last {
-        first.format("%Y-%m-%d").to_string()
+        first.format("%b %-d, %Y").to_string()
+    } else if first.year() == last.year() {
+        format!("{} – {}", first.format("%b %-d"), last.format("%b %-d, %Y"))
     } else {
-        format!("{} to {}", first.format("%Y-%m-%d"), last.format("%Y-%m-%d"))
+        format!(
+            "{} – {}",
+            first.format("%b %-d, %Y"),
+            last.format("%b %-d, %Y")
+        )
     }
 }
 
@@ -124,7 +131,9 @@ fn line(i: &IncidentView) -> IncidentLine {
         expected: money(i.expected),
         actual: money(i.actual),
         delta: signed_money(i.delta, &i.currency),
-        z: i.max_z.map(|z| format!("{z:.1}")).unwrap_or_else(|| "—".into()),
+        z: i.max_z
+            .map(|z| format!("{z:.1}"))
+            .unwrap_or_else(|| "—".into()),
         ended: i.ended,
     }
 }
@@ -134,6 +143,25 @@ fn subject(i: &IncidentView) -> String {
         .clone()
         .or_else(|| i.region.clone())
         .unwrap_or_default()
+}
+
+/// A resource's name from its ARM id: the names after the provider
+/// namespace (`server/database` for a database), as Azure writes them.
+fn arm_name(id: &str) -> String {
+    let parts: Vec<&str> = id.split('/').filter(|p| !p.is_empty()).collect();
+    match parts
+        .iter()
+        .rposition(|p| p.eq_ignore_ascii_case("providers"))
+    {
+        Some(at) if parts.len() > at + 3 => parts[at + 2..]
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/"),
+        _ => parts.last().copied().unwrap_or(id).to_string(),
+    }
 }
 
 /// The choices of a filter: a value and its label.
@@ -159,11 +187,17 @@ pub async fn subscriptions(state: &AppState, web: &Web) -> Result<Vec<Choice>, P
 
 /// The values spend has had of a dimension over the last 90 days (at
 /// most 100, by cost), as the API's analysis answers them, sorted.
-pub async fn known_values(state: &AppState, web: &Web, group_by: &str) -> Result<Vec<String>, Problem> {
+pub async fn known_values(
+    state: &AppState,
+    web: &Web,
+    group_by: &str,
+) -> Result<Vec<String>, Problem> {
     let today = state.store.now().date_naive();
     let from = today - Duration::days(89);
     let ask = parse_spend_query(
-        Some(&format!("group_by={group_by}&from={from}&to={today}&granularity=month&top=100")),
+        Some(&format!(
+            "group_by={group_by}&from={from}&to={today}&granularity=month&top=100"
+        )),
         today,
     )?;
     let view = spend_view(state, &web.caller(), ask).await?;
@@ -297,9 +331,7 @@ pub async fn list(
         chrome,
         state: given(&form.state).unwrap_or("").to_string(),
         kind: given(&form.kind).unwrap_or("").to_string(),
-        subscription: given(&form.subscription)
-            .unwrap_or("")
-            .to_ascii_lowercase(),
+        subscription: given(&form.subscription).unwrap_or("").to_ascii_lowercase(),
         service: given(&form.service).unwrap_or("").to_string(),
         states: STATES,
         kinds: KINDS,
@@ -309,9 +341,12 @@ pub async fn list(
         ),
         services: with_current(services, given(&form.service)),
         incidents: page.items.iter().map(line).collect(),
-        next: page
-            .next
-            .map(|n| format!("/anomalies?{}", query_with(&uri, &["after"], &[("after", n.as_str())]))),
+        next: page.next.map(|n| {
+            format!(
+                "/anomalies?{}",
+                query_with(&uri, &["after"], &[("after", n.as_str())])
+            )
+        }),
         movers,
     }))
 }
@@ -332,10 +367,7 @@ async fn movers(state: &AppState, web: &Web, form: &AnomaliesForm) -> Result<Mov
     .await?;
     let links = if by == MoverDimension::Resource {
         let ids: Vec<String> = m.movers.iter().filter_map(|x| x.key.clone()).collect();
-        state
-            .store
-            .live_resource_ids(&web.auth.scope, &ids)
-            .await?
+        state.store.live_resource_ids(&web.auth.scope, &ids).await?
     } else {
         HashMap::new()
     };
@@ -369,7 +401,7 @@ async fn movers(state: &AppState, web: &Web, form: &AnomaliesForm) -> Result<Mov
                 let key = x.key.clone().unwrap_or_else(|| "(none)".into());
                 MoverRow {
                     name: if by == MoverDimension::Resource {
-                        key.rsplit('/').next().unwrap_or(&key).to_string()
+                        arm_name(&key)
                     } else {
                         key.clone()
                     },
@@ -427,11 +459,7 @@ struct ContributorRow {
     share_value: u32,
 }
 
-pub async fn detail(
-    State(state): State<AppState>,
-    web: Web,
-    Path(id): Path<String>,
-) -> PageResult {
+pub async fn detail(State(state): State<AppState>, web: Web, Path(id): Path<String>) -> PageResult {
     let Json(i) = api::get_anomaly(State(state.clone()), web.caller(), Path(id)).await?;
     let money = |v: f64| format::money(v, &i.currency);
     let arm_ids: Vec<String> = i
@@ -449,7 +477,7 @@ pub async fn detail(
         let name = match (&c.name, resource) {
             (Some(n), _) => n.clone(),
             (None, true) if c.item.is_empty() => "(charges with no resource)".into(),
-            (None, true) => c.item.rsplit('/').next().unwrap_or(&c.item).to_string(),
+            (None, true) => arm_name(&c.item),
             (None, false) => c.item.clone(),
         };
         ContributorRow {
@@ -498,7 +526,9 @@ pub async fn detail(
             .append_pair("metric", "effective")
             .append_pair(
                 "from",
-                &(i.first_day - Duration::days(28)).format("%Y-%m-%d").to_string(),
+                &(i.first_day - Duration::days(28))
+                    .format("%Y-%m-%d")
+                    .to_string(),
             )
             .append_pair("to", &i.last_day.format("%Y-%m-%d").to_string())
             .append_pair("group_by", "resource")
@@ -532,7 +562,10 @@ pub async fn detail(
             if n_days == 1 { "" } else { "s" }
         ),
         change_share: if i.expected.abs() > 1e-9 {
-            format!("{} of the expected cost", signed_percent(i.delta / i.expected))
+            format!(
+                "{} of the expected cost",
+                signed_percent(i.delta / i.expected)
+            )
         } else {
             "nothing was expected".into()
         },
@@ -724,4 +757,39 @@ pub async fn card(state: &AppState, web: &Web) -> Result<Option<AnomalyCard>, Pr
         more: page.next.is_some(),
         incidents: page.items.iter().take(ON_CARD).map(line).collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{arm_name, period_text};
+
+    #[test]
+    fn days_read_as_people_read_them() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("day");
+        assert_eq!(
+            period_text(d("2026-11-30"), d("2026-11-30")),
+            "Nov 30, 2026"
+        );
+        assert_eq!(
+            period_text(d("2026-11-29"), d("2026-12-03")),
+            "Nov 29 – Dec 3, 2026"
+        );
+        assert_eq!(
+            period_text(d("2025-12-30"), d("2026-01-02")),
+            "Dec 30, 2025 – Jan 2, 2026"
+        );
+    }
+
+    #[test]
+    fn a_resource_is_named_as_azure_names_it() {
+        let db = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Sql/servers/sql-1/databases/audit";
+        assert_eq!(arm_name(db), "sql-1/audit");
+        assert_eq!(
+            arm_name(
+                "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm-1"
+            ),
+            "vm-1"
+        );
+        assert_eq!(arm_name("odd"), "odd");
+    }
 }

@@ -560,7 +560,10 @@ pub async fn fix(
             .insert(key.to_string(), value.trim().to_string());
     }
     if rows.is_empty() {
-        let extra = fail("Select the resources to fix (or type a value in their rows): none was selected.".into());
+        let extra = fail(
+            "Select the resources to fix (or type a value in their rows): none was selected."
+                .into(),
+        );
         return render(&state, &web, form, extra).await;
     }
     let (from, to) = match (parse_day(&form.from), parse_day(&form.to)) {
@@ -604,7 +607,9 @@ pub async fn fix(
     }
     let n = done.created.len() as u64;
     let extra = Extra {
-        notice: (n > 0 || error.is_none()).then(|| notice(Some("edits_created"), Some(n))).flatten(),
+        notice: (n > 0 || error.is_none())
+            .then(|| notice(Some("edits_created"), Some(n)))
+            .flatten(),
         typed: if error.is_some() { typed } else { Vec::new() },
         fix_error: error,
         fixed: Some(done),

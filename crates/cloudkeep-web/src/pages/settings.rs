@@ -753,7 +753,8 @@ pub async fn add_alias(
         }
         // The API keeps no alias of a key to itself.
         Ok(_) => {
-            let error = format!("'{alias}' is the key itself: an alias names another spelling of it.");
+            let error =
+                format!("'{alias}' is the key itself: an alias names another spelling of it.");
             render_aliases(&state, &web, None, form, Some(error)).await
         }
         Err(e) => render_aliases(&state, &web, None, form, Some(refused(e)?)).await,

@@ -407,7 +407,9 @@ async fn every_page_renders_and_passes_axe() {
         .as_str()
         .expect("run")
         .to_string();
-    let incident = app.list(&org.token, "/api/v1/spend/anomalies?kind=anomaly").await[0]["id"]
+    let incident = app
+        .list(&org.token, "/api/v1/spend/anomalies?kind=anomaly")
+        .await[0]["id"]
         .as_str()
         .expect("an anomaly")
         .to_string();
@@ -457,7 +459,11 @@ async fn every_page_renders_and_passes_axe() {
             "/anomalies?period=month&by=resource".into(),
             "Top movers",
         ),
-        ("anomaly", format!("/anomalies/{incident}"), "What explains it"),
+        (
+            "anomaly",
+            format!("/anomalies/{incident}"),
+            "What explains it",
+        ),
         ("settings", "/settings".into(), "Settings"),
         (
             "settings-tag-aliases",
@@ -549,6 +555,24 @@ async fn sync_levels_re_authentication_and_revocation_in_the_browser() {
     b.check_page("connection-revoked").await;
     assert!(!app.list(&org.token, "/api/v1/connections").await[0]["deleted_at"].is_null());
     b.close().await;
+}
+
+/// A screenshot of the whole page, the window made as tall as the page
+/// for it, for review (`check_page` shows the first screen).
+async fn whole_page_shot(b: &Browser, name: &str) {
+    let height = b
+        .client
+        .execute("return document.documentElement.scrollHeight;", vec![])
+        .await
+        .expect("height")
+        .as_u64()
+        .unwrap_or(1000);
+    b.client
+        .set_window_size(1280, (height + 140).min(6000) as u32)
+        .await
+        .expect("taller");
+    b.shot(name).await;
+    b.client.set_window_size(1280, 1000).await.expect("back");
 }
 
 /// The page is no wider than the window (no horizontal scrollbar).
@@ -751,7 +775,11 @@ async fn an_anomaly_is_explained_in_the_browser() {
     b.wait("#incident-chart-title").await;
     let days = b.text("#incident-days").await;
     assert!(!days.is_empty());
-    let name = resource.rsplit('/').next().expect("name").to_string();
+    // Named as the API names it (a child resource with its parent's name).
+    let name = incident["contributors"][0]["name"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| resource.rsplit('/').next().expect("name").to_string());
     let first = b
         .wait("#contributors-resources tbody tr:first-child th a")
         .await;
@@ -760,6 +788,7 @@ async fn an_anomaly_is_explained_in_the_browser() {
         name.to_ascii_lowercase()
     );
     b.check_page("anomaly-spike").await;
+    whole_page_shot(&b, "anomaly-spike-whole").await;
     fits_the_window(&b, "the incident").await;
     first.click().await.expect("follow");
     b.wait_text("Tag history").await;
@@ -767,22 +796,44 @@ async fn an_anomaly_is_explained_in_the_browser() {
     // The list, filtered to open spikes; the movers by resource name it too.
     b.goto("/").await;
     b.click("nav.side a[href='/anomalies']").await;
-    b.wait("#a-state").await.select_by_value("open").await.expect("state");
-    b.wait("#a-kind").await.select_by_value("anomaly").await.expect("kind");
+    b.wait("#a-state")
+        .await
+        .select_by_value("open")
+        .await
+        .expect("state");
+    b.wait("#a-kind")
+        .await
+        .select_by_value("anomaly")
+        .await
+        .expect("kind");
     b.click("form[aria-label='Which incidents'] button").await;
     b.wait(&format!("#incident-{id}")).await;
     assert!(b.path().await.contains("state=open"), "{}", b.path().await);
-    b.wait("#m-by").await.select_by_value("resource").await.expect("by");
+    b.wait("#m-by")
+        .await
+        .select_by_value("resource")
+        .await
+        .expect("by");
     b.click("form[aria-label='Which movers'] button").await;
     b.wait_text("Top movers").await;
     let movers = b.text("#movers").await;
     assert!(
-        movers.to_ascii_lowercase().contains(&name.to_ascii_lowercase()),
+        movers
+            .to_ascii_lowercase()
+            .contains(&name.to_ascii_lowercase()),
         "{movers}"
     );
-    assert!(b.path().await.contains("state=open"), "filters kept: {}", b.path().await);
+    assert!(
+        b.path().await.contains("state=open"),
+        "filters kept: {}",
+        b.path().await
+    );
     b.check_page("anomalies-open").await;
+    whole_page_shot(&b, "anomalies-open-whole").await;
     fits_the_window(&b, "the anomalies").await;
+    b.goto("/").await;
+    b.wait("#anomalies-card").await;
+    whole_page_shot(&b, "dashboard-whole").await;
     b.close().await;
 }
 
@@ -802,7 +853,10 @@ async fn a_tag_alias_is_added_and_removed_in_the_browser() {
     b.click("form[action='/settings/tag-aliases'] button").await;
     b.wait_text("Tag alias added").await;
     let table = b.text("#aliases").await;
-    assert!(table.contains("environment") && table.contains("env"), "{table}");
+    assert!(
+        table.contains("environment") && table.contains("env"),
+        "{table}"
+    );
     let (_, saved) = app
         .call(&org.token, Method::GET, "/api/v1/spend/tag-aliases", None)
         .await;
@@ -815,7 +869,11 @@ async fn a_tag_alias_is_added_and_removed_in_the_browser() {
     let error = b.text("#alias-error").await;
     assert!(error.contains("both an alias and the key"), "{error}");
     assert_eq!(
-        b.wait("#alias-key").await.prop("value").await.expect("value"),
+        b.wait("#alias-key")
+            .await
+            .prop("value")
+            .await
+            .expect("value"),
         Some("stage".to_string())
     );
     b.check_page("settings-tag-alias-refused").await;
@@ -835,5 +893,18 @@ async fn a_tag_alias_is_added_and_removed_in_the_browser() {
     b.click("form[action='/settings/retention'] button").await;
     b.wait_text("Retention window saved").await;
     assert!(b.text("#retention-days").await.starts_with("120 days"));
+    b.check_page("settings-retention-saved").await;
+    // The budget form's scope pickers, and the coverage rows' values.
+    b.goto("/budgets").await;
+    b.wait("#new-budget-subscription").await;
+    whole_page_shot(&b, "budgets-scope-whole").await;
+    b.goto("/coverage").await;
+    b.fill("#required-keys-input", "owner").await;
+    b.click("form[action='/coverage/required-keys'] button")
+        .await;
+    b.wait("#untagged input.row-value").await;
+    b.check_page("coverage-row-values").await;
+    whole_page_shot(&b, "coverage-row-values-whole").await;
+    fits_the_window(&b, "the coverage page").await;
     b.close().await;
 }

@@ -925,11 +925,17 @@ async fn a_viewer_reads_anomalies_aliases_and_retention_without_forms_and_change
     let viewer = app.person(&org, Role::Viewer).await;
     let v = Visitor::signed_in(&app, &viewer).await;
     let (_, page) = v.get("/").await;
-    assert!(page.contains("href=\"/anomalies\""), "in the navigation: {page}");
+    assert!(
+        page.contains("href=\"/anomalies\""),
+        "in the navigation: {page}"
+    );
     assert!(page.contains("id=\"anomalies-card\""), "{page}");
     for (path, shows) in [
         ("/anomalies", "id=\"incidents\""),
-        (format!("/anomalies/{incident}").as_str(), "What explains it"),
+        (
+            format!("/anomalies/{incident}").as_str(),
+            "What explains it",
+        ),
         ("/settings", "/settings/tag-aliases"),
         ("/settings/tag-aliases", "Tag aliases"),
         ("/settings/retention", "id=\"retention-days\""),
@@ -951,7 +957,10 @@ async fn a_viewer_reads_anomalies_aliases_and_retention_without_forms_and_change
             "/settings/tag-aliases",
             vec![("alias", "environment"), ("key", "env")],
         ),
-        ("/settings/tag-aliases/remove", vec![("alias", "environment")]),
+        (
+            "/settings/tag-aliases/remove",
+            vec![("alias", "environment")],
+        ),
         ("/settings/retention", vec![("days", "60")]),
     ] {
         let (status, page) = v.post(path, &fields, true).await;
@@ -972,7 +981,10 @@ async fn a_viewer_reads_anomalies_aliases_and_retention_without_forms_and_change
     let au = Visitor::signed_in(&app, &auditor).await;
     assert_eq!(au.get("/settings/retention").await.0, StatusCode::OK);
     assert_eq!(au.get("/anomalies").await.0, StatusCode::FORBIDDEN);
-    assert_eq!(au.get("/settings/tag-aliases").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        au.get("/settings/tag-aliases").await.0,
+        StatusCode::FORBIDDEN
+    );
     let (_, page) = au.get("/").await;
     assert!(!page.contains("anomalies-card"), "{page}");
 }
@@ -1021,7 +1033,11 @@ async fn tag_aliases_and_the_retention_window_are_changed_from_settings() {
         ("env", "env", "is the key itself"),
     ] {
         let (status, page) = v
-            .post("/settings/tag-aliases", &[("alias", alias), ("key", key)], true)
+            .post(
+                "/settings/tag-aliases",
+                &[("alias", alias), ("key", key)],
+                true,
+            )
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{alias}: {page}");
         let page = unescape(&page);
@@ -1053,7 +1069,9 @@ async fn tag_aliases_and_the_retention_window_are_changed_from_settings() {
     // The retention window: refusals keep what was typed; owners save it.
     let before = retention_days(&app, &org).await;
     for (typed, says) in [("10", "30 to 3650 days"), ("a year", "not a whole number")] {
-        let (status, page) = v.post("/settings/retention", &[("days", typed)], true).await;
+        let (status, page) = v
+            .post("/settings/retention", &[("days", typed)], true)
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{typed}: {page}");
         let error = between(&page, "id=\"retention-error\">", "</div>").expect("the error");
         assert!(error.contains(says), "{typed}: {error}");
@@ -1126,7 +1144,10 @@ async fn anomalies_are_listed_as_the_api_filters_them_and_explained() {
             ))
             .await;
         for id in ids(&all) {
-            assert_eq!(page.contains(&format!("id=\"incident-{id}\"")), want.contains(&id));
+            assert_eq!(
+                page.contains(&format!("id=\"incident-{id}\"")),
+                want.contains(&id)
+            );
         }
     }
     let (status, page) = v.get("/anomalies?state=gone").await;
@@ -1143,13 +1164,21 @@ async fn anomalies_are_listed_as_the_api_filters_them_and_explained() {
     let (status, page) = v.get(&format!("/anomalies/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("role=\"img\""), "the chart: {page}");
-    assert!(page.contains("class=\"band\""), "the expected range: {page}");
+    assert!(
+        page.contains("class=\"band\""),
+        "the expected range: {page}"
+    );
     assert!(page.contains("id=\"contributors-resources\""), "{page}");
     let top = anomaly["contributors"][0]["item"].as_str().expect("item");
     assert!(page.contains(top), "{top}: {page}");
-    assert!(page.contains("href=\"/resources/"), "a contributor links to its resource: {page}");
+    assert!(
+        page.contains("href=\"/resources/"),
+        "a contributor links to its resource: {page}"
+    );
     assert_eq!(
-        v.get(&format!("/anomalies/{}", uuid::Uuid::new_v4())).await.0,
+        v.get(&format!("/anomalies/{}", uuid::Uuid::new_v4()))
+            .await
+            .0,
         StatusCode::NOT_FOUND
     );
     assert_eq!(v.get("/anomalies/not-an-id").await.0, StatusCode::NOT_FOUND);
@@ -1217,9 +1246,15 @@ async fn the_budget_scope_is_picked_from_what_the_store_knows() {
     let id = made[0]["id"].as_str().expect("id");
     let (_, page) = v.get(&format!("/budgets/{id}")).await;
     let page = unescape(&page);
-    assert!(page.contains(&format!("value=\"{sub}\" selected")), "{page}");
+    assert!(
+        page.contains(&format!("value=\"{sub}\" selected")),
+        "{page}"
+    );
     assert!(page.contains(&format!("value=\"{rg}\" selected")), "{page}");
-    assert!(page.contains(&format!("value=\"{env}\" selected")), "{page}");
+    assert!(
+        page.contains(&format!("value=\"{env}\" selected")),
+        "{page}"
+    );
     assert!(page.contains("value=\"prod\""), "{page}");
     assert!(page.contains(">!tag:owner</textarea>"), "{page}");
 }
