@@ -269,9 +269,13 @@ struct UntaggedRow {
     cost: String,
     /// Each missing key: the key, a suggested value and where it comes
     /// from, and the value typed in its place (after a refused fix).
-    missing: Vec<(String, Option<(String, &'static str)>, String)>,
+    missing: Vec<MissingKey>,
     fixable: bool,
 }
+
+/// A missing key of a row: the key, its suggestion (a value and where it
+/// comes from) and the value typed in its place.
+type MissingKey = (String, Option<(String, &'static str)>, String);
 
 /// The field of a row's typed value for a key.
 fn value_field(resource: &str, key: &str) -> String {
