@@ -23,6 +23,7 @@ use cloudkeep_server::wire::{
 use cloudkeep_server::{ApiError, AppState, Body};
 use serde::Deserialize;
 
+use super::anomalies::{Choice, known_values, subscriptions};
 use super::evidence::ChartView;
 use crate::charts::{LineChart, Series, Unit};
 use crate::format;
@@ -120,6 +121,22 @@ struct CoveragePage {
     untagged: Option<Untagged>,
     fix_error: Option<String>,
     fixed: Option<Fixed>,
+    /// The scope's choices: subscriptions (id, name), resource groups and
+    /// services spend has had.
+    subscriptions: Vec<Choice>,
+    resource_groups: Vec<String>,
+    services: Vec<String>,
+}
+
+/// A list of values with `current` in it (a value from a link, or one no
+/// longer seen).
+fn with_value(mut values: Vec<String>, current: Option<&str>) -> Vec<String> {
+    if let Some(c) = current {
+        if !values.iter().any(|v| v.eq_ignore_ascii_case(c)) {
+            values.push(c.to_string());
+        }
+    }
+    values
 }
 
 /// One line of a coverage table: cost-weighted and by count.
@@ -440,7 +457,31 @@ async fn render(state: &AppState, web: &Web, form: CoverageForm, extra: Extra) -
         .await?
         .with_notice(extra.notice);
     let failed = extra.keys_error.is_some() || extra.fix_error.is_some();
+    let (subscriptions, resource_groups, services) = if required.is_empty() {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        let mut subs = subscriptions(state, web).await?;
+        if let Some(c) = given(&form.subscription) {
+            if !subs.iter().any(|(v, _)| v.eq_ignore_ascii_case(c)) {
+                subs.push((c.to_string(), c.to_string()));
+            }
+        }
+        (
+            subs,
+            with_value(
+                known_values(state, web, "resource_group").await?,
+                given(&form.resource_group),
+            ),
+            with_value(
+                known_values(state, web, "service").await?,
+                given(&form.service),
+            ),
+        )
+    };
     let page = CoveragePage {
+        subscriptions,
+        resource_groups,
+        services,
         chrome,
         breakdowns: BREAKDOWNS,
         hidden: form.scope_pairs(),

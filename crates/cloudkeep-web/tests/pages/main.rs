@@ -1288,6 +1288,17 @@ async fn a_value_typed_in_a_row_of_untagged_spend_is_used_in_place_of_the_sugges
     let field = format!("value:{typed}:owner");
     let (_, page) = v.get("/coverage").await;
     assert!(page.contains(&format!("name=\"{field}\"")), "{page}");
+    // The scope is picked from the subscriptions, groups and services known.
+    let sub = app.subscription_ids()[0].to_ascii_lowercase();
+    let picker = between(&page, "id=\"c-subscription\"", "</select>").expect("a picker");
+    assert!(picker.contains(&format!("value=\"{sub}\"")), "{picker}");
+    assert!(page.contains("id=\"c-rg\"") && page.contains("id=\"c-service\""));
+    let (status, page) = v.get(&format!("/coverage?subscription={sub}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&format!("value=\"{sub}\" selected")),
+        "{page}"
+    );
     // A typed value fixes its row unselected; an empty one is no choice.
     let (status, page) = v
         .post(
