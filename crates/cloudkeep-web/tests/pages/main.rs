@@ -1175,6 +1175,14 @@ async fn anomalies_are_listed_as_the_api_filters_them_and_explained() {
         page.contains("href=\"/resources/"),
         "a contributor links to its resource: {page}"
     );
+    // Every incident's page answers, whatever its kind (a new region has
+    // no one series to draw, and says so).
+    for i in &all {
+        let id = i["id"].as_str().expect("id");
+        let (status, page) = v.get(&format!("/anomalies/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{i}: {page}");
+        assert!(page.contains("What explains it"), "{page}");
+    }
     assert_eq!(
         v.get(&format!("/anomalies/{}", uuid::Uuid::new_v4()))
             .await
