@@ -73,6 +73,14 @@ pub struct AuditProblem {
     pub kind: AuditProblemKind,
 }
 
+/// What `seal_audit_chains` did: the organisations sealed, and those whose
+/// plain chain did not verify (left unsealed, with the first problem).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SealReport {
+    pub sealed: Vec<cloudkeep_domain::OrgId>,
+    pub refused: Vec<(cloudkeep_domain::OrgId, AuditProblem)>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditProblemKind {
     /// The event's content no longer matches its hash.
@@ -107,7 +115,9 @@ impl std::fmt::Display for AuditProblem {
             ),
             AuditProblemKind::Unsealed => write!(
                 f,
-                "event {} is not sealed with the audit key: it was written or rewritten without it",
+                "event {} is not sealed with the audit key: it was written or rewritten without it \
+                 (a chain written wholly before this installation had audit keys is sealed once with \
+                 `cloudkeep admin seal-audit`)",
                 self.seq
             ),
         }
@@ -304,6 +314,50 @@ impl Store {
         }))
     }
 
+    /// Seals the chains written wholly before this installation had audit
+    /// keys (`cloudkeep admin seal-audit`, run once by the operator after
+    /// an upgrade): each such organisation whose plain chain verifies gets
+    /// an `audit.sealed` event, sealed with the current key, whose HMAC
+    /// covers the hash of the event before it and so the chain behind it.
+    /// Not automatic: a chain with no sealed event might also be one that
+    /// someone rewrote whole, and only the operator can say it is not.
+    /// Chains with any sealed event are never touched (an unkeyed event
+    /// after one is a forgery `verify_audit` names).
+    pub async fn seal_audit_chains(&self, actor: &str) -> Result<SealReport> {
+        let mut report = SealReport::default();
+        if self.chain_keys.is_none() {
+            return Ok(report);
+        }
+        let rows = sqlx::query(
+            "SELECT o.org_id, o.audit_seq FROM organisations o WHERE o.audit_seq > 0 \
+             AND NOT EXISTS (SELECT 1 FROM audit_events k WHERE k.org_id = o.org_id AND k.key_id <> '') \
+             ORDER BY o.org_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let plain = Store {
+            chain_keys: None,
+            ..self.clone()
+        };
+        for r in &rows {
+            let scope = OrgScope::new(crate::parse::<cloudkeep_domain::OrgId>(r, "org_id")?);
+            let through: i64 = r.try_get("audit_seq")?;
+            if let Err(problem) = plain.verify_audit(&scope).await? {
+                report.refused.push((scope.org(), problem));
+                continue;
+            }
+            let entry = AuditEntry::new(
+                actor,
+                "audit.sealed",
+                "audit",
+                serde_json::json!({ "unkeyed_events_through": through }),
+            );
+            self.audit(&scope, entry).await?;
+            report.sealed.push(scope.org());
+        }
+        Ok(report)
+    }
+
     /// Walks the organisation's chain; `Ok(n)` when all `n` events are intact.
     pub async fn verify_audit(
         &self,
@@ -324,6 +378,13 @@ impl Store {
         .await?;
         let mut expected_seq = 1;
         let mut prev = String::new();
+        let keys = self.chain_keys.as_deref();
+        // Events written before the installation had audit keys are
+        // chained by plain SHA-256 and may only come first: the first
+        // sealed event's HMAC covers the hash of the last of them, so they
+        // cannot be rewritten either once one follows (`seal_audit_chains`
+        // makes sure one does).
+        let mut sealed_yet = false;
         for row in &rows {
             let seq: i64 = row.try_get("seq")?;
             let stored_prev: String = row.try_get("prev_hash")?;
@@ -346,8 +407,7 @@ impl Store {
                     kind: AuditProblemKind::Removed,
                 }));
             }
-            let keys = self.chain_keys.as_deref();
-            if keys.is_some() && key_id.is_empty() {
+            if keys.is_some() && key_id.is_empty() && sealed_yet {
                 return Ok(Err(AuditProblem {
                     seq,
                     kind: AuditProblemKind::Unsealed,
@@ -372,7 +432,16 @@ impl Store {
                 }));
             }
             prev = hash;
+            sealed_yet |= !key_id.is_empty();
             expected_seq += 1;
+        }
+        if keys.is_some() && !sealed_yet && !rows.is_empty() {
+            // Nothing anchors these: whoever can write the database could
+            // have written them all.
+            return Ok(Err(AuditProblem {
+                seq: 1,
+                kind: AuditProblemKind::Unsealed,
+            }));
         }
         if head_seq != expected_seq - 1 || head_hash != prev {
             return Ok(Err(AuditProblem {

@@ -52,7 +52,7 @@ pub use assessments::{
     Assessment, Attach, AttachedEvidence, ChangeAfterApproval, Invitation, InvitationAccess,
     Sample, population_hash,
 };
-pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind};
+pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem, AuditProblemKind, SealReport};
 pub use budgets::{Budget, BudgetStatus};
 pub use connections::{
     Connection, ConnectionCredential, LevelChangeCounts, NewConnection, NewSubscription,
@@ -145,6 +145,8 @@ pub struct Store {
     /// The keys that seal the audit chain; without them (tests, tools that
     /// only read) events are chained by plain SHA-256.
     chain_keys: Option<Arc<dyn cloudkeep_domain::crypto::ChainKeys>>,
+    /// Spend analyses kept per revision, shared by the store's clones.
+    spend_cache: Arc<spend::SpendCache>,
 }
 
 /// A write transaction.
@@ -315,6 +317,7 @@ impl Store {
             backend,
             clock: cloudkeep_domain::clock::system(),
             chain_keys: None,
+            spend_cache: Arc::default(),
         })
     }
 

@@ -625,6 +625,7 @@ impl Store {
             )
             .await?;
             self.write_backfill(&mut tx, scope, sub, position).await?;
+            bump_spend_rev(&mut tx, scope).await?;
             Ok(())
         })
         .await?;
@@ -674,6 +675,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        bump_spend_rev(&mut tx, scope).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -722,6 +724,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        bump_spend_rev(&mut tx, scope).await?;
         tx.commit().await?;
         Ok(added)
     }
@@ -844,6 +847,7 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
             }
+            bump_spend_rev(&mut tx, scope).await?;
             Ok(())
         })
         .await?;
@@ -937,6 +941,25 @@ impl Store {
     /// An analysis: the metric per bucket and group over a period, the top
     /// groups by name and the rest as "other", scoped by the organisation.
     pub async fn spend_analysis(&self, scope: &OrgScope, q: &SpendQuery) -> Result<SpendAnswer> {
+        // The revision is read before the rows: an answer kept under it
+        // holds at least what it stood for, and a write after it moves it.
+        let rev: i64 = sqlx::query("SELECT rev FROM spend_revisions WHERE org_id = $1")
+            .bind(scope.id())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("rev"))
+            .transpose()?
+            .unwrap_or(0);
+        let key = format!("{}|{q:?}", scope.id());
+        if let Some(kept) = self.spend_cache.get(&key, rev) {
+            return Ok(kept);
+        }
+        let answer = self.run_spend_analysis(scope, q).await?;
+        self.spend_cache.keep(key, rev, &answer);
+        Ok(answer)
+    }
+
+    async fn run_spend_analysis(&self, scope: &OrgScope, q: &SpendQuery) -> Result<SpendAnswer> {
         let aliases = self.spend_tag_aliases(scope).await?;
         let metric = match q.metric {
             SpendMetric::Billed => "c.BilledCost",
@@ -1289,5 +1312,55 @@ mod tests {
         assert_eq!(g.as_deref(), Some("rg1"));
         assert_ne!(resource_key("S", None), resource_key("S", Some("/x")));
         assert_eq!(resource_key("S", Some("/X")), resource_key("s", Some("/x")));
+    }
+}
+
+/// Moves the organisation's spend revision, in the writing transaction
+/// (see `SpendCache`).
+async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO spend_revisions (org_id, rev) VALUES ($1, 1) \
+         ON CONFLICT (org_id) DO UPDATE SET rev = spend_revisions.rev + 1",
+    )
+    .bind(scope.id())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Analyses answered before, per organisation and query, with the spend
+/// revision they were read at. The dashboard and the summary ask the same
+/// few questions on every load while the rows change once a sync; the
+/// revision lives in the database, so an answer is reused only while no
+/// instance has written spend since.
+#[derive(Debug, Default)]
+pub(crate) struct SpendCache {
+    entries: std::sync::Mutex<HashMap<String, (i64, SpendAnswer)>>,
+}
+
+/// Bounds on what is kept: this many answers (then it starts over: a cache
+/// that fills is one whose questions vary too much to help), each at most
+/// this many series.
+const CACHE_ANSWERS: usize = 256;
+const CACHE_SERIES: usize = 200;
+
+impl SpendCache {
+    fn get(&self, key: &str, rev: i64) -> Option<SpendAnswer> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| *at == rev)
+            .map(|(_, a)| a.clone())
+    }
+
+    fn keep(&self, key: String, rev: i64, answer: &SpendAnswer) {
+        if answer.series.len() > CACHE_SERIES {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_ANSWERS && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, (rev, answer.clone()));
     }
 }

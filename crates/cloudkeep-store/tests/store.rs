@@ -861,6 +861,118 @@ async fn a_sealed_chain_cannot_be_rewritten_without_its_key(b: TestStore) {
     assert!(!new_id.is_empty());
 }
 
+both_backends!(a_chain_from_before_audit_keys_is_sealed_once_and_stays_anchored);
+async fn a_chain_from_before_audit_keys_is_sealed_once_and_stays_anchored(b: TestStore) {
+    let note = |i: i64| {
+        AuditEntry::new(
+            "user:x",
+            "thing.done",
+            format!("thing:{i}"),
+            json!({"i": i}),
+        )
+    };
+    // Written before the installation had audit keys: plain SHA-256.
+    let plain = b.store.clone();
+    let (scope, _) = org(&plain, &unique("old")).await;
+    for i in 0..3 {
+        plain.audit(&scope, note(i)).await.expect("audit");
+    }
+    let (broken, _) = org(&plain, &unique("broken")).await;
+    disable_guard(&b.url).await;
+    raw_exec(
+        &b.url,
+        &format!(
+            "UPDATE audit_events SET details = '{{\"changed\":true}}' WHERE org_id = '{}' AND seq = 2",
+            broken.org()
+        ),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = Arc::new(LocalKeyFile::open_or_create(&dir.path().join("audit.key")).expect("keys"));
+    let sealed = b.store.clone().with_chain_keys(keys);
+    let verify = |scope: &OrgScope| {
+        let (store, scope) = (sealed.clone(), scope.clone());
+        async move {
+            store
+                .verify_audit(&scope)
+                .await
+                .expect("verify")
+                .map_err(|p| (p.seq, p.kind))
+        }
+    };
+    // Nothing anchors a chain with no sealed event yet.
+    assert_eq!(verify(&scope).await, Err((1, AuditProblemKind::Unsealed)));
+    // An organisation made with keys is sealed from its first event.
+    let (new, _) = org(&sealed, &unique("new")).await;
+    assert_eq!(verify(&new).await, Ok(2));
+
+    // The operator seals: the intact chain gets its sealed event; the
+    // changed one is named and left alone.
+    let report = sealed
+        .seal_audit_chains("operator:test")
+        .await
+        .expect("seal");
+    assert!(report.sealed.contains(&scope.org()), "{report:?}");
+    assert!(!report.sealed.contains(&new.org()), "{report:?}");
+    let refused: Vec<_> = report
+        .refused
+        .iter()
+        .map(|(o, p)| (*o, p.seq, p.kind))
+        .collect();
+    assert!(
+        refused.contains(&(broken.org(), 2, AuditProblemKind::Changed)),
+        "{report:?}"
+    );
+    assert_eq!(verify(&scope).await, Ok(6));
+    let again = sealed
+        .seal_audit_chains("operator:test")
+        .await
+        .expect("seal again");
+    assert!(!again.sealed.contains(&scope.org()), "once: {again:?}");
+    let events = sealed
+        .audit_events(&scope, &AuditFilter::default(), &PageRequest::first(100))
+        .await
+        .expect("events");
+    assert_eq!(
+        events.items.last().map(|e| e.action.as_str()),
+        Some("audit.sealed")
+    );
+
+    // Rewriting the plain events consistently (new content, hashes
+    // recomputed) is caught at the sealed event after them.
+    let o = scope.org();
+    raw_exec(
+        &b.url,
+        &format!(
+            "CREATE TABLE kept_seal AS SELECT * FROM audit_events WHERE org_id = '{o}' AND seq = 6"
+        ),
+    )
+    .await;
+    raw_exec(
+        &b.url,
+        &format!("DELETE FROM audit_events WHERE org_id = '{o}'"),
+    )
+    .await;
+    raw_exec(
+        &b.url,
+        &format!("UPDATE organisations SET audit_seq = 0, audit_head = '' WHERE org_id = '{o}'"),
+    )
+    .await;
+    for i in 10..15 {
+        plain.audit(&scope, note(i)).await.expect("rewrite");
+    }
+    raw_exec(&b.url, "INSERT INTO audit_events SELECT * FROM kept_seal").await;
+    raw_exec(
+        &b.url,
+        &format!(
+            "UPDATE organisations SET audit_seq = 6, audit_head = (SELECT hash FROM kept_seal) WHERE org_id = '{o}'"
+        ),
+    )
+    .await;
+    assert_eq!(verify(&scope).await, Err((6, AuditProblemKind::Reordered)));
+}
+
 both_backends!(concurrent_appends_keep_one_chain);
 async fn concurrent_appends_keep_one_chain(b: TestStore) {
     let store = b.store.clone();

@@ -24,6 +24,7 @@ pub enum Section {
     Connections,
     Controls,
     Evidence,
+    Assessments,
     Alerts,
     Audit,
     Settings,
@@ -101,6 +102,12 @@ const NAV: &[(Section, &str, &str, &[Permission])] = &[
         Section::Evidence,
         "/evidence",
         "Evidence",
+        &[Permission::ReadEvidence],
+    ),
+    (
+        Section::Assessments,
+        "/assessments",
+        "Assessments",
         &[Permission::ReadEvidence],
     ),
     (

@@ -45,6 +45,29 @@ pub fn rotate_audit_key(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Seals the chains written before the installation had audit keys; fails
+/// (after sealing the rest) if any of them did not verify.
+pub async fn seal_audit(config: Config) -> Result<()> {
+    let (store, _) = open(&config).await?;
+    let report = store.seal_audit_chains("operator:seal-audit").await?;
+    for org in &report.sealed {
+        println!("organisation {org}: sealed (its events before audit keys verified)");
+    }
+    for (org, problem) in &report.refused {
+        println!("organisation {org}: NOT sealed: {problem}");
+    }
+    if report.sealed.is_empty() && report.refused.is_empty() {
+        println!("every audit chain is already sealed");
+    }
+    if !report.refused.is_empty() {
+        bail!(
+            "{} organisation(s) not sealed: their chains were changed before audit keys",
+            report.refused.len()
+        );
+    }
+    Ok(())
+}
+
 async fn state(config: &Config) -> Result<AppState> {
     let (store, keys) = open(config).await?;
     let azure = AzureClient::new(config.azure()?)?;

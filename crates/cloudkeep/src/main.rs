@@ -124,6 +124,10 @@ enum AdminCommand {
     RotateMasterKey(ConfigArgs),
     /// Seal new audit events with a new audit key (older keys are kept).
     RotateAuditKey(ConfigArgs),
+    /// Seal, once, the audit chains written wholly before this installation
+    /// had audit keys (each is verified first; broken ones are named and
+    /// left unsealed).
+    SealAudit(ConfigArgs),
     /// Re-encrypt one organisation's credentials under a new data key.
     RotateDataKey {
         #[arg(long)]
@@ -272,6 +276,7 @@ fn main() -> Result<()> {
                     AdminCommand::RotateAuditKey(config) => {
                         commands::rotate_audit_key(config.load()?)
                     }
+                    AdminCommand::SealAudit(config) => commands::seal_audit(config.load()?).await,
                     AdminCommand::RotateDataKey { org, config } => {
                         commands::rotate_data_key(config.load()?, org).await
                     }

@@ -195,3 +195,89 @@ async fn an_injected_spike_is_found_with_its_resource_and_alerted() {
     )
     .await;
 }
+
+/// The spike's days pass: the simulator's clock and the app's move on, the
+/// next sync's trailing window sees ordinary days after the spike, the
+/// incident ends and its alert resolves (one transition, delivered once).
+#[tokio::test]
+async fn an_anomaly_alert_resolves_once_the_spike_has_ended() {
+    let clock = cloudkeep_domain::ManualClock::starting_now();
+    let app = crate::harness::spawn_app_on(&clock).await;
+    let org = app.org("acme").await;
+    let conn = app.connect(&org, "collector").await;
+    let id = conn["id"].as_str().expect("id").to_string();
+    assert_eq!(app.sync(&org, &id).await["status"], "succeeded");
+    let today = day(app.sim.scenario_now().await["today"]
+        .as_str()
+        .expect("today"));
+    let sub = app.subscription_ids()[1].to_ascii_lowercase();
+    let from = today - Duration::days(29);
+    let by = get(
+        &app,
+        &org,
+        &format!(
+            "/api/v1/spend?metric=effective&group_by=resource,service&filter=subscription={sub}&from={from}&to={today}&top=1&granularity=month"
+        ),
+    )
+    .await;
+    let resource = by["series"][0]["key"][0]
+        .as_str()
+        .expect("resource")
+        .to_string();
+    let service = by["series"][0]["key"][1]
+        .as_str()
+        .expect("service")
+        .to_string();
+    app.sim
+        .control_ok(
+            Method::POST,
+            "/_sim/cost/events",
+            json!({"kind": "spike", "resource_id": resource, "factor": 8.0,
+                   "from": (today - Duration::days(1)).to_string(), "to": today.to_string(),
+                   "note": "test: a spike that passes"}),
+        )
+        .await;
+    assert_eq!(app.sync(&org, &id).await["status"], "succeeded");
+    let open = incidents_on(&app, &org, &sub, &service).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["ended"], false);
+    let iid = open[0]["id"].as_str().expect("id").to_string();
+    let scope = format!("incident:{iid}");
+    let alerts_of_it = |state: &'static str| {
+        let app = &app;
+        let org = &org;
+        let scope = scope.clone();
+        async move {
+            app.list(
+                &org.token,
+                &format!("/api/v1/alerts?kind=spend_anomaly&state={state}"),
+            )
+            .await
+            .into_iter()
+            .filter(|a| a["scope"] == scope)
+            .count()
+        }
+    };
+    assert_eq!(alerts_of_it("open").await, 1);
+
+    // Three ordinary days later, on both clocks.
+    app.sim
+        .control_ok(Method::POST, "/_sim/clock/advance", json!({"days": 3}))
+        .await;
+    clock.advance(chrono::Duration::days(3));
+    assert_eq!(app.sync(&org, &id).await["status"], "succeeded");
+    let after = incidents_on(&app, &org, &sub, &service).await;
+    let it = after
+        .iter()
+        .find(|i| i["id"] == iid.as_str())
+        .unwrap_or_else(|| panic!("the incident is kept: {after:?}"));
+    assert_eq!(it["ended"], true, "{it}");
+    assert_eq!(day(it["last_day"].as_str().expect("last")), today, "{it}");
+    assert_eq!(alerts_of_it("open").await, 0);
+    assert_eq!(alerts_of_it("resolved").await, 1);
+
+    // Another sync changes nothing: no second resolution, no new alert.
+    assert_eq!(app.sync(&org, &id).await["status"], "succeeded");
+    assert_eq!(alerts_of_it("resolved").await, 1);
+    assert_eq!(alerts_of_it("open").await, 0);
+}

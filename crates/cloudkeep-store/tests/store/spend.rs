@@ -286,3 +286,141 @@ async fn spend_rows_replace_reconcile_and_answer_analyses(b: TestStore) {
     );
 }
 both_backends!(spend_rows_replace_reconcile_and_answer_analyses);
+
+/// Analyses are kept in memory per organisation and revision: asked again,
+/// the same answer; after a write by another instance (its own store on
+/// the same database) of a restated day, of tags or of aliases, or after
+/// the rows are cleared, the new figures at once.
+async fn a_kept_analysis_follows_every_write_of_every_instance(b: TestStore) {
+    let store = &b.store;
+    let other = cloudkeep_store::Store::open(&b.url)
+        .await
+        .expect("a second instance");
+    let (scope, _) = org(store, "kept@example.com").await;
+    let (_dir, keys) = keyfile();
+    let conn: ConnectionId = connect(store, &scope, &keys, "s3cret", "SUB-1").await;
+    let sub = store
+        .connection(&scope, conn)
+        .await
+        .expect("conn")
+        .subscriptions[0]
+        .clone();
+    let vm =
+        "/subscriptions/SUB-1/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/vm1";
+    let st =
+        "/subscriptions/SUB-1/resourceGroups/data/providers/Microsoft.Storage/storageAccounts/st1";
+    let inventory = |vm_env: &'static str| {
+        [
+            resource(
+                "SUB-1",
+                "vm1",
+                "Microsoft.Compute/virtualMachines",
+                "westeurope",
+                "web",
+                &[("env", vm_env)],
+            ),
+            resource(
+                "SUB-1",
+                "st1",
+                "Microsoft.Storage/storageAccounts",
+                "northeurope",
+                "data",
+                &[("environment", "dev")],
+            ),
+        ]
+    };
+    let write = InventoryWrite {
+        tags_read: true,
+        deletions_confirmed: false,
+    };
+    record(store, &scope, sub.id, &inventory("prod"), write)
+        .await
+        .expect("inventory");
+    let day_pull = |vm_cost: f64| SpendPull {
+        from: d("2026-11-01"),
+        to: d("2026-11-01"),
+        currency: "EUR".into(),
+        lines: vec![
+            line("2026-11-01", Some(vm), "Virtual Machines", vm_cost),
+            line("2026-11-01", Some(st), "Storage", 2.5),
+        ],
+        totals: vec![DayTotal {
+            day: d("2026-11-01"),
+            billed: vm_cost + 2.5,
+            effective: vm_cost + 2.5,
+        }],
+    };
+    store
+        .record_spend_pull(&scope, &sub, &day_pull(10.0), &position())
+        .await
+        .expect("pull");
+    store.refresh_spend_tags(&scope, &sub).await.expect("tags");
+    let all = query(vec![], vec![]);
+    let by_env = query(vec![SpendGroup::Tag("env".into())], vec![]);
+    let total = |s: &cloudkeep_store::Store| {
+        let (s, scope, all) = (s.clone(), scope.clone(), all.clone());
+        async move { s.spend_analysis(&scope, &all).await.expect("all").total }
+    };
+    let envs = |s: &cloudkeep_store::Store| {
+        let (s, scope, by_env) = (s.clone(), scope.clone(), by_env.clone());
+        async move {
+            let a = s.spend_analysis(&scope, &by_env).await.expect("by env");
+            a.series
+                .iter()
+                .map(|x| (x.key[0].clone().unwrap_or_default(), x.total))
+                .collect::<BTreeMap<String, f64>>()
+        }
+    };
+    assert!((total(store).await - 12.5).abs() < 1e-9);
+    let first = envs(store).await;
+    assert_eq!(first.get("prod"), Some(&10.0), "{first:?}");
+    assert_eq!(envs(store).await, first, "asked again: the same");
+
+    // The other instance restates the day.
+    other
+        .record_spend_pull(&scope, &sub, &day_pull(20.0), &position())
+        .await
+        .expect("restated");
+    assert!(
+        (total(store).await - 22.5).abs() < 1e-9,
+        "not the kept 12.5"
+    );
+
+    // It re-tags the machine and refreshes the cost rows' tags.
+    record(&other, &scope, sub.id, &inventory("test"), write)
+        .await
+        .expect("re-tagged");
+    other.refresh_spend_tags(&scope, &sub).await.expect("tags");
+    let retagged = envs(store).await;
+    assert_eq!(retagged.get("test"), Some(&20.0), "{retagged:?}");
+    assert_eq!(retagged.get("prod"), None, "{retagged:?}");
+
+    // It makes `environment` mean `env`.
+    other
+        .set_spend_tag_aliases(
+            &scope,
+            &BTreeMap::from([("environment".to_string(), "env".to_string())]),
+            "user:test",
+        )
+        .await
+        .expect("aliases");
+    let aliased = envs(store).await;
+    assert_eq!(aliased.get("dev"), Some(&2.5), "{aliased:?}");
+
+    // Another organisation's question is its own.
+    let (elsewhere, _) = org(store, "kept-other@example.com").await;
+    assert_eq!(
+        store
+            .spend_analysis(&elsewhere, &all)
+            .await
+            .expect("other org")
+            .total,
+        0.0
+    );
+
+    // It clears the rows.
+    other.spend_clear(&scope).await.expect("clear");
+    assert_eq!(total(store).await, 0.0);
+    other.close().await;
+}
+both_backends!(a_kept_analysis_follows_every_write_of_every_instance);

@@ -211,6 +211,13 @@ pub fn evidence_line(e: &EvidenceView) -> EvidenceLine {
         observed: format::when(e.observed_at),
         last: match e.valid_to {
             Some(to) => format!("until {}", format::when(to)),
+            // A row continued at an assessment's approval starts at the
+            // approval and keeps the attested row's last observation until
+            // a sync sees the subject again.
+            None if e.last_observed_at < e.observed_at => format!(
+                "continued from the attested row; last observed {}",
+                format::when(e.last_observed_at)
+            ),
             None => format!("still so at {}", format::when(e.last_observed_at)),
         },
     }

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod anomalies;
+mod assessments;
 mod auth;
 mod budgets;
 mod connections;
@@ -63,6 +64,15 @@ pages! {
     GET "/controls/{id}" => evidence::control,
     GET "/evidence" => evidence::list,
     GET "/evidence/{id}" => evidence::detail,
+    GET "/assessments" => assessments::list,
+    POST "/assessments" => assessments::create,
+    GET "/assessments/{id}" => assessments::detail,
+    POST "/assessments/{id}/attach" => assessments::attach,
+    POST "/assessments/{id}/detach" => assessments::detach,
+    POST "/assessments/{id}/approve" => assessments::approve,
+    POST "/assessments/{id}/samples" => assessments::draw,
+    POST "/assessments/{id}/invitations" => assessments::invite,
+    POST "/assessments/{id}/invitations/revoke" => assessments::revoke_invitation,
     GET "/alerts" => alerts::alerts,
     POST "/alerts/{id}/acknowledge" => alerts::acknowledge,
     GET "/audit" => alerts::audit_log,

@@ -407,6 +407,7 @@ async fn every_page_renders_and_passes_axe() {
         .as_str()
         .expect("run")
         .to_string();
+    let assessment = draft_assessment(&app, &org).await;
     let incident = app
         .list(&org.token, "/api/v1/spend/anomalies?kind=anomaly")
         .await[0]["id"]
@@ -450,6 +451,16 @@ async fn every_page_renders_and_passes_axe() {
             "evidence-detail",
             format!("/evidence/{evidence}"),
             "What was read",
+        ),
+        (
+            "assessments-list",
+            "/assessments".into(),
+            "Create an assessment",
+        ),
+        (
+            "assessment-draft",
+            format!("/assessments/{assessment}"),
+            "Attach evidence",
         ),
         ("alerts", "/alerts".into(), "Alerts"),
         ("audit", "/audit".into(), "Hash chain intact"),
@@ -702,6 +713,278 @@ async fn the_coverage_fix_runs_from_the_coverage_page() {
     b.wait("#required-coverage").await;
     b.click("a[href='/coverage']:not(nav a)").await;
     b.wait("#coverage-keys").await;
+    b.close().await;
+}
+
+/// A draft assessment of every control over the last 30 days with
+/// everything in scope attached, made through the API; its id.
+async fn draft_assessment(app: &App, org: &Org) -> String {
+    let now = chrono::Utc::now();
+    let (status, made) = app
+        .call(
+            &org.token,
+            Method::POST,
+            "/api/v1/assessments",
+            Some(json!({"name": "SOC 2 Type II (API)",
+                "period_start": (now - chrono::Duration::days(30)).to_rfc3339(),
+                "period_end": (now + chrono::Duration::days(1)).to_rfc3339(),
+                "controls": ["CC6.1", "CC6.6", "CC7.1"]})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().expect("id").to_string();
+    let (status, attached) = app
+        .call(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/assessments/{id}/evidence"),
+            Some(json!({"all_in_scope": true})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{attached}");
+    id
+}
+
+/// Scrolls the element with `id` to the top of the window (for a
+/// screenshot of a page's lower part).
+async fn scroll_to(b: &Browser, id: &str) {
+    b.wait(&format!("#{id}")).await;
+    b.client
+        .execute(
+            "document.getElementById(arguments[0]).scrollIntoView();",
+            vec![json!(id)],
+        )
+        .await
+        .expect("scroll");
+}
+
+/// Sets a date field (`YYYY-MM-DD`): what a date picker does, without
+/// depending on the locale's typing order.
+async fn set_date(b: &Browser, css: &str, day: &str) {
+    b.wait(css).await;
+    b.client
+        .execute(
+            "document.querySelector(arguments[0]).value = arguments[1];",
+            vec![json!(css), json!(day)],
+        )
+        .await
+        .expect("set the date");
+}
+
+/// A same-origin GET from the page, with the browser's session cookie:
+/// the status and the body's text.
+async fn fetch_in_browser(b: &Browser, href: &str) -> (u64, String) {
+    let answer = b
+        .client
+        .execute_async(
+            r#"const [href, done] = [arguments[0], arguments[arguments.length - 1]];
+            fetch(href, { credentials: "same-origin" })
+              .then(r => r.text().then(t => done([r.status, t])))
+              .catch(e => done([0, String(e)]));"#,
+            vec![json!(href)],
+        )
+        .await
+        .expect("fetch runs");
+    (
+        answer[0].as_u64().expect("status"),
+        answer[1].as_str().expect("text").to_string(),
+    )
+}
+
+#[tokio::test]
+async fn approving_an_assessment_in_the_browser() {
+    let app = app().await;
+    let (org, conn) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/controls").await;
+    b.click("#controls-assessments a[href='/assessments']")
+        .await;
+    b.wait_text("No assessments yet").await;
+    b.check_page("assessments-empty").await;
+    // A period that ends before it starts: the API's reason, the input kept.
+    b.fill("#a-name", "SOC 2 Type II").await;
+    set_date(&b, "#a-from", "2026-03-01").await;
+    set_date(&b, "#a-to", "2026-02-01").await;
+    b.click("form[action='/assessments'] button[type=submit]")
+        .await;
+    let error = b.text("#new-assessment-error").await;
+    assert!(error.contains("before it starts"), "{error}");
+    assert_eq!(
+        b.wait("#a-name").await.prop("value").await.expect("value"),
+        Some("SOC 2 Type II".to_string())
+    );
+    b.check_page("assessment-refused").await;
+    // The last 90 days (the form's default) of every control.
+    let today = chrono::Utc::now().date_naive();
+    let from = today - chrono::Duration::days(90);
+    set_date(&b, "#a-from", &from.to_string()).await;
+    set_date(&b, "#a-to", &today.to_string()).await;
+    b.click("form[action='/assessments'] button[type=submit]")
+        .await;
+    b.wait_text("Assessment created as a draft").await;
+    let path = b.path().await;
+    let id = path
+        .trim_start_matches("/assessments/")
+        .split('?')
+        .next()
+        .expect("id")
+        .to_string();
+    assert_eq!(b.text("#assessment-state").await, "draft");
+    // One chosen row, then everything else in scope.
+    scroll_to(&b, "attach-heading").await;
+    b.check_page("assessment-attach").await;
+    let pick = b.wait("#candidates input[name=evidence]").await;
+    let picked = pick.attr("value").await.expect("value").expect("an id");
+    pick.click().await.expect("choose");
+    b.click("#attach-chosen").await;
+    b.wait_text("1 evidence row attached.").await;
+    b.wait(&format!("#attached-{picked}")).await;
+    b.click("#attach-all").await;
+    b.wait_text("evidence rows attached.").await;
+    b.check_page("assessment-attached").await;
+    fits_the_window(&b, "the draft assessment").await;
+    let rows = app
+        .list(&org.token, &format!("/api/v1/assessments/{id}/evidence"))
+        .await;
+    assert!(rows.len() > 1, "{rows:?}");
+    // Approval asks first, then the assessment is final.
+    b.click("#approve-button").await;
+    b.confirm().await;
+    b.wait_text("Approved: the assessment and its attached evidence")
+        .await;
+    assert_eq!(b.text("#assessment-state").await, "approved");
+    assert!(b.text("#assessment-approved").await.contains("by"));
+    for gone in ["button.detach", "#attach-all", "#approve-button"] {
+        assert!(
+            b.client
+                .find_all(fantoccini::Locator::Css(gone))
+                .await
+                .expect("find")
+                .is_empty(),
+            "an approved assessment shows {gone}"
+        );
+    }
+    let row = rows[0]["id"].as_str().expect("row");
+    let (status, refused) = app
+        .call(
+            &org.token,
+            Method::DELETE,
+            &format!("/api/v1/assessments/{id}/evidence/{row}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{refused}");
+    assert_eq!(
+        app.list(&org.token, &format!("/api/v1/assessments/{id}/evidence"))
+            .await
+            .len(),
+        rows.len()
+    );
+    // A sample with a seed; redrawn, the same rows.
+    b.fill("#s-size", "3").await;
+    b.fill("#s-seed", "20261203").await;
+    b.click("#draw-button").await;
+    b.wait_text("Sample drawn").await;
+    b.click("button.redraw").await;
+    b.wait_text("Sample drawn").await;
+    let (_, drawn) = app
+        .call(
+            &org.token,
+            Method::GET,
+            &format!("/api/v1/assessments/{id}/samples"),
+            None,
+        )
+        .await;
+    let drawn = drawn.as_array().expect("samples");
+    assert_eq!(drawn.len(), 2, "{drawn:?}");
+    assert_eq!(drawn[0]["seed"], "20261203");
+    assert_eq!(drawn[0]["evidence"], drawn[1]["evidence"]);
+    assert!(b.body().await.contains("20261203"));
+    b.check_page("assessment-samples").await;
+    // A storage account goes public and a sync runs: what was attested
+    // stays as it was, and the later evidence is flagged beside it.
+    let account = app
+        .list(
+            &org.token,
+            "/api/v1/evidence?check=storage.public_network_access&result=pass",
+        )
+        .await
+        .into_iter()
+        .next()
+        .expect("a storage account closed to the internet")["subject"]
+        .as_str()
+        .expect("subject")
+        .to_string();
+    app.sim
+        .control_ok(
+            Method::PATCH,
+            &format!("/_sim/storage-accounts{account}"),
+            json!({"allowBlobPublicAccess": true, "publicNetworkAccess": "Enabled", "networkAcls": {"defaultAction": "Allow"}}),
+        )
+        .await;
+    sync_in_browser(&b, &conn).await;
+    b.goto(&format!("/assessments/{id}")).await;
+    let changes = b.text("#changes").await;
+    let name = account.rsplit('/').next().expect("name");
+    assert!(
+        changes.contains(name) && changes.contains("fail"),
+        "{changes}"
+    );
+    assert_eq!(b.text("#assessment-state").await, "approved");
+    b.check_page("assessment-approved").await;
+    fits_the_window(&b, "the approved assessment").await;
+    // The exports are the API's routes, read with the browser's session.
+    let href = b
+        .wait("#export-csv")
+        .await
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("a link");
+    assert_eq!(href, format!("/api/v1/assessments/{id}/export?format=csv"));
+    let (status, csv) = fetch_in_browser(&b, &href).await;
+    assert_eq!(status, 200, "{csv}");
+    assert_eq!(csv.lines().count(), rows.len() + 1, "{csv}");
+    for r in &rows {
+        assert!(csv.contains(r["id"].as_str().expect("id")), "{csv}");
+    }
+    let href = b
+        .wait("#export-json")
+        .await
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("a link");
+    let (status, text) = fetch_in_browser(&b, &href).await;
+    assert_eq!(status, 200);
+    let exported: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        exported["evidence"].as_array().expect("rows").len(),
+        rows.len()
+    );
+    // An auditor is invited to this assessment: the secret is shown once.
+    b.fill("#i-email", "auditor@audit.example").await;
+    b.click("#invite-button").await;
+    let secret = b.text("#invitation-secret").await;
+    assert!(secret.starts_with("cki_"), "{secret}");
+    assert!(
+        b.text("#invitations")
+            .await
+            .contains("auditor@audit.example")
+    );
+    scroll_to(&b, "invitations-heading").await;
+    b.check_page("assessment-invited").await;
+    // The list shows it approved.
+    b.click("nav.side a[href='/assessments']").await;
+    let line = b.text(&format!("#assessment-{id}")).await;
+    assert!(
+        line.contains("approved") && line.contains("SOC 2 Type II") && line.contains("changed"),
+        "{line}"
+    );
+    b.check_page("assessments").await;
     b.close().await;
 }
 

@@ -402,6 +402,7 @@ async fn no_page_reaches_another_organisations_data() {
         .expect("webhook")
         .to_string();
     let a_budget = budget(&app, &a, "Alphas secret budget", 1.0).await;
+    let a_assessment = assessment(&app, &a, "Alphas secret assessment").await;
     require_keys(&app, &a, &["owner"]).await;
     let incidents = app.list(&a.token, "/api/v1/spend/anomalies").await;
     assert!(!incidents.is_empty(), "the scenario's spend has an anomaly");
@@ -430,6 +431,7 @@ async fn no_page_reaches_another_organisations_data() {
         a.owner_email.clone(),
         "Alphas secret budget".to_string(),
         "alphasecretalias".to_string(),
+        "Alphas secret assessment".to_string(),
     ];
     let v = Visitor::signed_in(&app, &b.owner_email).await;
     // Signing out last: the walk needs the session.
@@ -460,6 +462,8 @@ async fn no_page_reaches_another_organisations_data() {
             a_budget.clone()
         } else if pattern.starts_with("/anomalies/") {
             incident.clone()
+        } else if pattern.starts_with("/assessments/") {
+            a_assessment.clone()
         } else if pattern.starts_with("/alerts/") {
             uuid::Uuid::new_v4().to_string()
         } else {
@@ -518,6 +522,21 @@ async fn no_page_reaches_another_organisations_data() {
         .call(&a.token, Method::GET, "/api/v1/settings/retention", None)
         .await;
     assert_ne!(retention["days"], 30, "B's form set B's window only");
+    let (_, kept) = app
+        .call(
+            &a.token,
+            Method::GET,
+            &format!("/api/v1/assessments/{a_assessment}"),
+            None,
+        )
+        .await;
+    assert_eq!(kept["state"], "draft", "{kept}");
+    assert!(kept["evidence"].as_u64().expect("evidence") > 0, "{kept}");
+    assert_eq!(
+        samples(&app, &a, &a_assessment).await,
+        Vec::<Value>::new(),
+        "no sample was drawn"
+    );
 }
 
 #[tokio::test]
@@ -886,6 +905,500 @@ async fn required_keys_are_set_and_the_fix_of_selected_rows_makes_tag_edits() {
     assert!(page.contains("id=\"fix-skipped\""), "{page}");
     assert!(page.contains("already sets it"), "{page}");
     assert_eq!(app.list(&org.token, "/api/v1/tag-edits").await.len(), 1);
+}
+
+/// A draft assessment of CC6.1 and CC6.6 over the last 30 days, made
+/// through the API with everything in scope attached; its id.
+async fn assessment(app: &App, org: &Org, name: &str) -> String {
+    let now = chrono::Utc::now();
+    let made = app
+        .expect(
+            &org.token,
+            Method::POST,
+            "/api/v1/assessments",
+            Some(serde_json::json!({"name": name,
+                "period_start": (now - chrono::Duration::days(30)).to_rfc3339(),
+                "period_end": (now + chrono::Duration::days(1)).to_rfc3339(),
+                "controls": ["CC6.1", "CC6.6"]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = made["id"].as_str().expect("assessment id").to_string();
+    let attached = app
+        .expect(
+            &org.token,
+            Method::POST,
+            &format!("/api/v1/assessments/{id}/evidence"),
+            Some(serde_json::json!({"all_in_scope": true})),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(
+        attached["changed"].as_u64().expect("changed") > 0,
+        "{attached}"
+    );
+    id
+}
+
+/// An assessment as the API answers it.
+async fn assessment_view(app: &App, org: &Org, id: &str) -> Value {
+    app.expect(
+        &org.token,
+        Method::GET,
+        &format!("/api/v1/assessments/{id}"),
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn samples(app: &App, org: &Org, id: &str) -> Vec<Value> {
+    app.expect(
+        &org.token,
+        Method::GET,
+        &format!("/api/v1/assessments/{id}/samples"),
+        None,
+        StatusCode::OK,
+    )
+    .await
+    .as_array()
+    .cloned()
+    .expect("samples")
+}
+
+async fn invitations(app: &App, org: &Org, id: &str) -> Vec<Value> {
+    app.expect(
+        &org.token,
+        Method::GET,
+        &format!("/api/v1/assessments/{id}/invitations"),
+        None,
+        StatusCode::OK,
+    )
+    .await
+    .as_array()
+    .cloned()
+    .expect("invitations")
+}
+
+/// What changes an assessment, as the page posts it.
+const ASSESSMENT_FORMS: &[&str] = &[
+    "Create the assessment",
+    "Attach everything in scope",
+    "Attach the chosen rows",
+    "Approve the assessment",
+    "Draw the sample",
+    "Invite an auditor",
+    "/detach\"",
+    "/invitations/revoke\"",
+];
+
+#[tokio::test]
+async fn a_viewer_reads_assessments_without_forms_and_every_change_is_refused() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let id = assessment(&app, &org, "SOC 2 Type II").await;
+    let row = app
+        .list(&org.token, &format!("/api/v1/assessments/{id}/evidence"))
+        .await[0]["id"]
+        .as_str()
+        .expect("row")
+        .to_string();
+    let before = assessment_view(&app, &org, &id).await;
+    let viewer = app.person(&org, Role::Viewer).await;
+    let v = Visitor::signed_in(&app, &viewer).await;
+    let (_, home) = v.get("/").await;
+    assert!(
+        home.contains("href=\"/assessments\""),
+        "in the navigation: {home}"
+    );
+    for (path, shows) in [
+        ("/assessments".to_string(), "SOC 2 Type II"),
+        (format!("/assessments/{id}"), "Attached evidence"),
+    ] {
+        let (status, page) = v.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        assert!(page.contains(shows), "{path}: {page}");
+        assert!(
+            path == "/assessments" || page.contains("format=csv"),
+            "exports are for readers too: {path}"
+        );
+        for form in ASSESSMENT_FORMS.iter().chain(&["Redraw"]) {
+            assert!(!page.contains(form), "{path} shows {form}");
+        }
+    }
+    for (path, fields) in [
+        (
+            "/assessments".to_string(),
+            vec![
+                ("name", "mine"),
+                ("period_start", "2026-01-01"),
+                ("period_end", "2026-02-01"),
+                ("control", "CC6.1"),
+            ],
+        ),
+        (
+            format!("/assessments/{id}/attach"),
+            vec![("all_in_scope", "true")],
+        ),
+        (
+            format!("/assessments/{id}/detach"),
+            vec![("evidence", row.as_str())],
+        ),
+        (format!("/assessments/{id}/approve"), vec![]),
+        (
+            format!("/assessments/{id}/samples"),
+            vec![("control", "CC6.1"), ("size", "2"), ("seed", "1")],
+        ),
+        (
+            format!("/assessments/{id}/invitations"),
+            vec![("email", "auditor@example.com"), ("days", "30")],
+        ),
+    ] {
+        let (status, page) = v.post(&path, &fields, true).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {page}");
+        assert!(page.contains("does not allow"), "{path}: {page}");
+    }
+    assert_eq!(app.list(&org.token, "/api/v1/assessments").await.len(), 1);
+    let after = assessment_view(&app, &org, &id).await;
+    assert_eq!(after["state"], "draft");
+    assert_eq!(after["evidence"], before["evidence"]);
+    assert!(samples(&app, &org, &id).await.is_empty());
+    assert!(invitations(&app, &org, &id).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_auditor_approves_and_samples_but_neither_prepares_nor_invites() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let id = assessment(&app, &org, "SOC 2 Type II").await;
+    let auditor = app.person(&org, Role::Auditor).await;
+    let v = Visitor::signed_in(&app, &auditor).await;
+    let (status, page) = v.get(&format!("/assessments/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Approve the assessment") && page.contains("Draw the sample"));
+    for form in [
+        "Attach everything in scope",
+        "/detach\"",
+        "Invite an auditor",
+    ] {
+        assert!(!page.contains(form), "an auditor sees {form}");
+    }
+    let (_, list) = v.get("/assessments").await;
+    assert!(!list.contains("Create the assessment"), "{list}");
+    let (status, page) = v
+        .post(
+            &format!("/assessments/{id}/invitations"),
+            &[("email", "friend@example.com")],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    let (status, page) = v
+        .post(&format!("/assessments/{id}/approve"), &[], true)
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let approved = assessment_view(&app, &org, &id).await;
+    assert_eq!(approved["state"], "approved");
+    assert!(!approved["approved_by"].is_null(), "{approved}");
+}
+
+#[tokio::test]
+async fn assessment_forms_need_the_sessions_token_and_refusals_keep_what_was_typed() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    let (status, page) = v.get("/assessments").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No assessments yet") && page.contains("Create the assessment"));
+    let good = [
+        ("name", "SOC 2 <Type II>"),
+        ("period_start", "2026-01-01"),
+        ("period_end", "2027-12-31"),
+        ("control", "CC6.6"),
+    ];
+    // Without the session's token: refused, nothing made.
+    let (status, page) = v.post("/assessments", &good, false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("Reload the page"), "{page}");
+    assert!(app.list(&org.token, "/api/v1/assessments").await.is_empty());
+    // Each refusal is the API's (or says which day is not a date), beside
+    // the form, with what was typed (and ticked) still in it.
+    for (name, from, to, control, says) in [
+        (
+            "SOC 2 <Type II>",
+            "2026-03-01",
+            "2026-02-01",
+            "CC6.6",
+            "before it starts",
+        ),
+        (
+            "SOC 2 <Type II>",
+            "yesterday",
+            "2026-02-01",
+            "CC6.6",
+            "'yesterday' is not a date",
+        ),
+        (
+            "SOC 2 <Type II>",
+            "",
+            "2026-02-01",
+            "CC6.6",
+            "first day is missing",
+        ),
+        (
+            "SOC 2 <Type II>",
+            "2026-01-01",
+            "2026-02-01",
+            "",
+            "at least one control",
+        ),
+        ("  ", "2026-01-01", "2026-02-01", "CC6.6", "needs a name"),
+    ] {
+        let (status, page) = v
+            .post(
+                "/assessments",
+                &[
+                    ("name", name),
+                    ("period_start", from),
+                    ("period_end", to),
+                    ("control", control),
+                ],
+                true,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{says}: {page}");
+        let page = unescape(&page);
+        let error = between(&page, "id=\"new-assessment-error\">", "</div>").expect("the error");
+        assert!(error.contains(says), "{error}");
+        assert!(page.contains(&format!("value=\"{name}\"")), "{page}");
+        assert!(
+            page.contains(&format!("name=\"period_start\" value=\"{from}\"")),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("name=\"period_end\" value=\"{to}\"")),
+            "{page}"
+        );
+        assert_eq!(
+            page.contains("value=\"CC6.6\" checked"),
+            !control.is_empty(),
+            "the boxes stay as ticked: {page}"
+        );
+        assert!(!page.contains("value=\"CC6.1\" checked"), "{page}");
+    }
+    assert!(app.list(&org.token, "/api/v1/assessments").await.is_empty());
+    // A usable one is made, and its page says so.
+    let r = v
+        .http
+        .post(format!("{}/assessments", app.url))
+        .form(&[&good[..], &[("_csrf", v.csrf.as_str())]].concat())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let made = app.list(&org.token, "/api/v1/assessments").await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["name"], "SOC 2 <Type II>");
+    assert_eq!(made[0]["period_start"], "2026-01-01T00:00:00Z");
+    assert_eq!(made[0]["scope"][0]["control"], "CC6.6");
+    let id = made[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        r.headers()["location"],
+        format!("/assessments/{id}?notice=assessment_created").as_str()
+    );
+    let at = |p: &str| format!("/assessments/{id}{p}");
+    // Each form of the assessment's page needs the token too.
+    for (path, fields) in [
+        (at("/attach"), vec![("all_in_scope", "true")]),
+        (at("/approve"), vec![]),
+        (at("/samples"), vec![("control", "CC6.6"), ("size", "1")]),
+        (at("/invitations"), vec![("email", "a@example.com")]),
+    ] {
+        let (status, _) = v.post(&path, &fields, false).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(assessment_view(&app, &org, &id).await["evidence"], 0);
+    assert!(invitations(&app, &org, &id).await.is_empty());
+    // Approving with nothing attached, attaching nothing, drawing from an
+    // empty population: each refusal is said beside its form.
+    for (path, fields, error_id, says) in [
+        (
+            at("/approve"),
+            vec![],
+            "approve-error",
+            "no evidence is attached",
+        ),
+        (at("/attach"), vec![], "attach-error", "none was selected"),
+        (
+            at("/samples"),
+            vec![("control", "CC6.6"), ("size", "3"), ("seed", "77")],
+            "sample-error",
+            "nothing to sample",
+        ),
+    ] {
+        let (status, page) = v.post(&path, &fields, true).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {page}");
+        let error = between(&page, &format!("id=\"{error_id}\">"), "</div>").expect("error");
+        assert!(unescape(error).contains(says), "{path}: {error}");
+    }
+    // Everything in scope, then the page lists it with the population.
+    let (status, _) = v
+        .post(&at("/attach"), &[("all_in_scope", "true")], true)
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let attached = assessment_view(&app, &org, &id).await["evidence"]
+        .as_u64()
+        .expect("evidence");
+    assert!(attached > 0);
+    let (status, page) = v.get(&at("?notice=attached&n=3")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("3 evidence rows attached."), "{page}");
+    let rows = app
+        .list(&org.token, &format!("/api/v1/assessments/{id}/evidence"))
+        .await;
+    let first = rows[0]["id"].as_str().expect("row");
+    assert!(page.contains(&format!("id=\"attached-{first}\"")), "{page}");
+    // Detached while a draft, then attached again as a chosen row.
+    let (status, page) = v.post(&at("/detach"), &[("evidence", first)], true).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(
+        assessment_view(&app, &org, &id).await["evidence"].as_u64(),
+        Some(attached - 1)
+    );
+    let r = v
+        .http
+        .post(format!("{}{}", app.url, at("/attach")))
+        .form(&[("evidence", first), ("_csrf", v.csrf.as_str())])
+        .send()
+        .await
+        .expect("attach");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/assessments/{id}?notice=attached&n=1").as_str()
+    );
+    assert_eq!(
+        assessment_view(&app, &org, &id).await["evidence"].as_u64(),
+        Some(attached)
+    );
+    // A sample: a size that is not a number keeps the seed typed.
+    let (status, page) = v
+        .post(
+            &at("/samples"),
+            &[("control", "CC6.6"), ("size", "three"), ("seed", "42")],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        unescape(&page).contains("'three' is not a whole number"),
+        "{page}"
+    );
+    assert!(
+        page.contains("id=\"s-seed\" name=\"seed\" value=\"42\""),
+        "{page}"
+    );
+    for _ in 0..2 {
+        let (status, page) = v
+            .post(
+                &at("/samples"),
+                &[("control", "CC6.6"), ("size", "3"), ("seed", "42")],
+                true,
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    }
+    let drawn = samples(&app, &org, &id).await;
+    assert_eq!(drawn.len(), 2);
+    assert_eq!(drawn[0]["seed"], "42");
+    assert_eq!(
+        drawn[0]["evidence"], drawn[1]["evidence"],
+        "the same seed, the same rows"
+    );
+    let (_, page) = v.get(&at("")).await;
+    let row = drawn[0]["evidence"][0].as_str().expect("a drawn row");
+    assert!(
+        page.contains(&format!("href=\"/evidence/{row}\"")),
+        "{page}"
+    );
+    // An invitation: refused days keep the email; a good one shows its
+    // secret once, which reads this assessment through the API.
+    let (status, page) = v
+        .post(
+            &at("/invitations"),
+            &[("email", "eve@audit.example"), ("days", "999")],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("id=\"invite-error\""), "{page}");
+    assert!(page.contains("value=\"eve@audit.example\""), "{page}");
+    assert!(page.contains("value=\"999\""), "{page}");
+    let (status, page) = v
+        .post(
+            &at("/invitations"),
+            &[("email", "eve@audit.example"), ("days", "")],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let secret = between(&page, "<code id=\"invitation-secret\">", "</code>")
+        .expect("the secret, once")
+        .to_string();
+    assert!(secret.starts_with("cki_"), "{secret}");
+    let (_, again) = v.get(&at("")).await;
+    assert!(!again.contains(&secret), "shown once");
+    let invited = invitations(&app, &org, &id).await;
+    assert_eq!(invited.len(), 1);
+    assert_eq!(invited[0]["state"], "active");
+    let r = app
+        .http
+        .get(format!("{}/api/v1/assessments/{id}", app.url))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), StatusCode::OK);
+    let invitation = invited[0]["id"].as_str().expect("invitation");
+    let (status, _) = v
+        .post(
+            &at("/invitations/revoke"),
+            &[("invitation", invitation)],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(invitations(&app, &org, &id).await[0]["state"], "revoked");
+    // Approved: no more forms that change it, and the server refuses them.
+    let (status, _) = v.post(&at("/approve"), &[], true).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = v.get(&at("?notice=approved")).await;
+    assert!(page.contains("can no longer change"), "{page}");
+    for form in [
+        "/detach\"",
+        "Attach everything in scope",
+        "Approve the assessment",
+    ] {
+        assert!(!page.contains(form), "an approved assessment shows {form}");
+    }
+    for (path, fields, error_id) in [
+        (at("/detach"), vec![("evidence", first)], "evidence-error"),
+        (
+            at("/attach"),
+            vec![("all_in_scope", "true")],
+            "attach-error",
+        ),
+        (at("/approve"), vec![], "approve-error"),
+    ] {
+        let (status, page) = v.post(&path, &fields, true).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {page}");
+        let error = between(&page, &format!("id=\"{error_id}\">"), "</div>").expect("error");
+        assert!(error.contains("is immutable"), "{path}: {error}");
+    }
+    assert_eq!(
+        assessment_view(&app, &org, &id).await["evidence"].as_u64(),
+        Some(attached)
+    );
 }
 
 /// The organisation's tag aliases, through the API.
