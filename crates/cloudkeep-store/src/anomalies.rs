@@ -155,6 +155,10 @@ pub struct IncidentFilter {
     /// Incidents with a day in this period (both included).
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
+    /// Ended incidents only (`true`) or open ones only (`false`).
+    pub ended: Option<bool>,
+    /// Incidents of this service (an anomaly or a new service; exact name).
+    pub service: Option<String>,
 }
 
 /// One group's cost this period and the one before.
@@ -695,6 +699,7 @@ impl Store {
             "SELECT {INCIDENT_COLUMNS} FROM spend_incidents WHERE org_id = $1 AND ($2 = '' OR subscription = $2) \
              AND ($3 = '' OR kind = $3) AND last_day >= $4 AND first_day <= $5 \
              AND (first_day < $6 OR (first_day = $6 AND incident_id > $7)) \
+             AND ($9 < 0 OR ended = $9) AND ($10 = '' OR (kind <> 'new_region' AND subject = $10)) \
              ORDER BY first_day DESC, incident_id LIMIT $8"
         ))
         .bind(scope.id())
@@ -711,6 +716,8 @@ impl Store {
         .bind(before)
         .bind(after_id)
         .bind(page.fetch())
+        .bind(filter.ended.map(i64::from).unwrap_or(-1))
+        .bind(filter.service.as_deref().unwrap_or(""))
         .fetch_all(&self.pool)
         .await?;
         let mut items = rows.iter().map(incident).collect::<Result<Vec<_>>>()?;

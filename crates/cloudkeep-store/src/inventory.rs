@@ -612,6 +612,36 @@ impl Store {
         }
     }
 
+    /// The live inventory resources with these ARM ids (any case), by
+    /// lower-cased ARM id: spend names resources by ARM id, pages link to
+    /// the inventory's.
+    pub async fn live_resource_ids(
+        &self,
+        scope: &OrgScope,
+        arm_ids: &[String],
+    ) -> Result<HashMap<String, Uuid>> {
+        if arm_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut sql = Sql::new(
+            "SELECT r.resource_id, r.azure_id FROM resources r \
+             JOIN subscriptions s ON s.org_id = r.org_id AND s.subscription_id = r.subscription_id \
+             AND s.detached_at IS NULL WHERE r.deleted_at IS NULL AND r.org_id = ",
+        );
+        let o = sql.arg(scope.id());
+        sql.push(&o);
+        let ps: Vec<String> = arm_ids
+            .iter()
+            .map(|a| sql.arg(a.to_ascii_lowercase()))
+            .collect();
+        sql.push(&format!(" AND r.azure_id IN ({})", ps.join(", ")));
+        let mut found = HashMap::new();
+        for r in sql.fetch_all(&self.pool).await? {
+            found.insert(r.try_get("azure_id")?, parse(&r, "resource_id")?);
+        }
+        Ok(found)
+    }
+
     pub async fn resource(
         &self,
         scope: &OrgScope,

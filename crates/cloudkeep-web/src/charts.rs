@@ -79,6 +79,24 @@ pub struct LineChart {
     pub reference: Option<(String, f64)>,
 }
 
+/// A shaded range behind a line chart's lines (the range a value is
+/// expected in): a low and a high per x label, `None` where there is none.
+#[derive(Debug, Clone)]
+pub struct Band {
+    pub name: String,
+    pub low: Vec<Option<f64>>,
+    pub high: Vec<Option<f64>>,
+}
+
+/// A run of x labels marked behind the lines (an incident's days), both
+/// ends included.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub name: String,
+    pub first: usize,
+    pub last: usize,
+}
+
 const W: f64 = 640.0;
 const H: f64 = 240.0;
 const LEFT: f64 = 56.0;
@@ -126,19 +144,29 @@ fn open_svg(out: &mut String, id: &str, title: &str, description: &str, height: 
 }
 
 impl LineChart {
-    fn top(&self) -> f64 {
+    fn top(&self, band: Option<&Band>) -> f64 {
         let data = self
             .series
             .iter()
             .flat_map(|s| s.values.iter().flatten().copied())
+            .chain(
+                band.into_iter()
+                    .flat_map(|b| b.high.iter().flatten().copied()),
+            )
             .fold(0.0f64, f64::max);
         nice_max(data.max(self.reference.as_ref().map(|r| r.1).unwrap_or(0.0)))
     }
 
     pub fn svg(&self) -> String {
+        self.svg_with(None, None)
+    }
+
+    /// The chart with a band behind its lines (an expected range) and a
+    /// span of days marked (an incident).
+    pub fn svg_with(&self, band: Option<&Band>, span: Option<&Span>) -> String {
         let mut out = String::new();
         open_svg(&mut out, &self.id, &self.title, &self.description, H);
-        let top = self.top();
+        let top = self.top(band);
         let plot_w = W - LEFT - RIGHT;
         let plot_h = H - TOP - BOTTOM;
         let n = self.x_labels.len().max(1);
@@ -188,6 +216,60 @@ impl LineChart {
                     anchor = if last { "end" } else { "middle" },
                     ty = num(H - 8.0),
                     label = esc(label),
+                );
+            }
+        }
+        if let Some(span) = span.filter(|s| s.first <= s.last && s.last < n) {
+            // Half a step either side of the span's days (the plot's edge at most).
+            let half = if n > 1 {
+                plot_w / (n - 1) as f64 / 2.0
+            } else {
+                plot_w / 2.0
+            };
+            let x1 = (x(span.first) - half).max(LEFT);
+            let x2 = (x(span.last) + half).min(W - RIGHT);
+            let _ = write!(
+                out,
+                r#"<rect class="span" x="{x}" y="{y}" width="{w}" height="{h}"><title>{name}</title></rect>"#,
+                x = num(x1),
+                y = num(TOP),
+                w = num(x2 - x1),
+                h = num(plot_h),
+                name = esc(&span.name),
+            );
+        }
+        if let Some(band) = band {
+            // One polygon per run of days that have both ends: along the
+            // highs, then back along the lows.
+            let mut runs: Vec<Vec<(usize, f64, f64)>> = vec![Vec::new()];
+            for i in 0..n {
+                match (
+                    band.low.get(i).copied().flatten(),
+                    band.high.get(i).copied().flatten(),
+                ) {
+                    (Some(lo), Some(hi)) => {
+                        if let Some(r) = runs.last_mut() {
+                            r.push((i, lo, hi));
+                        }
+                    }
+                    _ => runs.push(Vec::new()),
+                }
+            }
+            for run in runs.iter().filter(|r| !r.is_empty()) {
+                let points: Vec<String> = run
+                    .iter()
+                    .map(|(i, _, hi)| format!("{},{}", num(x(*i)), num(y(*hi))))
+                    .chain(
+                        run.iter()
+                            .rev()
+                            .map(|(i, lo, _)| format!("{},{}", num(x(*i)), num(y(lo.max(0.0))))),
+                    )
+                    .collect();
+                let _ = write!(
+                    out,
+                    r#"<polygon class="band" points="{}"><title>{}</title></polygon>"#,
+                    points.join(" "),
+                    esc(&band.name),
                 );
             }
         }
@@ -243,8 +325,20 @@ impl LineChart {
             }
         }
         // The legend, when there is more than one thing to tell apart.
-        if self.series.len() > 1 || self.reference.is_some() {
+        if self.series.len() > 1 || self.reference.is_some() || band.is_some() {
             let mut lx = LEFT + 8.0;
+            if let Some(band) = band {
+                let _ = write!(
+                    out,
+                    r#"<rect class="band" x="{x}" y="{y}" width="10" height="10"/><text x="{tx}" y="{ty}">{name}</text>"#,
+                    x = num(lx),
+                    y = num(TOP + 2.0),
+                    tx = num(lx + 14.0),
+                    ty = num(TOP + 11.0),
+                    name = esc(&band.name),
+                );
+                lx += 24.0 + 6.5 * band.name.chars().count() as f64;
+            }
             for (k, s) in self.series.iter().enumerate() {
                 let _ = write!(
                     out,
@@ -498,6 +592,30 @@ mod tests {
         assert_eq!(chart.svg(), trend().svg());
         insta::assert_snapshot!("line_chart", chart.svg());
         insta::assert_debug_snapshot!("line_chart_table", chart.table());
+    }
+
+    #[test]
+    fn a_band_and_a_span_sit_behind_the_lines() {
+        let mut chart = trend();
+        chart.reference = None;
+        let band = Band {
+            name: "Expected range".into(),
+            low: vec![None, Some(100.0), Some(-5.0), Some(95.0)],
+            high: vec![None, Some(140.0), Some(150.0), Some(160.0)],
+        };
+        let span = Span {
+            name: "The incident".into(),
+            first: 2,
+            last: 3,
+        };
+        let svg = chart.svg_with(Some(&band), Some(&span));
+        assert_eq!(svg, chart.svg_with(Some(&band), Some(&span)));
+        assert!(svg.contains(r#"<polygon class="band""#), "{svg}");
+        assert!(svg.contains(r#"<rect class="span""#), "{svg}");
+        // Behind the lines: drawn before the first of them.
+        assert!(svg.find("class=\"band\"") < svg.find("<polyline"), "{svg}");
+        assert!(!svg.contains("style="));
+        insta::assert_snapshot!("band_chart", svg);
     }
 
     #[test]

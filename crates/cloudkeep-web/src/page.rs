@@ -17,6 +17,7 @@ pub enum Section {
     Dashboard,
     Spend,
     Budgets,
+    Anomalies,
     Resources,
     Coverage,
     TagEdits,
@@ -59,6 +60,12 @@ const NAV: &[(Section, &str, &str, &[Permission])] = &[
         Section::Budgets,
         "/budgets",
         "Budgets",
+        &[Permission::ReadData],
+    ),
+    (
+        Section::Anomalies,
+        "/anomalies",
+        "Anomalies",
         &[Permission::ReadData],
     ),
     (
@@ -187,6 +194,9 @@ pub fn notice(key: Option<&str>, n: Option<u64>) -> Option<String> {
         "budget_saved" => "Budget saved; its thresholds are held against this month's spend and forecast at once.".into(),
         "budget_deleted" => "Budget deleted; its open alerts are resolved.".into(),
         "required_keys_saved" => "Required tag keys saved.".into(),
+        "alias_added" => "Tag alias added: analyses, budgets and coverage match the key through it from now on.".into(),
+        "alias_removed" => "Tag alias removed.".into(),
+        "retention_saved" => "Retention window saved; what is older is purged at the next purge.".into(),
         _ => return None,
     })
 }

@@ -40,6 +40,10 @@ pub struct AnomaliesQuery {
     pub from: Option<NaiveDate>,
     /// Incidents with a day on or before this one.
     pub to: Option<NaiveDate>,
+    /// `true`: ended incidents only; `false`: open ones only.
+    pub ended: Option<bool>,
+    /// One service (FOCUS `ServiceName`): its anomalies and its new usage.
+    pub service: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
@@ -70,6 +74,8 @@ pub async fn list_anomalies(
         kind: q.kind,
         from: q.from,
         to: q.to,
+        ended: q.ended,
+        service: q.service.filter(|s| !s.trim().is_empty()),
     };
     let found = state
         .store

@@ -13,12 +13,13 @@ use axum::http::StatusCode;
 use chrono::NaiveDate;
 use cloudkeep_domain::Permission;
 use cloudkeep_domain::budget::threshold_label;
-use cloudkeep_domain::spend::SpendMetric;
+use cloudkeep_domain::spend::{SpendDimension, SpendFilter, SpendMetric};
 use cloudkeep_server::api::budgets as api;
 use cloudkeep_server::wire::{BudgetDetail, BudgetRequest, BudgetView, ForecastView};
 use cloudkeep_server::{ApiError, AppState, Body, Params};
 use serde::Deserialize;
 
+use super::anomalies::{Choice, known_values, subscriptions};
 use super::evidence::ChartView;
 use crate::charts::{BudgetBar, LineChart, Series, Table, Unit};
 use crate::format;
@@ -45,7 +46,18 @@ pub struct BudgetForm {
     pub amount: String,
     #[serde(default)]
     pub metric: String,
-    /// One filter per line (or separated by `;`).
+    /// The scope's subscription (an Azure id), empty for every one.
+    #[serde(default)]
+    pub subscription: String,
+    /// The scope's resource group, empty for every one.
+    #[serde(default)]
+    pub resource_group: String,
+    /// The scope's tag: a key, and a value (empty: any value).
+    #[serde(default)]
+    pub tag_key: String,
+    #[serde(default)]
+    pub tag_value: String,
+    /// Any other filters, one per line (or separated by `;`).
     #[serde(default)]
     pub filters: String,
     /// Percentages, separated by commas.
@@ -73,16 +85,63 @@ impl BudgetForm {
         }
     }
 
-    /// The form of an existing budget.
+    /// The form of an existing budget: its first subscription, resource
+    /// group and tag filters in the pickers, any others as text.
     fn of(b: &BudgetView) -> Self {
-        BudgetForm {
+        let mut form = BudgetForm {
             name: b.name.clone(),
             amount: format!("{}", b.amount),
             metric: b.metric.to_string(),
-            filters: b.filters.join("\n"),
             actual_thresholds: percentages(&b.actual_thresholds),
             forecast_thresholds: percentages(&b.forecast_thresholds),
+            ..Default::default()
+        };
+        let mut others = Vec::new();
+        for text in &b.filters {
+            match text.parse::<SpendFilter>() {
+                Ok(SpendFilter::Is(SpendDimension::Subscription, v))
+                    if form.subscription.is_empty() =>
+                {
+                    form.subscription = v.to_ascii_lowercase();
+                }
+                Ok(SpendFilter::Is(SpendDimension::ResourceGroup, v))
+                    if form.resource_group.is_empty() =>
+                {
+                    form.resource_group = v;
+                }
+                Ok(SpendFilter::HasTag(k, v)) if form.tag_key.is_empty() => {
+                    form.tag_key = k;
+                    form.tag_value = v.unwrap_or_default();
+                }
+                _ => others.push(text.clone()),
+            }
         }
+        form.filters = others.join("\n");
+        form
+    }
+
+    /// The scope as the API's filter texts: the pickers', then the others.
+    fn filter_texts(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.subscription.trim().is_empty() {
+            out.push(format!("subscription={}", self.subscription.trim()));
+        }
+        if !self.resource_group.trim().is_empty() {
+            out.push(format!("resource_group={}", self.resource_group.trim()));
+        }
+        match (self.tag_key.trim(), self.tag_value.trim()) {
+            ("", _) => {}
+            (k, "") => out.push(format!("tag:{k}")),
+            (k, v) => out.push(format!("tag:{k}={v}")),
+        }
+        out.extend(
+            self.filters
+                .split(['\n', ';'])
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
+        );
+        out
     }
 
     /// The API's request. Only reading the typed text happens here (a
@@ -121,13 +180,7 @@ impl BudgetForm {
             name: self.name.clone(),
             amount,
             metric,
-            filters: self
-                .filters
-                .split(['\n', ';'])
-                .map(str::trim)
-                .filter(|f| !f.is_empty())
-                .map(str::to_string)
-                .collect(),
+            filters: self.filter_texts(),
             actual_thresholds: list("Thresholds on spend", &self.actual_thresholds)?,
             forecast_thresholds: list("Thresholds on the forecast", &self.forecast_thresholds)?,
         })
@@ -249,6 +302,55 @@ async fn all_budgets(state: &AppState, web: &Web) -> Result<Vec<BudgetView>, Api
     Ok(page.items)
 }
 
+/// What the scope pickers offer: the organisation's subscriptions, the
+/// resource groups and tag keys its spend and resources have.
+#[derive(Default)]
+pub struct ScopeChoices {
+    pub subscriptions: Vec<Choice>,
+    pub resource_groups: Vec<String>,
+    pub tag_keys: Vec<String>,
+}
+
+/// The choices, each with the form's own value in it (a budget's scope
+/// may name something no longer seen); none for those without the form.
+async fn scope_choices(
+    state: &AppState,
+    web: &Web,
+    form: &BudgetForm,
+) -> Result<ScopeChoices, Problem> {
+    if !web.may(Permission::ManageConnections) {
+        return Ok(ScopeChoices::default());
+    }
+    let mut subs = subscriptions(state, web).await?;
+    let sub = form.subscription.trim();
+    if !sub.is_empty() && !subs.iter().any(|(v, _)| v.eq_ignore_ascii_case(sub)) {
+        subs.push((sub.to_string(), sub.to_string()));
+    }
+    let mut groups = known_values(state, web, "resource_group").await?;
+    let mut keys: Vec<String> = state
+        .store
+        .tag_coverage(&web.auth.scope, 100)
+        .await?
+        .keys
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for (list, current) in [
+        (&mut groups, form.resource_group.trim()),
+        (&mut keys, form.tag_key.trim()),
+    ] {
+        if !current.is_empty() && !list.iter().any(|v| v.eq_ignore_ascii_case(current)) {
+            list.push(current.to_string());
+        }
+        list.sort_by_key(|v| v.to_lowercase());
+    }
+    Ok(ScopeChoices {
+        subscriptions: subs,
+        resource_groups: groups,
+        tag_keys: keys,
+    })
+}
+
 // ---- the list ----
 
 #[derive(Template)]
@@ -259,6 +361,7 @@ struct BudgetsPage {
     month: String,
     may_manage: bool,
     form: BudgetForm,
+    choices: ScopeChoices,
     error: Option<String>,
 }
 
@@ -294,6 +397,7 @@ async fn render_list(
         month: state.store.now().date_naive().format("%B %Y").to_string(),
         budgets: budgets.iter().map(line).collect(),
         may_manage: web.may(Permission::ManageConnections),
+        choices: scope_choices(state, web, &form).await?,
         form,
         error: error.clone(),
     };
@@ -361,6 +465,7 @@ struct BudgetPage {
     chart: ChartView,
     may_manage: bool,
     form: BudgetForm,
+    choices: ScopeChoices,
     error: Option<String>,
 }
 
@@ -459,6 +564,7 @@ async fn render_detail(
     let chrome = Chrome::new(state, web, budget.name.clone(), Section::Budgets)
         .await?
         .with_notice(notice_text);
+    let form = form.unwrap_or_else(|| BudgetForm::of(&budget));
     let chart = month_chart(
         "budget-month",
         &format!(
@@ -480,7 +586,8 @@ async fn render_detail(
         action: format!("/budgets/{}", budget.id),
         chart,
         may_manage: web.may(Permission::ManageConnections),
-        form: form.unwrap_or_else(|| BudgetForm::of(&budget)),
+        choices: scope_choices(state, web, &form).await?,
+        form,
         budget: line(&budget),
         error: error.clone(),
     };

@@ -3,9 +3,12 @@
 //! down by subscription, resource group or service, the untagged spend
 //! ranked by cost with each missing key's suggested value and its source,
 //! and the fix (editors and above), which makes tag edits of the selected
-//! resources with the suggested values. The figures, suggestions and edits
-//! are the API's own (`coverage_view`, `get_untagged`, `fix_coverage`,
-//! `set_required_tags`); the page only reads the form.
+//! resources with the values typed per row or else the suggested ones.
+//! The figures, suggestions and edits are the API's own (`coverage_view`,
+//! `get_untagged`, `fix_coverage`, `set_required_tags`); the page only
+//! reads the form.
+
+use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::Json;
@@ -20,6 +23,7 @@ use cloudkeep_server::wire::{
 use cloudkeep_server::{ApiError, AppState, Body};
 use serde::Deserialize;
 
+use super::anomalies::{Choice, known_values, subscriptions};
 use super::evidence::ChartView;
 use crate::charts::{LineChart, Series, Unit};
 use crate::format;
@@ -117,6 +121,22 @@ struct CoveragePage {
     untagged: Option<Untagged>,
     fix_error: Option<String>,
     fixed: Option<Fixed>,
+    /// The scope's choices: subscriptions (id, name), resource groups and
+    /// services spend has had.
+    subscriptions: Vec<Choice>,
+    resource_groups: Vec<String>,
+    services: Vec<String>,
+}
+
+/// A list of values with `current` in it (a value from a link, or one no
+/// longer seen).
+fn with_value(mut values: Vec<String>, current: Option<&str>) -> Vec<String> {
+    if let Some(c) = current {
+        if !values.iter().any(|v| v.eq_ignore_ascii_case(c)) {
+            values.push(c.to_string());
+        }
+    }
+    values
 }
 
 /// One line of a coverage table: cost-weighted and by count.
@@ -264,12 +284,22 @@ struct UntaggedRow {
     subscription: String,
     resource_group: String,
     cost: String,
-    /// Each missing key: the key, a suggested value and where it comes from.
-    missing: Vec<(String, Option<(String, &'static str)>)>,
+    /// Each missing key: the key, a suggested value and where it comes
+    /// from, and the value typed in its place (after a refused fix).
+    missing: Vec<MissingKey>,
     fixable: bool,
 }
 
-fn untagged(u: &UntaggedView) -> Untagged {
+/// A missing key of a row: the key, its suggestion (a value and where it
+/// comes from) and the value typed in its place.
+type MissingKey = (String, Option<(String, &'static str)>, String);
+
+/// The field of a row's typed value for a key.
+fn value_field(resource: &str, key: &str) -> String {
+    format!("value:{resource}:{key}")
+}
+
+fn untagged(u: &UntaggedView, typed: &[(String, String)]) -> Untagged {
     Untagged {
         summary: format!(
             "{} resource{} lacking a required key, with {} of usage cost from {} to {}",
@@ -295,11 +325,20 @@ fn untagged(u: &UntaggedView) -> Untagged {
                     .missing
                     .iter()
                     .map(|m| {
+                        let field = r
+                            .resource_id
+                            .map(|id| value_field(&id.to_string(), &m.key))
+                            .unwrap_or_default();
                         (
                             m.key.clone(),
                             m.suggestion
                                 .as_ref()
                                 .map(|s| (s.value.clone(), source_text(s.source))),
+                            typed
+                                .iter()
+                                .find(|(k, _)| *k == field)
+                                .map(|(_, v)| v.clone())
+                                .unwrap_or_default(),
                         )
                     })
                     .collect(),
@@ -373,6 +412,8 @@ struct Extra {
     keys_error: Option<String>,
     fix_error: Option<String>,
     fixed: Option<CoverageFixResult>,
+    /// The values typed per row (field, value), kept after a refusal.
+    typed: Vec<(String, String)>,
 }
 
 async fn render(state: &AppState, web: &Web, form: CoverageForm, extra: Extra) -> PageResult {
@@ -416,7 +457,31 @@ async fn render(state: &AppState, web: &Web, form: CoverageForm, extra: Extra) -
         .await?
         .with_notice(extra.notice);
     let failed = extra.keys_error.is_some() || extra.fix_error.is_some();
+    let (subscriptions, resource_groups, services) = if required.is_empty() {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        let mut subs = subscriptions(state, web).await?;
+        if let Some(c) = given(&form.subscription) {
+            if !subs.iter().any(|(v, _)| v.eq_ignore_ascii_case(c)) {
+                subs.push((c.to_string(), c.to_string()));
+            }
+        }
+        (
+            subs,
+            with_value(
+                known_values(state, web, "resource_group").await?,
+                given(&form.resource_group),
+            ),
+            with_value(
+                known_values(state, web, "service").await?,
+                given(&form.service),
+            ),
+        )
+    };
     let page = CoveragePage {
+        subscriptions,
+        resource_groups,
+        services,
         chrome,
         breakdowns: BREAKDOWNS,
         hidden: form.scope_pairs(),
@@ -427,7 +492,7 @@ async fn render(state: &AppState, web: &Web, form: CoverageForm, extra: Extra) -
         may_fix: web.may(Permission::EditTags),
         error,
         figures: coverage.as_ref().map(figures),
-        untagged: list.as_ref().map(untagged),
+        untagged: list.as_ref().map(|u| untagged(u, &extra.typed)),
         fix_error: extra.fix_error,
         fixed: extra.fixed.as_ref().map(|r| fixed(r, &currency)),
         form,
@@ -499,8 +564,10 @@ fn parse_day(v: &Option<String>) -> Result<Option<chrono::NaiveDate>, String> {
         .transpose()
 }
 
-/// The fix of the selected rows (`resource` checkboxes), each missing key
-/// given its suggested value, over the page's period and scope.
+/// The fix of the selected rows (`resource` checkboxes) and of the rows
+/// with a value typed (`value:{resource}:{key}`), over the page's period
+/// and scope: each missing key gets the value typed in its row, else its
+/// suggested one. Rows with the same typed values go to the API together.
 pub async fn fix(
     State(state): State<AppState>,
     Form { web, form, fields }: Form<CoverageForm>,
@@ -508,51 +575,92 @@ pub async fn fix(
     if !web.may(Permission::EditTags) {
         return Err(ApiError::forbidden("fixing tag coverage").into());
     }
-    let selected = all_of(&fields, "resource");
+    let typed: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(k, v)| k.starts_with("value:") && !v.trim().is_empty())
+        .cloned()
+        .collect();
     let fail = |message: String| Extra {
         fix_error: Some(message),
+        typed: typed.clone(),
         ..Default::default()
     };
-    if selected.is_empty() {
-        let extra = fail("Select the resources to fix: none was selected.".into());
-        return render(&state, &web, form, extra).await;
+    // Each row's typed values by key.
+    let mut rows: BTreeMap<uuid::Uuid, BTreeMap<String, String>> = BTreeMap::new();
+    for s in all_of(&fields, "resource") {
+        let Ok(id) = s.parse::<uuid::Uuid>() else {
+            return Err(Problem::not_found());
+        };
+        rows.entry(id).or_default();
     }
-    let mut resource_ids = Vec::with_capacity(selected.len());
-    for s in &selected {
-        match s.parse::<uuid::Uuid>() {
-            Ok(id) => resource_ids.push(id),
-            Err(_) => return Err(Problem::not_found()),
-        }
+    for (field, value) in &typed {
+        let Some((id, key)) = field["value:".len()..].split_once(':') else {
+            continue;
+        };
+        let Ok(id) = id.parse::<uuid::Uuid>() else {
+            return Err(Problem::not_found());
+        };
+        rows.entry(id)
+            .or_default()
+            .insert(key.to_string(), value.trim().to_string());
+    }
+    if rows.is_empty() {
+        let extra = fail(
+            "Select the resources to fix (or type a value in their rows): none was selected."
+                .into(),
+        );
+        return render(&state, &web, form, extra).await;
     }
     let (from, to) = match (parse_day(&form.from), parse_day(&form.to)) {
         (Ok(from), Ok(to)) => (from, to),
         (Err(e), _) | (_, Err(e)) => return render(&state, &web, form, fail(e)).await,
     };
-    let request = CoverageFixRequest {
-        subscription: given(&form.subscription).map(str::to_string),
-        resource_group: given(&form.resource_group).map(str::to_string),
-        service: given(&form.service).map(str::to_string),
-        keys: Vec::new(),
-        from,
-        to,
-        top: None,
-        resource_ids,
-        use_suggested: true,
-        values: Default::default(),
-    };
-    match api::fix_coverage(State(state.clone()), web.caller(), Body(request)).await {
-        Ok((_, Json(result))) => {
-            let n = result.created.len() as u64;
-            let extra = Extra {
-                notice: notice(Some("edits_created"), Some(n)),
-                fixed: Some(result),
-                ..Default::default()
-            };
-            render(&state, &web, form, extra).await
-        }
-        Err(e) if is_refusal(&e) => render(&state, &web, form, fail(e.message)).await,
-        Err(e) => Err(e.into()),
+    // Rows with the same values, together.
+    let mut batches: BTreeMap<BTreeMap<String, String>, Vec<uuid::Uuid>> = BTreeMap::new();
+    for (id, values) in rows {
+        batches.entry(values).or_default().push(id);
     }
+    let mut done = CoverageFixResult {
+        created: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut error = None;
+    for (values, resource_ids) in batches {
+        let request = CoverageFixRequest {
+            subscription: given(&form.subscription).map(str::to_string),
+            resource_group: given(&form.resource_group).map(str::to_string),
+            service: given(&form.service).map(str::to_string),
+            keys: Vec::new(),
+            from,
+            to,
+            top: None,
+            resource_ids,
+            use_suggested: true,
+            values,
+        };
+        match api::fix_coverage(State(state.clone()), web.caller(), Body(request)).await {
+            Ok((_, Json(result))) => {
+                done.created.extend(result.created);
+                done.skipped.extend(result.skipped);
+            }
+            Err(e) if is_refusal(&e) => {
+                error = Some(e.message);
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let n = done.created.len() as u64;
+    let extra = Extra {
+        notice: (n > 0 || error.is_none())
+            .then(|| notice(Some("edits_created"), Some(n)))
+            .flatten(),
+        typed: if error.is_some() { typed } else { Vec::new() },
+        fix_error: error,
+        fixed: Some(done),
+        ..Default::default()
+    };
+    render(&state, &web, form, extra).await
 }
 
 /// The dashboard's line on required tags: the share of the last 30 days'

@@ -26,6 +26,7 @@ struct DashboardPage {
     spend: Option<super::spend::SpendPanel>,
     budgets: Option<super::budgets::BudgetPanel>,
     required_tags: Option<super::coverage::CoverageLine>,
+    anomalies: Option<super::anomalies::AnomalyCard>,
     may_connect: bool,
     may_budget: bool,
 }
@@ -219,6 +220,11 @@ pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
     } else {
         (None, None)
     };
+    let anomalies = if read_data {
+        super::anomalies::card(&state, &web).await?
+    } else {
+        None
+    };
     Ok(html(&DashboardPage {
         chrome,
         connections,
@@ -228,6 +234,7 @@ pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
         spend,
         budgets,
         required_tags,
+        anomalies,
         may_connect: web.may(Permission::ManageConnections),
         may_budget: web.may(Permission::ManageConnections),
     }))

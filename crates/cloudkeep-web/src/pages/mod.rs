@@ -2,6 +2,7 @@
 //! per area; `routes()` lists them all.
 
 mod alerts;
+mod anomalies;
 mod assessments;
 mod auth;
 mod budgets;
@@ -99,6 +100,13 @@ pages! {
     GET "/budgets/{id}" => budgets::detail,
     POST "/budgets/{id}" => budgets::update,
     POST "/budgets/{id}/delete" => budgets::delete,
+    GET "/anomalies" => anomalies::list,
+    GET "/anomalies/{id}" => anomalies::detail,
+    GET "/settings/tag-aliases" => settings::aliases_page,
+    POST "/settings/tag-aliases" => settings::add_alias,
+    POST "/settings/tag-aliases/remove" => settings::remove_alias,
+    GET "/settings/retention" => settings::retention_page,
+    POST "/settings/retention" => settings::set_retention,
     GET "/coverage" => coverage::coverage,
     POST "/coverage/required-keys" => coverage::set_required_keys,
     POST "/coverage/fix" => coverage::fix,

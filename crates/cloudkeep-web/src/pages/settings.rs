@@ -1,6 +1,7 @@
 //! Settings: users and roles, API tokens, webhooks, evidence settings and
-//! the control mapping. Each section shows what the role may change; the
-//! API refuses the rest anyway.
+//! the control mapping, tag aliases and the retention window. Each
+//! section shows what the role may change; the API refuses the rest
+//! anyway.
 
 use askama::Template;
 use axum::Json;
@@ -8,10 +9,10 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use cloudkeep_domain::evidence::{CheckId, ControlId};
 use cloudkeep_domain::{Permission, Role, SecretString};
-use cloudkeep_server::api::{alerts as webhooks, controls, tokens, users};
+use cloudkeep_server::api::{alerts as webhooks, assessments, controls, spend, tokens, users};
 use cloudkeep_server::wire::{
     CreateTokenRequest, CreateUserRequest, CreateWebhookRequest, EvidenceSettingsChange,
-    MappingChange, RoleRequest,
+    MappingChange, RetentionChange, RoleRequest, TagAliases,
 };
 use cloudkeep_server::{ApiError, AppState, Body, Params};
 use serde::Deserialize;
@@ -32,6 +33,7 @@ struct IndexPage {
     users: bool,
     webhooks: bool,
     evidence: bool,
+    data: bool,
 }
 
 pub async fn index(State(state): State<AppState>, web: Web) -> PageResult {
@@ -41,6 +43,7 @@ pub async fn index(State(state): State<AppState>, web: Web) -> PageResult {
         users: web.may(Permission::ManageUsers),
         webhooks: web.may(Permission::ManageWebhooks),
         evidence: web.may(Permission::ReadEvidence),
+        data: web.may(Permission::ReadData),
     }))
 }
 
@@ -645,5 +648,229 @@ pub async fn change_mapping(
     match answer {
         Ok(_) => Ok(see_other("/settings/evidence?notice=mapping_changed")),
         Err(e) => render_evidence(&state, &web, None, Some(refused(e)?)).await,
+    }
+}
+
+// ---- tag aliases ----
+
+#[derive(Template)]
+#[template(path = "settings_aliases.html")]
+struct AliasesPage {
+    chrome: Chrome,
+    /// Alias, then the key it stands for.
+    aliases: Vec<(String, String)>,
+    /// Keys the organisation's resources carry, offered as the key.
+    known_keys: Vec<String>,
+    may_change: bool,
+    form: AliasForm,
+    error: Option<String>,
+}
+
+/// The add form as typed.
+#[derive(Debug, Default, Deserialize)]
+pub struct AliasForm {
+    #[serde(default)]
+    alias: String,
+    #[serde(default)]
+    key: String,
+}
+
+pub async fn aliases_page(
+    State(state): State<AppState>,
+    web: Web,
+    OriginalUri(uri): OriginalUri,
+) -> PageResult {
+    let q: NoticeQuery = query(&uri)?;
+    render_aliases(
+        &state,
+        &web,
+        notice(q.notice.as_deref(), None),
+        AliasForm::default(),
+        None,
+    )
+    .await
+}
+
+async fn render_aliases(
+    state: &AppState,
+    web: &Web,
+    notice_text: Option<String>,
+    form: AliasForm,
+    error: Option<String>,
+) -> PageResult {
+    let Json(TagAliases { aliases }) =
+        spend::get_tag_aliases(State(state.clone()), web.caller()).await?;
+    let known_keys = state
+        .store
+        .tag_coverage(&web.auth.scope, 100)
+        .await?
+        .keys
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let chrome = Chrome::new(state, web, "Tag aliases", Section::Settings)
+        .await?
+        .with_notice(notice_text);
+    let page = AliasesPage {
+        chrome,
+        aliases: aliases.into_iter().collect(),
+        known_keys,
+        may_change: web.may(Permission::ManageConnections),
+        form,
+        error: error.clone(),
+    };
+    Ok(answer(&page, &error))
+}
+
+/// Adds an alias: the organisation's aliases as they are, with this one,
+/// sent to the API, which checks them.
+pub async fn add_alias(
+    State(state): State<AppState>,
+    Form { web, form, .. }: Form<AliasForm>,
+) -> PageResult {
+    if !web.may(Permission::ManageConnections) {
+        return Err(ApiError::forbidden("changing tag aliases").into());
+    }
+    let Json(TagAliases { mut aliases }) =
+        spend::get_tag_aliases(State(state.clone()), web.caller()).await?;
+    let alias = form.alias.trim().to_lowercase();
+    if let Some(key) = aliases.get(&alias) {
+        let error = format!(
+            "'{alias}' already stands for '{key}': remove it first to point it at another key."
+        );
+        return render_aliases(&state, &web, None, form, Some(error)).await;
+    }
+    aliases.insert(alias.clone(), form.key.clone());
+    let answer = spend::set_tag_aliases(
+        State(state.clone()),
+        web.caller(),
+        Body(TagAliases { aliases }),
+    )
+    .await;
+    match answer {
+        Ok(Json(saved)) if saved.aliases.contains_key(&alias) => {
+            Ok(see_other("/settings/tag-aliases?notice=alias_added"))
+        }
+        // The API keeps no alias of a key to itself.
+        Ok(_) => {
+            let error =
+                format!("'{alias}' is the key itself: an alias names another spelling of it.");
+            render_aliases(&state, &web, None, form, Some(error)).await
+        }
+        Err(e) => render_aliases(&state, &web, None, form, Some(refused(e)?)).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RemoveAliasForm {
+    #[serde(default)]
+    alias: String,
+}
+
+pub async fn remove_alias(
+    State(state): State<AppState>,
+    Form { web, form, .. }: Form<RemoveAliasForm>,
+) -> PageResult {
+    if !web.may(Permission::ManageConnections) {
+        return Err(ApiError::forbidden("changing tag aliases").into());
+    }
+    let Json(TagAliases { mut aliases }) =
+        spend::get_tag_aliases(State(state.clone()), web.caller()).await?;
+    if aliases.remove(form.alias.trim()).is_none() {
+        return Err(crate::page::Problem::not_found());
+    }
+    match spend::set_tag_aliases(
+        State(state.clone()),
+        web.caller(),
+        Body(TagAliases { aliases }),
+    )
+    .await
+    {
+        Ok(_) => Ok(see_other("/settings/tag-aliases?notice=alias_removed")),
+        Err(e) => {
+            let error = refused(e)?;
+            render_aliases(&state, &web, None, AliasForm::default(), Some(error)).await
+        }
+    }
+}
+
+// ---- retention ----
+
+#[derive(Template)]
+#[template(path = "settings_retention.html")]
+struct RetentionPage {
+    chrome: Chrome,
+    days: String,
+    note: String,
+    /// The form's value: as typed after a refusal, else the window.
+    typed: String,
+    may_change: bool,
+    error: Option<String>,
+}
+
+pub async fn retention_page(
+    State(state): State<AppState>,
+    web: Web,
+    OriginalUri(uri): OriginalUri,
+) -> PageResult {
+    let q: NoticeQuery = query(&uri)?;
+    render_retention(&state, &web, notice(q.notice.as_deref(), None), None, None).await
+}
+
+async fn render_retention(
+    state: &AppState,
+    web: &Web,
+    notice_text: Option<String>,
+    typed: Option<String>,
+    error: Option<String>,
+) -> PageResult {
+    let Json(r) = assessments::get_retention(State(state.clone()), web.caller()).await?;
+    let chrome = Chrome::new(state, web, "Retention", Section::Settings)
+        .await?
+        .with_notice(notice_text);
+    let page = RetentionPage {
+        chrome,
+        days: format::count(r.days.max(0) as u64),
+        note: match (&r.updated_at, &r.updated_by) {
+            (Some(t), Some(by)) => format!("set by {by} at {}", format::when(*t)),
+            _ => "the default".into(),
+        },
+        typed: typed.unwrap_or_else(|| r.days.to_string()),
+        may_change: web.may(Permission::GrantAuditAccess),
+        error: error.clone(),
+    };
+    Ok(answer(&page, &error))
+}
+
+#[derive(Deserialize)]
+pub struct RetentionForm {
+    #[serde(default)]
+    days: String,
+}
+
+pub async fn set_retention(
+    State(state): State<AppState>,
+    Form { web, form, .. }: Form<RetentionForm>,
+) -> PageResult {
+    if !web.may(Permission::GrantAuditAccess) {
+        return Err(ApiError::forbidden("changing the retention window").into());
+    }
+    let cleaned: String = form.days.trim().chars().filter(|c| *c != ',').collect();
+    let Ok(days) = cleaned.parse::<i64>() else {
+        let error = format!("'{}' is not a whole number of days.", form.days.trim());
+        return render_retention(&state, &web, None, Some(form.days), Some(error)).await;
+    };
+    match assessments::change_retention(
+        State(state.clone()),
+        web.caller(),
+        Body(RetentionChange { days }),
+    )
+    .await
+    {
+        Ok(_) => Ok(see_other("/settings/retention?notice=retention_saved")),
+        Err(e) => {
+            let error = refused(e)?;
+            render_retention(&state, &web, None, Some(form.days), Some(error)).await
+        }
     }
 }

@@ -408,6 +408,12 @@ async fn every_page_renders_and_passes_axe() {
         .expect("run")
         .to_string();
     let assessment = draft_assessment(&app, &org).await;
+    let incident = app
+        .list(&org.token, "/api/v1/spend/anomalies?kind=anomaly")
+        .await[0]["id"]
+        .as_str()
+        .expect("an anomaly")
+        .to_string();
     b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
     let pages = [
         ("dashboard", "/".to_string(), "Connection health"),
@@ -458,7 +464,28 @@ async fn every_page_renders_and_passes_axe() {
         ),
         ("alerts", "/alerts".into(), "Alerts"),
         ("audit", "/audit".into(), "Hash chain intact"),
+        ("anomalies", "/anomalies".into(), "Top movers"),
+        (
+            "anomalies-movers-by-resource",
+            "/anomalies?period=month&by=resource".into(),
+            "Top movers",
+        ),
+        (
+            "anomaly",
+            format!("/anomalies/{incident}"),
+            "What explains it",
+        ),
         ("settings", "/settings".into(), "Settings"),
+        (
+            "settings-tag-aliases",
+            "/settings/tag-aliases".into(),
+            "Add an alias",
+        ),
+        (
+            "settings-retention",
+            "/settings/retention".into(),
+            "Change the window",
+        ),
         ("settings-users", "/settings/users".into(), "Add a user"),
         (
             "settings-tokens",
@@ -539,6 +566,24 @@ async fn sync_levels_re_authentication_and_revocation_in_the_browser() {
     b.check_page("connection-revoked").await;
     assert!(!app.list(&org.token, "/api/v1/connections").await[0]["deleted_at"].is_null());
     b.close().await;
+}
+
+/// A screenshot of the whole page, the window made as tall as the page
+/// for it, for review (`check_page` shows the first screen).
+async fn whole_page_shot(b: &Browser, name: &str) {
+    let height = b
+        .client
+        .execute("return document.documentElement.scrollHeight;", vec![])
+        .await
+        .expect("height")
+        .as_u64()
+        .unwrap_or(1000);
+    b.client
+        .set_window_size(1280, (height + 140).min(6000) as u32)
+        .await
+        .expect("taller");
+    b.shot(name).await;
+    b.client.set_window_size(1280, 1000).await.expect("back");
 }
 
 /// The page is no wider than the window (no horizontal scrollbar).
@@ -940,5 +985,209 @@ async fn approving_an_assessment_in_the_browser() {
         "{line}"
     );
     b.check_page("assessments").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn an_anomaly_is_explained_in_the_browser() {
+    let app = app().await;
+    let (org, conn) = connected(&app).await;
+    // A known spike, as the API's test makes one: 8x on the second
+    // subscription's costliest resource over its last three days.
+    let scenario = app.sim.scenario_now().await;
+    let today = chrono::NaiveDate::parse_from_str(
+        &scenario["today"].as_str().expect("today")[..10],
+        "%Y-%m-%d",
+    )
+    .expect("date");
+    let sub = app.subscription_ids()[1].to_ascii_lowercase();
+    let from = today - chrono::Duration::days(29);
+    let (_, by) = app
+        .call(
+            &org.token,
+            Method::GET,
+            &format!(
+                "/api/v1/spend?metric=effective&group_by=resource,service&filter=subscription={sub}&from={from}&to={today}&top=1&granularity=month"
+            ),
+            None,
+        )
+        .await;
+    let resource = by["series"][0]["key"][0]
+        .as_str()
+        .expect("a resource")
+        .to_string();
+    app.sim
+        .control_ok(
+            Method::POST,
+            "/_sim/cost/events",
+            json!({"kind": "spike", "resource_id": resource, "factor": 8.0,
+                   "from": (today - chrono::Duration::days(2)).to_string(), "to": today.to_string(),
+                   "note": "test: a runaway resource"}),
+        )
+        .await;
+    let run = app.sync(&org, &conn).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let found = app
+        .list(
+            &org.token,
+            &format!("/api/v1/spend/anomalies?kind=anomaly&ended=false&subscription={sub}"),
+        )
+        .await;
+    let incident = found
+        .iter()
+        .find(|i| i["contributors"][0]["item"] == resource.to_ascii_lowercase().as_str())
+        .expect("the spike is found")
+        .clone();
+    let id = incident["id"].as_str().expect("id");
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    // The dashboard's card names it and leads to it.
+    b.goto("/").await;
+    b.wait("#anomalies-card").await;
+    let card = b.text("#anomalies-card").await;
+    assert!(card.contains("Open anomalies"), "{card}");
+    b.click(&format!("#anomalies-card a[href='/anomalies/{id}']"))
+        .await;
+    b.wait_text("What explains it").await;
+    assert_eq!(b.path().await, format!("/anomalies/{id}"));
+    assert!(b.text("#incident-state").await.contains("open"));
+    // The chart, its figures, and the resource first among contributors,
+    // linked to its page.
+    b.wait("#incident-chart-title").await;
+    let days = b.text("#incident-days").await;
+    assert!(!days.is_empty());
+    // Named as the API names it (a child resource with its parent's name).
+    let name = incident["contributors"][0]["name"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| resource.rsplit('/').next().expect("name").to_string());
+    let first = b
+        .wait("#contributors-resources tbody tr:first-child th a")
+        .await;
+    assert_eq!(
+        first.text().await.expect("text").to_ascii_lowercase(),
+        name.to_ascii_lowercase()
+    );
+    b.check_page("anomaly-spike").await;
+    whole_page_shot(&b, "anomaly-spike-whole").await;
+    fits_the_window(&b, "the incident").await;
+    first.click().await.expect("follow");
+    b.wait_text("Tag history").await;
+    assert!(b.path().await.starts_with("/resources/"));
+    // The list, filtered to open spikes; the movers by resource name it too.
+    b.goto("/").await;
+    b.click("nav.side a[href='/anomalies']").await;
+    b.wait("#a-state")
+        .await
+        .select_by_value("open")
+        .await
+        .expect("state");
+    b.wait("#a-kind")
+        .await
+        .select_by_value("anomaly")
+        .await
+        .expect("kind");
+    b.click("form[aria-label='Which incidents'] button").await;
+    b.wait(&format!("#incident-{id}")).await;
+    assert!(b.path().await.contains("state=open"), "{}", b.path().await);
+    b.wait("#m-by")
+        .await
+        .select_by_value("resource")
+        .await
+        .expect("by");
+    b.click("form[aria-label='Which movers'] button").await;
+    b.wait_text("Top movers").await;
+    let movers = b.text("#movers").await;
+    assert!(
+        movers
+            .to_ascii_lowercase()
+            .contains(&name.to_ascii_lowercase()),
+        "{movers}"
+    );
+    assert!(
+        b.path().await.contains("state=open"),
+        "filters kept: {}",
+        b.path().await
+    );
+    b.check_page("anomalies-open").await;
+    whole_page_shot(&b, "anomalies-open-whole").await;
+    fits_the_window(&b, "the anomalies").await;
+    b.goto("/").await;
+    b.wait("#anomalies-card").await;
+    whole_page_shot(&b, "dashboard-whole").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_tag_alias_is_added_and_removed_in_the_browser() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let Some(b) = Browser::open(&app).await else {
+        return;
+    };
+    b.sign_in(&org.owner_email, OWNER_PASSWORD).await;
+    b.goto("/settings").await;
+    b.click("a[href='/settings/tag-aliases']").await;
+    b.wait_text("No aliases").await;
+    b.fill("#alias-alias", "Environment").await;
+    b.fill("#alias-key", "env").await;
+    b.click("form[action='/settings/tag-aliases'] button").await;
+    b.wait_text("Tag alias added").await;
+    let table = b.text("#aliases").await;
+    assert!(
+        table.contains("environment") && table.contains("env"),
+        "{table}"
+    );
+    let (_, saved) = app
+        .call(&org.token, Method::GET, "/api/v1/spend/tag-aliases", None)
+        .await;
+    assert_eq!(saved["aliases"], json!({"environment": "env"}));
+    b.check_page("settings-tag-alias-added").await;
+    // A chain is refused with the API's reason; what was typed stays.
+    b.fill("#alias-alias", "env").await;
+    b.fill("#alias-key", "stage").await;
+    b.click("form[action='/settings/tag-aliases'] button").await;
+    let error = b.text("#alias-error").await;
+    assert!(error.contains("both an alias and the key"), "{error}");
+    assert_eq!(
+        b.wait("#alias-key")
+            .await
+            .prop("value")
+            .await
+            .expect("value"),
+        Some("stage".to_string())
+    );
+    b.check_page("settings-tag-alias-refused").await;
+    // Removing asks first.
+    b.click("form[action='/settings/tag-aliases/remove'] button")
+        .await;
+    b.confirm().await;
+    b.wait_text("Tag alias removed").await;
+    let (_, saved) = app
+        .call(&org.token, Method::GET, "/api/v1/spend/tag-aliases", None)
+        .await;
+    assert_eq!(saved["aliases"], json!({}));
+    // The retention window, an owner's.
+    b.goto("/settings").await;
+    b.click("a[href='/settings/retention']").await;
+    b.fill("#retention-input", "120").await;
+    b.click("form[action='/settings/retention'] button").await;
+    b.wait_text("Retention window saved").await;
+    assert!(b.text("#retention-days").await.starts_with("120 days"));
+    b.check_page("settings-retention-saved").await;
+    // The budget form's scope pickers, and the coverage rows' values.
+    b.goto("/budgets").await;
+    b.wait("#new-budget-subscription").await;
+    whole_page_shot(&b, "budgets-scope-whole").await;
+    b.goto("/coverage").await;
+    b.fill("#required-keys-input", "owner").await;
+    b.click("form[action='/coverage/required-keys'] button")
+        .await;
+    b.wait("#untagged input.row-value").await;
+    b.check_page("coverage-row-values").await;
+    whole_page_shot(&b, "coverage-row-values-whole").await;
+    fits_the_window(&b, "the coverage page").await;
     b.close().await;
 }

@@ -404,6 +404,18 @@ async fn no_page_reaches_another_organisations_data() {
     let a_budget = budget(&app, &a, "Alphas secret budget", 1.0).await;
     let a_assessment = assessment(&app, &a, "Alphas secret assessment").await;
     require_keys(&app, &a, &["owner"]).await;
+    let incidents = app.list(&a.token, "/api/v1/spend/anomalies").await;
+    assert!(!incidents.is_empty(), "the scenario's spend has an anomaly");
+    let incident = incidents[0]["id"].as_str().expect("incident").to_string();
+    let (status, body) = app
+        .call(
+            &a.token,
+            Method::PUT,
+            "/api/v1/spend/tag-aliases",
+            Some(serde_json::json!({"aliases": {"alphasecretalias": "env"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let a_owner = app.list(&a.token, "/api/v1/users").await[0]["id"]
         .as_str()
         .expect("user")
@@ -418,6 +430,7 @@ async fn no_page_reaches_another_organisations_data() {
         evidence["subject"].as_str().expect("subject").to_string(),
         a.owner_email.clone(),
         "Alphas secret budget".to_string(),
+        "alphasecretalias".to_string(),
         "Alphas secret assessment".to_string(),
     ];
     let v = Visitor::signed_in(&app, &b.owner_email).await;
@@ -447,6 +460,8 @@ async fn no_page_reaches_another_organisations_data() {
             a_owner.clone()
         } else if pattern.starts_with("/budgets/") {
             a_budget.clone()
+        } else if pattern.starts_with("/anomalies/") {
+            incident.clone()
         } else if pattern.starts_with("/assessments/") {
             a_assessment.clone()
         } else if pattern.starts_with("/alerts/") {
@@ -466,6 +481,7 @@ async fn no_page_reaches_another_organisations_data() {
             ("amount", "1"),
             ("actual_thresholds", "50"),
             ("resource", resource["id"].as_str().expect("id")),
+            ("days", "30"),
         ];
         let (status, page) = match *method {
             "GET" => v.get(&path).await,
@@ -498,6 +514,14 @@ async fn no_page_reaches_another_organisations_data() {
     assert_eq!(budgets.len(), 1);
     assert_eq!(budgets[0]["name"], "Alphas secret budget");
     assert_eq!(app.list(&a.token, "/api/v1/tag-edits").await.len(), 1);
+    let (_, aliases) = app
+        .call(&a.token, Method::GET, "/api/v1/spend/tag-aliases", None)
+        .await;
+    assert_eq!(aliases["aliases"]["alphasecretalias"], "env");
+    let (_, retention) = app
+        .call(&a.token, Method::GET, "/api/v1/settings/retention", None)
+        .await;
+    assert_ne!(retention["days"], 30, "B's form set B's window only");
     let (_, kept) = app
         .call(
             &a.token,
@@ -1375,4 +1399,444 @@ async fn assessment_forms_need_the_sessions_token_and_refusals_keep_what_was_typ
         assessment_view(&app, &org, &id).await["evidence"].as_u64(),
         Some(attached)
     );
+}
+
+/// The organisation's tag aliases, through the API.
+async fn aliases(app: &App, org: &Org) -> Value {
+    app.expect(
+        &org.token,
+        Method::GET,
+        "/api/v1/spend/tag-aliases",
+        None,
+        StatusCode::OK,
+    )
+    .await["aliases"]
+        .clone()
+}
+
+async fn retention_days(app: &App, org: &Org) -> i64 {
+    app.expect(
+        &org.token,
+        Method::GET,
+        "/api/v1/settings/retention",
+        None,
+        StatusCode::OK,
+    )
+    .await["days"]
+        .as_i64()
+        .expect("days")
+}
+
+#[tokio::test]
+async fn a_viewer_reads_anomalies_aliases_and_retention_without_forms_and_changes_are_refused() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let incidents = app.list(&org.token, "/api/v1/spend/anomalies").await;
+    assert!(!incidents.is_empty(), "the scenario has an anomaly");
+    let incident = incidents[0]["id"].as_str().expect("id").to_string();
+    let days = retention_days(&app, &org).await;
+    let viewer = app.person(&org, Role::Viewer).await;
+    let v = Visitor::signed_in(&app, &viewer).await;
+    let (_, page) = v.get("/").await;
+    assert!(
+        page.contains("href=\"/anomalies\""),
+        "in the navigation: {page}"
+    );
+    assert!(page.contains("id=\"anomalies-card\""), "{page}");
+    for (path, shows) in [
+        ("/anomalies", "id=\"incidents\""),
+        (
+            format!("/anomalies/{incident}").as_str(),
+            "What explains it",
+        ),
+        ("/settings", "/settings/tag-aliases"),
+        ("/settings/tag-aliases", "Tag aliases"),
+        ("/settings/retention", "id=\"retention-days\""),
+    ] {
+        let (status, page) = v.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        assert!(page.contains(shows), "{path}: {page}");
+        for control in [
+            "Add the alias",
+            "/settings/tag-aliases/remove",
+            "Save the window",
+            "name=\"days\"",
+        ] {
+            assert!(!page.contains(control), "{path} shows {control}");
+        }
+    }
+    for (path, fields) in [
+        (
+            "/settings/tag-aliases",
+            vec![("alias", "environment"), ("key", "env")],
+        ),
+        (
+            "/settings/tag-aliases/remove",
+            vec![("alias", "environment")],
+        ),
+        ("/settings/retention", vec![("days", "60")]),
+    ] {
+        let (status, page) = v.post(path, &fields, true).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {page}");
+        assert!(page.contains("does not allow"), "{path}: {page}");
+    }
+    assert_eq!(aliases(&app, &org).await, serde_json::json!({}));
+    // An admin changes aliases but not the retention window: owners do.
+    let admin = app.person(&org, Role::Admin).await;
+    let a = Visitor::signed_in(&app, &admin).await;
+    let (_, page) = a.get("/settings/retention").await;
+    assert!(!page.contains("Save the window"), "{page}");
+    let (status, page) = a.post("/settings/retention", &[("days", "60")], true).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert_eq!(retention_days(&app, &org).await, days);
+    // An auditor reads the retention window but no spend.
+    let auditor = app.person(&org, Role::Auditor).await;
+    let au = Visitor::signed_in(&app, &auditor).await;
+    assert_eq!(au.get("/settings/retention").await.0, StatusCode::OK);
+    assert_eq!(au.get("/anomalies").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        au.get("/settings/tag-aliases").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, page) = au.get("/").await;
+    assert!(!page.contains("anomalies-card"), "{page}");
+}
+
+#[tokio::test]
+async fn tag_aliases_and_the_retention_window_are_changed_from_settings() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    // Without the session's token nothing changes.
+    let (status, page) = v
+        .post(
+            "/settings/tag-aliases",
+            &[("alias", "environment"), ("key", "env")],
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("Reload the page"), "{page}");
+    let (status, _) = v
+        .post("/settings/retention", &[("days", "90")], false)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(aliases(&app, &org).await, serde_json::json!({}));
+    // Added, listed; the same alias again is said, as is a chain (the API's refusal).
+    let (status, _) = v
+        .post(
+            "/settings/tag-aliases",
+            &[("alias", "Environment"), ("key", "env")],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        aliases(&app, &org).await,
+        serde_json::json!({"environment": "env"})
+    );
+    let (status, page) = v.get("/settings/tag-aliases?notice=alias_added").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Tag alias added"), "{page}");
+    assert!(page.contains("<code>environment</code>"), "{page}");
+    for (alias, key, says) in [
+        ("environment", "stage", "already stands for"),
+        ("env", "stage", "both an alias and the key"),
+        ("", "env", "1 to 512 characters"),
+        ("env", "env", "is the key itself"),
+    ] {
+        let (status, page) = v
+            .post(
+                "/settings/tag-aliases",
+                &[("alias", alias), ("key", key)],
+                true,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{alias}: {page}");
+        let page = unescape(&page);
+        let error = between(&page, "id=\"alias-error\">", "</div>").expect("the error");
+        assert!(error.contains(says), "{alias}: {error}");
+        assert!(page.contains(&format!("value=\"{key}\"")), "kept: {page}");
+    }
+    assert_eq!(
+        aliases(&app, &org).await,
+        serde_json::json!({"environment": "env"})
+    );
+    let (status, _) = v
+        .post(
+            "/settings/tag-aliases/remove",
+            &[("alias", "environment")],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(aliases(&app, &org).await, serde_json::json!({}));
+    let (status, _) = v
+        .post(
+            "/settings/tag-aliases/remove",
+            &[("alias", "environment")],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "gone already");
+    // The retention window: refusals keep what was typed; owners save it.
+    let before = retention_days(&app, &org).await;
+    for (typed, says) in [("10", "30 to 3650 days"), ("a year", "not a whole number")] {
+        let (status, page) = v
+            .post("/settings/retention", &[("days", typed)], true)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{typed}: {page}");
+        let error = between(&page, "id=\"retention-error\">", "</div>").expect("the error");
+        assert!(error.contains(says), "{typed}: {error}");
+        assert!(page.contains(&format!("value=\"{typed}\"")), "{page}");
+    }
+    assert_eq!(retention_days(&app, &org).await, before);
+    let (status, _) = v.post("/settings/retention", &[("days", "90")], true).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(retention_days(&app, &org).await, 90);
+    let (_, page) = v.get("/settings/retention?notice=retention_saved").await;
+    assert!(page.contains("Retention window saved"), "{page}");
+    assert!(page.contains("90 days"), "{page}");
+}
+
+#[tokio::test]
+async fn anomalies_are_listed_as_the_api_filters_them_and_explained() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    let all = app.list(&org.token, "/api/v1/spend/anomalies").await;
+    assert!(!all.is_empty());
+    let ids = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .map(|i| i["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let first = &all[0];
+    let sub = first["subscription"].as_str().expect("sub");
+    for (page_query, api_query) in [
+        ("state=open", "ended=false".to_string()),
+        ("state=ended", "ended=true".to_string()),
+        ("kind=new_region", "kind=new_region".to_string()),
+        ("kind=anomaly", "kind=anomaly".to_string()),
+        (
+            &format!("subscription={sub}") as &str,
+            format!("subscription={sub}"),
+        ),
+    ] {
+        let want = ids(&app
+            .list(&org.token, &format!("/api/v1/spend/anomalies?{api_query}"))
+            .await);
+        let (status, page) = v.get(&format!("/anomalies?{page_query}")).await;
+        assert_eq!(status, StatusCode::OK, "{page_query}: {page}");
+        for id in ids(&all) {
+            assert_eq!(
+                page.contains(&format!("id=\"incident-{id}\"")),
+                want.contains(&id),
+                "{page_query}: {id}"
+            );
+        }
+    }
+    // A service's incidents: those the API lists for it.
+    if let Some(service) = first["service"].as_str() {
+        let want = ids(&app
+            .list(
+                &org.token,
+                &format!(
+                    "/api/v1/spend/anomalies?service={}",
+                    form_urlencoded::byte_serialize(service.as_bytes()).collect::<String>()
+                ),
+            )
+            .await);
+        assert!(want.contains(&ids(&all)[0]));
+        assert!(want.len() <= all.len());
+        let (_, page) = v
+            .get(&format!(
+                "/anomalies?service={}",
+                form_urlencoded::byte_serialize(service.as_bytes()).collect::<String>()
+            ))
+            .await;
+        for id in ids(&all) {
+            assert_eq!(
+                page.contains(&format!("id=\"incident-{id}\"")),
+                want.contains(&id)
+            );
+        }
+    }
+    let (status, page) = v.get("/anomalies?state=gone").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    // Movers by resource, and one incident with its contributors.
+    let (status, page) = v.get("/anomalies?period=month&by=resource").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"movers\""), "{page}");
+    let anomaly = all
+        .iter()
+        .find(|i| i["kind"] == "anomaly")
+        .expect("a spike or drop");
+    let id = anomaly["id"].as_str().expect("id");
+    let (status, page) = v.get(&format!("/anomalies/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("role=\"img\""), "the chart: {page}");
+    assert!(
+        page.contains("class=\"band\""),
+        "the expected range: {page}"
+    );
+    assert!(page.contains("id=\"contributors-resources\""), "{page}");
+    let top = anomaly["contributors"][0]["item"].as_str().expect("item");
+    assert!(page.contains(top), "{top}: {page}");
+    assert!(
+        page.contains("href=\"/resources/"),
+        "a contributor links to its resource: {page}"
+    );
+    // Every incident's page answers, whatever its kind (a new region has
+    // no one series to draw, and says so).
+    for i in &all {
+        let id = i["id"].as_str().expect("id");
+        let (status, page) = v.get(&format!("/anomalies/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{i}: {page}");
+        assert!(page.contains("What explains it"), "{page}");
+    }
+    assert_eq!(
+        v.get(&format!("/anomalies/{}", uuid::Uuid::new_v4()))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(v.get("/anomalies/not-an-id").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_budget_scope_is_picked_from_what_the_store_knows() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    let (status, page) = v.get("/budgets").await;
+    assert_eq!(status, StatusCode::OK);
+    let sub = app.subscription_ids()[0].to_ascii_lowercase();
+    let picker = between(&page, "id=\"new-budget-subscription\"", "</select>").expect("a picker");
+    assert!(picker.contains(&format!("value=\"{sub}\"")), "{picker}");
+    let groups = between(&page, "id=\"new-budget-rg\"", "</select>").expect("groups");
+    let rg = groups
+        .split("<option value=\"")
+        .nth(2)
+        .and_then(|o| o.split('"').next())
+        .expect("a resource group")
+        .to_string();
+    let keys = between(&page, "id=\"new-budget-tag-key\"", "</select>").expect("keys");
+    // Keys as resources carry them (Azure keeps their case).
+    let env = keys
+        .split("<option value=\"")
+        .filter_map(|o| o.split('"').next())
+        .find(|k| k.eq_ignore_ascii_case("env"))
+        .expect("the env key")
+        .to_string();
+    let (status, page) = v
+        .post(
+            "/budgets",
+            &[
+                ("name", "Scoped"),
+                ("amount", "100"),
+                ("subscription", &sub),
+                ("resource_group", &rg),
+                ("tag_key", &env),
+                ("tag_value", "prod"),
+                ("filters", "!tag:owner"),
+                ("actual_thresholds", "80"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let made = app.list(&org.token, "/api/v1/budgets").await;
+    let filters: Vec<String> = made[0]["filters"]
+        .as_array()
+        .expect("filters")
+        .iter()
+        .map(|f| f.as_str().expect("text").to_ascii_lowercase())
+        .collect();
+    assert_eq!(
+        filters,
+        vec![
+            format!("subscription={sub}"),
+            format!("resource_group={rg}").to_ascii_lowercase(),
+            "tag:env=prod".to_string(),
+            "!tag:owner".to_string()
+        ]
+    );
+    // Its page picks the same again, and keeps the rest as text.
+    let id = made[0]["id"].as_str().expect("id");
+    let (_, page) = v.get(&format!("/budgets/{id}")).await;
+    let page = unescape(&page);
+    assert!(
+        page.contains(&format!("value=\"{sub}\" selected")),
+        "{page}"
+    );
+    assert!(page.contains(&format!("value=\"{rg}\" selected")), "{page}");
+    assert!(
+        page.contains(&format!("value=\"{env}\" selected")),
+        "{page}"
+    );
+    assert!(page.contains("value=\"prod\""), "{page}");
+    assert!(page.contains(">!tag:owner</textarea>"), "{page}");
+}
+
+#[tokio::test]
+async fn a_value_typed_in_a_row_of_untagged_spend_is_used_in_place_of_the_suggestion() {
+    let app = app().await;
+    let (org, _) = connected(&app).await;
+    require_keys(&app, &org, &["owner"]).await;
+    let v = Visitor::signed_in(&app, &org.owner_email).await;
+    let untagged = app
+        .call(
+            &org.token,
+            Method::GET,
+            "/api/v1/coverage/untagged?top=1000",
+            None,
+        )
+        .await
+        .1;
+    let rows: Vec<&Value> = untagged["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| !i["resource_id"].is_null())
+        .collect();
+    assert!(rows.len() >= 2, "{untagged}");
+    let (typed, other) = (
+        rows[0]["resource_id"].as_str().expect("id"),
+        rows[1]["resource_id"].as_str().expect("id"),
+    );
+    let field = format!("value:{typed}:owner");
+    let (_, page) = v.get("/coverage").await;
+    assert!(page.contains(&format!("name=\"{field}\"")), "{page}");
+    // The scope is picked from the subscriptions, groups and services known.
+    let sub = app.subscription_ids()[0].to_ascii_lowercase();
+    let picker = between(&page, "id=\"c-subscription\"", "</select>").expect("a picker");
+    assert!(picker.contains(&format!("value=\"{sub}\"")), "{picker}");
+    assert!(page.contains("id=\"c-rg\"") && page.contains("id=\"c-service\""));
+    let (status, page) = v.get(&format!("/coverage?subscription={sub}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&format!("value=\"{sub}\" selected")),
+        "{page}"
+    );
+    // A typed value fixes its row unselected; an empty one is no choice.
+    let (status, page) = v
+        .post(
+            "/coverage/fix",
+            &[
+                (field.as_str(), "ann@example.com"),
+                (format!("value:{other}:owner").as_str(), ""),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let created = between(&page, "id=\"fix-created\"", "</table>").expect("edits made");
+    assert!(created.contains("ann@example.com"), "{created}");
+    assert!(created.contains("(given)"), "{created}");
+    let edits = app.list(&org.token, "/api/v1/tag-edits").await;
+    assert_eq!(edits.len(), 1, "{edits:?}");
+    assert_eq!(edits[0]["resource_id"], typed);
+    assert_eq!(edits[0]["set"]["owner"], "ann@example.com");
 }
