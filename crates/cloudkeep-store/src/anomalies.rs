@@ -257,19 +257,57 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<UsageSeries>> {
-        let firsts = self.first_usage_days(scope, "m.ServiceName").await?;
-        let rows = sqlx::query(
+        self.usage_series(scope, from, to, None).await
+    }
+
+    /// One subscription × service's series as `spend_usage_series` answers
+    /// it (an incident's page), reading that series' rows only.
+    pub async fn spend_usage_series_of(
+        &self,
+        scope: &OrgScope,
+        from: NaiveDate,
+        to: NaiveDate,
+        subscription: &str,
+        service: &str,
+    ) -> Result<Option<UsageSeries>> {
+        let sub = subscription.to_ascii_lowercase();
+        Ok(self
+            .usage_series(scope, from, to, Some((&sub, service)))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn usage_series(
+        &self,
+        scope: &OrgScope,
+        from: NaiveDate,
+        to: NaiveDate,
+        only: Option<(&str, &str)>,
+    ) -> Result<Vec<UsageSeries>> {
+        let firsts = self.first_usage_days(scope, "m.ServiceName", only).await?;
+        let one = if only.is_some() {
+            " AND r.SubAccountId = $5 AND m.ServiceName = $6"
+        } else {
+            ""
+        };
+        let sql = format!(
             "SELECT r.SubAccountId, m.ServiceName, c.day, SUM(c.EffectiveCost), MIN(r.SubAccountName), MIN(r.BillingCurrency) \
              FROM spend_costs c \
              JOIN spend_resources r ON r.org_id = c.org_id AND r.resource_key = c.resource_key \
              JOIN spend_meters m ON m.org_id = c.org_id AND m.meter_key = c.meter_key \
-             WHERE c.org_id = $1 AND c.day >= $2 AND c.day <= $3 AND m.ChargeCategory = $4 AND m.ServiceName IS NOT NULL \
-             GROUP BY r.SubAccountId, m.ServiceName, c.day",
-        )
-        .bind(scope.id())
-        .bind(day_number(from))
-        .bind(day_number(to))
-        .bind(USAGE)
+             WHERE c.org_id = $1 AND c.day >= $2 AND c.day <= $3 AND m.ChargeCategory = $4 AND m.ServiceName IS NOT NULL{one} \
+             GROUP BY r.SubAccountId, m.ServiceName, c.day"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.id())
+            .bind(day_number(from))
+            .bind(day_number(to))
+            .bind(USAGE);
+        let rows = match only {
+            Some((sub, service)) => rows.bind(sub.to_string()).bind(service.to_string()),
+            None => rows,
+        }
         .fetch_all(&self.pool)
         .await?;
         let (lo, hi) = (day_number(from), day_number(to));
@@ -306,6 +344,27 @@ impl Store {
             let e = last.entry(r.try_get(0)?).or_insert(i64::MIN);
             *e = (*e).max(r.try_get(2)?);
         }
+        if let Some((sub, _)) = only {
+            // Its subscription's last day over every service, as above.
+            let latest: Option<i64> = sqlx::query(
+                "SELECT MAX(c.day) FROM spend_costs c \
+                 JOIN spend_resources r ON r.org_id = c.org_id AND r.resource_key = c.resource_key \
+                 JOIN spend_meters m ON m.org_id = c.org_id AND m.meter_key = c.meter_key \
+                 WHERE c.org_id = $1 AND c.day >= $2 AND c.day <= $3 AND m.ChargeCategory = $4 \
+                 AND m.ServiceName IS NOT NULL AND r.SubAccountId = $5",
+            )
+            .bind(scope.id())
+            .bind(day_number(from))
+            .bind(day_number(to))
+            .bind(USAGE)
+            .bind(sub.to_string())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+            if let Some(l) = latest {
+                last.insert(sub.to_string(), l);
+            }
+        }
         Ok(out
             .into_values()
             .map(|mut s| {
@@ -323,16 +382,25 @@ impl Store {
         &self,
         scope: &OrgScope,
         subject: &str,
+        only: Option<(&str, &str)>,
     ) -> Result<HashMap<(String, String), (i64, String)>> {
-        let rows = sqlx::query(&format!(
+        let one = if only.is_some() {
+            format!(" AND r.SubAccountId = $3 AND {subject} = $4")
+        } else {
+            String::new()
+        };
+        let sql = format!(
             "SELECT r.SubAccountId, {subject}, MIN(c.day), MIN(r.SubAccountName) FROM spend_costs c \
              JOIN spend_resources r ON r.org_id = c.org_id AND r.resource_key = c.resource_key \
              JOIN spend_meters m ON m.org_id = c.org_id AND m.meter_key = c.meter_key \
-             WHERE c.org_id = $1 AND m.ChargeCategory = $2 AND {subject} IS NOT NULL AND c.EffectiveCost > 0 \
+             WHERE c.org_id = $1 AND m.ChargeCategory = $2 AND {subject} IS NOT NULL AND c.EffectiveCost > 0{one} \
              GROUP BY r.SubAccountId, {subject}"
-        ))
-        .bind(scope.id())
-        .bind(USAGE)
+        );
+        let rows = sqlx::query(&sql).bind(scope.id()).bind(USAGE);
+        let rows = match only {
+            Some((sub, subject)) => rows.bind(sub.to_string()).bind(subject.to_string()),
+            None => rows,
+        }
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -348,8 +416,8 @@ impl Store {
     /// The first day of usage cost of every subscription on each service
     /// and in each region, with the subscription's own first day.
     pub async fn spend_first_usage(&self, scope: &OrgScope) -> Result<Vec<FirstUsage>> {
-        let services = self.first_usage_days(scope, "m.ServiceName").await?;
-        let regions = self.first_usage_days(scope, "r.RegionId").await?;
+        let services = self.first_usage_days(scope, "m.ServiceName", None).await?;
+        let regions = self.first_usage_days(scope, "r.RegionId", None).await?;
         let currency: HashMap<String, String> = sqlx::query(
             "SELECT SubAccountId, MIN(BillingCurrency) FROM spend_resources WHERE org_id = $1 GROUP BY SubAccountId",
         )

@@ -115,6 +115,33 @@ async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
         .await
         .expect("series");
     assert_eq!(series.len(), 2, "{series:?}");
+    // One series alone (an incident's page) is the same series.
+    for s in &series {
+        let one = store
+            .spend_usage_series_of(
+                &scope,
+                start(),
+                to,
+                &s.subscription.to_uppercase(),
+                &s.service,
+            )
+            .await
+            .expect("one series");
+        assert_eq!(one.as_ref(), Some(s));
+    }
+    assert_eq!(
+        store
+            .spend_usage_series_of(
+                &scope,
+                start(),
+                to,
+                &series[0].subscription,
+                "No Such Service"
+            )
+            .await
+            .expect("none"),
+        None
+    );
     let sql = series
         .iter()
         .find(|s| s.service == "SQL Database")

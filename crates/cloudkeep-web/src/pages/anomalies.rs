@@ -604,13 +604,16 @@ async fn service_chart(
     let show_to = (i.last_day + Duration::days(AFTER)).min(today);
     // The detector's history: its 56 days of residuals, each 4 weeks deep.
     let load_from = show_from - Duration::days((settings.window + 28) as i64);
-    let all = state
+    let Some(series) = state
         .store
-        .spend_usage_series(&web.auth.scope, load_from, show_to)
-        .await?;
-    let Some(series) = all
-        .into_iter()
-        .find(|s| s.subscription.eq_ignore_ascii_case(&i.subscription) && s.service == service)
+        .spend_usage_series_of(
+            &web.auth.scope,
+            load_from,
+            show_to,
+            &i.subscription,
+            service,
+        )
+        .await?
     else {
         return Ok(None);
     };
