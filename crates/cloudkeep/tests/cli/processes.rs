@@ -17,12 +17,12 @@ use crate::harness::{
 };
 
 #[derive(Debug, Clone)]
-struct JobRow {
-    connection: String,
-    status: String,
-    attempts: i64,
-    owner: Option<String>,
-    lease_until: Option<i64>,
+pub(crate) struct JobRow {
+    pub connection: String,
+    pub status: String,
+    pub attempts: i64,
+    pub owner: Option<String>,
+    pub lease_until: Option<i64>,
 }
 
 impl JobRow {
@@ -32,21 +32,21 @@ impl JobRow {
     }
 }
 
-#[derive(Debug)]
-struct RunRow {
-    id: String,
-    connection: String,
-    trigger: String,
-    status: String,
-    started_at: i64,
-    finished_at: Option<i64>,
+#[derive(Debug, Clone)]
+pub(crate) struct RunRow {
+    pub id: String,
+    pub connection: String,
+    pub trigger: String,
+    pub status: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
 }
 
 /// The store's tables, either backend.
-struct Db(sqlx::AnyPool);
+pub(crate) struct Db(pub sqlx::AnyPool);
 
 impl Db {
-    async fn open(url: &str) -> Db {
+    pub async fn open(url: &str) -> Db {
         sqlx::any::install_default_drivers();
         Db(sqlx::any::AnyPoolOptions::new()
             .max_connections(2)
@@ -55,7 +55,7 @@ impl Db {
             .expect("store"))
     }
 
-    async fn jobs(&self) -> Vec<JobRow> {
+    pub async fn jobs(&self) -> Vec<JobRow> {
         sqlx::query("SELECT connection_id, status, attempts, lease_owner, lease_until FROM jobs ORDER BY created_at, job_id")
             .fetch_all(&self.0)
             .await
@@ -71,7 +71,7 @@ impl Db {
             .collect()
     }
 
-    async fn runs(&self) -> Vec<RunRow> {
+    pub async fn runs(&self) -> Vec<RunRow> {
         sqlx::query("SELECT run_id, connection_id, trigger_kind, status, started_at, finished_at FROM sync_runs ORDER BY started_at, run_id")
             .fetch_all(&self.0)
             .await
@@ -123,7 +123,7 @@ impl Db {
     }
 }
 
-fn token(org: &Value) -> String {
+pub(crate) fn token(org: &Value) -> String {
     org["api_token"].as_str().expect("token").to_string()
 }
 
@@ -260,7 +260,7 @@ async fn two_serve_processes_on_one_database_split_the_work_and_never_run_a_job_
 
 /// Every resource an organisation's inventory holds, deleted ones included,
 /// through the CLI (which pages): ARM id and what cloudkeep knows of it.
-fn inventory(url: &str, token: &str) -> Vec<(String, Value)> {
+pub(crate) fn inventory(url: &str, token: &str) -> Vec<(String, Value)> {
     let (ok, out, err) = cli(
         url,
         token,
