@@ -141,6 +141,11 @@ const STATISTICS_AFTER: u64 = 1000;
 /// A token this close to its end is renewed before the next step.
 const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Times a step (or a spend query) is repeated with a renewed token when
+/// Azure says the token expired under it: tokens can be short-lived, and a
+/// step under throttling can outlast one, more than once.
+pub(crate) const TOKEN_RENEWALS: u32 = 3;
+
 /// Runs one sync of a connection now and records it. The credential stays
 /// in memory for the run, to renew the token when it runs out.
 pub async fn sync_connection(
@@ -599,9 +604,12 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
             let token = env.tokens.get().await;
             record(&mut out, StepReport::new(c.name(), StepState::Running));
             let mut result = c.collect(env.context(&token, sub, c.name())).await;
-            if result.as_ref().is_err_and(token_expired) {
-                // Once, with a new token: a collector's step is safe to
-                // repeat (it stores what it reads as it is).
+            let mut renewals = 0;
+            while renewals < TOKEN_RENEWALS && result.as_ref().is_err_and(token_expired) {
+                // Again with a new token: a collector's step is safe to
+                // repeat (it stores what it reads as it is; the backfill
+                // resumes where it stopped).
+                renewals += 1;
                 let token = env.tokens.renewed().await;
                 result = c.collect(env.context(&token, sub, c.name())).await;
             }
