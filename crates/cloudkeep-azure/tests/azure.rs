@@ -595,7 +595,10 @@ async fn reports_persistent_throttling_with_retry_after() {
     let started = std::time::Instant::now();
     // Throttling is retried for as long as its waits fit the bound, not a
     // number of times: three waits of the 2 s asked fit in 7 s, a fourth not.
-    let client = sim.client.clone().with_max_throttle_wait(Duration::from_secs(7));
+    let client = sim
+        .client
+        .clone()
+        .with_max_throttle_wait(Duration::from_secs(7));
     match client.subscriptions(&token).await {
         Err(e @ AzureError::Throttled { .. }) => {
             let AzureError::Throttled { retry_after } = e else {
@@ -623,7 +626,11 @@ async fn a_streak_of_429s_that_fits_the_bound_is_waited_out() {
     sim.set_faults(json!({"burst_429": 6, "retry_after_ms": 300}))
         .await;
     let seq = sim.last_seq().await;
-    let subs = sim.client.subscriptions(&token).await.expect("subscriptions");
+    let subs = sim
+        .client
+        .subscriptions(&token)
+        .await
+        .expect("subscriptions");
     assert_eq!(
         sorted(subs.into_iter().map(|s| s.subscription_id)),
         sorted(sim.subscription_ids())

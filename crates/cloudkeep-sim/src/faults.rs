@@ -136,16 +136,16 @@ impl Faults {
                 "latency-path" => f.latency_path = Some(v.to_string()),
                 "token-lifetime" => f.token_lifetime_secs = Some(parse_duration(v, "s", item)?),
                 "seed" => {
-                    f.seed =
-                        Some(v.parse().map_err(|_| {
-                            SimError::Faults(format!("'{item}': seed is a number"))
-                        })?)
+                    f.seed = Some(
+                        v.parse()
+                            .map_err(|_| SimError::Faults(format!("'{item}': seed is a number")))?,
+                    )
                 }
                 "retry-after" => f.retry_after_ms = Some(parse_duration(v, "ms", item)?),
                 "429-burst" => {
-                    f.burst_429 = v.parse().map_err(|_| {
-                        SimError::Faults(format!("'{item}': 429-burst is a count"))
-                    })?
+                    f.burst_429 = v
+                        .parse()
+                        .map_err(|_| SimError::Faults(format!("'{item}': 429-burst is a count")))?
                 }
                 "cost-headers" => {
                     f.cost_headers = CostHeaders::parse(v).ok_or_else(|| {

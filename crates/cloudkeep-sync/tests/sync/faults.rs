@@ -430,8 +430,7 @@ fn cases() -> Vec<(&'static str, Value)> {
 const SEEDS: [u64; 2] = [1, 2];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_collector_and_the_write_back_store_what_a_clean_run_stores_whatever_azure_fails()
-{
+async fn every_collector_and_the_write_back_store_what_a_clean_run_stores_whatever_azure_fails() {
     let (clean, clean_time) = scenario(None).await;
     assert!(
         !clean.resources.is_empty() && !clean.spend.is_empty() && !clean.evidence.is_empty(),
@@ -478,7 +477,12 @@ async fn every_collector_and_the_write_back_store_what_a_clean_run_stores_whatev
 async fn a_write_back_whose_waits_fit_within_its_hour_finishes() {
     let env = env().await;
     let first = env.sync().await;
-    assert_eq!(first.status, RunStatus::Succeeded, "{}", steps(&first.report));
+    assert_eq!(
+        first.status,
+        RunStatus::Succeeded,
+        "{}",
+        steps(&first.report)
+    );
     let edits = env.edit_tags().await;
     env.sim
         .faults(json!({"rate_429": 0.1, "retry_after_ms": 2000, "burst_429": 6, "seed": 3}))
@@ -598,7 +602,12 @@ async fn role_removed(seed: u64) -> (String, String, Stored, Stored) {
         .await;
     let run = env.sync().await;
     let case = format!("seed {seed}, {target} after {after} calls");
-    assert_ne!(run.status, RunStatus::Failed, "{case}: {}", steps(&run.report));
+    assert_ne!(
+        run.status,
+        RunStatus::Failed,
+        "{case}: {}",
+        steps(&run.report)
+    );
     for e in &run.report.errors {
         assert_eq!(
             (e.kind, e.subscription.as_deref()),
@@ -612,7 +621,10 @@ async fn role_removed(seed: u64) -> (String, String, Stored, Stored) {
     }
     let during = env.stored().await;
     let (_, left) = env.sim.control(Method::GET, "/_sim/faults", None).await;
-    assert!(left["remove_roles"].is_null(), "{case}: the run reached the removal: {left}");
+    assert!(
+        left["remove_roles"].is_null(),
+        "{case}: the run reached the removal: {left}"
+    );
     for role in roles {
         env.sim
             .control_ok(
@@ -623,6 +635,11 @@ async fn role_removed(seed: u64) -> (String, String, Stored, Stored) {
             .await;
     }
     let again = env.sync().await;
-    assert_eq!(again.status, RunStatus::Succeeded, "{case}: {}", steps(&again.report));
+    assert_eq!(
+        again.status,
+        RunStatus::Succeeded,
+        "{case}: {}",
+        steps(&again.report)
+    );
     (case, target, during, env.stored().await)
 }

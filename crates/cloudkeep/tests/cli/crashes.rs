@@ -243,7 +243,12 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
     sim.faults(json!({"latency_ms": 25, "latency_path": "/providers/Microsoft.Resources/tags"}))
         .await;
     let since = sim.last_seq().await;
-    let runs_before = db.runs().await.iter().filter(|r| r.connection == id).count();
+    let runs_before = db
+        .runs()
+        .await
+        .iter()
+        .filter(|r| r.connection == id)
+        .count();
     due(&db, &[&id]).await;
     let mut threshold = 0usize;
     for k in 0..WRITE_BACK_KILLS {
@@ -335,7 +340,12 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
     // credentials open), reading the same tenant.
     let server = start();
     wait_until_up(&url).await;
-    let crash_runs = db.runs().await.iter().filter(|r| r.connection == id).count();
+    let crash_runs = db
+        .runs()
+        .await
+        .iter()
+        .filter(|r| r.connection == id)
+        .count();
     let clean_runs = db
         .runs()
         .await
@@ -382,12 +392,157 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
     );
     drop(server);
     let (ok, out, err) = run(&["audit", "verify", "--data-dir", &data_arg]);
-    assert!(
-        ok && out.matches("chain intact").count() == 2,
-        "{out}{err}"
-    );
+    assert!(ok && out.matches("chain intact").count() == 2, "{out}{err}");
     eprintln!(
         "crash matrix: {} runs killed, {total} edits written once, clean sync {clean_ms} ms",
         killed.len()
     );
+}
+
+/// Evidence rows of `org` (past the window: first observed and closed
+/// before `before`, in milliseconds).
+async fn evidence_rows(db: &Db, org: &str, before: Option<i64>) -> i64 {
+    sqlx::query(
+        "SELECT COUNT(*) AS n FROM evidence WHERE org_id = $1 AND ($2 < 0 OR COALESCE(valid_to, last_observed_at) < $2)",
+    )
+    .bind(org)
+    .bind(before.unwrap_or(-1))
+    .fetch_one(&db.0)
+    .await
+    .expect("count")
+    .get("n")
+}
+
+/// The retention purge killed at seeded points, restarted each time: the
+/// job is taken over and purges what is past the window, in batches each
+/// committed with its audit event, so that together they purge every old
+/// row once and nothing else, and the audit chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_purge_killed_part_way_purges_every_old_row_once_and_nothing_else() {
+    let mut points = Points::from_env();
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("path").to_string();
+    let config = ["--data-dir", data_arg.as_str()];
+    let org = create_org("Purge", "purge@example.com", &config);
+    let org_id = org["org_id"].as_str().expect("org").to_string();
+    let db = Db::open(&format!("sqlite://{}", data.join("cloudkeep.db").display())).await;
+    let sim = Sim::start().await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let start = || {
+        Killed::spawn(
+            serve(&sim, port, &config)
+                .env("CLOUDKEEP_SCHEDULER", "on")
+                .env("CLOUDKEEP_SCHEDULER_POLL_SECS", "1")
+                .env("CLOUDKEEP_SCHEDULER_LEASE_SECS", "3"),
+        )
+    };
+    let server = start();
+    wait_until_up(&url).await;
+    let api = Api::new(&url, &token(&org));
+    let conn = api
+        .connect("c", tenant(&sim), &principal(&sim, "collector"))
+        .await;
+    let first = finished(&db, conn["id"].as_str().expect("id"), 1).await;
+    assert_eq!(first.status, "succeeded", "{first:?}");
+    drop(server);
+
+    // Ten years of history: copies of today's evidence, closed long ago,
+    // enough for many purge batches.
+    let current = evidence_rows(&db, &org_id, None).await;
+    let old = now_ms() - 10 * 365 * 86_400_000;
+    for copy in 0..30 {
+        sqlx::query(
+            "INSERT INTO evidence (org_id, evidence_id, connection_id, subscription_id, collector, check_id, subject, subject_key, \
+               facts, result, reason, fingerprint, run_id, last_run_id, observed_at, last_observed_at, valid_to, recorded_at) \
+             SELECT org_id, evidence_id || $2, connection_id, subscription_id, collector, check_id, subject, subject_key, \
+               facts, result, reason, fingerprint, run_id, last_run_id, $3, $3, $3, $3 FROM evidence \
+             WHERE org_id = $1 AND valid_to IS NULL AND evidence_id NOT LIKE '%-old-%'",
+        )
+        .bind(&org_id)
+        .bind(format!("-old-{copy}"))
+        .bind(old)
+        .execute(&db.0)
+        .await
+        .expect("old evidence");
+    }
+    let aged = evidence_rows(&db, &org_id, Some(old + 1)).await;
+    assert_eq!(aged, 30 * current);
+    // Due now (the check runs once a day).
+    sqlx::query("DELETE FROM retention_checks")
+        .execute(&db.0)
+        .await
+        .expect("due");
+
+    let retention_job = || async {
+        sqlx::query("SELECT status FROM jobs WHERE kind = 'retention' ORDER BY created_at")
+            .fetch_all(&db.0)
+            .await
+            .expect("jobs")
+            .iter()
+            .map(|r| r.get::<String, _>("status"))
+            .collect::<Vec<_>>()
+    };
+    let mut kills = 0;
+    for _ in 0..3 {
+        let server = start();
+        // Killed a seeded moment after the job is claimed (or done).
+        eventually(Duration::from_secs(30), "the purge claimed", || async {
+            let jobs = retention_job().await;
+            if jobs.iter().any(|s| s == "running" || s == "done") {
+                Ok(())
+            } else {
+                Err(format!("{jobs:?}"))
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis((150.0 * points.next()) as u64)).await;
+        drop(server);
+        let left = evidence_rows(&db, &org_id, Some(old + 1)).await;
+        if left == 0 {
+            break;
+        }
+        kills += usize::from(left < aged);
+        // The lease ends before the next process looks.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let server = start();
+    eventually(Duration::from_secs(60), "the purge done", || async {
+        let (jobs, left) = (
+            retention_job().await,
+            evidence_rows(&db, &org_id, Some(old + 1)).await,
+        );
+        if left == 0 && jobs.last().is_some_and(|s| s == "done") {
+            Ok(())
+        } else {
+            Err(format!("{jobs:?}, {left} old rows left"))
+        }
+    })
+    .await;
+    drop(server);
+    assert_eq!(
+        evidence_rows(&db, &org_id, None).await,
+        current,
+        "what is within the window stays"
+    );
+    // The purges' audit events account for every old row, once.
+    let purged: i64 = sqlx::query(
+        "SELECT details FROM audit_events WHERE org_id = $1 AND action = 'retention.purged'",
+    )
+    .bind(&org_id)
+    .fetch_all(&db.0)
+    .await
+    .expect("events")
+    .iter()
+    .map(|r| {
+        serde_json::from_str::<Value>(&r.get::<String, _>("details")).expect("json")["evidence"]
+            .as_i64()
+            .unwrap_or(0)
+    })
+    .sum();
+    assert_eq!(purged, aged, "purged once each");
+    let (ok, out, err) = run(&["audit", "verify", "--data-dir", &data_arg]);
+    assert!(ok && out.contains("chain intact"), "{out}{err}");
+    eprintln!("retention purge: {aged} old rows, killed part-way {kills} times");
 }
