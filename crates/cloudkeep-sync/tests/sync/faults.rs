@@ -302,13 +302,16 @@ type ResourceRow = (
     bool,
 );
 
+/// Collector, check and subject.
+type EvidenceKey = (String, String, String);
+
 /// What a case leaves behind, comparable across stores.
 #[derive(Debug, PartialEq)]
 struct Stored {
     resources: BTreeMap<String, ResourceRow>,
     spend: BTreeMap<(String, chrono::NaiveDate), String>,
-    /// By collector, check and subject.
-    evidence: BTreeMap<(String, String, String), (EvidenceResult, String, Option<String>)>,
+    /// By collector, check and subject: result, facts and reason.
+    evidence: BTreeMap<EvidenceKey, (EvidenceResult, String, Option<String>)>,
     edits: BTreeMap<String, (TagEditState, Option<String>)>,
     /// The edited resources' tags as Azure holds them.
     azure_tags: BTreeMap<String, Value>,
