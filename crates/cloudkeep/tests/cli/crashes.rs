@@ -152,6 +152,19 @@ async fn spend_and_evidence(db: &Db, org: &Value) -> (Vec<String>, BTreeSet<Stri
     (spend, evidence)
 }
 
+/// The spend backfill of an organisation's subscriptions, summed: months
+/// done, of months to do.
+async fn backfill(db: &Db, org: &Value) -> (i64, i64) {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(months_done), 0) AS done, COALESCE(SUM(months_total), 0) AS total          FROM spend_backfill WHERE org_id = $1",
+    )
+    .bind(org.as_str().expect("org id"))
+    .fetch_one(&db.0)
+    .await
+    .expect("backfill");
+    (row.get("done"), row.get("total"))
+}
+
 /// Makes connections due now, as if their cadence had passed.
 async fn due(db: &Db, connections: &[&str]) {
     for c in connections {
@@ -203,14 +216,34 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
     let id = conn["id"].as_str().expect("id").to_string();
     let mut killed: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
-    for _ in 0..SYNC_KILLS {
-        // Early in each run: a resumed run has less left to do.
+    let mut mid_backfill = false;
+    for k in 0..SYNC_KILLS {
         let Some(run) = a_new_run(&db, &id, &seen).await else {
             break;
         };
         seen.push(run.id.clone());
-        let at = run.started_at + (clean_ms as f64 * (0.05 + 0.5 * points.next())) as i64;
-        tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
+        if k == 0 {
+            // The first kill lands in the spend backfill, once a seeded
+            // number of months is stored (a month is pulled, stored and
+            // its position written in one go).
+            let months = 1 + (6.0 * points.next()) as i64;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                let (done, total) = backfill(&db, &crash["org_id"]).await;
+                if done >= months && done < total {
+                    mid_backfill = true;
+                    break;
+                }
+                if done >= total && total > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        } else {
+            // Early in the later runs: a resumed run has less left to do.
+            let at = run.started_at + (clean_ms as f64 * 0.3 * points.next()) as i64;
+            tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
+        }
         drop(server);
         if db
             .runs()
@@ -223,9 +256,11 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
         server = start();
         wait_until_up(&url).await;
     }
+    let sync_kills = killed.len();
     let first = finished(&db, &id, seen.len()).await;
     assert_eq!(first.status, "succeeded", "{first:?}");
     assert!(!killed.is_empty(), "no kill landed within a sync");
+    assert!(mid_backfill, "no kill landed within the spend backfill");
 
     // A write-back of an edit to every resource of one subscription, with
     // each tag call slowed so the kills land part-way.
@@ -394,7 +429,7 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
     let (ok, out, err) = run(&["audit", "verify", "--data-dir", &data_arg]);
     assert!(ok && out.matches("chain intact").count() == 2, "{out}{err}");
     eprintln!(
-        "crash matrix: {} runs killed, {total} edits written once, clean sync {clean_ms} ms",
+        "crash matrix: {} runs killed ({sync_kills} in the first sync, one of them mid-backfill), {total} edits written once, clean sync {clean_ms} ms",
         killed.len()
     );
 }

@@ -481,7 +481,13 @@ async fn three_serve_processes_with_one_killed_mid_job_run_every_job_once_to_the
     .expect("config");
     let config = ["--config", file.to_str().expect("path")];
     let orgs: Vec<Value> = (0..4)
-        .map(|i| create_org(&format!("Org {i}"), &format!("three{i}@example.com"), &config))
+        .map(|i| {
+            create_org(
+                &format!("Org {i}"),
+                &format!("three{i}@example.com"),
+                &config,
+            )
+        })
         .collect();
     let ports = [free_port(), free_port(), free_port()];
     let mut servers: Vec<Option<Killed>> = ports
@@ -538,7 +544,11 @@ async fn three_serve_processes_with_one_killed_mid_job_run_every_job_once_to_the
     .await;
     let (jobs, runs) = (db.jobs().await, db.runs().await);
     drop(servers);
-    assert_eq!(jobs.len(), connections.len(), "one job a connection: {jobs:?}");
+    assert_eq!(
+        jobs.len(),
+        connections.len(),
+        "one job a connection: {jobs:?}"
+    );
     for j in &jobs {
         let taken_over = held.contains(&j.connection);
         assert_eq!(
@@ -547,7 +557,10 @@ async fn three_serve_processes_with_one_killed_mid_job_run_every_job_once_to_the
             "claimed once, or once more after its holder died: {j:?}"
         );
         assert_ne!(j.owner_pid(), Some(victim), "finished by a survivor: {j:?}");
-        let its_runs: Vec<&RunRow> = runs.iter().filter(|r| r.connection == j.connection).collect();
+        let its_runs: Vec<&RunRow> = runs
+            .iter()
+            .filter(|r| r.connection == j.connection)
+            .collect();
         let statuses: Vec<&str> = its_runs.iter().map(|r| r.status.as_str()).collect();
         let expected = if taken_over {
             vec!["interrupted", "succeeded"]
