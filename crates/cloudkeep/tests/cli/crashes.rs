@@ -1,7 +1,7 @@
 //! The crash matrix: `cloudkeep serve` SIGKILLed at seeded points of a
 //! first scheduled sync (inventory, evidence, the 13-month spend backfill)
-//! and of a tag write-back, and `cloudkeep admin rotate-master-key` killed
-//! part-way, each several times, then restarted. Afterwards every killed run
+//! and of a tag write-back, and `cloudkeep admin rotate-master-key` and
+//! `rotate-data-key` killed part-way, each several times, then restarted. Afterwards every killed run
 //! reads `interrupted`, each tag edit reached Azure once (the simulator's
 //! request log), the audit chains verify, and the organisation's store
 //! equals that of an organisation that synced the same tenant without a
@@ -23,7 +23,7 @@ use crate::processes::{Db, RunRow, inventory, token};
 /// Kills in the first sync, and in the write-back.
 const SYNC_KILLS: usize = 3;
 const WRITE_BACK_KILLS: usize = 2;
-/// Kills of the master key's rotation.
+/// Kills of each key rotation (master key, data key).
 const ROTATION_KILLS: usize = 3;
 
 /// The kill points, from a seed (splitmix64): reproducible, and another
@@ -367,6 +367,29 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
         let _ = rotation.0.wait();
     }
     let (ok, out, err) = run(&["admin", "rotate-master-key", "--data-dir", &data_arg]);
+    assert!(ok && out.contains("rotated"), "{out}{err}");
+    // The organisation's data key too, killed part-way, then to its end.
+    let org_id = crash["org_id"].as_str().expect("org id");
+    for _ in 0..ROTATION_KILLS {
+        let mut rotation = Killed::spawn(
+            std::process::Command::new(crate::harness::BIN)
+                .args(["admin", "rotate-data-key", "--org", org_id])
+                .args(config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        tokio::time::sleep(Duration::from_millis((5.0 + 60.0 * points.next()) as u64)).await;
+        let _ = rotation.0.kill();
+        let _ = rotation.0.wait();
+    }
+    let (ok, out, err) = run(&[
+        "admin",
+        "rotate-data-key",
+        "--org",
+        org_id,
+        "--data-dir",
+        &data_arg,
+    ]);
     assert!(ok && out.contains("rotated"), "{out}{err}");
     let (ok, out, err) = run(&["admin", "rotate-audit-key", "--data-dir", &data_arg]);
     assert!(ok, "{out}{err}");
