@@ -138,7 +138,8 @@ pub(crate) const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::fro
 /// statistics are refreshed.
 const STATISTICS_AFTER: u64 = 1000;
 
-/// A token this close to its end is renewed before the next step.
+/// A token this close to its end is renewed before the next call that
+/// takes it (half its lifetime for one that lives less than twice this).
 const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Times a step (or a spend query) is repeated with a renewed token when
@@ -394,7 +395,7 @@ async fn run_sync(
             tenant_id: conn.tenant_id.clone(),
             client_id: conn.client_id.clone(),
             secret,
-            current: tokio::sync::Mutex::new(token),
+            current: tokio::sync::Mutex::new(Held::new(token)),
         },
         collectors,
         progress: std::sync::Mutex::new(run.report.clone()),
@@ -527,38 +528,58 @@ struct Tokens {
     tenant_id: String,
     client_id: String,
     secret: SecretString,
-    current: tokio::sync::Mutex<AccessToken>,
+    current: tokio::sync::Mutex<Held>,
+}
+
+/// The run's token and how close to its end it is renewed: `TOKEN_MARGIN`,
+/// or half its lifetime for a short-lived one (else every call would renew
+/// a token that lives less than the margin).
+struct Held {
+    token: AccessToken,
+    margin: std::time::Duration,
+}
+
+impl Held {
+    fn new(token: AccessToken) -> Held {
+        let lifetime = (token.expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        Held {
+            margin: TOKEN_MARGIN.min(lifetime / 2),
+            token,
+        }
+    }
 }
 
 impl Tokens {
     /// The token, renewed first if it runs out soon. A failed renewal keeps
     /// the old one: the step that uses it then fails and says why.
     async fn get(&self) -> AccessToken {
-        let mut token = self.current.lock().await;
-        if token.expires_within(TOKEN_MARGIN) {
+        let mut held = self.current.lock().await;
+        if held.token.expires_within(held.margin) {
             if let Ok(t) = self
                 .azure
                 .client_credentials_token(&self.tenant_id, &self.client_id, &self.secret)
                 .await
             {
-                *token = t;
+                *held = Held::new(t);
             }
         }
-        token.clone()
+        held.token.clone()
     }
 
     /// A new token whatever the old one's end (Azure said it expired: its
     /// clock and ours disagree, or the step outlasted it).
     async fn renewed(&self) -> AccessToken {
-        let mut token = self.current.lock().await;
+        let mut held = self.current.lock().await;
         if let Ok(t) = self
             .azure
             .client_credentials_token(&self.tenant_id, &self.client_id, &self.secret)
             .await
         {
-            *token = t;
+            *held = Held::new(t);
         }
-        token.clone()
+        held.token.clone()
     }
 }
 

@@ -388,7 +388,7 @@ fn steps(report: &RunReport) -> String {
 /// A first sync (inventory, evidence, the spend backfill), tag edits on
 /// what it found, then a second sync that also writes them back: with
 /// `faults` set before each sync and cleared before the store is read.
-async fn scenario(faults: Option<Value>) -> (Stored, Duration) {
+async fn scenario(faults: Option<Value>) -> (Stored, Duration, usize) {
     let env = env().await;
     let started = Instant::now();
     for round in 0..2 {
@@ -408,7 +408,15 @@ async fn scenario(faults: Option<Value>) -> (Stored, Duration) {
         }
     }
     let elapsed = started.elapsed();
-    (env.stored().await, elapsed)
+    // How often Azure refused an expired token (each then renewed).
+    let expired = env
+        .sim
+        .requests(0)
+        .await
+        .iter()
+        .filter(|e| e["status"] == 401)
+        .count();
+    (env.stored().await, elapsed, expired)
 }
 
 /// The cases: each kind of fault alone, at rates near what Azure shows on
@@ -421,11 +429,11 @@ fn cases() -> Vec<(&'static str, Value)> {
         ("truncated bodies", json!({"rate_truncate": 0.05})),
         // Scaled to the run: tokens expire several times within it, as an
         // hour's run would see tokens that live a minute.
-        ("tokens expiring", json!({"token_lifetime_secs": 4})),
+        ("tokens expiring", json!({"token_lifetime_secs": 3})),
         (
             "all at once",
             json!({"rate_500": 0.02, "rate_503": 0.02, "rate_429": 0.03, "rate_drop": 0.02,
-                   "rate_truncate": 0.02, "retry_after_ms": 200, "token_lifetime_secs": 4}),
+                   "rate_truncate": 0.02, "retry_after_ms": 200, "token_lifetime_secs": 5}),
         ),
     ]
 }
@@ -434,7 +442,7 @@ const SEEDS: [u64; 2] = [1, 2];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_collector_and_the_write_back_store_what_a_clean_run_stores_whatever_azure_fails() {
-    let (clean, clean_time) = scenario(None).await;
+    let (clean, clean_time, _) = scenario(None).await;
     assert!(
         !clean.resources.is_empty() && !clean.spend.is_empty() && !clean.evidence.is_empty(),
         "the clean run read something of each kind"
@@ -458,16 +466,18 @@ async fn every_collector_and_the_write_back_store_what_a_clean_run_stores_whatev
             let slots = slots.clone();
             runs.spawn(async move {
                 let _slot = slots.acquire().await.expect("open");
-                let (stored, took) = scenario(Some(faults)).await;
-                (format!("{name}, seed {seed}"), stored, took)
+                let (stored, took, expired) = scenario(Some(faults)).await;
+                (format!("{name}, seed {seed}"), stored, took, expired)
             });
         }
     }
     let mut took = Vec::new();
     while let Some(done) = runs.join_next().await {
-        let (case, stored, time) = done.expect("a case");
+        let (case, stored, time, expired) = done.expect("a case");
         assert_same(&case, &stored, &clean);
-        took.push(format!("{case}: {time:.1?}"));
+        took.push(format!(
+            "{case}: {time:.1?}, {expired} tokens refused as expired"
+        ));
     }
     eprintln!("clean: {clean_time:.1?}; {}", took.join("; "));
 }
