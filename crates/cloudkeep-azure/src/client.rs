@@ -39,7 +39,9 @@ impl Default for AzureConfig {
     }
 }
 
-/// Retries after the first attempt, for retryable failures.
+/// Retries after the first attempt, for failures other than throttling
+/// (5xx, a dropped connection, a truncated body). A 429 is retried for as
+/// long as the waits it asks for fit the client's bound instead.
 pub(crate) const MAX_RETRIES: u32 = 4;
 /// The first backoff; it doubles with each retry.
 const BASE_BACKOFF: Duration = Duration::from_millis(200);
@@ -344,11 +346,14 @@ impl AzureClient {
         Ok(url)
     }
 
-    /// Sends a request, retrying 429, 500, 502, 503, 504, connection
-    /// failures, timeouts and truncated bodies up to `MAX_RETRIES` times.
-    /// Answers the last complete response (which may be a 5xx); a 429 that
-    /// persists, or asks for a wait beyond the client's bound, is
-    /// `Throttled`. `build` makes a fresh request per attempt.
+    /// Sends a request, retrying 500, 502, 503, 504, connection failures,
+    /// timeouts and truncated bodies up to `MAX_RETRIES` times, and 429s
+    /// for as long as the waits they ask for (`Retry-After`, at least the
+    /// backoff) add up to no more than the client's bound: a sync's bound is
+    /// what is left of its hour, so a run whose waits fit finishes.
+    /// Answers the last complete response (which may be a 5xx); a 429 whose
+    /// wait would go beyond the bound is `Throttled`. `build` makes a fresh
+    /// request per attempt.
     pub(crate) async fn send(
         &self,
         method: Method,
@@ -387,6 +392,10 @@ impl AzureClient {
     ) -> Result<Answer, AzureError> {
         let bound = self.max_throttle_wait;
         let mut retry = 0u32;
+        // Retries of other failures than throttling, and the throttling
+        // waits slept so far for this request.
+        let mut failures = 0u32;
+        let mut throttled_for = Duration::ZERO;
         loop {
             let mut pause = self.inner.pacer.delay(&method, url, policy.principal);
             let booking = match policy.qpu {
@@ -457,30 +466,37 @@ impl AzureClient {
                         tracing::warn!(%method, url = %url.path(), wait_ms = long.as_millis() as u64, bound_ms = bound.as_millis() as u64, "azure asks for a wait beyond the bound");
                         return Err(AzureError::Throttled { retry_after: long });
                     }
-                    if retry >= policy.max_retries {
-                        tracing::warn!(%method, url = %url.path(), status = answer.status.as_u16(), retries = retry, "azure still failing after retries");
-                        if throttled {
-                            return Err(AzureError::Throttled {
-                                retry_after: asked.unwrap_or_else(|| backoff(retry)),
-                            });
-                        }
-                        return Ok(answer);
-                    }
                     let wait = match asked {
                         Some(asked) => asked.max(backoff(retry)),
                         None => backoff(retry),
+                    };
+                    if throttled {
+                        // Bounded by time, not by a count: Azure says how
+                        // long, and the caller how long it can give.
+                        if policy.max_retries == 0 || throttled_for + wait > bound {
+                            tracing::warn!(%method, url = %url.path(), retries = retry, waited_ms = throttled_for.as_millis() as u64, wait_ms = wait.as_millis() as u64, bound_ms = bound.as_millis() as u64, "azure still throttling beyond the bound");
+                            return Err(AzureError::Throttled { retry_after: wait });
+                        }
+                        throttled_for += wait;
+                    } else {
+                        if failures >= policy.max_retries {
+                            tracing::warn!(%method, url = %url.path(), status = answer.status.as_u16(), retries = retry, "azure still failing after retries");
+                            return Ok(answer);
+                        }
+                        failures += 1;
                     }
-                    .min(bound);
+                    let wait = wait.min(bound);
                     tracing::info!(%method, url = %url.path(), status = answer.status.as_u16(), retry = retry + 1, wait_ms = wait.as_millis() as u64, "retrying azure call");
                     wait
                 }
                 Err(Failure::Fatal(text)) => return Err(AzureError::Transport(text)),
                 Err(Failure::Retryable(text)) => {
-                    if retry >= policy.max_retries {
+                    if failures >= policy.max_retries {
                         tracing::warn!(%method, url = %url.path(), error = %text, retries = retry, "azure unreachable after retries");
                         return Err(AzureError::Transport(text));
                     }
-                    let wait = backoff(retry);
+                    failures += 1;
+                    let wait = backoff(failures - 1);
                     tracing::info!(%method, url = %url.path(), error = %text, retry = retry + 1, wait_ms = wait.as_millis() as u64, "retrying azure call");
                     wait
                 }

@@ -593,7 +593,13 @@ async fn reports_persistent_throttling_with_retry_after() {
     sim.set_faults(json!({"rate_429": 1.0})).await;
     let seq = sim.last_seq().await;
     let started = std::time::Instant::now();
-    match sim.client.subscriptions(&token).await {
+    // Throttling is retried for as long as its waits fit the bound, not a
+    // number of times: three waits of the 2 s asked fit in 7 s, a fourth not.
+    let client = sim
+        .client
+        .clone()
+        .with_max_throttle_wait(Duration::from_secs(7));
+    match client.subscriptions(&token).await {
         Err(e @ AzureError::Throttled { .. }) => {
             let AzureError::Throttled { retry_after } = e else {
                 unreachable!()
@@ -602,14 +608,37 @@ async fn reports_persistent_throttling_with_retry_after() {
         }
         other => panic!("{other:?}"),
     }
-    // Four waits of the 2 s the simulator asks for.
     assert!(
-        started.elapsed() >= Duration::from_secs(8),
+        started.elapsed() >= Duration::from_secs(6),
         "{:?}",
         started.elapsed()
     );
     let log = sim.requests_since(seq).await;
-    assert_eq!(subscription_calls(&log).len(), 5);
+    assert_eq!(subscription_calls(&log).len(), 4);
+}
+
+#[tokio::test]
+async fn a_streak_of_429s_that_fits_the_bound_is_waited_out() {
+    let sim = harness::start().await;
+    let token = sim.token("collector").await;
+    // Six 429s in a row, each asking for 300 ms: more than the retries
+    // allowed for other failures, well within the bound.
+    sim.set_faults(json!({"burst_429": 6, "retry_after_ms": 300}))
+        .await;
+    let seq = sim.last_seq().await;
+    let subs = sim
+        .client
+        .subscriptions(&token)
+        .await
+        .expect("subscriptions");
+    assert_eq!(
+        sorted(subs.into_iter().map(|s| s.subscription_id)),
+        sorted(sim.subscription_ids())
+    );
+    let log = sim.requests_since(seq).await;
+    let calls = subscription_calls(&log);
+    assert_eq!(calls.len(), 7, "{calls:?}");
+    assert!(calls[..6].iter().all(|e| e["status"] == 429), "{calls:?}");
 }
 
 #[tokio::test]

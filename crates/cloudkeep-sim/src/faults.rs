@@ -1,5 +1,9 @@
 //! Injected faults: error rates, latency, dropped connections, truncated
-//! bodies and token lifetime, set at start (`--faults`) or at run time.
+//! bodies, token lifetime, bursts of 429s and a role removed mid-run, set at
+//! start (`--faults`) or at run time. With a `seed`, which request is faulted
+//! is a function of the seed and the request (its method, path, query and
+//! how many times it was made before), so a run's faults are reproducible
+//! whatever order concurrent requests arrive in.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +36,35 @@ pub struct Faults {
     /// queries. It lives here, with the other run-time switches, so that
     /// `PUT /_sim/faults`, `/_sim/reset` and `--faults` treat it alike.
     pub cost_headers: CostHeaders,
+    /// Seeds the fault draws per request (see the module doc); `None`
+    /// draws from the simulator's one seeded stream, in arrival order.
+    pub seed: Option<u64>,
+    /// The `Retry-After` of injected 429s and 503s, in milliseconds (2 s
+    /// when unset); sent in seconds, with a fraction below a whole second.
+    pub retry_after_ms: Option<u64>,
+    /// The next this many ARM calls answer 429 with `Retry-After`, whatever
+    /// the rates (a streak, as a busy subscription answers).
+    pub burst_429: u32,
+    /// A role assignment removed part-way through a run.
+    pub remove_roles: Option<RoleRemoval>,
 }
+
+/// Roles taken from a principal after `after` more calls under `scope`
+/// (paths that start with it), as an administrator would remove them in
+/// the portal while a sync runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleRemoval {
+    pub after: u64,
+    pub principal_id: String,
+    /// Assignments at this scope exactly (a subscription: `/subscriptions/{id}`).
+    pub scope: String,
+    /// Role names or ids.
+    pub roles: Vec<String>,
+}
+
+/// The `Retry-After` of injected throttling when none is set.
+pub const DEFAULT_RETRY_AFTER_MS: u64 = 2000;
 
 /// Cost Management's throttling headers: query units (`-qpu-*`, the
 /// documented family) or entity and tenant request counts (`-entity-*`,
@@ -67,7 +99,8 @@ pub enum Fault {
 }
 
 impl Faults {
-    /// Parses `500=0.05,503=0.05,429=0.05,latency=200ms,latency-path=/subscriptions/x,drop=0.01,truncate=0.01,token-lifetime=60s`.
+    /// Parses `500=0.05,503=0.05,429=0.05,latency=200ms,latency-path=/subscriptions/x,drop=0.01,truncate=0.01,token-lifetime=60s,seed=7,retry-after=30s,429-burst=5`.
+    /// (A role removal names a principal: `PUT /_sim/faults` only.)
     pub fn parse(spec: &str) -> Result<Faults, SimError> {
         let mut f = Faults::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -102,6 +135,18 @@ impl Faults {
                 "latency" => f.latency_ms = parse_duration(v, "ms", item)?,
                 "latency-path" => f.latency_path = Some(v.to_string()),
                 "token-lifetime" => f.token_lifetime_secs = Some(parse_duration(v, "s", item)?),
+                "seed" => {
+                    f.seed = Some(
+                        v.parse()
+                            .map_err(|_| SimError::Faults(format!("'{item}': seed is a number")))?,
+                    )
+                }
+                "retry-after" => f.retry_after_ms = Some(parse_duration(v, "ms", item)?),
+                "429-burst" => {
+                    f.burst_429 = v
+                        .parse()
+                        .map_err(|_| SimError::Faults(format!("'{item}': 429-burst is a count")))?
+                }
                 "cost-headers" => {
                     f.cost_headers = CostHeaders::parse(v).ok_or_else(|| {
                         SimError::Faults(format!("'{item}': cost-headers is qpu or entity"))
@@ -109,7 +154,7 @@ impl Faults {
                 }
                 _ => {
                     return Err(SimError::Faults(format!(
-                        "unknown fault '{k}'; known: 500, 503, 429, latency, latency-path, drop, truncate, empty-page, empty-listings, empty-listings-path, async-tags, token-lifetime, cost-headers"
+                        "unknown fault '{k}'; known: 500, 503, 429, latency, latency-path, drop, truncate, empty-page, empty-listings, empty-listings-path, async-tags, token-lifetime, cost-headers, seed, retry-after, 429-burst"
                     )));
                 }
             }
@@ -125,6 +170,27 @@ impl Faults {
                 .latency_path
                 .as_deref()
                 .is_none_or(|p| path.to_ascii_lowercase().contains(&p.to_ascii_lowercase()))
+    }
+
+    /// The `Retry-After` header's value for injected throttling: whole
+    /// seconds as Azure sends them, or a fraction for a test's short waits.
+    pub fn retry_after_header(&self) -> String {
+        let ms = self.retry_after_ms.unwrap_or(DEFAULT_RETRY_AFTER_MS);
+        if ms % 1000 == 0 {
+            (ms / 1000).to_string()
+        } else {
+            format!("{:.3}", ms as f64 / 1000.0)
+        }
+    }
+
+    /// The uniform draw in [0, 1) for the `occurrence`th (0-based) call of
+    /// `key` (method, path and query) under `seed`.
+    pub fn keyed_draw(seed: u64, key: &str, occurrence: u64) -> f64 {
+        use rand::{Rng, SeedableRng};
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (seed, key, occurrence).hash(&mut h);
+        rand_chacha::ChaCha8Rng::seed_from_u64(h.finish()).random::<f64>()
     }
 
     pub fn validate(&self) -> Result<(), SimError> {
@@ -195,7 +261,16 @@ mod tests {
 
     #[test]
     fn parses_a_spec() {
-        let f = Faults::parse("500=0.05, 429=0.1,latency=200ms,token-lifetime=2m").expect("parses");
+        let f = Faults::parse(
+            "500=0.05, 429=0.1,latency=200ms,token-lifetime=2m,seed=7,retry-after=250ms,429-burst=3",
+        )
+        .expect("parses");
+        assert_eq!(
+            (f.seed, f.retry_after_ms, f.burst_429),
+            (Some(7), Some(250), 3)
+        );
+        assert_eq!(f.retry_after_header(), "0.250");
+        assert_eq!(Faults::default().retry_after_header(), "2");
         assert_eq!(f.rate_500, 0.05);
         assert_eq!(f.rate_429, 0.1);
         assert_eq!(f.latency_ms, 200);
@@ -203,6 +278,15 @@ mod tests {
         assert_eq!(f.pick(0.01), Fault::Status500);
         assert_eq!(f.pick(0.06), Fault::Status429);
         assert_eq!(f.pick(0.5), Fault::None);
+    }
+
+    #[test]
+    fn keyed_draws_depend_on_the_seed_and_the_call_only() {
+        let a = Faults::keyed_draw(1, "GET /x", 0);
+        assert_eq!(a, Faults::keyed_draw(1, "GET /x", 0));
+        assert!((0.0..1.0).contains(&a));
+        assert_ne!(a, Faults::keyed_draw(2, "GET /x", 0));
+        assert_ne!(a, Faults::keyed_draw(1, "GET /x", 1));
     }
 
     #[test]

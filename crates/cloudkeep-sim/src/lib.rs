@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use faults::{CostHeaders, Faults};
+pub use faults::{CostHeaders, Faults, RoleRemoval};
 /// ARM's bucket sizes, for benchmarks that compare against them.
 pub use throttle::{ALL_PRINCIPALS_FACTOR, ARM_READS, ARM_WRITES, BucketLimits};
 pub use world::Preset;

@@ -145,12 +145,14 @@ async fn handle(
     let simulated = !path.starts_with("/_sim");
 
     let mut fault = Fault::None;
+    let mut retry_after = String::new();
     if simulated {
-        let faults = state.faults();
+        let (picked, faults) = state.fault_for(&method, &path, &query, !is_entra_path(&path));
         if faults.slows(&path) {
             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
         }
-        fault = faults.pick(state.draw());
+        fault = picked;
+        retry_after = faults.retry_after_header();
     }
     let log = |principal: Option<String>, status: u16| {
         if simulated {
@@ -169,7 +171,7 @@ async fn handle(
             return Err(DropConnection);
         }
         Fault::Status500 | Fault::Status503 | Fault::Status429 => {
-            let response = injected_error(fault, is_entra_path(&path));
+            let response = injected_error(fault, is_entra_path(&path), &retry_after);
             log(None, response.status().as_u16());
             return Ok(response);
         }
@@ -188,7 +190,7 @@ async fn handle(
     Ok(response)
 }
 
-fn injected_error(fault: Fault, entra: bool) -> Response<Body> {
+fn injected_error(fault: Fault, entra: bool, retry_after: &str) -> Response<Body> {
     let (status, code, message) = match fault {
         Fault::Status503 => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -198,7 +200,7 @@ fn injected_error(fault: Fault, entra: bool) -> Response<Body> {
         Fault::Status429 => (
             StatusCode::TOO_MANY_REQUESTS,
             "SubscriptionRequestsThrottled",
-            "Number of requests exceeded the limit. Please try again after '2' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling",
+            "Number of requests exceeded the limit. Please try again after the time in Retry-After, when additional tokens are available. Refer to https://aka.ms/arm-throttling",
         ),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -228,9 +230,9 @@ fn injected_error(fault: Fault, entra: bool) -> Response<Body> {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     if matches!(fault, Fault::Status429 | Fault::Status503) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        if let Ok(v) = HeaderValue::from_str(retry_after) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
     }
     response
 }

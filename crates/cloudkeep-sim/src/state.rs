@@ -7,7 +7,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::faults::Faults;
+use crate::faults::{Fault, Faults, RoleRemoval};
 use crate::log::RequestLog;
 use crate::throttle::Throttle;
 use crate::token::Signer;
@@ -47,6 +47,9 @@ pub struct SimState {
     operations: Mutex<HashMap<String, PendingOperation>>,
     pub cost_cache: Mutex<arm::cost::Cache>,
     rng: Mutex<ChaCha8Rng>,
+    /// How many times each call (method, path, query) was made since the
+    /// faults were last set: the occurrence a seeded fault draw is keyed by.
+    calls: Mutex<HashMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,6 +71,7 @@ impl SimState {
             operations: Mutex::new(HashMap::new()),
             cost_cache: Mutex::new(arm::cost::Cache::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed)),
+            calls: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -90,6 +94,70 @@ impl SimState {
 
     pub fn set_faults(&self, faults: Faults) {
         *lock(&self.faults) = faults;
+        lock(&self.calls).clear();
+    }
+
+    /// What to do to one simulated call (`arm`: not Entra ID's), and the
+    /// fault settings it was chosen under. Counts down the 429 burst and the
+    /// role removal, which it carries out when it is due.
+    pub fn fault_for(&self, method: &str, path: &str, query: &str, arm: bool) -> (Fault, Faults) {
+        let (faults, removal, burst) = {
+            let mut f = lock(&self.faults);
+            let mut removal = None;
+            if let Some(r) = f.remove_roles.as_mut() {
+                let under = path
+                    .to_ascii_lowercase()
+                    .starts_with(&r.scope.trim_end_matches('/').to_ascii_lowercase());
+                if under && r.after == 0 {
+                    removal = f.remove_roles.take();
+                } else if under {
+                    r.after -= 1;
+                }
+            }
+            let burst = arm && f.burst_429 > 0;
+            if burst {
+                f.burst_429 -= 1;
+            }
+            (f.clone(), removal, burst)
+        };
+        // The world's lock is taken with the faults' released: handlers
+        // read the faults while they hold the world.
+        if let Some(r) = removal {
+            self.remove_roles(&r);
+        }
+        if burst {
+            return (Fault::Status429, faults);
+        }
+        let draw = match faults.seed {
+            Some(seed) => {
+                let key = format!("{method} {path}?{query}");
+                let occurrence = {
+                    let mut calls = lock(&self.calls);
+                    let n = calls.entry(key.clone()).or_insert(0);
+                    *n += 1;
+                    *n - 1
+                };
+                Faults::keyed_draw(seed, &key, occurrence)
+            }
+            None => self.draw(),
+        };
+        (faults.pick(draw), faults)
+    }
+
+    /// Removes a principal's assignments of some roles at one scope.
+    fn remove_roles(&self, r: &RoleRemoval) {
+        let mut world = self.world_mut();
+        let roles: Vec<String> = r
+            .roles
+            .iter()
+            .filter_map(|name| world.resolve_role(name).map(|(id, _)| id))
+            .collect();
+        let scope = r.scope.trim_end_matches('/');
+        world.role_assignments.retain(|a| {
+            !(a.principal_id.eq_ignore_ascii_case(&r.principal_id)
+                && a.scope.eq_ignore_ascii_case(scope)
+                && roles.contains(&a.role_definition_id))
+        });
     }
 
     /// Whether this listing of `path` is to answer empty (the

@@ -138,8 +138,14 @@ pub(crate) const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::fro
 /// statistics are refreshed.
 const STATISTICS_AFTER: u64 = 1000;
 
-/// A token this close to its end is renewed before the next step.
+/// A token this close to its end is renewed before the next call that
+/// takes it (half its lifetime for one that lives less than twice this).
 const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Times a step (or a spend query) is repeated with a renewed token when
+/// Azure says the token expired under it: tokens can be short-lived, and a
+/// step under throttling can outlast one, more than once.
+pub(crate) const TOKEN_RENEWALS: u32 = 3;
 
 /// Runs one sync of a connection now and records it. The credential stays
 /// in memory for the run, to renew the token when it runs out.
@@ -389,7 +395,7 @@ async fn run_sync(
             tenant_id: conn.tenant_id.clone(),
             client_id: conn.client_id.clone(),
             secret,
-            current: tokio::sync::Mutex::new(token),
+            current: tokio::sync::Mutex::new(Held::new(token)),
         },
         collectors,
         progress: std::sync::Mutex::new(run.report.clone()),
@@ -522,38 +528,58 @@ struct Tokens {
     tenant_id: String,
     client_id: String,
     secret: SecretString,
-    current: tokio::sync::Mutex<AccessToken>,
+    current: tokio::sync::Mutex<Held>,
+}
+
+/// The run's token and how close to its end it is renewed: `TOKEN_MARGIN`,
+/// or half its lifetime for a short-lived one (else every call would renew
+/// a token that lives less than the margin).
+struct Held {
+    token: AccessToken,
+    margin: std::time::Duration,
+}
+
+impl Held {
+    fn new(token: AccessToken) -> Held {
+        let lifetime = (token.expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        Held {
+            margin: TOKEN_MARGIN.min(lifetime / 2),
+            token,
+        }
+    }
 }
 
 impl Tokens {
     /// The token, renewed first if it runs out soon. A failed renewal keeps
     /// the old one: the step that uses it then fails and says why.
     async fn get(&self) -> AccessToken {
-        let mut token = self.current.lock().await;
-        if token.expires_within(TOKEN_MARGIN) {
+        let mut held = self.current.lock().await;
+        if held.token.expires_within(held.margin) {
             if let Ok(t) = self
                 .azure
                 .client_credentials_token(&self.tenant_id, &self.client_id, &self.secret)
                 .await
             {
-                *token = t;
+                *held = Held::new(t);
             }
         }
-        token.clone()
+        held.token.clone()
     }
 
     /// A new token whatever the old one's end (Azure said it expired: its
     /// clock and ours disagree, or the step outlasted it).
     async fn renewed(&self) -> AccessToken {
-        let mut token = self.current.lock().await;
+        let mut held = self.current.lock().await;
         if let Ok(t) = self
             .azure
             .client_credentials_token(&self.tenant_id, &self.client_id, &self.secret)
             .await
         {
-            *token = t;
+            *held = Held::new(t);
         }
-        token.clone()
+        held.token.clone()
     }
 }
 
@@ -599,9 +625,12 @@ async fn sync_subscription(env: &RunEnv, sub: &SubscriptionRecord) -> Subscripti
             let token = env.tokens.get().await;
             record(&mut out, StepReport::new(c.name(), StepState::Running));
             let mut result = c.collect(env.context(&token, sub, c.name())).await;
-            if result.as_ref().is_err_and(token_expired) {
-                // Once, with a new token: a collector's step is safe to
-                // repeat (it stores what it reads as it is).
+            let mut renewals = 0;
+            while renewals < TOKEN_RENEWALS && result.as_ref().is_err_and(token_expired) {
+                // Again with a new token: a collector's step is safe to
+                // repeat (it stores what it reads as it is; the backfill
+                // resumes where it stopped).
+                renewals += 1;
                 let token = env.tokens.renewed().await;
                 result = c.collect(env.context(&token, sub, c.name())).await;
             }

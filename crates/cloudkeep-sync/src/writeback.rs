@@ -97,7 +97,10 @@ pub async fn apply(ctx: &CollectContext<'_>, actor: &str) -> Result<Counts, Coll
     };
     let writer = TagWriter::new(&ctx.azure);
     for edit in &edits {
-        match apply_one(ctx, &writer, edit, actor).await? {
+        // The token as it stands for each edit: a long write-back (many
+        // edits, throttled) outlasts the token it started with.
+        let token = ctx.current_token().await;
+        match apply_one(ctx, &token, &writer, edit, actor).await? {
             Outcome::Applied => counts.applied += 1,
             Outcome::Conflict => counts.conflicts += 1,
             Outcome::Failed => counts.failed += 1,
@@ -114,6 +117,7 @@ enum Outcome {
 
 async fn apply_one(
     ctx: &CollectContext<'_>,
+    token: &cloudkeep_azure::AccessToken,
     writer: &TagWriter<'_>,
     edit: &TagEdit,
     actor: &str,
@@ -139,7 +143,7 @@ async fn apply_one(
     if resource.deleted_at.is_some() {
         return Ok(fail("the resource was deleted in Azure".into()).await?);
     }
-    let live = match ctx.azure.tags_at(ctx.token, &resource.arm_id).await {
+    let live = match ctx.azure.tags_at(token, &resource.arm_id).await {
         Ok(t) => t,
         Err(AzureError::NotFound { .. }) => {
             return Ok(fail("the resource no longer exists in Azure".into()).await?);
@@ -184,13 +188,13 @@ async fn apply_one(
             let mut written = Ok(None);
             if !merge.is_empty() {
                 written = writer
-                    .merge(ctx.token, &resource.arm_id, &merge)
+                    .merge(token, &resource.arm_id, &merge)
                     .await
                     .map(Some);
             }
             if written.is_ok() && !delete.is_empty() {
                 written = writer
-                    .delete(ctx.token, &resource.arm_id, &delete)
+                    .delete(token, &resource.arm_id, &delete)
                     .await
                     .map(Some);
             }

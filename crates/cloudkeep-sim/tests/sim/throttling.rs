@@ -231,3 +231,80 @@ async fn deletes_and_errors_report_their_own_quota() {
         "errors carry the quota too"
     );
 }
+
+/// With a seed, which calls are faulted is a function of the seed and the
+/// call: the same calls after the same settings meet the same faults, and
+/// another seed meets others. A 429 burst and a role removal count down.
+#[tokio::test]
+async fn seeded_faults_repeat_and_bursts_count_down() {
+    let sim = start_with(Options::default()).await;
+    let token = sim.token("collector").await;
+    let sub = sim.subscriptions()[0].clone();
+    let set = |f: serde_json::Value| {
+        let sim = &sim;
+        async move {
+            let r = sim
+                .http
+                .put(format!("{}/_sim/faults", sim.url()))
+                .json(&f)
+                .send()
+                .await
+                .expect("put");
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    };
+    let statuses = |n: usize| {
+        let (sim, token, sub) = (&sim, &token, &sub);
+        async move {
+            let mut out = Vec::new();
+            for i in 0..n {
+                // Calls of two kinds, so the draws are per call.
+                let path = if i % 2 == 0 {
+                    format!("/subscriptions/{sub}/resourcegroups?api-version=2025-04-01")
+                } else {
+                    "/subscriptions?api-version=2022-12-01".to_string()
+                };
+                out.push(sim.get(token, &path).await.status.as_u16());
+            }
+            out
+        }
+    };
+    set(serde_json::json!({"rate_500": 0.5, "seed": 7})).await;
+    let first = statuses(24).await;
+    assert!(first.contains(&500) && first.contains(&200), "{first:?}");
+    set(serde_json::json!({"rate_500": 0.5, "seed": 7})).await;
+    assert_eq!(statuses(24).await, first, "the same seed, the same faults");
+    set(serde_json::json!({"rate_500": 0.5, "seed": 8})).await;
+    assert_ne!(statuses(24).await, first, "another seed, other faults");
+
+    set(serde_json::json!({"burst_429": 3, "retry_after_ms": 250})).await;
+    let r = sim
+        .get(&token, "/subscriptions?api-version=2022-12-01")
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header("retry-after"), Some("0.250"));
+    assert_eq!(
+        statuses(3).await,
+        vec![429, 429, 200],
+        "three in a row, then as before"
+    );
+
+    // Reader taken away after two more calls under the subscription.
+    let collector = sim.sp("collector").object_id;
+    set(
+        serde_json::json!({"remove_roles": {"after": 2, "principal_id": collector,
+        "scope": format!("/subscriptions/{sub}"), "roles": ["Reader", "Security Reader"]}}),
+    )
+    .await;
+    let path = format!(
+        "/subscriptions/{sub}/providers/Microsoft.Security/secureScores?api-version=2020-01-01"
+    );
+    let got: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(sim.get(&token, &path).await.status.as_u16());
+        }
+        v
+    };
+    assert_eq!(got, vec![200, 200, 403, 403], "removed after two calls");
+}

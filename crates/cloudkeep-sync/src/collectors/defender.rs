@@ -51,7 +51,11 @@ async fn score(ctx: &CollectContext<'_>) -> Result<Vec<Observation>, CollectErro
     let subscription = subscription_subject(ctx);
     let checks = [CheckId::DefenderSecureScore, CheckId::DefenderScoreControl];
     let read = "Microsoft.Security/secureScores";
-    let score = match ctx.azure.secure_score(ctx.token, sub).await {
+    let score = match ctx
+        .azure
+        .secure_score(&ctx.current_token().await, sub)
+        .await
+    {
         Ok(s) => s,
         // A subscription Defender has not assessed has no score to judge.
         Err(AzureError::NotFound { code, .. }) => {
@@ -93,7 +97,12 @@ async fn score(ctx: &CollectContext<'_>) -> Result<Vec<Observation>, CollectErro
             )
         },
     )];
-    let controls = match ctx.azure.secure_score_controls(ctx.token, sub).all().await {
+    let controls = match ctx
+        .azure
+        .secure_score_controls(&ctx.current_token().await, sub)
+        .all()
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             let refused = NotCollected::from_error(
@@ -166,7 +175,12 @@ fn not_assessed(checks: &[CheckId], subject: &str, code: &str) -> Vec<Observatio
 async fn plans(ctx: &CollectContext<'_>) -> Result<Vec<Observation>, CollectError> {
     let sub = &ctx.subscription.azure_id;
     let subscription = subscription_subject(ctx);
-    let listed: Vec<DefenderPlan> = match ctx.azure.defender_plans(ctx.token, sub).all().await {
+    let listed: Vec<DefenderPlan> = match ctx
+        .azure
+        .defender_plans(&ctx.current_token().await, sub)
+        .all()
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             let refused = NotCollected::from_error(

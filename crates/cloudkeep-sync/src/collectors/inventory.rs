@@ -85,8 +85,14 @@ async fn record_scope_tags(ctx: &CollectContext<'_>, tags_read: bool) -> Result<
     }
     let sub = &ctx.subscription.azure_id;
     let read = async {
-        let groups = ctx.azure.resource_groups(ctx.token, sub).await?;
-        let own = ctx.azure.subscription_tags(ctx.token, sub).await?;
+        let groups = ctx
+            .azure
+            .resource_groups(&ctx.current_token().await, sub)
+            .await?;
+        let own = ctx
+            .azure
+            .subscription_tags(&ctx.current_token().await, sub)
+            .await?;
         Ok::<_, cloudkeep_azure::AzureError>(ScopeTags {
             subscription: own,
             resource_groups: groups.into_iter().map(|g| (g.name, g.tags)).collect(),
@@ -112,7 +118,7 @@ async fn list(
 ) -> Result<Vec<ObservedResource>, CollectError> {
     let listed = ctx
         .azure
-        .resources(ctx.token, &ctx.subscription.azure_id)
+        .resources(&ctx.current_token().await, &ctx.subscription.azure_id)
         .await?;
     Ok(listed
         .into_iter()

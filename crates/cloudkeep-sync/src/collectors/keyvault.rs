@@ -47,7 +47,7 @@ impl Collector for KeyVaults {
         Box::pin(async move {
             let listed = ctx
                 .azure
-                .key_vaults(ctx.token, &ctx.subscription.azure_id)
+                .key_vaults(&ctx.current_token().await, &ctx.subscription.azure_id)
                 .all()
                 .await;
             let vaults = match first_listing(
@@ -117,7 +117,12 @@ async fn judge_vault(
             || format!("public network access is {}", v.public_network_access),
         ),
     ];
-    match ctx.azure.vault_keys(ctx.token, id).all().await {
+    match ctx
+        .azure
+        .vault_keys(&ctx.current_token().await, id)
+        .all()
+        .await
+    {
         Ok(keys) if keys.is_empty() => {
             out.extend(nothing_to_judge(KEY_CHECKS, id, "the vault has no keys"))
         }
@@ -132,7 +137,12 @@ async fn judge_vault(
             out.extend(KEY_CHECKS.iter().map(|c| refused.observation(*c, id)));
         }
     }
-    match ctx.azure.vault_secrets(ctx.token, id).all().await {
+    match ctx
+        .azure
+        .vault_secrets(&ctx.current_token().await, id)
+        .all()
+        .await
+    {
         Ok(secrets) if secrets.is_empty() => out.extend(nothing_to_judge(
             [CheckId::KeyVaultSecretExpiry],
             id,

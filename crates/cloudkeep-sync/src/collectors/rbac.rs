@@ -69,7 +69,7 @@ impl Collector for Rbac {
             .observation(CheckId::RbacGuestUsers, &subject);
             let assignments = match ctx
                 .azure
-                .subscription_role_assignments(ctx.token, &sub)
+                .subscription_role_assignments(&ctx.current_token().await, &sub)
                 .await
             {
                 Ok(a) => a,
@@ -85,7 +85,11 @@ impl Collector for Rbac {
                     return record(&ctx, EvidenceSource::Rbac, &all).await;
                 }
             };
-            let custom = match ctx.azure.custom_roles(ctx.token, &sub).await {
+            let custom = match ctx
+                .azure
+                .custom_roles(&ctx.current_token().await, &sub)
+                .await
+            {
                 Ok(c) => Ok(c),
                 Err(e) => Err(NotCollected::from_error(
                     &ctx,
@@ -145,7 +149,11 @@ async fn resolve_roles(
         .filter(|id| !roles.contains_key(*id))
         .collect();
     for id in unknown {
-        let role = match ctx.azure.role_definition(ctx.token, &scope, id).await {
+        let role = match ctx
+            .azure
+            .role_definition(&ctx.current_token().await, &scope, id)
+            .await
+        {
             Ok(r) => Role {
                 privileged: r.role_type.eq_ignore_ascii_case("CustomRole") && grants_everything(&r),
                 name: r.role_name,

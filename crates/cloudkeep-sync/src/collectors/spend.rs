@@ -209,27 +209,27 @@ async fn rows(
 ) -> Result<Vec<CostRow>, CollectError> {
     counts.queries += 1;
     let scope = format!("/subscriptions/{}", ctx.subscription.azure_id);
-    let token = ctx.current_token().await;
-    match ctx
-        .azure
-        .cost_query(&token, &scope, &query)
-        .try_collect()
-        .await
-    {
-        // A token that ran out while a query paged (a long listing, a
-        // short-lived token): the query again, once, with a renewed one.
-        Err(cloudkeep_azure::AzureError::Unauthorized { code, .. })
-            if code.eq_ignore_ascii_case("ExpiredAuthenticationToken") =>
+    let mut renewals = 0;
+    loop {
+        let token = ctx.current_token().await;
+        match ctx
+            .azure
+            .cost_query(&token, &scope, &query)
+            .try_collect()
+            .await
         {
-            counts.queries += 1;
-            let token = ctx.current_token().await;
-            Ok(ctx
-                .azure
-                .cost_query(&token, &scope, &query)
-                .try_collect()
-                .await?)
+            // A token that ran out while a query paged (a long listing, a
+            // short-lived token): the query again with a renewed one, a few
+            // times (each query takes the token as it stands).
+            Err(cloudkeep_azure::AzureError::Unauthorized { code, .. })
+                if code.eq_ignore_ascii_case("ExpiredAuthenticationToken")
+                    && renewals < crate::TOKEN_RENEWALS =>
+            {
+                renewals += 1;
+                counts.queries += 1;
+            }
+            other => return Ok(other?),
         }
-        other => Ok(other?),
     }
 }
 

@@ -34,7 +34,7 @@ impl Collector for Storage {
         Box::pin(async move {
             let listed = ctx
                 .azure
-                .storage_accounts(ctx.token, &ctx.subscription.azure_id)
+                .storage_accounts(&ctx.current_token().await, &ctx.subscription.azure_id)
                 .all()
                 .await;
             let accounts = match first_listing(

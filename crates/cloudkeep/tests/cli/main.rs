@@ -1,7 +1,9 @@
 //! The binary end to end: `admin create-org`, `serve` as a child process
 //! against the simulator, `audit verify` on a tampered store, and `demo`;
-//! `processes` runs several `serve` processes on one store and kills them.
+//! `processes` runs several `serve` processes on one store and kills them;
+//! `crashes` is the crash matrix (kills at seeded points of each kind of work).
 
+mod crashes;
 mod harness;
 mod processes;
 

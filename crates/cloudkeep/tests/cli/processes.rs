@@ -1,7 +1,8 @@
 //! `cloudkeep serve` processes sharing one store: two on one PostgreSQL
-//! database split the scheduler's work without running a job twice, and one
+//! database split the scheduler's work without running a job twice, one
 //! killed in the middle of a scheduled sync hands the job to its successor
-//! when its lease ends. What no API shows (which worker ran a job, its
+//! when its lease ends, and of three on one PostgreSQL database one is
+//! killed mid-job while the others run every job once, to the end. What no API shows (which worker ran a job, its
 //! lease) is read from the store's tables, as an operator would.
 
 use std::collections::BTreeMap;
@@ -17,12 +18,12 @@ use crate::harness::{
 };
 
 #[derive(Debug, Clone)]
-struct JobRow {
-    connection: String,
-    status: String,
-    attempts: i64,
-    owner: Option<String>,
-    lease_until: Option<i64>,
+pub(crate) struct JobRow {
+    pub connection: String,
+    pub status: String,
+    pub attempts: i64,
+    pub owner: Option<String>,
+    pub lease_until: Option<i64>,
 }
 
 impl JobRow {
@@ -32,21 +33,21 @@ impl JobRow {
     }
 }
 
-#[derive(Debug)]
-struct RunRow {
-    id: String,
-    connection: String,
-    trigger: String,
-    status: String,
-    started_at: i64,
-    finished_at: Option<i64>,
+#[derive(Debug, Clone)]
+pub(crate) struct RunRow {
+    pub id: String,
+    pub connection: String,
+    pub trigger: String,
+    pub status: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
 }
 
 /// The store's tables, either backend.
-struct Db(sqlx::AnyPool);
+pub(crate) struct Db(pub sqlx::AnyPool);
 
 impl Db {
-    async fn open(url: &str) -> Db {
+    pub async fn open(url: &str) -> Db {
         sqlx::any::install_default_drivers();
         Db(sqlx::any::AnyPoolOptions::new()
             .max_connections(2)
@@ -55,7 +56,7 @@ impl Db {
             .expect("store"))
     }
 
-    async fn jobs(&self) -> Vec<JobRow> {
+    pub async fn jobs(&self) -> Vec<JobRow> {
         sqlx::query("SELECT connection_id, status, attempts, lease_owner, lease_until FROM jobs ORDER BY created_at, job_id")
             .fetch_all(&self.0)
             .await
@@ -71,7 +72,7 @@ impl Db {
             .collect()
     }
 
-    async fn runs(&self) -> Vec<RunRow> {
+    pub async fn runs(&self) -> Vec<RunRow> {
         sqlx::query("SELECT run_id, connection_id, trigger_kind, status, started_at, finished_at FROM sync_runs ORDER BY started_at, run_id")
             .fetch_all(&self.0)
             .await
@@ -123,7 +124,7 @@ impl Db {
     }
 }
 
-fn token(org: &Value) -> String {
+pub(crate) fn token(org: &Value) -> String {
     org["api_token"].as_str().expect("token").to_string()
 }
 
@@ -260,7 +261,7 @@ async fn two_serve_processes_on_one_database_split_the_work_and_never_run_a_job_
 
 /// Every resource an organisation's inventory holds, deleted ones included,
 /// through the CLI (which pages): ARM id and what cloudkeep knows of it.
-fn inventory(url: &str, token: &str) -> Vec<(String, Value)> {
+pub(crate) fn inventory(url: &str, token: &str) -> Vec<(String, Value)> {
     let (ok, out, err) = cli(
         url,
         token,
@@ -453,4 +454,131 @@ async fn a_process_killed_mid_sync_and_restarted_finishes_the_work_without_losin
         db.count("tag_history", &clean_org["org_id"]).await,
         "no tag change recorded that a clean sync does not record"
     );
+}
+
+/// Three `serve` processes on one PostgreSQL database, one of them killed
+/// while it holds a sync job: every job runs to the end exactly once more
+/// than it was killed (the dead process's jobs are taken over once their
+/// lease ends, by a survivor, and their killed runs read interrupted), no
+/// other job is claimed twice, and each connection ends with one
+/// successful sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_serve_processes_with_one_killed_mid_job_run_every_job_once_to_the_end() {
+    let Some(schema) = cloudkeep_testkit::PgSchema::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = Sim::start().await;
+    let file = dir.path().join("cloudkeep.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[store]\nurl = \"{}\"\n[keys]\nkey_file = \"{}\"\n[scheduler]\npoll_secs = 1\nlease_secs = 3\n",
+            schema.url,
+            dir.path().join("master.key").display()
+        ),
+    )
+    .expect("config");
+    let config = ["--config", file.to_str().expect("path")];
+    let orgs: Vec<Value> = (0..4)
+        .map(|i| {
+            create_org(
+                &format!("Org {i}"),
+                &format!("three{i}@example.com"),
+                &config,
+            )
+        })
+        .collect();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut servers: Vec<Option<Killed>> = ports
+        .iter()
+        .map(|p| Some(Killed::spawn(&mut serve(&sim, *p, &config))))
+        .collect();
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    for url in &urls {
+        wait_until_up(url).await;
+    }
+    // Slow Azure down so that the syncs overlap and last.
+    sim.faults(json!({"latency_ms": 300})).await;
+    let mut made = tokio::task::JoinSet::new();
+    for (i, org) in orgs.iter().enumerate() {
+        let api = Api::new(&urls[i % 3], &token(org));
+        let (t, sp) = (tenant(&sim).clone(), principal(&sim, "collector"));
+        made.spawn(async move { api.connect(&format!("c{i}"), &t, &sp).await });
+    }
+    let connections = made.join_all().await;
+    let db = Db::open(&schema.url).await;
+    // Kill the process that holds a running job.
+    let victim = eventually(Duration::from_secs(60), "a job under way", || async {
+        let jobs = db.jobs().await;
+        jobs.iter()
+            .find(|j| j.status == "running")
+            .and_then(JobRow::owner_pid)
+            .ok_or_else(|| format!("{jobs:?}"))
+    })
+    .await;
+    let slot = servers
+        .iter_mut()
+        .find(|s| s.as_ref().is_some_and(|k| k.pid() == victim))
+        .expect("the victim is ours");
+    drop(slot.take());
+    let held: Vec<String> = db
+        .jobs()
+        .await
+        .into_iter()
+        .filter(|j| j.status == "running" && j.owner_pid() == Some(victim))
+        .map(|j| j.connection)
+        .collect();
+    assert!(!held.is_empty(), "the victim held a job when it died");
+    eventually(Duration::from_secs(120), "every job done", || async {
+        let jobs = db.jobs().await;
+        if jobs.len() >= connections.len() && jobs.iter().all(|j| j.status == "done") {
+            Ok(())
+        } else {
+            Err(format!("{jobs:?}"))
+        }
+    })
+    .await;
+    let (jobs, runs) = (db.jobs().await, db.runs().await);
+    drop(servers);
+    assert_eq!(
+        jobs.len(),
+        connections.len(),
+        "one job a connection: {jobs:?}"
+    );
+    for j in &jobs {
+        let taken_over = held.contains(&j.connection);
+        assert_eq!(
+            j.attempts,
+            if taken_over { 2 } else { 1 },
+            "claimed once, or once more after its holder died: {j:?}"
+        );
+        assert_ne!(j.owner_pid(), Some(victim), "finished by a survivor: {j:?}");
+        let its_runs: Vec<&RunRow> = runs
+            .iter()
+            .filter(|r| r.connection == j.connection)
+            .collect();
+        let statuses: Vec<&str> = its_runs.iter().map(|r| r.status.as_str()).collect();
+        let expected = if taken_over {
+            vec!["interrupted", "succeeded"]
+        } else {
+            vec!["succeeded"]
+        };
+        assert_eq!(statuses, expected, "{its_runs:?}");
+        assert!(
+            its_runs
+                .windows(2)
+                .all(|w| w[0].finished_at.is_some_and(|end| end <= w[1].started_at)),
+            "a connection's runs do not overlap: {its_runs:?}"
+        );
+    }
+    let (ok, out, err) = run(&["audit", "verify", "--config", config[1]]);
+    assert!(
+        ok && out.matches("chain intact").count() == orgs.len(),
+        "{out}{err}"
+    );
+    schema.remove().await;
 }
