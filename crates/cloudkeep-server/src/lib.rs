@@ -90,6 +90,12 @@ pub struct AppState {
     pub passwords: PasswordPool,
 }
 
+/// The longest a request answered while someone waits (checking a
+/// credential, listing a tenant's subscriptions) sleeps on Azure's
+/// throttling before answering that Azure is busy; a sync's calls get what
+/// is left of their hour instead.
+pub const INTERACTIVE_THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl AppState {
     pub fn new(
         store: Store,
@@ -100,7 +106,7 @@ impl AppState {
         AppState {
             store,
             keys,
-            azure,
+            azure: azure.with_max_throttle_wait(INTERACTIVE_THROTTLE_WAIT),
             settings,
             metrics: Arc::default(),
             consent: Arc::default(),
@@ -112,7 +118,10 @@ impl AppState {
     pub fn sync_deps(&self) -> cloudkeep_sync::SyncDeps {
         cloudkeep_sync::SyncDeps {
             store: self.store.clone(),
-            azure: self.azure.clone(),
+            azure: self
+                .azure
+                .clone()
+                .with_max_throttle_wait(cloudkeep_azure::DEFAULT_MAX_THROTTLE_WAIT),
             keys: self.keys.clone(),
             operator: self.settings.operator.clone(),
         }
