@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use cloudkeep_domain::SyncLevel;
 use reqwest::{StatusCode, redirect};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{SimChild, SyncSetup, verdict};
 
@@ -143,17 +143,56 @@ impl Browser {
         let evidence = first(self.api("/api/v1/evidence?limit=1").await?, "evidence")?;
         let run = first(self.api("/api/v1/sync-runs?limit=1").await?, "sync run")?;
         let connection = setup.connection.to_string();
+        // An assessment of the last 30 days with its evidence attached, and
+        // a budget, as an organisation that uses them has.
+        let now = chrono::Utc::now();
+        let assessment = self
+            .api_post(
+                "/api/v1/assessments",
+                json!({"name": "bench", "period_start": (now - chrono::Duration::days(30)).to_rfc3339(),
+                       "period_end": now.to_rfc3339(), "controls": ["CC6.1", "CC6.6", "CC7.1"]}),
+            )
+            .await?["id"]
+            .as_str()
+            .context("an assessment id")?
+            .to_string();
+        self.api_post(
+            &format!("/api/v1/assessments/{assessment}/evidence"),
+            json!({"all_in_scope": true}),
+        )
+        .await?;
+        let budget = self
+            .api_post(
+                "/api/v1/budgets",
+                json!({"name": "bench", "amount": 1000.0, "actual_thresholds": [80, 100], "forecast_thresholds": [100]}),
+            )
+            .await?["id"]
+            .as_str()
+            .context("a budget id")?
+            .to_string();
+        let anomaly = self.api("/api/v1/spend/anomalies?limit=1").await?["items"][0]["id"]
+            .as_str()
+            .map(str::to_string);
         let mut pages = Vec::new();
         for (method, pattern) in cloudkeep_web::pages::ROUTES {
             if *method != "GET" || pattern.contains("/consent/") {
                 continue;
             }
             let id = match pattern.split('/').nth(1) {
-                Some("resources") => &resource,
+                Some("resources") => resource.as_str(),
                 Some("evidence") => &evidence,
                 Some("sync-runs") => &run,
                 Some("connections") => &connection,
                 Some("controls") => "CC6.1",
+                Some("assessments") => &assessment,
+                Some("budgets") => &budget,
+                Some("anomalies") if pattern.contains("{id}") => match &anomaly {
+                    Some(id) => id,
+                    None => {
+                        println!("  (no anomaly incident in this data: {pattern} not measured)");
+                        continue;
+                    }
+                },
                 _ => "",
             };
             pages.push(pattern.replace("{id}", id));
@@ -162,6 +201,22 @@ impl Browser {
         pages.push("/resources?missing_tag=owner".into());
         pages.push("/evidence?result=fail".into());
         Ok(pages)
+    }
+
+    async fn api_post(&self, path: &str, body: Value) -> Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.api_token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let answer: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("POST {path} answered {status}: {answer}");
+        }
+        Ok(answer)
     }
 
     async fn api(&self, path: &str) -> Result<Value> {
