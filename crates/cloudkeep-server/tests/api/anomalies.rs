@@ -36,6 +36,25 @@ async fn incidents_on(app: &App, org: &Org, sub: &str, service: &str) -> Vec<Val
         .collect()
 }
 
+/// The second subscription's costliest resource and its service over the
+/// last 30 days (the demo's own spike is on the first subscription).
+async fn costliest(app: &App, org: &Org, today: NaiveDate) -> (String, String, String) {
+    let sub = app.subscription_ids()[1].to_ascii_lowercase();
+    let from = today - Duration::days(29);
+    let by = get(
+        app,
+        org,
+        &format!(
+            "/api/v1/spend?metric=effective&group_by=resource,service&filter=subscription={sub}&from={from}&to={today}&top=1&granularity=month"
+        ),
+    )
+    .await;
+    let top = &by["series"][0];
+    let resource = top["key"][0].as_str().expect("a resource").to_string();
+    let service = top["key"][1].as_str().expect("a service").to_string();
+    (sub, resource, service)
+}
+
 #[tokio::test]
 async fn an_injected_spike_is_found_with_its_resource_and_alerted() {
     let app = spawn_app().await;
@@ -50,21 +69,7 @@ async fn an_injected_spike_is_found_with_its_resource_and_alerted() {
     // Enough history for the detector: 42 days and more.
     assert!((today - start).num_days() >= 42 + 14, "{start} to {today}");
 
-    // The second subscription's costliest resource and service (the demo's
-    // own spike is on the first subscription).
-    let sub = app.subscription_ids()[1].to_ascii_lowercase();
-    let from = today - Duration::days(29);
-    let by = get(
-        &app,
-        &org,
-        &format!(
-            "/api/v1/spend?metric=effective&group_by=resource,service&filter=subscription={sub}&from={from}&to={today}&top=1&granularity=month"
-        ),
-    )
-    .await;
-    let top = &by["series"][0];
-    let resource = top["key"][0].as_str().expect("a resource").to_string();
-    let service = top["key"][1].as_str().expect("a service").to_string();
+    let (sub, resource, service) = costliest(&app, &org, today).await;
 
     // Quiet: nothing on that series.
     let quiet = incidents_on(&app, &org, &sub, &service).await;
@@ -198,7 +203,7 @@ async fn an_injected_spike_is_found_with_its_resource_and_alerted() {
 
 /// The spike's days pass: the simulator's clock and the app's move on, the
 /// next sync's trailing window sees ordinary days after the spike, the
-/// incident ends and its alert resolves (one transition, delivered once).
+/// incident ends and its alert resolves, once.
 #[tokio::test]
 async fn an_anomaly_alert_resolves_once_the_spike_has_ended() {
     let clock = cloudkeep_domain::ManualClock::starting_now();
@@ -210,24 +215,7 @@ async fn an_anomaly_alert_resolves_once_the_spike_has_ended() {
     let today = day(app.sim.scenario_now().await["today"]
         .as_str()
         .expect("today"));
-    let sub = app.subscription_ids()[1].to_ascii_lowercase();
-    let from = today - Duration::days(29);
-    let by = get(
-        &app,
-        &org,
-        &format!(
-            "/api/v1/spend?metric=effective&group_by=resource,service&filter=subscription={sub}&from={from}&to={today}&top=1&granularity=month"
-        ),
-    )
-    .await;
-    let resource = by["series"][0]["key"][0]
-        .as_str()
-        .expect("resource")
-        .to_string();
-    let service = by["series"][0]["key"][1]
-        .as_str()
-        .expect("service")
-        .to_string();
+    let (sub, resource, service) = costliest(&app, &org, today).await;
     app.sim
         .control_ok(
             Method::POST,
