@@ -285,7 +285,20 @@ impl Store {
         to: NaiveDate,
         only: Option<(&str, &str)>,
     ) -> Result<Vec<UsageSeries>> {
-        let firsts = self.first_usage_days(scope, "m.ServiceName", only).await?;
+        // One series needs only to know whether it had cost before the
+        // window (then it starts with it) or else its first day in it: not
+        // a scan of the whole history, as every series' first day is.
+        let (mut firsts, before) = match only {
+            None => (
+                self.first_usage_days(scope, "m.ServiceName", None).await?,
+                false,
+            ),
+            Some((sub, service)) => (
+                HashMap::new(),
+                self.usage_before(scope, sub, service, day_number(from))
+                    .await?,
+            ),
+        };
         let one = if only.is_some() {
             " AND r.SubAccountId = $5 AND m.ServiceName = $6"
         } else {
@@ -311,6 +324,23 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let (lo, hi) = (day_number(from), day_number(to));
+        if let Some((sub, service)) = only {
+            let first = if before {
+                Some(lo)
+            } else {
+                let mut first = None;
+                for r in &rows {
+                    if f(r, 3)? > 0.0 {
+                        let day: i64 = r.try_get(2)?;
+                        first = Some(first.map_or(day, |d: i64| d.min(day)));
+                    }
+                }
+                first
+            };
+            if let Some(d) = first {
+                firsts.insert((sub.to_string(), service.to_string()), (d, String::new()));
+            }
+        }
         let mut out: BTreeMap<(String, String), UsageSeries> = BTreeMap::new();
         for r in &rows {
             let (sub, service): (String, String) = (r.try_get(0)?, r.try_get(1)?);
@@ -375,6 +405,31 @@ impl Store {
                 s
             })
             .collect())
+    }
+
+    /// Whether a subscription × service had usage cost before `day`.
+    async fn usage_before(
+        &self,
+        scope: &OrgScope,
+        sub: &str,
+        service: &str,
+        day: i64,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM spend_costs c \
+             JOIN spend_resources r ON r.org_id = c.org_id AND r.resource_key = c.resource_key \
+             JOIN spend_meters m ON m.org_id = c.org_id AND m.meter_key = c.meter_key \
+             WHERE c.org_id = $1 AND c.day < $2 AND m.ChargeCategory = $3 AND c.EffectiveCost > 0 \
+             AND r.SubAccountId = $4 AND m.ServiceName = $5 LIMIT 1",
+        )
+        .bind(scope.id())
+        .bind(day)
+        .bind(USAGE)
+        .bind(sub.to_string())
+        .bind(service.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
     }
 
     /// (subscription, subject) → (first day of usage cost, subscription name).

@@ -129,6 +129,20 @@ async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
             .expect("one series");
         assert_eq!(one.as_ref(), Some(s));
     }
+    // And over a window that starts after the series' first day.
+    let later = start() + chrono::Duration::days(10);
+    let later_series = store
+        .spend_usage_series(&scope, later, to)
+        .await
+        .expect("later series");
+    assert_eq!(later_series.len(), 2);
+    for s in &later_series {
+        let one = store
+            .spend_usage_series_of(&scope, later, to, &s.subscription, &s.service)
+            .await
+            .expect("one later series");
+        assert_eq!(one.as_ref(), Some(s));
+    }
     assert_eq!(
         store
             .spend_usage_series_of(
