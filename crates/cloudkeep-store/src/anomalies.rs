@@ -289,10 +289,7 @@ impl Store {
         // window (then it starts with it) or else its first day in it: not
         // a scan of the whole history, as every series' first day is.
         let (mut firsts, before) = match only {
-            None => (
-                self.first_usage_days(scope, "m.ServiceName", None).await?,
-                false,
-            ),
+            None => (self.first_usage_days(scope, "m.ServiceName").await?, false),
             Some((sub, service)) => (
                 HashMap::new(),
                 self.usage_before(scope, sub, service, day_number(from))
@@ -437,27 +434,19 @@ impl Store {
         &self,
         scope: &OrgScope,
         subject: &str,
-        only: Option<(&str, &str)>,
     ) -> Result<HashMap<(String, String), (i64, String)>> {
-        let one = if only.is_some() {
-            format!(" AND r.SubAccountId = $3 AND {subject} = $4")
-        } else {
-            String::new()
-        };
         let sql = format!(
             "SELECT r.SubAccountId, {subject}, MIN(c.day), MIN(r.SubAccountName) FROM spend_costs c \
              JOIN spend_resources r ON r.org_id = c.org_id AND r.resource_key = c.resource_key \
              JOIN spend_meters m ON m.org_id = c.org_id AND m.meter_key = c.meter_key \
-             WHERE c.org_id = $1 AND m.ChargeCategory = $2 AND {subject} IS NOT NULL AND c.EffectiveCost > 0{one} \
+             WHERE c.org_id = $1 AND m.ChargeCategory = $2 AND {subject} IS NOT NULL AND c.EffectiveCost > 0 \
              GROUP BY r.SubAccountId, {subject}"
         );
-        let rows = sqlx::query(&sql).bind(scope.id()).bind(USAGE);
-        let rows = match only {
-            Some((sub, subject)) => rows.bind(sub.to_string()).bind(subject.to_string()),
-            None => rows,
-        }
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&sql)
+            .bind(scope.id())
+            .bind(USAGE)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -471,8 +460,8 @@ impl Store {
     /// The first day of usage cost of every subscription on each service
     /// and in each region, with the subscription's own first day.
     pub async fn spend_first_usage(&self, scope: &OrgScope) -> Result<Vec<FirstUsage>> {
-        let services = self.first_usage_days(scope, "m.ServiceName", None).await?;
-        let regions = self.first_usage_days(scope, "r.RegionId", None).await?;
+        let services = self.first_usage_days(scope, "m.ServiceName").await?;
+        let regions = self.first_usage_days(scope, "r.RegionId").await?;
         let currency: HashMap<String, String> = sqlx::query(
             "SELECT SubAccountId, MIN(BillingCurrency) FROM spend_resources WHERE org_id = $1 GROUP BY SubAccountId",
         )
