@@ -5,7 +5,6 @@
 //! spent but not forecast), and the thresholds each has crossed.
 
 use chrono::{Duration, NaiveDate};
-use cloudkeep_domain::ConnectionId;
 use cloudkeep_domain::budget::BudgetDefinition;
 use cloudkeep_domain::spend::SpendMetric;
 use cloudkeep_store::{
@@ -14,7 +13,7 @@ use cloudkeep_store::{
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
-use super::{connect, keyfile, org, record, resource};
+use super::{one_subscription, org, record, resource};
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
@@ -46,16 +45,8 @@ fn def(amount: f64, filters: &[&str]) -> BudgetDefinition {
 
 async fn budgets_stand_against_spend_and_forecast(b: TestStore) {
     let store = &b.store;
-    let (scope, _) = org(store, "budgets@example.com").await;
+    let (scope, sub, _dir) = one_subscription(store, "budgets").await;
     let (other, _) = org(store, "other-budgets@example.com").await;
-    let (_dir, keys) = keyfile();
-    let conn: ConnectionId = connect(store, &scope, &keys, "s3cret", "SUB-1").await;
-    let sub = store
-        .connection(&scope, conn)
-        .await
-        .expect("conn")
-        .subscriptions[0]
-        .clone();
     let vm =
         "/subscriptions/SUB-1/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/vm1";
     record(

@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use cloudkeep_domain::spend::SpendDimension;
-use cloudkeep_domain::{ConnectionId, SyncLevel, TagEditState};
+use cloudkeep_domain::{SyncLevel, TagEditState};
 use cloudkeep_store::{
     Backfill, CostLine, CoverageQuery, CoverageScope, DayTotal, InventoryWrite, MeterInfo,
     NewTagEdit, ScopeTags, SpendPull, StoreError, SuggestionSource, Tags, UntaggedQuery,
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
-use super::{connect, events_of, keyfile, org, record, resource};
+use super::{events_of, one_subscription, record, resource};
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
@@ -65,15 +65,7 @@ const DB: &str = "Microsoft.Sql/servers";
 both_backends!(coverage_counts_cost_and_resources_and_suggests_values);
 async fn coverage_counts_cost_and_resources_and_suggests_values(b: TestStore) {
     let store = &b.store;
-    let (scope, _) = org(store, "coverage@example.com").await;
-    let (_dir, keys) = keyfile();
-    let conn: ConnectionId = connect(store, &scope, &keys, "s3cret", "SUB-1").await;
-    let sub = store
-        .connection(&scope, conn)
-        .await
-        .expect("conn")
-        .subscriptions[0]
-        .clone();
+    let (scope, sub, _dir) = one_subscription(store, "coverage").await;
     assert_eq!(sub.sync_level, SyncLevel::ReadWriteTags);
     let res = |name: &str, kind: &str, group: &str, t: &[(&str, &str)]| {
         resource("SUB-1", name, kind, "westeurope", group, t)

@@ -7,16 +7,16 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+use cloudkeep_domain::SyncLevel;
 use cloudkeep_domain::spend::{
     SpendDimension, SpendFilter, SpendGranularity, SpendGroup, SpendMetric,
 };
-use cloudkeep_domain::{ConnectionId, SyncLevel};
 use cloudkeep_store::{
     Backfill, CostLine, DayTotal, InventoryWrite, MeterInfo, SpendPull, SpendQuery,
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
-use super::{connect, keyfile, org, record, resource};
+use super::{one_subscription, org, record, resource};
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
@@ -67,11 +67,7 @@ fn query(groups: Vec<SpendGroup>, filters: Vec<SpendFilter>) -> SpendQuery {
 
 async fn spend_rows_replace_reconcile_and_answer_analyses(b: TestStore) {
     let store = &b.store;
-    let (scope, _) = org(store, "spend@example.com").await;
-    let (_dir, keys) = keyfile();
-    let conn: ConnectionId = connect(store, &scope, &keys, "s3cret", "SUB-1").await;
-    let connection = store.connection(&scope, conn).await.expect("conn");
-    let sub = connection.subscriptions[0].clone();
+    let (scope, sub, _dir) = one_subscription(store, "spend").await;
     let vm =
         "/subscriptions/SUB-1/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/vm1";
     let st =
@@ -296,15 +292,7 @@ async fn a_kept_analysis_follows_every_write_of_every_instance(b: TestStore) {
     let other = cloudkeep_store::Store::open(&b.url)
         .await
         .expect("a second instance");
-    let (scope, _) = org(store, "kept@example.com").await;
-    let (_dir, keys) = keyfile();
-    let conn: ConnectionId = connect(store, &scope, &keys, "s3cret", "SUB-1").await;
-    let sub = store
-        .connection(&scope, conn)
-        .await
-        .expect("conn")
-        .subscriptions[0]
-        .clone();
+    let (scope, sub, _dir) = one_subscription(store, "kept").await;
     let vm =
         "/subscriptions/SUB-1/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/vm1";
     let st =
