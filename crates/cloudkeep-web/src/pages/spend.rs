@@ -95,6 +95,14 @@ struct SpendPage {
     chrome: Chrome,
     form: SpendForm,
     dimensions: &'static [(&'static str, &'static str)],
+    results: SpendResults,
+}
+
+/// The answer (or what was wrong with the question), also answered alone
+/// to htmx: the form updates it in place.
+#[derive(Template)]
+#[template(path = "spend_results.html")]
+struct SpendResults {
     error: Option<String>,
     answer: Option<Answer>,
 }
@@ -259,17 +267,20 @@ pub async fn explorer(
     OriginalUri(uri): OriginalUri,
 ) -> PageResult {
     let form: SpendForm = query(&uri)?;
-    let chrome = Chrome::new(&state, &web, "Spend", Section::Spend).await?;
     let (answer, error) = match analyse(&state, &web, &form).await? {
         Ok((view, q)) => (Some(answer(&view, &q)), None),
         Err(message) => (None, Some(message)),
     };
+    let results = SpendResults { error, answer };
+    if web.htmx {
+        return Ok(html(&results));
+    }
+    let chrome = Chrome::new(&state, &web, "Spend", Section::Spend).await?;
     Ok(html(&SpendPage {
         chrome,
         form,
         dimensions: DIMENSIONS,
-        error,
-        answer,
+        results,
     }))
 }
 

@@ -353,6 +353,9 @@ async fn exploring_spend_shows_the_apis_figures_and_links_their_exports() {
     b.wait_text("Spend this month").await;
     b.click("a[href='/spend']").await;
     b.wait("#s-group").await;
+    // The form stays while its answer is replaced (htmx): an element read
+    // now goes stale if the page is loaded anew instead.
+    let form = b.wait("form.filters").await;
     // Group by service through the form, as a person does.
     b.client
         .find(fantoccini::Locator::Css("#s-group option[value=service]"))
@@ -367,6 +370,18 @@ async fn exploring_spend_shows_the_apis_figures_and_links_their_exports() {
     let body = b.body().await;
     assert!(body.contains(&top), "{top} in {body}");
     assert!(body.contains("Other") || api["series"].as_array().is_some_and(|s| s.len() <= 3));
+    assert_eq!(
+        form.attr("aria-label")
+            .await
+            .expect("the same form, updated in place"),
+        Some("The analysis".into())
+    );
+    // The address follows the question, so a reload or a shared link shows it.
+    let path = b.path().await;
+    assert!(
+        path.contains("group_by=service") && path.contains("top=3"),
+        "{path}"
+    );
     b.check_page("spend").await;
     let focus = b
         .client
