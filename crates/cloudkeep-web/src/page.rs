@@ -206,6 +206,16 @@ pub fn html<T: Template>(t: &T) -> Response {
     html_with(StatusCode::OK, t)
 }
 
+/// A page that shows a form's answer: 422 when the form was refused (the
+/// page says why beside what was typed), 200 otherwise.
+pub fn form_page<T: Template>(t: &T, refused: bool) -> Response {
+    if refused {
+        html_with(StatusCode::UNPROCESSABLE_ENTITY, t)
+    } else {
+        html(t)
+    }
+}
+
 pub fn html_with<T: Template>(status: StatusCode, t: &T) -> Response {
     match t.render() {
         Ok(body) => (

@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use askama::Template;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use cloudkeep_domain::Permission;
 use cloudkeep_domain::assessment::{AssessmentState, DEFAULT_INVITATION_DAYS, InvitationState};
@@ -33,9 +32,7 @@ use uuid::Uuid;
 
 use super::evidence::{EvidenceLine, evidence_line};
 use crate::format;
-use crate::page::{
-    Chrome, PageResult, Problem, Section, html, html_with, is_refusal, notice, see_other,
-};
+use crate::page::{Chrome, PageResult, Problem, Section, form_page, is_refusal, notice, see_other};
 use crate::session::{Form, Web, all_of, query, query_with};
 
 /// Assessments the list shows (the API's largest page).
@@ -122,15 +119,6 @@ fn require(web: &Web, p: Permission, what: &str) -> Result<(), Problem> {
         Ok(())
     } else {
         Err(ApiError::forbidden(what).into())
-    }
-}
-
-/// A page with a refused form is a 422, so a script sees it failed.
-fn answer<T: Template>(page: &T, refused: bool) -> axum::response::Response {
-    if refused {
-        html_with(StatusCode::UNPROCESSABLE_ENTITY, page)
-    } else {
-        html(page)
     }
 }
 
@@ -336,7 +324,7 @@ async fn render_list(
         .await?
         .with_notice(notice_text);
     let refused = error.is_some();
-    Ok(answer(
+    Ok(form_page(
         &ListPage {
             chrome,
             assessments,
@@ -780,7 +768,7 @@ async fn render_detail(state: &AppState, web: &Web, id: String, view: View) -> P
         may_invite,
         error: view.error,
     };
-    Ok(answer(&page, refused))
+    Ok(form_page(&page, refused))
 }
 
 fn raw_uri(raw_query: &str) -> axum::http::Uri {

@@ -23,9 +23,7 @@ use super::anomalies::{Choice, known_values, subscriptions};
 use super::evidence::ChartView;
 use crate::charts::{BudgetBar, LineChart, Series, Table, Unit};
 use crate::format;
-use crate::page::{
-    Chrome, PageResult, Problem, Section, html, html_with, is_refusal, notice, see_other,
-};
+use crate::page::{Chrome, PageResult, Problem, Section, form_page, is_refusal, notice, see_other};
 use crate::session::{Form, Web, query};
 
 /// Budgets a page lists at most (the API's largest page).
@@ -401,16 +399,7 @@ async fn render_list(
         form,
         error: error.clone(),
     };
-    Ok(answer(&page, &error))
-}
-
-/// A page with a refused form is a 422, so a script sees it failed.
-fn answer<T: Template>(page: &T, error: &Option<String>) -> axum::response::Response {
-    if error.is_some() {
-        html_with(StatusCode::UNPROCESSABLE_ENTITY, page)
-    } else {
-        html(page)
-    }
+    Ok(form_page(&page, error.is_some()))
 }
 
 /// The refusal a form shows beside what was typed; the rest are error pages.
@@ -591,7 +580,7 @@ async fn render_detail(
         budget: line(&budget),
         error: error.clone(),
     };
-    Ok(answer(&page, &error))
+    Ok(form_page(&page, error.is_some()))
 }
 
 pub async fn detail(

@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 use super::dashboard::{Health, health};
 use crate::format;
-use crate::page::{Chrome, PageResult, Section, html, html_with, is_refusal, notice, see_other};
+use crate::page::{
+    Chrome, PageResult, Section, form_page, html, html_with, is_refusal, notice, see_other,
+};
 use crate::session::{Form, Web, all_of, query};
 
 #[derive(Deserialize)]
@@ -414,11 +416,7 @@ async fn detail_page(
         error: error.clone(),
         c,
     };
-    Ok(if error.is_some() {
-        html_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    } else {
-        html(&page)
-    })
+    Ok(form_page(&page, error.is_some()))
 }
 
 #[derive(Deserialize)]

@@ -27,9 +27,7 @@ use super::anomalies::{Choice, known_values, subscriptions};
 use super::evidence::ChartView;
 use crate::charts::{LineChart, Series, Unit};
 use crate::format;
-use crate::page::{
-    Chrome, PageResult, Problem, Section, html, html_with, is_refusal, notice, see_other,
-};
+use crate::page::{Chrome, PageResult, Problem, Section, form_page, is_refusal, notice, see_other};
 use crate::session::{Form, Web, all_of, query};
 
 /// The breakdowns a person picks from (the API's).
@@ -497,11 +495,7 @@ async fn render(state: &AppState, web: &Web, form: CoverageForm, extra: Extra) -
         fixed: extra.fixed.as_ref().map(|r| fixed(r, &currency)),
         form,
     };
-    Ok(if failed {
-        html_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    } else {
-        html(&page)
-    })
+    Ok(form_page(&page, failed))
 }
 
 pub async fn coverage(

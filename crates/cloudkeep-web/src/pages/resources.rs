@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::format;
 use crate::page::{
-    Chrome, PageResult, Problem, Section, html, html_with, is_refusal, notice, see_other,
+    Chrome, PageResult, Problem, Section, form_page, html, html_with, is_refusal, notice, see_other,
 };
 use crate::session::{Form, Web, all_of, query, query_with};
 
@@ -378,11 +378,7 @@ async fn resource_page(
         history,
         error: error.clone(),
     };
-    Ok(if error.is_some() {
-        html_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    } else {
-        html(&page)
-    })
+    Ok(form_page(&page, error.is_some()))
 }
 
 #[derive(Deserialize)]
@@ -485,11 +481,7 @@ async fn bulk_page(state: &AppState, web: &Web, f: &Filters, error: Option<Strin
         matching,
         error: error.clone(),
     };
-    Ok(if error.is_some() {
-        html_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    } else {
-        html(&page)
-    })
+    Ok(form_page(&page, error.is_some()))
 }
 
 fn filter_pairs(f: &Filters) -> Vec<(String, String)> {

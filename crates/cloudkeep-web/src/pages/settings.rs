@@ -6,7 +6,6 @@
 use askama::Template;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::StatusCode;
 use cloudkeep_domain::evidence::{CheckId, ControlId};
 use cloudkeep_domain::{Permission, Role, SecretString};
 use cloudkeep_server::api::{alerts as webhooks, assessments, controls, spend, tokens, users};
@@ -18,7 +17,7 @@ use cloudkeep_server::{ApiError, AppState, Body, Params};
 use serde::Deserialize;
 
 use crate::format;
-use crate::page::{Chrome, PageResult, Section, html, html_with, notice, see_other};
+use crate::page::{Chrome, PageResult, Section, form_page, html, notice, see_other};
 use crate::session::{Form, Web, query};
 
 #[derive(Deserialize)]
@@ -45,16 +44,6 @@ pub async fn index(State(state): State<AppState>, web: Web) -> PageResult {
         evidence: web.may(Permission::ReadEvidence),
         data: web.may(Permission::ReadData),
     }))
-}
-
-/// A settings page's answer: the page, with the refusal of what was just
-/// tried (422) when there is one.
-fn answer<T: Template>(page: &T, error: &Option<String>) -> axum::response::Response {
-    if error.is_some() {
-        html_with(StatusCode::UNPROCESSABLE_ENTITY, page)
-    } else {
-        html(page)
-    }
 }
 
 /// A refusal the form shows (what was wrong with the input, or what it
@@ -140,7 +129,7 @@ async fn render_users(
         may_owners,
         error: error.clone(),
     };
-    Ok(answer(&page, &error))
+    Ok(form_page(&page, error.is_some()))
 }
 
 #[derive(Deserialize)]
@@ -312,7 +301,7 @@ async fn render_tokens(
         error: error.clone(),
         everyone,
     };
-    Ok(answer(&page, &error))
+    Ok(form_page(&page, error.is_some()))
 }
 
 #[derive(Deserialize)]
@@ -459,7 +448,7 @@ async fn render_webhooks(
         created,
         error: error.clone(),
     };
-    Ok(answer(&page, &error))
+    Ok(form_page(&page, error.is_some()))
 }
 
 #[derive(Deserialize)]
@@ -588,7 +577,7 @@ async fn render_evidence(
         may_change: web.may(Permission::ManageControls),
         error: error.clone(),
     };
-    Ok(answer(&page, &error))
+    Ok(form_page(&page, error.is_some()))
 }
 
 #[derive(Deserialize)]
@@ -719,7 +708,7 @@ async fn render_aliases(
         form,
         error: error.clone(),
     };
-    Ok(answer(&page, &error))
+    Ok(form_page(&page, error.is_some()))
 }
 
 /// Adds an alias: the organisation's aliases as they are, with this one,
@@ -839,7 +828,7 @@ async fn render_retention(
         may_change: web.may(Permission::GrantAuditAccess),
         error: error.clone(),
     };
-    Ok(answer(&page, &error))
+    Ok(form_page(&page, error.is_some()))
 }
 
 #[derive(Deserialize)]
