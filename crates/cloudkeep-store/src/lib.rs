@@ -26,6 +26,7 @@ mod retention;
 mod runs;
 mod spend;
 mod sql;
+mod tag_aliases;
 mod tag_edits;
 
 use std::str::FromStr;

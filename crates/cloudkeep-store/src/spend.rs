@@ -1317,7 +1317,7 @@ mod tests {
 
 /// Moves the organisation's spend revision, in the writing transaction
 /// (see `SpendCache`).
-async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Result<()> {
+pub(crate) async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Result<()> {
     sqlx::query(
         "INSERT INTO spend_revisions (org_id, rev) VALUES ($1, 1) \
          ON CONFLICT (org_id) DO UPDATE SET rev = spend_revisions.rev + 1",

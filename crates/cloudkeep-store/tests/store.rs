@@ -36,6 +36,8 @@ mod coverage;
 mod evidence;
 #[path = "store/spend.rs"]
 mod spend;
+#[path = "store/tag_aliases.rs"]
+mod tag_aliases;
 
 /// Tags are read and stored; a mass deletion is refused.
 const WITH_TAGS: InventoryWrite = InventoryWrite {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Body as HttpBody;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, NaiveDate};
 use cloudkeep_domain::spend::{
@@ -25,10 +25,10 @@ use utoipa_axum::routes;
 
 use super::parse_id;
 use crate::auth::Caller;
-use crate::error::{Body, E401, E403, E404, E422};
+use crate::error::{Body, E401, E403, E404, E409, E422};
 use crate::wire::{
     SpendDayView, SpendMover, SpendPoint, SpendSeriesView, SpendSettingsView, SpendSummary,
-    SpendView, TagAliases,
+    SpendView, TagAliasKey, TagAliases,
 };
 use crate::{ApiError, AppState};
 
@@ -39,6 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(spend_reconciliation))
         .routes(routes!(spend_export))
         .routes(routes!(get_tag_aliases, set_tag_aliases))
+        .routes(routes!(put_tag_alias, delete_tag_alias))
         .routes(routes!(get_spend_settings, set_spend_settings))
 }
 
@@ -680,6 +681,45 @@ pub async fn set_tag_aliases(
             .set_spend_tag_aliases(caller.scope(), &body.aliases, &caller.actor())
             .await?,
     }))
+}
+
+/// Makes one alias stand for a key (`{"key": "env"}` at
+/// `/spend/tag-aliases/environment`), leaving the others as they are: two
+/// people adding aliases at once both keep theirs. 409 if the alias
+/// already stands for another key; 422 for an alias of a key to itself or
+/// a chain (a key that is an alias, an alias others point to). Audited.
+#[utoipa::path(put, path = "/api/v1/spend/tag-aliases/{alias}", tag = "spend", request_body = TagAliasKey,
+    params(("alias" = String, Path, description = "the other spelling of the key")),
+    responses((status = 200, body = TagAliases, description = "every alias, with this one"), E401, E403, E409, E422))]
+pub async fn put_tag_alias(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(alias): Path<String>,
+    Body(body): Body<TagAliasKey>,
+) -> Result<Json<TagAliases>, ApiError> {
+    caller.require(Permission::ManageConnections, "changing tag aliases")?;
+    state
+        .store
+        .add_spend_tag_alias(caller.scope(), &alias, &body.key, &caller.actor())
+        .await?;
+    get_tag_aliases(State(state), caller).await
+}
+
+/// Removes one alias, leaving the others. Audited.
+#[utoipa::path(delete, path = "/api/v1/spend/tag-aliases/{alias}", tag = "spend",
+    params(("alias" = String, Path, description = "the alias")),
+    responses((status = 204, description = "removed"), E401, E403, E404))]
+pub async fn delete_tag_alias(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(alias): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ManageConnections, "changing tag aliases")?;
+    state
+        .store
+        .remove_spend_tag_alias(caller.scope(), &alias, &caller.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A connection's spend settings.

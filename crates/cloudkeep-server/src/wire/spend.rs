@@ -95,6 +95,14 @@ pub struct TagAliases {
     pub aliases: BTreeMap<String, String>,
 }
 
+/// What one alias stands for.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagAliasKey {
+    /// The tag key the alias stands for (matched in any case).
+    pub key: String,
+}
+
 /// A connection's spend settings.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SpendSettingsView {

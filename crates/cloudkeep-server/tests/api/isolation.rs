@@ -21,6 +21,7 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
             json!({"trailing_days": 3})
         }
         "/api/v1/spend/tag-aliases" => json!({"aliases": {"environment": "env"}}),
+        "/api/v1/spend/tag-aliases/{alias}" => json!({"key": "env"}),
         "/api/v1/settings/required-tags" => json!({"keys": ["owner"]}),
         "/api/v1/coverage/fix" => json!({"keys": ["owner"], "top": 10, "use_suggested": true}),
         p if p.starts_with("/api/v1/connections/") => {
@@ -116,6 +117,15 @@ async fn no_route_reaches_another_organisations_data() {
         .as_str()
         .expect("evidence")
         .to_string();
+    let (status, alias) = app
+        .call(
+            &a.token,
+            Method::PUT,
+            "/api/v1/spend/tag-aliases/alpha-alias",
+            Some(json!({"key": "alpha-key"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{alias}");
     let hook_url = "http://127.0.0.1:9/alpha-receiver";
     let (status, hook) = app
         .call(
@@ -207,6 +217,7 @@ async fn no_route_reaches_another_organisations_data() {
         .to_string();
     let a_markers = [
         azure_subscription,
+        "alpha-key".to_string(),
         incident_id.clone(),
         connection_id.clone(),
         subscription_id.clone(),
@@ -268,6 +279,9 @@ async fn no_route_reaches_another_organisations_data() {
                 .replace("/anomalies/{id}", &format!("/anomalies/{incident_id}"))
                 .replace("/webhooks/{id}", &format!("/webhooks/{webhook_id}"))
                 .replace("/budgets/{id}", &format!("/budgets/{budget_id}"))
+                // Aliases are named, per organisation: B's own of the same
+                // name is B's (checked below: A's stays as it was).
+                .replace("/tag-aliases/{alias}", "/tag-aliases/alpha-alias")
                 // Controls are SOC 2's, not an organisation's: B reads its own.
                 .replace("/controls/{id}", "/controls/CC6.1")
                 // Consent flows are bound to a browser session; the consent
@@ -299,7 +313,10 @@ async fn no_route_reaches_another_organisations_data() {
                 answers.push((status, text));
             }
             let (status, text) = answers.remove(0);
-            if template.contains('{') && !template.starts_with("/api/v1/controls/") {
+            if template.contains('{')
+                && !template.starts_with("/api/v1/controls/")
+                && !template.starts_with("/api/v1/spend/tag-aliases/")
+            {
                 assert!(
                     matches!(status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
                     "{verb} {path} answered {status}: {text}"
@@ -324,4 +341,8 @@ async fn no_route_reaches_another_organisations_data() {
         still["subscriptions"][0]["sync_level"],
         conn["subscriptions"][0]["sync_level"]
     );
+    let (_, aliases) = app
+        .call(&a.token, Method::GET, "/api/v1/spend/tag-aliases", None)
+        .await;
+    assert_eq!(aliases["aliases"]["alpha-alias"], "alpha-key", "{aliases}");
 }

@@ -494,6 +494,149 @@ async fn analyses_group_filter_and_export() {
 
 /// With Azure's throttling on, in either header family, a backfill paces
 /// itself instead of running into 429s, and stores the same totals.
+#[tokio::test]
+async fn aliases_added_at_once_are_all_kept_and_refusals_say_why() {
+    let app = spawn_app().await;
+    let org = app.org("aliases").await;
+    // Eight people add an alias each at the same moment: each add reads
+    // and writes one alias, so none overwrites another's.
+    let paths: Vec<String> = (0..8)
+        .map(|i| format!("/api/v1/spend/tag-aliases/Environment{i}"))
+        .collect();
+    let adds = paths
+        .iter()
+        .map(|p| app.call(&org.token, Method::PUT, p, Some(json!({"key": "Env"}))));
+    for (status, body) in futures_util::future::join_all(adds).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let all = app
+        .expect(
+            &org.token,
+            Method::GET,
+            "/api/v1/spend/tag-aliases",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let expected: BTreeMap<String, String> = (0..8)
+        .map(|i| (format!("environment{i}"), "env".to_string()))
+        .collect();
+    assert_eq!(
+        serde_json::from_value::<BTreeMap<String, String>>(all["aliases"].clone()).expect("map"),
+        expected
+    );
+    // Adding it again changes nothing; pointing it elsewhere is refused.
+    app.expect(
+        &org.token,
+        Method::PUT,
+        "/api/v1/spend/tag-aliases/environment0",
+        Some(json!({"key": "ENV"})),
+        StatusCode::OK,
+    )
+    .await;
+    for (path, key, status, says) in [
+        (
+            "environment0",
+            "stage",
+            StatusCode::CONFLICT,
+            "already stands for 'env'",
+        ),
+        (
+            "env",
+            "environment1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is itself an alias of 'env'",
+        ),
+        (
+            "stage",
+            "environment1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "point 'stage' at 'env'",
+        ),
+        (
+            "env",
+            "deployment",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "both an alias and the key 'environment0' points to",
+        ),
+        (
+            "owner",
+            "Owner",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is the key itself",
+        ),
+    ] {
+        let (got, body) = app
+            .call(
+                &org.token,
+                Method::PUT,
+                &format!("/api/v1/spend/tag-aliases/{path}"),
+                Some(json!({ "key": key })),
+            )
+            .await;
+        assert_eq!(got, status, "{path} -> {key}: {body}");
+        assert!(body.to_string().contains(says), "{path} -> {key}: {body}");
+    }
+    let (status, body) = app
+        .call(
+            &org.token,
+            Method::PUT,
+            "/api/v1/spend/tag-aliases/x",
+            Some(json!({"key": "y", "colour": "blue"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // A viewer may read but not change them.
+    let viewer = app.member(&org, cloudkeep_domain::Role::Viewer).await;
+    app.expect(
+        &viewer,
+        Method::DELETE,
+        "/api/v1/spend/tag-aliases/environment3",
+        None,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    app.expect(
+        &org.token,
+        Method::DELETE,
+        "/api/v1/spend/tag-aliases/environment3",
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    app.expect(
+        &org.token,
+        Method::DELETE,
+        "/api/v1/spend/tag-aliases/environment3",
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let all = app
+        .expect(
+            &org.token,
+            Method::GET,
+            "/api/v1/spend/tag-aliases",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(all["aliases"].as_object().expect("map").len(), 7, "{all}");
+    // Each change is one audit event saying which alias.
+    let events = app
+        .list(&org.token, "/api/v1/audit?action=spend_tag_alias.added")
+        .await;
+    assert_eq!(events.len(), 8, "{events:?}");
+    let removed = app
+        .list(&org.token, "/api/v1/audit?action=spend_tag_alias.removed")
+        .await;
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(
+        removed[0]["details"]["alias"], "environment3",
+        "{removed:?}"
+    );
+}
+
 async fn backfill_paced(family: &str) {
     let app = cloudkeep_testkit::spawn_app_with(cloudkeep_testkit::AppOptions {
         sim: cloudkeep_testkit::SimOptions {

@@ -11,7 +11,7 @@ use cloudkeep_domain::{Permission, Role, SecretString};
 use cloudkeep_server::api::{alerts as webhooks, assessments, controls, spend, tokens, users};
 use cloudkeep_server::wire::{
     CreateTokenRequest, CreateUserRequest, CreateWebhookRequest, EvidenceSettingsChange,
-    MappingChange, RetentionChange, RoleRequest, TagAliases,
+    MappingChange, RetentionChange, RoleRequest, TagAliasKey, TagAliases,
 };
 use cloudkeep_server::{ApiError, AppState, Body, Params};
 use serde::Deserialize;
@@ -711,41 +711,23 @@ async fn render_aliases(
     Ok(form_page(&page, error.is_some()))
 }
 
-/// Adds an alias: the organisation's aliases as they are, with this one,
-/// sent to the API, which checks them.
+/// Adds an alias through the API's one-alias route, which checks it and
+/// leaves the other aliases alone.
 pub async fn add_alias(
     State(state): State<AppState>,
     Form { web, form, .. }: Form<AliasForm>,
 ) -> PageResult {
-    if !web.may(Permission::ManageConnections) {
-        return Err(ApiError::forbidden("changing tag aliases").into());
-    }
-    let Json(TagAliases { mut aliases }) =
-        spend::get_tag_aliases(State(state.clone()), web.caller()).await?;
-    let alias = form.alias.trim().to_lowercase();
-    if let Some(key) = aliases.get(&alias) {
-        let error = format!(
-            "'{alias}' already stands for '{key}': remove it first to point it at another key."
-        );
-        return render_aliases(&state, &web, None, form, Some(error)).await;
-    }
-    aliases.insert(alias.clone(), form.key.clone());
-    let answer = spend::set_tag_aliases(
+    let answer = spend::put_tag_alias(
         State(state.clone()),
         web.caller(),
-        Body(TagAliases { aliases }),
+        Path(form.alias.clone()),
+        Body(TagAliasKey {
+            key: form.key.clone(),
+        }),
     )
     .await;
     match answer {
-        Ok(Json(saved)) if saved.aliases.contains_key(&alias) => {
-            Ok(see_other("/settings/tag-aliases?notice=alias_added"))
-        }
-        // The API keeps no alias of a key to itself.
-        Ok(_) => {
-            let error =
-                format!("'{alias}' is the key itself: an alias names another spelling of it.");
-            render_aliases(&state, &web, None, form, Some(error)).await
-        }
+        Ok(_) => Ok(see_other("/settings/tag-aliases?notice=alias_added")),
         Err(e) => render_aliases(&state, &web, None, form, Some(refused(e)?)).await,
     }
 }
@@ -760,27 +742,8 @@ pub async fn remove_alias(
     State(state): State<AppState>,
     Form { web, form, .. }: Form<RemoveAliasForm>,
 ) -> PageResult {
-    if !web.may(Permission::ManageConnections) {
-        return Err(ApiError::forbidden("changing tag aliases").into());
-    }
-    let Json(TagAliases { mut aliases }) =
-        spend::get_tag_aliases(State(state.clone()), web.caller()).await?;
-    if aliases.remove(form.alias.trim()).is_none() {
-        return Err(crate::page::Problem::not_found());
-    }
-    match spend::set_tag_aliases(
-        State(state.clone()),
-        web.caller(),
-        Body(TagAliases { aliases }),
-    )
-    .await
-    {
-        Ok(_) => Ok(see_other("/settings/tag-aliases?notice=alias_removed")),
-        Err(e) => {
-            let error = refused(e)?;
-            render_aliases(&state, &web, None, AliasForm::default(), Some(error)).await
-        }
-    }
+    spend::delete_tag_alias(State(state.clone()), web.caller(), Path(form.alias)).await?;
+    Ok(see_other("/settings/tag-aliases?notice=alias_removed"))
 }
 
 // ---- retention ----
