@@ -323,7 +323,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// How the store answers a timed analysis: never from its kept answers
 /// (`SpendCache`), which would time a lookup.
 #[derive(Clone, Copy)]
-enum Path {
+enum Answering {
     /// The SQL `GROUP BY`, as when no projection stands for the revision.
     Sql,
     /// The columnar projection, built before the runs (its build is timed apart).
@@ -335,7 +335,7 @@ async fn time_queries(
     setup: &SyncSetup,
     to: NaiveDate,
     runs: usize,
-    path: Path,
+    path: Answering,
 ) -> Result<Vec<(f64, f64)>> {
     let mut out = Vec::new();
     for (_, q) in queries(to) {
@@ -343,8 +343,8 @@ async fn time_queries(
         for _ in 0..runs {
             let t = Instant::now();
             let a = match path {
-                Path::Sql => store.spend_analysis_sql(&setup.scope, &q).await?,
-                Path::Columns => store.spend_analysis_columns(&setup.scope, &q).await?,
+                Answering::Sql => store.spend_analysis_sql(&setup.scope, &q).await?,
+                Answering::Columns => store.spend_analysis_columns(&setup.scope, &q).await?,
             };
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
             if a.series.is_empty() {
@@ -506,7 +506,7 @@ async fn engine(
         verdict(ratio <= 1.5)
     );
     store.refresh_statistics().await?;
-    let sql = time_queries(&store, &setup, to, args.runs, Path::Sql).await?;
+    let sql = time_queries(&store, &setup, to, args.runs, Answering::Sql).await?;
     // The projection a first analysis would start building in the
     // background, built here in the foreground and timed.
     let built = store.spend_columns_warm(&setup.scope).await?;
@@ -520,7 +520,7 @@ async fn engine(
         built.bytes as f64 / (1024.0 * 1024.0),
         built.bytes as f64 / built.rows.max(1) as f64
     );
-    let columns = time_queries(&store, &setup, to, args.runs, Path::Columns).await?;
+    let columns = time_queries(&store, &setup, to, args.runs, Answering::Columns).await?;
     Ok((Figures { sql, columns }, to, e))
 }
 
