@@ -570,7 +570,7 @@ impl OrgColumns {
 
 /// What a build found.
 enum Load {
-    Built(OrgColumns),
+    Built(Box<OrgColumns>),
     /// More rows than the budget, at this revision.
     TooLarge(i64),
     /// A write committed while reading: what was read is not one revision's.
@@ -730,7 +730,7 @@ impl Store {
             .cap()
             .saturating_sub(columns.held_by_others(scope.org()));
         match self.load_spend_columns(scope, budget).await? {
-            Load::Built(cols) => Ok(columns.install(scope.org(), cols)),
+            Load::Built(cols) => Ok(columns.install(scope.org(), *cols)),
             Load::TooLarge(rev) => {
                 columns.lock().entry(scope.org()).or_default().refused = Some(rev);
                 Ok(None)
@@ -896,7 +896,7 @@ impl Store {
             return Ok(Load::Moved);
         }
         lines.shrink_to_fit();
-        Ok(Load::Built(OrgColumns {
+        Ok(Load::Built(Box::new(OrgColumns {
             rev,
             rows,
             currencies,
@@ -908,7 +908,7 @@ impl Store {
             meters,
             lines,
             segments,
-        }))
+        })))
     }
 }
 
