@@ -83,6 +83,7 @@ pub use spend::{
     FocusRow, MeterInfo, PURCHASE, PullCounts, RECONCILIATION, SpendAnswer, SpendDay, SpendPull,
     SpendQuery, SpendSeries, USAGE, meter_key, region_display, resource_key,
 };
+pub use spend::{DEFAULT_SPEND_COLUMN_ROWS, SpendColumnStats};
 pub use tag_edits::{NewTagEdit, TagEdit, TagEditFilter};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -148,6 +149,8 @@ pub struct Store {
     chain_keys: Option<Arc<dyn cloudkeep_domain::crypto::ChainKeys>>,
     /// Spend analyses kept per revision, shared by the store's clones.
     spend_cache: Arc<spend::SpendCache>,
+    /// Spend facts in columns per organisation, shared by the store's clones.
+    spend_columns: Arc<spend::SpendColumns>,
 }
 
 /// A write transaction.
@@ -319,6 +322,7 @@ impl Store {
             clock: cloudkeep_domain::clock::system(),
             chain_keys: None,
             spend_cache: Arc::default(),
+            spend_columns: Arc::default(),
         })
     }
 

@@ -30,6 +30,12 @@ use crate::connections::SubscriptionRecord;
 use crate::sql::{Arg, Sql, bulk_insert_with};
 use crate::{OrgScope, Result, Store, StoreError, within};
 
+#[path = "spend_columns.rs"]
+mod columns;
+
+pub(crate) use columns::SpendColumns;
+pub use columns::{DEFAULT_SPEND_COLUMN_ROWS, SpendColumnStats};
+
 /// The trailing window re-pulled at every sync unless a connection says
 /// otherwise: Azure restates the last few days.
 pub const DEFAULT_TRAILING_DAYS: u32 = 5;
@@ -577,6 +583,8 @@ impl Store {
                 "",
             )
             .await?;
+            // A bulk load changes what analyses read as much as a pull does.
+            bump_spend_rev(&mut tx, scope).await?;
             let Some(position) = position else {
                 return Ok(());
             };
@@ -625,7 +633,6 @@ impl Store {
             )
             .await?;
             self.write_backfill(&mut tx, scope, sub, position).await?;
-            bump_spend_rev(&mut tx, scope).await?;
             Ok(())
         })
         .await?;
@@ -943,20 +950,32 @@ impl Store {
     pub async fn spend_analysis(&self, scope: &OrgScope, q: &SpendQuery) -> Result<SpendAnswer> {
         // The revision is read before the rows: an answer kept under it
         // holds at least what it stood for, and a write after it moves it.
-        let rev: i64 = sqlx::query("SELECT rev FROM spend_revisions WHERE org_id = $1")
-            .bind(scope.id())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get("rev"))
-            .transpose()?
-            .unwrap_or(0);
+        let rev = self.spend_revision(scope).await?;
         let key = format!("{}|{q:?}", scope.id());
         if let Some(kept) = self.spend_cache.get(&key, rev) {
             return Ok(kept);
         }
-        let answer = self.run_spend_analysis(scope, q).await?;
+        // The columnar projection when it stands for this revision; SQL
+        // otherwise (and the projection is rebuilt in the background).
+        let answer = match self.spend_columns_answer(scope, rev, q).await? {
+            Some(a) => a,
+            None => self.run_spend_analysis(scope, q).await?,
+        };
         self.spend_cache.keep(key, rev, &answer);
         Ok(answer)
+    }
+
+    /// The organisation's spend revision (0 before any spend write).
+    async fn spend_revision(&self, scope: &OrgScope) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT rev FROM spend_revisions WHERE org_id = $1")
+                .bind(scope.id())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get("rev"))
+                .transpose()?
+                .unwrap_or(0),
+        )
     }
 
     async fn run_spend_analysis(&self, scope: &OrgScope, q: &SpendQuery) -> Result<SpendAnswer> {

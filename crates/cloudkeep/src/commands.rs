@@ -26,7 +26,8 @@ async fn open(config: &Config) -> Result<(Store, LocalKeyFile)> {
                 cloudkeep_store::redact_url(&config.store_url)
             )
         })?
-        .with_chain_keys(Arc::new(chain_keys));
+        .with_chain_keys(Arc::new(chain_keys))
+        .with_spend_column_rows(config.spend_column_rows);
     let keys = LocalKeyFile::open_or_create(&config.key_file)?;
     Ok((store, keys))
 }

@@ -9,6 +9,7 @@
 //! | `CLOUDKEEP_LIMIT_SIGN_INS_BY_ADDRESS` | `server.limit_sign_ins_by_address` | `on`: failed sign-ins are also limited per client address (turn it off behind a proxy, where every client has the proxy's address; the limit per email stays) |
 //! | `CLOUDKEEP_DATA_DIR` | `data_dir` | `./cloudkeep-data` |
 //! | `CLOUDKEEP_STORE_URL` | `store.url` | `sqlite://{data_dir}/cloudkeep.db` |
+//! | `CLOUDKEEP_SPEND_COLUMN_ROWS` | `store.spend_column_rows` | `30000000` (cost rows held in memory in columns for the spend analyses, all organisations together, about 20 bytes each; an organisation that would not fit is analysed in SQL; `0` turns the projection off) |
 //! | `CLOUDKEEP_KEY_FILE` | `keys.key_file` | `{data_dir}/master.key` |
 //! | `CLOUDKEEP_AUDIT_KEY_FILE` | `keys.audit_key_file` | `audit.key` beside the master key file (the keys that seal the audit chain; keep it apart from the database and never delete a key from it) |
 //! | `CLOUDKEEP_AZURE_AUTHORITY` | `azure.authority_host` | `https://login.microsoftonline.com` |
@@ -93,6 +94,7 @@ struct ServerSection {
 #[serde(deny_unknown_fields)]
 struct StoreSection {
     url: Option<String>,
+    spend_column_rows: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +129,8 @@ pub struct Config {
     /// Failed sign-ins are limited per client address too.
     pub limit_sign_ins_by_address: bool,
     pub store_url: String,
+    /// Cost rows the spend projections may hold in memory, in all.
+    pub spend_column_rows: u64,
     pub key_file: PathBuf,
     /// The keys that seal the audit chain.
     pub audit_key_file: PathBuf,
@@ -209,6 +213,15 @@ impl Config {
                 .or(parsed.store.url)
                 .unwrap_or_else(|| format!("sqlite://{}", dir.join("cloudkeep.db").display()))
         };
+        let spend_column_rows = match env("CLOUDKEEP_SPEND_COLUMN_ROWS") {
+            Some(v) => v.parse().with_context(|| {
+                format!("CLOUDKEEP_SPEND_COLUMN_ROWS='{v}' is not a number of rows")
+            })?,
+            None => parsed
+                .store
+                .spend_column_rows
+                .unwrap_or(cloudkeep_store::DEFAULT_SPEND_COLUMN_ROWS),
+        };
         let key_file = if from_dir {
             dir.join("master.key")
         } else {
@@ -263,6 +276,7 @@ impl Config {
             secure_cookies,
             limit_sign_ins_by_address,
             store_url,
+            spend_column_rows,
             key_file,
             audit_key_file,
             azure_authority: env("CLOUDKEEP_AZURE_AUTHORITY")

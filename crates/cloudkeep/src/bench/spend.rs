@@ -12,7 +12,9 @@
 //!    dimensions, totals) against a bulk load of the same rows into the
 //!    same engine (`Store::spend_bulk_load`: one plain insert per pull).
 //! 3. Three analyses over those rows, 20 runs each (p50, p95), through
-//!    `Store::spend_analysis`, side by side with DuckDB (the PyPI package,
+//!    the store's SQL path and through its columnar projection (built
+//!    first, its build timed apart; neither answered from the kept
+//!    answers), side by side with DuckDB (the PyPI package,
 //!    in a virtualenv under `target/`) running the same SQL over the same
 //!    rows (written as CSV); PostgreSQL's figures too with `--postgres`.
 
@@ -318,18 +320,32 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// How the store answers a timed analysis: never from its kept answers
+/// (`SpendCache`), which would time a lookup.
+#[derive(Clone, Copy)]
+enum Answering {
+    /// The SQL `GROUP BY`, as when no projection stands for the revision.
+    Sql,
+    /// The columnar projection, built before the runs (its build is timed apart).
+    Columns,
+}
+
 async fn time_queries(
     store: &Store,
     setup: &SyncSetup,
     to: NaiveDate,
     runs: usize,
+    path: Answering,
 ) -> Result<Vec<(f64, f64)>> {
     let mut out = Vec::new();
     for (_, q) in queries(to) {
         let mut ms = Vec::new();
         for _ in 0..runs {
             let t = Instant::now();
-            let a = store.spend_analysis(&setup.scope, &q).await?;
+            let a = match path {
+                Answering::Sql => store.spend_analysis_sql(&setup.scope, &q).await?,
+                Answering::Columns => store.spend_analysis_columns(&setup.scope, &q).await?,
+            };
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
             if a.series.is_empty() {
                 bail!("an analysis answered nothing");
@@ -445,13 +461,20 @@ fn duckdb(python: &Path, dir: &Path, runs: usize, to: NaiveDate) -> Result<Vec<(
     Ok(figures)
 }
 
+/// One engine's analyses: p50 / p95 per query, through SQL and through
+/// the projection.
+struct Figures {
+    sql: Vec<(f64, f64)>,
+    columns: Vec<(f64, f64)>,
+}
+
 /// Ingests, bulk-loads and queries one engine; prints its figures.
 async fn engine(
     name: &str,
     sim: &SimChild,
     url: Option<&str>,
     args: &SpendArgs,
-) -> Result<(Vec<(f64, f64)>, NaiveDate, Estate)> {
+) -> Result<(Figures, NaiveDate, Estate)> {
     let setup = SyncSetup::on(sim, 3, SyncLevel::ReadWriteTags, url).await?;
     let store = setup.deps.store.clone();
     let conn = store.connection(&setup.scope, setup.connection).await?;
@@ -483,8 +506,22 @@ async fn engine(
         verdict(ratio <= 1.5)
     );
     store.refresh_statistics().await?;
-    let figures = time_queries(&store, &setup, to, args.runs).await?;
-    Ok((figures, to, e))
+    let sql = time_queries(&store, &setup, to, args.runs, Answering::Sql).await?;
+    // The projection a first analysis would start building in the
+    // background, built here in the foreground and timed.
+    let built = store.spend_columns_warm(&setup.scope).await?;
+    println!(
+        "{name}: columnar projection of {} rows built in {} ({:.1} MiB, {:.1} bytes a row)",
+        built.rows,
+        built
+            .built_in
+            .map(|t| format!("{:.1}s", t.as_secs_f64()))
+            .unwrap_or_else(|| "- (built already)".into()),
+        built.bytes as f64 / (1024.0 * 1024.0),
+        built.bytes as f64 / built.rows.max(1) as f64
+    );
+    let columns = time_queries(&store, &setup, to, args.runs, Answering::Columns).await?;
+    Ok((Figures { sql, columns }, to, e))
 }
 
 pub async fn run(args: SpendArgs) -> Result<()> {
@@ -513,30 +550,44 @@ pub async fn run(args: SpendArgs) -> Result<()> {
     };
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "analyses, {} runs each, p50 / p95 in ms (targets: within 2x of DuckDB; p95 under 150 ms for the first on SQLite):",
+        "analyses, {} runs each, p50 / p95 in ms, never from kept answers (targets: within 2x of DuckDB; p95 under 150 ms for the first on SQLite); \
+         SQL is the GROUP BY path, columns the in-memory projection analyses read while it stands for the revision:",
         args.runs
     );
+    let cell = |f: Option<&Vec<(f64, f64)>>, i: usize| {
+        f.map(|v| format!("{:>8.1} / {:>8.1}", v[i].0, v[i].1))
+            .unwrap_or_else(|| format!("{:>19}", "-"))
+    };
     for (i, (name, _)) in queries(to).iter().enumerate() {
-        let cell = |f: Option<&Vec<(f64, f64)>>| {
-            f.map(|v| format!("{:>8.1} / {:>8.1}", v[i].0, v[i].1))
-                .unwrap_or_else(|| format!("{:>19}", "-"))
-        };
-        let ratio = duck
-            .as_ref()
-            .map(|d| sqlite[i].0 / d[i].0.max(1e-9))
-            .map(|r| format!("SQLite/DuckDB p50 {r:.1}x ({})", verdict(r <= 2.0)))
-            .unwrap_or_default();
+        println!("  {name}:");
         println!(
-            "  {name:<36} SQLite {}  PostgreSQL {}  DuckDB {}  {ratio}",
-            cell(Some(&sqlite)),
-            cell(postgres.as_ref()),
-            cell(duck.as_ref())
+            "    SQLite      SQL {}  columns {}",
+            cell(Some(&sqlite.sql), i),
+            cell(Some(&sqlite.columns), i)
         );
+        if let Some(pg) = &postgres {
+            println!(
+                "    PostgreSQL  SQL {}  columns {}",
+                cell(Some(&pg.sql), i),
+                cell(Some(&pg.columns), i)
+            );
+        }
+        if let Some(d) = &duck {
+            let r = |v: &Vec<(f64, f64)>| v[i].0 / d[i].0.max(1e-9);
+            println!(
+                "    DuckDB          {}  p50 ratios to DuckDB: SQLite columns {:.2}x ({}), SQLite SQL {:.1}x",
+                cell(Some(d), i),
+                r(&sqlite.columns),
+                verdict(r(&sqlite.columns) <= 2.0),
+                r(&sqlite.sql)
+            );
+        }
     }
     println!(
-        "  first analysis p95 on SQLite: {:.1} ms (target 150: {})",
-        sqlite[0].1,
-        verdict(sqlite[0].1 < 150.0)
+        "  first analysis p95 on SQLite: columns {:.1} ms (target 150: {}), SQL {:.1} ms",
+        sqlite.columns[0].1,
+        verdict(sqlite.columns[0].1 < 150.0),
+        sqlite.sql[0].1
     );
     if let Some(kib) = vm_hwm_kib("/proc/self/status") {
         println!("peak memory of this process, VmHWM: {:.1} MiB", mib(kib));

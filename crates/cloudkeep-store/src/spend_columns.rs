@@ -1,0 +1,924 @@
+//! An in-memory columnar projection of one organisation's spend facts,
+//! read by the analyses while it stands for the organisation's current
+//! spend revision.
+//!
+//! The facts are held as a few dense columns: per row, the index of its
+//! (resource, meter) pair and the two costs, in segments of a few days
+//! whose rows are sorted by day (a period is a slice per day, no search
+//! of rows); the dimensions are vectors indexed by those integers, every
+//! string once. An analysis computes per resource and per meter whether
+//! it passes the filters and its group values (integers), per pair its
+//! group, then scans the period's rows adding each cost into its group's
+//! slot of the bucket: strings are touched only for the groups answered.
+//!
+//! It is a cache of the database, never a source: each projection records
+//! the revision it was read at (the revision lives in the database, moved
+//! by every spend write in its transaction, so several instances stay
+//! right), and an analysis reads it only when the revision it read equals
+//! the projection's. Otherwise the analysis answers through SQL and a
+//! rebuild is started in the background, one at a time per organisation.
+//! A build reads the revision before and after its reads and keeps what
+//! it read only when the two are equal: no write committed in between, so
+//! everything read is that revision's.
+//!
+//! The same semantics as the SQL path (`Store::run_spend_analysis`):
+//! `lower()` is the database's own (read with the values: SQLite's lowers
+//! ASCII only), the minimum of a tag's aliased values is the database's
+//! order (tag values are ranked by an `ORDER BY` of the database), and
+//! rows without a dimension row are left out exactly where the SQL's
+//! inner joins leave them out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloudkeep_domain::OrgId;
+use cloudkeep_domain::spend::{
+    SpendDimension, SpendFilter, SpendGranularity, SpendGroup, SpendMetric, day_number,
+    from_day_number, month_start,
+};
+use sqlx::Row;
+
+use super::{SpendAnswer, SpendQuery, SpendSeries};
+use crate::{OrgScope, Result, Store, StoreError};
+
+/// Rows held by all projections together unless configured otherwise
+/// (about 600 MB at 20 bytes a row); an organisation that would not fit
+/// is answered by SQL only.
+pub const DEFAULT_SPEND_COLUMN_ROWS: u64 = 30_000_000;
+
+/// No value (SQL's NULL), or a row left out.
+const NONE: u32 = u32::MAX;
+/// Days per segment: one query each while building.
+const SEGMENT_DAYS: i64 = 8;
+/// An analysis scanning more rows than this runs on a blocking thread.
+const BLOCKING_ROWS: usize = 1_000_000;
+/// Builds a forced read tries before giving up on a moving revision.
+const ATTEMPTS: usize = 5;
+
+/// What a projection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendColumnStats {
+    /// The spend revision it stands for.
+    pub rev: i64,
+    pub rows: u64,
+    /// Its memory, estimated from its vectors' sizes.
+    pub bytes: u64,
+    /// How long building it took, when this call built it.
+    pub built_in: Option<Duration>,
+}
+
+/// The projections of all organisations, shared by a store's clones.
+#[derive(Debug)]
+pub(crate) struct SpendColumns {
+    cap: AtomicU64,
+    orgs: Mutex<HashMap<OrgId, Slot>>,
+}
+
+impl Default for SpendColumns {
+    fn default() -> Self {
+        SpendColumns {
+            cap: AtomicU64::new(DEFAULT_SPEND_COLUMN_ROWS),
+            orgs: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    ready: Option<Arc<OrgColumns>>,
+    building: bool,
+    /// A revision whose rows did not fit: not tried again until it moves.
+    refused: Option<i64>,
+}
+
+impl SpendColumns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OrgId, Slot>> {
+        self.orgs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cap(&self) -> u64 {
+        self.cap.load(Ordering::Relaxed)
+    }
+
+    /// Rows the other organisations' projections hold.
+    fn held_by_others(&self, org: OrgId) -> u64 {
+        self.lock()
+            .iter()
+            .filter(|(o, _)| **o != org)
+            .filter_map(|(_, s)| s.ready.as_ref())
+            .map(|c| c.rows)
+            .sum()
+    }
+
+    /// Keeps a projection unless it would pass the cap (then its revision
+    /// is refused) or a newer one is kept already.
+    fn install(&self, org: OrgId, cols: OrgColumns) -> Option<Arc<OrgColumns>> {
+        let cap = self.cap();
+        let mut orgs = self.lock();
+        let others: u64 = orgs
+            .iter()
+            .filter(|(o, _)| **o != org)
+            .filter_map(|(_, s)| s.ready.as_ref())
+            .map(|c| c.rows)
+            .sum();
+        let slot = orgs.entry(org).or_default();
+        if others + cols.rows > cap {
+            slot.refused = Some(cols.rev);
+            return None;
+        }
+        if let Some(newer) = slot.ready.as_ref().filter(|r| r.rev >= cols.rev) {
+            return Some(newer.clone());
+        }
+        let cols = Arc::new(cols);
+        slot.ready = Some(cols.clone());
+        Some(cols)
+    }
+}
+
+/// Clears an organisation's "building" mark however its build ends.
+struct Building(Arc<SpendColumns>, OrgId);
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.lock().get_mut(&self.1) {
+            slot.building = false;
+        }
+    }
+}
+
+/// A resource as the analyses see it.
+#[derive(Debug)]
+struct ResourceCols {
+    /// Whether `spend_resources` has its row (the SQL joins it).
+    known: bool,
+    /// Value ids of SubAccountId, x_ResourceGroupName, RegionId,
+    /// ResourceType, ResourceId.
+    dims: [u32; 5],
+    /// (tag key id, tag value id).
+    tags: Vec<(u32, u32)>,
+}
+
+/// A meter as the analyses see it.
+#[derive(Debug)]
+struct MeterCols {
+    known: bool,
+    /// Value ids of ServiceName, ServiceCategory, ChargeCategory.
+    dims: [u32; 3],
+}
+
+/// Rows of a few days, sorted by day.
+#[derive(Debug)]
+struct Segment {
+    first_day: i64,
+    /// Row offset of each day from `first_day`, and the end: day `k`'s rows
+    /// are `starts[k]..starts[k + 1]`.
+    starts: Vec<u32>,
+    /// Index into `OrgColumns::lines`.
+    line: Vec<u32>,
+    billed: Vec<f64>,
+    effective: Vec<f64>,
+}
+
+impl Segment {
+    fn last_day(&self) -> i64 {
+        self.first_day + self.starts.len() as i64 - 2
+    }
+}
+
+/// Strings each kept once, with the database's `lower()` of each.
+#[derive(Debug, Default)]
+struct Dict {
+    ids: HashMap<String, u32>,
+    values: Vec<String>,
+    lowers: Vec<String>,
+}
+
+impl Dict {
+    fn id(&mut self, value: Option<String>, lower: Option<String>) -> u32 {
+        let Some(value) = value else {
+            return NONE;
+        };
+        if let Some(id) = self.ids.get(&value) {
+            return *id;
+        }
+        let id = self.values.len() as u32;
+        self.lowers.push(lower.unwrap_or_else(|| value.clone()));
+        self.values.push(value.clone());
+        self.ids.insert(value, id);
+        id
+    }
+
+    fn bytes(&self) -> u64 {
+        self.values
+            .iter()
+            .chain(&self.lowers)
+            .map(|s| s.len() as u64 * 2 + 24)
+            .sum()
+    }
+}
+
+/// One organisation's projection at one revision.
+#[derive(Debug)]
+pub(crate) struct OrgColumns {
+    rev: i64,
+    rows: u64,
+    currencies: Vec<String>,
+    aliases: BTreeMap<String, String>,
+    /// The dimensions' values.
+    dims: Dict,
+    /// Tag keys (lower case) by id.
+    tag_keys: HashMap<String, u32>,
+    /// Tag values, ids in the database's order (a smaller id is a smaller value).
+    tag_values: Dict,
+    resources: Vec<ResourceCols>,
+    meters: Vec<MeterCols>,
+    /// (resource, meter) of each line.
+    lines: Vec<(u32, u32)>,
+    segments: Vec<Segment>,
+}
+
+/// Where a dimension's value is read.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Resource(usize),
+    Meter(usize),
+}
+
+fn side(d: SpendDimension) -> Side {
+    match d {
+        SpendDimension::Subscription => Side::Resource(0),
+        SpendDimension::ResourceGroup => Side::Resource(1),
+        SpendDimension::Region => Side::Resource(2),
+        SpendDimension::ResourceType => Side::Resource(3),
+        SpendDimension::Resource => Side::Resource(4),
+        SpendDimension::Service => Side::Meter(0),
+        SpendDimension::ServiceCategory => Side::Meter(1),
+        SpendDimension::ChargeCategory => Side::Meter(2),
+    }
+}
+
+/// A grouping, compiled.
+enum By {
+    Dim(Side),
+    /// The tag key ids it matches.
+    Tag(Vec<u32>),
+}
+
+impl OrgColumns {
+    fn bytes(&self) -> u64 {
+        let segs: u64 = self
+            .segments
+            .iter()
+            .map(|s| (s.starts.len() * 4 + s.line.len() * 20) as u64 + 120)
+            .sum();
+        let tags: usize = self.resources.iter().map(|r| r.tags.len() * 8).sum();
+        segs + self.lines.len() as u64 * 8
+            + (self.resources.len() * std::mem::size_of::<ResourceCols>() + tags) as u64
+            + (self.meters.len() * std::mem::size_of::<MeterCols>()) as u64
+            + self.dims.bytes()
+            + self.tag_values.bytes()
+    }
+
+    fn stats(&self, built_in: Option<Duration>) -> SpendColumnStats {
+        SpendColumnStats {
+            rev: self.rev,
+            rows: self.rows,
+            bytes: self.bytes(),
+            built_in,
+        }
+    }
+
+    /// Rows of a period.
+    fn rows_in(&self, from: i64, to: i64) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| s.first_day <= to && s.last_day() >= from)
+            .map(|s| {
+                let a = (from.max(s.first_day) - s.first_day) as usize;
+                let b = (to.min(s.last_day()) - s.first_day) as usize + 1;
+                (s.starts[b] - s.starts[a]) as usize
+            })
+            .sum()
+    }
+
+    /// The tag key ids a grouping or filter on `key` matches (through the aliases).
+    fn key_ids(&self, key: &str) -> Vec<u32> {
+        Store::tag_keys(&self.aliases, key)
+            .iter()
+            .filter_map(|k| self.tag_keys.get(k).copied())
+            .collect()
+    }
+
+    fn key_str(&self, by: &By, v: u32) -> Option<&str> {
+        if v == NONE {
+            return None;
+        }
+        Some(match by {
+            By::Dim(_) => &self.dims.values[v as usize],
+            By::Tag(_) => &self.tag_values.values[v as usize],
+        })
+    }
+
+    /// The analysis, as `Store::run_spend_analysis` answers it.
+    fn answer(&self, q: &SpendQuery) -> SpendAnswer {
+        let (mut need_r, mut need_m) = (false, false);
+        let mut note = |s: Side| match s {
+            Side::Resource(_) => need_r = true,
+            Side::Meter(_) => need_m = true,
+        };
+        let groups: Vec<By> = q
+            .groups
+            .iter()
+            .map(|g| match g {
+                SpendGroup::Dimension(d) => {
+                    note(side(*d));
+                    By::Dim(side(*d))
+                }
+                SpendGroup::Tag(k) => By::Tag(self.key_ids(k)),
+            })
+            .collect();
+        // `Is` filters: values of one dimension are alternatives.
+        let mut is: BTreeMap<&'static str, (Side, Vec<String>)> = BTreeMap::new();
+        let mut has: Vec<(Vec<u32>, Option<String>)> = Vec::new();
+        let mut lacks: Vec<Vec<u32>> = Vec::new();
+        for flt in &q.filters {
+            match flt {
+                SpendFilter::Is(d, v) => {
+                    let s = side(*d);
+                    note(s);
+                    is.entry(d.as_str())
+                        .or_insert_with(|| (s, Vec::new()))
+                        .1
+                        .push(v.to_lowercase());
+                }
+                SpendFilter::HasTag(k, v) => {
+                    has.push((self.key_ids(k), v.as_ref().map(|v| v.to_lowercase())))
+                }
+                SpendFilter::LacksTag(k) => lacks.push(self.key_ids(k)),
+            }
+        }
+        let matches = |dims: &[u32], i: usize, vals: &[String]| {
+            let v = dims[i];
+            v != NONE && vals.iter().any(|x| *x == self.dims.lowers[v as usize])
+        };
+        // Per resource: whether it passes, and its group values.
+        let mut r_ok = Vec::with_capacity(self.resources.len());
+        let mut r_val = Vec::with_capacity(self.resources.len());
+        for r in &self.resources {
+            let ok = (!need_r || r.known)
+                && is.values().all(|(s, vals)| match s {
+                    Side::Resource(i) => matches(&r.dims, *i, vals),
+                    Side::Meter(_) => true,
+                })
+                && has.iter().all(|(keys, val)| {
+                    r.tags.iter().any(|(k, v)| {
+                        keys.contains(k)
+                            && val
+                                .as_ref()
+                                .is_none_or(|x| *x == self.tag_values.lowers[*v as usize])
+                    })
+                })
+                && lacks
+                    .iter()
+                    .all(|keys| !r.tags.iter().any(|(k, _)| keys.contains(k)));
+            r_ok.push(ok);
+            let mut vals = [NONE; 2];
+            for (slot, by) in groups.iter().enumerate() {
+                vals[slot] = match by {
+                    By::Dim(Side::Resource(i)) => r.dims[*i],
+                    By::Dim(Side::Meter(_)) => NONE,
+                    // MIN(tag_value): ids follow the database's order.
+                    By::Tag(keys) => r
+                        .tags
+                        .iter()
+                        .filter(|(k, _)| keys.contains(k))
+                        .map(|(_, v)| *v)
+                        .min()
+                        .unwrap_or(NONE),
+                };
+            }
+            r_val.push(vals);
+        }
+        let mut m_ok = Vec::with_capacity(self.meters.len());
+        for m in &self.meters {
+            m_ok.push(
+                (!need_m || m.known)
+                    && is.values().all(|(s, vals)| match s {
+                        Side::Meter(i) => matches(&m.dims, *i, vals),
+                        Side::Resource(_) => true,
+                    }),
+            );
+        }
+        // Per line: its group (dense ids), or NONE when left out.
+        let mut ids: HashMap<[u32; 2], u32> = HashMap::new();
+        let mut keys: Vec<[u32; 2]> = Vec::new();
+        let line_group: Vec<u32> = self
+            .lines
+            .iter()
+            .map(|(r, m)| {
+                let (r, m) = (*r as usize, *m as usize);
+                if !r_ok[r] || !m_ok[m] {
+                    return NONE;
+                }
+                let mut k = r_val[r];
+                for (slot, by) in groups.iter().enumerate() {
+                    if let By::Dim(Side::Meter(i)) = by {
+                        k[slot] = self.meters[m].dims[*i];
+                    }
+                }
+                *ids.entry(k).or_insert_with(|| {
+                    keys.push(k);
+                    keys.len() as u32 - 1
+                })
+            })
+            .collect();
+
+        // The scan: each bucket's rows into their groups' slots.
+        let (from, to) = (day_number(q.from), day_number(q.to));
+        let bucket_of = |d: i64| match q.granularity {
+            SpendGranularity::Day => d,
+            // Day 0 (1970-01-01) was a Thursday: Monday is 3 days before.
+            SpendGranularity::Week => d - ((d + 3) % 7),
+            SpendGranularity::Month => day_number(month_start(from_day_number(d))),
+        };
+        let n = keys.len();
+        let mut acc = vec![0.0f64; n];
+        let mut hit = vec![false; n];
+        let mut touched: Vec<u32> = Vec::new();
+        let mut points: Vec<Vec<(i64, f64)>> = vec![Vec::new(); n];
+        let mut buckets: BTreeMap<i64, f64> = BTreeMap::new();
+        let mut flush = |b: i64,
+                         acc: &mut [f64],
+                         hit: &mut [bool],
+                         touched: &mut Vec<u32>,
+                         points: &mut [Vec<(i64, f64)>]| {
+            for g in touched.drain(..) {
+                let g = g as usize;
+                points[g].push((b, acc[g]));
+                *buckets.entry(b).or_insert(0.0) += acc[g];
+                acc[g] = 0.0;
+                hit[g] = false;
+            }
+        };
+        let mut current: Option<i64> = None;
+        for s in &self.segments {
+            if s.last_day() < from || s.first_day > to {
+                continue;
+            }
+            let costs = match q.metric {
+                SpendMetric::Billed => &s.billed,
+                SpendMetric::Effective => &s.effective,
+            };
+            for d in from.max(s.first_day)..=to.min(s.last_day()) {
+                let b = bucket_of(d);
+                if current != Some(b) {
+                    if let Some(prev) = current {
+                        flush(prev, &mut acc, &mut hit, &mut touched, &mut points);
+                    }
+                    current = Some(b);
+                }
+                let k = (d - s.first_day) as usize;
+                let (a, e) = (s.starts[k] as usize, s.starts[k + 1] as usize);
+                for (l, c) in s.line[a..e].iter().zip(&costs[a..e]) {
+                    let g = line_group[*l as usize];
+                    if g == NONE {
+                        continue;
+                    }
+                    let gi = g as usize;
+                    if !hit[gi] {
+                        hit[gi] = true;
+                        touched.push(g);
+                    }
+                    acc[gi] += c;
+                }
+            }
+        }
+        if let Some(prev) = current {
+            flush(prev, &mut acc, &mut hit, &mut touched, &mut points);
+        }
+
+        // Ranking, as the SQL path ranks: by |total|, then by key.
+        let totals: Vec<f64> = points
+            .iter()
+            .map(|p| p.iter().map(|(_, c)| c).sum())
+            .collect();
+        let mut order: Vec<usize> = (0..n).filter(|g| !points[*g].is_empty()).collect();
+        let key_of = |g: usize| -> Vec<Option<&str>> {
+            groups
+                .iter()
+                .enumerate()
+                .map(|(slot, by)| self.key_str(by, keys[g][slot]))
+                .collect()
+        };
+        order.sort_by(|a, b| {
+            totals[*b]
+                .abs()
+                .total_cmp(&totals[*a].abs())
+                .then_with(|| key_of(*a).cmp(&key_of(*b)))
+        });
+        let top = if q.groups.is_empty() {
+            order.len()
+        } else {
+            q.top.max(1)
+        };
+        let rest = if order.len() > top {
+            order.split_off(top)
+        } else {
+            Vec::new()
+        };
+        let dated = |p: &mut dyn Iterator<Item = (i64, f64)>| -> Vec<(chrono::NaiveDate, f64)> {
+            p.map(|(b, c)| (from_day_number(b), c)).collect()
+        };
+        let mut series: Vec<SpendSeries> = order
+            .iter()
+            .map(|g| SpendSeries {
+                key: key_of(*g)
+                    .into_iter()
+                    .map(|k| k.map(str::to_string))
+                    .collect(),
+                other: false,
+                total: totals[*g],
+                points: dated(&mut points[*g].iter().copied()),
+            })
+            .collect();
+        if !rest.is_empty() {
+            let mut m: BTreeMap<i64, f64> = BTreeMap::new();
+            let mut total = 0.0;
+            for g in &rest {
+                total += totals[*g];
+                for (b, c) in &points[*g] {
+                    *m.entry(*b).or_insert(0.0) += c;
+                }
+            }
+            series.push(SpendSeries {
+                key: vec![None; q.groups.len()],
+                other: true,
+                total,
+                points: dated(&mut m.into_iter()),
+            });
+        }
+        SpendAnswer {
+            currencies: self.currencies.clone(),
+            total: buckets.values().sum(),
+            buckets: dated(&mut buckets.into_iter()),
+            series,
+        }
+    }
+}
+
+/// What a build found.
+enum Load {
+    Built(Box<OrgColumns>),
+    /// More rows than the budget, at this revision.
+    TooLarge(i64),
+    /// A write committed while reading: what was read is not one revision's.
+    Moved,
+}
+
+fn text(row: &sqlx::any::AnyRow, i: usize) -> Result<Option<String>> {
+    Ok(row.try_get::<Option<String>, _>(i)?)
+}
+
+impl Store {
+    /// The same store with its spend projections bounded to `rows` rows
+    /// in total (0: analyses always answer through SQL).
+    pub fn with_spend_column_rows(self, rows: u64) -> Store {
+        self.spend_columns.cap.store(rows, Ordering::Relaxed);
+        self
+    }
+
+    /// An analysis answered through SQL, as when no projection stands for
+    /// the current revision (no kept answers either): for tests and the
+    /// benchmark.
+    pub async fn spend_analysis_sql(
+        &self,
+        scope: &OrgScope,
+        q: &SpendQuery,
+    ) -> Result<SpendAnswer> {
+        self.run_spend_analysis(scope, q).await
+    }
+
+    /// An analysis answered by the projection, built first if none stands
+    /// for the current revision (no kept answers): for tests and the
+    /// benchmark. Refused when the rows exceed the projections' bound.
+    pub async fn spend_analysis_columns(
+        &self,
+        scope: &OrgScope,
+        q: &SpendQuery,
+    ) -> Result<SpendAnswer> {
+        let (cols, _) = self.warm_spend_columns(scope).await?;
+        answer(cols, q.clone()).await
+    }
+
+    /// Builds the organisation's projection now unless one stands for the
+    /// current revision; answers what it holds.
+    pub async fn spend_columns_warm(&self, scope: &OrgScope) -> Result<SpendColumnStats> {
+        Ok(self.warm_spend_columns(scope).await?.1)
+    }
+
+    /// The revision the organisation's projection stands for, if it has one.
+    pub fn spend_columns_revision(&self, scope: &OrgScope) -> Option<i64> {
+        self.spend_columns
+            .lock()
+            .get(&scope.org())
+            .and_then(|s| s.ready.as_ref())
+            .map(|c| c.rev)
+    }
+
+    async fn warm_spend_columns(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<(Arc<OrgColumns>, SpendColumnStats)> {
+        for _ in 0..ATTEMPTS {
+            let rev = self.spend_revision(scope).await?;
+            let ready = self
+                .spend_columns
+                .lock()
+                .get(&scope.org())
+                .and_then(|s| s.ready.clone())
+                .filter(|c| c.rev == rev);
+            if let Some(cols) = ready {
+                let stats = cols.stats(None);
+                return Ok((cols, stats));
+            }
+            let started = Instant::now();
+            if let Some(cols) = self.build_spend_columns(scope).await? {
+                let stats = cols.stats(Some(started.elapsed()));
+                return Ok((cols, stats));
+            }
+            if self
+                .spend_columns
+                .lock()
+                .get(&scope.org())
+                .is_some_and(|s| s.refused.is_some_and(|r| r >= rev))
+            {
+                return Err(StoreError::State(format!(
+                    "the organisation's spend rows exceed the projections' bound of {} rows",
+                    self.spend_columns.cap()
+                )));
+            }
+        }
+        Err(StoreError::State(
+            "spend was written during every build of its projection".into(),
+        ))
+    }
+
+    /// The analysis from the projection when it stands for `rev`; else
+    /// `None`, and a build starts in the background unless one runs (or
+    /// this revision did not fit).
+    pub(super) async fn spend_columns_answer(
+        &self,
+        scope: &OrgScope,
+        rev: i64,
+        q: &SpendQuery,
+    ) -> Result<Option<SpendAnswer>> {
+        let org = scope.org();
+        let ready = {
+            let mut orgs = self.spend_columns.lock();
+            let slot = orgs.entry(org).or_default();
+            match &slot.ready {
+                Some(c) if c.rev == rev => Some(c.clone()),
+                // The caller read the revision before the projection's
+                // build did: SQL answers it, nothing to rebuild.
+                Some(c) if c.rev > rev => return Ok(None),
+                _ => {
+                    let start = !slot.building
+                        && slot.refused.is_none_or(|r| r < rev)
+                        && self.spend_columns.cap() > 0
+                        && tokio::runtime::Handle::try_current().is_ok();
+                    if start {
+                        slot.building = true;
+                        // Stale: it answers nothing again; free it for the new one.
+                        slot.ready = None;
+                    } else {
+                        return Ok(None);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(cols) = ready {
+            return answer(cols, q.clone()).await.map(Some);
+        }
+        let store = self.clone();
+        let scope = scope.clone();
+        tokio::spawn(async move {
+            let _mark = Building(store.spend_columns.clone(), scope.org());
+            let started = Instant::now();
+            match store.build_spend_columns(&scope).await {
+                Ok(Some(c)) => tracing::info!(
+                    org = %scope.org(),
+                    rev = c.rev,
+                    rows = c.rows,
+                    ms = started.elapsed().as_millis() as u64,
+                    "spend projection built"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(org = %scope.org(), "spend projection not built: {e}"),
+            }
+        });
+        Ok(None)
+    }
+
+    /// Reads and keeps the organisation's projection; `None` when it did
+    /// not fit or a write moved the revision meanwhile.
+    async fn build_spend_columns(&self, scope: &OrgScope) -> Result<Option<Arc<OrgColumns>>> {
+        let columns = &self.spend_columns;
+        let budget = columns
+            .cap()
+            .saturating_sub(columns.held_by_others(scope.org()));
+        match self.load_spend_columns(scope, budget).await? {
+            Load::Built(cols) => Ok(columns.install(scope.org(), *cols)),
+            Load::TooLarge(rev) => {
+                columns.lock().entry(scope.org()).or_default().refused = Some(rev);
+                Ok(None)
+            }
+            Load::Moved => Ok(None),
+        }
+    }
+
+    async fn load_spend_columns(&self, scope: &OrgScope, budget: u64) -> Result<Load> {
+        let org = scope.id();
+        let rev = self.spend_revision(scope).await?;
+        let aliases = self.spend_tag_aliases(scope).await?;
+        let currencies = sqlx::query(
+            "SELECT DISTINCT BillingCurrency FROM spend_resources WHERE org_id = $1 ORDER BY 1",
+        )
+        .bind(&org)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+
+        let mut dims = Dict::default();
+        let mut resources: Vec<ResourceCols> = Vec::new();
+        let mut resource_ids: HashMap<i64, u32> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT resource_key, SubAccountId, lower(SubAccountId), x_ResourceGroupName, \
+             lower(x_ResourceGroupName), RegionId, lower(RegionId), ResourceType, lower(ResourceType), \
+             ResourceId, lower(ResourceId) FROM spend_resources WHERE org_id = $1",
+        )
+        .bind(&org)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let mut ds = [NONE; 5];
+            for (i, d) in ds.iter_mut().enumerate() {
+                *d = dims.id(text(&r, 1 + 2 * i)?, text(&r, 2 + 2 * i)?);
+            }
+            resource_ids.insert(r.try_get(0)?, resources.len() as u32);
+            resources.push(ResourceCols {
+                known: true,
+                dims: ds,
+                tags: Vec::new(),
+            });
+        }
+        let mut meters: Vec<MeterCols> = Vec::new();
+        let mut meter_ids: HashMap<i64, u32> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT meter_key, ServiceName, lower(ServiceName), ServiceCategory, lower(ServiceCategory), \
+             ChargeCategory, lower(ChargeCategory) FROM spend_meters WHERE org_id = $1",
+        )
+        .bind(&org)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let mut ds = [NONE; 3];
+            for (i, d) in ds.iter_mut().enumerate() {
+                *d = dims.id(text(&r, 1 + 2 * i)?, text(&r, 2 + 2 * i)?);
+            }
+            meter_ids.insert(r.try_get(0)?, meters.len() as u32);
+            meters.push(MeterCols {
+                known: true,
+                dims: ds,
+            });
+        }
+        fn resource_of(
+            key: i64,
+            ids: &mut HashMap<i64, u32>,
+            resources: &mut Vec<ResourceCols>,
+        ) -> u32 {
+            *ids.entry(key).or_insert_with(|| {
+                resources.push(ResourceCols {
+                    known: false,
+                    dims: [NONE; 5],
+                    tags: Vec::new(),
+                });
+                resources.len() as u32 - 1
+            })
+        }
+        // Tag values in the database's order, so that the smallest id is
+        // what MIN(tag_value) answers.
+        let mut tag_keys: HashMap<String, u32> = HashMap::new();
+        let mut tag_values = Dict::default();
+        for r in sqlx::query(
+            "SELECT resource_key, key_lower, tag_value, lower(tag_value) FROM spend_resource_tags \
+             WHERE org_id = $1 ORDER BY tag_value",
+        )
+        .bind(&org)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let ri = resource_of(r.try_get(0)?, &mut resource_ids, &mut resources);
+            let key: String = r.try_get(1)?;
+            let next = tag_keys.len() as u32;
+            let k = *tag_keys.entry(key).or_insert(next);
+            let v = tag_values.id(text(&r, 2)?, text(&r, 3)?);
+            resources[ri as usize].tags.push((k, v));
+        }
+        for r in &mut resources {
+            r.tags.shrink_to_fit();
+        }
+
+        let span = sqlx::query("SELECT MIN(day), MAX(day) FROM spend_costs WHERE org_id = $1")
+            .bind(&org)
+            .fetch_one(&self.pool)
+            .await?;
+        let (first, last): (Option<i64>, Option<i64>) = (span.try_get(0)?, span.try_get(1)?);
+        let mut lines: Vec<(u32, u32)> = Vec::new();
+        let mut line_ids: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut segments = Vec::new();
+        let mut rows = 0u64;
+        if let (Some(first), Some(last)) = (first, last) {
+            let mut start = first;
+            while start <= last {
+                let end = (start + SEGMENT_DAYS - 1).min(last);
+                let fetched = sqlx::query(
+                    "SELECT day, resource_key, meter_key, BilledCost, EffectiveCost FROM spend_costs \
+                     WHERE org_id = $1 AND day >= $2 AND day <= $3",
+                )
+                .bind(&org)
+                .bind(start)
+                .bind(end)
+                .fetch_all(&self.pool)
+                .await?;
+                rows += fetched.len() as u64;
+                if rows > budget {
+                    return Ok(Load::TooLarge(rev));
+                }
+                let mut seg: Vec<(i64, u32, f64, f64)> = Vec::with_capacity(fetched.len());
+                for r in &fetched {
+                    let ri = resource_of(r.try_get(1)?, &mut resource_ids, &mut resources);
+                    let mk: i64 = r.try_get(2)?;
+                    let mi = *meter_ids.entry(mk).or_insert_with(|| {
+                        meters.push(MeterCols {
+                            known: false,
+                            dims: [NONE; 3],
+                        });
+                        meters.len() as u32 - 1
+                    });
+                    let li = *line_ids.entry((ri, mi)).or_insert_with(|| {
+                        lines.push((ri, mi));
+                        lines.len() as u32 - 1
+                    });
+                    seg.push((r.try_get(0)?, li, r.try_get(3)?, r.try_get(4)?));
+                }
+                drop(fetched);
+                seg.sort_unstable_by_key(|r| r.0);
+                let days = (end - start + 1) as usize;
+                let starts: Vec<u32> = (0..=days)
+                    .map(|k| seg.partition_point(|r| r.0 < start + k as i64) as u32)
+                    .collect();
+                segments.push(Segment {
+                    first_day: start,
+                    starts,
+                    line: seg.iter().map(|r| r.1).collect(),
+                    billed: seg.iter().map(|r| r.2).collect(),
+                    effective: seg.iter().map(|r| r.3).collect(),
+                });
+                start = end + 1;
+            }
+        }
+        if self.spend_revision(scope).await? != rev {
+            return Ok(Load::Moved);
+        }
+        lines.shrink_to_fit();
+        Ok(Load::Built(Box::new(OrgColumns {
+            rev,
+            rows,
+            currencies,
+            aliases,
+            dims,
+            tag_keys,
+            tag_values,
+            resources,
+            meters,
+            lines,
+            segments,
+        })))
+    }
+}
+
+/// Answers from a projection, on a blocking thread when the period's
+/// rows are many (the scan is CPU work that would hold a runtime thread).
+async fn answer(cols: Arc<OrgColumns>, q: SpendQuery) -> Result<SpendAnswer> {
+    if cols.rows_in(day_number(q.from), day_number(q.to)) <= BLOCKING_ROWS {
+        return Ok(cols.answer(&q));
+    }
+    tokio::task::spawn_blocking(move || cols.answer(&q))
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("a spend analysis stopped: {e}")))
+}
