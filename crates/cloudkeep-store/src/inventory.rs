@@ -198,8 +198,9 @@ const RESOURCE_COLUMNS: &str = "r.resource_id, r.connection_id, r.subscription_i
      r.resource_group, r.tags, r.first_seen, r.last_seen, r.deleted_at";
 
 /// The organisation's subscriptions as resource reads need them: whether
-/// live, and when last listed.
-struct SubscriptionTimes(HashMap<SubscriptionId, (bool, Option<i64>)>);
+/// live, and when last listed; and what the inventory reads are kept by
+/// (`InventoryCache`).
+struct SubscriptionTimes(HashMap<SubscriptionId, (bool, Option<i64>)>, String);
 
 impl SubscriptionTimes {
     fn live(&self) -> Vec<SubscriptionId> {
@@ -243,6 +244,49 @@ fn resource(row: &AnyRow, subs: &SubscriptionTimes) -> Result<ResourceRecord> {
         last_seen: time(last_seen),
         deleted_at: deleted_at.map(time),
     })
+}
+
+/// Inventory reads answered before (resource pages, tag coverage), per
+/// organisation and question, with the revision of the organisation's
+/// subscriptions they were read at: every subscription's id, detachment,
+/// last listing and `resources_rev`, which every change to its resources
+/// or their tags moves in its transaction (`claim_rev`, `bump_rev`). The
+/// revision is read from the database before each answer, so an answer is
+/// reused only while no instance has changed the inventory since; the list
+/// and the dashboard ask the same few questions between syncs.
+#[derive(Debug, Default)]
+pub(crate) struct InventoryCache {
+    entries: std::sync::Mutex<HashMap<String, (String, Kept)>>,
+}
+
+#[derive(Debug, Clone)]
+enum Kept {
+    Resources(Page<ResourceRecord>),
+    TagCoverage(TagCoverage),
+}
+
+/// Bounds on what is kept: this many answers (then it starts over, as the
+/// spend cache does), and pages of at most this many rows (a list's page,
+/// not a bulk edit's walk through every resource).
+const CACHE_ANSWERS: usize = 256;
+const CACHE_PAGE_ROWS: usize = 200;
+
+impl InventoryCache {
+    fn get(&self, key: &str, revision: &str) -> Option<Kept> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| at == revision)
+            .map(|(_, kept)| kept.clone())
+    }
+
+    fn keep(&self, key: String, revision: String, answer: Kept) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_ANSWERS && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, (revision, answer));
+    }
 }
 
 /// Escapes `LIKE` wildcards in a user's text.
@@ -455,25 +499,28 @@ impl Store {
         Ok(())
     }
 
-    /// The organisation's subscriptions: live or not, and when last listed.
+    /// The organisation's subscriptions: live or not, and when last listed;
+    /// with their revisions, the key the inventory's answers are kept by.
     async fn subscription_times(&self, scope: &OrgScope) -> Result<SubscriptionTimes> {
         let rows = sqlx::query(
-            "SELECT subscription_id, detached_at, inventory_at FROM subscriptions WHERE org_id = $1",
+            "SELECT subscription_id, detached_at, inventory_at, resources_rev FROM subscriptions \
+             WHERE org_id = $1 ORDER BY subscription_id",
         )
         .bind(scope.id())
         .fetch_all(&self.pool)
         .await?;
         let mut out = HashMap::with_capacity(rows.len());
+        let mut revision = String::with_capacity(rows.len() * 64);
         for r in &rows {
-            out.insert(
-                parse(r, "subscription_id")?,
-                (
-                    r.try_get::<Option<i64>, _>("detached_at")?.is_none(),
-                    r.try_get::<Option<i64>, _>("inventory_at")?,
-                ),
-            );
+            let id: SubscriptionId = parse(r, "subscription_id")?;
+            let detached = r.try_get::<Option<i64>, _>("detached_at")?;
+            let listed = r.try_get::<Option<i64>, _>("inventory_at")?;
+            let rev: i64 = r.try_get("resources_rev")?;
+            use std::fmt::Write;
+            let _ = write!(revision, "{id}:{detached:?}:{listed:?}:{rev};");
+            out.insert(id, (detached.is_none(), listed));
         }
-        Ok(SubscriptionTimes(out))
+        Ok(SubscriptionTimes(out, revision))
     }
 
     /// Resources matching a filter, ordered by id, a page at a time.
@@ -496,6 +543,14 @@ impl Store {
                 items: Vec::new(),
                 next: None,
             });
+        }
+        let key = (page.limit <= CACHE_PAGE_ROWS)
+            .then(|| format!("{}|resources|{filter:?}|{page:?}", scope.id()));
+        if let Some(Kept::Resources(p)) = key
+            .as_ref()
+            .and_then(|k| self.inventory_cache.get(k, &subs.1))
+        {
+            return Ok(p);
         }
         let (mut sql, order) = match &filter.tag {
             Some((k, v)) => {
@@ -533,16 +588,24 @@ impl Store {
             .iter()
             .map(|r| resource(r, &subs))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_rows(items, page, |r| {
-            Cursor::of(&[&r.id.to_string()])
-        }))
+        let answer = Page::from_rows(items, page, |r| Cursor::of(&[&r.id.to_string()]));
+        if let Some(key) = key {
+            self.inventory_cache
+                .keep(key, subs.1, Kept::Resources(answer.clone()));
+        }
+        Ok(answer)
     }
 
     /// How many live resources carry tags, and the most used tag keys.
     pub async fn tag_coverage(&self, scope: &OrgScope, top_keys: i64) -> Result<TagCoverage> {
-        let live = self.subscription_times(scope).await?.live();
+        let subs = self.subscription_times(scope).await?;
+        let live = subs.live();
         if live.is_empty() {
             return Ok(TagCoverage::default());
+        }
+        let key = format!("{}|tag_coverage|{top_keys}", scope.id());
+        if let Some(Kept::TagCoverage(c)) = self.inventory_cache.get(&key, &subs.1) {
+            return Ok(c);
         }
         let mut sql = Sql::new(
             "SELECT count(*) AS resources, \
@@ -586,12 +649,15 @@ impl Store {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(TagCoverage {
+        let answer = TagCoverage {
             resources: count("resources")?,
             tags_read: count("read")?,
             tagged: count("tagged")?,
             keys,
-        })
+        };
+        self.inventory_cache
+            .keep(key, subs.1, Kept::TagCoverage(answer.clone()));
+        Ok(answer)
     }
 
     /// Every resource matching a filter (bulk tag edits), read a page at a time.

@@ -151,6 +151,9 @@ pub struct Store {
     spend_cache: Arc<spend::SpendCache>,
     /// Spend facts in columns per organisation, shared by the store's clones.
     spend_columns: Arc<spend::SpendColumns>,
+    /// Resource pages and tag coverage kept per revision (see
+    /// `inventory::InventoryCache`), shared by the store's clones.
+    inventory_cache: Arc<inventory::InventoryCache>,
 }
 
 /// A write transaction.
@@ -281,13 +284,12 @@ impl Store {
                 }
             }
         }
-        // SQLite has one writer and readers that do not wait for it; each
-        // connection is a thread of sqlx's with its own page cache and
-        // allocator arena, so more connections cost memory (a third more
-        // at the inventory benchmark's peak with 4) for little.
         let pool = pool_options(
             backend,
-            if backend == Backend::Sqlite { 2 } else { 10 },
+            match backend {
+                Backend::Sqlite => SQLITE_CONNECTIONS,
+                Backend::Postgres => 10,
+            },
             true,
         )
         .connect(&url)
@@ -323,6 +325,7 @@ impl Store {
             chain_keys: None,
             spend_cache: Arc::default(),
             spend_columns: Arc::default(),
+            inventory_cache: Arc::default(),
         })
     }
 
@@ -470,6 +473,16 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// The SQLite pool's connections. SQLite has one writer and readers that
+/// do not wait for it (WAL), but a writer waiting for the lock (busy
+/// timeout) holds its pool connection: a sync has up to four subscriptions
+/// writing at once, its heartbeat and the scheduler's besides, and with
+/// two connections they took both, so every read of every page queued for
+/// seconds behind them (`cloudkeep bench load`). Each connection is a
+/// thread of sqlx's with its own page cache (2 MB at most) and allocator
+/// arena, which is what more of them cost.
+const SQLITE_CONNECTIONS: u32 = 8;
 
 /// How the store's pools connect: SQLite's wait for each other's writes,
 /// check foreign keys, and sync each commit to disk (`durable`) or leave it

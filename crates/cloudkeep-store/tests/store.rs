@@ -34,6 +34,8 @@ mod budgets;
 mod coverage;
 #[path = "store/evidence.rs"]
 mod evidence;
+#[path = "store/inventory.rs"]
+mod inventory;
 #[path = "store/spend.rs"]
 mod spend;
 #[path = "store/tag_aliases.rs"]

@@ -11,6 +11,7 @@ mod coverage;
 mod evidence;
 mod harness;
 mod isolation;
+mod kept;
 mod levels;
 mod lists;
 mod logins;

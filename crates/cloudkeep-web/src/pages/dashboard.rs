@@ -12,7 +12,7 @@ use cloudkeep_server::wire::ConnectionView;
 use cloudkeep_server::{AppState, Params};
 
 use crate::format;
-use crate::page::{Chrome, PageResult, Section, html};
+use crate::page::{Chrome, PageResult, Problem, Section, html};
 use crate::session::Web;
 
 #[derive(Template)]
@@ -107,124 +107,24 @@ struct TagPanel {
 
 pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
     let now = state.store.now();
-    let chrome = Chrome::new(&state, &web, "Dashboard", Section::Dashboard).await?;
     let read_data = web.may(Permission::ReadData);
-    let connections = if read_data {
-        let all = state.store.connections(&web.auth.scope).await?;
-        Some(
-            all.iter()
-                .filter(|c| c.deleted_at.is_none())
-                .map(|c| health(&ConnectionView::from(c), now))
-                .collect(),
-        )
-    } else {
-        None
-    };
-    let alerts = if read_data {
-        let Json(page) = alerts::list_alerts(
-            State(state.clone()),
-            web.caller(),
-            Params(alerts::AlertsQuery {
-                state: Some(AlertState::Open),
-                kind: None,
-                scope: None,
-                limit: Some("10".into()),
-                after: None,
-            }),
-        )
-        .await?;
-        Some(
-            page.items
-                .iter()
-                .map(|a| AlertLine {
-                    id: a.id.to_string(),
-                    title: a.title.clone(),
-                    opened: format::ago(a.opened_at, now),
-                })
-                .collect(),
-        )
-    } else {
-        None
-    };
-    let controls = if web.may(Permission::ReadEvidence) {
-        let Json(page) = controls::list_controls(State(state.clone()), web.caller()).await?;
-        Some(
-            page.items
-                .iter()
-                .map(|c| ControlLine {
-                    id: c.id.to_string(),
-                    title: c.title.clone(),
-                    state: c.coverage.state.to_string(),
-                    label: format::words(&c.coverage.state.to_string()),
-                    pass_rate: c
-                        .coverage
-                        .pass_rate
-                        .map(format::percent)
-                        .unwrap_or_else(|| "—".into()),
-                    coverage: c
-                        .coverage
-                        .evidence_coverage
-                        .map(format::percent)
-                        .unwrap_or_else(|| "—".into()),
-                    coverage_value: (c.coverage.evidence_coverage.unwrap_or(0.0) * 100.0).round()
-                        as u32,
-                })
-                .collect(),
-        )
-    } else {
-        None
-    };
-    let tags = if read_data {
-        let Json(c) = resources::tag_coverage(State(state.clone()), web.caller()).await?;
-        let share = if c.tags_read == 0 {
-            0.0
-        } else {
-            c.tagged as f64 / c.tags_read as f64
-        };
-        Some(TagPanel {
-            resources: format::count(c.resources),
-            tagged: format::count(c.tagged),
-            share: format::percent(share),
-            share_value: (share * 100.0).round() as u32,
-            not_read: format::count(c.resources - c.tags_read),
-            keys: c
-                .keys
-                .iter()
-                .map(|k| {
-                    let s = if c.tags_read == 0 {
-                        0.0
-                    } else {
-                        k.resources as f64 / c.tags_read as f64
-                    };
-                    (
-                        k.key.clone(),
-                        format::percent(s),
-                        (s * 100.0).round() as u32,
-                    )
-                })
-                .collect(),
-        })
-    } else {
-        None
-    };
-    let spend = if read_data {
-        super::spend::panel(&state, &web).await?
-    } else {
-        None
-    };
-    let (budgets, required_tags) = if read_data {
-        (
-            super::budgets::panel(&state, &web).await?,
-            super::coverage::panel(&state, &web).await?,
-        )
-    } else {
-        (None, None)
-    };
-    let anomalies = if read_data {
-        super::anomalies::card(&state, &web).await?
-    } else {
-        None
-    };
+    // The panels read different tables and wait on the store, not on each
+    // other: asked at once, the page takes as long as its slowest panel
+    // instead of their sum.
+    let (chrome, connections, alerts, controls, tags, spend, budgets, required_tags, anomalies) = tokio::try_join!(
+        Chrome::new(&state, &web, "Dashboard", Section::Dashboard),
+        when(read_data, connections_panel(&state, &web, now)),
+        when(read_data, alerts_panel(&state, &web, now)),
+        when(
+            web.may(Permission::ReadEvidence),
+            controls_panel(&state, &web)
+        ),
+        when(read_data, tags_panel(&state, &web)),
+        flatten(when(read_data, super::spend::panel(&state, &web))),
+        flatten(when(read_data, super::budgets::panel(&state, &web))),
+        flatten(when(read_data, super::coverage::panel(&state, &web))),
+        flatten(when(read_data, super::anomalies::card(&state, &web))),
+    )?;
     Ok(html(&DashboardPage {
         chrome,
         connections,
@@ -238,4 +138,121 @@ pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
         may_connect: web.may(Permission::ManageConnections),
         may_budget: web.may(Permission::ManageConnections),
     }))
+}
+
+/// A panel the caller may see (`allowed`), else none.
+async fn when<T>(
+    allowed: bool,
+    panel: impl std::future::Future<Output = Result<T, Problem>>,
+) -> Result<Option<T>, Problem> {
+    if allowed {
+        panel.await.map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// A panel that may itself be absent.
+async fn flatten<T>(
+    panel: impl std::future::Future<Output = Result<Option<Option<T>>, Problem>>,
+) -> Result<Option<T>, Problem> {
+    panel.await.map(Option::flatten)
+}
+
+async fn connections_panel(
+    state: &AppState,
+    web: &Web,
+    now: DateTime<Utc>,
+) -> Result<Vec<Health>, Problem> {
+    let all = state.store.connections(&web.auth.scope).await?;
+    Ok(all
+        .iter()
+        .filter(|c| c.deleted_at.is_none())
+        .map(|c| health(&ConnectionView::from(c), now))
+        .collect())
+}
+
+async fn alerts_panel(
+    state: &AppState,
+    web: &Web,
+    now: DateTime<Utc>,
+) -> Result<Vec<AlertLine>, Problem> {
+    let Json(page) = alerts::list_alerts(
+        State(state.clone()),
+        web.caller(),
+        Params(alerts::AlertsQuery {
+            state: Some(AlertState::Open),
+            kind: None,
+            scope: None,
+            limit: Some("10".into()),
+            after: None,
+        }),
+    )
+    .await?;
+    Ok(page
+        .items
+        .iter()
+        .map(|a| AlertLine {
+            id: a.id.to_string(),
+            title: a.title.clone(),
+            opened: format::ago(a.opened_at, now),
+        })
+        .collect())
+}
+
+async fn controls_panel(state: &AppState, web: &Web) -> Result<Vec<ControlLine>, Problem> {
+    let Json(page) = controls::list_controls(State(state.clone()), web.caller()).await?;
+    Ok(page
+        .items
+        .iter()
+        .map(|c| ControlLine {
+            id: c.id.to_string(),
+            title: c.title.clone(),
+            state: c.coverage.state.to_string(),
+            label: format::words(&c.coverage.state.to_string()),
+            pass_rate: c
+                .coverage
+                .pass_rate
+                .map(format::percent)
+                .unwrap_or_else(|| "—".into()),
+            coverage: c
+                .coverage
+                .evidence_coverage
+                .map(format::percent)
+                .unwrap_or_else(|| "—".into()),
+            coverage_value: (c.coverage.evidence_coverage.unwrap_or(0.0) * 100.0).round() as u32,
+        })
+        .collect())
+}
+
+async fn tags_panel(state: &AppState, web: &Web) -> Result<TagPanel, Problem> {
+    let Json(c) = resources::tag_coverage(State(state.clone()), web.caller()).await?;
+    let share = if c.tags_read == 0 {
+        0.0
+    } else {
+        c.tagged as f64 / c.tags_read as f64
+    };
+    Ok(TagPanel {
+        resources: format::count(c.resources),
+        tagged: format::count(c.tagged),
+        share: format::percent(share),
+        share_value: (share * 100.0).round() as u32,
+        not_read: format::count(c.resources - c.tags_read),
+        keys: c
+            .keys
+            .iter()
+            .map(|k| {
+                let s = if c.tags_read == 0 {
+                    0.0
+                } else {
+                    k.resources as f64 / c.tags_read as f64
+                };
+                (
+                    k.key.clone(),
+                    format::percent(s),
+                    (s * 100.0).round() as u32,
+                )
+            })
+            .collect(),
+    })
 }

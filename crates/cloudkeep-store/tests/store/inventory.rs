@@ -1,0 +1,128 @@
+//! The inventory's kept answers (resource pages and tag coverage, see
+//! `InventoryCache`) on both backends: asked again, the same; after any
+//! change by another instance (its own store on the same database) to the
+//! resources, their tags, their deletion or the subscription's level, the
+//! new answer at once.
+
+use cloudkeep_domain::SyncLevel;
+use cloudkeep_store::{
+    OrgScope, PageRequest, ResourceFilter, ResourceRecord, Store, TagCoverage, Tags,
+};
+use cloudkeep_testkit::{TestStore, both_backends};
+
+use super::{WITH_TAGS, one_subscription, org, record, resource, unique};
+
+async fn page(store: &Store, scope: &OrgScope) -> Vec<ResourceRecord> {
+    store
+        .resources(scope, &ResourceFilter::default(), &PageRequest::first(100))
+        .await
+        .expect("resources")
+        .items
+}
+
+async fn coverage(store: &Store, scope: &OrgScope) -> TagCoverage {
+    store.tag_coverage(scope, 10).await.expect("tag coverage")
+}
+
+fn tags_of<'a>(page: &'a [ResourceRecord], name: &str) -> Option<&'a Tags> {
+    page.iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("{name} is not listed: {page:?}"))
+        .tags
+        .as_ref()
+}
+
+both_backends!(kept_inventory_answers_follow_every_write_of_every_instance);
+async fn kept_inventory_answers_follow_every_write_of_every_instance(b: TestStore) {
+    let store = &b.store;
+    let other = Store::open(&b.url).await.expect("a second instance");
+    let (scope, sub, _dir) = one_subscription(store, "kept-inventory").await;
+    let vm = |env: &str| {
+        resource(
+            "SUB-1",
+            "vm1",
+            "Microsoft.Compute/virtualMachines",
+            "westeurope",
+            "web",
+            &[("env", env)],
+        )
+    };
+    let st = resource(
+        "SUB-1",
+        "st1",
+        "Microsoft.Storage/storageAccounts",
+        "northeurope",
+        "data",
+        &[],
+    );
+    record(store, &scope, sub.id, &[vm("prod"), st.clone()], WITH_TAGS)
+        .await
+        .expect("inventory");
+    let first = page(store, &scope).await;
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(
+        tags_of(&first, "vm1").and_then(|t| t.get("env")),
+        Some(&"prod".to_string())
+    );
+    let c = coverage(store, &scope).await;
+    assert_eq!((c.resources, c.tags_read, c.tagged), (2, 2, 1), "{c:?}");
+    assert_eq!(page(store, &scope).await, first, "asked again: the same");
+    assert_eq!(coverage(store, &scope).await, c, "asked again: the same");
+
+    // The other instance's sync re-tags the machine.
+    record(&other, &scope, sub.id, &[vm("test"), st.clone()], WITH_TAGS)
+        .await
+        .expect("re-tagged");
+    let retagged = page(store, &scope).await;
+    assert_eq!(
+        tags_of(&retagged, "vm1").and_then(|t| t.get("env")),
+        Some(&"test".to_string()),
+        "not the kept prod"
+    );
+
+    // It writes a tag back to the storage account.
+    let st_id = retagged.iter().find(|r| r.name == "st1").expect("st1").id;
+    other
+        .observe_tags(
+            &scope,
+            st_id,
+            &Tags::from([("owner".to_string(), "ops".to_string())]),
+        )
+        .await
+        .expect("written back");
+    assert_eq!(
+        tags_of(&page(store, &scope).await, "st1").and_then(|t| t.get("owner")),
+        Some(&"ops".to_string())
+    );
+    let c = coverage(store, &scope).await;
+    assert_eq!((c.resources, c.tagged), (2, 2), "{c:?}");
+    assert!(c.keys.iter().any(|(k, n)| k == "owner" && *n == 1), "{c:?}");
+
+    // The storage account is gone from Azure.
+    record(&other, &scope, sub.id, &[vm("test")], WITH_TAGS)
+        .await
+        .expect("deleted");
+    let names: Vec<String> = page(store, &scope)
+        .await
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["vm1"]);
+    assert_eq!(coverage(store, &scope).await.resources, 1);
+
+    // The subscription stops reading tags: they are purged.
+    other
+        .set_sync_level(&scope, sub.id, SyncLevel::NoTags, "user:test")
+        .await
+        .expect("lowered");
+    assert_eq!(tags_of(&page(store, &scope).await, "vm1"), None);
+    let c = coverage(store, &scope).await;
+    assert_eq!((c.resources, c.tags_read, c.tagged), (1, 0, 0), "{c:?}");
+    assert!(c.keys.is_empty(), "{c:?}");
+
+    // Another organisation's question is its own.
+    let (elsewhere, _) = org(store, &unique("kept-inventory-other")).await;
+    assert!(page(store, &elsewhere).await.is_empty());
+    assert_eq!(coverage(store, &elsewhere).await, TagCoverage::default());
+    other.close().await;
+}
