@@ -388,8 +388,13 @@ impl Store {
             claim_rev(&mut tx, scope, subscription.id, None, now).await?;
             plan
         };
+        // The new rows' values are made under the lock, one subscription's
+        // at a time: made before it (measured), the subscriptions waiting
+        // for the lock each held theirs, and the first sync's peak memory
+        // went from 58 to 64-69 MiB for a tenth of its time.
+        let rows = NewRows::of(&plan, scope, subscription, now);
         let counts = plan.counts;
-        self.apply_inventory(&mut tx, scope, subscription, run_id, plan, now)
+        self.apply_inventory(&mut tx, scope, run_id, plan, rows, now)
             .await?;
         tx.commit().await?;
         Ok(counts)
@@ -400,9 +405,9 @@ impl Store {
         &self,
         tx: &mut Tx,
         scope: &OrgScope,
-        subscription: &SubscriptionRecord,
         run_id: Uuid,
         plan: InventoryPlan<'_>,
+        new_rows: NewRows,
         now: i64,
     ) -> Result<()> {
         for c in &plan.changed {
@@ -431,51 +436,9 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         }
-        // Time-ordered ids: new rows append to the primary key's and the
-        // tag table's b-trees instead of landing on random pages.
-        let ids: Vec<String> = plan
-            .new
-            .iter()
-            .map(|_| Uuid::now_v7().to_string())
-            .collect();
-        let org = scope.id();
-        let (connection, sub) = (
-            subscription.connection_id.to_string(),
-            subscription.id.to_string(),
-        );
-        let rows: Vec<Vec<Arg>> = plan
-            .new
-            .iter()
-            .zip(&ids)
-            .map(|((key, o, tags), id)| {
-                vec![
-                    org.as_str().into(),
-                    connection.as_str().into(),
-                    sub.as_str().into(),
-                    now.into(),
-                    now.into(),
-                    id.as_str().into(),
-                    key.as_str().into(),
-                    o.arm_id.as_str().into(),
-                    o.name.as_str().into(),
-                    o.resource_type.as_str().into(),
-                    o.location.as_str().into(),
-                    o.resource_group.as_str().into(),
-                    tags.clone().into(),
-                    o.created.map(|t| t.timestamp_millis()).into(),
-                    o.changed.map(|t| t.timestamp_millis()).into(),
-                ]
-            })
-            .collect();
-        bulk_insert(tx, self.backend(), "resources", RESOURCE_INSERT, rows).await?;
-        if plan.tags_read {
-            let tag_rows = plan
-                .new
-                .iter()
-                .zip(&ids)
-                .flat_map(|((_, o, _), id)| tag_rows(id, &o.tags));
-            insert_tag_rows(tx, self, scope, tag_rows).await?;
-        }
+        let NewRows { resources, tags } = new_rows;
+        bulk_insert(tx, self.backend(), "resources", RESOURCE_INSERT, resources).await?;
+        insert_tag_rows(tx, self, tags).await?;
         // The ones gone were last seen at the subscription's previous listing.
         let previous = plan.previous.unwrap_or(now);
         for chunk in plan.gone.chunks(500) {
@@ -798,6 +761,71 @@ struct Change<'a> {
     tags_changed: bool,
 }
 
+/// The values of a plan's new resource rows and their tag rows.
+struct NewRows {
+    resources: Vec<Vec<Arg>>,
+    tags: Vec<Vec<Arg>>,
+}
+
+impl NewRows {
+    fn of(
+        plan: &InventoryPlan<'_>,
+        scope: &OrgScope,
+        subscription: &SubscriptionRecord,
+        now: i64,
+    ) -> NewRows {
+        // Time-ordered ids, given in the plan's (ARM id) order: new rows
+        // append to the primary key's, the ARM id index's and the tag
+        // table's b-trees instead of landing on random pages.
+        let ids: Vec<String> = plan
+            .new
+            .iter()
+            .map(|_| Uuid::now_v7().to_string())
+            .collect();
+        let org = scope.id();
+        let (connection, sub) = (
+            subscription.connection_id.to_string(),
+            subscription.id.to_string(),
+        );
+        let resources = plan
+            .new
+            .iter()
+            .zip(&ids)
+            .map(|((key, o, tags), id)| {
+                vec![
+                    org.as_str().into(),
+                    connection.as_str().into(),
+                    sub.as_str().into(),
+                    now.into(),
+                    now.into(),
+                    id.as_str().into(),
+                    key.as_str().into(),
+                    o.arm_id.as_str().into(),
+                    o.name.as_str().into(),
+                    o.resource_type.as_str().into(),
+                    o.location.as_str().into(),
+                    o.resource_group.as_str().into(),
+                    tags.clone().into(),
+                    o.created.map(|t| t.timestamp_millis()).into(),
+                    o.changed.map(|t| t.timestamp_millis()).into(),
+                ]
+            })
+            .collect();
+        let tags = if plan.tags_read {
+            tag_values(
+                scope,
+                plan.new
+                    .iter()
+                    .zip(&ids)
+                    .flat_map(|((_, o, _), id)| tag_rows(id, &o.tags)),
+            )
+        } else {
+            Vec::new()
+        };
+        NewRows { resources, tags }
+    }
+}
+
 /// Compares a listing with the stored resources (on `conn`, a pooled
 /// connection or the write transaction).
 async fn plan_inventory<'a>(
@@ -867,6 +895,8 @@ async fn plan_inventory<'a>(
             tags_changed,
         });
     }
+    // In ARM id order (see `NewRows`).
+    new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let gone: Vec<String> = known
         .iter()
         .filter(|(key, k)| !k.deleted && !seen.contains(*key))
@@ -979,24 +1009,25 @@ fn tag_rows<'a>(
     })
 }
 
-async fn insert_tag_rows<'a>(
-    tx: &mut Tx,
-    store: &Store,
+/// Tag rows' values, in `insert_tag_rows`' column order.
+fn tag_values<'a>(
     scope: &OrgScope,
     rows: impl Iterator<Item = (&'a str, String, &'a str, &'a str)>,
-) -> Result<()> {
+) -> Vec<Vec<Arg>> {
     let org = scope.id();
-    let rows: Vec<Vec<Arg>> = rows
-        .map(|(resource, lower, key, value)| {
-            vec![
-                org.as_str().into(),
-                resource.into(),
-                lower.into(),
-                key.into(),
-                value.into(),
-            ]
-        })
-        .collect();
+    rows.map(|(resource, lower, key, value)| {
+        vec![
+            org.as_str().into(),
+            resource.into(),
+            lower.into(),
+            key.into(),
+            value.into(),
+        ]
+    })
+    .collect()
+}
+
+async fn insert_tag_rows(tx: &mut Tx, store: &Store, rows: Vec<Vec<Arg>>) -> Result<()> {
     let columns = ["org_id", "resource_id", "key_lower", "tag_key", "tag_value"];
     bulk_insert(tx, store.backend(), "resource_tags", &columns, rows).await
 }
@@ -1015,7 +1046,7 @@ async fn replace_tag_rows(
         .execute(&mut **tx)
         .await?;
     if let Some(tags) = tags {
-        insert_tag_rows(tx, store, scope, tag_rows(resource, tags)).await?;
+        insert_tag_rows(tx, store, tag_values(scope, tag_rows(resource, tags))).await?;
     }
     Ok(())
 }

@@ -7,6 +7,9 @@
 //! day, current evidence, the edits' outcomes) and the tags Azure holds
 //! must equal what a clean run leaves. Waits are short (`retry_after_ms`),
 //! and the cases run side by side, so the matrix stays within CI's time.
+//! On PostgreSQL, all the faults at once for a few seeds (the store's
+//! writes are what differ between the backends; the faults' paths are the
+//! sync's, tested on SQLite case by case).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use cloudkeep_store::{
     NewTagEdit, OrgScope, PageRequest, ResourceFilter, TagEditFilter,
 };
 use cloudkeep_sync::{SyncDeps, collectors, sync_connection, sync_connection_with};
-use cloudkeep_testkit::{SimOptions, TestSim, TestStore, sqlite_store};
+use cloudkeep_testkit::{SimOptions, TestSim, TestStore, postgres_store, sqlite_store};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -41,17 +44,20 @@ struct Env {
     sim: TestSim,
     scope: OrgScope,
     connection: ConnectionId,
-    _store: TestStore,
+    store: TestStore,
     _keys: tempfile::TempDir,
 }
 
 async fn env() -> Env {
+    env_on(sqlite_store().await).await
+}
+
+async fn env_on(store: TestStore) -> Env {
     let sim = TestSim::start_with(SimOptions {
         seed: WORLD_SEED,
         ..SimOptions::default()
     })
     .await;
-    let store = sqlite_store().await;
     let dir = tempfile::tempdir().expect("dir");
     let keys = LocalKeyFile::open_or_create(&dir.path().join("master.key")).expect("keys");
     let deps = SyncDeps {
@@ -112,7 +118,7 @@ async fn env() -> Env {
         sim,
         scope,
         connection,
-        _store: store,
+        store,
         _keys: dir,
     }
 }
@@ -389,7 +395,12 @@ fn steps(report: &RunReport) -> String {
 /// what it found, then a second sync that also writes them back: with
 /// `faults` set before each sync and cleared before the store is read.
 async fn scenario(faults: Option<Value>) -> (Stored, Duration, usize) {
-    let env = env().await;
+    scenario_on(sqlite_store().await, faults).await
+}
+
+/// The same on `store` (dropped afterwards).
+async fn scenario_on(store: TestStore, faults: Option<Value>) -> (Stored, Duration, usize) {
+    let env = env_on(store).await;
     let started = Instant::now();
     for round in 0..2 {
         if let Some(f) = &faults {
@@ -416,7 +427,9 @@ async fn scenario(faults: Option<Value>) -> (Stored, Duration, usize) {
         .iter()
         .filter(|e| e["status"] == 401)
         .count();
-    (env.stored().await, elapsed, expired)
+    let stored = env.stored().await;
+    env.store.cleanup().await;
+    (stored, elapsed, expired)
 }
 
 /// The cases: each kind of fault alone, at rates near what Azure shows on
@@ -480,6 +493,52 @@ async fn every_collector_and_the_write_back_store_what_a_clean_run_stores_whatev
         ));
     }
     eprintln!("clean: {clean_time:.1?}; {}", took.join("; "));
+}
+
+/// Seeds of all the faults at once on PostgreSQL.
+const POSTGRES_SEEDS: [u64; 2] = [1, 2];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_too_a_run_under_every_fault_at_once_stores_what_a_clean_run_stores() {
+    let Some(store) = postgres_store().await else {
+        return;
+    };
+    let all_at_once = cases()
+        .into_iter()
+        .find(|(name, _)| *name == "all at once")
+        .expect("the case")
+        .1;
+    let mut runs = tokio::task::JoinSet::new();
+    runs.spawn(async move { ("clean".to_string(), scenario_on(store, None).await) });
+    for seed in POSTGRES_SEEDS {
+        let mut faults = all_at_once.clone();
+        faults["seed"] = json!(seed);
+        let store = postgres_store().await.expect("PostgreSQL, as above");
+        runs.spawn(async move {
+            (
+                format!("PostgreSQL, all at once, seed {seed}"),
+                scenario_on(store, Some(faults)).await,
+            )
+        });
+    }
+    let mut done: BTreeMap<String, (Stored, Duration, usize)> = BTreeMap::new();
+    while let Some(run) = runs.join_next().await {
+        let (case, outcome) = run.expect("a case");
+        done.insert(case, outcome);
+    }
+    let (clean, clean_time, _) = done.remove("clean").expect("the clean run");
+    assert!(
+        !clean.resources.is_empty() && !clean.spend.is_empty() && !clean.evidence.is_empty(),
+        "the clean run read something of each kind"
+    );
+    let mut took = Vec::new();
+    for (case, (stored, time, expired)) in &done {
+        assert_same(case, stored, &clean);
+        took.push(format!(
+            "{case}: {time:.1?}, {expired} tokens refused as expired"
+        ));
+    }
+    eprintln!("PostgreSQL clean: {clean_time:.1?}; {}", took.join("; "));
 }
 
 /// The case: a write-back under 10% 429s asking for 2 s gave up

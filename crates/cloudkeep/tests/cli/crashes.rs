@@ -1,7 +1,8 @@
 //! The crash matrix: `cloudkeep serve` SIGKILLed at seeded points of a
 //! first scheduled sync (inventory, evidence, the 13-month spend backfill)
-//! and of a tag write-back, and `cloudkeep admin rotate-master-key` and
-//! `rotate-data-key` killed part-way, each several times, then restarted. Afterwards every killed run
+//! and of a tag write-back, and `cloudkeep admin rotate-master-key`,
+//! `rotate-data-key` and `rotate-audit-key` killed part-way, each several
+//! times, then restarted. Afterwards every killed run
 //! reads `interrupted`, each tag edit reached Azure once (the simulator's
 //! request log), the audit chains verify, and the organisation's store
 //! equals that of an organisation that synced the same tenant without a
@@ -15,16 +16,16 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::harness::{
-    Api, Killed, Sim, create_org, eventually, free_port, principal, run, serve, tenant,
-    wait_until_up,
+    Api, BIN, Killed, Serve, Sim, create_org, eventually, principal, run, tenant,
 };
 use crate::processes::{Db, RunRow, inventory, token};
 
 /// Kills in the first sync, and in the write-back.
 const SYNC_KILLS: usize = 3;
 const WRITE_BACK_KILLS: usize = 2;
-/// Kills of each key rotation (master key, data key).
-const ROTATION_KILLS: usize = 3;
+/// Kills of each key rotation (master key, data key, audit key): a
+/// rotation is quick, so two kills each keep the matrix's run time.
+const ROTATION_KILLS: usize = 2;
 
 /// The kill points, from a seed (splitmix64): reproducible, and another
 /// seed is another set of points.
@@ -76,6 +77,19 @@ async fn a_new_run(db: &Db, connection: &str, seen: &[String]) -> Option<RunRow>
         }
     })
     .await
+}
+
+/// Kills the server and starts it again; answers whether `run` was still
+/// running when it died (so the kill landed within it).
+async fn killed_during(server: &mut Serve<'_>, db: &Db, run: &RunRow) -> bool {
+    server.kill();
+    let within = db
+        .runs()
+        .await
+        .iter()
+        .any(|r| r.id == run.id && r.status == "running");
+    server.start().await;
+    within
 }
 
 /// Waits until `connection` has `n` finished runs and none running; answers the last.
@@ -187,19 +201,9 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
     let reference = create_org("Reference", "reference@example.com", &config);
     let db = Db::open(&format!("sqlite://{}", data.join("cloudkeep.db").display())).await;
     let sim = Sim::start().await;
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    // A short lease, so that a killed process's job is taken over within the test.
-    let start = || {
-        Killed::spawn(
-            serve(&sim, port, &config)
-                .env("CLOUDKEEP_SCHEDULER", "on")
-                .env("CLOUDKEEP_SCHEDULER_POLL_SECS", "1")
-                .env("CLOUDKEEP_SCHEDULER_LEASE_SECS", "3"),
-        )
-    };
-    let mut server = start();
-    wait_until_up(&url).await;
+    let mut server = Serve::scheduled(&sim, &config);
+    server.start().await;
+    let url = server.url.clone();
     let sp = principal(&sim, "collector");
 
     // The reference: a clean first sync (scheduled as soon as it connects), timed.
@@ -244,17 +248,9 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
             let at = run.started_at + (clean_ms as f64 * 0.3 * points.next()) as i64;
             tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
         }
-        drop(server);
-        if db
-            .runs()
-            .await
-            .iter()
-            .any(|r| r.id == run.id && r.status == "running")
-        {
+        if killed_during(&mut server, &db, &run).await {
             killed.push(run.id.clone());
         }
-        server = start();
-        wait_until_up(&url).await;
     }
     let sync_kills = killed.len();
     let first = finished(&db, &id, seen.len()).await;
@@ -311,17 +307,9 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
             },
         )
         .await;
-        drop(server);
-        if db
-            .runs()
-            .await
-            .iter()
-            .any(|r| r.id == run.id && r.status == "running")
-        {
+        if killed_during(&mut server, &db, &run).await {
             killed.push(run.id.clone());
         }
-        server = start();
-        wait_until_up(&url).await;
     }
     let written = finished(&db, &id, runs_before + 1).await;
     assert_eq!(written.status, "succeeded", "{written:?}");
@@ -351,53 +339,23 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
         "{states}"
     );
 
-    // The master key's rotation, killed part-way (or, when it is quicker
-    // than the draw, not at all), then run to its end.
-    drop(server);
-    for _ in 0..ROTATION_KILLS {
-        let mut rotation = Killed::spawn(
-            std::process::Command::new(crate::harness::BIN)
-                .args(["admin", "rotate-master-key"])
-                .args(config)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null()),
-        );
-        tokio::time::sleep(Duration::from_millis((5.0 + 60.0 * points.next()) as u64)).await;
-        let _ = rotation.0.kill();
-        let _ = rotation.0.wait();
-    }
-    let (ok, out, err) = run(&["admin", "rotate-master-key", "--data-dir", &data_arg]);
-    assert!(ok && out.contains("rotated"), "{out}{err}");
-    // The organisation's data key too, killed part-way, then to its end.
+    // Each key rotation killed part-way (or, when it is quicker than the
+    // draw, not at all), then run to its end.
+    server.kill();
     let org_id = crash["org_id"].as_str().expect("org id");
-    for _ in 0..ROTATION_KILLS {
-        let mut rotation = Killed::spawn(
-            std::process::Command::new(crate::harness::BIN)
-                .args(["admin", "rotate-data-key", "--org", org_id])
-                .args(config)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null()),
-        );
-        tokio::time::sleep(Duration::from_millis((5.0 + 60.0 * points.next()) as u64)).await;
-        let _ = rotation.0.kill();
-        let _ = rotation.0.wait();
+    for rotation in [
+        vec!["admin", "rotate-master-key"],
+        vec!["admin", "rotate-data-key", "--org", org_id],
+        vec!["admin", "rotate-audit-key"],
+    ] {
+        killed_part_way(&mut points, &rotation, &config).await;
+        let (ok, out, err) = run(&[rotation.as_slice(), &config[..]].concat());
+        assert!(ok && out.contains("rotated"), "{rotation:?}: {out}{err}");
     }
-    let (ok, out, err) = run(&[
-        "admin",
-        "rotate-data-key",
-        "--org",
-        org_id,
-        "--data-dir",
-        &data_arg,
-    ]);
-    assert!(ok && out.contains("rotated"), "{out}{err}");
-    let (ok, out, err) = run(&["admin", "rotate-audit-key", "--data-dir", &data_arg]);
-    assert!(ok, "{out}{err}");
 
     // Both organisations sync once more under the new keys (their
     // credentials open), reading the same tenant.
-    let server = start();
-    wait_until_up(&url).await;
+    server.start().await;
     let crash_runs = db
         .runs()
         .await
@@ -448,13 +406,30 @@ async fn killed_at_seeded_points_of_sync_write_back_and_key_rotation_everything_
         evidence.difference(&clean_evidence).next(),
         clean_evidence.difference(&evidence).next()
     );
-    drop(server);
+    server.kill();
     let (ok, out, err) = run(&["audit", "verify", "--data-dir", &data_arg]);
     assert!(ok && out.matches("chain intact").count() == 2, "{out}{err}");
     eprintln!(
         "crash matrix: {} runs killed ({sync_kills} in the first sync, one of them mid-backfill), {total} edits written once, clean sync {clean_ms} ms",
         killed.len()
     );
+}
+
+/// `cloudkeep ARGS CONFIG` killed (SIGKILL) a seeded moment after it
+/// starts, `ROTATION_KILLS` times.
+async fn killed_part_way(points: &mut Points, args: &[&str], config: &[&str]) {
+    for _ in 0..ROTATION_KILLS {
+        let mut process = Killed::spawn(
+            std::process::Command::new(BIN)
+                .args(args)
+                .args(config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        tokio::time::sleep(Duration::from_millis((5.0 + 60.0 * points.next()) as u64)).await;
+        let _ = process.0.kill();
+        let _ = process.0.wait();
+    }
 }
 
 /// Evidence rows of `org` (past the window: first observed and closed
@@ -486,25 +461,15 @@ async fn a_retention_purge_killed_part_way_purges_every_old_row_once_and_nothing
     let org_id = org["org_id"].as_str().expect("org").to_string();
     let db = Db::open(&format!("sqlite://{}", data.join("cloudkeep.db").display())).await;
     let sim = Sim::start().await;
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let start = || {
-        Killed::spawn(
-            serve(&sim, port, &config)
-                .env("CLOUDKEEP_SCHEDULER", "on")
-                .env("CLOUDKEEP_SCHEDULER_POLL_SECS", "1")
-                .env("CLOUDKEEP_SCHEDULER_LEASE_SECS", "3"),
-        )
-    };
-    let server = start();
-    wait_until_up(&url).await;
-    let api = Api::new(&url, &token(&org));
+    let mut server = Serve::scheduled(&sim, &config);
+    server.start().await;
+    let api = Api::new(&server.url, &token(&org));
     let conn = api
         .connect("c", tenant(&sim), &principal(&sim, "collector"))
         .await;
     let first = finished(&db, conn["id"].as_str().expect("id"), 1).await;
     assert_eq!(first.status, "succeeded", "{first:?}");
-    drop(server);
+    server.kill();
 
     // Ten years of history: copies of today's evidence, closed long ago,
     // enough for many purge batches.
@@ -544,7 +509,7 @@ async fn a_retention_purge_killed_part_way_purges_every_old_row_once_and_nothing
     };
     let mut kills = 0;
     for _ in 0..3 {
-        let server = start();
+        server.spawn();
         // Killed a seeded moment after the job is claimed (or done).
         eventually(Duration::from_secs(30), "the purge claimed", || async {
             let jobs = retention_job().await;
@@ -556,7 +521,7 @@ async fn a_retention_purge_killed_part_way_purges_every_old_row_once_and_nothing
         })
         .await;
         tokio::time::sleep(Duration::from_millis((150.0 * points.next()) as u64)).await;
-        drop(server);
+        server.kill();
         let left = evidence_rows(&db, &org_id, Some(old + 1)).await;
         if left == 0 {
             break;
@@ -565,7 +530,7 @@ async fn a_retention_purge_killed_part_way_purges_every_old_row_once_and_nothing
         // The lease ends before the next process looks.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    let server = start();
+    server.spawn();
     eventually(Duration::from_secs(60), "the purge done", || async {
         let (jobs, left) = (
             retention_job().await,
@@ -578,7 +543,7 @@ async fn a_retention_purge_killed_part_way_purges_every_old_row_once_and_nothing
         }
     })
     .await;
-    drop(server);
+    server.kill();
     assert_eq!(
         evidence_rows(&db, &org_id, None).await,
         current,

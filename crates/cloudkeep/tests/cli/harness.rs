@@ -102,6 +102,86 @@ pub fn serve(sim: &Sim, port: u16, config: &[&str]) -> Command {
     command
 }
 
+/// A `cloudkeep serve` process on a port of its own, against the simulator,
+/// with the store `config` names: started (and waited on until it answers),
+/// SIGKILLed as a crash would, and started again on the same port and store.
+/// Killed when dropped.
+pub struct Serve<'a> {
+    pub url: String,
+    port: u16,
+    sim: &'a Sim,
+    config: Vec<String>,
+    env: Vec<(String, String)>,
+    process: Option<Killed>,
+}
+
+impl<'a> Serve<'a> {
+    /// Not started yet; with the scheduler as configured.
+    pub fn new(sim: &'a Sim, config: &[&str]) -> Serve<'a> {
+        let port = free_port();
+        Serve {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            sim,
+            config: config.iter().map(|c| c.to_string()).collect(),
+            env: Vec::new(),
+            process: None,
+        }
+    }
+
+    /// With the scheduler on, polling each second, and a lease of three
+    /// seconds, so that a killed process's job is taken over within a test.
+    pub fn scheduled(sim: &'a Sim, config: &[&str]) -> Serve<'a> {
+        Serve::new(sim, config)
+            .env("CLOUDKEEP_SCHEDULER", "on")
+            .env("CLOUDKEEP_SCHEDULER_POLL_SECS", "1")
+            .env("CLOUDKEEP_SCHEDULER_LEASE_SECS", "3")
+    }
+
+    /// With an environment variable set (at the next start).
+    pub fn env(mut self, key: &str, value: &str) -> Serve<'a> {
+        self.set_env(key, value);
+        self
+    }
+
+    /// Sets an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Starts the process (killing a running one first) and waits until it answers.
+    pub async fn start(&mut self) {
+        self.spawn();
+        wait_until_up(&self.url).await;
+    }
+
+    /// Starts the process without waiting for it (a caller starting several
+    /// waits on each with `up`).
+    pub fn spawn(&mut self) {
+        self.kill();
+        let config: Vec<&str> = self.config.iter().map(String::as_str).collect();
+        let mut command = serve(self.sim, self.port, &config);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        self.process = Some(Killed::spawn(&mut command));
+    }
+
+    /// Waits until the process answers.
+    pub async fn up(&self) {
+        wait_until_up(&self.url).await;
+    }
+
+    /// SIGKILLs the process (if running) and reaps it.
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// The running process's id, which also starts its scheduler's worker ids.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Killed::pid)
+    }
+}
+
 pub async fn wait_until_up(url: &str) {
     eventually(Duration::from_secs(30), &format!("{url} up"), || async {
         match reqwest::get(format!("{url}/healthz")).await {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harness::{
-    Api, BIN, Killed, Sim, cli, create_org, eventually, free_port, run, serve, wait_until_up,
+    Api, BIN, Killed, Serve, Sim, cli, create_org, eventually, free_port, run, serve, wait_until_up,
 };
 use serde_json::{Value, json};
 
@@ -609,15 +609,9 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         .expect("token")
         .to_string();
     let sim = Sim::start().await;
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let start = || {
-        Killed::spawn(
-            serve(&sim, port, &["--data-dir", &data_arg]).env("CLOUDKEEP_SCHEDULER", "off"),
-        )
-    };
-    let mut server = start();
-    wait_until_up(&url).await;
+    let mut server = Serve::new(&sim, &["--data-dir", &data_arg]).env("CLOUDKEEP_SCHEDULER", "off");
+    server.start().await;
+    let url = server.url.clone();
     let conn = Api::new(&url, &token)
         .connect(
             "c",
@@ -673,8 +667,7 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         },
     )
     .await;
-    server.0.kill().expect("SIGKILL");
-    let _ = server.0.wait();
+    server.kill();
     assert!(
         running.await.expect("task").is_err(),
         "the request died with the server"
@@ -686,9 +679,7 @@ async fn a_killed_write_back_resumes_without_writing_twice() {
         "killed before the end ({before_restart} of {total})"
     );
 
-    drop(server);
-    let _server = start();
-    wait_until_up(&url).await;
+    server.start().await;
     // The killed run stops beating; once it counts as lost (30 s), a new
     // start marks it interrupted and runs. Until then a start is refused.
     let resumed: Value = eventually(

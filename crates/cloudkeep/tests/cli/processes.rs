@@ -8,14 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cloudkeep_testkit::PgSchema;
 use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::harness::tenant as harness_tenant;
-use crate::harness::{
-    Api, Killed, Sim, cli, create_org, eventually, free_port, principal, run, serve, tenant,
-    wait_until_up,
-};
+use crate::harness::{Api, Serve, Sim, cli, create_org, eventually, principal, run, tenant};
 
 #[derive(Debug, Clone)]
 pub(crate) struct JobRow {
@@ -128,27 +126,45 @@ pub(crate) fn token(org: &Value) -> String {
     org["api_token"].as_str().expect("token").to_string()
 }
 
+/// A configuration file in `dir` for processes sharing one PostgreSQL
+/// schema and one master key file, the scheduler polling each second
+/// (`scheduler` adds settings to its section).
+fn shared_config(dir: &std::path::Path, schema: &PgSchema, scheduler: &str) -> String {
+    let file = dir.join("cloudkeep.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[store]\nurl = \"{}\"\n[keys]\nkey_file = \"{}\"\n[scheduler]\npoll_secs = 1\n{scheduler}",
+            schema.url,
+            dir.join("master.key").display()
+        ),
+    )
+    .expect("config");
+    file.to_str().expect("path").to_string()
+}
+
+/// Starts `servers` side by side and waits until each answers.
+async fn start_all(servers: &mut [Serve<'_>]) {
+    for s in servers.iter_mut() {
+        s.spawn();
+    }
+    for s in servers.iter() {
+        s.up().await;
+    }
+}
+
 /// Two `serve` processes on one PostgreSQL database, six connections in three
 /// organisations, two due periods: every connection syncs exactly once a
 /// period, no job is claimed twice, and both processes run jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serve_processes_on_one_database_split_the_work_and_never_run_a_job_twice() {
-    let Some(schema) = cloudkeep_testkit::PgSchema::create().await else {
+    let Some(schema) = PgSchema::create().await else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
     let sim = Sim::start().await;
-    let file = dir.path().join("cloudkeep.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[store]\nurl = \"{}\"\n[keys]\nkey_file = \"{}\"\n[scheduler]\npoll_secs = 1\n",
-            schema.url,
-            dir.path().join("master.key").display()
-        ),
-    )
-    .expect("config");
-    let config = ["--config", file.to_str().expect("path")];
+    let file = shared_config(dir.path(), &schema, "");
+    let config = ["--config", file.as_str()];
     // Before either process starts, so that neither races the other to
     // migrate the schema or to create the key file.
     // An Azure subscription belongs to one live connection of an
@@ -156,18 +172,9 @@ async fn two_serve_processes_on_one_database_split_the_work_and_never_run_a_job_
     let orgs: Vec<Value> = (0..6)
         .map(|i| create_org(&format!("Org {i}"), &format!("ops{i}@example.com"), &config))
         .collect();
-    let ports = [free_port(), free_port()];
-    let servers: Vec<Killed> = ports
-        .iter()
-        .map(|p| Killed::spawn(&mut serve(&sim, *p, &config)))
-        .collect();
-    let urls: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    for url in &urls {
-        wait_until_up(url).await;
-    }
+    let mut servers = [Serve::new(&sim, &config), Serve::new(&sim, &config)];
+    start_all(&mut servers).await;
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     // Slow Azure down so that syncs overlap and both processes find work.
     sim.faults(json!({"latency_ms": 300})).await;
     let mut made = tokio::task::JoinSet::new();
@@ -187,7 +194,7 @@ async fn two_serve_processes_on_one_database_split_the_work_and_never_run_a_job_
         .await
         .expect("due again");
     db.all_done(2 * connections.len()).await;
-    let mut pids: Vec<u32> = servers.iter().map(Killed::pid).collect();
+    let mut pids: Vec<u32> = servers.iter().filter_map(Serve::pid).collect();
     pids.sort_unstable();
     drop(servers);
 
@@ -303,25 +310,17 @@ async fn a_process_killed_mid_sync_and_restarted_finishes_the_work_without_losin
     let config = ["--data-dir", data_arg.as_str()];
     let org = create_org("Kill", "kill@example.com", &config);
     let sim = Sim::start().await;
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     // A short lease, so that the takeover comes within the test.
-    let start = |scheduler: &str| {
-        Killed::spawn(
-            serve(&sim, port, &config)
-                .env("CLOUDKEEP_SCHEDULER", scheduler)
-                .env("CLOUDKEEP_SCHEDULER_POLL_SECS", "1")
-                .env("CLOUDKEEP_SCHEDULER_LEASE_SECS", "3"),
-        )
-    };
+    let mut server = Serve::scheduled(&sim, &config);
+    let url = server.url.clone();
     // Connected with the scheduler off, so that the connection's first sync
     // is the scheduled one killed below.
-    let server = start("off");
-    wait_until_up(&url).await;
+    server.set_env("CLOUDKEEP_SCHEDULER", "off");
+    server.start().await;
     let api = Api::new(&url, &token(&org));
     let (tenant, sp) = (harness_tenant(&sim), principal(&sim, "collector"));
     api.connect("c", tenant, &sp).await;
-    drop(server);
+    server.kill();
     // Subscriptions sync side by side. One of them is slowed to ten minutes
     // a call: the others' inventories are stored and the run stays under
     // way, so the kill lands part-way however late it comes.
@@ -334,8 +333,8 @@ async fn a_process_killed_mid_sync_and_restarted_finishes_the_work_without_losin
         json!({"latency_ms": 600_000, "latency_path": format!("/subscriptions/{slow}/resources")}),
     )
     .await;
-    let server = start("on");
-    wait_until_up(&url).await;
+    server.set_env("CLOUDKEEP_SCHEDULER", "on");
+    server.start().await;
     let killed_run = eventually(
         Duration::from_secs(60),
         "a scheduled sync part-way",
@@ -357,7 +356,7 @@ async fn a_process_killed_mid_sync_and_restarted_finishes_the_work_without_losin
     )
     .await;
     let killed_pid = server.pid();
-    drop(server);
+    server.kill();
 
     let db = Db::open(&format!("sqlite://{}", data.join("cloudkeep.db").display())).await;
     let runs = db.runs().await;
@@ -368,15 +367,14 @@ async fn a_process_killed_mid_sync_and_restarted_finishes_the_work_without_losin
     );
     let jobs = db.jobs().await;
     assert!(
-        matches!(jobs.as_slice(), [j] if j.status == "running" && j.owner_pid() == Some(killed_pid)),
+        matches!(jobs.as_slice(), [j] if j.status == "running" && j.owner_pid() == killed_pid),
         "{jobs:?}"
     );
     let lease_end = jobs[0].lease_until.expect("leased");
     let stored_when_killed = db.count("resources", &org["org_id"]).await;
 
     sim.faults(json!({})).await;
-    let server = start("on");
-    wait_until_up(&url).await;
+    server.start().await;
     let job = eventually(
         Duration::from_secs(60),
         "the job taken over and done",
@@ -391,7 +389,7 @@ async fn a_process_killed_mid_sync_and_restarted_finishes_the_work_without_losin
     .await;
     assert_eq!(
         (job.attempts, job.owner_pid()),
-        (2, Some(server.pid())),
+        (2, server.pid()),
         "claimed once more, by the restarted process"
     );
     let runs = db.runs().await;
@@ -464,22 +462,13 @@ async fn a_process_killed_mid_sync_and_restarted_finishes_the_work_without_losin
 /// successful sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_serve_processes_with_one_killed_mid_job_run_every_job_once_to_the_end() {
-    let Some(schema) = cloudkeep_testkit::PgSchema::create().await else {
+    let Some(schema) = PgSchema::create().await else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
     let sim = Sim::start().await;
-    let file = dir.path().join("cloudkeep.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[store]\nurl = \"{}\"\n[keys]\nkey_file = \"{}\"\n[scheduler]\npoll_secs = 1\nlease_secs = 3\n",
-            schema.url,
-            dir.path().join("master.key").display()
-        ),
-    )
-    .expect("config");
-    let config = ["--config", file.to_str().expect("path")];
+    let file = shared_config(dir.path(), &schema, "lease_secs = 3\n");
+    let config = ["--config", file.as_str()];
     let orgs: Vec<Value> = (0..4)
         .map(|i| {
             create_org(
@@ -489,18 +478,13 @@ async fn three_serve_processes_with_one_killed_mid_job_run_every_job_once_to_the
             )
         })
         .collect();
-    let ports = [free_port(), free_port(), free_port()];
-    let mut servers: Vec<Option<Killed>> = ports
-        .iter()
-        .map(|p| Some(Killed::spawn(&mut serve(&sim, *p, &config))))
-        .collect();
-    let urls: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    for url in &urls {
-        wait_until_up(url).await;
-    }
+    let mut servers = [
+        Serve::new(&sim, &config),
+        Serve::new(&sim, &config),
+        Serve::new(&sim, &config),
+    ];
+    start_all(&mut servers).await;
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     // Slow Azure down so that the syncs overlap and last.
     sim.faults(json!({"latency_ms": 300})).await;
     let mut made = tokio::task::JoinSet::new();
@@ -520,11 +504,11 @@ async fn three_serve_processes_with_one_killed_mid_job_run_every_job_once_to_the
             .ok_or_else(|| format!("{jobs:?}"))
     })
     .await;
-    let slot = servers
+    servers
         .iter_mut()
-        .find(|s| s.as_ref().is_some_and(|k| k.pid() == victim))
-        .expect("the victim is ours");
-    drop(slot.take());
+        .find(|s| s.pid() == Some(victim))
+        .expect("the victim is ours")
+        .kill();
     let held: Vec<String> = db
         .jobs()
         .await
