@@ -22,6 +22,22 @@ fn clean(what: &str, s: &str) -> Result<String> {
     Ok(s)
 }
 
+/// The key `alias` stands for, read inside the audited transaction.
+async fn key_of(
+    tx: &mut crate::AuditedTx,
+    scope: &OrgScope,
+    alias: &str,
+) -> Result<Option<String>> {
+    sqlx::query("SELECT key_lower FROM spend_tag_aliases WHERE org_id = $1 AND alias_lower = $2")
+        .bind(scope.id())
+        .bind(alias.to_string())
+        .fetch_optional(&mut ***tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(Into::into)
+}
+
 impl Store {
     /// Makes `alias` stand for `key`, audited. Refused: an alias of a key
     /// to itself, an alias that other aliases point to, a key that is
@@ -42,15 +58,7 @@ impl Store {
             )));
         }
         let mut tx = self.begin_audited(scope).await?;
-        let points_at = |a: &str| {
-            sqlx::query(
-                "SELECT key_lower FROM spend_tag_aliases WHERE org_id = $1 AND alias_lower = $2",
-            )
-            .bind(scope.id())
-            .bind(a.to_string())
-        };
-        if let Some(row) = points_at(&alias).fetch_optional(&mut **tx).await? {
-            let held: String = row.try_get(0)?;
+        if let Some(held) = key_of(&mut tx, scope, &alias).await? {
             if held == key {
                 return Ok(());
             }
@@ -58,8 +66,7 @@ impl Store {
                 "'{alias}' already stands for '{held}': remove it first to point it at another key"
             )));
         }
-        if let Some(row) = points_at(&key).fetch_optional(&mut **tx).await? {
-            let root: String = row.try_get(0)?;
+        if let Some(root) = key_of(&mut tx, scope, &key).await? {
             return Err(StoreError::Invalid(format!(
                 "'{key}' is itself an alias of '{root}': point '{alias}' at '{root}'"
             )));
@@ -111,15 +118,7 @@ impl Store {
     ) -> Result<()> {
         let alias = alias.trim().to_lowercase();
         let mut tx = self.begin_audited(scope).await?;
-        let key: Option<String> = sqlx::query(
-            "SELECT key_lower FROM spend_tag_aliases WHERE org_id = $1 AND alias_lower = $2",
-        )
-        .bind(scope.id())
-        .bind(&alias)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
+        let key = key_of(&mut tx, scope, &alias).await?;
         let Some(key) = key else {
             return Err(StoreError::NotFound { what: "tag alias" });
         };

@@ -382,15 +382,7 @@ async fn analyses_group_filter_and_export() {
         StatusCode::OK,
     )
     .await;
-    let aliases = app
-        .expect(
-            &org.token,
-            Method::GET,
-            "/api/v1/spend/tag-aliases",
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let aliases = aliases_of(&app, &org).await;
     assert_eq!(aliases["aliases"]["stage"], "env");
     let via_alias = get("filter=tag:environment".into()).await["total"]
         .as_f64()
@@ -494,6 +486,18 @@ async fn analyses_group_filter_and_export() {
 
 /// With Azure's throttling on, in either header family, a backfill paces
 /// itself instead of running into 429s, and stores the same totals.
+/// The organisation's tag aliases, as the API answers them.
+async fn aliases_of(app: &App, org: &Org) -> Value {
+    app.expect(
+        &org.token,
+        Method::GET,
+        "/api/v1/spend/tag-aliases",
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn aliases_added_at_once_are_all_kept_and_refusals_say_why() {
     let app = spawn_app().await;
@@ -509,15 +513,7 @@ async fn aliases_added_at_once_are_all_kept_and_refusals_say_why() {
     for (status, body) in futures_util::future::join_all(adds).await {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let all = app
-        .expect(
-            &org.token,
-            Method::GET,
-            "/api/v1/spend/tag-aliases",
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let all = aliases_of(&app, &org).await;
     let expected: BTreeMap<String, String> = (0..8)
         .map(|i| (format!("environment{i}"), "env".to_string()))
         .collect();
@@ -612,15 +608,7 @@ async fn aliases_added_at_once_are_all_kept_and_refusals_say_why() {
         StatusCode::NOT_FOUND,
     )
     .await;
-    let all = app
-        .expect(
-            &org.token,
-            Method::GET,
-            "/api/v1/spend/tag-aliases",
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let all = aliases_of(&app, &org).await;
     assert_eq!(all["aliases"].as_object().expect("map").len(), 7, "{all}");
     // Each change is one audit event saying which alias.
     let events = app
