@@ -497,6 +497,7 @@ impl Store {
             .bind(now)
             .execute(&mut **tx)
             .await?;
+            crate::evidence::bump_evidence_rev(&mut tx, scope).await?;
             Ok(())
         })
         .await?;
@@ -574,6 +575,9 @@ impl Store {
             .bind(stale_after_secs)
             .execute(&mut **tx)
             .await?;
+            if stale_after_secs.is_some() {
+                crate::evidence::bump_evidence_rev(&mut tx, scope).await?;
+            }
             found(done.rows_affected(), "connection")
         })
         .await?;
@@ -690,6 +694,7 @@ async fn move_subscription(
     to: ConnectionId,
 ) -> Result<()> {
     crate::inventory::bump_rev(tx, scope, &sub.to_string()).await?;
+    crate::evidence::bump_evidence_rev(tx, scope).await?;
     for table in ["subscriptions", "resources"] {
         sqlx::query(&format!(
             "UPDATE {table} SET connection_id = $4 WHERE org_id = $1 AND subscription_id = $2 AND connection_id = $3"
@@ -716,6 +721,7 @@ async fn apply_level_change(
     let mut counts = LevelChangeCounts::default();
     let sub = id.to_string();
     crate::inventory::bump_rev(tx, scope, &sub).await?;
+    crate::evidence::bump_evidence_rev(tx, scope).await?;
     let in_sub = "resource_id IN (SELECT resource_id FROM resources WHERE org_id = $1 AND subscription_id = $2)";
     if change.purge_tags || change.purge_resources {
         counts.tags_purged = sqlx::query(&format!(
@@ -798,6 +804,7 @@ async fn insert_subscriptions(
     subscriptions: &[NewSubscription],
     now: i64,
 ) -> Result<()> {
+    crate::evidence::bump_evidence_rev(tx, scope).await?;
     for s in subscriptions {
         sqlx::query(
             "INSERT INTO subscriptions (org_id, subscription_id, connection_id, azure_id, display_name, sync_level, permissions, created_at) \

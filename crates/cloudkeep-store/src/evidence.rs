@@ -462,6 +462,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         bulk_insert(&mut tx, self.backend(), "evidence", EVIDENCE_INSERT, insert).await?;
+        bump_evidence_rev(&mut tx, scope).await?;
         tx.commit().await?;
         Ok(counts)
     }
@@ -484,6 +485,7 @@ impl Store {
         at: i64,
     ) -> Result<u64> {
         let org = scope.id();
+        bump_evidence_rev(tx, scope).await?;
         // Locked on PostgreSQL until the transaction ends, so that a sync
         // cannot extend them between this read and their closing (SQLite
         // has one writer, which this transaction is).
@@ -645,11 +647,34 @@ impl Store {
     /// live subscription counted as one not collected item there, and each
     /// control over its effective checks.
     pub async fn coverage(&self, scope: &OrgScope) -> Result<CoverageReport> {
+        // The revision is read before the rows: a report kept under it
+        // holds at least what it stood for, and a write after it moves it.
+        let rev = self.evidence_revision(scope).await?;
         let now = self.now_ms();
+        if let Some(kept) = self.coverage_cache.get(scope.org(), rev, now) {
+            return Ok(kept);
+        }
+        let turn = self.coverage_cache.turn(scope.org());
+        let _turn = turn.lock().await;
+        let now = self.now_ms();
+        if let Some(kept) = self.coverage_cache.get(scope.org(), rev, now) {
+            return Ok(kept);
+        }
+        let (report, fresh_until) = self.read_coverage(scope, now).await?;
+        self.coverage_cache
+            .keep(scope.org(), rev, fresh_until, &report);
+        Ok(report)
+    }
+
+    /// The coverage at `now`, and the last moment it holds without a write
+    /// (the first current row to go stale goes stale after it).
+    async fn read_coverage(&self, scope: &OrgScope, now: i64) -> Result<(CoverageReport, i64)> {
         let rows = sqlx::query(
-            "SELECT check_id, subscription_id, result, stale, COUNT(*) AS n FROM (\
+            "SELECT check_id, subscription_id, result, stale, COUNT(*) AS n, \
+             MIN(CASE WHEN stale = 0 THEN due END) AS due FROM (\
              SELECT e.check_id, e.subscription_id, e.result, \
-             CAST(CASE WHEN e.last_observed_at + c.stale_after_secs * 1000 < $2 THEN 1 ELSE 0 END AS BIGINT) AS stale \
+             CAST(CASE WHEN e.last_observed_at + c.stale_after_secs * 1000 < $2 THEN 1 ELSE 0 END AS BIGINT) AS stale, \
+             e.last_observed_at + c.stale_after_secs * 1000 AS due \
              FROM evidence e \
              JOIN subscriptions s ON s.org_id = e.org_id AND s.subscription_id = e.subscription_id AND s.detached_at IS NULL \
              JOIN connections c ON c.org_id = s.org_id AND c.connection_id = s.connection_id AND c.deleted_at IS NULL \
@@ -665,7 +690,11 @@ impl Store {
             .map(|c| (*c, Tally::default()))
             .collect();
         let mut collected: HashSet<(CheckId, String)> = HashSet::new();
+        let mut fresh_until = i64::MAX;
         for r in &rows {
+            if let Some(due) = r.try_get::<Option<i64>, _>("due")? {
+                fresh_until = fresh_until.min(due);
+            }
             let check: CheckId = parse(r, "check_id")?;
             let result: EvidenceResult = parse(r, "result")?;
             let stale: i64 = r.try_get("stale")?;
@@ -710,7 +739,7 @@ impl Store {
                 (*control, checks, Coverage::of(tally))
             })
             .collect();
-        Ok(CoverageReport {
+        let report = CoverageReport {
             at: time(now),
             checks: CheckId::ALL
                 .iter()
@@ -722,7 +751,21 @@ impl Store {
                 })
                 .collect(),
             controls,
-        })
+        };
+        Ok((report, fresh_until))
+    }
+
+    /// The organisation's evidence revision (0 before any write).
+    async fn evidence_revision(&self, scope: &OrgScope) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT rev FROM evidence_revisions WHERE org_id = $1")
+                .bind(scope.id())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get("rev"))
+                .transpose()?
+                .unwrap_or(0),
+        )
     }
 
     /// Writes today's (UTC) figures of every control from `report`; a day
@@ -886,6 +929,7 @@ impl Store {
                     .await?;
                 }
             }
+            bump_evidence_rev(&mut tx, scope).await?;
             Ok(())
         })
         .await?;
@@ -1016,5 +1060,60 @@ mod tests {
         };
         assert_ne!(a.fingerprint(), d.fingerprint());
         assert_eq!(a.fingerprint().len(), 64);
+    }
+}
+
+/// Moves the organisation's evidence revision, in the writing transaction
+/// (see `CoverageCache`): every write that changes what the coverage
+/// counts calls it.
+pub(crate) async fn bump_evidence_rev(tx: &mut Tx, scope: &OrgScope) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO evidence_revisions (org_id, rev) VALUES ($1, 1) \
+         ON CONFLICT (org_id) DO UPDATE SET rev = evidence_revisions.rev + 1",
+    )
+    .bind(scope.id())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The coverage report per organisation, with the evidence revision it was
+/// read at and the last moment it holds (rows go stale with time alone).
+/// The controls and the dashboard read it on every load while evidence
+/// changes once a sync; the revision lives in the database, so a report is
+/// reused only while no instance has written since.
+#[derive(Debug, Default)]
+pub(crate) struct CoverageCache {
+    entries: std::sync::Mutex<HashMap<cloudkeep_domain::OrgId, (i64, i64, CoverageReport)>>,
+    /// Per organisation, the turn to compute its report: one reader reads
+    /// the rows while the others wait for its report.
+    turns:
+        std::sync::Mutex<HashMap<cloudkeep_domain::OrgId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl CoverageCache {
+    fn get(&self, org: cloudkeep_domain::OrgId, rev: i64, now: i64) -> Option<CoverageReport> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, until, report) = entries.get(&org)?;
+        (*at == rev && now <= *until).then(|| CoverageReport {
+            at: time(now),
+            ..report.clone()
+        })
+    }
+
+    fn turn(&self, org: cloudkeep_domain::OrgId) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if turns.len() >= 1024 && !turns.contains_key(&org) {
+            turns.retain(|_, t| std::sync::Arc::strong_count(t) > 1);
+        }
+        turns.entry(org).or_default().clone()
+    }
+
+    fn keep(&self, org: cloudkeep_domain::OrgId, rev: i64, until: i64, report: &CoverageReport) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= 1024 && !entries.contains_key(&org) {
+            entries.clear();
+        }
+        entries.insert(org, (rev, until, report.clone()));
     }
 }

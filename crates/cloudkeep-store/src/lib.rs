@@ -154,6 +154,9 @@ pub struct Store {
     /// Resource pages and tag coverage kept per revision (see
     /// `inventory::InventoryCache`), shared by the store's clones.
     inventory_cache: Arc<inventory::InventoryCache>,
+    /// The control coverage kept per evidence revision (see
+    /// `evidence::CoverageCache`), shared by the store's clones.
+    coverage_cache: Arc<evidence::CoverageCache>,
 }
 
 /// A write transaction.
@@ -326,6 +329,7 @@ impl Store {
             spend_cache: Arc::default(),
             spend_columns: Arc::default(),
             inventory_cache: Arc::default(),
+            coverage_cache: Arc::default(),
         })
     }
 

@@ -217,6 +217,7 @@ impl Store {
                         counts.evidence = n;
                     }
                 }
+                crate::evidence::bump_evidence_rev(&mut tx, scope).await?;
             }
             let runs = sqlx::query(
                 "DELETE FROM sync_runs WHERE org_id = $1 AND run_id IN (SELECT r.run_id FROM sync_runs r WHERE r.org_id = $1 \

@@ -15,6 +15,7 @@
 //! each collection (so they follow the subscription's sync level).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use cloudkeep_domain::spend::{
@@ -955,6 +956,14 @@ impl Store {
         if let Some(kept) = self.spend_cache.get(&key, rev) {
             return Ok(kept);
         }
+        // One reader answers a question at a time; the others wait for its
+        // answer (after a write, every reader of the dashboard misses at
+        // once: one computes instead of all of them).
+        let turn = self.spend_cache.turn(&key);
+        let _turn = turn.lock().await;
+        if let Some(kept) = self.spend_cache.get(&key, rev) {
+            return Ok(kept);
+        }
         // The columnar projection when it stands for this revision; SQL
         // otherwise (and the projection is rebuilt in the background).
         let answer = match self.spend_columns_answer(scope, rev, q).await? {
@@ -966,7 +975,7 @@ impl Store {
     }
 
     /// The organisation's spend revision (0 before any spend write).
-    async fn spend_revision(&self, scope: &OrgScope) -> Result<i64> {
+    pub(crate) async fn spend_revision(&self, scope: &OrgScope) -> Result<i64> {
         Ok(
             sqlx::query("SELECT rev FROM spend_revisions WHERE org_id = $1")
                 .bind(scope.id())
@@ -1355,6 +1364,8 @@ pub(crate) async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Resu
 #[derive(Debug, Default)]
 pub(crate) struct SpendCache {
     entries: std::sync::Mutex<HashMap<String, (i64, SpendAnswer)>>,
+    /// Per question, the turn to compute it.
+    turns: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Bounds on what is kept: this many answers (then it starts over: a cache
@@ -1370,6 +1381,16 @@ impl SpendCache {
             .get(key)
             .filter(|(at, _)| *at == rev)
             .map(|(_, a)| a.clone())
+    }
+
+    /// The question's turn: held while computing its answer.
+    fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if turns.len() >= CACHE_ANSWERS && !turns.contains_key(key) {
+            // Only turns nobody holds or waits for.
+            turns.retain(|_, t| Arc::strong_count(t) > 1);
+        }
+        turns.entry(key.to_string()).or_default().clone()
     }
 
     fn keep(&self, key: String, rev: i64, answer: &SpendAnswer) {

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use cloudkeep_domain::OrgId;
 use cloudkeep_domain::spend::{
     SpendDimension, SpendFilter, SpendGranularity, SpendGroup, SpendMetric, day_number,
@@ -40,7 +41,8 @@ use cloudkeep_domain::spend::{
 };
 use sqlx::Row;
 
-use super::{SpendAnswer, SpendQuery, SpendSeries};
+use super::{SpendAnswer, SpendQuery, SpendSeries, USAGE};
+use crate::anomalies::UsageSeries;
 use crate::{OrgScope, Result, Store, StoreError};
 
 /// Rows held by all projections together unless configured otherwise
@@ -154,8 +156,9 @@ struct ResourceCols {
     /// Whether `spend_resources` has its row (the SQL joins it).
     known: bool,
     /// Value ids of SubAccountId, x_ResourceGroupName, RegionId,
-    /// ResourceType, ResourceId.
-    dims: [u32; 5],
+    /// ResourceType, ResourceId, then SubAccountName and BillingCurrency
+    /// (read by the usage series, never grouped or filtered on).
+    dims: [u32; 7],
     /// (tag key id, tag value id).
     tags: Vec<(u32, u32)>,
 }
@@ -568,6 +571,110 @@ impl OrgColumns {
     }
 }
 
+impl OrgColumns {
+    /// A dimension value, as stored.
+    fn value(&self, id: u32) -> Option<&str> {
+        (id != NONE).then(|| self.dims.values[id as usize].as_str())
+    }
+
+    /// One subscription × service's daily usage cost, as
+    /// `Store::usage_series` reads it through SQL for one series: the
+    /// series starts at `from` when it had usage cost before (a positive
+    /// row), else at its first day of positive cost; it ends at the
+    /// subscription's last day of usage cost over every service (later
+    /// days are not pulled yet). `sub` is lower case, compared as stored.
+    fn usage_series_of(&self, sub: &str, service: &str, from: i64, to: i64) -> Option<UsageSeries> {
+        // Per line: 0 left out, 1 the subscription's usage of another
+        // service, 2 this series (the SQL's inner joins and conditions).
+        let class: Vec<u8> = self
+            .lines
+            .iter()
+            .map(|(r, m)| {
+                let (r, m) = (&self.resources[*r as usize], &self.meters[*m as usize]);
+                let usage = r.known
+                    && m.known
+                    && self.value(r.dims[0]) == Some(sub)
+                    && self.value(m.dims[2]) == Some(USAGE)
+                    && m.dims[0] != NONE;
+                match (usage, self.value(m.dims[0]) == Some(service)) {
+                    (false, _) => 0,
+                    (true, false) => 1,
+                    (true, true) => 2,
+                }
+            })
+            .collect();
+        let days = (to - from + 1).max(0) as usize;
+        let mut sums = vec![0.0f64; days];
+        let mut present = vec![false; days];
+        let (mut last, mut before) = (None::<i64>, false);
+        let (mut name, mut currency) = (NONE, NONE);
+        for s in &self.segments {
+            if s.first_day > to {
+                break;
+            }
+            for d in s.first_day..=s.last_day().min(to) {
+                let k = (d - s.first_day) as usize;
+                let (a, e) = (s.starts[k] as usize, s.starts[k + 1] as usize);
+                let rows = s.line[a..e].iter().zip(&s.effective[a..e]);
+                if d < from {
+                    before = before
+                        || rows
+                            .clone()
+                            .any(|(l, c)| class[*l as usize] == 2 && *c > 0.0);
+                    continue;
+                }
+                for (l, c) in rows {
+                    match class[*l as usize] {
+                        0 => continue,
+                        2 => {
+                            let i = (d - from) as usize;
+                            sums[i] += c;
+                            present[i] = true;
+                            let r = &self.resources[self.lines[*l as usize].0 as usize];
+                            name = min_value(self, name, r.dims[5]);
+                            currency = min_value(self, currency, r.dims[6]);
+                        }
+                        _ => {}
+                    }
+                    last = Some(last.map_or(d, |x| x.max(d)));
+                }
+            }
+        }
+        if !present.contains(&true) {
+            return None;
+        }
+        let start = if before {
+            from
+        } else {
+            (0..days)
+                .find(|i| present[*i] && sums[*i] > 0.0)
+                .map_or(from, |i| from + i as i64)
+        };
+        let mut values: Vec<f64> = sums[(start - from) as usize..].to_vec();
+        if let Some(l) = last {
+            values.truncate((l - start + 1).max(0) as usize);
+        }
+        Some(UsageSeries {
+            subscription: sub.to_string(),
+            subscription_name: self.value(name).unwrap_or_default().to_string(),
+            service: service.to_string(),
+            currency: self.value(currency).unwrap_or_default().to_string(),
+            start: from_day_number(start),
+            values,
+        })
+    }
+}
+
+/// The smaller of two values by their text (SQL's MIN, NULL ignored).
+fn min_value(cols: &OrgColumns, a: u32, b: u32) -> u32 {
+    match (cols.value(a), cols.value(b)) {
+        (None, _) => b,
+        (_, None) => a,
+        (Some(x), Some(y)) if y < x => b,
+        _ => a,
+    }
+}
+
 /// What a build found.
 enum Load {
     Built(Box<OrgColumns>),
@@ -666,14 +773,42 @@ impl Store {
     }
 
     /// The analysis from the projection when it stands for `rev`; else
-    /// `None`, and a build starts in the background unless one runs (or
-    /// this revision did not fit).
+    /// `None` (see `spend_columns_at`).
     pub(super) async fn spend_columns_answer(
         &self,
         scope: &OrgScope,
         rev: i64,
         q: &SpendQuery,
     ) -> Result<Option<SpendAnswer>> {
+        match self.spend_columns_at(scope, rev) {
+            Some(cols) => answer(cols, q.clone()).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// One subscription × service's usage series from the projection when
+    /// it stands for `rev`; else `None` (see `spend_columns_at`).
+    pub(crate) async fn spend_columns_usage_series(
+        &self,
+        scope: &OrgScope,
+        rev: i64,
+        (sub, service): (&str, &str),
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Option<Option<UsageSeries>>> {
+        let Some(cols) = self.spend_columns_at(scope, rev) else {
+            return Ok(None);
+        };
+        let many = cols.rows as usize > BLOCKING_ROWS;
+        let (sub, service) = (sub.to_string(), service.to_string());
+        let run = move || cols.usage_series_of(&sub, &service, day_number(from), day_number(to));
+        blocking_when(many, run).await.map(Some)
+    }
+
+    /// The projection when it stands for `rev`; else `None`, and a build
+    /// starts in the background unless one runs (or this revision did not
+    /// fit).
+    fn spend_columns_at(&self, scope: &OrgScope, rev: i64) -> Option<Arc<OrgColumns>> {
         let org = scope.org();
         let ready = {
             let mut orgs = self.spend_columns.lock();
@@ -682,7 +817,7 @@ impl Store {
                 Some(c) if c.rev == rev => Some(c.clone()),
                 // The caller read the revision before the projection's
                 // build did: SQL answers it, nothing to rebuild.
-                Some(c) if c.rev > rev => return Ok(None),
+                Some(c) if c.rev > rev => return None,
                 _ => {
                     let start = !slot.building
                         && slot.refused.is_none_or(|r| r < rev)
@@ -693,14 +828,14 @@ impl Store {
                         // Stale: it answers nothing again; free it for the new one.
                         slot.ready = None;
                     } else {
-                        return Ok(None);
+                        return None;
                     }
                     None
                 }
             }
         };
-        if let Some(cols) = ready {
-            return answer(cols, q.clone()).await.map(Some);
+        if ready.is_some() {
+            return ready;
         }
         let store = self.clone();
         let scope = scope.clone();
@@ -719,7 +854,7 @@ impl Store {
                 Err(e) => tracing::warn!(org = %scope.org(), "spend projection not built: {e}"),
             }
         });
-        Ok(None)
+        None
     }
 
     /// Reads and keeps the organisation's projection; `None` when it did
@@ -759,13 +894,14 @@ impl Store {
         for r in sqlx::query(
             "SELECT resource_key, SubAccountId, lower(SubAccountId), x_ResourceGroupName, \
              lower(x_ResourceGroupName), RegionId, lower(RegionId), ResourceType, lower(ResourceType), \
-             ResourceId, lower(ResourceId) FROM spend_resources WHERE org_id = $1",
+             ResourceId, lower(ResourceId), SubAccountName, SubAccountName, BillingCurrency, \
+             BillingCurrency FROM spend_resources WHERE org_id = $1",
         )
         .bind(&org)
         .fetch_all(&self.pool)
         .await?
         {
-            let mut ds = [NONE; 5];
+            let mut ds = [NONE; 7];
             for (i, d) in ds.iter_mut().enumerate() {
                 *d = dims.id(text(&r, 1 + 2 * i)?, text(&r, 2 + 2 * i)?);
             }
@@ -804,7 +940,7 @@ impl Store {
             *ids.entry(key).or_insert_with(|| {
                 resources.push(ResourceCols {
                     known: false,
-                    dims: [NONE; 5],
+                    dims: [NONE; 7],
                     tags: Vec::new(),
                 });
                 resources.len() as u32 - 1
@@ -915,10 +1051,20 @@ impl Store {
 /// Answers from a projection, on a blocking thread when the period's
 /// rows are many (the scan is CPU work that would hold a runtime thread).
 async fn answer(cols: Arc<OrgColumns>, q: SpendQuery) -> Result<SpendAnswer> {
-    if cols.rows_in(day_number(q.from), day_number(q.to)) <= BLOCKING_ROWS {
-        return Ok(cols.answer(&q));
+    let many = cols.rows_in(day_number(q.from), day_number(q.to)) > BLOCKING_ROWS;
+    blocking_when(many, move || cols.answer(&q)).await
+}
+
+/// `work` here, or on a blocking thread when it scans many rows (CPU work
+/// that would hold a runtime thread).
+async fn blocking_when<T: Send + 'static>(
+    many: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    if !many {
+        return Ok(work());
     }
-    tokio::task::spawn_blocking(move || cols.answer(&q))
+    tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StoreError::Corrupt(format!("a spend analysis stopped: {e}")))
 }

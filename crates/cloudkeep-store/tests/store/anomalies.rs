@@ -156,6 +156,31 @@ async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
             .expect("none"),
         None
     );
+    // The projection answers the same once it stands for the revision
+    // (the series above are SQL's, read for every series at once).
+    store.spend_columns_warm(&scope).await.expect("projection");
+    for (from, all) in [(start(), &series), (later, &later_series)] {
+        for s in all {
+            let one = store
+                .spend_usage_series_of(&scope, from, to, &s.subscription, &s.service)
+                .await
+                .expect("one series from the projection");
+            assert_eq!(one.as_ref(), Some(s), "from the projection");
+        }
+    }
+    assert_eq!(
+        store
+            .spend_usage_series_of(
+                &scope,
+                start(),
+                to,
+                &series[0].subscription,
+                "No Such Service"
+            )
+            .await
+            .expect("none from the projection"),
+        None
+    );
     let sql = series
         .iter()
         .find(|s| s.service == "SQL Database")

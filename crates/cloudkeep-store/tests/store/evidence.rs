@@ -305,6 +305,52 @@ async fn coverage_takes_the_worst_state_and_goes_stale(b: TestStore) {
 }
 both_backends!(coverage_takes_the_worst_state_and_goes_stale);
 
+/// The coverage is kept per evidence revision: each write that changes
+/// what it counts shows in the next read, after a read that kept it.
+async fn coverage_follows_every_write_that_changes_it(b: TestStore) {
+    let (b, clock) = on_manual_clock(b);
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("coverage-writes")).await;
+    let (_dir, keys) = keyfile();
+    let conn = connect_subscriptions(store, &scope, &keys, "s", vec![new_sub("sub-1")]).await;
+    let one = conn.subscriptions[0].clone();
+    let https = || async {
+        let report = store.coverage(&scope).await.expect("coverage");
+        let c = report.check(CheckId::StorageHttpsOnly).expect("check");
+        (
+            c.state,
+            c.tally.passing,
+            c.tally.stale,
+            c.tally.not_collected,
+        )
+    };
+    assert_eq!(https().await, (CoverageState::NotCollected, 0, 0, 1));
+    observe(store, &scope, &one, &clock, &[self::https(ACCOUNT, true)]).await;
+    assert_eq!(https().await, (CoverageState::Passing, 1, 0, 0));
+    // A second subscription: one more not collected.
+    store
+        .add_subscriptions(&scope, conn.id, &[new_sub("sub-2")], &[], "user:test")
+        .await
+        .expect("another subscription");
+    assert_eq!(https().await.3, 1, "the new subscription is not collected");
+    // A stale threshold of 1 hour, 2 hours after the observation.
+    clock.advance(Duration::hours(2));
+    assert_eq!(https().await.1, 1, "48 hours by default: still fresh");
+    store
+        .update_connection(&scope, conn.id, None, None, Some(3600), "user:test")
+        .await
+        .expect("threshold");
+    assert_eq!(https().await.2, 1, "stale under the new threshold");
+    // Revoked: nothing of the connection counts.
+    store
+        .revoke_connection(&scope, conn.id, "user:test")
+        .await
+        .expect("revoke");
+    let (_, passing, stale, not_collected) = https().await;
+    assert_eq!((passing, stale, not_collected), (0, 0, 0));
+}
+both_backends!(coverage_follows_every_write_that_changes_it);
+
 async fn cc66_now(store: &Store, scope: &OrgScope) -> cloudkeep_domain::evidence::Tally {
     store
         .coverage(scope)

@@ -26,7 +26,8 @@ use cloudkeep_domain::SyncLevel;
 use cloudkeep_domain::report::Counts;
 use cloudkeep_domain::spend::{month_end, month_start, months_before};
 use cloudkeep_store::{
-    BACKFILL_MONTHS, Backfill, CostLine, DayTotal, MeterInfo, PURCHASE, SpendPull, USAGE,
+    BACKFILL_MONTHS, Backfill, CostLine, DayTotal, MeterInfo, PURCHASE, PullCounts, SpendPull,
+    USAGE,
 };
 use futures_util::TryStreamExt;
 
@@ -110,6 +111,11 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
     };
     let mut pulled_today = false;
     let mut maps = MeterMaps::default();
+    // A month pulled and not stored yet: storing it overlaps pulling the
+    // next one (the query units refill meanwhile, so storing costs the
+    // backfill no time). Its position is stored with it, so a stop keeps
+    // whole months, in order.
+    let mut pending: Option<(Option<SpendPull>, Backfill)> = None;
     // The backfill, newest month first.
     while let Some(month) = state.next_month.filter(|m| *m >= state.start_month) {
         ctx.progress(
@@ -118,7 +124,12 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
             "months",
         );
         let to = month_end(month).min(today);
-        let pulled = pull(ctx, month, to, &mut maps, &mut counts).await?;
+        let (pulled, stored) = tokio::join!(
+            pull(ctx, month, to, &mut maps, &mut counts.queries),
+            record_pending(ctx, pending.take()),
+        );
+        counts.add(stored?);
+        let pulled = pulled?;
         let older = months_before(month, 1);
         state.months_done += 1;
         state.pulled_through = state.pulled_through.max(Some(to));
@@ -132,10 +143,11 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
         if state.next_month.is_none() {
             state.months_done = state.months_total;
         }
-        record(ctx, pulled, &state, &mut counts).await?;
+        pending = Some((pulled, state));
         counts.periods += 1;
         pulled_today |= to == today;
     }
+    counts.add(record_pending(ctx, pending).await?);
     ctx.progress(
         u64::from(state.months_done),
         u64::from(state.months_total),
@@ -152,7 +164,7 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
         while from <= today {
             // One month at a time: Cost Management charges by the month.
             let to = month_end(from).min(today);
-            let pulled = pull(ctx, from, to, &mut maps, &mut counts).await?;
+            let pulled = pull(ctx, from, to, &mut maps, &mut counts.queries).await?;
             state.pulled_through = state.pulled_through.max(Some(to));
             let pulled = pulled.or_else(|| {
                 // Nothing in the window: still replace what was stored.
@@ -164,7 +176,7 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
                     totals: Vec::new(),
                 })
             });
-            record(ctx, pulled, &state, &mut counts).await?;
+            counts.add(record(ctx, pulled, &state).await?);
             counts.periods += 1;
             from = to + Duration::days(1);
         }
@@ -176,38 +188,53 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
     Ok(counts)
 }
 
+impl SpendCounts {
+    fn add(&mut self, stored: PullCounts) {
+        self.rows += stored.rows;
+        self.days += stored.days;
+        self.reconciled += stored.reconciled;
+    }
+}
+
+/// Stores a pull with the position it reaches (only the position when
+/// the period had no cost).
 async fn record(
     ctx: &CollectContext<'_>,
     pulled: Option<SpendPull>,
     state: &Backfill,
-    counts: &mut SpendCounts,
-) -> Result<(), CollectError> {
-    match pulled {
+) -> Result<PullCounts, CollectError> {
+    Ok(match pulled {
         Some(p) => {
-            let c = ctx
-                .store
+            ctx.store
                 .record_spend_pull(ctx.scope, ctx.subscription, &p, state)
-                .await?;
-            counts.rows += c.rows;
-            counts.days += c.days;
-            counts.reconciled += c.reconciled;
+                .await?
         }
         None => {
             ctx.store
                 .set_spend_backfill(ctx.scope, ctx.subscription, state)
-                .await?
+                .await?;
+            PullCounts::default()
         }
-    }
-    Ok(())
+    })
 }
 
-/// Runs one query to its last page.
+async fn record_pending(
+    ctx: &CollectContext<'_>,
+    pending: Option<(Option<SpendPull>, Backfill)>,
+) -> Result<PullCounts, CollectError> {
+    match pending {
+        Some((pulled, state)) => record(ctx, pulled, &state).await,
+        None => Ok(PullCounts::default()),
+    }
+}
+
+/// Runs one query to its last page; `queries` counts the queries sent.
 async fn rows(
     ctx: &CollectContext<'_>,
     query: CostQuery,
-    counts: &mut SpendCounts,
+    queries: &mut u64,
 ) -> Result<Vec<CostRow>, CollectError> {
-    counts.queries += 1;
+    *queries += 1;
     let scope = format!("/subscriptions/{}", ctx.subscription.azure_id);
     let mut renewals = 0;
     loop {
@@ -226,7 +253,7 @@ async fn rows(
                     && renewals < crate::TOKEN_RENEWALS =>
             {
                 renewals += 1;
-                counts.queries += 1;
+                *queries += 1;
             }
             other => return Ok(other?),
         }
@@ -295,13 +322,13 @@ async fn pull(
     from: NaiveDate,
     to: NaiveDate,
     maps: &mut MeterMaps,
-    counts: &mut SpendCounts,
+    queries: &mut u64,
 ) -> Result<Option<SpendPull>, CollectError> {
     let daily = |t| CostQuery::new(t, from, to, CostGranularity::Daily);
     let whole = |t| CostQuery::new(t, from, to, CostGranularity::None);
     let by = |name: &str| CostGrouping::Dimension(name.to_string());
-    let billed_totals = rows(ctx, daily(CostType::ActualCost), counts).await?;
-    let effective_totals = rows(ctx, daily(CostType::AmortizedCost), counts).await?;
+    let billed_totals = rows(ctx, daily(CostType::ActualCost), queries).await?;
+    let effective_totals = rows(ctx, daily(CostType::AmortizedCost), queries).await?;
     if billed_totals.is_empty() && effective_totals.is_empty() {
         return Ok(None);
     }
@@ -327,22 +354,9 @@ async fn pull(
             t.billed += r.cost;
         }
     }
-    let listed_actual = rows(
-        ctx,
-        daily(CostType::ActualCost)
-            .group_by(by("ResourceId"))
-            .group_by(by("Meter")),
-        counts,
-    )
-    .await?;
-    let listed_amortized = rows(
-        ctx,
-        daily(CostType::AmortizedCost)
-            .group_by(by("ResourceId"))
-            .group_by(by("Meter")),
-        counts,
-    )
-    .await?;
+    let listed = |t| daily(t).group_by(by("ResourceId")).group_by(by("Meter"));
+    let listed_actual = rows(ctx, listed(CostType::ActualCost), queries).await?;
+    let listed_amortized = rows(ctx, listed(CostType::AmortizedCost), queries).await?;
     // Meters are named once per collection: a period whose meters are all
     // known (a backfill's older months, mostly) spends no units on them.
     let unknown = |rows: &[CostRow], known: &HashMap<String, String>| {
@@ -356,11 +370,11 @@ async fn pull(
         let named = |cost_type, column: &'static str| {
             whole(cost_type).group_by(by("Meter")).group_by(by(column))
         };
-        let services = rows(ctx, named(CostType::ActualCost, "ServiceName"), counts).await?;
+        let services = rows(ctx, named(CostType::ActualCost, "ServiceName"), queries).await?;
         maps.services.extend(meter_map(&services, "ServiceName"));
-        let actual = rows(ctx, named(CostType::ActualCost, "ChargeType"), counts).await?;
+        let actual = rows(ctx, named(CostType::ActualCost, "ChargeType"), queries).await?;
         maps.actual.extend(meter_map(&actual, "ChargeType"));
-        let amortized = rows(ctx, named(CostType::AmortizedCost, "ChargeType"), counts).await?;
+        let amortized = rows(ctx, named(CostType::AmortizedCost, "ChargeType"), queries).await?;
         maps.amortized.extend(meter_map(&amortized, "ChargeType"));
         // A meter Azure named nothing for is not asked about again.
         for (listed, map) in [
