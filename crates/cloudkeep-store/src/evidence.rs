@@ -574,12 +574,15 @@ impl Store {
         let (before_ms, after_id) = page.time_and_id(i64::MAX)?;
         let pt = sql.arg_int(before_ms);
         let pid = sql.arg(after_id);
+        // Both descending, as the `(org_id, observed_at, evidence_id)` index
+        // reads backwards: a sync observes every row at one time, so an
+        // ascending id would sort all of that sync's rows for each page.
         sql.push(&format!(
-            " AND (e.observed_at < {pt} OR (e.observed_at = {pt} AND e.evidence_id > {pid}))"
+            " AND (e.observed_at < {pt} OR (e.observed_at = {pt} AND e.evidence_id < {pid}))"
         ));
         let p = sql.arg_int(page.fetch());
         sql.push(&format!(
-            " ORDER BY e.observed_at DESC, e.evidence_id LIMIT {p}"
+            " ORDER BY e.observed_at DESC, e.evidence_id DESC LIMIT {p}"
         ));
         let rows = sql.fetch_all(&self.pool).await?;
         let items = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
@@ -654,8 +657,7 @@ impl Store {
         if let Some(kept) = self.coverage_cache.get(scope.org(), rev, now) {
             return Ok(kept);
         }
-        let turn = self.coverage_cache.turn(scope.org());
-        let _turn = turn.lock().await;
+        let _turn = self.coverage_cache.turns.take(&scope.org()).await;
         let now = self.now_ms();
         if let Some(kept) = self.coverage_cache.get(scope.org(), rev, now) {
             return Ok(kept);
@@ -1087,8 +1089,7 @@ pub(crate) struct CoverageCache {
     entries: std::sync::Mutex<HashMap<cloudkeep_domain::OrgId, (i64, i64, CoverageReport)>>,
     /// Per organisation, the turn to compute its report: one reader reads
     /// the rows while the others wait for its report.
-    turns:
-        std::sync::Mutex<HashMap<cloudkeep_domain::OrgId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    turns: crate::turns::Turns<cloudkeep_domain::OrgId>,
 }
 
 impl CoverageCache {
@@ -1099,14 +1100,6 @@ impl CoverageCache {
             at: time(now),
             ..report.clone()
         })
-    }
-
-    fn turn(&self, org: cloudkeep_domain::OrgId) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-        if turns.len() >= 1024 && !turns.contains_key(&org) {
-            turns.retain(|_, t| std::sync::Arc::strong_count(t) > 1);
-        }
-        turns.entry(org).or_default().clone()
     }
 
     fn keep(&self, org: cloudkeep_domain::OrgId, rev: i64, until: i64, report: &CoverageReport) {

@@ -257,6 +257,8 @@ fn resource(row: &AnyRow, subs: &SubscriptionTimes) -> Result<ResourceRecord> {
 #[derive(Debug, Default)]
 pub(crate) struct InventoryCache {
     entries: std::sync::Mutex<HashMap<String, (String, Kept)>>,
+    /// Per question, the turn to compute it (see `turns`).
+    turns: crate::turns::Turns<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +288,35 @@ impl InventoryCache {
             entries.clear();
         }
         entries.insert(key, (revision, answer));
+    }
+}
+
+/// The start of a resource query selecting `columns`: through the tag
+/// table when the filter names a tag and value (its index finds them),
+/// else the resources; with the column its keyset pages by.
+fn resources_from(scope: &OrgScope, filter: &ResourceFilter, columns: &str) -> (Sql, &'static str) {
+    match &filter.tag {
+        Some((k, v)) => {
+            let mut sql = Sql::new(&format!(
+                "SELECT {columns} FROM resource_tags d \
+                 JOIN resources r ON r.org_id = d.org_id AND r.resource_id = d.resource_id WHERE d.org_id = "
+            ));
+            let p = sql.arg(scope.id());
+            let pk = sql.arg(k.to_lowercase());
+            let pv = sql.arg(v.clone());
+            sql.push(&format!(
+                "{p} AND d.key_lower = {pk} AND d.tag_value = {pv} AND r.org_id = {p}"
+            ));
+            (sql, "d.resource_id")
+        }
+        None => {
+            let mut sql = Sql::new(&format!(
+                "SELECT {columns} FROM resources r WHERE r.org_id = "
+            ));
+            let p = sql.arg(scope.id());
+            sql.push(&p);
+            (sql, "r.resource_id")
+        }
     }
 }
 
@@ -515,29 +546,7 @@ impl Store {
         {
             return Ok(p);
         }
-        let (mut sql, order) = match &filter.tag {
-            Some((k, v)) => {
-                let mut sql = Sql::new(&format!(
-                    "SELECT {RESOURCE_COLUMNS} FROM resource_tags d \
-                     JOIN resources r ON r.org_id = d.org_id AND r.resource_id = d.resource_id WHERE d.org_id = "
-                ));
-                let p = sql.arg(scope.id());
-                let pk = sql.arg(k.to_lowercase());
-                let pv = sql.arg(v.clone());
-                sql.push(&format!(
-                    "{p} AND d.key_lower = {pk} AND d.tag_value = {pv} AND r.org_id = {p}"
-                ));
-                (sql, "d.resource_id")
-            }
-            None => {
-                let mut sql = Sql::new(&format!(
-                    "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.org_id = "
-                ));
-                let p = sql.arg(scope.id());
-                sql.push(&p);
-                (sql, "r.resource_id")
-            }
-        };
+        let (mut sql, order) = resources_from(scope, filter, RESOURCE_COLUMNS);
         if let Some(after) = &page.after {
             let id: Uuid = after.as_str().parse().map_err(|_| bad_cursor())?;
             let p = sql.arg(id.to_string());
@@ -559,6 +568,26 @@ impl Store {
         Ok(answer)
     }
 
+    /// How many resources match a filter (a bulk edit's reach), counted in
+    /// SQL as `resources` selects them.
+    pub async fn resource_count(&self, scope: &OrgScope, filter: &ResourceFilter) -> Result<u64> {
+        let subs = self.subscription_times(scope).await?;
+        let live = subs.live();
+        if filter.connection.is_none() && live.is_empty() {
+            return Ok(0);
+        }
+        let (mut sql, _) = resources_from(scope, filter, "count(*) AS n");
+        filter.push_conditions(&mut sql, &live);
+        let n: i64 = sql
+            .fetch_all(&self.pool)
+            .await?
+            .first()
+            .map(|r| r.try_get("n"))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(n.max(0) as u64)
+    }
+
     /// How many live resources carry tags, and the most used tag keys.
     pub async fn tag_coverage(&self, scope: &OrgScope, top_keys: i64) -> Result<TagCoverage> {
         let subs = self.subscription_times(scope).await?;
@@ -567,6 +596,12 @@ impl Store {
             return Ok(TagCoverage::default());
         }
         let key = format!("{}|tag_coverage|{top_keys}", scope.id());
+        if let Some(Kept::TagCoverage(c)) = self.inventory_cache.get(&key, &subs.1) {
+            return Ok(c);
+        }
+        // On a large tenant this is hundreds of milliseconds of grouping:
+        // one reader computes it while the others wait for its answer.
+        let _turn = self.inventory_cache.turns.take(&key).await;
         if let Some(Kept::TagCoverage(c)) = self.inventory_cache.get(&key, &subs.1) {
             return Ok(c);
         }

@@ -28,6 +28,7 @@ mod spend;
 mod sql;
 mod tag_aliases;
 mod tag_edits;
+mod turns;
 
 use std::str::FromStr;
 use std::sync::Arc;

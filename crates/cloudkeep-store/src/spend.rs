@@ -15,7 +15,6 @@
 //! each collection (so they follow the subscription's sync level).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 use cloudkeep_domain::spend::{
@@ -959,8 +958,7 @@ impl Store {
         // One reader answers a question at a time; the others wait for its
         // answer (after a write, every reader of the dashboard misses at
         // once: one computes instead of all of them).
-        let turn = self.spend_cache.turn(&key);
-        let _turn = turn.lock().await;
+        let _turn = self.spend_cache.turns.take(&key).await;
         if let Some(kept) = self.spend_cache.get(&key, rev) {
             return Ok(kept);
         }
@@ -1365,7 +1363,7 @@ pub(crate) async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Resu
 pub(crate) struct SpendCache {
     entries: std::sync::Mutex<HashMap<String, (i64, SpendAnswer)>>,
     /// Per question, the turn to compute it.
-    turns: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    turns: crate::turns::Turns<String>,
 }
 
 /// Bounds on what is kept: this many answers (then it starts over: a cache
@@ -1381,16 +1379,6 @@ impl SpendCache {
             .get(key)
             .filter(|(at, _)| *at == rev)
             .map(|(_, a)| a.clone())
-    }
-
-    /// The question's turn: held while computing its answer.
-    fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-        if turns.len() >= CACHE_ANSWERS && !turns.contains_key(key) {
-            // Only turns nobody holds or waits for.
-            turns.retain(|_, t| Arc::strong_count(t) > 1);
-        }
-        turns.entry(key.to_string()).or_default().clone()
     }
 
     fn keep(&self, key: String, rev: i64, answer: &SpendAnswer) {

@@ -460,12 +460,12 @@ pub async fn bulk_form(
 async fn bulk_page(state: &AppState, web: &Web, f: &Filters, error: Option<String>) -> PageResult {
     let matching = state
         .store
-        .all_resources(
+        .resource_count(
             &web.auth.scope,
             &cloudkeep_server::api::resources::edit_filter(&f.edit_filter())?,
         )
         .await
-        .map(|r| format::count(r.len() as u64))
+        .map(format::count)
         .unwrap_or_else(|_| "—".into());
     let filters = filter_pairs(f);
     let described = filters

@@ -33,6 +33,10 @@ pub struct LoadArgs {
     /// Seconds each read is loaded for.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Months of spend backfilled: the product's 13 by default; on `large`
+    /// that is 50 million cost rows and hours of set-up, so fewer there.
+    #[arg(long, default_value_t = 13)]
+    spend_months: u32,
 }
 
 /// One read's figures.
@@ -62,11 +66,15 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let sim = SimChild::start(&args.preset, args.seed, "off").await?;
     let subscriptions = sim.subscription_ids().len();
     let setup = SyncSetup::new(&sim, subscriptions, SyncLevel::ReadWriteTags).await?;
-    let (_, wall) = setup.sync().await?;
+    setup.spend_months(args.spend_months).await?;
+    let (run, wall) = setup.sync().await?;
     println!(
-        "{}: {subscriptions} subscriptions synced in {:.1}s (every collector); {CONNECTIONS} connections, {}s a read",
+        "{}: {subscriptions} subscriptions synced in {:.1}s (every collector; {} resources, {} cost rows over {} month(s) of spend); {CONNECTIONS} connections, {}s a read",
         args.preset,
         wall.as_secs_f64(),
+        run.report.total("inventory", "seen"),
+        run.report.total("spend", "rows"),
+        args.spend_months,
         args.seconds
     );
     let served = setup.serve_pages().await?;
