@@ -303,6 +303,18 @@ impl Store {
             .collect())
     }
 
+    /// An assessment's state (not found when it is not the organisation's).
+    async fn assessment_state(&self, scope: &OrgScope, id: Uuid) -> Result<AssessmentState> {
+        let row =
+            sqlx::query("SELECT state FROM assessments WHERE org_id = $1 AND assessment_id = $2")
+                .bind(scope.id())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound { what: "assessment" })?;
+        parse(&row, "state")
+    }
+
     pub async fn assessment(&self, scope: &OrgScope, id: Uuid) -> Result<Assessment> {
         let row = sqlx::query(&format!(
             "SELECT {ASSESSMENT_COLUMNS} FROM assessments a WHERE a.org_id = $1 AND a.assessment_id = $2"
@@ -419,8 +431,8 @@ impl Store {
             };
             for row in chosen {
                 let done = sqlx::query(&format!(
-                    "INSERT INTO assessment_evidence (org_id, assessment_id, evidence_id, fingerprint, attached_at, attached_by) \
-                     SELECT e.org_id, $2, e.evidence_id, e.fingerprint, $5, $6 FROM evidence e \
+                    "INSERT INTO assessment_evidence (org_id, assessment_id, evidence_id, fingerprint, attached_at, attached_by, check_id, observed_at) \
+                     SELECT e.org_id, $2, e.evidence_id, e.fingerprint, $5, $6, e.check_id, e.observed_at FROM evidence e \
                      WHERE e.org_id = $1 AND {held} \
                        AND e.check_id IN (SELECT c.check_id FROM assessment_checks c WHERE c.org_id = $1 AND c.assessment_id = $2) \
                        AND ($7 = '' OR e.evidence_id = $7) \
@@ -583,11 +595,14 @@ impl Store {
     ) -> Result<Page<AttachedEvidence>> {
         let (after_ms, after_id) = page.time_and_id(i64::MIN)?;
         let rows = sqlx::query(&format!(
+            // The row's own copy of its evidence's observation time (migration
+            // 0018) orders the page along an index; the evidence is read for
+            // the page's rows only.
             "SELECT {COLUMNS}, ae.attached_at, ae.attached_by FROM assessment_evidence ae \
              JOIN evidence e ON e.org_id = ae.org_id AND e.evidence_id = ae.evidence_id \
              WHERE ae.org_id = $1 AND ae.assessment_id = $2 \
-               AND (e.observed_at > $3 OR (e.observed_at = $3 AND e.evidence_id > $4)) \
-             ORDER BY e.observed_at, e.evidence_id LIMIT $5"
+               AND (ae.observed_at > $3 OR (ae.observed_at = $3 AND ae.evidence_id > $4)) \
+             ORDER BY ae.observed_at, ae.evidence_id LIMIT $5"
         ))
         .bind(scope.id())
         .bind(id.to_string())
@@ -639,6 +654,10 @@ impl Store {
         scope: &OrgScope,
         id: Uuid,
     ) -> Result<Vec<ChangeAfterApproval>> {
+        // A draft has none: not a join over every attached row to say so.
+        if self.assessment_state(scope, id).await? != AssessmentState::Approved {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(&format!(
             "SELECT o.evidence_id AS attested_id, {COLUMNS} FROM assessment_evidence ae \
              JOIN assessments a ON a.org_id = ae.org_id AND a.assessment_id = ae.assessment_id \
@@ -672,29 +691,44 @@ impl Store {
         id: Uuid,
         control: ControlId,
     ) -> Result<Vec<Uuid>> {
-        let a = self.assessment(scope, id).await?;
-        if !a.controls().contains(&control) {
+        // The scope alone: `assessment` also counts every attached row.
+        self.assessment_state(scope, id).await?;
+        let controls: Vec<ControlId> = self
+            .assessment_scope(scope, id)
+            .await?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        if !controls.contains(&control) {
             return Err(StoreError::Invalid(format!(
                 "{control} is not in the assessment's scope ({})",
-                a.controls()
+                controls
                     .iter()
                     .map(|c| c.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
         }
+        // Each row carries its evidence's check (migration 0018): a range
+        // of one index per check, no lookup of the evidence.
         let rows = sqlx::query(
-            "SELECT ae.evidence_id FROM assessment_evidence ae JOIN evidence e ON e.org_id = ae.org_id AND e.evidence_id = ae.evidence_id \
-             WHERE ae.org_id = $1 AND ae.assessment_id = $2 AND e.check_id IN \
-               (SELECT c.check_id FROM assessment_checks c WHERE c.org_id = $1 AND c.assessment_id = $2 AND c.control_id = $3) \
-             ORDER BY ae.evidence_id",
+            "SELECT ae.evidence_id FROM assessment_evidence ae \
+             WHERE ae.org_id = $1 AND ae.assessment_id = $2 AND ae.check_id IN \
+               (SELECT c.check_id FROM assessment_checks c WHERE c.org_id = $1 AND c.assessment_id = $2 AND c.control_id = $3)",
         )
         .bind(scope.id())
         .bind(id.to_string())
         .bind(control.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| parse(r, "evidence_id")).collect()
+        // In id order, as the population's hash reads them (a UUID's text
+        // sorts as its bytes do).
+        let mut ids = rows
+            .iter()
+            .map(|r| parse(r, "evidence_id"))
+            .collect::<Result<Vec<Uuid>>>()?;
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     /// Draws a sample of `size` rows of a control's population with `seed`

@@ -759,15 +759,8 @@ impl Store {
 
     /// The organisation's evidence revision (0 before any write).
     async fn evidence_revision(&self, scope: &OrgScope) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT rev FROM evidence_revisions WHERE org_id = $1")
-                .bind(scope.id())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get("rev"))
-                .transpose()?
-                .unwrap_or(0),
-        )
+        self.revision(scope, crate::revisions::Revision::Evidence)
+            .await
     }
 
     /// Writes today's (UTC) figures of every control from `report`; a day
@@ -1069,14 +1062,7 @@ mod tests {
 /// (see `CoverageCache`): every write that changes what the coverage
 /// counts calls it.
 pub(crate) async fn bump_evidence_rev(tx: &mut Tx, scope: &OrgScope) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO evidence_revisions (org_id, rev) VALUES ($1, 1) \
-         ON CONFLICT (org_id) DO UPDATE SET rev = evidence_revisions.rev + 1",
-    )
-    .bind(scope.id())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    crate::revisions::bump(tx, scope, crate::revisions::Revision::Evidence).await
 }
 
 /// The coverage report per organisation, with the evidence revision it was

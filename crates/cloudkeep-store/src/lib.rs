@@ -23,6 +23,7 @@ mod keys;
 mod logins;
 mod page;
 mod retention;
+mod revisions;
 mod runs;
 mod spend;
 mod sql;

@@ -974,15 +974,8 @@ impl Store {
 
     /// The organisation's spend revision (0 before any spend write).
     pub(crate) async fn spend_revision(&self, scope: &OrgScope) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT rev FROM spend_revisions WHERE org_id = $1")
-                .bind(scope.id())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get("rev"))
-                .transpose()?
-                .unwrap_or(0),
-        )
+        self.revision(scope, crate::revisions::Revision::Spend)
+            .await
     }
 
     async fn run_spend_analysis(&self, scope: &OrgScope, q: &SpendQuery) -> Result<SpendAnswer> {
@@ -1344,14 +1337,7 @@ mod tests {
 /// Moves the organisation's spend revision, in the writing transaction
 /// (see `SpendCache`).
 pub(crate) async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO spend_revisions (org_id, rev) VALUES ($1, 1) \
-         ON CONFLICT (org_id) DO UPDATE SET rev = spend_revisions.rev + 1",
-    )
-    .bind(scope.id())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    crate::revisions::bump(tx, scope, crate::revisions::Revision::Spend).await
 }
 
 /// Analyses answered before, per organisation and query, with the spend

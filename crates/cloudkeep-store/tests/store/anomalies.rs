@@ -10,8 +10,8 @@ use cloudkeep_domain::anomaly::{
     AnomalySettings, Direction, IncidentKind, MoverDimension, MoverPeriod, detect,
 };
 use cloudkeep_store::{
-    Backfill, ContributorKind, CostLine, IncidentFilter, MeterInfo, NewIncident, PageRequest,
-    SpendPull,
+    Backfill, ContributorKind, CostLine, IncidentFilter, MeterInfo, NewIncident, OrgScope,
+    PageRequest, SpendPull, Store, UsageSeries,
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
@@ -30,6 +30,31 @@ fn meter(service: &str, name: &str, category: &str) -> MeterInfo {
 
 fn start() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 8, 3).expect("date")
+}
+
+/// Each series read alone equals the one read with all of them; an
+/// unknown service has none.
+async fn each_alone_is_the_same(
+    store: &Store,
+    scope: &OrgScope,
+    windows: &[(NaiveDate, &[UsageSeries])],
+    to: NaiveDate,
+) {
+    for (from, all) in windows {
+        for s in *all {
+            let one = store
+                .spend_usage_series_of(scope, *from, to, &s.subscription.to_uppercase(), &s.service)
+                .await
+                .expect("one series");
+            assert_eq!(one.as_ref(), Some(s), "from {from}");
+        }
+    }
+    let (from, all) = windows[0];
+    let none = store
+        .spend_usage_series_of(scope, from, to, &all[0].subscription, "No Such Service")
+        .await
+        .expect("none");
+    assert_eq!(none, None);
 }
 
 async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
@@ -115,72 +140,20 @@ async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
         .await
         .expect("series");
     assert_eq!(series.len(), 2, "{series:?}");
-    // One series alone (an incident's page) is the same series.
-    for s in &series {
-        let one = store
-            .spend_usage_series_of(
-                &scope,
-                start(),
-                to,
-                &s.subscription.to_uppercase(),
-                &s.service,
-            )
-            .await
-            .expect("one series");
-        assert_eq!(one.as_ref(), Some(s));
-    }
-    // And over a window that starts after the series' first day.
+    // One series alone (an incident's page) is the same series, over the
+    // window and over one that starts after the series' first day: as it
+    // comes (SQL while the projection builds), then from the projection
+    // once it stands for the revision.
     let later = start() + chrono::Duration::days(10);
     let later_series = store
         .spend_usage_series(&scope, later, to)
         .await
         .expect("later series");
     assert_eq!(later_series.len(), 2);
-    for s in &later_series {
-        let one = store
-            .spend_usage_series_of(&scope, later, to, &s.subscription, &s.service)
-            .await
-            .expect("one later series");
-        assert_eq!(one.as_ref(), Some(s));
-    }
-    assert_eq!(
-        store
-            .spend_usage_series_of(
-                &scope,
-                start(),
-                to,
-                &series[0].subscription,
-                "No Such Service"
-            )
-            .await
-            .expect("none"),
-        None
-    );
-    // The projection answers the same once it stands for the revision
-    // (the series above are SQL's, read for every series at once).
+    let windows = [(start(), &series[..]), (later, &later_series[..])];
+    each_alone_is_the_same(store, &scope, &windows, to).await;
     store.spend_columns_warm(&scope).await.expect("projection");
-    for (from, all) in [(start(), &series), (later, &later_series)] {
-        for s in all {
-            let one = store
-                .spend_usage_series_of(&scope, from, to, &s.subscription, &s.service)
-                .await
-                .expect("one series from the projection");
-            assert_eq!(one.as_ref(), Some(s), "from the projection");
-        }
-    }
-    assert_eq!(
-        store
-            .spend_usage_series_of(
-                &scope,
-                start(),
-                to,
-                &series[0].subscription,
-                "No Such Service"
-            )
-            .await
-            .expect("none from the projection"),
-        None
-    );
+    each_alone_is_the_same(store, &scope, &windows, to).await;
     let sql = series
         .iter()
         .find(|s| s.service == "SQL Database")

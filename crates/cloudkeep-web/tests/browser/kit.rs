@@ -64,25 +64,42 @@ fn missing(what: &str) -> Option<Browser> {
     None
 }
 
-/// axe-core's source, installed with npm on first use.
+/// axe-core's source, installed with npm on first use: once for all the
+/// tests of this binary (they start side by side, and one must not read
+/// the file while another's npm writes it), into a directory of its own
+/// that is renamed into place when complete.
 async fn axe_source() -> Option<String> {
+    static AXE: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
+    AXE.get_or_init(install_axe).await.clone()
+}
+
+async fn install_axe() -> Option<String> {
     let dir = target().join("axe");
     let file = dir.join("node_modules/axe-core/axe.min.js");
     if !file.exists() {
-        let _ = std::fs::create_dir_all(&dir);
+        let partial = target().join(format!("axe.partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&partial);
+        let _ = std::fs::create_dir_all(&partial);
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-            .arg(&dir)
+            .arg(&partial)
             .arg(format!("axe-core@{AXE_VERSION}"))
             .stdout(Stdio::null())
             .status()
             .await;
         if !matches!(status, Ok(s) if s.success()) {
+            let _ = std::fs::remove_dir_all(&partial);
             assert!(!in_ci(), "npm could not install axe-core {AXE_VERSION}");
             eprintln!(
                 "note: axe-core not installed (no npm?); pages are not checked for accessibility"
             );
             return None;
+        }
+        // Another binary's run may have put one there meanwhile: either
+        // is whole.
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::rename(&partial, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
         }
     }
     std::fs::read_to_string(file).ok()
