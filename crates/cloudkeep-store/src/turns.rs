@@ -37,3 +37,27 @@ impl<K: Hash + Eq + Clone> Turns<K> {
         turn.lock_owned().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_holder_of_a_key_at_a_time_and_other_keys_pass() {
+        let turns: Arc<Turns<&str>> = Arc::default();
+        let held = turns.take(&"a").await;
+        // Another key is not held up.
+        let _b = turns.take(&"b").await;
+        let waiter = {
+            let turns = turns.clone();
+            tokio::spawn(async move { turns.take(&"a").await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "a second reader of a key waits");
+        drop(held);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the turn passes once released")
+            .expect("task");
+    }
+}

@@ -498,15 +498,13 @@ async fn by_name(
         .collect()
 }
 
-/// The names of the resources matching a filter.
+/// The names of the resources matching a filter; their count, as the bulk
+/// edit page asks it, agrees.
 async fn names(store: &Store, scope: &OrgScope, filter: ResourceFilter) -> BTreeSet<String> {
-    store
-        .all_resources(scope, &filter)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.name)
-        .collect()
+    let all = store.all_resources(scope, &filter).await.expect("list");
+    let counted = store.resource_count(scope, &filter).await.expect("count");
+    assert_eq!(counted, all.len() as u64, "count of {filter:?}");
+    all.into_iter().map(|r| r.name).collect()
 }
 
 fn set(names: &[&str]) -> BTreeSet<String> {
