@@ -449,6 +449,25 @@ impl Store {
                 "the subscription's {source} evidence changed while this sync compared it; the next sync records it"
             )));
         }
+        // A row seen again that had gone stale is fresh again: the coverage
+        // changes. Otherwise a sync that saw everything as it was (the
+        // usual case) changes no count, and leaves the revision where it
+        // is (a kept report still goes stale with time alone).
+        let revived: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM evidence e \
+             JOIN subscriptions s ON s.org_id = e.org_id AND s.subscription_id = e.subscription_id \
+             JOIN connections c ON c.org_id = s.org_id AND c.connection_id = s.connection_id \
+             WHERE e.org_id = $1 AND e.subscription_id = $2 AND e.collector = $3 AND e.valid_to IS NULL \
+             AND e.last_run_id <> $4 AND e.last_observed_at + c.stale_after_secs * 1000 < $5",
+        )
+        .bind(&org)
+        .bind(&sub)
+        .bind(source.as_str())
+        .bind(&run)
+        .bind(now.max(at))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
         // Seen again unchanged: the current interval reaches this sync.
         sqlx::query(
             "UPDATE evidence SET last_observed_at = $4, last_run_id = $5 WHERE org_id = $1 AND subscription_id = $2 \
@@ -461,8 +480,11 @@ impl Store {
         .bind(&run)
         .execute(&mut *tx)
         .await?;
+        let opened = !insert.is_empty();
         bulk_insert(&mut tx, self.backend(), "evidence", EVIDENCE_INSERT, insert).await?;
-        bump_evidence_rev(&mut tx, scope).await?;
+        if opened || closed > 0 || revived > 0 {
+            bump_evidence_rev(&mut tx, scope).await?;
+        }
         tx.commit().await?;
         Ok(counts)
     }
@@ -1062,7 +1084,9 @@ mod tests {
 /// (see `CoverageCache`): every write that changes what the coverage
 /// counts calls it.
 pub(crate) async fn bump_evidence_rev(tx: &mut Tx, scope: &OrgScope) -> Result<()> {
-    crate::revisions::bump(tx, scope, crate::revisions::Revision::Evidence).await
+    crate::revisions::bump(tx, scope, crate::revisions::Revision::Evidence)
+        .await
+        .map(drop)
 }
 
 /// The coverage report per organisation, with the evidence revision it was

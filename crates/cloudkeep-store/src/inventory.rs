@@ -200,11 +200,17 @@ const RESOURCE_COLUMNS: &str = "r.resource_id, r.connection_id, r.subscription_i
 /// The organisation's subscriptions as resource reads need them: whether
 /// live, and when last listed; and what the inventory reads are kept by
 /// (`InventoryCache`).
-struct SubscriptionTimes(HashMap<SubscriptionId, (bool, Option<i64>)>, String);
+struct SubscriptionTimes {
+    subs: HashMap<SubscriptionId, (bool, Option<i64>)>,
+    /// Every subscription's id, detachment and revision: what the
+    /// inventory's answers are kept by (a listing that changed nothing
+    /// leaves it; a kept page's `last_seen` is brought up to date on reading).
+    content: String,
+}
 
 impl SubscriptionTimes {
     fn live(&self) -> Vec<SubscriptionId> {
-        self.0
+        self.subs
             .iter()
             .filter(|(_, (live, _))| *live)
             .map(|(id, _)| *id)
@@ -213,7 +219,7 @@ impl SubscriptionTimes {
 
     /// A live resource was last seen when its subscription was last listed.
     fn last_seen(&self, sub: SubscriptionId, stored: i64, deleted: bool) -> i64 {
-        match self.0.get(&sub) {
+        match self.subs.get(&sub) {
             Some((_, Some(listed))) if !deleted => stored.max(*listed),
             _ => stored,
         }
@@ -248,8 +254,8 @@ fn resource(row: &AnyRow, subs: &SubscriptionTimes) -> Result<ResourceRecord> {
 
 /// Inventory reads answered before (resource pages, tag coverage), per
 /// organisation and question, with the revision of the organisation's
-/// subscriptions they were read at: every subscription's id, detachment,
-/// last listing and `resources_rev`, which every change to its resources
+/// subscriptions they were read at: every subscription's id, detachment
+/// and `resources_rev`, which every change to its resources
 /// or their tags moves in its transaction (`claim_rev`, `bump_rev`). The
 /// revision is read from the database before each answer, so an answer is
 /// reused only while no instance has changed the inventory since; the list
@@ -412,7 +418,7 @@ impl Store {
         let plan = plan_inventory(&mut conn, scope, subscription, observed, write).await?;
         drop(conn);
         let mut tx = self.begin_relaxed_write().await?;
-        let plan = if claim_rev(&mut tx, scope, subscription.id, Some(plan.rev), now).await? {
+        let plan = if claim_rev(&mut tx, scope, subscription.id, Some(&plan), now).await? {
             plan
         } else {
             let plan = plan_inventory(&mut tx, scope, subscription, observed, write).await?;
@@ -503,18 +509,18 @@ impl Store {
         .bind(scope.id())
         .fetch_all(&self.pool)
         .await?;
-        let mut out = HashMap::with_capacity(rows.len());
-        let mut revision = String::with_capacity(rows.len() * 64);
+        let mut subs = HashMap::with_capacity(rows.len());
+        let mut content = String::with_capacity(rows.len() * 64);
         for r in &rows {
             let id: SubscriptionId = parse(r, "subscription_id")?;
             let detached = r.try_get::<Option<i64>, _>("detached_at")?;
             let listed = r.try_get::<Option<i64>, _>("inventory_at")?;
             let rev: i64 = r.try_get("resources_rev")?;
             use std::fmt::Write;
-            let _ = write!(revision, "{id}:{detached:?}:{listed:?}:{rev};");
-            out.insert(id, (detached.is_none(), listed));
+            let _ = write!(content, "{id}:{detached:?}:{rev};");
+            subs.insert(id, (detached.is_none(), listed));
         }
-        Ok(SubscriptionTimes(out, revision))
+        Ok(SubscriptionTimes { subs, content })
     }
 
     /// Resources matching a filter, ordered by id, a page at a time.
@@ -540,10 +546,21 @@ impl Store {
         }
         let key = (page.limit <= CACHE_PAGE_ROWS)
             .then(|| format!("{}|resources|{filter:?}|{page:?}", scope.id()));
-        if let Some(Kept::Resources(p)) = key
+        if let Some(Kept::Resources(mut p)) = key
             .as_ref()
-            .and_then(|k| self.inventory_cache.get(k, &subs.1))
+            .and_then(|k| self.inventory_cache.get(k, &subs.content))
         {
+            // Kept across listings that changed nothing: a live resource
+            // was last seen at its subscription's latest listing (listings
+            // only move forward).
+            for r in &mut p.items {
+                let seen = subs.last_seen(
+                    r.subscription_id,
+                    r.last_seen.timestamp_millis(),
+                    r.deleted_at.is_some(),
+                );
+                r.last_seen = time(seen);
+            }
             return Ok(p);
         }
         let (mut sql, order) = resources_from(scope, filter, RESOURCE_COLUMNS);
@@ -563,7 +580,7 @@ impl Store {
         let answer = Page::from_rows(items, page, |r| Cursor::of(&[&r.id.to_string()]));
         if let Some(key) = key {
             self.inventory_cache
-                .keep(key, subs.1, Kept::Resources(answer.clone()));
+                .keep(key, subs.content, Kept::Resources(answer.clone()));
         }
         Ok(answer)
     }
@@ -596,13 +613,13 @@ impl Store {
             return Ok(TagCoverage::default());
         }
         let key = format!("{}|tag_coverage|{top_keys}", scope.id());
-        if let Some(Kept::TagCoverage(c)) = self.inventory_cache.get(&key, &subs.1) {
+        if let Some(Kept::TagCoverage(c)) = self.inventory_cache.get(&key, &subs.content) {
             return Ok(c);
         }
         // On a large tenant this is hundreds of milliseconds of grouping:
         // one reader computes it while the others wait for its answer.
         let _turn = self.inventory_cache.turns.take(&key).await;
-        if let Some(Kept::TagCoverage(c)) = self.inventory_cache.get(&key, &subs.1) {
+        if let Some(Kept::TagCoverage(c)) = self.inventory_cache.get(&key, &subs.content) {
             return Ok(c);
         }
         let mut sql = Sql::new(
@@ -654,7 +671,7 @@ impl Store {
             keys,
         };
         self.inventory_cache
-            .keep(key, subs.1, Kept::TagCoverage(answer.clone()));
+            .keep(key, subs.content, Kept::TagCoverage(answer.clone()));
         Ok(answer)
     }
 
@@ -960,24 +977,30 @@ async fn plan_inventory<'a>(
     })
 }
 
-/// Moves a subscription's resources to their next revision and records
-/// when it was listed: only from revision `expected` when given (answers
-/// whether it still was), else from whatever it is.
+/// Records when a subscription was listed and, when the pass changes its
+/// resources, moves them to their next revision: only if still at the
+/// revision `planned` was diffed against when given (answers whether it
+/// still was), else from whatever it is (and moved, changed or not). An
+/// unchanged listing leaves the revision, so what is kept for it (the tag
+/// coverage) stays good.
 async fn claim_rev(
     tx: &mut Tx,
     scope: &OrgScope,
     subscription: SubscriptionId,
-    expected: Option<i64>,
+    planned: Option<&InventoryPlan<'_>>,
     now: i64,
 ) -> Result<bool> {
+    let changes =
+        planned.is_none_or(|p| !(p.new.is_empty() && p.changed.is_empty() && p.gone.is_empty()));
     let done = sqlx::query(
-        "UPDATE subscriptions SET resources_rev = resources_rev + 1, inventory_at = $3 \
+        "UPDATE subscriptions SET resources_rev = resources_rev + $5, inventory_at = $3 \
          WHERE org_id = $1 AND subscription_id = $2 AND ($4 < 0 OR resources_rev = $4)",
     )
     .bind(scope.id())
     .bind(subscription.to_string())
     .bind(now)
-    .bind(expected.unwrap_or(-1))
+    .bind(planned.map_or(-1, |p| p.rev))
+    .bind(i64::from(changes))
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -26,17 +26,20 @@ impl Revision {
     }
 }
 
-/// Moves the organisation's counter, in the writing transaction.
-pub(crate) async fn bump(tx: &mut Tx, scope: &OrgScope, which: Revision) -> Result<()> {
+/// Moves the organisation's counter, in the writing transaction; answers
+/// the revision the transaction will commit. (On PostgreSQL the counter's
+/// row stays locked until then: a write that moves it first runs after
+/// every other write of that counter has committed or after none.)
+pub(crate) async fn bump(tx: &mut Tx, scope: &OrgScope, which: Revision) -> Result<i64> {
     let table = which.table();
-    sqlx::query(&format!(
+    Ok(sqlx::query(&format!(
         "INSERT INTO {table} (org_id, rev) VALUES ($1, 1) \
-         ON CONFLICT (org_id) DO UPDATE SET rev = {table}.rev + 1"
+         ON CONFLICT (org_id) DO UPDATE SET rev = {table}.rev + 1 RETURNING rev"
     ))
     .bind(scope.id())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("rev")?)
 }
 
 impl Store {

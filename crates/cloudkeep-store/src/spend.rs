@@ -466,7 +466,10 @@ impl Store {
         let now = self.now_ms();
         let org = scope.id();
         let mut tx = self.begin_write().await?;
-        within(async {
+        let patch = within(async {
+            // First: on PostgreSQL this locks the revision until the
+            // commit, so the projection patched below is the state before.
+            let rev = bump_spend_rev(&mut tx, scope).await?;
             let resource_rows: Vec<Vec<Arg>> = resources
                 .values()
                 .map(|r| {
@@ -583,11 +586,13 @@ impl Store {
                 "",
             )
             .await?;
-            // A bulk load changes what analyses read as much as a pull does.
-            bump_spend_rev(&mut tx, scope).await?;
             let Some(position) = position else {
-                return Ok(());
+                return Ok(None);
             };
+            let written = rows.iter().map(|((d, rk, mk), (b, e))| (*d, *rk, *mk, *b, *e));
+            let patch = self
+                .patch_spend_columns(&mut tx, scope, rev, (&sub_id, from, to), written.collect())
+                .await?;
             sqlx::query(
                 "DELETE FROM spend_days WHERE org_id = $1 AND SubAccountId = $2 AND day >= $3 AND day <= $4",
             )
@@ -633,10 +638,13 @@ impl Store {
             )
             .await?;
             self.write_backfill(&mut tx, scope, sub, position).await?;
-            Ok(())
+            Ok(patch)
         })
         .await?;
         tx.commit().await?;
+        if let Some(patch) = patch {
+            patch.keep();
+        }
         Ok(counts)
     }
 
@@ -710,6 +718,43 @@ impl Store {
     ) -> Result<u64> {
         let sub_id = sub.azure_id.to_ascii_lowercase();
         let mut tx = self.begin_write().await?;
+        // Unchanged (the usual case at a sync): nothing written, and the
+        // revision stays, so what is kept for it stays good.
+        let read = |rows: Vec<sqlx::any::AnyRow>| -> Result<Vec<(i64, String, String, String)>> {
+            let mut rows = rows
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                .collect::<Result<Vec<_>>>()?;
+            rows.sort_unstable();
+            Ok(rows)
+        };
+        let stored = read(
+            sqlx::query(
+                "SELECT resource_key, key_lower, tag_key, tag_value FROM spend_resource_tags \
+                 WHERE org_id = $1 AND resource_key IN \
+                 (SELECT resource_key FROM spend_resources WHERE org_id = $1 AND SubAccountId = $2)",
+            )
+            .bind(scope.id())
+            .bind(&sub_id)
+            .fetch_all(&mut *tx)
+            .await?,
+        )?;
+        let wanted = read(
+            sqlx::query(
+                "SELECT sr.resource_key, t.key_lower, t.tag_key, t.tag_value FROM spend_resources sr \
+                 JOIN resources r ON r.org_id = sr.org_id AND r.subscription_id = $3 AND r.azure_id = sr.ResourceId \
+                 JOIN resource_tags t ON t.org_id = r.org_id AND t.resource_id = r.resource_id \
+                 WHERE sr.org_id = $1 AND sr.SubAccountId = $2",
+            )
+            .bind(scope.id())
+            .bind(&sub_id)
+            .bind(sub.id.to_string())
+            .fetch_all(&mut *tx)
+            .await?,
+        )?;
+        if stored == wanted {
+            return Ok(wanted.len() as u64);
+        }
         sqlx::query(
             "DELETE FROM spend_resource_tags WHERE org_id = $1 AND resource_key IN \
              (SELECT resource_key FROM spend_resources WHERE org_id = $1 AND SubAccountId = $2)",
@@ -1336,7 +1381,7 @@ mod tests {
 
 /// Moves the organisation's spend revision, in the writing transaction
 /// (see `SpendCache`).
-pub(crate) async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Result<()> {
+pub(crate) async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Result<i64> {
     crate::revisions::bump(tx, scope, crate::revisions::Revision::Spend).await
 }
 

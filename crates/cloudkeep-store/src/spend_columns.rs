@@ -21,6 +21,15 @@
 //! it read only when the two are equal: no write committed in between, so
 //! everything read is that revision's.
 //!
+//! A pull this instance writes patches the projection instead (a sync
+//! writes one per subscription, and a rebuild per pull would never catch
+//! up): in the pull's transaction, after its writes, the projection at the
+//! revision just before is copied with the subscription's dimensions read
+//! back and the period's rows replaced (segments are shared, only those
+//! the period touches are rebuilt), and kept once the transaction commits.
+//! Readers of the new revision wait for it meanwhile rather than start a
+//! rebuild. Another instance's projection is rebuilt as before.
+//!
 //! The same semantics as the SQL path (`Store::run_spend_analysis`):
 //! `lower()` is the database's own (read with the values: SQLite's lowers
 //! ASCII only), the minimum of a tag's aliased values is the database's
@@ -76,6 +85,8 @@ pub struct SpendColumnStats {
 pub(crate) struct SpendColumns {
     cap: AtomicU64,
     orgs: Mutex<HashMap<OrgId, Slot>>,
+    /// Told whenever a patch ends (kept or not).
+    patched: tokio::sync::Notify,
 }
 
 impl Default for SpendColumns {
@@ -83,6 +94,7 @@ impl Default for SpendColumns {
         SpendColumns {
             cap: AtomicU64::new(DEFAULT_SPEND_COLUMN_ROWS),
             orgs: Mutex::default(),
+            patched: tokio::sync::Notify::new(),
         }
     }
 }
@@ -93,7 +105,13 @@ struct Slot {
     building: bool,
     /// A revision whose rows did not fit: not tried again until it moves.
     refused: Option<i64>,
+    /// The revision a write of this instance is patching the projection to.
+    patching: Option<i64>,
 }
+
+/// How long a reader of a revision being patched waits for the patch
+/// before answering through SQL (a patch takes milliseconds).
+const PATCH_WAIT: Duration = Duration::from_secs(5);
 
 impl SpendColumns {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OrgId, Slot>> {
@@ -139,6 +157,37 @@ impl SpendColumns {
     }
 }
 
+/// A patch under way: taken in the writing transaction, it keeps the
+/// patched projection when the write commits (`keep`) and, however it
+/// ends, clears the mark and wakes the readers waiting for it.
+pub(crate) struct Patch {
+    columns: Arc<SpendColumns>,
+    org: OrgId,
+    rev: i64,
+    base: Arc<OrgColumns>,
+    next: Option<OrgColumns>,
+}
+
+impl Patch {
+    /// After the commit: the patched projection stands for its revision.
+    pub(crate) fn keep(mut self) {
+        if let Some(next) = self.next.take() {
+            self.columns.install(self.org, next);
+        }
+    }
+}
+
+impl Drop for Patch {
+    fn drop(&mut self) {
+        if let Some(slot) = self.columns.lock().get_mut(&self.org)
+            && slot.patching == Some(self.rev)
+        {
+            slot.patching = None;
+        }
+        self.columns.patched.notify_waiters();
+    }
+}
+
 /// Clears an organisation's "building" mark however its build ends.
 struct Building(Arc<SpendColumns>, OrgId);
 
@@ -151,7 +200,7 @@ impl Drop for Building {
 }
 
 /// A resource as the analyses see it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ResourceCols {
     /// Whether `spend_resources` has its row (the SQL joins it).
     known: bool,
@@ -164,7 +213,7 @@ struct ResourceCols {
 }
 
 /// A meter as the analyses see it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct MeterCols {
     known: bool,
     /// Value ids of ServiceName, ServiceCategory, ChargeCategory.
@@ -188,10 +237,41 @@ impl Segment {
     fn last_day(&self) -> i64 {
         self.first_day + self.starts.len() as i64 - 2
     }
+
+    /// The segment of days `first..=last` holding `rows` (day, line,
+    /// billed, effective), in any order.
+    fn of(first: i64, last: i64, mut rows: Vec<(i64, u32, f64, f64)>) -> Segment {
+        rows.sort_unstable_by_key(|r| r.0);
+        let days = (last - first + 1) as usize;
+        Segment {
+            first_day: first,
+            starts: (0..=days)
+                .map(|k| rows.partition_point(|r| r.0 < first + k as i64) as u32)
+                .collect(),
+            line: rows.iter().map(|r| r.1).collect(),
+            billed: rows.iter().map(|r| r.2).collect(),
+            effective: rows.iter().map(|r| r.3).collect(),
+        }
+    }
+
+    /// Its rows as (day, line, billed, effective).
+    fn rows(&self) -> impl Iterator<Item = (i64, u32, f64, f64)> + '_ {
+        (0..self.starts.len() - 1).flat_map(move |k| {
+            let (a, e) = (self.starts[k] as usize, self.starts[k + 1] as usize);
+            (a..e).map(move |j| {
+                (
+                    self.first_day + k as i64,
+                    self.line[j],
+                    self.billed[j],
+                    self.effective[j],
+                )
+            })
+        })
+    }
 }
 
 /// Strings each kept once, with the database's `lower()` of each.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Dict {
     ids: HashMap<String, u32>,
     values: Vec<String>,
@@ -222,24 +302,35 @@ impl Dict {
     }
 }
 
-/// One organisation's projection at one revision.
-#[derive(Debug)]
+/// One organisation's projection at one revision. What a patch may
+/// change is behind `Arc`s, so a patched copy shares what it left alone.
+#[derive(Debug, Clone)]
 pub(crate) struct OrgColumns {
     rev: i64,
     rows: u64,
     currencies: Vec<String>,
     aliases: BTreeMap<String, String>,
     /// The dimensions' values.
-    dims: Dict,
+    dims: Arc<Dict>,
     /// Tag keys (lower case) by id.
     tag_keys: HashMap<String, u32>,
     /// Tag values, ids in the database's order (a smaller id is a smaller value).
     tag_values: Dict,
-    resources: Vec<ResourceCols>,
-    meters: Vec<MeterCols>,
+    resources: Arc<Vec<ResourceCols>>,
+    meters: Arc<Vec<MeterCols>>,
     /// (resource, meter) of each line.
-    lines: Vec<(u32, u32)>,
-    segments: Vec<Segment>,
+    lines: Arc<Vec<(u32, u32)>>,
+    /// Each key's index, for patches.
+    keys: Arc<Keys>,
+    segments: Vec<Arc<Segment>>,
+}
+
+/// The database's keys of the resources, meters and lines by index.
+#[derive(Debug, Default, Clone)]
+struct Keys {
+    resources: HashMap<i64, u32>,
+    meters: HashMap<i64, u32>,
+    lines: HashMap<(u32, u32), u32>,
 }
 
 /// Where a dimension's value is read.
@@ -369,7 +460,7 @@ impl OrgColumns {
         // Per resource: whether it passes, and its group values.
         let mut r_ok = Vec::with_capacity(self.resources.len());
         let mut r_val = Vec::with_capacity(self.resources.len());
-        for r in &self.resources {
+        for r in self.resources.iter() {
             let ok = (!need_r || r.known)
                 && is.values().all(|(s, vals)| match s {
                     Side::Resource(i) => matches(&r.dims, *i, vals),
@@ -405,7 +496,7 @@ impl OrgColumns {
             r_val.push(vals);
         }
         let mut m_ok = Vec::with_capacity(self.meters.len());
-        for m in &self.meters {
+        for m in self.meters.iter() {
             m_ok.push(
                 (!need_m || m.known)
                     && is.values().all(|(s, vals)| match s {
@@ -665,6 +756,177 @@ impl OrgColumns {
     }
 }
 
+/// What one pull wrote, as its transaction reads it back.
+pub(crate) struct PullDelta {
+    /// `SubAccountId` as stored.
+    sub: String,
+    from: i64,
+    to: i64,
+    /// Every `spend_resources` row of the subscription.
+    resources: Vec<(i64, [Value; 7])>,
+    /// Every `spend_meters` row of the organisation.
+    meters: Vec<(i64, [Value; 3])>,
+    /// (day, resource key, meter key, billed, effective): the period's rows.
+    rows: Vec<(i64, i64, i64, f64, f64)>,
+}
+
+/// A value's id, added when new (the dictionary is copied only then).
+fn intern(dict: &mut Arc<Dict>, (value, lower): &Value) -> u32 {
+    match value {
+        None => NONE,
+        Some(v) => match dict.ids.get(v) {
+            Some(id) => *id,
+            None => Arc::make_mut(dict).id(Some(v.clone()), lower.clone()),
+        },
+    }
+}
+
+impl OrgColumns {
+    /// This projection with a pull applied, standing for `rev`, as the
+    /// pull's statements change the tables: its subscription's resources
+    /// and the meters upserted, then the subscription's rows of the
+    /// period replaced. `None` if the pull names a resource the read-back
+    /// lacks (a build answers instead).
+    fn patched(&self, rev: i64, delta: &PullDelta) -> Option<OrgColumns> {
+        let mut next = self.clone();
+        next.rev = rev;
+        let mut resources_changed = false;
+        for (key, values) in &delta.resources {
+            let dims = values.each_ref().map(|v| intern(&mut next.dims, v));
+            match next.keys.resources.get(key).copied() {
+                Some(i) => {
+                    let r = &next.resources[i as usize];
+                    if !r.known || r.dims != dims {
+                        let r = &mut Arc::make_mut(&mut next.resources)[i as usize];
+                        r.known = true;
+                        r.dims = dims;
+                        resources_changed = true;
+                    }
+                }
+                None => {
+                    let i = next.resources.len() as u32;
+                    Arc::make_mut(&mut next.resources).push(ResourceCols {
+                        known: true,
+                        dims,
+                        tags: Vec::new(),
+                    });
+                    Arc::make_mut(&mut next.keys).resources.insert(*key, i);
+                    resources_changed = true;
+                }
+            }
+        }
+        for (key, values) in &delta.meters {
+            let dims = values.each_ref().map(|v| intern(&mut next.dims, v));
+            match next.keys.meters.get(key).copied() {
+                // Meters are written once (`DO NOTHING`), never changed.
+                Some(i) if next.meters[i as usize].known => {}
+                Some(i) => {
+                    Arc::make_mut(&mut next.meters)[i as usize] = MeterCols { known: true, dims };
+                }
+                None => {
+                    let i = next.meters.len() as u32;
+                    Arc::make_mut(&mut next.meters).push(MeterCols { known: true, dims });
+                    Arc::make_mut(&mut next.keys).meters.insert(*key, i);
+                }
+            }
+        }
+        if resources_changed {
+            // SELECT DISTINCT BillingCurrency ... ORDER BY 1: currency
+            // codes are ASCII, ordered alike by every collation.
+            let codes: std::collections::BTreeSet<&str> = next
+                .resources
+                .iter()
+                .filter(|r| r.known)
+                .filter_map(|r| next.value(r.dims[6]))
+                .collect();
+            next.currencies = codes.into_iter().map(str::to_string).collect();
+        }
+
+        // The new rows by line.
+        let mut fresh: Vec<(i64, u32, f64, f64)> = Vec::with_capacity(delta.rows.len());
+        for (day, rk, mk, billed, effective) in &delta.rows {
+            let r = *next.keys.resources.get(rk)?;
+            let m = match next.keys.meters.get(mk) {
+                Some(m) => *m,
+                None => {
+                    let m = next.meters.len() as u32;
+                    Arc::make_mut(&mut next.meters).push(MeterCols {
+                        known: false,
+                        dims: [NONE; 3],
+                    });
+                    Arc::make_mut(&mut next.keys).meters.insert(*mk, m);
+                    m
+                }
+            };
+            let line = match next.keys.lines.get(&(r, m)) {
+                Some(l) => *l,
+                None => {
+                    let l = next.lines.len() as u32;
+                    Arc::make_mut(&mut next.lines).push((r, m));
+                    Arc::make_mut(&mut next.keys).lines.insert((r, m), l);
+                    l
+                }
+            };
+            fresh.push((*day, line, *billed, *effective));
+        }
+        fresh.sort_unstable_by_key(|r| r.0);
+
+        // The DELETE: rows of the period whose resource is the subscription's.
+        let sub = next.dims.ids.get(&delta.sub).copied();
+        let replaced = |line: u32| {
+            let r = &next.resources[next.lines[line as usize].0 as usize];
+            r.known && Some(r.dims[0]) == sub
+        };
+        let (from, to) = (delta.from, delta.to);
+        let within = |a: i64, b: i64| {
+            let lo = fresh.partition_point(|r| r.0 < a);
+            let hi = fresh.partition_point(|r| r.0 <= b);
+            &fresh[lo..hi]
+        };
+        let mut segments = Vec::with_capacity(next.segments.len() + 1);
+        let mut covered: Vec<(i64, i64)> = Vec::new();
+        for seg in &next.segments {
+            let (first, last) = (seg.first_day, seg.last_day());
+            if last < from || first > to {
+                segments.push(seg.clone());
+                continue;
+            }
+            covered.push((first.max(from), last.min(to)));
+            let mut rows: Vec<(i64, u32, f64, f64)> = seg
+                .rows()
+                .filter(|(d, l, _, _)| *d < from || *d > to || !replaced(*l))
+                .collect();
+            rows.extend_from_slice(within(first.max(from), last.min(to)));
+            segments.push(Arc::new(Segment::of(first, last, rows)));
+        }
+        // Days of the period no segment holds: new segments of at most
+        // `SEGMENT_DAYS`, where there are rows.
+        let mut day = from;
+        while day <= to {
+            if let Some((_, end)) = covered.iter().find(|(a, b)| *a <= day && day <= *b) {
+                day = end + 1;
+                continue;
+            }
+            let next_covered = covered
+                .iter()
+                .map(|(a, _)| *a)
+                .filter(|a| *a > day)
+                .min()
+                .unwrap_or(to + 1);
+            let end = (day + SEGMENT_DAYS - 1).min(to).min(next_covered - 1);
+            let rows = within(day, end);
+            if !rows.is_empty() {
+                segments.push(Arc::new(Segment::of(day, end, rows.to_vec())));
+            }
+            day = end + 1;
+        }
+        segments.sort_by_key(|s| s.first_day);
+        next.rows = segments.iter().map(|s| s.line.len() as u64).sum();
+        next.segments = segments;
+        Some(next)
+    }
+}
+
 /// The smaller of two values by their text (SQL's MIN, NULL ignored).
 fn min_value(cols: &OrgColumns, a: u32, b: u32) -> u32 {
     match (cols.value(a), cols.value(b)) {
@@ -673,6 +935,15 @@ fn min_value(cols: &OrgColumns, a: u32, b: u32) -> u32 {
         (Some(x), Some(y)) if y < x => b,
         _ => a,
     }
+}
+
+/// Where a reader stands with the projection.
+enum Now {
+    Ready(Arc<OrgColumns>),
+    /// This instance is patching it to the reader's revision.
+    Patching,
+    /// SQL answers.
+    Sql,
 }
 
 /// What a build found.
@@ -688,7 +959,95 @@ fn text(row: &sqlx::any::AnyRow, i: usize) -> Result<Option<String>> {
     Ok(row.try_get::<Option<String>, _>(i)?)
 }
 
+/// A resource's key and dimensions (`ResourceCols::dims`), each with the
+/// database's `lower()`.
+const RESOURCE_COLUMNS: &str = "resource_key, SubAccountId, lower(SubAccountId), x_ResourceGroupName, \
+     lower(x_ResourceGroupName), RegionId, lower(RegionId), ResourceType, lower(ResourceType), \
+     ResourceId, lower(ResourceId), SubAccountName, SubAccountName, BillingCurrency, BillingCurrency";
+/// A meter's key and dimensions (`MeterCols::dims`), each with its `lower()`.
+const METER_COLUMNS: &str = "meter_key, ServiceName, lower(ServiceName), ServiceCategory, \
+     lower(ServiceCategory), ChargeCategory, lower(ChargeCategory)";
+
+/// A dimension value and its lower case, as read.
+type Value = (Option<String>, Option<String>);
+
+/// A row of `RESOURCE_COLUMNS` (N = 7) or `METER_COLUMNS` (N = 3).
+fn dimension_row<const N: usize>(row: &sqlx::any::AnyRow) -> Result<(i64, [Value; N])> {
+    let mut values: [Value; N] = std::array::from_fn(|_| (None, None));
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = (text(row, 1 + 2 * i)?, text(row, 2 + 2 * i)?);
+    }
+    Ok((row.try_get(0)?, values))
+}
+
+impl SpendColumns {
+    /// Starts patching the organisation's projection to `rev` when it
+    /// stands for the revision just before.
+    fn begin_patch(self: &Arc<Self>, org: OrgId, rev: i64) -> Option<Patch> {
+        let mut orgs = self.lock();
+        let slot = orgs.get_mut(&org)?;
+        let base = slot.ready.clone().filter(|c| c.rev == rev - 1)?;
+        slot.patching = Some(rev);
+        Some(Patch {
+            columns: self.clone(),
+            org,
+            rev,
+            base,
+            next: None,
+        })
+    }
+}
+
 impl Store {
+    /// In a pull's transaction, after its writes, which moved the spend
+    /// revision to `rev`: the projection patched with what the pull wrote,
+    /// to keep once the transaction commits (`Patch::keep`); `None` when
+    /// no projection stands for the revision before.
+    pub(super) async fn patch_spend_columns(
+        &self,
+        tx: &mut crate::Tx,
+        scope: &OrgScope,
+        rev: i64,
+        (sub, from, to): (&str, i64, i64),
+        rows: Vec<(i64, i64, i64, f64, f64)>,
+    ) -> Result<Option<Patch>> {
+        let Some(mut patch) = self.spend_columns.begin_patch(scope.org(), rev) else {
+            return Ok(None);
+        };
+        let org = scope.id();
+        let resources = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM spend_resources WHERE org_id = $1 AND SubAccountId = $2"
+        ))
+        .bind(&org)
+        .bind(sub)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(dimension_row::<7>)
+        .collect::<Result<Vec<_>>>()?;
+        let meters = sqlx::query(&format!(
+            "SELECT {METER_COLUMNS} FROM spend_meters WHERE org_id = $1"
+        ))
+        .bind(&org)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(dimension_row::<3>)
+        .collect::<Result<Vec<_>>>()?;
+        let delta = PullDelta {
+            sub: sub.to_string(),
+            from,
+            to,
+            resources,
+            meters,
+            rows,
+        };
+        let base = patch.base.clone();
+        let many = base.rows as usize > BLOCKING_ROWS;
+        patch.next = blocking_when(many, move || base.patched(rev, &delta)).await?;
+        Ok(Some(patch))
+    }
+
     /// The same store with its spend projections bounded to `rows` rows
     /// in total (0: analyses always answer through SQL).
     pub fn with_spend_column_rows(self, rows: u64) -> Store {
@@ -780,7 +1139,7 @@ impl Store {
         rev: i64,
         q: &SpendQuery,
     ) -> Result<Option<SpendAnswer>> {
-        match self.spend_columns_at(scope, rev) {
+        match self.spend_columns_at(scope, rev).await {
             Some(cols) => answer(cols, q.clone()).await.map(Some),
             None => Ok(None),
         }
@@ -796,7 +1155,7 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Option<Option<UsageSeries>>> {
-        let Some(cols) = self.spend_columns_at(scope, rev) else {
+        let Some(cols) = self.spend_columns_at(scope, rev).await else {
             return Ok(None);
         };
         let many = cols.rows as usize > BLOCKING_ROWS;
@@ -805,10 +1164,30 @@ impl Store {
         blocking_when(many, run).await.map(Some)
     }
 
-    /// The projection when it stands for `rev`; else `None`, and a build
+    /// The projection when it stands for `rev`, waiting for it while this
+    /// instance's write patches it to `rev`; else `None`, and a build
     /// starts in the background unless one runs (or this revision did not
     /// fit).
-    fn spend_columns_at(&self, scope: &OrgScope, rev: i64) -> Option<Arc<OrgColumns>> {
+    async fn spend_columns_at(&self, scope: &OrgScope, rev: i64) -> Option<Arc<OrgColumns>> {
+        let waited = tokio::time::Instant::now() + PATCH_WAIT;
+        loop {
+            // Listening before looking: a patch that ends in between
+            // still wakes this reader.
+            let patched = self.spend_columns.patched.notified();
+            tokio::pin!(patched);
+            patched.as_mut().enable();
+            match self.spend_columns_now(scope, rev) {
+                Now::Ready(c) => return Some(c),
+                Now::Sql => return None,
+                Now::Patching => {}
+            }
+            if tokio::time::timeout_at(waited, patched).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn spend_columns_now(&self, scope: &OrgScope, rev: i64) -> Now {
         let org = scope.org();
         let ready = {
             let mut orgs = self.spend_columns.lock();
@@ -817,7 +1196,8 @@ impl Store {
                 Some(c) if c.rev == rev => Some(c.clone()),
                 // The caller read the revision before the projection's
                 // build did: SQL answers it, nothing to rebuild.
-                Some(c) if c.rev > rev => return None,
+                Some(c) if c.rev > rev => return Now::Sql,
+                _ if slot.patching == Some(rev) => return Now::Patching,
                 _ => {
                     let start = !slot.building
                         && slot.refused.is_none_or(|r| r < rev)
@@ -828,14 +1208,14 @@ impl Store {
                         // Stale: it answers nothing again; free it for the new one.
                         slot.ready = None;
                     } else {
-                        return None;
+                        return Now::Sql;
                     }
                     None
                 }
             }
         };
-        if ready.is_some() {
-            return ready;
+        if let Some(c) = ready {
+            return Now::Ready(c);
         }
         let store = self.clone();
         let scope = scope.clone();
@@ -854,7 +1234,7 @@ impl Store {
                 Err(e) => tracing::warn!(org = %scope.org(), "spend projection not built: {e}"),
             }
         });
-        None
+        Now::Sql
     }
 
     /// Reads and keeps the organisation's projection; `None` when it did
@@ -891,45 +1271,35 @@ impl Store {
         let mut dims = Dict::default();
         let mut resources: Vec<ResourceCols> = Vec::new();
         let mut resource_ids: HashMap<i64, u32> = HashMap::new();
-        for r in sqlx::query(
-            "SELECT resource_key, SubAccountId, lower(SubAccountId), x_ResourceGroupName, \
-             lower(x_ResourceGroupName), RegionId, lower(RegionId), ResourceType, lower(ResourceType), \
-             ResourceId, lower(ResourceId), SubAccountName, SubAccountName, BillingCurrency, \
-             BillingCurrency FROM spend_resources WHERE org_id = $1",
-        )
+        for r in sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM spend_resources WHERE org_id = $1"
+        ))
         .bind(&org)
         .fetch_all(&self.pool)
         .await?
         {
-            let mut ds = [NONE; 7];
-            for (i, d) in ds.iter_mut().enumerate() {
-                *d = dims.id(text(&r, 1 + 2 * i)?, text(&r, 2 + 2 * i)?);
-            }
-            resource_ids.insert(r.try_get(0)?, resources.len() as u32);
+            let (key, values) = dimension_row::<7>(&r)?;
+            resource_ids.insert(key, resources.len() as u32);
             resources.push(ResourceCols {
                 known: true,
-                dims: ds,
+                dims: values.map(|(v, l)| dims.id(v, l)),
                 tags: Vec::new(),
             });
         }
         let mut meters: Vec<MeterCols> = Vec::new();
         let mut meter_ids: HashMap<i64, u32> = HashMap::new();
-        for r in sqlx::query(
-            "SELECT meter_key, ServiceName, lower(ServiceName), ServiceCategory, lower(ServiceCategory), \
-             ChargeCategory, lower(ChargeCategory) FROM spend_meters WHERE org_id = $1",
-        )
+        for r in sqlx::query(&format!(
+            "SELECT {METER_COLUMNS} FROM spend_meters WHERE org_id = $1"
+        ))
         .bind(&org)
         .fetch_all(&self.pool)
         .await?
         {
-            let mut ds = [NONE; 3];
-            for (i, d) in ds.iter_mut().enumerate() {
-                *d = dims.id(text(&r, 1 + 2 * i)?, text(&r, 2 + 2 * i)?);
-            }
-            meter_ids.insert(r.try_get(0)?, meters.len() as u32);
+            let (key, values) = dimension_row::<3>(&r)?;
+            meter_ids.insert(key, meters.len() as u32);
             meters.push(MeterCols {
                 known: true,
-                dims: ds,
+                dims: values.map(|(v, l)| dims.id(v, l)),
             });
         }
         fn resource_of(
@@ -1013,18 +1383,7 @@ impl Store {
                     seg.push((r.try_get(0)?, li, r.try_get(3)?, r.try_get(4)?));
                 }
                 drop(fetched);
-                seg.sort_unstable_by_key(|r| r.0);
-                let days = (end - start + 1) as usize;
-                let starts: Vec<u32> = (0..=days)
-                    .map(|k| seg.partition_point(|r| r.0 < start + k as i64) as u32)
-                    .collect();
-                segments.push(Segment {
-                    first_day: start,
-                    starts,
-                    line: seg.iter().map(|r| r.1).collect(),
-                    billed: seg.iter().map(|r| r.2).collect(),
-                    effective: seg.iter().map(|r| r.3).collect(),
-                });
+                segments.push(Arc::new(Segment::of(start, end, seg)));
                 start = end + 1;
             }
         }
@@ -1037,12 +1396,17 @@ impl Store {
             rows,
             currencies,
             aliases,
-            dims,
+            dims: Arc::new(dims),
             tag_keys,
             tag_values,
-            resources,
-            meters,
-            lines,
+            resources: Arc::new(resources),
+            meters: Arc::new(meters),
+            lines: Arc::new(lines),
+            keys: Arc::new(Keys {
+                resources: resource_ids,
+                meters: meter_ids,
+                lines: line_ids,
+            }),
             segments,
         })))
     }

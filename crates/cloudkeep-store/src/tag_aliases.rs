@@ -102,7 +102,7 @@ impl Store {
             .bind(&key)
             .execute(&mut **tx)
             .await?;
-            bump_spend_rev(&mut tx, scope).await
+            bump_spend_rev(&mut tx, scope).await.map(drop)
         })
         .await?;
         tx.commit().await
@@ -135,7 +135,7 @@ impl Store {
                 .bind(&alias)
                 .execute(&mut **tx)
                 .await?;
-            bump_spend_rev(&mut tx, scope).await
+            bump_spend_rev(&mut tx, scope).await.map(drop)
         })
         .await?;
         tx.commit().await

@@ -341,6 +341,14 @@ async fn coverage_follows_every_write_that_changes_it(b: TestStore) {
         .await
         .expect("threshold");
     assert_eq!(https().await.2, 1, "stale under the new threshold");
+    // Seen again as it was: fresh again at once. Seen again while fresh:
+    // the same counts.
+    for _ in 0..2 {
+        observe(store, &scope, &one, &clock, &[self::https(ACCOUNT, true)]).await;
+        let (_, passing, stale, _) = https().await;
+        assert_eq!((passing, stale), (1, 0), "seen again: fresh");
+        clock.advance(Duration::minutes(10));
+    }
     // Revoked: nothing of the connection counts.
     store
         .revoke_connection(&scope, conn.id, "user:test")

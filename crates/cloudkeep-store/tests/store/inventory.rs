@@ -34,6 +34,7 @@ fn tags_of<'a>(page: &'a [ResourceRecord], name: &str) -> Option<&'a Tags> {
 
 both_backends!(kept_inventory_answers_follow_every_write_of_every_instance);
 async fn kept_inventory_answers_follow_every_write_of_every_instance(b: TestStore) {
+    let (b, clock) = super::on_manual_clock(b);
     let store = &b.store;
     let other = Store::open(&b.url).await.expect("a second instance");
     let (scope, sub, _dir) = one_subscription(store, "kept-inventory").await;
@@ -68,6 +69,24 @@ async fn kept_inventory_answers_follow_every_write_of_every_instance(b: TestStor
     assert_eq!((c.resources, c.tags_read, c.tagged), (2, 2, 1), "{c:?}");
     assert_eq!(page(store, &scope).await, first, "asked again: the same");
     assert_eq!(coverage(store, &scope).await, c, "asked again: the same");
+
+    // Listed again as it was, later: the same answers, and the kept
+    // page's resources were last seen at this listing, as a fresh read
+    // (the other instance's) has them.
+    clock.advance(chrono::Duration::minutes(5));
+    record(store, &scope, sub.id, &[vm("prod"), st.clone()], WITH_TAGS)
+        .await
+        .expect("listed again");
+    let again = page(store, &scope).await;
+    assert_eq!(again, page(&other, &scope).await, "as read afresh");
+    for (a, f) in again.iter().zip(&first) {
+        assert_eq!(
+            a.last_seen - f.last_seen,
+            chrono::Duration::minutes(5),
+            "{a:?}"
+        );
+    }
+    assert_eq!(coverage(store, &scope).await, c);
 
     // The other instance's sync re-tags the machine.
     record(&other, &scope, sub.id, &[vm("test"), st.clone()], WITH_TAGS)

@@ -450,10 +450,12 @@ fn same(a: &cloudkeep_store::SpendAnswer, b: &cloudkeep_store::SpendAnswer, what
 /// Every analysis the columnar projection answers equals the SQL path's:
 /// each dimension and tag grouping (aliased keys, several values on one
 /// resource), every filter kind, each granularity, top N with ties and
-/// "other", both metrics and currencies; after a write the stale
-/// projection answers nothing (SQL does, with the new rows) until it is
-/// rebuilt in the background; an organisation over the row bound is
-/// answered by SQL only.
+/// "other", both metrics and currencies; this instance's pulls patch it
+/// in place (restated, new resources, meters and currencies, earlier and
+/// later days) and a tag refresh that changes nothing leaves it standing;
+/// after another instance's write the stale projection answers nothing
+/// (SQL does, with the new rows) until it is rebuilt in the background;
+/// an organisation over the row bound is answered by SQL only.
 async fn the_column_projection_answers_as_sql_does(b: TestStore) {
     let store = &b.store;
     let (scope, _) = org(store, &super::unique("columns")).await;
@@ -550,8 +552,10 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
         commitment_status: None,
         charge_type: "Purchase".into(),
     };
+    // Appears in the later pulls only: a new resource and a new meter.
+    let disk = id("SUB-1", "new", "Microsoft.Compute/disks", "disk9");
     let (from, to) = (d("2026-09-20"), d("2026-11-10"));
-    let pull = |sub: &str, currency: &str, scale: f64| {
+    let pull_in = |sub: &str, currency: &str, scale: f64, from: NaiveDate, to: NaiveDate| {
         let mut lines = Vec::new();
         let mut totals = Vec::new();
         let mut day = from;
@@ -569,6 +573,9 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
                 add(Some(&db1), &usage("SQL Database"), 3.0);
                 if k % 10 == 0 {
                     add(None, &purchase, 40.0);
+                }
+                if scale > 4.0 {
+                    add(Some(&disk), &usage("Managed Disks"), 1.5);
                 }
             } else {
                 add(Some(&vm2), &usage("Virtual Machines"), 6.0 * w);
@@ -609,6 +616,7 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
             totals,
         }
     };
+    let pull = |sub: &str, currency: &str, scale: f64| pull_in(sub, currency, scale, from, to);
     store
         .record_spend_pull(&scope, &s1, &pull("SUB-1", "EUR", 1.0), &position())
         .await
@@ -758,21 +766,79 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
         .expect("env");
     assert!(envs.series.len() >= 4, "{envs:?}");
 
-    // A restated month moves the revision: the stale projection answers
+    // This instance's pulls patch the projection in place, to answers
+    // equal to SQL's: a restated period, one that cuts segments with a new
+    // resource, meter and currency, an earlier month before every segment,
+    // and days after the last.
+    let wide = |q: &SpendQuery| SpendQuery {
+        from: d("2026-08-01"),
+        to: d("2026-12-31"),
+        ..q.clone()
+    };
+    let mut rev = warm.rev;
+    for (step, (sub, currency, scale, period)) in [
+        (&s1, "EUR", 2.0, (from, to)),
+        (&s1, "GBP", 5.0, (d("2026-10-03"), d("2026-10-14"))),
+        (&s2, "USD", 0.5, (d("2026-08-01"), d("2026-08-31"))),
+        (&s1, "GBP", 5.0, (d("2026-11-05"), d("2026-11-21"))),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = if sub.id == s1.id { "SUB-1" } else { "SUB-2" };
+        store
+            .record_spend_pull(
+                &scope,
+                sub,
+                &pull_in(name, currency, scale, period.0, period.1),
+                &position(),
+            )
+            .await
+            .expect("pull");
+        let patched = store.spend_columns_warm(&scope).await.expect("patched");
+        assert!(
+            patched.rev == rev + 1 && patched.built_in.is_none(),
+            "step {step}: patched, not rebuilt: {patched:?}"
+        );
+        rev = patched.rev;
+        check_all(queries.iter().skip(step).step_by(11).map(wide).collect()).await;
+        check_all(queries.iter().skip(step).step_by(13).cloned().collect()).await;
+    }
+    // Tags as they were: nothing written, the revision stays.
+    for s in [&s1, &s2] {
+        store
+            .refresh_spend_tags(&scope, s)
+            .await
+            .expect("tags again");
+    }
+    let kept = store.spend_columns_warm(&scope).await.expect("kept");
+    assert!(kept.rev == rev && kept.built_in.is_none(), "{kept:?}");
+    let patched = store
+        .spend_analysis_sql(&scope, &wide(&queries[0]))
+        .await
+        .expect("all");
+    // A pull names every resource of its subscription: all in GBP now.
+    assert_eq!(patched.currencies, ["GBP", "USD"]);
+    assert!(
+        patched.buckets.first().is_some_and(|b| b.0 < from),
+        "{patched:?}"
+    );
+
+    // Another instance's write leaves this projection stale: it answers
     // nothing, SQL answers the new rows at once.
     let before = store
         .spend_analysis(&scope, &queries[0])
         .await
         .expect("before");
-    store
-        .record_spend_pull(&scope, &s1, &pull("SUB-1", "EUR", 3.0), &position())
+    let writer = cloudkeep_store::Store::open(&b.url)
+        .await
+        .expect("another instance");
+    writer
+        .record_spend_pull(&scope, &s1, &pull("SUB-1", "EUR", 6.0), &position())
         .await
         .expect("restated");
-    assert_eq!(
-        store.spend_columns_revision(&scope),
-        Some(warm.rev),
-        "stale"
-    );
+    writer.close().await;
+    assert_eq!(store.spend_columns_revision(&scope), Some(rev), "stale");
     let after = store
         .spend_analysis(&scope, &queries[0])
         .await
@@ -788,7 +854,7 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
     assert!(after.total > before.total + 100.0, "{before:?} {after:?}");
     // That analysis started a rebuild in the background.
     let mut waited = 0;
-    while store.spend_columns_revision(&scope) == Some(warm.rev)
+    while store.spend_columns_revision(&scope) == Some(rev)
         || store.spend_columns_revision(&scope).is_none()
     {
         assert!(waited < 500, "the projection was not rebuilt");
@@ -797,7 +863,7 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
     }
     let rebuilt = store.spend_columns_warm(&scope).await.expect("rebuilt");
     assert!(
-        rebuilt.rev > warm.rev && rebuilt.built_in.is_none(),
+        rebuilt.rev > rev && rebuilt.built_in.is_none(),
         "{rebuilt:?}"
     );
     // The production path reads it now (a question not kept before).
