@@ -242,6 +242,10 @@ fn incident(row: &AnyRow) -> Result<Incident> {
     })
 }
 
+/// (subscription, service or region) → (its first day of usage cost,
+/// the subscription's name).
+pub(crate) type FirstDays = HashMap<(String, String), (i64, String)>;
+
 /// Days a contributor's expected cost looks back (4 weeks).
 const LOOKBACK: i64 = 28;
 /// Contributors kept per kind.
@@ -257,6 +261,13 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<UsageSeries>> {
+        // The projection when it stands for the current revision: the
+        // review after a sync reads every series and every first day,
+        // which through SQL is the whole history's rows twice.
+        let rev = self.spend_revision(scope).await?;
+        if let Some(all) = self.spend_columns_usage_all(scope, rev, from, to).await? {
+            return Ok(all);
+        }
         self.usage_series(scope, from, to, None).await
     }
 
@@ -439,11 +450,7 @@ impl Store {
     }
 
     /// (subscription, subject) → (first day of usage cost, subscription name).
-    async fn first_usage_days(
-        &self,
-        scope: &OrgScope,
-        subject: &str,
-    ) -> Result<HashMap<(String, String), (i64, String)>> {
+    async fn first_usage_days(&self, scope: &OrgScope, subject: &str) -> Result<FirstDays> {
         let sql = format!(
             "SELECT r.SubAccountId, {subject}, MIN(c.day), MIN(r.SubAccountName) FROM spend_costs c \
              JOIN spend_resources r ON r.org_id = c.org_id AND r.resource_key = c.resource_key \
@@ -469,8 +476,14 @@ impl Store {
     /// The first day of usage cost of every subscription on each service
     /// and in each region, with the subscription's own first day.
     pub async fn spend_first_usage(&self, scope: &OrgScope) -> Result<Vec<FirstUsage>> {
-        let services = self.first_usage_days(scope, "m.ServiceName").await?;
-        let regions = self.first_usage_days(scope, "r.RegionId").await?;
+        let rev = self.spend_revision(scope).await?;
+        let (services, regions) = match self.spend_columns_first_usage(scope, rev).await? {
+            Some(both) => both,
+            None => (
+                self.first_usage_days(scope, "m.ServiceName").await?,
+                self.first_usage_days(scope, "r.RegionId").await?,
+            ),
+        };
         let currency: HashMap<String, String> = sqlx::query(
             "SELECT SubAccountId, MIN(BillingCurrency) FROM spend_resources WHERE org_id = $1 GROUP BY SubAccountId",
         )

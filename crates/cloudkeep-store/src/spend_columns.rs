@@ -51,7 +51,7 @@ use cloudkeep_domain::spend::{
 use sqlx::Row;
 
 use super::{SpendAnswer, SpendQuery, SpendSeries, USAGE};
-use crate::anomalies::UsageSeries;
+use crate::anomalies::{FirstDays, UsageSeries};
 use crate::{OrgScope, Result, Store, StoreError};
 
 /// Rows held by all projections together unless configured otherwise
@@ -756,6 +756,141 @@ impl OrgColumns {
     }
 }
 
+impl OrgColumns {
+    /// Whether a line is usage cost the anomaly reviews read: its resource
+    /// and meter have their rows (the SQL's inner joins) and the meter's
+    /// charge is usage.
+    fn usage_line(&self, (r, m): (u32, u32)) -> Option<(&ResourceCols, &MeterCols)> {
+        let (r, m) = (&self.resources[r as usize], &self.meters[m as usize]);
+        (r.known && m.known && self.value(m.dims[2]) == Some(USAGE)).then_some((r, m))
+    }
+
+    /// Every subscription × service's daily usage cost, as
+    /// `Store::usage_series` reads them all through SQL: a series for each
+    /// pair with rows in the period, dense from the later of `from` and its
+    /// first day of positive cost ever (a positive row), to its
+    /// subscription's last day of usage cost in the period.
+    fn usage_series_all(&self, from: i64, to: i64) -> Vec<UsageSeries> {
+        let mut ids: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut keys: Vec<(u32, u32)> = Vec::new();
+        let series: Vec<u32> = self
+            .lines
+            .iter()
+            .map(|line| match self.usage_line(*line) {
+                Some((r, m)) if m.dims[0] != NONE && r.dims[0] != NONE => {
+                    *ids.entry((r.dims[0], m.dims[0])).or_insert_with(|| {
+                        keys.push((r.dims[0], m.dims[0]));
+                        keys.len() as u32 - 1
+                    })
+                }
+                _ => NONE,
+            })
+            .collect();
+        let n = keys.len();
+        let days = (to - from + 1).max(0) as usize;
+        let mut sums = vec![0.0f64; n * days];
+        let mut first = vec![i64::MAX; n];
+        let mut seen = vec![false; n];
+        let (mut names, mut currencies) = (vec![NONE; n], vec![NONE; n]);
+        let mut last: HashMap<u32, i64> = HashMap::new();
+        for s in &self.segments {
+            for d in s.first_day..=s.last_day() {
+                let k = (d - s.first_day) as usize;
+                let (a, e) = (s.starts[k] as usize, s.starts[k + 1] as usize);
+                for (l, c) in s.line[a..e].iter().zip(&s.effective[a..e]) {
+                    let g = series[*l as usize];
+                    if g == NONE {
+                        continue;
+                    }
+                    let g = g as usize;
+                    if *c > 0.0 && d < first[g] {
+                        first[g] = d;
+                    }
+                    if d < from || d > to {
+                        continue;
+                    }
+                    sums[g * days + (d - from) as usize] += c;
+                    seen[g] = true;
+                    let r = &self.resources[self.lines[*l as usize].0 as usize];
+                    names[g] = min_value(self, names[g], r.dims[5]);
+                    currencies[g] = min_value(self, currencies[g], r.dims[6]);
+                    let e = last.entry(keys[g].0).or_insert(d);
+                    *e = (*e).max(d);
+                }
+            }
+        }
+        let text = |id: u32| self.value(id).unwrap_or_default().to_string();
+        let mut out: Vec<UsageSeries> = (0..n)
+            .filter(|g| seen[*g])
+            .map(|g| {
+                let start = if first[g] == i64::MAX { from } else { first[g] }.clamp(from, to);
+                let mut values = sums[g * days + (start - from) as usize..(g + 1) * days].to_vec();
+                if let Some(l) = last.get(&keys[g].0) {
+                    values.truncate((l - start + 1).max(0) as usize);
+                }
+                UsageSeries {
+                    subscription: text(keys[g].0),
+                    subscription_name: text(names[g]),
+                    service: text(keys[g].1),
+                    currency: text(currencies[g]),
+                    start: from_day_number(start),
+                    values,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.subscription, &a.service).cmp(&(&b.subscription, &b.service)));
+        out
+    }
+
+    /// (subscription, service or region) → (first day of a positive usage
+    /// row, the smallest subscription name among those rows), as
+    /// `Store::first_usage_days` reads it through SQL.
+    fn first_usage_days(&self, by_region: bool) -> FirstDays {
+        let mut ids: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut keys: Vec<(u32, u32)> = Vec::new();
+        let group: Vec<u32> = self
+            .lines
+            .iter()
+            .map(|line| {
+                let Some((r, m)) = self.usage_line(*line) else {
+                    return NONE;
+                };
+                let subject = if by_region { r.dims[2] } else { m.dims[0] };
+                if subject == NONE || r.dims[0] == NONE {
+                    return NONE;
+                }
+                *ids.entry((r.dims[0], subject)).or_insert_with(|| {
+                    keys.push((r.dims[0], subject));
+                    keys.len() as u32 - 1
+                })
+            })
+            .collect();
+        let mut first = vec![(i64::MAX, NONE); keys.len()];
+        for s in &self.segments {
+            for d in s.first_day..=s.last_day() {
+                let k = (d - s.first_day) as usize;
+                let (a, e) = (s.starts[k] as usize, s.starts[k + 1] as usize);
+                for (l, c) in s.line[a..e].iter().zip(&s.effective[a..e]) {
+                    let g = group[*l as usize];
+                    if g == NONE || *c <= 0.0 {
+                        continue;
+                    }
+                    let f = &mut first[g as usize];
+                    f.0 = f.0.min(d);
+                    let r = &self.resources[self.lines[*l as usize].0 as usize];
+                    f.1 = min_value(self, f.1, r.dims[5]);
+                }
+            }
+        }
+        let text = |id: u32| self.value(id).unwrap_or_default().to_string();
+        keys.iter()
+            .zip(first)
+            .filter(|(_, (d, _))| *d != i64::MAX)
+            .map(|((sub, subject), (d, name))| ((text(*sub), text(*subject)), (d, text(name))))
+            .collect()
+    }
+}
+
 /// What one pull wrote, as its transaction reads it back.
 pub(crate) struct PullDelta {
     /// `SubAccountId` as stored.
@@ -1161,6 +1296,38 @@ impl Store {
         let many = cols.rows as usize > BLOCKING_ROWS;
         let (sub, service) = (sub.to_string(), service.to_string());
         let run = move || cols.usage_series_of(&sub, &service, day_number(from), day_number(to));
+        blocking_when(many, run).await.map(Some)
+    }
+
+    /// Every subscription × service's usage series from the projection
+    /// when it stands for `rev`; else `None` (see `spend_columns_at`).
+    pub(crate) async fn spend_columns_usage_all(
+        &self,
+        scope: &OrgScope,
+        rev: i64,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Option<Vec<UsageSeries>>> {
+        let Some(cols) = self.spend_columns_at(scope, rev).await else {
+            return Ok(None);
+        };
+        let many = cols.rows as usize > BLOCKING_ROWS;
+        let run = move || cols.usage_series_all(day_number(from), day_number(to));
+        blocking_when(many, run).await.map(Some)
+    }
+
+    /// The first usage days by service and by region from the projection
+    /// when it stands for `rev`; else `None` (see `spend_columns_at`).
+    pub(crate) async fn spend_columns_first_usage(
+        &self,
+        scope: &OrgScope,
+        rev: i64,
+    ) -> Result<Option<(FirstDays, FirstDays)>> {
+        let Some(cols) = self.spend_columns_at(scope, rev).await else {
+            return Ok(None);
+        };
+        let many = cols.rows as usize > BLOCKING_ROWS;
+        let run = move || (cols.first_usage_days(false), cols.first_usage_days(true));
         blocking_when(many, run).await.map(Some)
     }
 

@@ -154,6 +154,33 @@ async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
     each_alone_is_the_same(store, &scope, &windows, to).await;
     store.spend_columns_warm(&scope).await.expect("projection");
     each_alone_is_the_same(store, &scope, &windows, to).await;
+    // All series and the first days from the projection are SQL's (an
+    // instance with no projection reads SQL).
+    let sql_only = Store::open(&b.url)
+        .await
+        .expect("another instance")
+        .with_spend_column_rows(0);
+    for from in [start(), later, to - Duration::days(3)] {
+        let projected = store
+            .spend_usage_series(&scope, from, to)
+            .await
+            .expect("projected");
+        let read = sql_only
+            .spend_usage_series(&scope, from, to)
+            .await
+            .expect("sql");
+        assert_eq!(projected, read, "from {from}");
+        assert!(!read.is_empty());
+    }
+    let first_days = |mut f: Vec<cloudkeep_store::FirstUsage>| {
+        f.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        f
+    };
+    assert_eq!(
+        first_days(store.spend_first_usage(&scope).await.expect("projected")),
+        first_days(sql_only.spend_first_usage(&scope).await.expect("sql")),
+    );
+    sql_only.close().await;
     let sql = series
         .iter()
         .find(|s| s.service == "SQL Database")

@@ -917,6 +917,39 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
         "over the bound",
     );
     assert_eq!(bounded.spend_columns_revision(&scope), None);
+    // The anomaly reviews' reads too: every usage series, and the first
+    // days by service and by region.
+    store.spend_columns_warm(&scope).await.expect("warm");
+    let firsts = |mut f: Vec<cloudkeep_store::FirstUsage>| {
+        f.sort_by_key(|f| format!("{f:?}"));
+        f
+    };
+    let projected = firsts(store.spend_first_usage(&scope).await.expect("firsts"));
+    assert_eq!(
+        projected,
+        firsts(bounded.spend_first_usage(&scope).await.expect("sql"))
+    );
+    assert!(
+        projected
+            .iter()
+            .any(|f| f.kind == cloudkeep_domain::anomaly::IncidentKind::NewRegion),
+        "{projected:?}"
+    );
+    for from in [d("2026-08-01"), d("2026-10-01"), d("2026-11-20")] {
+        let all = store
+            .spend_usage_series(&scope, from, d("2026-12-31"))
+            .await
+            .expect("series");
+        assert!(!all.is_empty(), "from {from}");
+        assert_eq!(
+            all,
+            bounded
+                .spend_usage_series(&scope, from, d("2026-12-31"))
+                .await
+                .expect("sql"),
+            "from {from}"
+        );
+    }
     bounded.close().await;
 
     // Another organisation's projection is its own.
