@@ -59,6 +59,8 @@ pub struct ServerSettings {
     /// Where webhooks may point (public HTTPS receivers unless the operator
     /// allows private networks).
     pub webhooks: cloudkeep_sync::webhooks::WebhookPolicy,
+    /// Where syncs do their work (`serve`: a runtime at a lower priority).
+    pub background: cloudkeep_sync::Background,
 }
 
 impl Default for ServerSettings {
@@ -72,6 +74,7 @@ impl Default for ServerSettings {
             operator: None,
             public_url: None,
             webhooks: Default::default(),
+            background: cloudkeep_sync::Background::inline(),
         }
     }
 }
@@ -124,6 +127,7 @@ impl AppState {
                 .with_max_throttle_wait(cloudkeep_azure::DEFAULT_MAX_THROTTLE_WAIT),
             keys: self.keys.clone(),
             operator: self.settings.operator.clone(),
+            background: self.settings.background.clone(),
         }
     }
 }

@@ -31,18 +31,67 @@ impl Revision {
 /// row stays locked until then: a write that moves it first runs after
 /// every other write of that counter has committed or after none.)
 pub(crate) async fn bump(tx: &mut Tx, scope: &OrgScope, which: Revision) -> Result<i64> {
-    let table = which.table();
-    Ok(sqlx::query(&format!(
-        "INSERT INTO {table} (org_id, rev) VALUES ($1, 1) \
-         ON CONFLICT (org_id) DO UPDATE SET rev = {table}.rev + 1 RETURNING rev"
-    ))
+    match which {
+        Revision::Spend => Ok(bump_spend(tx, scope, None).await?.0),
+        Revision::Evidence => Ok(sqlx::query(
+            "INSERT INTO evidence_revisions (org_id, rev) VALUES ($1, 1) \
+             ON CONFLICT (org_id) DO UPDATE SET rev = evidence_revisions.rev + 1 RETURNING rev",
+        )
+        .bind(scope.id())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("rev")?),
+    }
+}
+
+/// Moves the spend revision (as `bump`), recording which write did: its
+/// token, or none. Answers the new revision and the token of the write
+/// that moved it to the revision before.
+pub(crate) async fn bump_spend(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    writer: Option<i64>,
+) -> Result<(i64, Option<i64>)> {
+    // `previous_writer = spend_revisions.writer` reads the row as it was.
+    let row = sqlx::query(
+        "INSERT INTO spend_revisions (org_id, rev, writer) VALUES ($1, 1, $2) \
+         ON CONFLICT (org_id) DO UPDATE SET rev = spend_revisions.rev + 1, \
+         previous_writer = spend_revisions.writer, writer = $2 RETURNING rev, previous_writer",
+    )
     .bind(scope.id())
+    .bind(writer)
     .fetch_one(&mut **tx)
-    .await?
-    .try_get("rev")?)
+    .await?;
+    Ok((row.try_get("rev")?, row.try_get("previous_writer")?))
+}
+
+/// A spend revision as read: its number, and the token of the write that
+/// moved it there, if that write gave one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpendRev {
+    pub rev: i64,
+    pub writer: Option<i64>,
 }
 
 impl Store {
+    /// The organisation's spend revision (0 before any spend write).
+    pub(crate) async fn spend_revision(&self, scope: &OrgScope) -> Result<SpendRev> {
+        let row = sqlx::query("SELECT rev, writer FROM spend_revisions WHERE org_id = $1")
+            .bind(scope.id())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => SpendRev {
+                rev: r.try_get("rev")?,
+                writer: r.try_get("writer")?,
+            },
+            None => SpendRev {
+                rev: 0,
+                writer: None,
+            },
+        })
+    }
+
     /// The organisation's counter (0 before any write).
     pub(crate) async fn revision(&self, scope: &OrgScope, which: Revision) -> Result<i64> {
         Ok(sqlx::query(&format!(

@@ -24,6 +24,7 @@ use cloudkeep_domain::spend::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
+use uuid::Uuid;
 
 use crate::audit::AuditEntry;
 use crate::connections::SubscriptionRecord;
@@ -469,7 +470,11 @@ impl Store {
         let patch = within(async {
             // First: on PostgreSQL this locks the revision until the
             // commit, so the projection patched below is the state before.
-            let rev = bump_spend_rev(&mut tx, scope).await?;
+            // The token tells readers this pull's revision from any other
+            // write's that reaches the same number (if this one fails).
+            let writer = (Uuid::now_v7().as_u64_pair().1 >> 1) as i64;
+            let (rev, previous) =
+                crate::revisions::bump_spend(&mut tx, scope, Some(writer)).await?;
             let resource_rows: Vec<Vec<Arg>> = resources
                 .values()
                 .map(|r| {
@@ -591,7 +596,13 @@ impl Store {
             };
             let written = rows.iter().map(|((d, rk, mk), (b, e))| (*d, *rk, *mk, *b, *e));
             let patch = self
-                .patch_spend_columns(&mut tx, scope, rev, (&sub_id, from, to), written.collect())
+                .patch_spend_columns(
+                    &mut tx,
+                    scope,
+                    (rev, writer, previous),
+                    (&sub_id, from, to),
+                    written.collect(),
+                )
                 .await?;
             sqlx::query(
                 "DELETE FROM spend_days WHERE org_id = $1 AND SubAccountId = $2 AND day >= $3 AND day <= $4",
@@ -997,14 +1008,14 @@ impl Store {
         // holds at least what it stood for, and a write after it moves it.
         let rev = self.spend_revision(scope).await?;
         let key = format!("{}|{q:?}", scope.id());
-        if let Some(kept) = self.spend_cache.get(&key, rev) {
+        if let Some(kept) = self.spend_cache.get(&key, rev.rev) {
             return Ok(kept);
         }
         // One reader answers a question at a time; the others wait for its
         // answer (after a write, every reader of the dashboard misses at
         // once: one computes instead of all of them).
         let _turn = self.spend_cache.turns.take(&key).await;
-        if let Some(kept) = self.spend_cache.get(&key, rev) {
+        if let Some(kept) = self.spend_cache.get(&key, rev.rev) {
             return Ok(kept);
         }
         // The columnar projection when it stands for this revision; SQL
@@ -1013,14 +1024,8 @@ impl Store {
             Some(a) => a,
             None => self.run_spend_analysis(scope, q).await?,
         };
-        self.spend_cache.keep(key, rev, &answer);
+        self.spend_cache.keep(key, rev.rev, &answer);
         Ok(answer)
-    }
-
-    /// The organisation's spend revision (0 before any spend write).
-    pub(crate) async fn spend_revision(&self, scope: &OrgScope) -> Result<i64> {
-        self.revision(scope, crate::revisions::Revision::Spend)
-            .await
     }
 
     async fn run_spend_analysis(&self, scope: &OrgScope, q: &SpendQuery) -> Result<SpendAnswer> {

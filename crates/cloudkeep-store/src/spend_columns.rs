@@ -26,9 +26,13 @@
 //! up): in the pull's transaction, after its writes, the projection at the
 //! revision just before is copied with the subscription's dimensions read
 //! back and the period's rows replaced (segments are shared, only those
-//! the period touches are rebuilt), and kept once the transaction commits.
-//! Readers of the new revision wait for it meanwhile rather than start a
-//! rebuild. Another instance's projection is rebuilt as before.
+//! the period touches are rebuilt), and staged under a token the pull
+//! writes with the revision (migration 0019). A reader that reads the new
+//! revision with that token takes the staged projection (the pull has
+//! committed), without waiting for the pull's task to keep it; a pull that
+//! failed is never taken for another write that reached the same number.
+//! The next pull patches the staged one when its revision's previous
+//! writer is that token. Another instance's projection is rebuilt as before.
 //!
 //! The same semantics as the SQL path (`Store::run_spend_analysis`):
 //! `lower()` is the database's own (read with the values: SQLite's lowers
@@ -52,6 +56,7 @@ use sqlx::Row;
 
 use super::{SpendAnswer, SpendQuery, SpendSeries, USAGE};
 use crate::anomalies::{FirstDays, UsageSeries};
+use crate::revisions::SpendRev;
 use crate::{OrgScope, Result, Store, StoreError};
 
 /// Rows held by all projections together unless configured otherwise
@@ -85,8 +90,6 @@ pub struct SpendColumnStats {
 pub(crate) struct SpendColumns {
     cap: AtomicU64,
     orgs: Mutex<HashMap<OrgId, Slot>>,
-    /// Told whenever a patch ends (kept or not).
-    patched: tokio::sync::Notify,
 }
 
 impl Default for SpendColumns {
@@ -94,7 +97,6 @@ impl Default for SpendColumns {
         SpendColumns {
             cap: AtomicU64::new(DEFAULT_SPEND_COLUMN_ROWS),
             orgs: Mutex::default(),
-            patched: tokio::sync::Notify::new(),
         }
     }
 }
@@ -105,13 +107,13 @@ struct Slot {
     building: bool,
     /// A revision whose rows did not fit: not tried again until it moves.
     refused: Option<i64>,
-    /// The revision a write of this instance is patching the projection to.
-    patching: Option<i64>,
+    /// The projection patched by a pull of this instance, with the pull's
+    /// token: it stands for its revision once the pull commits, which a
+    /// reader knows by reading that revision with that token (no other
+    /// write, even one reaching the same number after this one failed,
+    /// carries it).
+    staged: Option<(i64, Arc<OrgColumns>)>,
 }
-
-/// How long a reader of a revision being patched waits for the patch
-/// before answering through SQL (a patch takes milliseconds).
-const PATCH_WAIT: Duration = Duration::from_secs(5);
 
 impl SpendColumns {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OrgId, Slot>> {
@@ -157,34 +159,39 @@ impl SpendColumns {
     }
 }
 
-/// A patch under way: taken in the writing transaction, it keeps the
-/// patched projection when the write commits (`keep`) and, however it
-/// ends, clears the mark and wakes the readers waiting for it.
+/// A patched projection staged by a writing transaction: `keep` after
+/// the commit makes it the organisation's projection; dropped otherwise
+/// (before the transaction lets its lock go), it is unstaged.
 pub(crate) struct Patch {
     columns: Arc<SpendColumns>,
     org: OrgId,
-    rev: i64,
-    base: Arc<OrgColumns>,
-    next: Option<OrgColumns>,
+    writer: i64,
+    kept: bool,
 }
 
 impl Patch {
-    /// After the commit: the patched projection stands for its revision.
+    /// After the commit: the patched projection stands for its revision
+    /// (a reader may have made it so already).
     pub(crate) fn keep(mut self) {
-        if let Some(next) = self.next.take() {
-            self.columns.install(self.org, next);
+        self.kept = true;
+        let mut orgs = self.columns.lock();
+        if let Some(slot) = orgs.get_mut(&self.org)
+            && let Some((_, staged)) = slot.staged.take_if(|(w, _)| *w == self.writer)
+            && slot.ready.as_ref().is_none_or(|r| r.rev < staged.rev)
+        {
+            slot.ready = Some(staged);
         }
     }
 }
 
 impl Drop for Patch {
     fn drop(&mut self) {
-        if let Some(slot) = self.columns.lock().get_mut(&self.org)
-            && slot.patching == Some(self.rev)
-        {
-            slot.patching = None;
+        if self.kept {
+            return;
         }
-        self.columns.patched.notify_waiters();
+        if let Some(slot) = self.columns.lock().get_mut(&self.org) {
+            slot.staged.take_if(|(w, _)| *w == self.writer);
+        }
     }
 }
 
@@ -1072,15 +1079,6 @@ fn min_value(cols: &OrgColumns, a: u32, b: u32) -> u32 {
     }
 }
 
-/// Where a reader stands with the projection.
-enum Now {
-    Ready(Arc<OrgColumns>),
-    /// This instance is patching it to the reader's revision.
-    Patching,
-    /// SQL answers.
-    Sql,
-}
-
 /// What a build found.
 enum Load {
     Built(Box<OrgColumns>),
@@ -1116,19 +1114,38 @@ fn dimension_row<const N: usize>(row: &sqlx::any::AnyRow) -> Result<(i64, [Value
 }
 
 impl SpendColumns {
-    /// Starts patching the organisation's projection to `rev` when it
-    /// stands for the revision just before.
-    fn begin_patch(self: &Arc<Self>, org: OrgId, rev: i64) -> Option<Patch> {
-        let mut orgs = self.lock();
-        let slot = orgs.get_mut(&org)?;
-        let base = slot.ready.clone().filter(|c| c.rev == rev - 1)?;
-        slot.patching = Some(rev);
+    /// The projection at the revision before `rev`, which a pull holding
+    /// the revision's lock patches: the one standing, or the one staged by
+    /// the pull that moved it there (`previous`: its token is the
+    /// revision's previous writer, so it committed; its task may not have
+    /// kept it yet).
+    fn patch_base(&self, org: OrgId, rev: i64, previous: Option<i64>) -> Option<Arc<OrgColumns>> {
+        let orgs = self.lock();
+        let slot = orgs.get(&org)?;
+        let staged = slot
+            .staged
+            .as_ref()
+            .filter(|(w, _)| Some(*w) == previous)
+            .map(|(_, c)| c);
+        slot.ready
+            .iter()
+            .chain(staged)
+            .find(|c| c.rev == rev - 1)
+            .cloned()
+    }
+
+    /// Stages a patched projection under its pull's token (unless it would
+    /// pass the cap).
+    fn stage(self: &Arc<Self>, org: OrgId, writer: i64, cols: OrgColumns) -> Option<Patch> {
+        if self.held_by_others(org) + cols.rows > self.cap() {
+            return None;
+        }
+        self.lock().entry(org).or_default().staged = Some((writer, Arc::new(cols)));
         Some(Patch {
             columns: self.clone(),
             org,
-            rev,
-            base,
-            next: None,
+            writer,
+            kept: false,
         })
     }
 }
@@ -1136,17 +1153,17 @@ impl SpendColumns {
 impl Store {
     /// In a pull's transaction, after its writes, which moved the spend
     /// revision to `rev`: the projection patched with what the pull wrote,
-    /// to keep once the transaction commits (`Patch::keep`); `None` when
-    /// no projection stands for the revision before.
+    /// staged, to keep once the transaction commits (`Patch::keep`); `None`
+    /// when no projection stands for the revision before.
     pub(super) async fn patch_spend_columns(
         &self,
         tx: &mut crate::Tx,
         scope: &OrgScope,
-        rev: i64,
+        (rev, writer, previous): (i64, i64, Option<i64>),
         (sub, from, to): (&str, i64, i64),
         rows: Vec<(i64, i64, i64, f64, f64)>,
     ) -> Result<Option<Patch>> {
-        let Some(mut patch) = self.spend_columns.begin_patch(scope.org(), rev) else {
+        let Some(base) = self.spend_columns.patch_base(scope.org(), rev, previous) else {
             return Ok(None);
         };
         let org = scope.id();
@@ -1177,10 +1194,9 @@ impl Store {
             meters,
             rows,
         };
-        let base = patch.base.clone();
         let many = base.rows as usize > BLOCKING_ROWS;
-        patch.next = blocking_when(many, move || base.patched(rev, &delta)).await?;
-        Ok(Some(patch))
+        let patched = blocking_when(many, move || base.patched(rev, &delta)).await?;
+        Ok(patched.and_then(|cols| self.spend_columns.stage(scope.org(), writer, cols)))
     }
 
     /// The same store with its spend projections bounded to `rows` rows
@@ -1233,7 +1249,7 @@ impl Store {
         scope: &OrgScope,
     ) -> Result<(Arc<OrgColumns>, SpendColumnStats)> {
         for _ in 0..ATTEMPTS {
-            let rev = self.spend_revision(scope).await?;
+            let rev = self.spend_revision(scope).await?.rev;
             let ready = self
                 .spend_columns
                 .lock()
@@ -1271,10 +1287,10 @@ impl Store {
     pub(super) async fn spend_columns_answer(
         &self,
         scope: &OrgScope,
-        rev: i64,
+        rev: SpendRev,
         q: &SpendQuery,
     ) -> Result<Option<SpendAnswer>> {
-        match self.spend_columns_at(scope, rev).await {
+        match self.spend_columns_at(scope, rev) {
             Some(cols) => answer(cols, q.clone()).await.map(Some),
             None => Ok(None),
         }
@@ -1285,12 +1301,12 @@ impl Store {
     pub(crate) async fn spend_columns_usage_series(
         &self,
         scope: &OrgScope,
-        rev: i64,
+        rev: SpendRev,
         (sub, service): (&str, &str),
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Option<Option<UsageSeries>>> {
-        let Some(cols) = self.spend_columns_at(scope, rev).await else {
+        let Some(cols) = self.spend_columns_at(scope, rev) else {
             return Ok(None);
         };
         let many = cols.rows as usize > BLOCKING_ROWS;
@@ -1304,11 +1320,11 @@ impl Store {
     pub(crate) async fn spend_columns_usage_all(
         &self,
         scope: &OrgScope,
-        rev: i64,
+        rev: SpendRev,
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Option<Vec<UsageSeries>>> {
-        let Some(cols) = self.spend_columns_at(scope, rev).await else {
+        let Some(cols) = self.spend_columns_at(scope, rev) else {
             return Ok(None);
         };
         let many = cols.rows as usize > BLOCKING_ROWS;
@@ -1321,9 +1337,9 @@ impl Store {
     pub(crate) async fn spend_columns_first_usage(
         &self,
         scope: &OrgScope,
-        rev: i64,
+        rev: SpendRev,
     ) -> Result<Option<(FirstDays, FirstDays)>> {
-        let Some(cols) = self.spend_columns_at(scope, rev).await else {
+        let Some(cols) = self.spend_columns_at(scope, rev) else {
             return Ok(None);
         };
         let many = cols.rows as usize > BLOCKING_ROWS;
@@ -1331,43 +1347,28 @@ impl Store {
         blocking_when(many, run).await.map(Some)
     }
 
-    /// The projection when it stands for `rev`, waiting for it while this
-    /// instance's write patches it to `rev`; else `None`, and a build
-    /// starts in the background unless one runs (or this revision did not
-    /// fit).
-    async fn spend_columns_at(&self, scope: &OrgScope, rev: i64) -> Option<Arc<OrgColumns>> {
-        let waited = tokio::time::Instant::now() + PATCH_WAIT;
-        loop {
-            // Listening before looking: a patch that ends in between
-            // still wakes this reader.
-            let patched = self.spend_columns.patched.notified();
-            tokio::pin!(patched);
-            patched.as_mut().enable();
-            match self.spend_columns_now(scope, rev) {
-                Now::Ready(c) => return Some(c),
-                Now::Sql => return None,
-                Now::Patching => {}
-            }
-            if tokio::time::timeout_at(waited, patched).await.is_err() {
-                return None;
-            }
-        }
-    }
-
-    fn spend_columns_now(&self, scope: &OrgScope, rev: i64) -> Now {
+    /// The projection when it stands for `rev` (a staged patch for `rev`
+    /// does: the reader read `rev`, so its write has committed); else
+    /// `None`, and a build starts in the background unless one runs (or
+    /// this revision did not fit).
+    fn spend_columns_at(&self, scope: &OrgScope, rev: SpendRev) -> Option<Arc<OrgColumns>> {
         let org = scope.org();
         let ready = {
             let mut orgs = self.spend_columns.lock();
             let slot = orgs.entry(org).or_default();
+            let committed =
+                |(w, c): &mut (i64, Arc<OrgColumns>)| c.rev == rev.rev && Some(*w) == rev.writer;
+            if let Some((_, staged)) = slot.staged.take_if(committed) {
+                slot.ready = Some(staged);
+            }
             match &slot.ready {
-                Some(c) if c.rev == rev => Some(c.clone()),
+                Some(c) if c.rev == rev.rev => Some(c.clone()),
                 // The caller read the revision before the projection's
                 // build did: SQL answers it, nothing to rebuild.
-                Some(c) if c.rev > rev => return Now::Sql,
-                _ if slot.patching == Some(rev) => return Now::Patching,
+                Some(c) if c.rev > rev.rev => return None,
                 _ => {
                     let start = !slot.building
-                        && slot.refused.is_none_or(|r| r < rev)
+                        && slot.refused.is_none_or(|r| r < rev.rev)
                         && self.spend_columns.cap() > 0
                         && tokio::runtime::Handle::try_current().is_ok();
                     if start {
@@ -1375,14 +1376,14 @@ impl Store {
                         // Stale: it answers nothing again; free it for the new one.
                         slot.ready = None;
                     } else {
-                        return Now::Sql;
+                        return None;
                     }
                     None
                 }
             }
         };
-        if let Some(c) = ready {
-            return Now::Ready(c);
+        if ready.is_some() {
+            return ready;
         }
         let store = self.clone();
         let scope = scope.clone();
@@ -1401,7 +1402,7 @@ impl Store {
                 Err(e) => tracing::warn!(org = %scope.org(), "spend projection not built: {e}"),
             }
         });
-        Now::Sql
+        None
     }
 
     /// Reads and keeps the organisation's projection; `None` when it did
@@ -1530,7 +1531,7 @@ impl Store {
                 .await?;
                 rows += fetched.len() as u64;
                 if rows > budget {
-                    return Ok(Load::TooLarge(rev));
+                    return Ok(Load::TooLarge(rev.rev));
                 }
                 let mut seg: Vec<(i64, u32, f64, f64)> = Vec::with_capacity(fetched.len());
                 for r in &fetched {
@@ -1559,7 +1560,7 @@ impl Store {
         }
         lines.shrink_to_fit();
         Ok(Load::Built(Box::new(OrgColumns {
-            rev,
+            rev: rev.rev,
             rows,
             currencies,
             aliases,

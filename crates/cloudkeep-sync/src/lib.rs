@@ -8,6 +8,9 @@
 //! the connection to "needs re-auth"; a 403 on one subscription is recorded
 //! as a missing permission and the rest of the run goes on.
 
+mod background;
+pub use background::Background;
+
 pub mod anomalies;
 pub mod budgets;
 pub mod collectors;
@@ -43,6 +46,8 @@ pub struct SyncDeps {
     pub keys: Arc<dyn KeyProvider>,
     /// The operator's application, for connections made by consent.
     pub operator: Option<OperatorApp>,
+    /// Where runs do their work.
+    pub background: Background,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,7 +278,8 @@ impl StartedSync {
         &self.run
     }
 
-    /// Does the run's work and records its end.
+    /// Does the run's work (where `SyncDeps::background` says) and
+    /// records its end.
     pub async fn finish(self, actor: &str) -> Result<SyncRun, SyncError> {
         let StartedSync {
             deps,
@@ -282,7 +288,11 @@ impl StartedSync {
             run,
             collectors,
         } = self;
-        run_sync(&deps, &scope, conn, run, collectors, actor).await
+        let actor = actor.to_string();
+        let background = deps.background.clone();
+        background
+            .run(async move { run_sync(&deps, &scope, conn, run, collectors, &actor).await })
+            .await
     }
 }
 

@@ -10,6 +10,7 @@ use cloudkeep_domain::password::{hash_password, random_password};
 use cloudkeep_domain::{OrgId, SecretString};
 use cloudkeep_server::{AppState, ServerSettings};
 use cloudkeep_store::{NewOrganisation, Store};
+use cloudkeep_sync::Background;
 use serde_json::json;
 
 use crate::config::Config;
@@ -69,7 +70,7 @@ pub async fn seal_audit(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn state(config: &Config) -> Result<AppState> {
+async fn state(config: &Config, background: Background) -> Result<AppState> {
     let (store, keys) = open(config).await?;
     let azure = AzureClient::new(config.azure()?)?;
     let settings = ServerSettings {
@@ -78,6 +79,7 @@ async fn state(config: &Config) -> Result<AppState> {
         operator: config.operator.clone(),
         public_url: Some(config.public_url.clone()),
         webhooks: config.webhooks(),
+        background,
         ..ServerSettings::default()
     };
     Ok(AppState::new(store, Arc::new(keys), azure, settings))
@@ -122,8 +124,8 @@ async fn stop_scheduler(
     }
 }
 
-pub async fn serve(config: Config) -> Result<()> {
-    let state = state(&config).await?;
+pub async fn serve(config: Config, background: Background) -> Result<()> {
+    let state = state(&config, background).await?;
     let scheduler = spawn_scheduler(&config, &state);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -272,6 +274,8 @@ pub struct DemoArgs {
     pub data_dir: PathBuf,
     pub port: u16,
     pub ready_file: Option<PathBuf>,
+    /// Where the demo's syncs work.
+    pub background: Background,
 }
 
 const DEMO_OWNER: &str = "owner@demo.cloudkeep.dev";
@@ -304,7 +308,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     });
     // Webhook receivers of a demo run beside it.
     config.webhooks_allow_private = true;
-    let state = state(&config).await?;
+    let state = state(&config, args.background.clone()).await?;
     let store = state.store.clone();
     let url = config.public_url.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

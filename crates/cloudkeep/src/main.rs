@@ -241,12 +241,15 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    // Syncs work on threads of their own at a lower priority (`serve` and
+    // `demo`), so people's reads keep the CPU while a large tenant syncs.
+    let (sync_runtime, background) = cloudkeep_sync::Background::runtime(2)?;
+    let done = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
                 let config = args.load()?;
                 init_logging(config.log_json, "info");
-                commands::serve(config).await
+                commands::serve(config, background).await
             }
             Command::Demo {
                 data_dir,
@@ -258,6 +261,7 @@ fn main() -> Result<()> {
                     data_dir,
                     port,
                     ready_file,
+                    background,
                 })
                 .await
             }
@@ -347,7 +351,11 @@ fn main() -> Result<()> {
                 bench::run(cmd).await
             }
         }
-    })
+    });
+    // Outside the async code, where a runtime may be dropped: the runs
+    // left stop at once (the sweeper marks them interrupted).
+    sync_runtime.shutdown_background();
+    done
 }
 
 async fn run_sim(args: SimArgs) -> Result<()> {

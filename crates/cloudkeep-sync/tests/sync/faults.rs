@@ -65,6 +65,7 @@ async fn env_on(store: TestStore) -> Env {
         azure: sim.azure(),
         keys: Arc::new(keys),
         operator: None,
+        background: cloudkeep_sync::Background::inline(),
     };
     let (scope, _, _) = deps
         .store

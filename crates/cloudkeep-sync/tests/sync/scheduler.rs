@@ -43,6 +43,7 @@ async fn env(store: TestStore) -> Env {
             azure: sim.azure(),
             keys: Arc::new(keys),
             operator: None,
+            background: cloudkeep_sync::Background::inline(),
         },
         clock,
         sim,

@@ -65,7 +65,12 @@ async fn load_all(
 pub async fn run(args: LoadArgs) -> Result<()> {
     let sim = SimChild::start(&args.preset, args.seed, "off").await?;
     let subscriptions = sim.subscription_ids().len();
-    let setup = SyncSetup::new(&sim, subscriptions, SyncLevel::ReadWriteTags).await?;
+    // Syncs work as `serve` runs them: on threads of their own at a lower
+    // priority.
+    let (sync_runtime, background) = cloudkeep_sync::Background::runtime(2)?;
+    let setup = SyncSetup::new(&sim, subscriptions, SyncLevel::ReadWriteTags)
+        .await?
+        .working_in(background);
     setup.spend_months(args.spend_months).await?;
     let (run, wall) = setup.sync().await?;
     println!(
@@ -160,6 +165,8 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         vm_hwm_kib("/proc/self/status").map(mib).unwrap_or(0.0)
     );
     drop(served);
+    drop(setup);
+    sync_runtime.shutdown_background();
     Ok(())
 }
 

@@ -379,6 +379,9 @@ impl SyncSetup {
                 azure,
                 keys: Arc::new(keys),
                 operator: None,
+                // The benchmarks of a sync's own speed run it alone, at
+                // the default priority; `bench load` runs it as `serve` does.
+                background: cloudkeep_sync::Background::inline(),
             },
             scope,
             connection,
@@ -480,6 +483,12 @@ impl SyncSetup {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Syncs work where `background` says.
+    fn working_in(mut self, background: cloudkeep_sync::Background) -> SyncSetup {
+        self.deps.background = background;
+        self
     }
 
     fn only(mut self, collectors: &'static [&'static str]) -> SyncSetup {
