@@ -774,19 +774,34 @@ impl Store {
         .bind(&sub_id)
         .execute(&mut *tx)
         .await?;
-        let added = sqlx::query(
-            "INSERT INTO spend_resource_tags (org_id, resource_key, key_lower, tag_key, tag_value) \
-             SELECT sr.org_id, sr.resource_key, t.key_lower, t.tag_key, t.tag_value FROM spend_resources sr \
-             JOIN resources r ON r.org_id = sr.org_id AND r.subscription_id = $3 AND r.azure_id = sr.ResourceId \
-             JOIN resource_tags t ON t.org_id = r.org_id AND t.resource_id = r.resource_id \
-             WHERE sr.org_id = $1 AND sr.SubAccountId = $2",
+        let added = wanted.len() as u64;
+        let rows: Vec<Vec<Arg>> = wanted
+            .into_iter()
+            .map(|(key, lower, tag_key, value)| {
+                vec![
+                    scope.id().into(),
+                    key.into(),
+                    lower.into(),
+                    tag_key.into(),
+                    value.into(),
+                ]
+            })
+            .collect();
+        bulk_insert_with(
+            &mut tx,
+            self.backend,
+            "spend_resource_tags",
+            &[
+                "org_id",
+                "resource_key",
+                "key_lower",
+                "tag_key",
+                "tag_value",
+            ],
+            rows,
+            "",
         )
-        .bind(scope.id())
-        .bind(&sub_id)
-        .bind(sub.id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
         bump_spend_rev(&mut tx, scope).await?;
         tx.commit().await?;
         Ok(added)
