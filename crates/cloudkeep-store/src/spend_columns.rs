@@ -319,10 +319,11 @@ pub(crate) struct OrgColumns {
     aliases: BTreeMap<String, String>,
     /// The dimensions' values.
     dims: Arc<Dict>,
-    /// Tag keys (lower case) by id.
-    tag_keys: HashMap<String, u32>,
+    /// Tag keys (lower case) by id (a pull changes no tag: a patched copy
+    /// shares the tags' dictionaries).
+    tag_keys: Arc<HashMap<String, u32>>,
     /// Tag values, ids in the database's order (a smaller id is a smaller value).
-    tag_values: Dict,
+    tag_values: Arc<Dict>,
     resources: Arc<Vec<ResourceCols>>,
     meters: Arc<Vec<MeterCols>>,
     /// (resource, meter) of each line.
@@ -1565,8 +1566,8 @@ impl Store {
             currencies,
             aliases,
             dims: Arc::new(dims),
-            tag_keys,
-            tag_values,
+            tag_keys: Arc::new(tag_keys),
+            tag_values: Arc::new(tag_values),
             resources: Arc::new(resources),
             meters: Arc::new(meters),
             lines: Arc::new(lines),
