@@ -264,7 +264,7 @@ impl Store {
         // The projection when it stands for the current revision: the
         // review after a sync reads every series and every first day,
         // which through SQL is the whole history's rows twice.
-        let rev = self.spend_revision(scope).await?;
+        let rev = self.spend_revision_to_answer(scope).await?;
         if let Some(all) = self.spend_columns_usage_all(scope, rev, from, to).await? {
             return Ok(all);
         }
@@ -284,7 +284,7 @@ impl Store {
         let sub = subscription.to_ascii_lowercase();
         // The projection answers when it stands for the current revision
         // (a scan of integers instead of three joins over the history).
-        let rev = self.spend_revision(scope).await?;
+        let rev = self.spend_revision_to_answer(scope).await?;
         if let Some(series) = self
             .spend_columns_usage_series(scope, rev, (&sub, service), from, to)
             .await?
@@ -476,7 +476,7 @@ impl Store {
     /// The first day of usage cost of every subscription on each service
     /// and in each region, with the subscription's own first day.
     pub async fn spend_first_usage(&self, scope: &OrgScope) -> Result<Vec<FirstUsage>> {
-        let rev = self.spend_revision(scope).await?;
+        let rev = self.spend_revision_to_answer(scope).await?;
         let (services, regions) = match self.spend_columns_first_usage(scope, rev).await? {
             Some(both) => both,
             None => (
@@ -864,6 +864,17 @@ impl Store {
             items,
             next: page.next,
         })
+    }
+
+    /// How many of the organisation's incidents are open (not ended).
+    pub async fn open_incident_count(&self, scope: &OrgScope) -> Result<u64> {
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) FROM spend_incidents WHERE org_id = $1 AND ended = 0")
+                .bind(scope.id())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?;
+        Ok(n as u64)
     }
 
     /// Top movers: cost by `by` over the `period` ending on `to` against

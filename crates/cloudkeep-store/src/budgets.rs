@@ -289,14 +289,22 @@ impl Store {
         scope: &OrgScope,
         today: NaiveDate,
     ) -> Result<Option<NaiveDate>> {
+        // Kept per spend revision (read before the rows, as analyses are).
+        let rev = self.spend_revision_to_answer(scope).await?.rev;
+        if let Some(kept) = self.spend_cache.latest_day(scope.org(), today, rev) {
+            return Ok(kept);
+        }
         let row = sqlx::query("SELECT MAX(day) FROM spend_days WHERE org_id = $1 AND day <= $2")
             .bind(scope.id())
             .bind(day_number(today))
             .fetch_one(&self.pool)
             .await?;
-        Ok(row
+        let latest = row
             .try_get::<Option<i64>, _>(0)?
-            .map(cloudkeep_domain::spend::from_day_number))
+            .map(cloudkeep_domain::spend::from_day_number);
+        self.spend_cache
+            .keep_latest_day(scope.org(), today, rev, latest);
+        Ok(latest)
     }
 
     /// A forecast of one month for spend filters: actual cost through the

@@ -674,7 +674,7 @@ impl Store {
     pub async fn coverage(&self, scope: &OrgScope) -> Result<CoverageReport> {
         // The revision is read before the rows: a report kept under it
         // holds at least what it stood for, and a write after it moves it.
-        let rev = self.evidence_revision(scope).await?;
+        let rev = self.evidence_revision_to_answer(scope).await?;
         let now = self.now_ms();
         if let Some(kept) = self.coverage_cache.get(scope.org(), rev, now) {
             return Ok(kept);
@@ -777,12 +777,6 @@ impl Store {
             controls,
         };
         Ok((report, fresh_until))
-    }
-
-    /// The organisation's evidence revision (0 before any write).
-    async fn evidence_revision(&self, scope: &OrgScope) -> Result<i64> {
-        self.revision(scope, crate::revisions::Revision::Evidence)
-            .await
     }
 
     /// Writes today's (UTC) figures of every control from `report`; a day

@@ -79,6 +79,7 @@ pub use keys::SealedCredential;
 pub use logins::AttemptKey;
 pub use page::{Cursor, Page, PageRequest};
 pub use retention::{PurgeCounts, RetentionSettings};
+pub use revisions::in_one_view;
 pub use runs::{RunFilter, SyncRun};
 pub use spend::{
     ADJUSTMENT, BACKFILL_MONTHS, Backfill, CostLine, DEFAULT_TRAILING_DAYS, DayTotal, ExportCursor,
@@ -490,12 +491,29 @@ impl Store {
 /// arena, which is what more of them cost.
 const SQLITE_CONNECTIONS: u32 = 8;
 
+/// How long a pooled connection may sit idle and still be handed out
+/// without a ping.
+const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How the store's pools connect: SQLite's wait for each other's writes,
 /// check foreign keys, and sync each commit to disk (`durable`) or leave it
 /// to the next one that does.
 fn pool_options(backend: Backend, connections: u32, durable: bool) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
+        // sqlx pings every connection it hands out: a round trip to the
+        // SQLite worker thread or the PostgreSQL server per query, a third
+        // of a dashboard's cost. Only a connection idle for a while (one a
+        // restarted server may have dropped) is checked first.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

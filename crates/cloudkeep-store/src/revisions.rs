@@ -4,9 +4,41 @@
 //! before answering is the one they were read at, so no instance answers
 //! from rows another has replaced.
 
+use std::future::Future;
+use std::sync::Arc;
+
+use cloudkeep_domain::OrgId;
 use sqlx::Row;
+use tokio::sync::OnceCell;
 
 use crate::{OrgScope, Result, Store, Tx};
+
+tokio::task_local! {
+    static VIEW: Arc<View>;
+}
+
+/// The revisions one set of reads stands for, read once each at the
+/// first answer that needs it: a page's panels then agree with each other
+/// and read each counter once instead of once per kept answer (a
+/// dashboard asks about a dozen). Answers kept under the revision are as
+/// fresh as the moment it was read, as they are without a view.
+#[derive(Default)]
+struct View {
+    spend: OnceCell<(OrgId, SpendRev)>,
+    evidence: OnceCell<(OrgId, i64)>,
+}
+
+/// Runs `reads` in one view (see `View`). Only for reads: a write inside
+/// would not see the revision it moves, so answers after it could come
+/// from what it replaced.
+pub async fn in_one_view<F: Future>(reads: F) -> F::Output {
+    VIEW.scope(Arc::default(), reads).await
+}
+
+/// The view `in_one_view` opened around this task, if any.
+fn view() -> Option<Arc<View>> {
+    VIEW.try_with(Arc::clone).ok()
+}
 
 /// Which counter.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +122,49 @@ impl Store {
                 writer: None,
             },
         })
+    }
+
+    /// The spend revision an answer is read at: the view's, when one is
+    /// open for this organisation, else read now. (What builds or checks
+    /// the projection reads `spend_revision` itself: it must see writes
+    /// made since.)
+    pub(crate) async fn spend_revision_to_answer(&self, scope: &OrgScope) -> Result<SpendRev> {
+        let Some(view) = view() else {
+            return self.spend_revision(scope).await;
+        };
+        let (org, rev) = *view
+            .spend
+            .get_or_try_init(|| async {
+                Ok::<_, crate::StoreError>((scope.org(), self.spend_revision(scope).await?))
+            })
+            .await?;
+        if org == scope.org() {
+            Ok(rev)
+        } else {
+            self.spend_revision(scope).await
+        }
+    }
+
+    /// The evidence revision an answer is read at (as
+    /// `spend_revision_to_answer`).
+    pub(crate) async fn evidence_revision_to_answer(&self, scope: &OrgScope) -> Result<i64> {
+        let Some(view) = view() else {
+            return self.revision(scope, Revision::Evidence).await;
+        };
+        let (org, rev) = *view
+            .evidence
+            .get_or_try_init(|| async {
+                Ok::<_, crate::StoreError>((
+                    scope.org(),
+                    self.revision(scope, Revision::Evidence).await?,
+                ))
+            })
+            .await?;
+        if org == scope.org() {
+            Ok(rev)
+        } else {
+            self.revision(scope, Revision::Evidence).await
+        }
     }
 
     /// The organisation's counter (0 before any write).

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
+use cloudkeep_domain::OrgId;
 use cloudkeep_domain::spend::{
     SpendDimension, SpendFilter, SpendGranularity, SpendGroup, SpendMetric, bucket_start,
     day_number, from_day_number, region_name, service_category,
@@ -1021,7 +1022,7 @@ impl Store {
     pub async fn spend_analysis(&self, scope: &OrgScope, q: &SpendQuery) -> Result<SpendAnswer> {
         // The revision is read before the rows: an answer kept under it
         // holds at least what it stood for, and a write after it moves it.
-        let rev = self.spend_revision(scope).await?;
+        let rev = self.spend_revision_to_answer(scope).await?;
         let key = format!("{}|{q:?}", scope.id());
         if let Some(kept) = self.spend_cache.get(&key, rev.rev) {
             return Ok(kept);
@@ -1413,9 +1414,15 @@ pub(crate) async fn bump_spend_rev(tx: &mut crate::Tx, scope: &OrgScope) -> Resu
 #[derive(Debug, Default)]
 pub(crate) struct SpendCache {
     entries: std::sync::Mutex<HashMap<String, (i64, SpendAnswer)>>,
+    /// The latest day with cost on or before a day, per organisation and
+    /// day (every forecast asks it first).
+    latest_days: std::sync::Mutex<HashMap<(OrgId, NaiveDate), KeptDay>>,
     /// Per question, the turn to compute it.
     turns: crate::turns::Turns<String>,
 }
+
+/// A latest day with cost, and the revision it was read at.
+type KeptDay = (i64, Option<NaiveDate>);
 
 /// Bounds on what is kept: this many answers (then it starts over: a cache
 /// that fills is one whose questions vary too much to help), each at most
@@ -1441,5 +1448,31 @@ impl SpendCache {
             entries.clear();
         }
         entries.insert(key, (rev, answer.clone()));
+    }
+
+    pub(crate) fn latest_day(
+        &self,
+        org: OrgId,
+        day: NaiveDate,
+        rev: i64,
+    ) -> Option<Option<NaiveDate>> {
+        let days = self.latest_days.lock().unwrap_or_else(|e| e.into_inner());
+        days.get(&(org, day))
+            .filter(|(at, _)| *at == rev)
+            .map(|(_, d)| *d)
+    }
+
+    pub(crate) fn keep_latest_day(
+        &self,
+        org: OrgId,
+        day: NaiveDate,
+        rev: i64,
+        latest: Option<NaiveDate>,
+    ) {
+        let mut days = self.latest_days.lock().unwrap_or_else(|e| e.into_inner());
+        if days.len() >= CACHE_ANSWERS && !days.contains_key(&(org, day)) {
+            days.clear();
+        }
+        days.insert((org, day), (rev, latest));
     }
 }

@@ -286,7 +286,8 @@ both_backends!(spend_rows_replace_reconcile_and_answer_analyses);
 /// Analyses are kept in memory per organisation and revision: asked again,
 /// the same answer; after a write by another instance (its own store on
 /// the same database) of a restated day, of tags or of aliases, or after
-/// the rows are cleared, the new figures at once.
+/// the rows are cleared, the new figures at once (in one view, at the
+/// view's end).
 async fn a_kept_analysis_follows_every_write_of_every_instance(b: TestStore) {
     let store = &b.store;
     let other = cloudkeep_store::Store::open(&b.url)
@@ -363,6 +364,28 @@ async fn a_kept_analysis_follows_every_write_of_every_instance(b: TestStore) {
     let first = envs(store).await;
     assert_eq!(first.get("prod"), Some(&10.0), "{first:?}");
     assert_eq!(envs(store).await, first, "asked again: the same");
+
+    // In one view (a page), answers stand at the revision read first: the
+    // other instance restating the day meanwhile shows after the view.
+    let (before, during) = cloudkeep_store::in_one_view(async {
+        let before = total(store).await;
+        let (other, scope, sub, pull) = (other.clone(), scope.clone(), sub.clone(), day_pull(20.0));
+        tokio::spawn(async move {
+            other
+                .record_spend_pull(&scope, &sub, &pull, &position())
+                .await
+        })
+        .await
+        .expect("joined")
+        .expect("restated");
+        (before, total(store).await)
+    })
+    .await;
+    assert!(
+        (before - 12.5).abs() < 1e-9 && (during - 12.5).abs() < 1e-9,
+        "{before} {during}"
+    );
+    assert!((total(store).await - 22.5).abs() < 1e-9, "after the view");
 
     // The other instance restates the day.
     other

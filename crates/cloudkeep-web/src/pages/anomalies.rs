@@ -726,8 +726,7 @@ async fn service_chart(
 
 /// Open incidents for the dashboard: how many, and the latest few.
 pub struct AnomalyCard {
-    pub open: usize,
-    pub more: bool,
+    pub open: u64,
     pub incidents: Vec<IncidentLine>,
 }
 
@@ -745,7 +744,7 @@ pub async fn card(state: &AppState, web: &Web) -> Result<Option<AnomalyCard>, Pr
             to: None,
             ended: Some(false),
             service: None,
-            limit: Some("100".into()),
+            limit: Some(ON_CARD.to_string()),
             after: None,
         }),
     )
@@ -755,10 +754,11 @@ pub async fn card(state: &AppState, web: &Web) -> Result<Option<AnomalyCard>, Pr
         Err(e) if e.status == StatusCode::FORBIDDEN => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    // Counted, not listed: the card shows a handful.
+    let open = state.store.open_incident_count(&web.auth.scope).await?;
     Ok(Some(AnomalyCard {
-        open: page.items.len(),
-        more: page.next.is_some(),
-        incidents: page.items.iter().take(ON_CARD).map(line).collect(),
+        open,
+        incidents: page.items.iter().map(line).collect(),
     }))
 }
 

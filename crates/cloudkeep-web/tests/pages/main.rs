@@ -1443,6 +1443,17 @@ async fn a_viewer_reads_anomalies_aliases_and_retention_without_forms_and_change
         "in the navigation: {page}"
     );
     assert!(page.contains("id=\"anomalies-card\""), "{page}");
+    // The card counts every open incident, though it lists a handful.
+    let open = app
+        .list(&org.token, "/api/v1/spend/anomalies?ended=false")
+        .await
+        .len();
+    if open > 0 {
+        assert!(
+            page.contains(&format!("id=\"open-anomalies\">{open}<")),
+            "{open} open: {page}"
+        );
+    }
     for (path, shows) in [
         ("/anomalies", "id=\"incidents\""),
         (
