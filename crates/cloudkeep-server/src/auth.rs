@@ -120,7 +120,7 @@ impl FromRequestParts<AppState> for Caller {
         if !safe {
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
             let expected = match &auth.credential {
-                Credential::Session { csrf_token } => Some(csrf_token.as_str()),
+                Credential::Session { csrf_token, .. } => Some(csrf_token.as_str()),
                 _ => None,
             };
             if sent.is_none() || sent != expected {

@@ -57,7 +57,12 @@ pub struct ApiToken {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Credential {
     Password,
-    Session { csrf_token: String },
+    /// A browser session, with its CSRF token and its organisation's name
+    /// (read with the session, for the page's header).
+    Session {
+        csrf_token: String,
+        organisation: String,
+    },
     Token(TokenId),
 }
 
@@ -731,8 +736,8 @@ impl Store {
             return Ok(None);
         };
         let row = sqlx::query(&format!(
-            "SELECT s.csrf_token, {} FROM sessions s JOIN users u ON u.org_id = s.org_id AND u.user_id = s.user_id \
-             WHERE s.org_id = $1 AND s.session_hash = $2 AND s.expires_at > $3 AND u.disabled_at IS NULL",
+            "SELECT s.csrf_token, o.name AS org_name, {} FROM sessions s JOIN users u ON u.org_id = s.org_id AND u.user_id = s.user_id \
+             JOIN organisations o ON o.org_id = s.org_id WHERE s.org_id = $1 AND s.session_hash = $2 AND s.expires_at > $3 AND u.disabled_at IS NULL",
             USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
         ))
         .bind(org.to_string())
@@ -748,6 +753,7 @@ impl Store {
             user: user(&row)?,
             credential: Credential::Session {
                 csrf_token: row.try_get("csrf_token")?,
+                organisation: row.try_get("org_name")?,
             },
         }))
     }

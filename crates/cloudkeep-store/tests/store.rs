@@ -231,7 +231,7 @@ async fn logins_tokens_and_sessions(b: TestStore) {
         .expect("auth")
         .expect("valid");
     assert!(
-        matches!(via_session.credential, cloudkeep_store::Credential::Session { csrf_token } if csrf_token == csrf)
+        matches!(via_session.credential, cloudkeep_store::Credential::Session { csrf_token, organisation } if csrf_token == csrf && organisation == "Acme")
     );
     store.delete_session(&session).await.expect("logout");
     assert!(

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use cloudkeep_domain::Permission;
-use cloudkeep_server::{ApiError, AppState};
+use cloudkeep_server::ApiError;
 
 use crate::assets;
 use crate::session::Web;
@@ -126,17 +126,11 @@ const NAV: &[(Section, &str, &str, &[Permission])] = &[
 ];
 
 impl Chrome {
-    pub async fn new(
-        state: &AppState,
-        web: &Web,
-        title: impl Into<String>,
-        section: Section,
-    ) -> Result<Chrome, Problem> {
-        let org = state.store.organisation(&web.auth.scope).await?;
+    pub fn new(web: &Web, title: impl Into<String>, section: Section) -> Chrome {
         let user = &web.auth.user;
-        Ok(Chrome {
+        Chrome {
             title: title.into(),
-            org_name: org.name,
+            org_name: web.org_name.clone(),
             user_name: user.name.clone(),
             role: user.role.to_string(),
             csrf: web.csrf.clone(),
@@ -154,7 +148,7 @@ impl Chrome {
             js: assets::url("htmx.min.js"),
             app_js: assets::url("app.js"),
             favicon: assets::url("favicon.svg"),
-        })
+        }
     }
 
     pub fn with_notice(mut self, notice: Option<String>) -> Self {

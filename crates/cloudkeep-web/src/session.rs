@@ -20,6 +20,8 @@ use crate::page::Problem;
 pub struct Web {
     pub auth: Authenticated,
     pub csrf: String,
+    /// The organisation's name, read with the session.
+    pub org_name: String,
     /// The request came from htmx (answer a fragment).
     pub htmx: bool,
 }
@@ -62,10 +64,14 @@ impl FromRequestParts<AppState> for Web {
         let Some(auth) = auth else {
             return Err(to_sign_in(&parts.method, &path, htmx));
         };
-        let Credential::Session { csrf_token } = &auth.credential else {
+        let Credential::Session {
+            csrf_token,
+            organisation,
+        } = &auth.credential
+        else {
             return Err(to_sign_in(&parts.method, &path, htmx));
         };
-        let csrf = csrf_token.clone();
+        let (csrf, org_name) = (csrf_token.clone(), organisation.clone());
         let safe = matches!(parts.method, Method::GET | Method::HEAD);
         if !safe
             && parts.extensions.get::<TokenInBody>().is_none()
@@ -73,7 +79,12 @@ impl FromRequestParts<AppState> for Web {
         {
             return Err(Problem::csrf().into_response());
         }
-        Ok(Web { auth, csrf, htmx })
+        Ok(Web {
+            auth,
+            csrf,
+            org_name,
+            htmx,
+        })
     }
 }
 

@@ -242,8 +242,15 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     // Syncs work on threads of their own at a lower priority (`serve` and
-    // `demo`), so people's reads keep the CPU while a large tenant syncs.
-    let (sync_runtime, background) = cloudkeep_sync::Background::runtime(2)?;
+    // `demo`), so people's reads keep the CPU while a large tenant syncs;
+    // the other commands start no such threads.
+    let (sync_runtime, background) = match cli.command {
+        Command::Serve(_) | Command::Demo { .. } => {
+            let (rt, background) = cloudkeep_sync::Background::runtime(2)?;
+            (Some(rt), background)
+        }
+        _ => (None, cloudkeep_sync::Background::inline()),
+    };
     let done = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
@@ -354,7 +361,9 @@ fn main() -> Result<()> {
     });
     // Outside the async code, where a runtime may be dropped: the runs
     // left stop at once (the sweeper marks them interrupted).
-    sync_runtime.shutdown_background();
+    if let Some(rt) = sync_runtime {
+        rt.shutdown_background();
+    }
     done
 }
 

@@ -181,7 +181,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
         organisation_id: org.id.as_uuid(),
         organisation_name: org.name,
         csrf_token: match &caller.0.credential {
-            Credential::Session { csrf_token } => Some(csrf_token.clone()),
+            Credential::Session { csrf_token, .. } => Some(csrf_token.clone()),
             _ => None,
         },
     }))

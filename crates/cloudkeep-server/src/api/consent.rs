@@ -229,7 +229,7 @@ impl Flows {
 
 fn session_of(caller: &Caller) -> Option<String> {
     match &caller.0.credential {
-        Credential::Session { csrf_token } => Some(csrf_token.clone()),
+        Credential::Session { csrf_token, .. } => Some(csrf_token.clone()),
         _ => None,
     }
 }

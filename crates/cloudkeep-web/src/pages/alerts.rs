@@ -77,9 +77,8 @@ pub async fn alerts(
     )
     .await?;
     let now = state.store.now();
-    let chrome = Chrome::new(&state, &web, "Alerts", Section::Alerts)
-        .await?
-        .with_notice(notice(f.notice.as_deref(), None));
+    let chrome =
+        Chrome::new(&web, "Alerts", Section::Alerts).with_notice(notice(f.notice.as_deref(), None));
     let mut states = vec![("/alerts".to_string(), "All".to_string(), f.state.is_none())];
     states.extend(AlertState::ALL.iter().map(|s| {
         (
@@ -269,7 +268,7 @@ pub async fn audit_log(
             )
             .finish()
     );
-    let chrome = Chrome::new(&state, &web, "Audit log", Section::Audit).await?;
+    let chrome = Chrome::new(&web, "Audit log", Section::Audit);
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {

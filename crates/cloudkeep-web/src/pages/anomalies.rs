@@ -326,7 +326,7 @@ pub async fn list(
         .into_iter()
         .map(|s| (s.clone(), s))
         .collect();
-    let chrome = Chrome::new(&state, &web, "Spend anomalies", Section::Anomalies).await?;
+    let chrome = Chrome::new(&web, "Spend anomalies", Section::Anomalies);
     Ok(html(&AnomaliesPage {
         chrome,
         state: given(&form.state).unwrap_or("").to_string(),
@@ -535,7 +535,7 @@ pub async fn detail(State(state): State<AppState>, web: Web, Path(id): Path<Stri
             .append_pair("filter", &filter)
             .finish()
     );
-    let chrome = Chrome::new(&state, &web, title.clone(), Section::Anomalies).await?;
+    let chrome = Chrome::new(&web, title.clone(), Section::Anomalies);
     Ok(html(&AnomalyPage {
         chrome,
         title,

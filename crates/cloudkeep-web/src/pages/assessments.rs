@@ -320,9 +320,7 @@ async fn render_list(
             changed_any,
         });
     }
-    let chrome = Chrome::new(state, web, "Assessments", Section::Assessments)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, "Assessments", Section::Assessments).with_notice(notice_text);
     let refused = error.is_some();
     Ok(form_page(
         &ListPage {
@@ -708,8 +706,7 @@ async fn render_detail(state: &AppState, web: &Web, id: String, view: View) -> P
     } else {
         view.invite.clone()
     };
-    let chrome = Chrome::new(state, web, a.name.clone(), Section::Assessments)
-        .await?
+    let chrome = Chrome::new(web, a.name.clone(), Section::Assessments)
         .with_notice(notice_text(q.notice.as_deref(), q.n));
     let refused = view.error.is_some();
     let page = DetailPage {

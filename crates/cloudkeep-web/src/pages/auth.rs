@@ -156,29 +156,18 @@ pub struct AccountQuery {
     notice: Option<String>,
 }
 
-pub async fn account(
-    State(state): State<AppState>,
-    web: Web,
-    Query(q): Query<AccountQuery>,
-) -> PageResult {
+pub async fn account(web: Web, Query(q): Query<AccountQuery>) -> PageResult {
     let notice = match q.notice.as_deref() {
         Some("password_changed") => {
             Some("Your password is changed, and your other sessions are signed out.".into())
         }
         _ => None,
     };
-    account_page(&state, &web, notice, None).await
+    account_page(&web, notice, None).await
 }
 
-async fn account_page(
-    state: &AppState,
-    web: &Web,
-    notice: Option<String>,
-    error: Option<String>,
-) -> PageResult {
-    let chrome = Chrome::new(state, web, "Your account", Section::Account)
-        .await?
-        .with_notice(notice);
+async fn account_page(web: &Web, notice: Option<String>, error: Option<String>) -> PageResult {
+    let chrome = Chrome::new(web, "Your account", Section::Account).with_notice(notice);
     let page = AccountPage {
         chrome,
         email: web.auth.user.email.clone(),
@@ -207,7 +196,6 @@ pub async fn change_password(
 ) -> PageResult {
     if form.new_password != form.confirm_password {
         return account_page(
-            &state,
             &web,
             None,
             Some("The new password and its confirmation differ; nothing was changed.".into()),
@@ -231,7 +219,7 @@ pub async fn change_password(
             }
             Ok(response)
         }
-        Err(e) if is_refusal(&e) => account_page(&state, &web, None, Some(e.message)).await,
+        Err(e) if is_refusal(&e) => account_page(&web, None, Some(e.message)).await,
         Err(e) => Err(Problem::from(e)),
     }
 }

@@ -387,9 +387,7 @@ async fn render_list(
     error: Option<String>,
 ) -> PageResult {
     let budgets = all_budgets(state, web).await?;
-    let chrome = Chrome::new(state, web, "Budgets", Section::Budgets)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, "Budgets", Section::Budgets).with_notice(notice_text);
     let page = BudgetsPage {
         chrome,
         month: state.store.now().date_naive().format("%B %Y").to_string(),
@@ -550,9 +548,7 @@ async fn render_detail(
 ) -> PageResult {
     let Json(BudgetDetail { budget, days }) =
         api::get_budget(State(state.clone()), web.caller(), Path(id)).await?;
-    let chrome = Chrome::new(state, web, budget.name.clone(), Section::Budgets)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, budget.name.clone(), Section::Budgets).with_notice(notice_text);
     let form = form.unwrap_or_else(|| BudgetForm::of(&budget));
     let chart = month_chart(
         "budget-month",

@@ -79,8 +79,7 @@ pub async fn list(
             live.push(line);
         }
     }
-    let chrome = Chrome::new(&state, &web, "Connections", Section::Connections)
-        .await?
+    let chrome = Chrome::new(&web, "Connections", Section::Connections)
         .with_notice(notice(q.notice.as_deref(), q.n));
     Ok(html(&ListPage {
         chrome,
@@ -144,7 +143,7 @@ async fn new_page(
     }
     // A secret is never sent back to the browser, not even its own.
     v.client_secret.clear();
-    let chrome = Chrome::new(state, web, "Connect an Azure tenant", Section::Connections).await?;
+    let chrome = Chrome::new(web, "Connect an Azure tenant", Section::Connections);
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -381,9 +380,7 @@ async fn detail_page(
         }),
     )
     .await?;
-    let chrome = Chrome::new(state, web, c.name.clone(), Section::Connections)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, c.name.clone(), Section::Connections).with_notice(notice_text);
     let page = DetailPage {
         chrome,
         health: health(&c, now),
@@ -651,14 +648,8 @@ pub async fn run(
     if web.htmx {
         return Ok(html(&part));
     }
-    let chrome = Chrome::new(
-        &state,
-        &web,
-        format!("Sync of {}", c.name),
-        Section::Connections,
-    )
-    .await?
-    .with_notice(notice(q.notice.as_deref(), q.n));
+    let chrome = Chrome::new(&web, format!("Sync of {}", c.name), Section::Connections)
+        .with_notice(notice(q.notice.as_deref(), q.n));
     Ok(html(&RunPage { chrome, run: part }))
 }
 
@@ -697,12 +688,12 @@ struct ConsentProblem {
     message: String,
 }
 
-async fn consent_problem(state: &AppState, web: &Web, e: ApiError) -> PageResult {
+async fn consent_problem(web: &Web, e: ApiError) -> PageResult {
     if !e.status.is_client_error() && e.status != StatusCode::BAD_GATEWAY {
         return Err(e.into());
     }
     let status = e.status;
-    let chrome = Chrome::new(state, web, "Connecting by consent", Section::Connections).await?;
+    let chrome = Chrome::new(web, "Connecting by consent", Section::Connections);
     Ok(html_with(
         status,
         &ConsentProblem {
@@ -723,7 +714,7 @@ pub async fn consent_callback(
     let q: consent::CallbackQuery = query(&uri)?;
     match consent::signed_in(state.clone(), web.caller(), &headers, q).await {
         Ok(Json(offer)) => Ok(see_other(&format!("/connections/consent/{}", offer.flow))),
-        Err(e) => consent_problem(&state, &web, e).await,
+        Err(e) => consent_problem(&web, e).await,
     }
 }
 
@@ -762,15 +753,9 @@ async fn pick_page(
     .await
     {
         Ok(Json(offer)) => offer,
-        Err(e) => return consent_problem(state, web, e).await,
+        Err(e) => return consent_problem(web, e).await,
     };
-    let chrome = Chrome::new(
-        state,
-        web,
-        "Choose subscriptions to connect",
-        Section::Connections,
-    )
-    .await?;
+    let chrome = Chrome::new(web, "Choose subscriptions to connect", Section::Connections);
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -833,12 +818,11 @@ pub async fn consent_complete(
                 )
                 .await;
             }
-            let chrome =
-                Chrome::new(&state, &web, "Connected by consent", Section::Connections).await?;
+            let chrome = Chrome::new(&web, "Connected by consent", Section::Connections);
             Ok(html(&DonePage { chrome, report }))
         }
         // A refused choice leaves the flow open: the picker again, saying why.
         Err(e) if is_refusal(&e) => pick_page(&state, &web, &headers, flow, Some(e.message)).await,
-        Err(e) => consent_problem(&state, &web, e).await,
+        Err(e) => consent_problem(&web, e).await,
     }
 }

@@ -451,9 +451,7 @@ async fn render(state: &AppState, web: &Web, form: CoverageForm, extra: Extra) -
         .map(|u| u.currency.clone())
         .or_else(|| coverage.as_ref().map(|c| c.currency.clone()))
         .unwrap_or_else(|| "USD".into());
-    let chrome = Chrome::new(state, web, "Tag coverage", Section::Coverage)
-        .await?
-        .with_notice(extra.notice);
+    let chrome = Chrome::new(web, "Tag coverage", Section::Coverage).with_notice(extra.notice);
     let failed = extra.keys_error.is_some() || extra.fix_error.is_some();
     let (subscriptions, resource_groups, services) = if required.is_empty() {
         (Vec::new(), Vec::new(), Vec::new())

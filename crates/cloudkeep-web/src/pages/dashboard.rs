@@ -112,10 +112,9 @@ pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
     // other: asked at once, the page takes as long as its slowest panel
     // instead of their sum. They read in one view: a dozen kept answers
     // stand for one read of each revision (and agree with each other).
-    let (chrome, connections, alerts, controls, tags, spend, budgets, required_tags, anomalies) =
+    let (connections, alerts, controls, tags, spend, budgets, required_tags, anomalies) =
         cloudkeep_store::in_one_view(async {
             tokio::try_join!(
-                Chrome::new(&state, &web, "Dashboard", Section::Dashboard),
                 when(read_data, connections_panel(&state, &web, now)),
                 when(read_data, alerts_panel(&state, &web, now)),
                 when(
@@ -131,7 +130,7 @@ pub async fn dashboard(State(state): State<AppState>, web: Web) -> PageResult {
         })
         .await?;
     Ok(html(&DashboardPage {
-        chrome,
+        chrome: Chrome::new(&web, "Dashboard", Section::Dashboard),
         connections,
         alerts,
         controls,

@@ -58,7 +58,7 @@ struct ControlsPage {
 
 pub async fn controls(State(state): State<AppState>, web: Web) -> PageResult {
     let Json(page) = controls_api::list_controls(State(state.clone()), web.caller()).await?;
-    let chrome = Chrome::new(&state, &web, "Controls", Section::Controls).await?;
+    let chrome = Chrome::new(&web, "Controls", Section::Controls);
     Ok(html(&ControlsPage {
         chrome,
         controls: page
@@ -152,13 +152,7 @@ pub async fn control(
             table: chart.table(),
         }
     });
-    let chrome = Chrome::new(
-        &state,
-        &web,
-        format!("{} {}", c.id, c.title),
-        Section::Controls,
-    )
-    .await?;
+    let chrome = Chrome::new(&web, format!("{} {}", c.id, c.title), Section::Controls);
     Ok(html(&ControlPage {
         chrome,
         id: c.id.to_string(),
@@ -287,7 +281,7 @@ pub async fn list(
         }
         Err(e) => return Err(e.into()),
     };
-    let chrome = Chrome::new(&state, &web, "Evidence", Section::Evidence).await?;
+    let chrome = Chrome::new(&web, "Evidence", Section::Evidence);
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -333,7 +327,6 @@ struct DetailPage {
 pub async fn detail(State(state): State<AppState>, web: Web, Path(id): Path<String>) -> PageResult {
     let Json(d) = api::get_evidence(State(state.clone()), web.caller(), Path(id)).await?;
     let chrome = Chrome::new(
-        &state,
         &web,
         format!(
             "{} on {}",
@@ -341,8 +334,7 @@ pub async fn detail(State(state): State<AppState>, web: Web, Path(id): Path<Stri
             subject_name(&d.evidence.subject)
         ),
         Section::Evidence,
-    )
-    .await?;
+    );
     Ok(html(&DetailPage {
         chrome,
         e: evidence_line(&d.evidence),

@@ -218,8 +218,7 @@ pub async fn list(
     if web.htmx {
         return Ok(html_with(status, &results));
     }
-    let chrome = Chrome::new(&state, &web, "Resources & tags", Section::Resources)
-        .await?
+    let chrome = Chrome::new(&web, "Resources & tags", Section::Resources)
         .with_notice(notice(f.notice.as_deref(), f.n));
     let bulk_link = (web.may(Permission::EditTags) && f.any()).then(|| {
         format!(
@@ -362,9 +361,7 @@ async fn resource_page(
             }
         })
         .collect();
-    let chrome = Chrome::new(state, web, r.name.clone(), Section::Resources)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, r.name.clone(), Section::Resources).with_notice(notice_text);
     let page = ResourcePage {
         chrome,
         r: row(r, &subscriptions),
@@ -473,7 +470,7 @@ async fn bulk_page(state: &AppState, web: &Web, f: &Filters, error: Option<Strin
         .map(|(k, v)| format!("{} {v}", format::words(k)))
         .collect::<Vec<_>>()
         .join(", ");
-    let chrome = Chrome::new(state, web, "Edit tags in bulk", Section::Resources).await?;
+    let chrome = Chrome::new(web, "Edit tags in bulk", Section::Resources);
     let page = BulkPage {
         chrome,
         filters,

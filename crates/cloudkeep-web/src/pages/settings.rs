@@ -35,8 +35,8 @@ struct IndexPage {
     data: bool,
 }
 
-pub async fn index(State(state): State<AppState>, web: Web) -> PageResult {
-    let chrome = Chrome::new(&state, &web, "Settings", Section::Settings).await?;
+pub async fn index(web: Web) -> PageResult {
+    let chrome = Chrome::new(&web, "Settings", Section::Settings);
     Ok(html(&IndexPage {
         chrome,
         users: web.may(Permission::ManageUsers),
@@ -102,9 +102,7 @@ async fn render_users(
         }),
     )
     .await?;
-    let chrome = Chrome::new(state, web, "Users and roles", Section::Settings)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, "Users and roles", Section::Settings).with_notice(notice_text);
     let may_owners = web.may(Permission::ManageOwners);
     let page = UsersPage {
         chrome,
@@ -272,9 +270,7 @@ async fn render_tokens(
         Vec::new()
     };
     let me = web.auth.user.id.as_uuid();
-    let chrome = Chrome::new(state, web, "API tokens", Section::Settings)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, "API tokens", Section::Settings).with_notice(notice_text);
     let page = TokensPage {
         chrome,
         tokens: page
@@ -439,9 +435,7 @@ async fn render_webhooks(
                 .collect(),
         });
     }
-    let chrome = Chrome::new(state, web, "Webhooks", Section::Settings)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, "Webhooks", Section::Settings).with_notice(notice_text);
     let page = WebhooksPage {
         chrome,
         hooks,
@@ -546,9 +540,7 @@ async fn render_evidence(
 ) -> PageResult {
     let Json(settings) = controls::get_settings(State(state.clone()), web.caller()).await?;
     let Json(mapping) = controls::get_mapping(State(state.clone()), web.caller()).await?;
-    let chrome = Chrome::new(state, web, "Evidence settings", Section::Settings)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, "Evidence settings", Section::Settings).with_notice(notice_text);
     let page = EvidencePage {
         chrome,
         threshold: format!("{}", (settings.secure_score_threshold * 100.0).round()),
@@ -697,9 +689,7 @@ async fn render_aliases(
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    let chrome = Chrome::new(state, web, "Tag aliases", Section::Settings)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, "Tag aliases", Section::Settings).with_notice(notice_text);
     let page = AliasesPage {
         chrome,
         aliases: aliases.into_iter().collect(),
@@ -777,9 +767,7 @@ async fn render_retention(
     error: Option<String>,
 ) -> PageResult {
     let Json(r) = assessments::get_retention(State(state.clone()), web.caller()).await?;
-    let chrome = Chrome::new(state, web, "Retention", Section::Settings)
-        .await?
-        .with_notice(notice_text);
+    let chrome = Chrome::new(web, "Retention", Section::Settings).with_notice(notice_text);
     let page = RetentionPage {
         chrome,
         days: format::count(r.days.max(0) as u64),

@@ -275,7 +275,7 @@ pub async fn explorer(
     if web.htmx {
         return Ok(html(&results));
     }
-    let chrome = Chrome::new(&state, &web, "Spend", Section::Spend).await?;
+    let chrome = Chrome::new(&web, "Spend", Section::Spend);
     Ok(html(&SpendPage {
         chrome,
         form,

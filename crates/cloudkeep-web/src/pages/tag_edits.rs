@@ -115,8 +115,7 @@ pub async fn list(
             conflict,
         });
     }
-    let chrome = Chrome::new(&state, &web, "Tag edits", Section::TagEdits)
-        .await?
+    let chrome = Chrome::new(&web, "Tag edits", Section::TagEdits)
         .with_notice(notice(q.notice.as_deref(), q.n));
     Ok(html(&EditsPage {
         chrome,

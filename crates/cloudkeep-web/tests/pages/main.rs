@@ -212,6 +212,16 @@ async fn signing_in_needs_the_forms_own_token_and_returns_only_to_this_site() {
         .expect("post");
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()["location"], "/");
+    // The page's header names the organisation (read with the session).
+    let page = http
+        .get(format!("{}/", app.url))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("<p class=\"org\">acme</p>"), "{page}");
 }
 
 #[tokio::test]
