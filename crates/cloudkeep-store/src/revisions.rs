@@ -40,6 +40,31 @@ fn view() -> Option<Arc<View>> {
     VIEW.try_with(Arc::clone).ok()
 }
 
+/// A revision as the open view's `field` holds it for `scope`'s
+/// organisation (read by `read` the first time), or read now without a
+/// view or for another organisation.
+async fn once_in_view<T, F>(
+    scope: &OrgScope,
+    field: fn(&View) -> &OnceCell<(OrgId, T)>,
+    read: impl Fn() -> F,
+) -> Result<T>
+where
+    T: Copy,
+    F: Future<Output = Result<T>>,
+{
+    let Some(view) = view() else {
+        return read().await;
+    };
+    let (org, rev) = *field(&view)
+        .get_or_try_init(|| async { Ok::<_, crate::StoreError>((scope.org(), read().await?)) })
+        .await?;
+    if org == scope.org() {
+        Ok(rev)
+    } else {
+        read().await
+    }
+}
+
 /// Which counter.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Revision {
@@ -129,42 +154,18 @@ impl Store {
     /// the projection reads `spend_revision` itself: it must see writes
     /// made since.)
     pub(crate) async fn spend_revision_to_answer(&self, scope: &OrgScope) -> Result<SpendRev> {
-        let Some(view) = view() else {
-            return self.spend_revision(scope).await;
-        };
-        let (org, rev) = *view
-            .spend
-            .get_or_try_init(|| async {
-                Ok::<_, crate::StoreError>((scope.org(), self.spend_revision(scope).await?))
-            })
-            .await?;
-        if org == scope.org() {
-            Ok(rev)
-        } else {
-            self.spend_revision(scope).await
-        }
+        once_in_view(scope, |v| &v.spend, || self.spend_revision(scope)).await
     }
 
     /// The evidence revision an answer is read at (as
     /// `spend_revision_to_answer`).
     pub(crate) async fn evidence_revision_to_answer(&self, scope: &OrgScope) -> Result<i64> {
-        let Some(view) = view() else {
-            return self.revision(scope, Revision::Evidence).await;
-        };
-        let (org, rev) = *view
-            .evidence
-            .get_or_try_init(|| async {
-                Ok::<_, crate::StoreError>((
-                    scope.org(),
-                    self.revision(scope, Revision::Evidence).await?,
-                ))
-            })
-            .await?;
-        if org == scope.org() {
-            Ok(rev)
-        } else {
-            self.revision(scope, Revision::Evidence).await
-        }
+        once_in_view(
+            scope,
+            |v| &v.evidence,
+            || self.revision(scope, Revision::Evidence),
+        )
+        .await
     }
 
     /// The organisation's counter (0 before any write).

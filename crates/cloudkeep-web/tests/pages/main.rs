@@ -170,6 +170,13 @@ async fn signing_in_needs_the_forms_own_token_and_returns_only_to_this_site() {
         .redirect(redirect::Policy::none())
         .build()
         .expect("client");
+    let text = |path: &'static str| {
+        let request = http.get(format!("{}{path}", app.url));
+        async move {
+            let r = request.send().await.expect("page");
+            r.text().await.expect("html")
+        }
+    };
     // A form posted from elsewhere (no login cookie) signs no one in.
     let r = http
         .post(format!("{}/login", app.url))
@@ -188,14 +195,7 @@ async fn signing_in_needs_the_forms_own_token_and_returns_only_to_this_site() {
             .is_none_or(|c| !c.to_str().unwrap_or("").contains("cloudkeep_session="))
     );
     // `next` elsewhere is ignored.
-    let page = http
-        .get(format!("{}/login", app.url))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let page = text("/login").await;
     let token = between(&page, "name=\"_login\" value=\"", "\"")
         .expect("token")
         .to_string();
@@ -213,14 +213,7 @@ async fn signing_in_needs_the_forms_own_token_and_returns_only_to_this_site() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()["location"], "/");
     // The page's header names the organisation (read with the session).
-    let page = http
-        .get(format!("{}/", app.url))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let page = text("/").await;
     assert!(page.contains("<p class=\"org\">acme</p>"), "{page}");
 }
 
