@@ -359,9 +359,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut items: Vec<Connection> = rows.iter().map(connection).collect::<Result<_>>()?;
-        for c in &mut items {
-            c.subscriptions = self.subscriptions_of(scope, c.id).await?;
-        }
+        self.attach_subscriptions(scope, &mut items).await?;
         Ok(crate::Page::from_rows(items, page, |c| {
             crate::Cursor::of(&[
                 &c.created_at.timestamp_millis().to_string(),
@@ -382,6 +380,34 @@ impl Store {
         let mut c = connection(&row)?;
         c.subscriptions = self.subscriptions_of(scope, id).await?;
         Ok(c)
+    }
+
+    /// Fills in the subscriptions of these connections, in one query
+    /// (not one a connection).
+    async fn attach_subscriptions(&self, scope: &OrgScope, items: &mut [Connection]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut sql = crate::sql::Sql::new(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org_id = "
+        ));
+        let p = sql.arg(scope.id());
+        sql.push(&p);
+        sql.push(" AND connection_id IN (");
+        for (i, c) in items.iter().enumerate() {
+            let p = sql.arg(c.id.to_string());
+            sql.push(&if i == 0 { p } else { format!(", {p}") });
+        }
+        sql.push(") ORDER BY display_name, azure_id");
+        let rows = sql.fetch_all(&self.pool).await?;
+        let mut subs: Vec<SubscriptionRecord> =
+            rows.iter().map(subscription).collect::<Result<_>>()?;
+        for c in items.iter_mut() {
+            let (mine, rest) = subs.into_iter().partition(|s| s.connection_id == c.id);
+            c.subscriptions = mine;
+            subs = rest;
+        }
+        Ok(())
     }
 
     async fn subscriptions_of(

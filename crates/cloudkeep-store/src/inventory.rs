@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::connections::SubscriptionRecord;
+use crate::inventory_digest::{Digest, Digests, Entry, Fields};
 use crate::page::{Cursor, Page, PageRequest, bad_cursor};
 use crate::sql::{Arg, Sql, bulk_insert};
 use crate::{OrgScope, Result, Store, StoreError, Tx, parse, time};
@@ -263,6 +264,8 @@ fn resource(row: &AnyRow, subs: &SubscriptionTimes) -> Result<ResourceRecord> {
 #[derive(Debug, Default)]
 pub(crate) struct InventoryCache {
     entries: std::sync::Mutex<HashMap<String, (String, Kept)>>,
+    /// What inventory passes compare listings with.
+    digests: Digests,
     /// Per question, the turn to compute it (see `turns`).
     turns: crate::turns::Turns<String>,
 }
@@ -414,17 +417,24 @@ impl Store {
         // only to apply the change, while other subscriptions diff beside
         // it; applied if nothing changed the subscription's resources since
         // (its `resources_rev`), otherwise diffed again under the lock.
+        let digests = &self.inventory_cache.digests;
         let mut conn = self.pool.acquire().await?;
-        let plan = plan_inventory(&mut conn, scope, subscription, observed, write).await?;
+        let plan = plan_inventory(&mut conn, digests, scope, subscription, observed, write).await?;
         drop(conn);
         let mut tx = self.begin_relaxed_write().await?;
-        let plan = if claim_rev(&mut tx, scope, subscription.id, Some(&plan), now).await? {
-            plan
-        } else {
-            let plan = plan_inventory(&mut tx, scope, subscription, observed, write).await?;
-            claim_rev(&mut tx, scope, subscription.id, None, now).await?;
-            plan
-        };
+        // The subscription's revision once this commits.
+        let (mut plan, rev) =
+            if claim_rev(&mut tx, scope, subscription.id, Some(&plan), now).await? {
+                let rev = plan.rev + i64::from(plan.changes());
+                (plan, rev)
+            } else {
+                let plan =
+                    plan_inventory(&mut tx, digests, scope, subscription, observed, write).await?;
+                claim_rev(&mut tx, scope, subscription.id, None, now).await?;
+                let rev = plan.rev + 1;
+                (plan, rev)
+            };
+        let next = plan.next.take();
         // The new rows' values are made under the lock, one subscription's
         // at a time: made before it (measured), the subscriptions waiting
         // for the lock each held theirs, and the first sync's peak memory
@@ -434,6 +444,9 @@ impl Store {
         self.apply_inventory(&mut tx, scope, run_id, plan, rows, now)
             .await?;
         tx.commit().await?;
+        if let Some(next) = next {
+            digests.keep(scope.id().as_str(), subscription.id, rev, next);
+        }
         Ok(counts)
     }
 
@@ -798,11 +811,32 @@ struct InventoryPlan<'a> {
     previous: Option<i64>,
     tags_read: bool,
     counts: InventoryCounts,
-    /// (azure id, observed, tags JSON when read)
-    new: Vec<(String, &'a ObservedResource, Option<String>)>,
+    /// In ARM id order (see `NewRows`).
+    new: Vec<NewResource<'a>>,
     changed: Vec<Change<'a>>,
     /// Ids of resources gone from Azure.
     gone: Vec<String>,
+    /// The subscription's digest once this plan is written, if one could
+    /// be made (see `inventory_digest`).
+    next: Option<Digest>,
+}
+
+impl InventoryPlan<'_> {
+    fn changes(&self) -> bool {
+        !(self.new.is_empty() && self.changed.is_empty() && self.gone.is_empty())
+    }
+}
+
+struct NewResource<'a> {
+    /// The lower-case ARM id (`azure_id`).
+    key: String,
+    observed: &'a ObservedResource,
+    /// The tags' JSON, when read.
+    tags: Option<String>,
+    /// Time-ordered, given in ARM id order: new rows append to the primary
+    /// key's, the ARM id index's and the tag table's b-trees instead of
+    /// landing on random pages.
+    id: Uuid,
 }
 
 struct Change<'a> {
@@ -826,14 +860,7 @@ impl NewRows {
         subscription: &SubscriptionRecord,
         now: i64,
     ) -> NewRows {
-        // Time-ordered ids, given in the plan's (ARM id) order: new rows
-        // append to the primary key's, the ARM id index's and the tag
-        // table's b-trees instead of landing on random pages.
-        let ids: Vec<String> = plan
-            .new
-            .iter()
-            .map(|_| Uuid::now_v7().to_string())
-            .collect();
+        let ids: Vec<String> = plan.new.iter().map(|n| n.id.to_string()).collect();
         let org = scope.id();
         let (connection, sub) = (
             subscription.connection_id.to_string(),
@@ -843,7 +870,8 @@ impl NewRows {
             .new
             .iter()
             .zip(&ids)
-            .map(|((key, o, tags), id)| {
+            .map(|(n, id)| {
+                let o = n.observed;
                 vec![
                     org.as_str().into(),
                     connection.as_str().into(),
@@ -851,13 +879,13 @@ impl NewRows {
                     now.into(),
                     now.into(),
                     id.as_str().into(),
-                    key.as_str().into(),
+                    n.key.as_str().into(),
                     o.arm_id.as_str().into(),
                     o.name.as_str().into(),
                     o.resource_type.as_str().into(),
                     o.location.as_str().into(),
                     o.resource_group.as_str().into(),
-                    tags.clone().into(),
+                    n.tags.clone().into(),
                     o.created.map(|t| t.timestamp_millis()).into(),
                     o.changed.map(|t| t.timestamp_millis()).into(),
                 ]
@@ -869,7 +897,7 @@ impl NewRows {
                 plan.new
                     .iter()
                     .zip(&ids)
-                    .flat_map(|((_, o, _), id)| tag_rows(id, &o.tags)),
+                    .flat_map(|(n, id)| tag_rows(id, &n.observed.tags)),
             )
         } else {
             Vec::new()
@@ -878,10 +906,80 @@ impl NewRows {
     }
 }
 
+/// One resource of a listing, with what the diff compares it by.
+struct Listed<'a> {
+    key: String,
+    observed: &'a ObservedResource,
+    tags: Option<String>,
+    id_hash: u64,
+    fields_hash: u64,
+}
+
+/// A listing without repeats (Azure may list a resource twice across
+/// pages), hashed; and whether its ids' hashes are distinct.
+fn listed<'a>(
+    digests: &Digests,
+    observed: &'a [ObservedResource],
+    tags_read: bool,
+) -> (Vec<Listed<'a>>, bool) {
+    let mut out = Vec::with_capacity(observed.len());
+    let mut keys = HashSet::with_capacity(observed.len());
+    let mut hashes = HashSet::with_capacity(observed.len());
+    let mut distinct = true;
+    for o in observed {
+        let key = o.arm_id.to_ascii_lowercase();
+        if !keys.insert(key.clone()) {
+            continue;
+        }
+        let id_hash = digests.id_hash(&key);
+        // Two ids with one hash cost the digest, never a resource.
+        distinct &= hashes.insert(id_hash);
+        let tags = tags_read.then(|| tags_json(&o.tags));
+        let fields_hash = digests.fields_hash(&observed_fields(o, tags.as_deref()));
+        out.push(Listed {
+            key,
+            observed: o,
+            tags,
+            id_hash,
+            fields_hash,
+        });
+    }
+    (out, distinct)
+}
+
+fn observed_fields<'a>(o: &'a ObservedResource, tags: Option<&'a str>) -> Fields<'a> {
+    Fields {
+        arm_id: &o.arm_id,
+        name: &o.name,
+        resource_type: &o.resource_type,
+        location: &o.location,
+        resource_group: &o.resource_group,
+        tags,
+        changed: o.changed.map(|t| t.timestamp_millis()),
+    }
+}
+
+fn known_fields(k: &Known) -> Fields<'_> {
+    Fields {
+        arm_id: &k.arm_id,
+        name: &k.name,
+        resource_type: &k.resource_type,
+        location: &k.location,
+        resource_group: &k.resource_group,
+        tags: k.tags.as_deref(),
+        changed: k.azure_changed,
+    }
+}
+
+const KNOWN_COLUMNS: &str = "resource_id, azure_id, arm_id, name, resource_type, location, resource_group, tags, deleted_at, azure_changed";
+
 /// Compares a listing with the stored resources (on `conn`, a pooled
-/// connection or the write transaction).
+/// connection or the write transaction): through the subscription's digest
+/// when one is kept at its revision, reading only the rows whose hashes
+/// differ; otherwise through every row, making the digest.
 async fn plan_inventory<'a>(
     conn: &mut sqlx::AnyConnection,
+    digests: &Digests,
     scope: &OrgScope,
     subscription: &SubscriptionRecord,
     observed: &'a [ObservedResource],
@@ -899,35 +997,72 @@ async fn plan_inventory<'a>(
     })?;
     let previous: Option<i64> = sub.try_get("inventory_at")?;
     let rev: i64 = sub.try_get("resources_rev")?;
-    let rows = sqlx::query(
-        "SELECT resource_id, azure_id, arm_id, name, resource_type, location, resource_group, tags, deleted_at, azure_changed \
-         FROM resources WHERE org_id = $1 AND subscription_id = $2",
-    )
-    .bind(scope.id())
-    .bind(subscription.id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut known: HashMap<String, Known> = HashMap::with_capacity(rows.len());
-    for r in &rows {
-        known.insert(r.try_get("azure_id")?, Known::from_row(r)?);
-    }
-    drop(rows);
+    let (listing, distinct) = listed(digests, observed, write.tags_read);
+    let kept = digests
+        .take(scope.id().as_str(), subscription.id, rev)
+        .filter(|_| distinct);
+    let by_digest = match kept {
+        Some(digest) => {
+            // Only the resources whose hashes differ are read.
+            let suspects: Vec<&str> = listing
+                .iter()
+                .filter(|l| {
+                    digest
+                        .entries
+                        .get(&l.id_hash)
+                        .is_some_and(|e| e.deleted || e.fields != l.fields_hash)
+                })
+                .map(|l| l.key.as_str())
+                .collect();
+            let known = known_rows(conn, scope, subscription, Some(&suspects)).await?;
+            // A suspect not stored is a new resource whose id shares a
+            // stored one's hash: read every row instead.
+            suspects
+                .iter()
+                .all(|k| known.contains_key(*k))
+                .then_some((digest, known))
+        }
+        None => None,
+    };
+    let (base, known, by_digest) = match by_digest {
+        Some((digest, known)) => (Some(digest), known, true),
+        None => {
+            let known = known_rows(conn, scope, subscription, None).await?;
+            let base = distinct.then(|| digest_of(digests, &known)).flatten();
+            (base, known, false)
+        }
+    };
+
     let mut counts = InventoryCounts::default();
-    let mut seen = HashSet::with_capacity(observed.len());
+    // What the listing holds: by id hash through the digest (whose ids
+    // are distinct), by id otherwise.
+    let mut seen_hashes = HashSet::new();
+    let mut seen_keys = HashSet::new();
     let mut new = Vec::new();
     let mut changed = Vec::new();
-    for o in observed {
-        let key = o.arm_id.to_ascii_lowercase();
-        if !seen.insert(key.clone()) {
-            continue;
+    let mut changed_hashes = Vec::new();
+    for l in listing {
+        if by_digest {
+            seen_hashes.insert(l.id_hash);
+        } else {
+            seen_keys.insert(l.key.clone());
         }
         counts.seen += 1;
-        let tags = write.tags_read.then(|| tags_json(&o.tags));
-        let Some(k) = known.get(&key) else {
-            new.push((key, o, tags));
+        let k = if by_digest {
+            match base.as_ref().and_then(|d| d.entries.get(&l.id_hash)) {
+                None => None,
+                Some(e) if !e.deleted && e.fields == l.fields_hash => continue,
+                Some(_) => known.get(&l.key),
+            }
+        } else {
+            known.get(&l.key)
+        };
+        let Some(k) = k else {
+            new.push((l, ()));
             continue;
         };
-        let tags_changed = match (&tags, &k.tags) {
+        let o = l.observed;
+        let tags_changed = match (&l.tags, &k.tags) {
             (Some(new), Some(old)) => new != old && parse_tags(old)? != o.tags,
             (None, None) => false,
             _ => true,
@@ -936,25 +1071,43 @@ async fn plan_inventory<'a>(
         if !tags_changed && k.same_as(o, changed_at) {
             continue; // seen again: `inventory_at` says when
         }
-        if tags_changed && tags.is_some() && k.tags.is_some() {
+        if tags_changed && l.tags.is_some() && k.tags.is_some() {
             counts.tag_changes += 1;
         }
+        changed_hashes.push((l.id_hash, l.fields_hash));
         changed.push(Change {
             id: k.id.clone(),
             observed: o,
-            tags,
+            tags: l.tags,
             old_tags: k.tags.clone(),
             tags_changed,
         });
     }
-    // In ARM id order (see `NewRows`).
-    new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let gone: Vec<String> = known
-        .iter()
-        .filter(|(key, k)| !k.deleted && !seen.contains(*key))
-        .map(|(_, k)| k.id.clone())
-        .collect();
-    let live = known.values().filter(|k| !k.deleted).count() as u64;
+    let (gone, live): (Vec<(String, u64)>, u64) = if by_digest {
+        let entries = base.as_ref().map(|d| &d.entries);
+        let live = entries
+            .iter()
+            .flat_map(|e| e.values())
+            .filter(|e| !e.deleted);
+        (
+            entries
+                .iter()
+                .flat_map(|e| e.iter())
+                .filter(|(h, e)| !e.deleted && !seen_hashes.contains(*h))
+                .map(|(h, e)| (e.id.to_string(), *h))
+                .collect(),
+            live.count() as u64,
+        )
+    } else {
+        (
+            known
+                .iter()
+                .filter(|(key, k)| !k.deleted && !seen_keys.contains(*key))
+                .map(|(key, k)| (k.id.clone(), digests.id_hash(key)))
+                .collect(),
+            known.values().filter(|k| !k.deleted).count() as u64,
+        )
+    };
     counts.deleted = gone.len() as u64;
     counts.added = new.len() as u64;
     if !write.deletions_confirmed
@@ -966,15 +1119,121 @@ async fn plan_inventory<'a>(
             live,
         });
     }
+    new.sort_unstable_by(|a, b| a.0.key.cmp(&b.0.key));
+    let new: Vec<(NewResource<'a>, u64, u64)> = new
+        .into_iter()
+        .map(|(l, ())| {
+            (
+                NewResource {
+                    key: l.key,
+                    observed: l.observed,
+                    tags: l.tags,
+                    id: Uuid::now_v7(),
+                },
+                l.id_hash,
+                l.fields_hash,
+            )
+        })
+        .collect();
+    let next = base.map(|mut d| {
+        for (n, h, f) in &new {
+            d.entries.insert(
+                *h,
+                Entry {
+                    id: n.id,
+                    fields: *f,
+                    deleted: false,
+                },
+            );
+        }
+        for (h, f) in &changed_hashes {
+            if let Some(e) = d.entries.get_mut(h) {
+                e.fields = *f;
+                e.deleted = false;
+            }
+        }
+        for (_, h) in &gone {
+            if let Some(e) = d.entries.get_mut(h) {
+                e.deleted = true;
+            }
+        }
+        d
+    });
     Ok(InventoryPlan {
         rev,
         previous,
         tags_read: write.tags_read,
         counts,
-        new,
+        new: new.into_iter().map(|(n, _, _)| n).collect(),
         changed,
-        gone,
+        gone: gone.into_iter().map(|(id, _)| id).collect(),
+        next,
     })
+}
+
+/// The subscription's stored resources by lower-case ARM id: all of them,
+/// or those of `only`.
+async fn known_rows(
+    conn: &mut sqlx::AnyConnection,
+    scope: &OrgScope,
+    subscription: &SubscriptionRecord,
+    only: Option<&[&str]>,
+) -> Result<HashMap<String, Known>> {
+    let sub = subscription.id.to_string();
+    let rows =
+        match only {
+            None => sqlx::query(&format!(
+                "SELECT {KNOWN_COLUMNS} FROM resources WHERE org_id = $1 AND subscription_id = $2"
+            ))
+            .bind(scope.id())
+            .bind(&sub)
+            .fetch_all(&mut *conn)
+            .await?,
+            Some(keys) => {
+                let mut rows = Vec::new();
+                for chunk in keys.chunks(500) {
+                    let mut sql = Sql::new(&format!(
+                        "SELECT {KNOWN_COLUMNS} FROM resources WHERE org_id = "
+                    ));
+                    let p = sql.arg(scope.id().as_str());
+                    sql.push(&p);
+                    let p = sql.arg(sub.as_str());
+                    sql.push(&format!(" AND subscription_id = {p} AND azure_id IN ("));
+                    for (i, key) in chunk.iter().enumerate() {
+                        let p = sql.arg(*key);
+                        sql.push(&if i == 0 { p } else { format!(", {p}") });
+                    }
+                    sql.push(")");
+                    rows.extend(sql.fetch_all(&mut *conn).await?);
+                }
+                rows
+            }
+        };
+    let mut known = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        known.insert(r.try_get("azure_id")?, Known::from_row(r)?);
+    }
+    Ok(known)
+}
+
+/// The digest of stored rows; `None` if two ids share a hash or an id is
+/// not a UUID as cloudkeep writes them.
+fn digest_of(digests: &Digests, known: &HashMap<String, Known>) -> Option<Digest> {
+    let mut entries = HashMap::with_capacity(known.len());
+    for (key, k) in known {
+        let id = Uuid::parse_str(&k.id)
+            .ok()
+            .filter(|u| u.to_string() == k.id)?;
+        let entry = Entry {
+            id,
+            fields: digests.fields_hash(&known_fields(k)),
+            deleted: k.deleted,
+        };
+        if entries.insert(digests.id_hash(key), entry).is_some() {
+            return None;
+        }
+    }
+    Some(Digest { entries })
 }
 
 /// Records when a subscription was listed and, when the pass changes its
@@ -990,8 +1249,7 @@ async fn claim_rev(
     planned: Option<&InventoryPlan<'_>>,
     now: i64,
 ) -> Result<bool> {
-    let changes =
-        planned.is_none_or(|p| !(p.new.is_empty() && p.changed.is_empty() && p.gone.is_empty()));
+    let changes = planned.is_none_or(InventoryPlan::changes);
     let done = sqlx::query(
         "UPDATE subscriptions SET resources_rev = resources_rev + $5, inventory_at = $3 \
          WHERE org_id = $1 AND subscription_id = $2 AND ($4 < 0 OR resources_rev = $4)",

@@ -18,6 +18,7 @@ mod connections;
 mod coverage;
 mod evidence;
 mod inventory;
+mod inventory_digest;
 mod jobs;
 mod keys;
 mod logins;

@@ -1,9 +1,9 @@
 //! Building SQL whose shape depends on its input: filters that are present
 //! or not, and multi-row inserts.
 
+use sqlx::Any;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool};
 
 use crate::{Backend, Result, Tx};
 
@@ -50,8 +50,12 @@ impl Sql {
         bind_all(sqlx::query(&self.text), &self.args)
     }
 
-    pub(crate) async fn fetch_all(&self, pool: &AnyPool) -> Result<Vec<AnyRow>> {
-        Ok(self.query().fetch_all(pool).await?)
+    /// On the pool, or on a connection or transaction (`&mut *tx`).
+    pub(crate) async fn fetch_all<'c, E>(&self, on: E) -> Result<Vec<AnyRow>>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        Ok(self.query().fetch_all(on).await?)
     }
 
     pub(crate) async fn execute(&self, tx: &mut Tx) -> Result<u64> {

@@ -145,3 +145,129 @@ async fn kept_inventory_answers_follow_every_write_of_every_instance(b: TestStor
     assert_eq!(coverage(store, &elsewhere).await, TagCoverage::default());
     other.close().await;
 }
+
+both_backends!(a_pass_through_the_kept_digest_decides_as_one_through_the_rows);
+/// An instance keeps each subscription's digest (hashes of what a pass
+/// compares) at the revision it wrote; its next pass reads only the rows
+/// whose hashes differ. Every change it must still see: its own and
+/// another instance's syncs, a tag written back, a resource gone and back.
+async fn a_pass_through_the_kept_digest_decides_as_one_through_the_rows(b: TestStore) {
+    let store = &b.store;
+    let other = Store::open(&b.url).await.expect("a second instance");
+    let (scope, sub, _dir) = one_subscription(store, "kept-digest").await;
+    let vm = |env: &str| {
+        resource(
+            "SUB-1",
+            "vm1",
+            "Microsoft.Compute/virtualMachines",
+            "westeurope",
+            "web",
+            &[("env", env)],
+        )
+    };
+    let st = |location: &str| {
+        resource(
+            "SUB-1",
+            "st1",
+            "Microsoft.Storage/storageAccounts",
+            location,
+            "data",
+            &[],
+        )
+    };
+    let kv = resource(
+        "SUB-1",
+        "kv1",
+        "Microsoft.KeyVault/vaults",
+        "westeurope",
+        "sec",
+        &[("owner", "sec")],
+    );
+    let extra = resource(
+        "SUB-1",
+        "extra",
+        "Microsoft.Web/sites",
+        "westeurope",
+        "web",
+        &[],
+    );
+    let pass = |on: &'static str, listing: Vec<cloudkeep_store::ObservedResource>| {
+        let (scope, other) = (scope.clone(), other.clone());
+        async move {
+            let on = if on == "this" { store } else { &other };
+            record(on, &scope, sub.id, &listing, WITH_TAGS)
+                .await
+                .expect("inventory pass")
+        }
+    };
+    let counts = |c: cloudkeep_store::InventoryCounts| (c.seen, c.added, c.deleted, c.tag_changes);
+    let live = |page: &[ResourceRecord]| {
+        let mut names: Vec<String> = page.iter().map(|r| r.name.clone()).collect();
+        names.sort();
+        names
+    };
+
+    let c = pass("this", vec![vm("prod"), st("northeurope"), kv.clone()]).await;
+    assert_eq!(counts(c), (3, 3, 0, 0));
+    // Unchanged: nothing to write.
+    let c = pass("this", vec![vm("prod"), st("northeurope"), kv.clone()]).await;
+    assert_eq!(counts(c), (3, 0, 0, 0));
+    // A tag changed, a location moved, a vault gone.
+    let c = pass("this", vec![vm("test"), st("westeurope")]).await;
+    assert_eq!(counts(c), (2, 0, 1, 1));
+    let now = page(store, &scope).await;
+    assert_eq!(live(&now), ["st1", "vm1"]);
+    assert_eq!(
+        now.iter()
+            .find(|r| r.name == "st1")
+            .map(|r| r.location.as_str()),
+        Some("westeurope")
+    );
+    assert_eq!(now, page(&other, &scope).await, "as read afresh");
+
+    // A tag written back (not through a pass) is compared as stored: the
+    // listing without it is a tag change.
+    let st_id = now.iter().find(|r| r.name == "st1").expect("st1").id;
+    store
+        .observe_tags(
+            &scope,
+            st_id,
+            &Tags::from([("owner".to_string(), "ops".to_string())]),
+        )
+        .await
+        .expect("written back");
+    let c = pass("this", vec![vm("test"), st("westeurope")]).await;
+    assert_eq!(
+        counts(c),
+        (2, 0, 0, 1),
+        "the written-back tag is gone again"
+    );
+    assert_eq!(
+        tags_of(&page(store, &scope).await, "st1"),
+        Some(&Tags::new())
+    );
+
+    // Another instance's pass brings the vault back and re-tags the machine;
+    // this one's next pass, listing the same, changes nothing.
+    let c = pass("other", vec![vm("prod"), st("westeurope"), kv.clone()]).await;
+    assert_eq!(counts(c), (3, 0, 0, 1));
+    let c = pass("this", vec![vm("prod"), st("westeurope"), kv.clone()]).await;
+    assert_eq!(counts(c), (3, 0, 0, 0));
+
+    // Added, then gone with the vault, then the vault back: through this
+    // instance's digest each time.
+    let c = pass(
+        "this",
+        vec![vm("prod"), st("westeurope"), kv.clone(), extra.clone()],
+    )
+    .await;
+    assert_eq!(counts(c), (4, 1, 0, 0));
+    let c = pass("this", vec![vm("prod"), st("westeurope")]).await;
+    assert_eq!(counts(c), (2, 0, 2, 0));
+    let c = pass("this", vec![vm("prod"), st("westeurope"), kv.clone()]).await;
+    assert_eq!(counts(c), (3, 0, 0, 0));
+    let now = page(store, &scope).await;
+    assert_eq!(live(&now), ["kv1", "st1", "vm1"], "the vault is back");
+    assert_eq!(now, page(&other, &scope).await, "as read afresh");
+    other.close().await;
+}
