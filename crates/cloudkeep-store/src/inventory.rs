@@ -1008,8 +1008,7 @@ async fn plan_inventory<'a>(
                 .iter()
                 .filter(|l| {
                     digest
-                        .entries
-                        .get(&l.id_hash)
+                        .get(l.id_hash)
                         .is_some_and(|e| e.deleted || e.fields != l.fields_hash)
                 })
                 .map(|l| l.key.as_str())
@@ -1049,7 +1048,7 @@ async fn plan_inventory<'a>(
         }
         counts.seen += 1;
         let k = if by_digest {
-            match base.as_ref().and_then(|d| d.entries.get(&l.id_hash)) {
+            match base.as_ref().and_then(|d| d.get(l.id_hash)) {
                 None => None,
                 Some(e) if !e.deleted && e.fields == l.fields_hash => continue,
                 Some(_) => known.get(&l.key),
@@ -1058,7 +1057,7 @@ async fn plan_inventory<'a>(
             known.get(&l.key)
         };
         let Some(k) = k else {
-            new.push((l, ()));
+            new.push(l);
             continue;
         };
         let o = l.observed;
@@ -1083,30 +1082,22 @@ async fn plan_inventory<'a>(
             tags_changed,
         });
     }
-    let (gone, live): (Vec<(String, u64)>, u64) = if by_digest {
-        let entries = base.as_ref().map(|d| &d.entries);
-        let live = entries
-            .iter()
-            .flat_map(|e| e.values())
-            .filter(|e| !e.deleted);
-        (
-            entries
-                .iter()
-                .flat_map(|e| e.iter())
-                .filter(|(h, e)| !e.deleted && !seen_hashes.contains(*h))
-                .map(|(h, e)| (e.id.to_string(), *h))
+    let (gone, live): (Vec<(String, u64)>, u64) = match base.as_ref().filter(|_| by_digest) {
+        Some(d) => (
+            d.iter()
+                .filter(|(h, e)| !e.deleted && !seen_hashes.contains(h))
+                .map(|(h, e)| (e.id.to_string(), h))
                 .collect(),
-            live.count() as u64,
-        )
-    } else {
-        (
+            d.iter().filter(|(_, e)| !e.deleted).count() as u64,
+        ),
+        None => (
             known
                 .iter()
                 .filter(|(key, k)| !k.deleted && !seen_keys.contains(*key))
                 .map(|(key, k)| (k.id.clone(), digests.id_hash(key)))
                 .collect(),
             known.values().filter(|k| !k.deleted).count() as u64,
-        )
+        ),
     };
     counts.deleted = gone.len() as u64;
     counts.added = new.len() as u64;
@@ -1119,44 +1110,39 @@ async fn plan_inventory<'a>(
             live,
         });
     }
-    new.sort_unstable_by(|a, b| a.0.key.cmp(&b.0.key));
+    new.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let new: Vec<(NewResource<'a>, u64, u64)> = new
         .into_iter()
-        .map(|(l, ())| {
-            (
-                NewResource {
-                    key: l.key,
-                    observed: l.observed,
-                    tags: l.tags,
-                    id: Uuid::now_v7(),
-                },
-                l.id_hash,
-                l.fields_hash,
-            )
+        .map(|l| {
+            let n = NewResource {
+                key: l.key,
+                observed: l.observed,
+                tags: l.tags,
+                id: Uuid::now_v7(),
+            };
+            (n, l.id_hash, l.fields_hash)
         })
         .collect();
     let next = base.map(|mut d| {
-        for (n, h, f) in &new {
-            d.entries.insert(
-                *h,
-                Entry {
-                    id: n.id,
-                    fields: *f,
-                    deleted: false,
-                },
-            );
-        }
         for (h, f) in &changed_hashes {
-            if let Some(e) = d.entries.get_mut(h) {
+            if let Some(e) = d.get_mut(*h) {
                 e.fields = *f;
                 e.deleted = false;
             }
         }
         for (_, h) in &gone {
-            if let Some(e) = d.entries.get_mut(h) {
+            if let Some(e) = d.get_mut(*h) {
                 e.deleted = true;
             }
         }
+        d.add(new.iter().map(|(n, h, f)| {
+            let entry = Entry {
+                id: n.id,
+                fields: *f,
+                deleted: false,
+            };
+            (*h, entry)
+        }));
         d
     });
     Ok(InventoryPlan {
@@ -1219,7 +1205,7 @@ async fn known_rows(
 /// The digest of stored rows; `None` if two ids share a hash or an id is
 /// not a UUID as cloudkeep writes them.
 fn digest_of(digests: &Digests, known: &HashMap<String, Known>) -> Option<Digest> {
-    let mut entries = HashMap::with_capacity(known.len());
+    let mut entries = Vec::with_capacity(known.len());
     for (key, k) in known {
         let id = Uuid::parse_str(&k.id)
             .ok()
@@ -1229,11 +1215,9 @@ fn digest_of(digests: &Digests, known: &HashMap<String, Known>) -> Option<Digest
             fields: digests.fields_hash(&known_fields(k)),
             deleted: k.deleted,
         };
-        if entries.insert(digests.id_hash(key), entry).is_some() {
-            return None;
-        }
+        entries.push((digests.id_hash(key), entry));
     }
-    Some(Digest { entries })
+    Digest::of(entries)
 }
 
 /// Records when a subscription was listed and, when the pass changes its
