@@ -515,23 +515,34 @@ impl Store {
     /// The organisation's subscriptions: live or not, and when last listed;
     /// with their revisions, the key the inventory's answers are kept by.
     async fn subscription_times(&self, scope: &OrgScope) -> Result<SubscriptionTimes> {
-        let rows = sqlx::query(
-            "SELECT subscription_id, detached_at, inventory_at, resources_rev FROM subscriptions \
-             WHERE org_id = $1 ORDER BY subscription_id",
+        // One row, not one a subscription: every resource page and the tag
+        // coverage ask this first, and on SQLite each row is a hand-off
+        // from sqlx's worker thread.
+        let row = sqlx::query(
+            "SELECT string_agg(subscription_id || ':' || COALESCE(CAST(detached_at AS TEXT), '') || ':' \
+             || COALESCE(CAST(inventory_at AS TEXT), '') || ':' || CAST(resources_rev AS TEXT), ';' \
+             ORDER BY subscription_id) AS subs FROM subscriptions WHERE org_id = $1",
         )
         .bind(scope.id())
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let mut subs = HashMap::with_capacity(rows.len());
-        let mut content = String::with_capacity(rows.len() * 64);
-        for r in &rows {
-            let id: SubscriptionId = parse(r, "subscription_id")?;
-            let detached = r.try_get::<Option<i64>, _>("detached_at")?;
-            let listed = r.try_get::<Option<i64>, _>("inventory_at")?;
-            let rev: i64 = r.try_get("resources_rev")?;
+        let all: Option<String> = row.try_get("subs")?;
+        let all = all.unwrap_or_default();
+        let mut subs = HashMap::new();
+        let mut content = String::with_capacity(all.len());
+        let bad = || StoreError::Corrupt(format!("subscription times: {all:?}"));
+        for one in all.split(';').filter(|s| !s.is_empty()) {
+            let mut parts = one.split(':');
+            let mut next = || parts.next().ok_or_else(bad);
+            let (id, detached, listed, rev) = (next()?, next()?, next()?, next()?);
+            let id: SubscriptionId = id.parse().map_err(|_| bad())?;
+            let listed = (!listed.is_empty())
+                .then(|| listed.parse::<i64>())
+                .transpose()
+                .map_err(|_| bad())?;
             use std::fmt::Write;
-            let _ = write!(content, "{id}:{detached:?}:{rev};");
-            subs.insert(id, (detached.is_none(), listed));
+            let _ = write!(content, "{id}:{detached}:{rev};");
+            subs.insert(id, (detached.is_empty(), listed));
         }
         Ok(SubscriptionTimes { subs, content })
     }
