@@ -492,8 +492,8 @@ impl Store {
 /// arena, which is what more of them cost.
 const SQLITE_CONNECTIONS: u32 = 8;
 
-/// How long a pooled connection may sit idle and still be handed out
-/// without a ping.
+/// How long a pooled SQLite connection may sit idle and still be handed
+/// out without a ping.
 const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How the store's pools connect: SQLite's wait for each other's writes,
@@ -502,14 +502,16 @@ const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(10)
 fn pool_options(backend: Backend, connections: u32, durable: bool) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
-        // sqlx pings every connection it hands out: a round trip to the
-        // SQLite worker thread or the PostgreSQL server per query, a third
-        // of a dashboard's cost. Only a connection idle for a while (one a
-        // restarted server may have dropped) is checked first.
+        // sqlx pings every connection it hands out: on SQLite a round trip
+        // to the worker thread per query, a third of a dashboard's cost.
+        // Only a SQLite connection idle for a while is checked first.
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
+        .before_acquire(move |conn, meta| {
             Box::pin(async move {
-                if meta.idle_for >= IDLE_BEFORE_PING {
+                // A PostgreSQL server may have restarted since the last
+                // query on any connection: pinged every time (a local
+                // round trip), so no request meets a dropped connection.
+                if backend == Backend::Postgres || meta.idle_for >= IDLE_BEFORE_PING {
                     sqlx::Connection::ping(conn).await?;
                 }
                 Ok(true)

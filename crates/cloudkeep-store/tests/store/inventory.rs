@@ -6,7 +6,8 @@
 
 use cloudkeep_domain::SyncLevel;
 use cloudkeep_store::{
-    OrgScope, PageRequest, ResourceFilter, ResourceRecord, Store, TagCoverage, Tags,
+    ObservedResource, OrgScope, PageRequest, ResourceFilter, ResourceRecord, Store, TagCoverage,
+    Tags,
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
@@ -24,6 +25,18 @@ async fn coverage(store: &Store, scope: &OrgScope) -> TagCoverage {
     store.tag_coverage(scope, 10).await.expect("tag coverage")
 }
 
+/// The tests' virtual machine, tagged `env`.
+fn vm(env: &str) -> ObservedResource {
+    resource(
+        "SUB-1",
+        "vm1",
+        "Microsoft.Compute/virtualMachines",
+        "westeurope",
+        "web",
+        &[("env", env)],
+    )
+}
+
 fn tags_of<'a>(page: &'a [ResourceRecord], name: &str) -> Option<&'a Tags> {
     page.iter()
         .find(|r| r.name == name)
@@ -38,16 +51,6 @@ async fn kept_inventory_answers_follow_every_write_of_every_instance(b: TestStor
     let store = &b.store;
     let other = Store::open(&b.url).await.expect("a second instance");
     let (scope, sub, _dir) = one_subscription(store, "kept-inventory").await;
-    let vm = |env: &str| {
-        resource(
-            "SUB-1",
-            "vm1",
-            "Microsoft.Compute/virtualMachines",
-            "westeurope",
-            "web",
-            &[("env", env)],
-        )
-    };
     let st = resource(
         "SUB-1",
         "st1",
@@ -155,16 +158,6 @@ async fn a_pass_through_the_kept_digest_decides_as_one_through_the_rows(b: TestS
     let store = &b.store;
     let other = Store::open(&b.url).await.expect("a second instance");
     let (scope, sub, _dir) = one_subscription(store, "kept-digest").await;
-    let vm = |env: &str| {
-        resource(
-            "SUB-1",
-            "vm1",
-            "Microsoft.Compute/virtualMachines",
-            "westeurope",
-            "web",
-            &[("env", env)],
-        )
-    };
     let st = |location: &str| {
         resource(
             "SUB-1",
@@ -191,7 +184,7 @@ async fn a_pass_through_the_kept_digest_decides_as_one_through_the_rows(b: TestS
         "web",
         &[],
     );
-    let pass = |on: &'static str, listing: Vec<cloudkeep_store::ObservedResource>| {
+    let pass = |on: &'static str, listing: Vec<ObservedResource>| {
         let (scope, other) = (scope.clone(), other.clone());
         async move {
             let on = if on == "this" { store } else { &other };
