@@ -17,15 +17,20 @@ tokio::task_local! {
     static VIEW: Arc<View>;
 }
 
-/// The revisions one set of reads stands for, read once each at the
-/// first answer that needs it: a page's panels then agree with each other
-/// and read each counter once instead of once per kept answer (a
-/// dashboard asks about a dozen). Answers kept under the revision are as
-/// fresh as the moment it was read, as they are without a view.
+/// The revisions one set of reads stands for, read together (one query)
+/// at the first answer that needs either: a page's panels then agree with
+/// each other and read the counters once instead of once per kept answer
+/// (a dashboard asks about a dozen). Answers kept under the revision are
+/// as fresh as the moment it was read, as they are without a view.
 #[derive(Default)]
 struct View {
-    spend: OnceCell<(OrgId, SpendRev)>,
-    evidence: OnceCell<(OrgId, i64)>,
+    revisions: OnceCell<(OrgId, Revisions)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Revisions {
+    spend: SpendRev,
+    evidence: i64,
 }
 
 /// Runs `reads` in one view (see `View`). Only for reads: a write inside
@@ -38,31 +43,6 @@ pub async fn in_one_view<F: Future>(reads: F) -> F::Output {
 /// The view `in_one_view` opened around this task, if any.
 fn view() -> Option<Arc<View>> {
     VIEW.try_with(Arc::clone).ok()
-}
-
-/// A revision as the open view's `field` holds it for `scope`'s
-/// organisation (read by `read` the first time), or read now without a
-/// view or for another organisation.
-async fn once_in_view<T, F>(
-    scope: &OrgScope,
-    field: fn(&View) -> &OnceCell<(OrgId, T)>,
-    read: impl Fn() -> F,
-) -> Result<T>
-where
-    T: Copy,
-    F: Future<Output = Result<T>>,
-{
-    let Some(view) = view() else {
-        return read().await;
-    };
-    let (org, rev) = *field(&view)
-        .get_or_try_init(|| async { Ok::<_, crate::StoreError>((scope.org(), read().await?)) })
-        .await?;
-    if org == scope.org() {
-        Ok(rev)
-    } else {
-        read().await
-    }
 }
 
 /// Which counter.
@@ -154,18 +134,53 @@ impl Store {
     /// the projection reads `spend_revision` itself: it must see writes
     /// made since.)
     pub(crate) async fn spend_revision_to_answer(&self, scope: &OrgScope) -> Result<SpendRev> {
-        once_in_view(scope, |v| &v.spend, || self.spend_revision(scope)).await
+        match self.view_revisions(scope).await? {
+            Some(r) => Ok(r.spend),
+            None => self.spend_revision(scope).await,
+        }
     }
 
     /// The evidence revision an answer is read at (as
     /// `spend_revision_to_answer`).
     pub(crate) async fn evidence_revision_to_answer(&self, scope: &OrgScope) -> Result<i64> {
-        once_in_view(
-            scope,
-            |v| &v.evidence,
-            || self.revision(scope, Revision::Evidence),
+        match self.view_revisions(scope).await? {
+            Some(r) => Ok(r.evidence),
+            None => self.revision(scope, Revision::Evidence).await,
+        }
+    }
+
+    /// The open view's revisions for `scope`'s organisation (read now if
+    /// first asked); none without a view or for another organisation.
+    async fn view_revisions(&self, scope: &OrgScope) -> Result<Option<Revisions>> {
+        let Some(view) = view() else {
+            return Ok(None);
+        };
+        let (org, revisions) = *view
+            .revisions
+            .get_or_try_init(|| async {
+                Ok::<_, crate::StoreError>((scope.org(), self.both_revisions(scope).await?))
+            })
+            .await?;
+        Ok((org == scope.org()).then_some(revisions))
+    }
+
+    /// Both counters in one query.
+    async fn both_revisions(&self, scope: &OrgScope) -> Result<Revisions> {
+        let row = sqlx::query(
+            "SELECT (SELECT rev FROM spend_revisions WHERE org_id = $1) AS spend_rev, \
+             (SELECT writer FROM spend_revisions WHERE org_id = $1) AS spend_writer, \
+             (SELECT rev FROM evidence_revisions WHERE org_id = $1) AS evidence_rev",
         )
-        .await
+        .bind(scope.id())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Revisions {
+            spend: SpendRev {
+                rev: row.try_get::<Option<i64>, _>("spend_rev")?.unwrap_or(0),
+                writer: row.try_get("spend_writer")?,
+            },
+            evidence: row.try_get::<Option<i64>, _>("evidence_rev")?.unwrap_or(0),
+        })
     }
 
     /// The organisation's counter (0 before any write).
