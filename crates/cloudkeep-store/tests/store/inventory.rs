@@ -37,6 +37,19 @@ fn vm(env: &str) -> ObservedResource {
     )
 }
 
+/// `owner=ops` written back to the storage account `st1` of `page` (as
+/// the write-back records it, not through an inventory pass).
+async fn owner_written_back(on: &Store, scope: &OrgScope, page: &[ResourceRecord]) {
+    let st = page.iter().find(|r| r.name == "st1").expect("st1");
+    on.observe_tags(
+        scope,
+        st.id,
+        &Tags::from([("owner".to_string(), "ops".to_string())]),
+    )
+    .await
+    .expect("written back");
+}
+
 fn tags_of<'a>(page: &'a [ResourceRecord], name: &str) -> Option<&'a Tags> {
     page.iter()
         .find(|r| r.name == name)
@@ -103,15 +116,7 @@ async fn kept_inventory_answers_follow_every_write_of_every_instance(b: TestStor
     );
 
     // It writes a tag back to the storage account.
-    let st_id = retagged.iter().find(|r| r.name == "st1").expect("st1").id;
-    other
-        .observe_tags(
-            &scope,
-            st_id,
-            &Tags::from([("owner".to_string(), "ops".to_string())]),
-        )
-        .await
-        .expect("written back");
+    owner_written_back(&other, &scope, &retagged).await;
     assert_eq!(
         tags_of(&page(store, &scope).await, "st1").and_then(|t| t.get("owner")),
         Some(&"ops".to_string())
@@ -220,15 +225,7 @@ async fn a_pass_through_the_kept_digest_decides_as_one_through_the_rows(b: TestS
 
     // A tag written back (not through a pass) is compared as stored: the
     // listing without it is a tag change.
-    let st_id = now.iter().find(|r| r.name == "st1").expect("st1").id;
-    store
-        .observe_tags(
-            &scope,
-            st_id,
-            &Tags::from([("owner".to_string(), "ops".to_string())]),
-        )
-        .await
-        .expect("written back");
+    owner_written_back(store, &scope, &now).await;
     let c = pass("this", vec![vm("test"), st("westeurope")]).await;
     assert_eq!(
         counts(c),
