@@ -474,6 +474,34 @@ impl Store {
             })
     }
 
+    /// The same store (caches and clock shared) on SQLite connections of
+    /// its own, opened now and later by the calling runtime's threads.
+    /// SQLite works on a thread per connection, which starts with the
+    /// priority of the thread that opened it: a sync on its lower-priority
+    /// runtime (`cloudkeep_sync::Background`) takes these, so its writes
+    /// run at its priority and the server's reads never land on one of its
+    /// threads. On PostgreSQL the database's own processes do the work and
+    /// the store is shared as it is.
+    pub async fn with_own_connections(&self, connections: u32) -> Result<Store> {
+        if self.backend != Backend::Sqlite {
+            return Ok(self.clone());
+        }
+        let options = (*self.pool.connect_options()).clone();
+        let pool = pool_options(self.backend, connections, true)
+            .connect_with(options.clone())
+            .await
+            .map_err(StoreError::Open)?;
+        let relaxed = pool_options(self.backend, 1, false)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Open)?;
+        Ok(Store {
+            pool,
+            relaxed: Some(relaxed),
+            ..self.clone()
+        })
+    }
+
     pub async fn close(&self) {
         if let Some(relaxed) = &self.relaxed {
             relaxed.close().await;

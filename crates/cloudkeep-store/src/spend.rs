@@ -131,6 +131,9 @@ pub struct PullCounts {
     pub days: u64,
     /// Days that needed a reconciliation row.
     pub reconciled: u64,
+    /// Whether the pull held what its period already held: nothing but
+    /// the time it was pulled and the backfill's position was written.
+    pub unchanged: bool,
 }
 
 /// Where a subscription's backfill stands. Months are pulled newest first.
@@ -286,6 +289,66 @@ struct ResourceDim {
     resource_type: Option<String>,
     region: Option<String>,
     resource_group: Option<String>,
+}
+
+/// SHA-256 (hex) over what a pull writes: its period, currency and
+/// subscription name, its resources, meters, cost rows and day totals, in
+/// their maps' order. (A digest that differs only rewrites rows that were
+/// the same.)
+fn pull_digest<'a>(
+    (from, to, currency, sub_name): (i64, i64, &str, &str),
+    resources: &BTreeMap<i64, ResourceDim>,
+    meters: impl Iterator<Item = &'a i64>,
+    rows: &BTreeMap<(i64, i64, i64), (f64, f64)>,
+    days: &[(i64, DayTotal, f64, f64)],
+) -> String {
+    let mut h = Sha256::new();
+    let text = |h: &mut Sha256, t: Option<&str>| match t {
+        Some(t) => {
+            h.update((t.len() as u64).to_le_bytes());
+            h.update(t.as_bytes());
+        }
+        None => h.update(u64::MAX.to_le_bytes()),
+    };
+    for n in [from, to] {
+        h.update(n.to_le_bytes());
+    }
+    text(&mut h, Some(currency));
+    text(&mut h, Some(sub_name));
+    h.update((resources.len() as u64).to_le_bytes());
+    for r in resources.values() {
+        h.update(r.key.to_le_bytes());
+        for t in [
+            &r.resource_id,
+            &r.name,
+            &r.resource_type,
+            &r.region,
+            &r.resource_group,
+        ] {
+            text(&mut h, t.as_deref());
+        }
+    }
+    let meters: Vec<&i64> = meters.collect();
+    h.update((meters.len() as u64).to_le_bytes());
+    for k in meters {
+        h.update(k.to_le_bytes());
+    }
+    h.update((rows.len() as u64).to_le_bytes());
+    for ((d, rk, mk), (b, e)) in rows {
+        for n in [*d, *rk, *mk] {
+            h.update(n.to_le_bytes());
+        }
+        h.update(b.to_bits().to_le_bytes());
+        h.update(e.to_bits().to_le_bytes());
+    }
+    h.update((days.len() as u64).to_le_bytes());
+    for (d, t, b, e) in days {
+        h.update(d.to_le_bytes());
+        for x in [t.billed, t.effective, *b, *e] {
+            h.update(x.to_bits().to_le_bytes());
+        }
+    }
+    hex::encode(h.finalize())
 }
 
 fn f(row: &sqlx::any::AnyRow, i: usize) -> Result<f64> {
@@ -467,7 +530,45 @@ impl Store {
         let (from, to) = (day_number(pull.from), day_number(pull.to));
         let now = self.now_ms();
         let org = scope.id();
+        // What the pull would store, as a digest: replacing the rows with
+        // the same ones would move the revision and invalidate every
+        // analysis kept under it for nothing.
+        let digest = replace.then(|| {
+            pull_digest(
+                (from, to, &pull.currency, &sub.display_name),
+                &resources,
+                meters.keys(),
+                &rows,
+                &days,
+            )
+        });
         let mut tx = self.begin_write().await?;
+        if let (Some(digest), Some(position)) = (&digest, position) {
+            if self.stored_pull_digest(&mut tx, scope, sub).await?.as_ref() == Some(digest) {
+                within(async {
+                    // Azure answered the same again, now.
+                    sqlx::query(
+                        "UPDATE spend_days SET pulled_at = $5 WHERE org_id = $1 AND SubAccountId = $2 \
+                         AND day >= $3 AND day <= $4",
+                    )
+                    .bind(&org)
+                    .bind(&sub_id)
+                    .bind(from)
+                    .bind(to)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    self.write_backfill(&mut tx, scope, sub, position, Some(digest))
+                        .await
+                })
+                .await?;
+                tx.commit().await?;
+                return Ok(PullCounts {
+                    unchanged: true,
+                    ..counts
+                });
+            }
+        }
         let patch = within(async {
             // First: on PostgreSQL this locks the revision until the
             // commit, so the projection patched below is the state before.
@@ -649,7 +750,8 @@ impl Store {
                 "",
             )
             .await?;
-            self.write_backfill(&mut tx, scope, sub, position).await?;
+            self.write_backfill(&mut tx, scope, sub, position, digest.as_deref())
+                .await?;
             Ok(patch)
         })
         .await?;
@@ -666,11 +768,13 @@ impl Store {
         scope: &OrgScope,
         sub: &SubscriptionRecord,
         b: &Backfill,
+        digest: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO spend_backfill (org_id, subscription_id, start_month, next_month, months_done, months_total, pulled_through, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org_id, subscription_id) DO UPDATE SET \
-             start_month = $3, next_month = $4, months_done = $5, months_total = $6, pulled_through = $7, updated_at = $8",
+            "INSERT INTO spend_backfill (org_id, subscription_id, start_month, next_month, months_done, months_total, pulled_through, updated_at, pull_digest) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (org_id, subscription_id) DO UPDATE SET \
+             start_month = $3, next_month = $4, months_done = $5, months_total = $6, pulled_through = $7, updated_at = $8, \
+             pull_digest = $9",
         )
         .bind(scope.id())
         .bind(sub.id.to_string())
@@ -680,9 +784,30 @@ impl Store {
         .bind(i64::from(b.months_total))
         .bind(b.pulled_through.map(day_number))
         .bind(self.now_ms())
+        .bind(digest)
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// The digest of what the subscription's last pull wrote (read in the
+    /// writing transaction: no write of its rows comes between).
+    async fn stored_pull_digest(
+        &self,
+        tx: &mut crate::Tx,
+        scope: &OrgScope,
+        sub: &SubscriptionRecord,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query(
+            "SELECT pull_digest FROM spend_backfill WHERE org_id = $1 AND subscription_id = $2",
+        )
+        .bind(scope.id())
+        .bind(sub.id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get::<Option<String>, _>(0))
+        .transpose()?
+        .flatten())
     }
 
     /// Removes every spend row of the organisation (the benchmark's reset
@@ -715,7 +840,9 @@ impl Store {
         position: &Backfill,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        self.write_backfill(&mut tx, scope, sub, position).await?;
+        // The rows stay; the digest of the last pull is dropped with it.
+        self.write_backfill(&mut tx, scope, sub, position, None)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -5,8 +5,10 @@
 //! one-off commands) a run works on the runtime that awaits it.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use cloudkeep_store::StoreError;
+use cloudkeep_store::{Store, StoreError};
+use tokio::sync::OnceCell;
 
 use crate::SyncError;
 
@@ -14,14 +16,23 @@ use crate::SyncError;
 /// run from -20 to 19, the lowest priority; the default is 0).
 const NICENESS: i32 = 10;
 
+/// The SQLite connections runs on a background runtime write through
+/// (`Background::store`): up to four subscriptions write at once.
+const CONNECTIONS: u32 = 4;
+
 /// Where runs work: inline, or on a background runtime.
 #[derive(Clone, Debug, Default)]
-pub struct Background(Option<tokio::runtime::Handle>);
+pub struct Background {
+    runtime: Option<tokio::runtime::Handle>,
+    /// The store on connections opened by the runtime's threads (see
+    /// `store`), once a run asked for it.
+    store: Arc<OnceCell<Store>>,
+}
 
 impl Background {
     /// On the runtime that awaits the run.
     pub fn inline() -> Background {
-        Background(None)
+        Background::default()
     }
 
     /// A runtime of `threads` worker threads at a lower priority, and the
@@ -35,7 +46,13 @@ impl Background {
             .on_thread_start(lower_priority)
             .build()?;
         let handle = runtime.handle().clone();
-        Ok((runtime, Background(Some(handle))))
+        Ok((
+            runtime,
+            Background {
+                runtime: Some(handle),
+                store: Arc::default(),
+            },
+        ))
     }
 
     /// Runs `work` there and answers its output. Dropping the answer's
@@ -45,7 +62,7 @@ impl Background {
         &self,
         work: impl Future<Output = Result<T, SyncError>> + Send + 'static,
     ) -> Result<T, SyncError> {
-        let Some(handle) = &self.0 else {
+        let Some(handle) = &self.runtime else {
             return work.await;
         };
         let mut task = AbortOnDrop(handle.spawn(work));
@@ -58,6 +75,24 @@ impl Background {
                 "the sync runtime stopped before the run ended".into(),
             ))),
         }
+    }
+}
+
+impl Background {
+    /// `store` as work running here should use it: on a background
+    /// runtime, on SQLite connections of its own opened by the runtime's
+    /// threads, so the database work of a run is done at the run's lower
+    /// priority too and none of the server's reads waits on a thread of
+    /// it (`Store::with_own_connections`). Called from the work itself;
+    /// one store per runtime (the first asked).
+    pub(crate) async fn store(&self, store: &Store) -> Result<Store, StoreError> {
+        if self.runtime.is_none() {
+            return Ok(store.clone());
+        }
+        self.store
+            .get_or_try_init(|| store.with_own_connections(CONNECTIONS))
+            .await
+            .cloned()
     }
 }
 
@@ -126,6 +161,80 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(!finished.load(Ordering::SeqCst), "the dropped work went on");
+        runtime.shutdown_background();
+    }
+
+    /// SQLite's worker threads (one per connection) and their priorities.
+    fn sqlite_threads() -> Vec<(i32, i32)> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("tasks") {
+            let path = task.expect("task").path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if !comm.starts_with("sqlx-sqlite") {
+                continue;
+            }
+            let tid: i32 = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+                .expect("a thread id");
+            let priority =
+                rustix::process::getpriority_process(rustix::process::Pid::from_raw(tid))
+                    .expect("priority");
+            found.push((tid, priority));
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn a_runs_store_works_on_threads_at_the_runs_priority_and_the_servers_does_not() {
+        let here =
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("priority");
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .expect("store");
+        let before = sqlite_threads();
+        assert!(before.iter().all(|(_, p)| *p == here), "{before:?}");
+
+        let (runtime, background) = Background::runtime(1).expect("runtime");
+        let runs = {
+            let (background, store) = (background.clone(), store.clone());
+            background
+                .clone()
+                .run(async move {
+                    let store = background.store(&store).await?;
+                    store.ping().await?;
+                    Ok(store)
+                })
+                .await
+                .expect("ran")
+        };
+        let opened: Vec<_> = sqlite_threads()
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        assert!(!opened.is_empty(), "the run's store opened no connection");
+        assert!(
+            opened.iter().all(|(_, p)| *p == (here + NICENESS).min(19)),
+            "a run's connection works at the server's priority: {opened:?}"
+        );
+
+        // The server's store grows from the server's threads: however
+        // many of its connections open now, none is the run's.
+        let all = sqlite_threads();
+        futures_util::future::try_join_all((0..8).map(|_| store.ping()))
+            .await
+            .expect("pings");
+        let grown: Vec<_> = sqlite_threads()
+            .into_iter()
+            .filter(|t| !all.contains(t))
+            .collect();
+        assert!(
+            grown.iter().all(|(_, p)| *p == here),
+            "the server's reads work on a run's thread: {grown:?}"
+        );
+        drop(runs);
         runtime.shutdown_background();
     }
 }

@@ -291,7 +291,14 @@ impl StartedSync {
         let actor = actor.to_string();
         let background = deps.background.clone();
         background
-            .run(async move { run_sync(&deps, &scope, conn, run, collectors, &actor).await })
+            .clone()
+            .run(async move {
+                let deps = SyncDeps {
+                    store: background.store(&deps.store).await?,
+                    ..deps
+                };
+                run_sync(&deps, &scope, conn, run, collectors, &actor).await
+            })
             .await
     }
 }

@@ -836,6 +836,20 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
     }
     let kept = store.spend_columns_warm(&scope).await.expect("kept");
     assert!(kept.rev == rev && kept.built_in.is_none(), "{kept:?}");
+    // The last pull again, as Azure answered it before: nothing rewritten,
+    // the revision stays. (Every step above wrote a pull that differed.)
+    let again = store
+        .record_spend_pull(
+            &scope,
+            &s1,
+            &pull_in("SUB-1", "GBP", 5.0, d("2026-11-05"), d("2026-11-21")),
+            &position(),
+        )
+        .await
+        .expect("the same pull");
+    assert!(again.unchanged && again.rows > 0, "{again:?}");
+    let kept = store.spend_columns_warm(&scope).await.expect("kept");
+    assert!(kept.rev == rev && kept.built_in.is_none(), "{kept:?}");
     let patched = store
         .spend_analysis_sql(&scope, &wide(&queries[0]))
         .await

@@ -50,6 +50,8 @@ pub struct SpendCounts {
     /// Days whose rows needed a reconciliation row to meet Azure's total.
     pub reconciled: u64,
     pub trailing_days: u64,
+    /// Periods whose pull held what was stored: nothing rewritten.
+    pub unchanged_periods: u64,
 }
 
 impl From<SpendCounts> for Counts {
@@ -63,6 +65,7 @@ impl From<SpendCounts> for Counts {
             .with("days", c.days)
             .with("reconciled", c.reconciled)
             .with("trailing_days", c.trailing_days)
+            .with("unchanged_periods", c.unchanged_periods)
     }
 }
 
@@ -193,6 +196,7 @@ impl SpendCounts {
         self.rows += stored.rows;
         self.days += stored.days;
         self.reconciled += stored.reconciled;
+        self.unchanged_periods += u64::from(stored.unchanged);
     }
 }
 
