@@ -341,6 +341,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The organisation's live connections, oldest first, each with how
+    /// many subscriptions it holds (not detached), in one query: what a
+    /// health summary shows, without reading every subscription (the
+    /// dashboard asks on every load; `connections` reads them all).
+    pub async fn live_connections_with_counts(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<Vec<(Connection, u64)>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS}, (SELECT COUNT(*) FROM subscriptions s WHERE s.org_id = c.org_id \
+             AND s.connection_id = c.connection_id AND s.detached_at IS NULL) AS attached \
+             FROM connections c WHERE c.org_id = $1 AND c.deleted_at IS NULL \
+             ORDER BY c.created_at, c.connection_id"
+        ))
+        .bind(scope.id())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((connection(r)?, r.try_get::<i64, _>("attached")? as u64)))
+        .collect()
+    }
+
     /// A page of connections, oldest first, with their subscriptions.
     pub async fn connections_page(
         &self,

@@ -1954,6 +1954,20 @@ async fn a_subscription_has_one_live_connection(b: TestStore) {
     let new_sub1 = sub_of(&again, "SUB-1");
     assert_ne!(new_sub1.id, old_sub.id);
     assert!(new_sub1.is_live());
+    // A health summary counts each live connection's subscriptions, per
+    // organisation: the revoked one is gone from it.
+    let counted = |scope: OrgScope| async move {
+        store
+            .live_connections_with_counts(&scope)
+            .await
+            .expect("live connections")
+            .iter()
+            .map(|(c, n)| (c.id, *n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counted(scope.clone()).await, vec![(again.id, 2)]);
+    let others = store.connections(&other).await.expect("others");
+    assert_eq!(counted(other.clone()).await, vec![(others[0].id, 1)]);
     assert!(
         names(store, &scope, ResourceFilter::default())
             .await

@@ -168,11 +168,16 @@ async fn connections_panel(
     web: &Web,
     now: DateTime<Utc>,
 ) -> Result<Vec<Health>, Problem> {
-    let all = state.store.connections(&web.auth.scope).await?;
-    Ok(all
+    let live = state
+        .store
+        .live_connections_with_counts(&web.auth.scope)
+        .await?;
+    Ok(live
         .iter()
-        .filter(|c| c.deleted_at.is_none())
-        .map(|c| health(&ConnectionView::from(c), now))
+        .map(|(c, attached)| Health {
+            subscriptions: *attached as usize,
+            ..health(&ConnectionView::from(c), now)
+        })
         .collect())
 }
 

@@ -656,6 +656,17 @@ async fn a_viewer_reads_budgets_and_coverage_without_forms_and_every_change_is_r
         page.contains("href=\"/budgets\"") && page.contains("href=\"/coverage\""),
         "in the navigation: {page}"
     );
+    // The connection's health counts its subscriptions.
+    let connections = app.list(&org.token, "/api/v1/connections").await;
+    let subscriptions = connections[0]["subscriptions"]
+        .as_array()
+        .expect("subscriptions")
+        .len();
+    assert!(subscriptions > 1, "{connections:?}");
+    assert!(
+        page.contains(&format!("{subscriptions} subscriptions</span>")),
+        "{page}"
+    );
     assert!(
         page.contains("Platform") && page.contains("crossed"),
         "{page}"
