@@ -544,7 +544,12 @@ impl Store {
         });
         let mut tx = self.begin_write().await?;
         if let (Some(digest), Some(position)) = (&digest, position) {
-            if self.stored_pull_digest(&mut tx, scope, sub).await?.as_ref() == Some(digest) {
+            if self
+                .stored_pull_digest(&mut tx, scope, sub, (from, to))
+                .await?
+                .as_ref()
+                == Some(digest)
+            {
                 within(async {
                     // Azure answered the same again, now.
                     sqlx::query(
@@ -558,8 +563,7 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    self.write_backfill(&mut tx, scope, sub, position, Some(digest))
-                        .await
+                    self.write_backfill(&mut tx, scope, sub, position).await
                 })
                 .await?;
                 tx.commit().await?;
@@ -693,6 +697,8 @@ impl Store {
                 "",
             )
             .await?;
+            self.write_pull_digest(&mut tx, scope, sub, (from, to), digest.as_deref())
+                .await?;
             let Some(position) = position else {
                 return Ok(None);
             };
@@ -750,8 +756,7 @@ impl Store {
                 "",
             )
             .await?;
-            self.write_backfill(&mut tx, scope, sub, position, digest.as_deref())
-                .await?;
+            self.write_backfill(&mut tx, scope, sub, position).await?;
             Ok(patch)
         })
         .await?;
@@ -768,13 +773,11 @@ impl Store {
         scope: &OrgScope,
         sub: &SubscriptionRecord,
         b: &Backfill,
-        digest: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO spend_backfill (org_id, subscription_id, start_month, next_month, months_done, months_total, pulled_through, updated_at, pull_digest) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (org_id, subscription_id) DO UPDATE SET \
-             start_month = $3, next_month = $4, months_done = $5, months_total = $6, pulled_through = $7, updated_at = $8, \
-             pull_digest = $9",
+            "INSERT INTO spend_backfill (org_id, subscription_id, start_month, next_month, months_done, months_total, pulled_through, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org_id, subscription_id) DO UPDATE SET \
+             start_month = $3, next_month = $4, months_done = $5, months_total = $6, pulled_through = $7, updated_at = $8",
         )
         .bind(scope.id())
         .bind(sub.id.to_string())
@@ -784,30 +787,70 @@ impl Store {
         .bind(i64::from(b.months_total))
         .bind(b.pulled_through.map(day_number))
         .bind(self.now_ms())
-        .bind(digest)
         .execute(&mut **tx)
         .await?;
         Ok(())
     }
 
-    /// The digest of what the subscription's last pull wrote (read in the
-    /// writing transaction: no write of its rows comes between).
+    /// The digest of what the last pull of exactly this period wrote, if
+    /// no write of an overlapping period came after it (read in the
+    /// writing transaction: none comes between).
     async fn stored_pull_digest(
         &self,
         tx: &mut crate::Tx,
         scope: &OrgScope,
         sub: &SubscriptionRecord,
+        (from, to): (i64, i64),
     ) -> Result<Option<String>> {
         Ok(sqlx::query(
-            "SELECT pull_digest FROM spend_backfill WHERE org_id = $1 AND subscription_id = $2",
+            "SELECT digest FROM spend_pull_digests WHERE org_id = $1 AND subscription_id = $2 \
+             AND day_from = $3 AND day_to = $4",
         )
         .bind(scope.id())
         .bind(sub.id.to_string())
+        .bind(from)
+        .bind(to)
         .fetch_optional(&mut **tx)
         .await?
-        .map(|r| r.try_get::<Option<String>, _>(0))
-        .transpose()?
-        .flatten())
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()?)
+    }
+
+    /// After a write of a period's rows: the digests of the periods it
+    /// overlaps no longer describe what is stored; the period's own, when
+    /// given, does.
+    async fn write_pull_digest(
+        &self,
+        tx: &mut crate::Tx,
+        scope: &OrgScope,
+        sub: &SubscriptionRecord,
+        (from, to): (i64, i64),
+        digest: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM spend_pull_digests WHERE org_id = $1 AND subscription_id = $2 \
+             AND day_from <= $4 AND day_to >= $3",
+        )
+        .bind(scope.id())
+        .bind(sub.id.to_string())
+        .bind(from)
+        .bind(to)
+        .execute(&mut **tx)
+        .await?;
+        if let Some(digest) = digest {
+            sqlx::query(
+                "INSERT INTO spend_pull_digests (org_id, subscription_id, day_from, day_to, digest) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(scope.id())
+            .bind(sub.id.to_string())
+            .bind(from)
+            .bind(to)
+            .bind(digest)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Removes every spend row of the organisation (the benchmark's reset
@@ -821,6 +864,7 @@ impl Store {
             "spend_resources",
             "spend_meters",
             "spend_backfill",
+            "spend_pull_digests",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE org_id = $1"))
                 .bind(scope.id())
@@ -840,9 +884,7 @@ impl Store {
         position: &Backfill,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        // The rows stay; the digest of the last pull is dropped with it.
-        self.write_backfill(&mut tx, scope, sub, position, None)
-            .await?;
+        self.write_backfill(&mut tx, scope, sub, position).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -2214,6 +2214,30 @@ async fn a_listing_that_empties_a_subscription_is_confirmed_first(b: TestStore) 
     assert_eq!(c.deleted, 20);
 }
 
+/// The tests' virtual machine: `vm1` of `SUB-1`, group `web`, West Europe.
+fn vm1(tags: &[(&str, &str)]) -> ObservedResource {
+    resource(
+        "SUB-1",
+        "vm1",
+        "Microsoft.Compute/virtualMachines",
+        "westeurope",
+        "web",
+        tags,
+    )
+}
+
+/// The tests' storage account: `st1` of `SUB-1`, group `data`, in `location`.
+fn st1(location: &str, tags: &[(&str, &str)]) -> ObservedResource {
+    resource(
+        "SUB-1",
+        "st1",
+        "Microsoft.Storage/storageAccounts",
+        location,
+        "data",
+        tags,
+    )
+}
+
 /// A resource of a subscription with the given attributes.
 fn resource(
     azure_id: &str,

@@ -176,6 +176,31 @@ async fn stored_spend_equals_azure_to_the_cent_and_a_restated_day_is_replaced() 
     // Only the window (two periods when it spans the turn of a month).
     let periods = step["counts"]["periods"].as_u64().expect("periods");
     assert!((1..=2).contains(&periods), "{step}");
+    assert_eq!(step["counts"]["unchanged_periods"], 0, "{step}");
+    assert_equal_to_azure(&app, &org, start, today).await;
+
+    // Azure answers the same again: nothing is rewritten. Then a day of
+    // the window is restated: its period is written again.
+    let run = app.sync(&org, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    for sub in &subs {
+        let counts = &spend_step(&run, sub)["counts"];
+        assert_eq!(counts["unchanged_periods"], counts["periods"], "{counts}");
+    }
+    app.sim
+        .control_ok(
+            Method::POST,
+            "/_sim/cost/restate",
+            json!({"subscription_id": subs[0], "date": restated.to_string(), "factor": 2.0}),
+        )
+        .await;
+    let run = app.sync(&org, &id).await;
+    let counts = &spend_step(&run, &subs[0])["counts"];
+    assert_eq!(
+        counts["unchanged_periods"].as_u64(),
+        counts["periods"].as_u64().map(|p| p - 1),
+        "{counts}"
+    );
     assert_equal_to_azure(&app, &org, start, today).await;
 
     // The reconciliation is explicit: every day with Azure's total and the rows' sum.

@@ -13,7 +13,7 @@ use cloudkeep_store::{
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
-use super::{one_subscription, org, record, resource};
+use super::{one_subscription, org, record, vm1};
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
@@ -53,14 +53,7 @@ async fn budgets_stand_against_spend_and_forecast(b: TestStore) {
         store,
         &scope,
         sub.id,
-        &[resource(
-            "SUB-1",
-            "vm1",
-            "Microsoft.Compute/virtualMachines",
-            "westeurope",
-            "web",
-            &[("team", "web")],
-        )],
+        &[vm1(&[("team", "web")])],
         InventoryWrite {
             tags_read: true,
             deletions_confirmed: false,

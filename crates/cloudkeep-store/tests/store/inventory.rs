@@ -11,7 +11,7 @@ use cloudkeep_store::{
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
-use super::{WITH_TAGS, one_subscription, org, record, resource, unique};
+use super::{WITH_TAGS, one_subscription, org, record, resource, st1, unique, vm1};
 
 async fn page(store: &Store, scope: &OrgScope) -> Vec<ResourceRecord> {
     store
@@ -27,14 +27,7 @@ async fn coverage(store: &Store, scope: &OrgScope) -> TagCoverage {
 
 /// The tests' virtual machine, tagged `env`.
 fn vm(env: &str) -> ObservedResource {
-    resource(
-        "SUB-1",
-        "vm1",
-        "Microsoft.Compute/virtualMachines",
-        "westeurope",
-        "web",
-        &[("env", env)],
-    )
+    vm1(&[("env", env)])
 }
 
 /// `owner=ops` written back to the storage account `st1` of `page` (as
@@ -64,14 +57,7 @@ async fn kept_inventory_answers_follow_every_write_of_every_instance(b: TestStor
     let store = &b.store;
     let other = Store::open(&b.url).await.expect("a second instance");
     let (scope, sub, _dir) = one_subscription(store, "kept-inventory").await;
-    let st = resource(
-        "SUB-1",
-        "st1",
-        "Microsoft.Storage/storageAccounts",
-        "northeurope",
-        "data",
-        &[],
-    );
+    let st = st1("northeurope", &[]);
     record(store, &scope, sub.id, &[vm("prod"), st.clone()], WITH_TAGS)
         .await
         .expect("inventory");
@@ -163,16 +149,7 @@ async fn a_pass_through_the_kept_digest_decides_as_one_through_the_rows(b: TestS
     let store = &b.store;
     let other = Store::open(&b.url).await.expect("a second instance");
     let (scope, sub, _dir) = one_subscription(store, "kept-digest").await;
-    let st = |location: &str| {
-        resource(
-            "SUB-1",
-            "st1",
-            "Microsoft.Storage/storageAccounts",
-            location,
-            "data",
-            &[],
-        )
-    };
+    let st = |location: &str| st1(location, &[]);
     let kv = resource(
         "SUB-1",
         "kv1",

@@ -16,7 +16,7 @@ use cloudkeep_store::{
 };
 use cloudkeep_testkit::{TestStore, both_backends};
 
-use super::{one_subscription, org, record, resource};
+use super::{one_subscription, org, record, resource, st1, vm1};
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
@@ -77,22 +77,8 @@ async fn spend_rows_replace_reconcile_and_answer_analyses(b: TestStore) {
         &scope,
         sub.id,
         &[
-            resource(
-                "SUB-1",
-                "vm1",
-                "Microsoft.Compute/virtualMachines",
-                "westeurope",
-                "web",
-                &[("Env", "prod")],
-            ),
-            resource(
-                "SUB-1",
-                "st1",
-                "Microsoft.Storage/storageAccounts",
-                "northeurope",
-                "data",
-                &[("environment", "dev")],
-            ),
+            vm1(&[("Env", "prod")]),
+            st1("northeurope", &[("environment", "dev")]),
         ],
         InventoryWrite {
             tags_read: true,
@@ -300,22 +286,8 @@ async fn a_kept_analysis_follows_every_write_of_every_instance(b: TestStore) {
         "/subscriptions/SUB-1/resourceGroups/data/providers/Microsoft.Storage/storageAccounts/st1";
     let inventory = |vm_env: &'static str| {
         [
-            resource(
-                "SUB-1",
-                "vm1",
-                "Microsoft.Compute/virtualMachines",
-                "westeurope",
-                "web",
-                &[("env", vm_env)],
-            ),
-            resource(
-                "SUB-1",
-                "st1",
-                "Microsoft.Storage/storageAccounts",
-                "northeurope",
-                "data",
-                &[("environment", "dev")],
-            ),
+            vm1(&[("env", vm_env)]),
+            st1("northeurope", &[("environment", "dev")]),
         ]
     };
     let write = InventoryWrite {
@@ -512,14 +484,7 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
                 "Web",
                 &[("Env", "Prod"), ("environment", "dev"), ("owner", "alice")],
             ),
-            resource(
-                "SUB-1",
-                "st1",
-                "Microsoft.Storage/storageAccounts",
-                "northeurope",
-                "data",
-                &[("environment", "dev"), ("Owner", "Bob")],
-            ),
+            st1("northeurope", &[("environment", "dev"), ("Owner", "Bob")]),
             resource(
                 "SUB-1",
                 "db1",
@@ -848,6 +813,47 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
         .await
         .expect("the same pull");
     assert!(again.unchanged && again.rows > 0, "{again:?}");
+    let kept = store.spend_columns_warm(&scope).await.expect("kept");
+    assert!(kept.rev == rev && kept.built_in.is_none(), "{kept:?}");
+    // A window across the turn of a month is pulled as two periods, each
+    // found unchanged the next time (with the one above, which neither
+    // overlaps); a period overlapping a stored one is written again.
+    let periods = [
+        (d("2026-10-28"), d("2026-10-31")),
+        (d("2026-11-01"), d("2026-11-04")),
+    ];
+    for (round, unchanged) in [(0, false), (1, true)] {
+        for (from, to) in periods {
+            let c = store
+                .record_spend_pull(
+                    &scope,
+                    &s1,
+                    &pull_in("SUB-1", "GBP", 5.0, from, to),
+                    &position(),
+                )
+                .await
+                .expect("a period");
+            assert_eq!(c.unchanged, unchanged, "round {round}, {from}: {c:?}");
+        }
+    }
+    rev += 2;
+    for (period, unchanged) in [
+        ((d("2026-11-05"), d("2026-11-21")), true),
+        ((d("2026-11-04"), d("2026-11-05")), false),
+        ((d("2026-11-05"), d("2026-11-21")), false),
+    ] {
+        let c = store
+            .record_spend_pull(
+                &scope,
+                &s1,
+                &pull_in("SUB-1", "GBP", 5.0, period.0, period.1),
+                &position(),
+            )
+            .await
+            .expect("a period");
+        assert_eq!(c.unchanged, unchanged, "{period:?}: {c:?}");
+        rev += i64::from(!unchanged);
+    }
     let kept = store.spend_columns_warm(&scope).await.expect("kept");
     assert!(kept.rev == rev && kept.built_in.is_none(), "{kept:?}");
     let patched = store
