@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::client::AzureClient;
 use crate::error::{AzureError, truncate_raw};
 use crate::fields::number;
-use crate::paging::{Page, PageRequest, Paged, link};
+use crate::paging::{Page, PageRequest, Paged, link, tree};
 use crate::token::AccessToken;
 
 const COST_API: &str = "2025-03-01";
@@ -395,7 +395,11 @@ impl AzureClient {
             })
         });
         let cost_column = query.cost_column.trim().to_string();
-        self.paged(token, first, move |page| cost_page(page, &cost_column))
+        self.paged(
+            token,
+            first,
+            tree(move |page| cost_page(page, &cost_column)),
+        )
     }
 }
 

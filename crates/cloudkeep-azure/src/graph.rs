@@ -8,7 +8,7 @@ use crate::client::AzureClient;
 use crate::error::{AzureError, truncate_raw};
 use crate::fields::flag;
 use crate::inventory::{AzureResource, resource_from};
-use crate::paging::{Next, Page, PageRequest, Paged};
+use crate::paging::{Next, Page, PageRequest, Paged, tree};
 use crate::token::AccessToken;
 
 const GRAPH_API: &str = "2024-04-01";
@@ -127,7 +127,7 @@ impl AzureClient {
             &[("api-version", GRAPH_API)],
         );
         let first = url.map(|url| PageRequest::post(url, query.body()));
-        self.paged(token, first, graph_page)
+        self.paged(token, first, tree(graph_page))
     }
 
     /// Every resource of the given subscriptions (all readable ones when

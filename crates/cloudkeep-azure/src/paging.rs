@@ -137,7 +137,7 @@ struct Cursor<'a, P> {
 
 impl<T, P> Cursor<'_, P>
 where
-    P: Fn(&Value) -> Result<Page<T>, AzureError>,
+    P: Fn(&[u8]) -> Result<Page<T>, AzureError>,
 {
     /// The next page with items, or `None` at the end.
     async fn next_page(&mut self) -> Result<Option<Vec<T>>, AzureError> {
@@ -149,7 +149,7 @@ where
                     "the list at {path} did not end after {MAX_PAGES} pages"
                 )));
             }
-            let Some(body) = self.client.fetch(self.token, &request).await? else {
+            let Some(body) = self.client.fetch_body(self.token, &request).await? else {
                 break;
             };
             let page = (self.parse)(&body).map_err(|e| match e {
@@ -235,6 +235,30 @@ pub(crate) fn arm_page_of<T>(
     })
 }
 
+/// An answer's body as a JSON object.
+pub(crate) fn json_object(body: &[u8]) -> Result<Value, AzureError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        AzureError::Malformed(format!(
+            "the answer is not JSON ({e}): {}",
+            truncate_raw(&String::from_utf8_lossy(body))
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(AzureError::Malformed(format!(
+            "the answer is not a JSON object: {}",
+            truncate_raw(&value.to_string())
+        )));
+    }
+    Ok(value)
+}
+
+/// A page parser over the page's JSON object.
+pub(crate) fn tree<T>(
+    parse: impl Fn(&Value) -> Result<Page<T>, AzureError>,
+) -> impl Fn(&[u8]) -> Result<Page<T>, AzureError> {
+    move |body| parse(&json_object(body)?)
+}
+
 /// A link or token that is a non-empty string; anything else is the end.
 pub(crate) fn link(v: Option<&Value>) -> Option<Next> {
     match v {
@@ -245,7 +269,9 @@ pub(crate) fn link(v: Option<&Value>) -> Option<Next> {
 
 impl AzureClient {
     /// The items of pages asked by `first` and then as each page says,
-    /// parsed by `parse`, as they are taken.
+    /// each page's body parsed by `parse` (a JSON tree through `tree`, or
+    /// typed: a page read without building the tree first), as they are
+    /// taken.
     pub(crate) fn paged<'a, T, P>(
         &'a self,
         token: &'a AccessToken,
@@ -254,7 +280,7 @@ impl AzureClient {
     ) -> Paged<'a, T>
     where
         T: Send + 'a,
-        P: Fn(&Value) -> Result<Page<T>, AzureError> + Send + 'a,
+        P: Fn(&[u8]) -> Result<Page<T>, AzureError> + Send + 'a,
     {
         let first = match first {
             Ok(first) => first,
@@ -286,9 +312,11 @@ impl AzureClient {
         first: Result<Url, AzureError>,
         item: fn(&Value) -> Result<T, AzureError>,
     ) -> Paged<'a, T> {
-        self.paged(token, first.map(PageRequest::get), move |page| {
-            arm_page_of(page, item)
-        })
+        self.paged(
+            token,
+            first.map(PageRequest::get),
+            tree(move |page| arm_page_of(page, item)),
+        )
     }
 
     /// The items of `/subscriptions/{s}/providers/{path...}`, each read by
@@ -322,6 +350,24 @@ impl AzureClient {
         token: &AccessToken,
         request: &PageRequest,
     ) -> Result<Option<Value>, AzureError> {
+        let path = request.url.path();
+        self.fetch_body(token, request)
+            .await?
+            .map(|body| {
+                json_object(&body).map_err(|e| match e {
+                    AzureError::Malformed(m) => AzureError::Malformed(format!("{path}: {m}")),
+                    other => other,
+                })
+            })
+            .transpose()
+    }
+
+    /// One request's successful answer, or `None` for a 204 or an empty body.
+    pub(crate) async fn fetch_body(
+        &self,
+        token: &AccessToken,
+        request: &PageRequest,
+    ) -> Result<Option<Vec<u8>>, AzureError> {
         let policy = Policy {
             qpu: request.qpu_units.map(|units| QpuCharge {
                 tenant: &token.tenant_id,
@@ -349,20 +395,7 @@ impl AzureClient {
         {
             return Ok(None);
         }
-        let path = request.url.path();
-        let value: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-            AzureError::Malformed(format!(
-                "the answer of {path} is not JSON ({e}): {}",
-                truncate_raw(&String::from_utf8_lossy(&answer.body))
-            ))
-        })?;
-        if !value.is_object() {
-            return Err(AzureError::Malformed(format!(
-                "the answer of {path} is not a JSON object: {}",
-                truncate_raw(&value.to_string())
-            )));
-        }
-        Ok(Some(value))
+        Ok(Some(answer.body))
     }
 
     /// One ARM object by `GET`; an empty answer is malformed.

@@ -23,7 +23,7 @@ use crate::audit::AuditEntry;
 use crate::connections::SubscriptionRecord;
 use crate::inventory::Tags;
 use crate::sql::{Arg, Sql, bulk_insert};
-use crate::{OrgScope, Result, Store, StoreError, parse, within};
+use crate::{Backend, OrgScope, Result, Store, StoreError, Tx, parse, within};
 
 /// The most required keys an organisation may list: each is a column of
 /// every coverage query.
@@ -475,86 +475,24 @@ impl Store {
 
     /// Replaces the stored tags of a subscription and its resource groups
     /// (an inventory pass). Below the levels that read tags nothing is
-    /// kept, whatever is given.
+    /// kept, whatever is given. The inventory collector writes them with
+    /// the subscription's resources instead (`InventoryWrite::scope_tags`).
     pub async fn record_scope_tags(
         &self,
         scope: &OrgScope,
         sub: &SubscriptionRecord,
         tags: Option<&ScopeTags>,
     ) -> Result<u64> {
-        let org = scope.id();
-        let sub_id = sub.id.to_string();
-        // (group, key_lower) → (tag_key, tag_value): Azure compares group
-        // names and keys without case, so one row per group and key.
-        let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
-        if let Some(t) = tags.filter(|_| sub.sync_level.reads_tags()) {
-            let groups = std::iter::once(("", &t.subscription))
-                .chain(t.resource_groups.iter().map(|(g, t)| (g.as_str(), t)));
-            for (group, tags) in groups {
-                for (k, v) in tags {
-                    wanted
-                        .entry((group.to_lowercase(), k.to_lowercase()))
-                        .or_insert_with(|| (k.clone(), v.clone()));
-                }
-            }
-        }
-        // Unchanged (the usual sync) writes nothing.
-        let stored: BTreeMap<(String, String), (String, String)> = sqlx::query(
-            "SELECT resource_group, key_lower, tag_key, tag_value FROM scope_tags \
-             WHERE org_id = $1 AND subscription_id = $2",
-        )
-        .bind(&org)
-        .bind(&sub_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                (r.try_get(0)?, r.try_get(1)?),
-                (r.try_get(2)?, r.try_get(3)?),
-            ))
-        })
-        .collect::<Result<_>>()?;
+        let wanted = scope_tag_rows(sub, tags);
         let count = wanted.len() as u64;
-        if stored == wanted {
+        // Unchanged (the usual sync) writes nothing.
+        if stored_scope_tags(&self.pool, scope, sub).await? == wanted {
             return Ok(count);
         }
-        let rows: Vec<Vec<Arg>> = wanted
-            .into_iter()
-            .map(|((group, key_lower), (k, v))| {
-                vec![
-                    org.clone().into(),
-                    sub_id.clone().into(),
-                    group.into(),
-                    key_lower.into(),
-                    k.into(),
-                    v.into(),
-                ]
-            })
-            .collect();
         // Read again from Azure at every sync, as the inventory is: the
         // commit need not wait for the disk.
         let mut tx = self.begin_relaxed_write().await?;
-        sqlx::query("DELETE FROM scope_tags WHERE org_id = $1 AND subscription_id = $2")
-            .bind(&org)
-            .bind(&sub_id)
-            .execute(&mut *tx)
-            .await?;
-        bulk_insert(
-            &mut tx,
-            self.backend,
-            "scope_tags",
-            &[
-                "org_id",
-                "subscription_id",
-                "resource_group",
-                "key_lower",
-                "tag_key",
-                "tag_value",
-            ],
-            rows,
-        )
-        .await?;
+        write_scope_tags(&mut tx, self.backend, scope, sub, wanted).await?;
         tx.commit().await?;
         Ok(count)
     }
@@ -983,6 +921,111 @@ fn majority(
         .into_iter()
         .find(|(_, c)| c * 2 > carrying)
         .map(|(v, _)| v)
+}
+
+/// A subscription's scope tags as stored: (group, key_lower) → (tag_key,
+/// tag_value), the subscription's own under the group "". Azure compares
+/// group names and keys without case, so one row per group and key.
+type ScopeTagRows = BTreeMap<(String, String), (String, String)>;
+
+/// The rows `scope_tags` holds for what Azure answered: none below the
+/// levels that read tags.
+fn scope_tag_rows(sub: &SubscriptionRecord, tags: Option<&ScopeTags>) -> ScopeTagRows {
+    let mut wanted = ScopeTagRows::new();
+    if let Some(t) = tags.filter(|_| sub.sync_level.reads_tags()) {
+        let groups = std::iter::once(("", &t.subscription))
+            .chain(t.resource_groups.iter().map(|(g, t)| (g.as_str(), t)));
+        for (group, tags) in groups {
+            for (k, v) in tags {
+                wanted
+                    .entry((group.to_lowercase(), k.to_lowercase()))
+                    .or_insert_with(|| (k.clone(), v.clone()));
+            }
+        }
+    }
+    wanted
+}
+
+async fn stored_scope_tags<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    scope: &OrgScope,
+    sub: &SubscriptionRecord,
+) -> Result<ScopeTagRows> {
+    sqlx::query(
+        "SELECT resource_group, key_lower, tag_key, tag_value FROM scope_tags \
+         WHERE org_id = $1 AND subscription_id = $2",
+    )
+    .bind(scope.id())
+    .bind(sub.id.to_string())
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok((
+            (r.try_get(0)?, r.try_get(1)?),
+            (r.try_get(2)?, r.try_get(3)?),
+        ))
+    })
+    .collect()
+}
+
+async fn write_scope_tags(
+    tx: &mut Tx,
+    backend: Backend,
+    scope: &OrgScope,
+    sub: &SubscriptionRecord,
+    wanted: ScopeTagRows,
+) -> Result<()> {
+    let (org, sub_id) = (scope.id(), sub.id.to_string());
+    sqlx::query("DELETE FROM scope_tags WHERE org_id = $1 AND subscription_id = $2")
+        .bind(&org)
+        .bind(&sub_id)
+        .execute(&mut **tx)
+        .await?;
+    let rows: Vec<Vec<Arg>> = wanted
+        .into_iter()
+        .map(|((group, key_lower), (k, v))| {
+            vec![
+                org.clone().into(),
+                sub_id.clone().into(),
+                group.into(),
+                key_lower.into(),
+                k.into(),
+                v.into(),
+            ]
+        })
+        .collect();
+    bulk_insert(
+        tx,
+        backend,
+        "scope_tags",
+        &[
+            "org_id",
+            "subscription_id",
+            "resource_group",
+            "key_lower",
+            "tag_key",
+            "tag_value",
+        ],
+        rows,
+    )
+    .await
+}
+
+/// Replaces a subscription's scope tags in the caller's write
+/// transaction, unless they are the stored ones (`None`: none kept).
+pub(crate) async fn replace_scope_tags(
+    tx: &mut Tx,
+    backend: Backend,
+    scope: &OrgScope,
+    sub: &SubscriptionRecord,
+    tags: Option<&ScopeTags>,
+) -> Result<()> {
+    let wanted = scope_tag_rows(sub, tags);
+    if stored_scope_tags(&mut **tx, scope, sub).await? != wanted {
+        write_scope_tags(tx, backend, scope, sub, wanted).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::connections::SubscriptionRecord;
+use crate::coverage::{ScopeTags, replace_scope_tags};
 use crate::inventory_digest::{Digest, Digests, Entry, Fields};
 use crate::page::{Cursor, Page, PageRequest, bad_cursor};
 use crate::sql::{Arg, Sql, bulk_insert};
@@ -83,12 +84,18 @@ impl From<InventoryCounts> for Counts {
 
 /// How `record_inventory` writes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct InventoryWrite {
+pub struct InventoryWrite<'a> {
     /// Tags are read at the subscription's level: store and compare them.
     pub tags_read: bool,
     /// The caller read the listing twice and both agree: apply it even if
     /// it deletes most of the subscription.
     pub deletions_confirmed: bool,
+    /// The tags of the subscription and its resource groups, read with
+    /// the listing: they replace the stored ones in the same transaction
+    /// (as `record_scope_tags` would, without a second turn at the write
+    /// lock). `None` keeps the stored ones (they could not be read).
+    /// Without `tags_read` the stored ones are dropped either way.
+    pub scope_tags: Option<&'a ScopeTags>,
 }
 
 /// Live resources and their tags, counted.
@@ -410,7 +417,7 @@ impl Store {
         subscription: &SubscriptionRecord,
         run_id: Uuid,
         observed: &[ObservedResource],
-        write: InventoryWrite,
+        write: InventoryWrite<'_>,
     ) -> Result<InventoryCounts> {
         let now = self.now_ms();
         // Diffed outside the write lock, so SQLite's one writer is held
@@ -443,6 +450,10 @@ impl Store {
         let counts = plan.counts;
         self.apply_inventory(&mut tx, scope, run_id, plan, rows, now)
             .await?;
+        if write.scope_tags.is_some() || !write.tags_read {
+            let tags = write.scope_tags.filter(|_| write.tags_read);
+            replace_scope_tags(&mut tx, self.backend, scope, subscription, tags).await?;
+        }
         tx.commit().await?;
         if let Some(next) = next {
             digests.keep(scope.id().as_str(), subscription.id, rev, next);
@@ -994,7 +1005,7 @@ async fn plan_inventory<'a>(
     scope: &OrgScope,
     subscription: &SubscriptionRecord,
     observed: &'a [ObservedResource],
-    write: InventoryWrite,
+    write: InventoryWrite<'_>,
 ) -> Result<InventoryPlan<'a>> {
     let sub = sqlx::query(
         "SELECT inventory_at, resources_rev FROM subscriptions WHERE org_id = $1 AND subscription_id = $2",

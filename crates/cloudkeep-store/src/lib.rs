@@ -559,6 +559,15 @@ fn pool_options(backend: Backend, connections: u32, durable: bool) -> AnyPoolOpt
                     sqlx::query(&format!("PRAGMA synchronous = {sync}"))
                         .execute(&mut *conn)
                         .await?;
+                    if !durable {
+                        // Each multi-row insert of an inventory copies the
+                        // pages it touches into a statement journal first:
+                        // in memory, not a temporary file (measured: a
+                        // tenth of the writer's time was that file's writes).
+                        sqlx::query("PRAGMA temp_store = MEMORY")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                 }
                 Ok(())
             })

@@ -42,14 +42,16 @@ mod spend;
 mod tag_aliases;
 
 /// Tags are read and stored; a mass deletion is refused.
-const WITH_TAGS: InventoryWrite = InventoryWrite {
+const WITH_TAGS: InventoryWrite<'static> = InventoryWrite {
     tags_read: true,
     deletions_confirmed: false,
+    scope_tags: None,
 };
 /// Tags are not read.
-const WITHOUT_TAGS: InventoryWrite = InventoryWrite {
+const WITHOUT_TAGS: InventoryWrite<'static> = InventoryWrite {
     tags_read: false,
     deletions_confirmed: false,
+    scope_tags: None,
 };
 
 fn unique(prefix: &str) -> String {
@@ -475,7 +477,7 @@ async fn record(
     scope: &OrgScope,
     sub: SubscriptionId,
     observed: &[ObservedResource],
-    write: InventoryWrite,
+    write: InventoryWrite<'_>,
 ) -> Result<InventoryCounts, StoreError> {
     let current = store.subscription(scope, sub).await.expect("subscription");
     store
@@ -1272,6 +1274,7 @@ async fn inventory_records_only_what_changed(b: TestStore) {
             let write = InventoryWrite {
                 tags_read,
                 deletions_confirmed: false,
+                scope_tags: None,
             };
             let c: InventoryCounts = store
                 .record_inventory(&scope, &sub, run.id, &seen, write)

@@ -57,6 +57,7 @@ async fn budgets_stand_against_spend_and_forecast(b: TestStore) {
         InventoryWrite {
             tags_read: true,
             deletions_confirmed: false,
+            scope_tags: None,
         },
     )
     .await

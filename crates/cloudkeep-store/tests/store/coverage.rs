@@ -85,6 +85,7 @@ async fn coverage_counts_cost_and_resources_and_suggests_values(b: TestStore) {
         InventoryWrite {
             tags_read: true,
             deletions_confirmed: false,
+            scope_tags: None,
         },
     )
     .await
@@ -457,4 +458,79 @@ async fn coverage_counts_cost_and_resources_and_suggests_values(b: TestStore) {
             .flat_map(|i| &i.missing)
             .all(|m| m.suggestion.is_none())
     );
+}
+
+both_backends!(group_and_subscription_tags_are_written_with_the_inventory);
+async fn group_and_subscription_tags_are_written_with_the_inventory(b: TestStore) {
+    let store = &b.store;
+    let (scope, sub, _dir) = one_subscription(store, "scope-with-inventory").await;
+    let listing = [resource(
+        "SUB-1",
+        "vm1",
+        VM,
+        "westeurope",
+        "Web",
+        &[("env", "prod")],
+    )];
+    let first = ScopeTags {
+        subscription: tags(&[("Cost-Center", "CC-1")]),
+        resource_groups: BTreeMap::from([("Web".to_string(), tags(&[("owner", "web-team")]))]),
+    };
+    let write = |scope_tags| InventoryWrite {
+        tags_read: true,
+        deletions_confirmed: false,
+        scope_tags,
+    };
+    let stored = || async { store.scope_tags(&scope, sub.id).await.expect("scope tags") };
+    let as_stored = |t: &ScopeTags| ScopeTags {
+        subscription: t.subscription.clone(),
+        resource_groups: t
+            .resource_groups
+            .iter()
+            .map(|(g, t)| (g.to_lowercase(), t.clone()))
+            .collect(),
+    };
+
+    record(store, &scope, sub.id, &listing, write(Some(&first)))
+        .await
+        .expect("inventory");
+    assert_eq!(stored().await, as_stored(&first));
+    assert_eq!(
+        store
+            .resource_count(&scope, &Default::default())
+            .await
+            .expect("count"),
+        1,
+        "the resources went in with them"
+    );
+
+    // Not read this time (Azure failed to answer): the stored ones stay.
+    record(store, &scope, sub.id, &listing, write(None))
+        .await
+        .expect("inventory");
+    assert_eq!(stored().await, as_stored(&first));
+
+    // Read again and changed: replaced, the group gone from Azure too.
+    let second = ScopeTags {
+        subscription: tags(&[("cost-center", "CC-2"), ("env", "prod")]),
+        resource_groups: BTreeMap::new(),
+    };
+    record(store, &scope, sub.id, &listing, write(Some(&second)))
+        .await
+        .expect("inventory");
+    assert_eq!(stored().await, second);
+
+    // At a level that reads no tags, none are kept, whatever is given.
+    let untagged = InventoryWrite {
+        tags_read: false,
+        ..write(Some(&first))
+    };
+    record(store, &scope, sub.id, &listing, untagged)
+        .await
+        .expect("inventory");
+    store
+        .set_sync_level(&scope, sub.id, SyncLevel::ReadWriteTags, "user:test")
+        .await
+        .expect("level");
+    assert_eq!(stored().await, ScopeTags::default());
 }

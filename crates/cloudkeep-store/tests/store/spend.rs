@@ -83,6 +83,7 @@ async fn spend_rows_replace_reconcile_and_answer_analyses(b: TestStore) {
         InventoryWrite {
             tags_read: true,
             deletions_confirmed: false,
+            scope_tags: None,
         },
     )
     .await
@@ -293,6 +294,7 @@ async fn a_kept_analysis_follows_every_write_of_every_instance(b: TestStore) {
     let write = InventoryWrite {
         tags_read: true,
         deletions_confirmed: false,
+        scope_tags: None,
     };
     record(store, &scope, sub.id, &inventory("prod"), write)
         .await
@@ -467,6 +469,7 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
     let write = InventoryWrite {
         tags_read: true,
         deletions_confirmed: false,
+        scope_tags: None,
     };
     let vm = "Microsoft.Compute/virtualMachines";
     // Two aliased keys on vm1 with values whose order depends on the

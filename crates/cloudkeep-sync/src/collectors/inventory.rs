@@ -25,11 +25,17 @@ impl Collector for Inventory {
     ) -> BoxFuture<'a, Result<Counts, CollectError>> {
         Box::pin(async move {
             let tags_read = ctx.subscription.sync_level.reads_tags();
+            // The subscription's and its groups' tags are read beside the
+            // listing and written with it: one turn at the store's writer
+            // per subscription, not two.
+            let (observed, scope_tags) =
+                tokio::join!(list(&ctx, tags_read), read_scope_tags(&ctx, tags_read));
+            let observed = observed?;
             let write = InventoryWrite {
                 tags_read,
                 deletions_confirmed: false,
+                scope_tags: scope_tags.as_ref(),
             };
-            let observed = list(&ctx, tags_read).await?;
             let counts = match ctx
                 .store
                 .record_inventory(ctx.scope, ctx.subscription, ctx.run.id, &observed, write)
@@ -65,23 +71,19 @@ impl Collector for Inventory {
                 }
                 other => other?,
             };
-            record_scope_tags(&ctx, tags_read).await?;
             Ok(Counts::from(counts))
         })
     }
 }
 
 /// The tags of the subscription and its resource groups, where a missing
-/// resource tag's suggested value comes from (tag coverage): read and kept
-/// only when the level reads tags, dropped otherwise. A failed read keeps
-/// what was stored and is logged: the resources were recorded, and a
+/// resource tag's suggested value comes from (tag coverage): read only when
+/// the level reads tags. A failed read is logged and answers `None`, which
+/// keeps what was stored: the resources are still recorded, and a
 /// suggestion one sync old is still a suggestion.
-async fn record_scope_tags(ctx: &CollectContext<'_>, tags_read: bool) -> Result<(), CollectError> {
+async fn read_scope_tags(ctx: &CollectContext<'_>, tags_read: bool) -> Option<ScopeTags> {
     if !tags_read {
-        ctx.store
-            .record_scope_tags(ctx.scope, ctx.subscription, None)
-            .await?;
-        return Ok(());
+        return None;
     }
     let sub = &ctx.subscription.azure_id;
     let read = async {
@@ -99,16 +101,12 @@ async fn record_scope_tags(ctx: &CollectContext<'_>, tags_read: bool) -> Result<
         })
     };
     match read.await {
-        Ok(tags) => {
-            ctx.store
-                .record_scope_tags(ctx.scope, ctx.subscription, Some(&tags))
-                .await?;
-        }
+        Ok(tags) => Some(tags),
         Err(error) => {
             tracing::warn!(subscription = %sub, %error, "resource group and subscription tags not read; keeping the stored ones");
+            None
         }
     }
-    Ok(())
 }
 
 /// The subscription's resources as Azure lists them now.

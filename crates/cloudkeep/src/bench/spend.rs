@@ -245,6 +245,7 @@ async fn inventory(store: &Store, setup: &SyncSetup, e: &Estate) -> Result<()> {
                 InventoryWrite {
                     tags_read: true,
                     deletions_confirmed: true,
+                    scope_tags: None,
                 },
             )
             .await?;
