@@ -493,7 +493,7 @@ impl Store {
         // commit need not wait for the disk.
         let mut tx = self.begin_relaxed_write().await?;
         write_scope_tags(&mut tx, self.backend, scope, sub, wanted).await?;
-        tx.commit().await?;
+        self.commit_relaxed(tx).await?;
         Ok(count)
     }
 

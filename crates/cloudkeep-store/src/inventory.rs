@@ -454,7 +454,7 @@ impl Store {
             let tags = write.scope_tags.filter(|_| write.tags_read);
             replace_scope_tags(&mut tx, self.backend, scope, subscription, tags).await?;
         }
-        tx.commit().await?;
+        self.commit_relaxed(tx).await?;
         if let Some(next) = next {
             digests.keep(scope.id().as_str(), subscription.id, rev, next);
         }

@@ -238,3 +238,45 @@ async fn a_pass_through_the_kept_digest_decides_as_one_through_the_rows(b: TestS
     assert_eq!(now, page(&other, &scope).await, "as read afresh");
     other.close().await;
 }
+
+/// The inventory's writer does not checkpoint SQLite's log itself (its
+/// commits would wait for the copy into the database file and the disk):
+/// a task beside it does, so the database file takes the rows with no
+/// other write coming after.
+#[tokio::test]
+async fn the_inventorys_commits_reach_the_sqlite_database_file_through_a_checkpoint_beside_it() {
+    let b = cloudkeep_testkit::sqlite_store().await;
+    let store = &b.store;
+    let (scope, sub, _dir) = one_subscription(store, "checkpoint").await;
+    let path = std::path::PathBuf::from(b.url.trim_start_matches("sqlite://"));
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = size(&path);
+    let listing: Vec<ObservedResource> = (0..3000)
+        .map(|i| {
+            resource(
+                "SUB-1",
+                &format!("vm-{i:05}"),
+                "Microsoft.Compute/virtualMachines",
+                "westeurope",
+                "web",
+                &[("env", "prod"), ("owner", "ann")],
+            )
+        })
+        .collect();
+    record(store, &scope, sub.id, &listing, WITH_TAGS)
+        .await
+        .expect("inventory");
+    let wal = path.with_extension("db-wal");
+    assert!(size(&wal) > 2_000_000, "the rows went to the log first");
+    cloudkeep_testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "the rows checkpointed into the database file",
+        || async {
+            match size(&path) {
+                n if n >= before + 2_000_000 => Ok(()),
+                n => Err(format!("database file {n} bytes, log {} bytes", size(&wal))),
+            }
+        },
+    )
+    .await;
+}

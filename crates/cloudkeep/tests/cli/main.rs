@@ -210,8 +210,9 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     let dir = tempfile::tempdir().expect("dir");
     let ready = dir.path().join("ready.json");
     let port = free_port();
-    let _demo = Killed(
+    let demo = Killed(
         Command::new(BIN)
+            .env_remove("MALLOC_ARENA_MAX")
             .args([
                 "demo",
                 "--data-dir",
@@ -243,6 +244,26 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
         "ca",
     ] {
         assert!(info[k].is_string(), "{k} in {info}");
+    }
+    // The process runs with glibc's arenas limited (it starts itself again
+    // with `MALLOC_ARENA_MAX` set: the same process id, its name as given).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let proc = std::path::PathBuf::from(format!("/proc/{}", demo.pid()));
+        let environ = std::fs::read(proc.join("environ")).expect("environ");
+        assert!(
+            environ
+                .split(|b| *b == 0)
+                .any(|v| v == b"MALLOC_ARENA_MAX=4"),
+            "the demo's environment: {}",
+            String::from_utf8_lossy(&environ)
+        );
+        let cmdline = std::fs::read(proc.join("cmdline")).expect("cmdline");
+        assert_eq!(
+            cmdline.split(|b| *b == 0).next(),
+            Some(BIN.as_bytes()),
+            "argv[0] as given"
+        );
     }
     let url = info["url"].as_str().expect("url");
     let token = info["api_token"].as_str().expect("token");
