@@ -473,30 +473,6 @@ impl Store {
         Ok(clean)
     }
 
-    /// Replaces the stored tags of a subscription and its resource groups
-    /// (an inventory pass). Below the levels that read tags nothing is
-    /// kept, whatever is given. The inventory collector writes them with
-    /// the subscription's resources instead (`InventoryWrite::scope_tags`).
-    pub async fn record_scope_tags(
-        &self,
-        scope: &OrgScope,
-        sub: &SubscriptionRecord,
-        tags: Option<&ScopeTags>,
-    ) -> Result<u64> {
-        let wanted = scope_tag_rows(sub, tags);
-        let count = wanted.len() as u64;
-        // Unchanged (the usual sync) writes nothing.
-        if stored_scope_tags(&self.pool, scope, sub).await? == wanted {
-            return Ok(count);
-        }
-        // Read again from Azure at every sync, as the inventory is: the
-        // commit need not wait for the disk.
-        let mut tx = self.begin_relaxed_write().await?;
-        write_scope_tags(&mut tx, self.backend, scope, sub, wanted).await?;
-        self.commit_relaxed(tx).await?;
-        Ok(count)
-    }
-
     /// The stored tags of a subscription and its resource groups (none
     /// while its level does not read tags). Group names are lower case.
     pub async fn scope_tags(&self, scope: &OrgScope, sub: SubscriptionId) -> Result<ScopeTags> {
@@ -1013,7 +989,9 @@ async fn write_scope_tags(
 }
 
 /// Replaces a subscription's scope tags in the caller's write
-/// transaction, unless they are the stored ones (`None`: none kept).
+/// transaction (an inventory pass, `InventoryWrite::scope_tags`), unless
+/// they are the stored ones. `None`, or a level below those that read
+/// tags, keeps none.
 pub(crate) async fn replace_scope_tags(
     tx: &mut Tx,
     backend: Backend,

@@ -92,8 +92,8 @@ pub struct InventoryWrite<'a> {
     pub deletions_confirmed: bool,
     /// The tags of the subscription and its resource groups, read with
     /// the listing: they replace the stored ones in the same transaction
-    /// (as `record_scope_tags` would, without a second turn at the write
-    /// lock). `None` keeps the stored ones (they could not be read).
+    /// (one turn at the write lock per subscription). `None` keeps the
+    /// stored ones (they could not be read).
     /// Without `tags_read` the stored ones are dropped either way.
     pub scope_tags: Option<&'a ScopeTags>,
 }

@@ -85,26 +85,27 @@ async fn coverage_counts_cost_and_resources_and_suggests_values(b: TestStore) {
         InventoryWrite {
             tags_read: true,
             deletions_confirmed: false,
-            scope_tags: None,
-        },
-    )
-    .await
-    .expect("inventory");
-    let stored = store
-        .record_scope_tags(
-            &scope,
-            &sub,
-            Some(&ScopeTags {
+            scope_tags: Some(&ScopeTags {
                 subscription: tags(&[("Env", "prod"), ("cost-center", "CC-1")]),
                 resource_groups: BTreeMap::from([
                     ("Web".to_string(), tags(&[("owner", "web-team")])),
                     ("data".to_string(), Tags::new()),
                 ]),
             }),
-        )
-        .await
-        .expect("scope tags");
-    assert_eq!(stored, 3);
+        },
+    )
+    .await
+    .expect("inventory");
+    let stored = store.scope_tags(&scope, sub.id).await.expect("scope tags");
+    assert_eq!(
+        stored.subscription.len()
+            + stored
+                .resource_groups
+                .values()
+                .map(Tags::len)
+                .sum::<usize>(),
+        3
+    );
 
     let (vm1, vm2, st1) = (
         arm("web", VM, "vm1"),
@@ -429,18 +430,6 @@ async fn coverage_counts_cost_and_resources_and_suggests_values(b: TestStore) {
         ScopeTags::default()
     );
     let sub = store.subscription(&scope, sub.id).await.expect("sub");
-    let kept = store
-        .record_scope_tags(
-            &scope,
-            &sub,
-            Some(&ScopeTags {
-                subscription: tags(&[("env", "prod")]),
-                ..Default::default()
-            }),
-        )
-        .await
-        .expect("no tags");
-    assert_eq!(kept, 0, "nothing is kept at no_tags");
     store.refresh_spend_tags(&scope, &sub).await.expect("tags");
     let none = store
         .required_tag_coverage(&scope, &q(None, CoverageScope::default(), vec![]))
@@ -533,4 +522,22 @@ async fn group_and_subscription_tags_are_written_with_the_inventory(b: TestStore
         .await
         .expect("level");
     assert_eq!(stored().await, ScopeTags::default());
+
+    // Nor at a level below them, even when tags are given as read.
+    store
+        .set_sync_level(&scope, sub.id, SyncLevel::NoTags, "user:test")
+        .await
+        .expect("level");
+    record(store, &scope, sub.id, &listing, write(Some(&first)))
+        .await
+        .expect("inventory");
+    store
+        .set_sync_level(&scope, sub.id, SyncLevel::ReadWriteTags, "user:test")
+        .await
+        .expect("level");
+    assert_eq!(
+        stored().await,
+        ScopeTags::default(),
+        "nothing is kept at no_tags"
+    );
 }
