@@ -509,34 +509,41 @@ async fn group_and_subscription_tags_are_written_with_the_inventory(b: TestStore
         .expect("inventory");
     assert_eq!(stored().await, second);
 
-    // At a level that reads no tags, none are kept, whatever is given.
+    // Recorded at a level, then read back at one that reads tags.
+    let recorded_at = |level: SyncLevel, w| {
+        let (scope, listing) = (&scope, &listing);
+        async move {
+            for l in [level, SyncLevel::ReadWriteTags] {
+                store
+                    .set_sync_level(scope, sub.id, l, "user:test")
+                    .await
+                    .expect("level");
+                if l == level {
+                    record(store, scope, sub.id, listing, w)
+                        .await
+                        .expect("inventory");
+                }
+            }
+            store.scope_tags(scope, sub.id).await.expect("scope tags")
+        }
+    };
+    // Where tags are not read, none are kept, whatever is given.
     let untagged = InventoryWrite {
         tags_read: false,
-        ..write(Some(&first))
+        deletions_confirmed: false,
+        scope_tags: Some(&first),
     };
-    record(store, &scope, sub.id, &listing, untagged)
-        .await
-        .expect("inventory");
-    store
-        .set_sync_level(&scope, sub.id, SyncLevel::ReadWriteTags, "user:test")
-        .await
-        .expect("level");
-    assert_eq!(stored().await, ScopeTags::default());
-
-    // Nor at a level below them, even when tags are given as read.
-    store
-        .set_sync_level(&scope, sub.id, SyncLevel::NoTags, "user:test")
-        .await
-        .expect("level");
-    record(store, &scope, sub.id, &listing, write(Some(&first)))
-        .await
-        .expect("inventory");
-    store
-        .set_sync_level(&scope, sub.id, SyncLevel::ReadWriteTags, "user:test")
-        .await
-        .expect("level");
     assert_eq!(
-        stored().await,
+        recorded_at(SyncLevel::ReadWriteTags, untagged).await,
+        ScopeTags::default()
+    );
+    // Nor at a level below them, even when tags are given as read.
+    let read = InventoryWrite {
+        tags_read: true,
+        ..untagged
+    };
+    assert_eq!(
+        recorded_at(SyncLevel::NoTags, read).await,
         ScopeTags::default(),
         "nothing is kept at no_tags"
     );
