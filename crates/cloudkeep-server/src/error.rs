@@ -60,7 +60,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Seconds to wait before trying again (`Retry-After`), for a 429.
+    /// Seconds to wait before trying again (`Retry-After`), for a 429 or a 503.
     pub retry_after: Option<u64>,
 }
 
@@ -159,6 +159,14 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Invalid(message) => ApiError::unprocessable("invalid", message),
             StoreError::State(message) => ApiError::new(StatusCode::CONFLICT, "state", message),
+            busy @ StoreError::Busy(_) => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    format!("{busy}; nothing was changed, try again"),
+                )
+            },
             other => ApiError::internal("store", other),
         }
     }

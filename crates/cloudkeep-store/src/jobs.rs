@@ -54,6 +54,7 @@ impl Store {
             let connection: String = row.try_get("connection_id")?;
             // Re-checked in the insert itself: a run that finished since the
             // SELECT has moved `next_sync_at`, and must not be queued again.
+            let turn = self.write_turn().await?;
             let inserted = sqlx::query(
                 "INSERT INTO jobs (org_id, job_id, kind, connection_id, status, run_at, created_at) \
                  SELECT $1, $2, $3, c.connection_id, 'queued', $5, $5 FROM connections c \
@@ -67,6 +68,7 @@ impl Store {
             .bind(now_ms)
             .execute(&self.pool)
             .await;
+            drop(turn);
             match inserted {
                 Ok(done) => queued += done.rows_affected(),
                 // Another process queued it first: the unique index holds one active job.
@@ -97,6 +99,7 @@ impl Store {
                ORDER BY run_at, job_id LIMIT 1 {lock}) \
              RETURNING job_id, kind, connection_id, attempts, run_at"
         );
+        let _turn = self.write_turn().await?;
         let row = sqlx::query(&sql)
             .bind(scope.id())
             .bind(worker)
@@ -116,6 +119,7 @@ impl Store {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await?;
         let done = sqlx::query("UPDATE jobs SET lease_until = $4 WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'")
             .bind(scope.id())
             .bind(id.to_string())
@@ -134,6 +138,7 @@ impl Store {
         worker: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'done', finished_at = $4, lease_until = NULL \
              WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'",
@@ -166,6 +171,7 @@ impl Store {
                 Some(now.timestamp_millis()),
             ),
         };
+        let _turn = self.write_turn().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = $4, run_at = $5, last_error = $6, finished_at = $7, lease_until = NULL \
              WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'",

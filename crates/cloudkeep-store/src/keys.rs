@@ -66,6 +66,7 @@ impl Store {
         }
         let key = DataKey::generate();
         let wrapped = provider.wrap(scope.org(), &key)?;
+        let turn = self.write_turn().await?;
         let inserted = sqlx::query(
             "INSERT INTO data_keys (org_id, version, master_key_id, wrapped_key, created_at) VALUES ($1, 1, $2, $3, $4) \
              ON CONFLICT (org_id, version) DO NOTHING",
@@ -76,6 +77,7 @@ impl Store {
         .bind(self.now_ms())
         .execute(&self.pool)
         .await?;
+        drop(turn);
         if inserted.rows_affected() == 1 {
             return Ok((1, key));
         }
@@ -265,6 +267,7 @@ impl Store {
         } else {
             let key = DataKey::generate();
             let wrapped = provider.wrap(scope.org(), &key)?;
+            let _turn = self.write_turn().await?;
             sqlx::query("INSERT INTO data_keys (org_id, version, master_key_id, wrapped_key, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(scope.id())
                 .bind(newest + 1)
@@ -299,6 +302,7 @@ impl Store {
                 let sealed = (kind.reseal)(&old_key, &new_key, scope.org(), id, &blob)?;
                 // Only if the secret is still the one just re-encrypted: a
                 // re-auth in between wins, and is re-encrypted by a later run.
+                let _turn = self.write_turn().await?;
                 done += sqlx::query(&format!(
                     "UPDATE {table} SET {blob} = $3, data_key_version = $4 \
                      WHERE org_id = $1 AND {id} = $2 AND data_key_version = $5 AND {blob} = $6",

@@ -129,6 +129,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("a stored value is malformed: {0}")]
     Corrupt(String),
+    /// A write waited this long for the writes queued before it (SQLite
+    /// writes one at a time) and gave up; nothing of it was written.
+    #[error("the store is busy: a write waited {}s for the writes before it", .0.as_secs())]
+    Busy(std::time::Duration),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -164,7 +168,15 @@ pub struct Store {
     /// SQLite's log checkpoints for the relaxed writer's commits, shared by
     /// the store's clones (see `checkpoint_soon`).
     checkpoints: Arc<Checkpoints>,
+    /// The queue of the process's writes (SQLite; see `write_turn`),
+    /// shared by the store's clones, whatever their connections.
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// How long a write waits for the writes queued before it. A write holds
+/// SQLite's lock for at most a few seconds (a month of a subscription's
+/// spend); a minute means something is wrong, and the caller is told.
+const WRITE_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether a checkpoint task runs, and whether a commit came since it began.
 #[derive(Debug, Default)]
@@ -173,8 +185,34 @@ struct Checkpoints {
     again: std::sync::atomic::AtomicBool,
 }
 
-/// A write transaction.
-pub(crate) type Tx = Transaction<'static, Any>;
+/// A write transaction, with the process's turn to write on SQLite
+/// (`Store::write_turn`), given back when it commits or is dropped.
+pub(crate) struct Tx {
+    tx: Transaction<'static, Any>,
+    _turn: Option<WriteTurn>,
+}
+
+/// A turn to write (see `Store::write_turn`).
+pub(crate) type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+}
 
 /// A write transaction that commits only with its audit event recorded
 /// (`Store::audited`, `Store::begin_audited`).
@@ -345,6 +383,7 @@ impl Store {
             inventory_cache: Arc::default(),
             coverage_cache: Arc::default(),
             checkpoints: Arc::default(),
+            writers: Arc::default(),
         })
     }
 
@@ -422,10 +461,33 @@ impl Store {
     ///
     /// Its commit is durable: SQLite syncs its log to disk.
     pub(crate) async fn begin_write(&self) -> Result<Tx> {
-        Ok(match self.backend {
+        let turn = self.write_turn().await?;
+        let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
-        })
+        };
+        Ok(Tx { tx, _turn: turn })
+    }
+
+    /// The process's turn to write, on SQLite, which has one writer: the
+    /// writes wait here in the order they came, each for the ones before
+    /// it. Left to SQLite's lock, a waiting write polls it (every 100 ms
+    /// after the first few tries) and the lock goes to whichever asks
+    /// first after a commit: during a large sync, a spend step's write
+    /// lost for ten seconds to the other subscriptions' writes and failed
+    /// with "database is locked" (measured on the `large` preset). Taken
+    /// before a connection, so waiting writes hold none (see
+    /// `SQLITE_CONNECTIONS`). Every write holds one: a transaction from
+    /// `begin_write` or `begin_relaxed_write`, a single statement by
+    /// taking it first. On PostgreSQL, `None`: it has many writers.
+    pub(crate) async fn write_turn(&self) -> Result<Option<WriteTurn>> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        tokio::time::timeout(WRITE_TURN_WAIT, self.writers.clone().lock_owned())
+            .await
+            .map(Some)
+            .map_err(|_| StoreError::Busy(WRITE_TURN_WAIT))
     }
 
     /// A write transaction for what cloudkeep reads again from Azure at
@@ -436,10 +498,14 @@ impl Store {
     /// two could roll it back, which the next sync repairs. Saves a disk
     /// sync per subscription per sync. PostgreSQL commits as configured.
     pub(crate) async fn begin_relaxed_write(&self) -> Result<Tx> {
-        Ok(match &self.relaxed {
-            Some(pool) => pool.begin_with("BEGIN IMMEDIATE").await?,
-            None => self.begin_write().await?,
-        })
+        match &self.relaxed {
+            Some(pool) => {
+                let turn = self.write_turn().await?;
+                let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                Ok(Tx { tx, _turn: turn })
+            }
+            None => self.begin_write().await,
+        }
     }
 
     /// Commits a `begin_relaxed_write` transaction. On SQLite the relaxed
@@ -499,6 +565,8 @@ impl Store {
             Backend::Sqlite => "PRAGMA optimize",
             Backend::Postgres => "ANALYZE resources, resource_tags, tag_history",
         };
+        // SQLite writes what it learns into its statistics table.
+        let _turn = self.write_turn().await?;
         sqlx::query(sql).execute(&self.pool).await?;
         Ok(())
     }

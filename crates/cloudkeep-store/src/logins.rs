@@ -94,6 +94,7 @@ impl Store {
 
     /// Forgets a key's failures (an account after a successful sign-in).
     pub async fn clear_login_failures(&self, key: &AttemptKey) -> Result<()> {
+        let _turn = self.write_turn().await?;
         sqlx::query("DELETE FROM login_attempts WHERE attempt_key = $1")
             .bind(key.stored())
             .execute(&self.pool)
@@ -106,6 +107,7 @@ impl Store {
     /// Answers the sessions deleted.
     pub async fn sweep_logins(&self, quiet_since: DateTime<Utc>) -> Result<u64> {
         let now = self.now_ms();
+        let _turn = self.write_turn().await?;
         let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)

@@ -126,6 +126,7 @@ impl Store {
                 return Ok(false);
             }
         }
+        let turn = self.write_turn().await?;
         sqlx::query(
             "INSERT INTO retention_checks (org_id, checked_at) VALUES ($1, $2) \
              ON CONFLICT (org_id) DO UPDATE SET checked_at = $2",
@@ -134,6 +135,7 @@ impl Store {
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
+        drop(turn);
         let days = self.retention_settings(scope).await?.days;
         let cutoff = (now - Duration::days(days)).timestamp_millis();
         // A row past the window was first observed before it too: the
@@ -150,6 +152,7 @@ impl Store {
         if past.is_none() {
             return Ok(false);
         }
+        let _turn = self.write_turn().await?;
         let inserted = sqlx::query(
             "INSERT INTO jobs (org_id, job_id, kind, connection_id, status, run_at, created_at) \
              SELECT $1, $2, $3, $1, 'queued', $4, $4 WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.org_id = $1 AND j.kind = $3 \

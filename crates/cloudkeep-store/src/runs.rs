@@ -202,6 +202,7 @@ impl Store {
 
     /// Says a running run's process is alive (see `begin_sync_run`).
     pub async fn sync_run_alive(&self, scope: &OrgScope, run: &SyncRun) -> Result<()> {
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE sync_runs SET heartbeat_at = $3 WHERE org_id = $1 AND run_id = $2 AND status = 'running'",
         )
@@ -221,6 +222,7 @@ impl Store {
         run: &SyncRun,
         report: &RunReport,
     ) -> Result<()> {
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE sync_runs SET report = $3 WHERE org_id = $1 AND run_id = $2 AND status = 'running'",
         )
@@ -302,6 +304,7 @@ impl Store {
         connection: ConnectionId,
         trigger: SyncTrigger,
     ) -> Result<u64> {
+        let _turn = self.write_turn().await?;
         let done = sqlx::query(
             "UPDATE sync_runs SET status = 'interrupted', finished_at = $4 WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND trigger_kind = $3",
         )
@@ -323,6 +326,7 @@ impl Store {
         scope: &OrgScope,
         stale_before: DateTime<Utc>,
     ) -> Result<u64> {
+        let _turn = self.write_turn().await?;
         let done = sqlx::query(
             "UPDATE sync_runs SET status = 'interrupted', finished_at = $3 \
              WHERE org_id = $1 AND status = 'running' AND COALESCE(heartbeat_at, started_at) < $2",

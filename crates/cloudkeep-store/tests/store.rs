@@ -1399,6 +1399,83 @@ async fn concurrent_inventories_of_subscriptions_all_land(b: TestStore) {
     assert_eq!(all.len(), 240);
 }
 
+/// SQLite writes one at a time, and the process's writes take turns in
+/// the order they come: a run's progress, written while three
+/// subscriptions' inventories write back to back, waits for the writes
+/// queued before it. Left to SQLite's lock it waited for a lucky poll,
+/// and during a large sync lost for ten seconds and failed with
+/// "database is locked".
+#[tokio::test]
+async fn writes_take_turns_in_the_order_they_come() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let b = cloudkeep_testkit::sqlite_store().await;
+    let store = &b.store;
+    let (scope, _) = org(store, &unique("turns")).await;
+    let (_dir, keys) = keyfile();
+    let subscriptions = (0..3).map(|i| new_sub(&format!("SUB-{i}"))).collect();
+    let conn = connect_subscriptions(store, &scope, &keys, "x-secret", subscriptions).await;
+    let run = store
+        .begin_sync_run(
+            &scope,
+            conn.id,
+            SyncTrigger::Manual,
+            store.now() - Duration::hours(2),
+        )
+        .await
+        .expect("run");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for sub in conn.subscriptions {
+        let (store, scope, stop) = (store.clone(), scope.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            // Every pass changes every resource's tag: a write of seconds
+            // in all, one after another with no pause between.
+            let mut passes = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let tag = if passes % 2 == 0 { "dev" } else { "prod" };
+                store
+                    .record_inventory(
+                        &scope,
+                        &sub,
+                        run.id,
+                        &observed_in(&sub.azure_id, 600, tag),
+                        WITH_TAGS,
+                    )
+                    .await
+                    .expect("inventory");
+                passes += 1;
+            }
+            passes
+        }));
+    }
+    let mut waits = Vec::new();
+    for _ in 0..20 {
+        let asked = std::time::Instant::now();
+        store
+            .record_sync_progress(&scope, &run, &run.report)
+            .await
+            .expect("the progress is written in its turn");
+        waits.push(asked.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut passes = 0;
+    for w in writers {
+        passes += w.await.expect("writer");
+    }
+    let longest = waits.iter().max().copied().unwrap_or_default();
+    eprintln!("{passes} inventory passes; the progress waited at most {longest:?}");
+    assert!(
+        passes >= 6,
+        "the inventories wrote meanwhile ({passes} passes)"
+    );
+    // Three writes queued before it, each well under a second.
+    assert!(
+        longest < std::time::Duration::from_secs(5),
+        "a write waited {longest:?} behind three others: {waits:?}"
+    );
+}
+
 both_backends!(a_connection_runs_one_sync_at_a_time);
 async fn a_connection_runs_one_sync_at_a_time(b: TestStore) {
     let store = &b.store;
