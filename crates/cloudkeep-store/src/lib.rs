@@ -520,6 +520,23 @@ impl Store {
         Ok(())
     }
 
+    /// Runs one statement of what a run writes for the people watching it
+    /// (its progress, its heartbeat) in its turn, through the relaxed
+    /// writer: its commit does not wait for the disk (each progress write
+    /// did, between the subscriptions' inventories), and the run's end is
+    /// durable (see `begin_relaxed_write`).
+    pub(crate) async fn execute_relaxed<'q>(
+        &self,
+        statement: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<()> {
+        let _turn = self.write_turn().await?;
+        statement
+            .execute(self.relaxed.as_ref().unwrap_or(&self.pool))
+            .await?;
+        self.checkpoint_soon();
+        Ok(())
+    }
+
     /// Starts a passive checkpoint on one of the pool's connections unless
     /// one is running, in which case that one runs once more when done: a
     /// commit made during a checkpoint is in the next.

@@ -202,16 +202,15 @@ impl Store {
 
     /// Says a running run's process is alive (see `begin_sync_run`).
     pub async fn sync_run_alive(&self, scope: &OrgScope, run: &SyncRun) -> Result<()> {
-        let _turn = self.write_turn().await?;
-        sqlx::query(
-            "UPDATE sync_runs SET heartbeat_at = $3 WHERE org_id = $1 AND run_id = $2 AND status = 'running'",
+        self.execute_relaxed(
+            sqlx::query(
+                "UPDATE sync_runs SET heartbeat_at = $3 WHERE org_id = $1 AND run_id = $2 AND status = 'running'",
+            )
+            .bind(scope.id())
+            .bind(run.id.to_string())
+            .bind(self.now_ms()),
         )
-        .bind(scope.id())
-        .bind(run.id.to_string())
-        .bind(self.now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Records a running run's report so far, with the steps still to come
@@ -222,16 +221,15 @@ impl Store {
         run: &SyncRun,
         report: &RunReport,
     ) -> Result<()> {
-        let _turn = self.write_turn().await?;
-        sqlx::query(
-            "UPDATE sync_runs SET report = $3 WHERE org_id = $1 AND run_id = $2 AND status = 'running'",
+        self.execute_relaxed(
+            sqlx::query(
+                "UPDATE sync_runs SET report = $3 WHERE org_id = $1 AND run_id = $2 AND status = 'running'",
+            )
+            .bind(scope.id())
+            .bind(run.id.to_string())
+            .bind(report_json(report)),
         )
-        .bind(scope.id())
-        .bind(run.id.to_string())
-        .bind(report_json(report))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Closes a run, schedules the next, and audits it (`sync.completed`
