@@ -82,6 +82,15 @@ struct StepHandle<'a> {
 }
 
 impl CollectContext<'_> {
+    /// A turn to hold a month of spend, pulled and not yet stored (see
+    /// `background::SPEND_MONTHS_HELD`); `None` outside a run.
+    pub(crate) async fn spend_month(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match self.step.env {
+            Some(env) => env.deps.background.spend_month().await,
+            None => None,
+        }
+    }
+
     /// The run's token as it stands now, renewed when close to its end: a
     /// long step (a backfill) can outlast the token it started with.
     pub async fn current_token(&self) -> AccessToken {

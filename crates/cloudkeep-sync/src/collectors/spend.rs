@@ -117,8 +117,9 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
     // A month pulled and not stored yet: storing it overlaps pulling the
     // next one (the query units refill meanwhile, so storing costs the
     // backfill no time). Its position is stored with it, so a stop keeps
-    // whole months, in order.
-    let mut pending: Option<(Option<SpendPull>, Backfill)> = None;
+    // whole months, in order. Each month holds a turn from before it is
+    // pulled until it is stored (`CollectContext::spend_month`).
+    let mut pending: Option<Pending> = None;
     // The backfill, newest month first.
     while let Some(month) = state.next_month.filter(|m| *m >= state.start_month) {
         ctx.progress(
@@ -128,10 +129,17 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
         );
         let to = month_end(month).min(today);
         let (pulled, stored) = tokio::join!(
-            pull(ctx, month, to, &mut maps, &mut counts.queries),
+            async {
+                let turn = ctx.spend_month().await;
+                (
+                    pull(ctx, month, to, &mut maps, &mut counts.queries).await,
+                    turn,
+                )
+            },
             record_pending(ctx, pending.take()),
         );
         counts.add(stored?);
+        let (pulled, turn) = pulled;
         let pulled = pulled?;
         let older = months_before(month, 1);
         state.months_done += 1;
@@ -146,7 +154,11 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
         if state.next_month.is_none() {
             state.months_done = state.months_total;
         }
-        pending = Some((pulled, state));
+        pending = Some(Pending {
+            pulled,
+            state,
+            _turn: turn,
+        });
         counts.periods += 1;
         pulled_today |= to == today;
     }
@@ -167,6 +179,7 @@ async fn collect(ctx: &CollectContext<'_>) -> Result<SpendCounts, CollectError> 
         while from <= today {
             // One month at a time: Cost Management charges by the month.
             let to = month_end(from).min(today);
+            let _turn = ctx.spend_month().await;
             let pulled = pull(ctx, from, to, &mut maps, &mut counts.queries).await?;
             state.pulled_through = state.pulled_through.max(Some(to));
             let pulled = pulled.or_else(|| {
@@ -222,12 +235,21 @@ async fn record(
     })
 }
 
+/// A month pulled and not stored yet, with the position it reaches and
+/// its turn to be held.
+struct Pending<'t> {
+    pulled: Option<SpendPull>,
+    state: Backfill,
+    _turn: Option<tokio::sync::SemaphorePermit<'t>>,
+}
+
+/// Stores the pending month, if any; its turn ends once it is stored.
 async fn record_pending(
     ctx: &CollectContext<'_>,
-    pending: Option<(Option<SpendPull>, Backfill)>,
+    pending: Option<Pending<'_>>,
 ) -> Result<PullCounts, CollectError> {
     match pending {
-        Some((pulled, state)) => record(ctx, pulled, &state).await,
+        Some(p) => record(ctx, p.pulled, &p.state).await,
         None => Ok(PullCounts::default()),
     }
 }
