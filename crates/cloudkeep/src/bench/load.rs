@@ -34,7 +34,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Months of spend backfilled: the product's 13 by default; on `large`
-    /// that is 50 million cost rows and hours of set-up, so fewer there.
+    /// that is 32 million cost rows and hours of set-up, so fewer there.
     #[arg(long, default_value_t = 13)]
     spend_months: u32,
 }

@@ -465,7 +465,7 @@ impl SyncSetup {
     /// The same, its syncs running only these collectors.
     /// Backfills only the last `months` months of spend (the benchmarks
     /// that load reads need the preset's data, not its whole history:
-    /// 13 months of `large` is 50 million cost rows).
+    /// 13 months of `large` is 32 million cost rows).
     async fn spend_months(&self, months: u32) -> Result<()> {
         let today = self.deps.store.now().date_naive();
         let this_month = cloudkeep_domain::spend::month_start(today);
