@@ -33,7 +33,7 @@ pub struct WebArgs {
     large_subscriptions: Option<usize>,
     /// Months of spend backfilled: the product's 13 by default. On all of
     /// `large` that is 32 million cost rows: a backfill of about 25
-    /// minutes, then an anomaly review of every day that takes hours.
+    /// minutes, then an anomaly review of every day of about half an hour.
     #[arg(long, default_value_t = 13)]
     spend_months: u32,
 }
