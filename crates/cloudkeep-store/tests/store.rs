@@ -1353,12 +1353,16 @@ async fn inventory_records_only_what_changed(b: TestStore) {
     );
 }
 
-both_backends!(concurrent_inventories_of_subscriptions_all_land);
-async fn concurrent_inventories_of_subscriptions_all_land(b: TestStore) {
-    let store = &b.store;
-    let (scope, _) = org(store, &unique("inv")).await;
-    let (_dir, keys) = keyfile();
-    let subscriptions = (0..4)
+/// An organisation with a connection of `n` subscriptions (`SUB-0`...),
+/// a run of it under way, and its key file.
+async fn subscriptions_in_a_run(
+    store: &Store,
+    who: &str,
+    n: usize,
+) -> (OrgScope, Connection, SyncRun, tempfile::TempDir) {
+    let (scope, _) = org(store, &unique(who)).await;
+    let (dir, keys) = keyfile();
+    let subscriptions = (0..n)
         .map(|i| NewSubscription {
             display_name: format!("S{i}"),
             ..new_sub(&format!("SUB-{i}"))
@@ -1374,6 +1378,13 @@ async fn concurrent_inventories_of_subscriptions_all_land(b: TestStore) {
         )
         .await
         .expect("run");
+    (scope, conn, run, dir)
+}
+
+both_backends!(concurrent_inventories_of_subscriptions_all_land);
+async fn concurrent_inventories_of_subscriptions_all_land(b: TestStore) {
+    let store = &b.store;
+    let (scope, conn, run, _dir) = subscriptions_in_a_run(store, "inv", 4).await;
     // Each reads its subscription's rows before writing: on SQLite, a
     // transaction that began by reading could not write after another's.
     let mut tasks = Vec::new();
@@ -1410,19 +1421,7 @@ async fn writes_take_turns_in_the_order_they_come() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let b = cloudkeep_testkit::sqlite_store().await;
     let store = &b.store;
-    let (scope, _) = org(store, &unique("turns")).await;
-    let (_dir, keys) = keyfile();
-    let subscriptions = (0..3).map(|i| new_sub(&format!("SUB-{i}"))).collect();
-    let conn = connect_subscriptions(store, &scope, &keys, "x-secret", subscriptions).await;
-    let run = store
-        .begin_sync_run(
-            &scope,
-            conn.id,
-            SyncTrigger::Manual,
-            store.now() - Duration::hours(2),
-        )
-        .await
-        .expect("run");
+    let (scope, conn, run, _dir) = subscriptions_in_a_run(store, "turns", 3).await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for sub in conn.subscriptions {
