@@ -60,9 +60,10 @@ use crate::revisions::SpendRev;
 use crate::{OrgScope, Result, Store, StoreError};
 
 /// Rows held by all projections together unless configured otherwise
-/// (about 600 MB at 20 bytes a row); an organisation that would not fit
-/// is answered by SQL only.
-pub const DEFAULT_SPEND_COLUMN_ROWS: u64 = 30_000_000;
+/// (about 800 MB at 20 bytes a row, so the 32 million of the `large`
+/// preset's 13 months fit); an organisation that would not fit is
+/// answered by SQL only.
+pub const DEFAULT_SPEND_COLUMN_ROWS: u64 = 40_000_000;
 
 /// No value (SQL's NULL), or a row left out.
 const NONE: u32 = u32::MAX;
@@ -850,6 +851,58 @@ impl OrgColumns {
         out
     }
 
+    /// A subscription's usage rows of a service (or a region) from `from`
+    /// to `to`, as `Store::contributor_rows` reads them through SQL:
+    /// (resource key, meter key, day, effective cost). `sub` is lower
+    /// case, compared as stored.
+    fn contributor_rows(
+        &self,
+        sub: &str,
+        by_region: bool,
+        subject: &str,
+        from: i64,
+        to: i64,
+    ) -> Vec<(i64, i64, i64, f64)> {
+        let matching: Vec<bool> = self
+            .lines
+            .iter()
+            .map(|line| {
+                self.usage_line(*line).is_some_and(|(r, m)| {
+                    let on = if by_region { r.dims[2] } else { m.dims[0] };
+                    self.value(r.dims[0]) == Some(sub) && self.value(on) == Some(subject)
+                })
+            })
+            .collect();
+        if !matching.contains(&true) {
+            return Vec::new();
+        }
+        let mut resource_keys = vec![0; self.resources.len()];
+        for (key, i) in &self.keys.resources {
+            resource_keys[*i as usize] = *key;
+        }
+        let mut meter_keys = vec![0; self.meters.len()];
+        for (key, i) in &self.keys.meters {
+            meter_keys[*i as usize] = *key;
+        }
+        let mut out = Vec::new();
+        for s in &self.segments {
+            if s.first_day > to || s.last_day() < from {
+                continue;
+            }
+            for d in s.first_day.max(from)..=s.last_day().min(to) {
+                let k = (d - s.first_day) as usize;
+                let (a, e) = (s.starts[k] as usize, s.starts[k + 1] as usize);
+                for (l, c) in s.line[a..e].iter().zip(&s.effective[a..e]) {
+                    if matching[*l as usize] {
+                        let (r, m) = self.lines[*l as usize];
+                        out.push((resource_keys[r as usize], meter_keys[m as usize], d, *c));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// (subscription, service or region) → (first day of a positive usage
     /// row, the smallest subscription name among those rows), as
     /// `Store::first_usage_days` reads it through SQL.
@@ -1261,21 +1314,30 @@ impl Store {
                 let stats = cols.stats(None);
                 return Ok((cols, stats));
             }
+            // A revision that did not fit is not read again (the review
+            // after every sync asks).
+            let refused = || {
+                self.spend_columns
+                    .lock()
+                    .get(&scope.org())
+                    .is_some_and(|s| s.refused.is_some_and(|r| r >= rev))
+            };
+            let too_large = || {
+                StoreError::State(format!(
+                    "the organisation's spend rows exceed the projections' bound of {} rows",
+                    self.spend_columns.cap()
+                ))
+            };
+            if refused() || self.spend_columns.cap() == 0 {
+                return Err(too_large());
+            }
             let started = Instant::now();
             if let Some(cols) = self.build_spend_columns(scope).await? {
                 let stats = cols.stats(Some(started.elapsed()));
                 return Ok((cols, stats));
             }
-            if self
-                .spend_columns
-                .lock()
-                .get(&scope.org())
-                .is_some_and(|s| s.refused.is_some_and(|r| r >= rev))
-            {
-                return Err(StoreError::State(format!(
-                    "the organisation's spend rows exceed the projections' bound of {} rows",
-                    self.spend_columns.cap()
-                )));
+            if refused() {
+                return Err(too_large());
             }
         }
         Err(StoreError::State(
@@ -1313,6 +1375,26 @@ impl Store {
         let many = cols.rows as usize > BLOCKING_ROWS;
         let (sub, service) = (sub.to_string(), service.to_string());
         let run = move || cols.usage_series_of(&sub, &service, day_number(from), day_number(to));
+        blocking_when(many, run).await.map(Some)
+    }
+
+    /// A subscription's usage rows of a service (or a region, `by_region`)
+    /// from the projection when it stands for `rev`; else `None` (see
+    /// `spend_columns_at`).
+    pub(crate) async fn spend_columns_contributor_rows(
+        &self,
+        scope: &OrgScope,
+        rev: SpendRev,
+        (sub, by_region, subject): (&str, bool, &str),
+        from: i64,
+        to: i64,
+    ) -> Result<Option<Vec<(i64, i64, i64, f64)>>> {
+        let Some(cols) = self.spend_columns_at(scope, rev) else {
+            return Ok(None);
+        };
+        let many = cols.rows as usize > BLOCKING_ROWS;
+        let (sub, subject) = (sub.to_string(), subject.to_string());
+        let run = move || cols.contributor_rows(&sub, by_region, &subject, from, to);
         blocking_when(many, run).await.map(Some)
     }
 

@@ -101,6 +101,13 @@ pub async fn review_with(
         .into_iter()
         .map(|i| i.id)
         .collect();
+    // Every series and its contributors are read from the spend projection
+    // when it stands: build it first (the pages read it next), unless it
+    // would not fit or is turned off; then SQL answers, as it does for the
+    // series of a sync that writes meanwhile.
+    if let Err(e) = store.spend_columns_warm(scope).await {
+        tracing::debug!(org = %scope.org(), "anomaly review through SQL: {e}");
+    }
     let series = store.spend_usage_series(scope, load_from, to).await?;
     for one in &series {
         out.series += 1;

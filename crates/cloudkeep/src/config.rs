@@ -9,7 +9,7 @@
 //! | `CLOUDKEEP_LIMIT_SIGN_INS_BY_ADDRESS` | `server.limit_sign_ins_by_address` | `on`: failed sign-ins are also limited per client address (turn it off behind a proxy, where every client has the proxy's address; the limit per email stays) |
 //! | `CLOUDKEEP_DATA_DIR` | `data_dir` | `./cloudkeep-data` |
 //! | `CLOUDKEEP_STORE_URL` | `store.url` | `sqlite://{data_dir}/cloudkeep.db` |
-//! | `CLOUDKEEP_SPEND_COLUMN_ROWS` | `store.spend_column_rows` | `30000000` (cost rows held in memory in columns for the spend analyses, all organisations together, about 20 bytes each; an organisation that would not fit is analysed in SQL; `0` turns the projection off) |
+//! | `CLOUDKEEP_SPEND_COLUMN_ROWS` | `store.spend_column_rows` | `40000000` (cost rows held in memory in columns for the spend analyses, all organisations together, about 20 bytes each; an organisation that would not fit is analysed in SQL; `0` turns the projection off) |
 //! | `CLOUDKEEP_KEY_FILE` | `keys.key_file` | `{data_dir}/master.key` |
 //! | `CLOUDKEEP_AUDIT_KEY_FILE` | `keys.audit_key_file` | `audit.key` beside the master key file (the keys that seal the audit chain; keep it apart from the database and never delete a key from it) |
 //! | `CLOUDKEEP_AZURE_AUTHORITY` | `azure.authority_host` | `https://login.microsoftonline.com` |

@@ -180,7 +180,6 @@ async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
         first_days(store.spend_first_usage(&scope).await.expect("projected")),
         first_days(sql_only.spend_first_usage(&scope).await.expect("sql")),
     );
-    sql_only.close().await;
     let sql = series
         .iter()
         .find(|s| s.service == "SQL Database")
@@ -238,6 +237,41 @@ async fn incidents_are_found_explained_and_stored_once(b: TestStore) {
         .find(|c| c.kind == ContributorKind::Meter)
         .expect("a meter");
     assert_eq!(meter.item, "vCore");
+    // The contributors from the projection are SQL's, for a change and for
+    // new usage.
+    let vm_week = (vm_first.first_day, vm_first.first_day + Duration::days(6));
+    for (kind, subject, (first_day, last_day), delta) in [
+        (
+            IncidentKind::Anomaly,
+            "SQL Database",
+            (e.first_day, e.last_day),
+            e.delta(),
+        ),
+        (IncidentKind::NewService, "Virtual Machines", vm_week, 70.0),
+    ] {
+        let [projected, read] = [store, &sql_only].map(|s| {
+            s.spend_contributors(
+                &scope,
+                kind,
+                &sql.subscription,
+                subject,
+                (first_day, last_day),
+                delta,
+            )
+        });
+        let (projected, read) = (
+            projected.await.expect("projected"),
+            read.await.expect("sql"),
+        );
+        assert!(!read.is_empty(), "{subject}");
+        assert_eq!(projected.len(), read.len(), "{projected:?} {read:?}");
+        for (p, r) in projected.iter().zip(&read) {
+            assert_eq!((p.kind, &p.item, &p.name), (r.kind, &r.item, &r.name));
+            // Summed in another order.
+            assert!((p.expected - r.expected).abs() < 1e-9 && (p.actual - r.actual).abs() < 1e-9);
+        }
+    }
+    sql_only.close().await;
 
     let new = NewIncident {
         kind: IncidentKind::Anomaly,
