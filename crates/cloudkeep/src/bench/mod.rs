@@ -608,3 +608,17 @@ async fn follow(
     }
     Ok(pages)
 }
+
+/// What a spend projection's build made, in a line.
+fn projection_built(built: &cloudkeep_store::SpendColumnStats) -> String {
+    format!(
+        "columnar projection of {} rows built in {} ({:.1} MiB, {:.1} bytes a row)",
+        built.rows,
+        built
+            .built_in
+            .map(|t| format!("{:.1}s", t.as_secs_f64()))
+            .unwrap_or_else(|| "- (built already)".into()),
+        built.bytes as f64 / (1024.0 * 1024.0),
+        built.bytes as f64 / built.rows.max(1) as f64
+    )
+}

@@ -519,16 +519,7 @@ async fn engine(
     // The projection a first analysis would start building in the
     // background, built here in the foreground and timed.
     let built = store.spend_columns_warm(&setup.scope).await?;
-    println!(
-        "{name}: columnar projection of {} rows built in {} ({:.1} MiB, {:.1} bytes a row)",
-        built.rows,
-        built
-            .built_in
-            .map(|t| format!("{:.1}s", t.as_secs_f64()))
-            .unwrap_or_else(|| "- (built already)".into()),
-        built.bytes as f64 / (1024.0 * 1024.0),
-        built.bytes as f64 / built.rows.max(1) as f64
-    );
+    println!("{name}: {}", super::projection_built(&built));
     let columns = time_queries(&store, &setup, to, args.runs, Answering::Columns).await?;
     Ok((Figures { sql, columns }, to, e))
 }
