@@ -57,6 +57,7 @@ use sqlx::Row;
 use super::{SpendAnswer, SpendQuery, SpendSeries, USAGE};
 use crate::anomalies::{FirstDays, UsageSeries};
 use crate::revisions::SpendRev;
+use crate::turns::Turns;
 use crate::{OrgScope, Result, Store, StoreError};
 
 /// Rows held by all projections together unless configured otherwise
@@ -91,6 +92,11 @@ pub struct SpendColumnStats {
 pub(crate) struct SpendColumns {
     cap: AtomicU64,
     orgs: Mutex<HashMap<OrgId, Slot>>,
+    /// One build of an organisation's projection at a time, in the
+    /// background or asked for (`spend_columns_warm`).
+    builds: Turns<OrgId>,
+    /// Builds this store has run, for the tests' accounting.
+    built: AtomicU64,
 }
 
 impl Default for SpendColumns {
@@ -98,6 +104,8 @@ impl Default for SpendColumns {
         SpendColumns {
             cap: AtomicU64::new(DEFAULT_SPEND_COLUMN_ROWS),
             orgs: Mutex::default(),
+            builds: Turns::default(),
+            built: AtomicU64::new(0),
         }
     }
 }
@@ -1289,6 +1297,12 @@ impl Store {
         Ok(self.warm_spend_columns(scope).await?.1)
     }
 
+    /// How many projection builds this store has run (read the rows), of
+    /// any organisation.
+    pub fn spend_columns_builds(&self) -> u64 {
+        self.spend_columns.built.load(Ordering::Relaxed)
+    }
+
     /// The revision the organisation's projection stands for, if it has one.
     pub fn spend_columns_revision(&self, scope: &OrgScope) -> Option<i64> {
         self.spend_columns
@@ -1494,6 +1508,22 @@ impl Store {
     /// not fit or a write moved the revision meanwhile.
     async fn build_spend_columns(&self, scope: &OrgScope) -> Result<Option<Arc<OrgColumns>>> {
         let columns = &self.spend_columns;
+        // A review asking while a background build runs waits for it and
+        // takes what it built, instead of reading every row a second time
+        // beside it (on `large`, 663 MiB and 200 s each).
+        let _turn = columns.builds.take(&scope.org()).await;
+        let rev = self.spend_revision(scope).await?.rev;
+        {
+            let orgs = columns.lock();
+            let slot = orgs.get(&scope.org());
+            if let Some(ready) = slot.and_then(|s| s.ready.clone()).filter(|c| c.rev == rev) {
+                return Ok(Some(ready));
+            }
+            if slot.is_some_and(|s| s.refused.is_some_and(|r| r >= rev)) {
+                return Ok(None);
+            }
+        }
+        columns.built.fetch_add(1, Ordering::Relaxed);
         let budget = columns
             .cap()
             .saturating_sub(columns.held_by_others(scope.org()));

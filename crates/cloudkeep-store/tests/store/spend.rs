@@ -410,6 +410,59 @@ async fn a_kept_analysis_follows_every_write_of_every_instance(b: TestStore) {
 }
 both_backends!(a_kept_analysis_follows_every_write_of_every_instance);
 
+/// A projection asked for while one is being built in the background (the
+/// anomaly review after a sync whose pages already asked) waits for that
+/// build and takes it: the rows are read once, not twice side by side.
+async fn one_build_of_a_projection_at_a_time(b: TestStore) {
+    let store = &b.store;
+    let (scope, sub, _dir) = one_subscription(store, "one-build").await;
+    let vm =
+        "/subscriptions/SUB-1/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/vm1";
+    let pull = SpendPull {
+        from: d("2026-11-01"),
+        to: d("2026-11-02"),
+        currency: "EUR".into(),
+        lines: vec![
+            line("2026-11-01", Some(vm), "Virtual Machines", 10.0),
+            line("2026-11-02", Some(vm), "Virtual Machines", 11.0),
+        ],
+        totals: vec![
+            DayTotal {
+                day: d("2026-11-01"),
+                billed: 10.0,
+                effective: 10.0,
+            },
+            DayTotal {
+                day: d("2026-11-02"),
+                billed: 11.0,
+                effective: 11.0,
+            },
+        ],
+    };
+    store
+        .record_spend_pull(&scope, &sub, &pull, &position())
+        .await
+        .expect("pull");
+    let before = store.spend_columns_builds();
+    // The first analysis answers through SQL and starts a build in the
+    // background; the warm asked for at once finds it running.
+    let all = query(vec![], vec![]);
+    let sql = store.spend_analysis(&scope, &all).await.expect("analysis");
+    let stats = store.spend_columns_warm(&scope).await.expect("warm");
+    assert_eq!(stats.rows, 2, "{stats:?}");
+    assert_eq!(
+        store.spend_columns_builds() - before,
+        1,
+        "the rows were read by one build"
+    );
+    let projected = store
+        .spend_analysis_columns(&scope, &all)
+        .await
+        .expect("projected");
+    same(&projected, &sql, "after one build");
+}
+both_backends!(one_build_of_a_projection_at_a_time);
+
 /// A cost line of any meter.
 fn priced(day: NaiveDate, resource: Option<&str>, meter: &MeterInfo, billed: f64) -> CostLine {
     CostLine {
