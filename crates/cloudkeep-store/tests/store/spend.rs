@@ -418,26 +418,23 @@ async fn one_build_of_a_projection_at_a_time(b: TestStore) {
     let (scope, sub, _dir) = one_subscription(store, "one-build").await;
     let vm =
         "/subscriptions/SUB-1/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/vm1";
+    let days = [("2026-11-01", 10.0), ("2026-11-02", 11.0)];
     let pull = SpendPull {
-        from: d("2026-11-01"),
-        to: d("2026-11-02"),
+        from: d(days[0].0),
+        to: d(days[1].0),
         currency: "EUR".into(),
-        lines: vec![
-            line("2026-11-01", Some(vm), "Virtual Machines", 10.0),
-            line("2026-11-02", Some(vm), "Virtual Machines", 11.0),
-        ],
-        totals: vec![
-            DayTotal {
-                day: d("2026-11-01"),
-                billed: 10.0,
-                effective: 10.0,
-            },
-            DayTotal {
-                day: d("2026-11-02"),
-                billed: 11.0,
-                effective: 11.0,
-            },
-        ],
+        lines: days
+            .iter()
+            .map(|(day, cost)| line(day, Some(vm), "Virtual Machines", *cost))
+            .collect(),
+        totals: days
+            .iter()
+            .map(|(day, cost)| DayTotal {
+                day: d(day),
+                billed: *cost,
+                effective: *cost,
+            })
+            .collect(),
     };
     store
         .record_spend_pull(&scope, &sub, &pull, &position())
