@@ -656,8 +656,9 @@ impl Store {
 
     /// The same with every key, kept for the inventory's content: on a
     /// large tenant this is a tenth of a second or more of grouping (0.12
-    /// s on 100,000 resources), so one reader computes it while the others wait for
-    /// its answer, and every caller's top keys are cut from it.
+    /// s on 100,000 resources), so one reader computes it while the
+    /// others wait for its answer, and every caller's top keys are cut
+    /// from it.
     async fn tag_coverage_all_keys(&self, scope: &OrgScope) -> Result<TagCoverage> {
         let subs = self.subscription_times(scope).await?;
         let live = subs.live();
