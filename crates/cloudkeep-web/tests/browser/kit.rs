@@ -288,6 +288,20 @@ impl Browser {
         );
     }
 
+    /// Waits until the address holds `needle`: a form sent by GET, its
+    /// page loading. (An element the old page shows too says nothing of
+    /// whether the new one has come.)
+    pub async fn wait_path(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::time::Instant::now() < deadline {
+            if self.path().await.contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the address never held {needle:?}: {}", self.path().await);
+    }
+
     pub async fn sign_in(&self, email: &str, password: &str) {
         self.goto("/login").await;
         self.fill("#email", email).await;

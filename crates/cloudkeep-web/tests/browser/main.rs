@@ -1107,14 +1107,15 @@ async fn an_anomaly_is_explained_in_the_browser() {
         .await
         .expect("kind");
     b.click("form[aria-label='Which incidents'] button").await;
+    b.wait_path("state=open").await;
     b.wait(&format!("#incident-{id}")).await;
-    assert!(b.path().await.contains("state=open"), "{}", b.path().await);
     b.wait("#m-by")
         .await
         .select_by_value("resource")
         .await
         .expect("by");
     b.click("form[aria-label='Which movers'] button").await;
+    b.wait_path("by=resource").await;
     b.wait_text("Top movers").await;
     let movers = b.text("#movers").await;
     assert!(
