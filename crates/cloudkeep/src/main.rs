@@ -236,24 +236,41 @@ fn init_logging(json: bool, default: &str) {
     }
 }
 
-/// The arenas glibc's malloc may make (`MALLOC_ARENA_MAX`), unless the
-/// operator set a number: see `limit_malloc_arenas`.
-const MALLOC_ARENAS: &str = "4";
+/// glibc malloc's settings this binary runs with, unless the operator set
+/// them: see `limit_malloc_arenas`.
+const MALLOC_SETTINGS: &[(&str, &str)] = &[
+    // The arenas malloc may make.
+    ("MALLOC_ARENA_MAX", "4"),
+    // Blocks from 128 KiB up (a page of a listing, a multi-row insert's
+    // values) are mapped on their own and given back when freed, always.
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+];
 
 /// glibc's malloc gives each thread that allocates an arena of its own, up
 /// to eight per core, and each arena keeps what was freed in it. With
 /// tokio's workers and a thread per SQLite connection, a first sync of
 /// 100,000 resources peaked 8 MiB higher for it (`cloudkeep bench
 /// inventory`); four arenas are as fast on the two cores this is sized
-/// for. glibc reads the limit only as a process starts, and setting it
-/// from inside (`mallopt`) is `unsafe`, which the workspace forbids: so
-/// the binary runs itself again with it set (the same process, by `exec`),
-/// before any thread exists. If that cannot be done it runs as it is.
+/// for (two were a tenth slower, syncs and pages alike). And glibc raises
+/// its threshold for mapping a large block on its own each time such a
+/// block is freed, after which large blocks come from the arenas and stay
+/// there: the same first sync peaked anywhere from 61 to 67 MiB from run
+/// to run. With the threshold fixed, 60-62 MiB and as fast; the heaviest
+/// pages on `large` (`bench web`) were 5-15% slower, far within their
+/// targets. glibc reads
+/// these only as a process starts, and setting them from inside
+/// (`mallopt`) is `unsafe`, which the workspace forbids: so the binary
+/// runs itself again with them set (the same process, by `exec`), before
+/// any thread exists. If that cannot be done it runs as it is.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
-        if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        let unset: Vec<_> = MALLOC_SETTINGS
+            .iter()
+            .filter(|(name, _)| std::env::var_os(name).is_none())
+            .collect();
+        if unset.is_empty() {
             return;
         }
         let Ok(exe) = std::env::current_exe() else {
@@ -265,7 +282,7 @@ fn limit_malloc_arenas() {
         let _ = std::process::Command::new(exe)
             .arg0(arg0)
             .args(args)
-            .env("MALLOC_ARENA_MAX", MALLOC_ARENAS)
+            .envs(unset.iter().map(|(name, value)| (name, value)))
             .exec();
     }
 }

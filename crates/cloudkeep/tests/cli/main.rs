@@ -213,6 +213,7 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     let demo = Killed(
         Command::new(BIN)
             .env_remove("MALLOC_ARENA_MAX")
+            .env_remove("MALLOC_MMAP_THRESHOLD_")
             .args([
                 "demo",
                 "--data-dir",
@@ -245,19 +246,22 @@ async fn demo_connects_the_simulator_and_writes_its_ready_file() {
     ] {
         assert!(info[k].is_string(), "{k} in {info}");
     }
-    // The process runs with glibc's arenas limited (it starts itself again
-    // with `MALLOC_ARENA_MAX` set: the same process id, its name as given).
+    // The process runs with glibc's malloc settings (it starts itself
+    // again with them set: the same process id, its name as given).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let proc = std::path::PathBuf::from(format!("/proc/{}", demo.pid()));
         let environ = std::fs::read(proc.join("environ")).expect("environ");
-        assert!(
-            environ
-                .split(|b| *b == 0)
-                .any(|v| v == b"MALLOC_ARENA_MAX=4"),
-            "the demo's environment: {}",
-            String::from_utf8_lossy(&environ)
-        );
+        for setting in [
+            &b"MALLOC_ARENA_MAX=4"[..],
+            &b"MALLOC_MMAP_THRESHOLD_=131072"[..],
+        ] {
+            assert!(
+                environ.split(|b| *b == 0).any(|v| v == setting),
+                "the demo's environment: {}",
+                String::from_utf8_lossy(&environ)
+            );
+        }
         let cmdline = std::fs::read(proc.join("cmdline")).expect("cmdline");
         assert_eq!(
             cmdline.split(|b| *b == 0).next(),
