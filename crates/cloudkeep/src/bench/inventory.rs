@@ -199,9 +199,12 @@ async fn storing_floor(setup: &SyncSetup) -> Result<Duration> {
         .close()
         .await;
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", empty.display())).await?;
+    // The inventory writer's settings (`Store::open`'s relaxed writer):
+    // its checkpoints run beside it, so here they are timed apart.
     for pragma in [
         "PRAGMA journal_mode = WAL",
         "PRAGMA synchronous = NORMAL",
+        "PRAGMA wal_autocheckpoint = 0",
         "PRAGMA cache_size = -8000",
         "PRAGMA temp_store = MEMORY",
         "PRAGMA foreign_keys = ON",
@@ -251,12 +254,20 @@ async fn storing_floor(setup: &SyncSetup) -> Result<Duration> {
         .rows_affected();
         tx.commit().await?;
     }
-    let wall = started.elapsed();
+    let writes = started.elapsed();
+    let started = Instant::now();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut c)
+        .await?;
+    let checkpoint = started.elapsed();
     c.close().await?;
     println!(
-        "storing floor: {:.2}s for SQLite alone to write the first sync's {resources} resources and {tags} tag rows into an empty store, {} transactions",
-        wall.as_secs_f64(),
-        subscriptions.len()
+        "storing floor: {:.2}s for SQLite alone to write the first sync's {resources} resources and {tags} tag rows into an empty store \
+         ({:.2}s in {} transactions, then {:.2}s copying the log into the file, which the store does beside its writer)",
+        (writes + checkpoint).as_secs_f64(),
+        writes.as_secs_f64(),
+        subscriptions.len(),
+        checkpoint.as_secs_f64(),
     );
-    Ok(wall)
+    Ok(writes + checkpoint)
 }
