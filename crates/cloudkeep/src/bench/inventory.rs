@@ -13,7 +13,7 @@ use cloudkeep_domain::SyncLevel;
 use cloudkeep_store::SyncRun;
 use futures_util::StreamExt;
 
-use super::{SimChild, SyncSetup, mib, request_mix, total, verdict, vm_hwm_kib};
+use super::{SimChild, SyncSetup, cpu_secs, mib, request_mix, total, verdict, vm_hwm_kib};
 
 /// Targets, on 2 cores: each sync against the listing floor, and memory.
 const FIRST_SYNC_TARGET: f64 = 2.5;
@@ -47,7 +47,8 @@ pub async fn run(args: InventoryArgs) -> Result<()> {
         "inventory sync of {subscriptions} subscriptions into a fresh SQLite store (throttle off)"
     );
 
-    let floor = listing_floor(&sim, &setup, subscriptions).await?;
+    let listing = listing_floor(&sim, &setup, subscriptions).await?;
+    let floor = listing.wall;
     let peak_floor = vm_hwm_kib("/proc/self/status");
     let seq = sim.last_seq().await?;
     let (first, wall) = setup.sync().await?;
@@ -75,7 +76,7 @@ pub async fn run(args: InventoryArgs) -> Result<()> {
         bail!("the second sync changed {changed} things where nothing had: {second:?}");
     }
 
-    let storing = storing_floor(&setup).await?;
+    let (storing, storing_cpu) = storing_floor(&setup).await?;
 
     let ratio = |d: Duration| d.as_secs_f64() / floor.as_secs_f64();
     println!(
@@ -102,6 +103,7 @@ pub async fn run(args: InventoryArgs) -> Result<()> {
         both.as_secs_f64(),
         wall.as_secs_f64() / both.as_secs_f64()
     );
+    budget(floor, listing.cpu, storing_cpu);
     match (peak_floor, peak_first, peak) {
         (Some(floor), Some(first), Some(both)) => println!(
             "  peak memory of this (syncing) process, VmHWM: {:.1} MiB after listing alone, {:.1} MiB after the first sync, {:.1} MiB after both, target under {PEAK_MEMORY_TARGET_MIB} MiB: {}",
@@ -148,11 +150,7 @@ async fn report(
 /// The floor: listing every resource of the subscriptions through the same
 /// Azure client, as many subscriptions at once as a sync collects, storing
 /// nothing. What a sync costs beyond it is the store's.
-async fn listing_floor(
-    sim: &SimChild,
-    setup: &SyncSetup,
-    subscriptions: usize,
-) -> Result<Duration> {
+async fn listing_floor(sim: &SimChild, setup: &SyncSetup, subscriptions: usize) -> Result<Listing> {
     let token = setup.token(sim).await?;
     let azure = &setup.deps.azure;
     let ids: Vec<String> = sim
@@ -160,6 +158,7 @@ async fn listing_floor(
         .into_iter()
         .take(subscriptions)
         .collect();
+    let cpu_before = listing_cpu(sim);
     let started = Instant::now();
     let listed: Vec<usize> = futures_util::stream::iter(ids.iter())
         .map(|sub| {
@@ -172,6 +171,9 @@ async fn listing_floor(
         .into_iter()
         .collect::<Result<_, _>>()?;
     let wall = started.elapsed();
+    let cpu = cpu_before
+        .zip(listing_cpu(sim))
+        .map(|((sim_0, own_0), (sim_1, own_1))| (sim_1 - sim_0, own_1 - own_0));
     let n: usize = listed.iter().sum();
     println!(
         "listing floor: {:.2}s to list {n} resources of {} subscriptions, {} at a time, storing nothing = {:.0} resources/s",
@@ -180,7 +182,39 @@ async fn listing_floor(
         cloudkeep_sync::COLLECT_CONCURRENCY,
         n as f64 / wall.as_secs_f64()
     );
-    Ok(wall)
+    Ok(Listing { wall, cpu })
+}
+
+/// The listing floor: its wall time, and the CPU time it took, in seconds,
+/// as (the simulator's, this process's).
+struct Listing {
+    wall: Duration,
+    cpu: Option<(f64, f64)>,
+}
+
+/// CPU time so far of the simulator and of this process.
+fn listing_cpu(sim: &SimChild) -> Option<(f64, f64)> {
+    sim.cpu_secs().zip(cpu_secs("/proc/self/stat"))
+}
+
+/// Whether the first sync's target leaves the store the CPU it needs: of
+/// the cores' time in 2.5x the floor, the listing takes what it took in
+/// the floor (the simulator serves it on the same cores), and the rest is
+/// all a store path has, against what SQLite alone took to store.
+fn budget(floor: Duration, listing: Option<(f64, f64)>, storing: Option<f64>) {
+    let (Some((sim, own)), Some(storing)) = (listing, storing) else {
+        println!("  (CPU time unavailable: no /proc)");
+        return;
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let budget = FIRST_SYNC_TARGET * floor.as_secs_f64() * cores;
+    let left = budget - sim - own;
+    println!(
+        "  (CPU within the first sync's target: {budget:.2} core-s on {cores} cores; listing takes {:.2} (simulator {sim:.2}, this process {own:.2}), \
+         leaving {left:.2} for storing; SQLite alone took {storing:.2} to store, {:.0}% of that)",
+        sim + own,
+        100.0 * storing / left.max(f64::EPSILON),
+    );
 }
 
 /// The storing floor: SQLite alone writing the rows the first sync stored
@@ -189,7 +223,8 @@ async fn listing_floor(
 /// Copied inside SQLite (`INSERT ... SELECT` from the synced file,
 /// attached), so no client's work is in it: what any store path of this
 /// schema pays at least, whoever drives it.
-async fn storing_floor(setup: &SyncSetup) -> Result<Duration> {
+/// Answers the wall time and this process's CPU time for it.
+async fn storing_floor(setup: &SyncSetup) -> Result<(Duration, Option<f64>)> {
     use sqlx::Connection;
     let synced = setup.dir.join("cloudkeep.db");
     let empty = setup.dir.join("storing-floor.db");
@@ -229,6 +264,7 @@ async fn storing_floor(setup: &SyncSetup) -> Result<Duration> {
         .fetch_one(&mut c)
         .await?;
     let (mut resources, mut tags) = (0u64, 0u64);
+    let cpu_before = cpu_secs("/proc/self/stat");
     let started = Instant::now();
     for (org, sub) in &subscriptions {
         let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
@@ -260,6 +296,9 @@ async fn storing_floor(setup: &SyncSetup) -> Result<Duration> {
         .execute(&mut c)
         .await?;
     let checkpoint = started.elapsed();
+    let cpu = cpu_before
+        .zip(cpu_secs("/proc/self/stat"))
+        .map(|(before, after)| after - before);
     c.close().await?;
     println!(
         "storing floor: {:.2}s for SQLite alone to write the first sync's {resources} resources and {tags} tag rows into an empty store \
@@ -269,5 +308,5 @@ async fn storing_floor(setup: &SyncSetup) -> Result<Duration> {
         subscriptions.len(),
         checkpoint.as_secs_f64(),
     );
-    Ok(writes + checkpoint)
+    Ok((writes + checkpoint, cpu))
 }

@@ -171,6 +171,11 @@ impl SimChild {
         vm_hwm_kib(&format!("/proc/{}/status", self.child.id()))
     }
 
+    /// CPU time the simulator process has used so far, every thread's.
+    fn cpu_secs(&self) -> Option<f64> {
+        cpu_secs(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     fn tenant(&self) -> &Value {
         &self.scenario["tenants"][0]
     }
@@ -264,6 +269,22 @@ fn vm_hwm_kib(status_file: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// CPU time (user and system, every thread's) in seconds from a
+/// `/proc/.../stat` file. Its clock ticks are Linux's `USER_HZ`, which the
+/// kernel fixes at 100 for what it shows to user space.
+fn cpu_secs(stat_file: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_file).ok()?;
+    // The command name, in parentheses, may hold spaces: fields count from
+    // after it, where `utime` and `stime` are the 12th and 13th.
+    let mut fields = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 fn mib(kib: u64) -> f64 {
