@@ -737,3 +737,70 @@ pub(crate) fn conflict(e: sqlx::Error, what: &'static str, value: &str) -> Store
         _ => StoreError::Database(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudkeep_domain::SecretString;
+    use cloudkeep_domain::password::hash_password;
+
+    async fn organisations(store: &Store) -> i64 {
+        sqlx::query("SELECT count(*) FROM organisations")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count")
+            .get(0)
+    }
+
+    /// A write that waits out its turn behind another (SQLite writes one
+    /// at a time) gives up saying so, and leaves nothing of itself; once
+    /// the turn is free, the same write goes through. Only SQLite takes
+    /// turns (PostgreSQL has many writers).
+    #[tokio::test]
+    async fn a_write_kept_waiting_answers_busy_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("ck.db").display()))
+            .await
+            .expect("open");
+        let new = || NewOrganisation {
+            name: "Acme".into(),
+            owner_email: "owner@example.com".into(),
+            owner_name: "Owner".into(),
+            owner_password_hash: hash_password(&SecretString::new("correct horse battery"))
+                .expect("hash"),
+            actor: "system:test".into(),
+        };
+        let new_org = new();
+
+        let held = store.write_turn().await.expect("turn");
+        // No database work happens while time is paused: the write's wait
+        // for its turn comes before its connection, and paused time runs
+        // the wait's timer out at once when nothing else can run.
+        tokio::time::pause();
+        let waited = store.create_organisation(new_org).await;
+        tokio::time::resume();
+        match waited {
+            Err(e @ StoreError::Busy(wait)) => {
+                assert_eq!(wait, WRITE_TURN_WAIT);
+                assert_eq!(
+                    e.to_string(),
+                    "the store is busy: a write waited 60s for the writes before it"
+                );
+            }
+            other => panic!("expected busy, got {other:?}"),
+        }
+        assert_eq!(
+            organisations(&store).await,
+            0,
+            "the refused write wrote nothing"
+        );
+
+        drop(held);
+        store
+            .create_organisation(new())
+            .await
+            .expect("created once the turn is free");
+        assert_eq!(organisations(&store).await, 1);
+        store.close().await;
+    }
+}

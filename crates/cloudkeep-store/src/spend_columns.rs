@@ -124,6 +124,18 @@ struct Slot {
     staged: Option<(i64, Arc<OrgColumns>)>,
 }
 
+impl Slot {
+    /// The projection when it stands for `rev`.
+    fn ready_at(&self, rev: i64) -> Option<Arc<OrgColumns>> {
+        self.ready.clone().filter(|c| c.rev == rev)
+    }
+
+    /// Whether `rev` (or a later revision) did not fit.
+    fn refused_at(&self, rev: i64) -> bool {
+        self.refused.is_some_and(|r| r >= rev)
+    }
+}
+
 impl SpendColumns {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OrgId, Slot>> {
         self.orgs.lock().unwrap_or_else(|e| e.into_inner())
@@ -1322,8 +1334,7 @@ impl Store {
                 .spend_columns
                 .lock()
                 .get(&scope.org())
-                .and_then(|s| s.ready.clone())
-                .filter(|c| c.rev == rev);
+                .and_then(|s| s.ready_at(rev));
             if let Some(cols) = ready {
                 let stats = cols.stats(None);
                 return Ok((cols, stats));
@@ -1334,7 +1345,7 @@ impl Store {
                 self.spend_columns
                     .lock()
                     .get(&scope.org())
-                    .is_some_and(|s| s.refused.is_some_and(|r| r >= rev))
+                    .is_some_and(|s| s.refused_at(rev))
             };
             let too_large = || {
                 StoreError::State(match self.spend_columns.cap() {
@@ -1467,7 +1478,7 @@ impl Store {
                 Some(c) if c.rev > rev.rev => return None,
                 _ => {
                     let start = !slot.building
-                        && slot.refused.is_none_or(|r| r < rev.rev)
+                        && !slot.refused_at(rev.rev)
                         && self.spend_columns.cap() > 0
                         && tokio::runtime::Handle::try_current().is_ok();
                     if start {
@@ -1512,14 +1523,14 @@ impl Store {
         // takes what it built, instead of reading every row a second time
         // beside it (on `large`, 663 MiB and 200 s each).
         let _turn = columns.builds.take(&scope.org()).await;
-        let rev = self.spend_revision(scope).await?.rev;
-        {
-            let orgs = columns.lock();
-            let slot = orgs.get(&scope.org());
-            if let Some(ready) = slot.and_then(|s| s.ready.clone()).filter(|c| c.rev == rev) {
+        // Read after the turn: what the build before this one kept or
+        // refused is for the revision it read.
+        let rev = self.spend_revision(scope).await?;
+        if let Some(slot) = columns.lock().get(&scope.org()) {
+            if let Some(ready) = slot.ready_at(rev.rev) {
                 return Ok(Some(ready));
             }
-            if slot.is_some_and(|s| s.refused.is_some_and(|r| r >= rev)) {
+            if slot.refused_at(rev.rev) {
                 return Ok(None);
             }
         }
@@ -1527,7 +1538,7 @@ impl Store {
         let budget = columns
             .cap()
             .saturating_sub(columns.held_by_others(scope.org()));
-        match self.load_spend_columns(scope, budget).await? {
+        match self.load_spend_columns(scope, rev, budget).await? {
             Load::Built(cols) => Ok(columns.install(scope.org(), *cols)),
             Load::TooLarge(rev) => {
                 columns.lock().entry(scope.org()).or_default().refused = Some(rev);
@@ -1537,9 +1548,15 @@ impl Store {
         }
     }
 
-    async fn load_spend_columns(&self, scope: &OrgScope, budget: u64) -> Result<Load> {
+    /// Reads the organisation's projection as of `rev`: `Moved` if a write
+    /// moved the revision while it read.
+    async fn load_spend_columns(
+        &self,
+        scope: &OrgScope,
+        rev: SpendRev,
+        budget: u64,
+    ) -> Result<Load> {
         let org = scope.id();
-        let rev = self.spend_revision(scope).await?;
         let aliases = self.spend_tag_aliases(scope).await?;
         let currencies = sqlx::query(
             "SELECT DISTINCT BillingCurrency FROM spend_resources WHERE org_id = $1 ORDER BY 1",
