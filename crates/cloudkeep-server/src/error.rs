@@ -228,3 +228,27 @@ where
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that kept a write waiting answers 503 with when to try
+    /// again, saying nothing was changed.
+    #[tokio::test]
+    async fn a_busy_store_answers_503_with_retry_after() {
+        let wait = std::time::Duration::from_secs(60);
+        let response = ApiError::from(StoreError::Busy(wait)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            body,
+            json!({"error": {"code": "busy", "message":
+                "the store is busy: a write waited 60s for the writes before it; nothing was changed, try again"}})
+        );
+    }
+}
