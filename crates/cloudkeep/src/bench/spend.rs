@@ -14,15 +14,16 @@
 //! 3. Three analyses over those rows, 20 runs each (p50, p95), through
 //!    the store's SQL path and through its columnar projection (built
 //!    first, its build timed apart; neither answered from the kept
-//!    answers), side by side with DuckDB (the PyPI package,
-//!    in a virtualenv under `target/`) running the same SQL over the same
-//!    rows (written as CSV); PostgreSQL's figures too with `--postgres`.
+//!    answers), side by side with DuckDB (the PyPI package, installed by
+//!    the benchmark into its virtualenv under `target/` the first time)
+//!    running the same SQL over the same rows (written as CSV);
+//!    PostgreSQL's figures too with `--postgres`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use chrono::NaiveDate;
 use clap::Args;
 use cloudkeep_domain::SyncLevel;
@@ -50,7 +51,7 @@ pub struct SpendArgs {
     #[arg(long)]
     postgres: Option<String>,
     /// The Python with `duckdb` (default: target/bench-venv/bin/python,
-    /// made with `python3 -m venv target/bench-venv && target/bench-venv/bin/pip install duckdb`).
+    /// made and given `duckdb` from PyPI by the benchmark when it lacks it).
     #[arg(long)]
     duckdb_python: Option<PathBuf>,
     /// Runs of each analysis.
@@ -450,6 +451,72 @@ for sql in q:
 print(json.dumps(out))
 "#;
 
+/// The benchmark's own virtualenv for DuckDB, and what it installs there.
+const BENCH_VENV: &str = "target/bench-venv";
+const DUCKDB_PACKAGE: &str = "duckdb>=1.1,<3";
+
+/// The Python that runs DuckDB's side, with DuckDB's version: the one
+/// asked for; else the benchmark's virtualenv, made and given `duckdb`
+/// from PyPI the first time, so the peer's figures come without a set-up
+/// step.
+fn duckdb_python(asked: Option<&Path>) -> Result<(PathBuf, String)> {
+    let version = |python: &Path| -> Option<String> {
+        let out = std::process::Command::new(python)
+            .args(["-c", "import duckdb; print(duckdb.__version__)"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    if let Some(python) = asked {
+        let v =
+            version(python).ok_or_else(|| anyhow!("{} cannot import duckdb", python.display()))?;
+        return Ok((python.to_path_buf(), v));
+    }
+    let venv = PathBuf::from(BENCH_VENV);
+    let python = venv.join("bin").join("python");
+    if let Some(v) = version(&python) {
+        return Ok((python, v));
+    }
+    eprintln!(
+        "setting up DuckDB for the comparison: a virtualenv at {BENCH_VENV} with {DUCKDB_PACKAGE} from PyPI"
+    );
+    let run = |what: &str, cmd: &mut std::process::Command| -> Result<()> {
+        let out = cmd
+            .output()
+            .with_context(|| format!("{what}: could not start"))?;
+        if !out.status.success() {
+            bail!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    };
+    run(
+        "python3 -m venv",
+        std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv),
+    )?;
+    run(
+        "pip install duckdb",
+        std::process::Command::new(venv.join("bin").join("pip")).args([
+            "install",
+            "--quiet",
+            DUCKDB_PACKAGE,
+        ]),
+    )?;
+    let v = version(&python).ok_or_else(|| {
+        anyhow!(
+            "{} cannot import duckdb after installing it",
+            python.display()
+        )
+    })?;
+    Ok((python, v))
+}
+
 fn duckdb(python: &Path, dir: &Path, runs: usize, to: NaiveDate) -> Result<Vec<(f64, f64)>> {
     let script = dir.join("bench.py");
     std::fs::write(&script, DUCKDB_SCRIPT)?;
@@ -528,6 +595,8 @@ pub async fn run(args: SpendArgs) -> Result<()> {
     if args.backfill_subscriptions > 0 {
         backfill(args.backfill_subscriptions).await?;
     }
+    // Set up before anything is timed, so the install runs beside nothing.
+    let duck_python = duckdb_python(args.duckdb_python.as_deref());
     // The ingest needs subscriptions on record only: the demo preset's three.
     let sim = SimChild::start("demo", 1, "off").await?;
     let (sqlite, to, estate) = engine("SQLite (embedded)", &sim, None, &args).await?;
@@ -537,11 +606,11 @@ pub async fn run(args: SpendArgs) -> Result<()> {
     };
     let dir = super::bench_dir("spend-duckdb");
     write_csv(&dir, &estate)?;
-    let python = args
-        .duckdb_python
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("target/bench-venv/bin/python"));
-    let duck = match duckdb(&python, &dir, args.runs, to) {
+    let duck = match duck_python.and_then(|(python, version)| {
+        let figures = duckdb(&python, &dir, args.runs, to)?;
+        println!("DuckDB {version} (PyPI), over the same rows written as CSV");
+        Ok(figures)
+    }) {
         Ok(f) => Some(f),
         Err(e) => {
             println!("DuckDB: not run ({e:#})");
