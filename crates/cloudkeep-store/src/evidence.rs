@@ -408,7 +408,7 @@ impl Store {
                 Arg::from(source.as_str()),
                 Arg::from(o.check.as_str()),
                 Arg::from(o.subject.as_str()),
-                Arg::from(key.1.as_str()),
+                Arg::from(key.1.clone()),
                 Arg::from(canonical(&o.facts)),
                 Arg::from(o.result.as_str()),
                 Arg::from(o.reason.clone()),

@@ -1,6 +1,7 @@
 //! Resources as observed in Azure, their tags (queryable in SQL through
 //! `resource_tags`) and tag history.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -443,12 +444,14 @@ impl Store {
             };
         let next = plan.next.take();
         // The new rows' values are made under the lock, one subscription's
-        // at a time: made before it (measured), the subscriptions waiting
-        // for the lock each held theirs, and the first sync's peak memory
-        // went from 58 to 64-69 MiB for a tenth of its time.
-        let rows = NewRows::of(&plan, scope, subscription, now);
+        // at a time: made before it (measured, when they were copies), the
+        // subscriptions waiting for the lock each held theirs, and the first
+        // sync's peak memory went from 58 to 64-69 MiB for a tenth of its
+        // time. They borrow their text from the plan and its listing.
+        let keys = RowKeys::of(&plan, scope, subscription);
+        let rows = NewRows::of(&plan, &keys, now);
         let counts = plan.counts;
-        self.apply_inventory(&mut tx, scope, run_id, plan, rows, now)
+        self.apply_inventory(&mut tx, scope, run_id, &plan, rows, now)
             .await?;
         if write.scope_tags.is_some() || !write.tags_read {
             let tags = write.scope_tags.filter(|_| write.tags_read);
@@ -467,8 +470,8 @@ impl Store {
         tx: &mut Tx,
         scope: &OrgScope,
         run_id: Uuid,
-        plan: InventoryPlan<'_>,
-        new_rows: NewRows,
+        plan: &InventoryPlan<'_>,
+        new_rows: NewRows<'_>,
         now: i64,
     ) -> Result<()> {
         for c in &plan.changed {
@@ -888,35 +891,50 @@ struct Change<'a> {
     tags_changed: bool,
 }
 
-/// The values of a plan's new resource rows and their tag rows.
-struct NewRows {
-    resources: Vec<Vec<Arg>>,
-    tags: Vec<Vec<Arg>>,
+/// The text of a plan's new rows that is not in the plan: the ids, as
+/// the rows (`NewRows`) borrow them.
+struct RowKeys {
+    org: String,
+    connection: String,
+    subscription: String,
+    /// The new resources' ids, in the plan's order.
+    ids: Vec<String>,
 }
 
-impl NewRows {
+impl RowKeys {
     fn of(
         plan: &InventoryPlan<'_>,
         scope: &OrgScope,
         subscription: &SubscriptionRecord,
-        now: i64,
-    ) -> NewRows {
-        let ids: Vec<String> = plan.new.iter().map(|n| n.id.to_string()).collect();
-        let org = scope.id();
-        let (connection, sub) = (
-            subscription.connection_id.to_string(),
-            subscription.id.to_string(),
-        );
+    ) -> RowKeys {
+        RowKeys {
+            org: scope.id(),
+            connection: subscription.connection_id.to_string(),
+            subscription: subscription.id.to_string(),
+            ids: plan.new.iter().map(|n| n.id.to_string()).collect(),
+        }
+    }
+}
+
+/// The values of a plan's new resource rows and their tag rows, borrowed
+/// from the plan, its listing and its keys.
+struct NewRows<'a> {
+    resources: Vec<Vec<Arg<'a>>>,
+    tags: Vec<Vec<Arg<'a>>>,
+}
+
+impl<'a> NewRows<'a> {
+    fn of(plan: &'a InventoryPlan<'_>, keys: &'a RowKeys, now: i64) -> NewRows<'a> {
         let resources = plan
             .new
             .iter()
-            .zip(&ids)
+            .zip(&keys.ids)
             .map(|(n, id)| {
                 let o = n.observed;
                 vec![
-                    org.as_str().into(),
-                    connection.as_str().into(),
-                    sub.as_str().into(),
+                    keys.org.as_str().into(),
+                    keys.connection.as_str().into(),
+                    keys.subscription.as_str().into(),
                     now.into(),
                     now.into(),
                     id.as_str().into(),
@@ -926,7 +944,7 @@ impl NewRows {
                     o.resource_type.as_str().into(),
                     o.location.as_str().into(),
                     o.resource_group.as_str().into(),
-                    n.tags.clone().into(),
+                    Arg::Text(n.tags.as_deref().map(Cow::Borrowed)),
                     o.created.map(|t| t.timestamp_millis()).into(),
                     o.changed.map(|t| t.timestamp_millis()).into(),
                 ]
@@ -934,10 +952,10 @@ impl NewRows {
             .collect();
         let tags = if plan.tags_read {
             tag_values(
-                scope,
+                &keys.org,
                 plan.new
                     .iter()
-                    .zip(&ids)
+                    .zip(&keys.ids)
                     .flat_map(|(n, id)| tag_rows(id, &n.observed.tags)),
             )
         } else {
@@ -1352,13 +1370,12 @@ fn tag_rows<'a>(
 
 /// Tag rows' values, in `insert_tag_rows`' column order.
 fn tag_values<'a>(
-    scope: &OrgScope,
+    org: &'a str,
     rows: impl Iterator<Item = (&'a str, String, &'a str, &'a str)>,
-) -> Vec<Vec<Arg>> {
-    let org = scope.id();
+) -> Vec<Vec<Arg<'a>>> {
     rows.map(|(resource, lower, key, value)| {
         vec![
-            org.as_str().into(),
+            org.into(),
             resource.into(),
             lower.into(),
             key.into(),
@@ -1368,7 +1385,7 @@ fn tag_values<'a>(
     .collect()
 }
 
-async fn insert_tag_rows(tx: &mut Tx, store: &Store, rows: Vec<Vec<Arg>>) -> Result<()> {
+async fn insert_tag_rows(tx: &mut Tx, store: &Store, rows: Vec<Vec<Arg<'_>>>) -> Result<()> {
     let columns = ["org_id", "resource_id", "key_lower", "tag_key", "tag_value"];
     bulk_insert(tx, store.backend(), "resource_tags", &columns, rows).await
 }
@@ -1387,7 +1404,8 @@ async fn replace_tag_rows(
         .execute(&mut **tx)
         .await?;
     if let Some(tags) = tags {
-        insert_tag_rows(tx, store, tag_values(scope, tag_rows(resource, tags))).await?;
+        let org = scope.id();
+        insert_tag_rows(tx, store, tag_values(&org, tag_rows(resource, tags))).await?;
     }
     Ok(())
 }

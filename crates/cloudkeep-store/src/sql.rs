@@ -1,16 +1,20 @@
 //! Building SQL whose shape depends on its input: filters that are present
 //! or not, and multi-row inserts.
 
+use std::borrow::Cow;
+
 use sqlx::Any;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 
 use crate::{Backend, Result, Tx};
 
-/// A bound value.
+/// A bound value. Text may be borrowed from what the rows are made of: a
+/// first sync's 100,000 resources are about 2 million values, and a copy
+/// of each was most of making their rows.
 #[derive(Debug, Clone)]
-pub(crate) enum Arg {
-    Text(Option<String>),
+pub(crate) enum Arg<'a> {
+    Text(Option<Cow<'a, str>>),
     Int(Option<i64>),
     Real(f64),
 }
@@ -19,7 +23,7 @@ pub(crate) enum Arg {
 #[derive(Debug, Default)]
 pub(crate) struct Sql {
     text: String,
-    args: Vec<Arg>,
+    args: Vec<Arg<'static>>,
 }
 
 impl Sql {
@@ -36,7 +40,7 @@ impl Sql {
 
     /// Adds a text value; answers its placeholder.
     pub(crate) fn arg(&mut self, v: impl Into<String>) -> String {
-        self.args.push(Arg::Text(Some(v.into())));
+        self.args.push(Arg::Text(Some(Cow::Owned(v.into()))));
         format!("${}", self.args.len())
     }
 
@@ -65,7 +69,7 @@ impl Sql {
 
 fn bind_all<'q>(
     mut q: Query<'q, Any, AnyArguments<'q>>,
-    args: &'q [Arg],
+    args: &'q [Arg<'_>],
 ) -> Query<'q, Any, AnyArguments<'q>> {
     for a in args {
         q = match a {
@@ -77,32 +81,32 @@ fn bind_all<'q>(
     q
 }
 
-impl From<String> for Arg {
-    fn from(v: String) -> Arg {
-        Arg::Text(Some(v))
+impl From<String> for Arg<'_> {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(Cow::Owned(v)))
     }
 }
 
-impl From<&str> for Arg {
-    fn from(v: &str) -> Arg {
-        Arg::Text(Some(v.to_string()))
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Text(Some(Cow::Borrowed(v)))
     }
 }
 
-impl From<Option<String>> for Arg {
-    fn from(v: Option<String>) -> Arg {
-        Arg::Text(v)
+impl From<Option<String>> for Arg<'_> {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v.map(Cow::Owned))
     }
 }
 
-impl From<i64> for Arg {
-    fn from(v: i64) -> Arg {
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
         Arg::Int(Some(v))
     }
 }
 
-impl From<Option<i64>> for Arg {
-    fn from(v: Option<i64>) -> Arg {
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
         Arg::Int(v)
     }
 }
@@ -129,7 +133,7 @@ pub(crate) async fn bulk_insert(
     backend: Backend,
     table: &str,
     columns: &[&str],
-    rows: Vec<Vec<Arg>>,
+    rows: Vec<Vec<Arg<'_>>>,
 ) -> Result<()> {
     bulk_insert_with(tx, backend, table, columns, rows, "").await
 }
@@ -140,12 +144,12 @@ pub(crate) async fn bulk_insert_with(
     backend: Backend,
     table: &str,
     columns: &[&str],
-    rows: Vec<Vec<Arg>>,
+    rows: Vec<Vec<Arg<'_>>>,
     suffix: &str,
 ) -> Result<()> {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<Vec<Arg>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let chunk: Vec<Vec<Arg<'_>>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
         let mut text = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
         let mut n = 0;
         for r in 0..chunk.len() {
@@ -163,7 +167,7 @@ pub(crate) async fn bulk_insert_with(
             text.push(')');
         }
         text.push_str(suffix);
-        let args: Vec<Arg> = chunk.into_iter().flatten().collect();
+        let args: Vec<Arg<'_>> = chunk.into_iter().flatten().collect();
         debug_assert_eq!(args.len(), n);
         // A full-size statement is prepared once and reused; a last,
         // shorter one is not kept in the connection's statement cache,
