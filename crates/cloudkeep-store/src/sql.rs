@@ -9,9 +9,9 @@ use sqlx::query::Query;
 
 use crate::{Backend, Result, Tx};
 
-/// A bound value. Text may be borrowed from what the rows are made of: a
-/// first sync's 100,000 resources are about 2 million values, and a copy
-/// of each was most of making their rows.
+/// A bound value. Text may be borrowed from what the rows are made of, so
+/// a first sync's 100,000 resources (about 2 million values) are not
+/// copied once more before sqlx copies them for its worker thread.
 #[derive(Debug, Clone)]
 pub(crate) enum Arg<'a> {
     Text(Option<Cow<'a, str>>),
