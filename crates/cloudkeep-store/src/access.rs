@@ -714,17 +714,17 @@ impl Store {
         let secret = scoped_secret(SESSION_PREFIX, auth.scope.org());
         let csrf = random_token("").expose().to_string();
         let now = self.now_ms();
-        let _turn = self.write_turn().await?;
-        sqlx::query(
-            "INSERT INTO sessions (org_id, session_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        self.execute_write(
+            sqlx::query(
+                "INSERT INTO sessions (org_id, session_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(auth.scope.id())
+            .bind(token_hash(&secret))
+            .bind(auth.user.id.to_string())
+            .bind(&csrf)
+            .bind(now)
+            .bind(now + lifetime.num_milliseconds()),
         )
-        .bind(auth.scope.id())
-        .bind(token_hash(&secret))
-        .bind(auth.user.id.to_string())
-        .bind(&csrf)
-        .bind(now)
-        .bind(now + lifetime.num_milliseconds())
-        .execute(&self.pool)
         .await?;
         Ok((secret, csrf))
     }
@@ -761,12 +761,12 @@ impl Store {
 
     pub async fn delete_session(&self, secret: &SecretString) -> Result<()> {
         if let Some((org, _)) = split_bearer(SESSION_PREFIX, secret) {
-            let _turn = self.write_turn().await?;
-            sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND session_hash = $2")
-                .bind(org.to_string())
-                .bind(token_hash(secret))
-                .execute(&self.pool)
-                .await?;
+            self.execute_write(
+                sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND session_hash = $2")
+                    .bind(org.to_string())
+                    .bind(token_hash(secret)),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::{Backend, OrgScope, Result, Store, parse, time};
+use crate::{Backend, OrgScope, Result, Store, StoreError, parse, time};
 
 pub const SYNC_JOB: &str = "sync";
 /// The organisation's retention purge (its subject column holds the organisation).
@@ -54,8 +54,7 @@ impl Store {
             let connection: String = row.try_get("connection_id")?;
             // Re-checked in the insert itself: a run that finished since the
             // SELECT has moved `next_sync_at`, and must not be queued again.
-            let turn = self.write_turn().await?;
-            let inserted = sqlx::query(
+            let inserted = self.execute_write(sqlx::query(
                 "INSERT INTO jobs (org_id, job_id, kind, connection_id, status, run_at, created_at) \
                  SELECT $1, $2, $3, c.connection_id, 'queued', $5, $5 FROM connections c \
                  WHERE c.org_id = $1 AND c.connection_id = $4 AND c.deleted_at IS NULL AND c.next_sync_at <= $5 \
@@ -65,15 +64,13 @@ impl Store {
             .bind(Uuid::new_v4().to_string())
             .bind(SYNC_JOB)
             .bind(&connection)
-            .bind(now_ms)
-            .execute(&self.pool)
+            .bind(now_ms))
             .await;
-            drop(turn);
             match inserted {
                 Ok(done) => queued += done.rows_affected(),
                 // Another process queued it first: the unique index holds one active job.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
-                Err(e) => return Err(e.into()),
+                Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(queued)
@@ -99,13 +96,14 @@ impl Store {
                ORDER BY run_at, job_id LIMIT 1 {lock}) \
              RETURNING job_id, kind, connection_id, attempts, run_at"
         );
-        let _turn = self.write_turn().await?;
-        let row = sqlx::query(&sql)
-            .bind(scope.id())
-            .bind(worker)
-            .bind((now + lease).timestamp_millis())
-            .bind(now.timestamp_millis())
-            .fetch_optional(&self.pool)
+        let row = self
+            .fetch_optional_write(
+                sqlx::query(&sql)
+                    .bind(scope.id())
+                    .bind(worker)
+                    .bind((now + lease).timestamp_millis())
+                    .bind(now.timestamp_millis()),
+            )
             .await?;
         row.as_ref().map(job).transpose()
     }
@@ -119,13 +117,14 @@ impl Store {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await?;
-        let done = sqlx::query("UPDATE jobs SET lease_until = $4 WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'")
-            .bind(scope.id())
-            .bind(id.to_string())
-            .bind(worker)
-            .bind((now + lease).timestamp_millis())
-            .execute(&self.pool)
+        let done = self
+            .execute_write(
+                sqlx::query("UPDATE jobs SET lease_until = $4 WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'")
+                    .bind(scope.id())
+                    .bind(id.to_string())
+                    .bind(worker)
+                    .bind((now + lease).timestamp_millis()),
+            )
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -138,17 +137,18 @@ impl Store {
         worker: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'done', finished_at = $4, lease_until = NULL \
-             WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'",
-        )
-        .bind(scope.id())
-        .bind(id.to_string())
-        .bind(worker)
-        .bind(now.timestamp_millis())
-        .execute(&self.pool)
-        .await?;
+        let done = self
+            .execute_write(
+                sqlx::query(
+                    "UPDATE jobs SET status = 'done', finished_at = $4, lease_until = NULL \
+                     WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'",
+                )
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(worker)
+                .bind(now.timestamp_millis()),
+            )
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -171,20 +171,21 @@ impl Store {
                 Some(now.timestamp_millis()),
             ),
         };
-        let _turn = self.write_turn().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = $4, run_at = $5, last_error = $6, finished_at = $7, lease_until = NULL \
-             WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'",
-        )
-        .bind(scope.id())
-        .bind(id.to_string())
-        .bind(worker)
-        .bind(status)
-        .bind(run_at)
-        .bind(error)
-        .bind(finished)
-        .execute(&self.pool)
-        .await?;
+        let done = self
+            .execute_write(
+                sqlx::query(
+                    "UPDATE jobs SET status = $4, run_at = $5, last_error = $6, finished_at = $7, lease_until = NULL \
+                     WHERE org_id = $1 AND job_id = $2 AND lease_owner = $3 AND status = 'running'",
+                )
+                .bind(scope.id())
+                .bind(id.to_string())
+                .bind(worker)
+                .bind(status)
+                .bind(run_at)
+                .bind(error)
+                .bind(finished),
+            )
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -66,18 +66,18 @@ impl Store {
         }
         let key = DataKey::generate();
         let wrapped = provider.wrap(scope.org(), &key)?;
-        let turn = self.write_turn().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO data_keys (org_id, version, master_key_id, wrapped_key, created_at) VALUES ($1, 1, $2, $3, $4) \
-             ON CONFLICT (org_id, version) DO NOTHING",
-        )
-        .bind(scope.id())
-        .bind(&wrapped.master_key_id)
-        .bind(wrapped.blob)
-        .bind(self.now_ms())
-        .execute(&self.pool)
-        .await?;
-        drop(turn);
+        let inserted = self
+            .execute_write(
+                sqlx::query(
+                    "INSERT INTO data_keys (org_id, version, master_key_id, wrapped_key, created_at) VALUES ($1, 1, $2, $3, $4) \
+                     ON CONFLICT (org_id, version) DO NOTHING",
+                )
+                .bind(scope.id())
+                .bind(&wrapped.master_key_id)
+                .bind(wrapped.blob)
+                .bind(self.now_ms()),
+            )
+            .await?;
         if inserted.rows_affected() == 1 {
             return Ok((1, key));
         }
@@ -267,15 +267,15 @@ impl Store {
         } else {
             let key = DataKey::generate();
             let wrapped = provider.wrap(scope.org(), &key)?;
-            let _turn = self.write_turn().await?;
-            sqlx::query("INSERT INTO data_keys (org_id, version, master_key_id, wrapped_key, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(scope.id())
-                .bind(newest + 1)
-                .bind(&wrapped.master_key_id)
-                .bind(wrapped.blob)
-                .bind(self.now_ms())
-                .execute(&self.pool)
-                .await?;
+            self.execute_write(
+                sqlx::query("INSERT INTO data_keys (org_id, version, master_key_id, wrapped_key, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(scope.id())
+                    .bind(newest + 1)
+                    .bind(&wrapped.master_key_id)
+                    .bind(wrapped.blob)
+                    .bind(self.now_ms()),
+            )
+            .await?;
             newest + 1
         };
         let new_key = self.data_key(scope, provider, target).await?;
@@ -302,23 +302,25 @@ impl Store {
                 let sealed = (kind.reseal)(&old_key, &new_key, scope.org(), id, &blob)?;
                 // Only if the secret is still the one just re-encrypted: a
                 // re-auth in between wins, and is re-encrypted by a later run.
-                let _turn = self.write_turn().await?;
-                done += sqlx::query(&format!(
+                let sql = format!(
                     "UPDATE {table} SET {blob} = $3, data_key_version = $4 \
                      WHERE org_id = $1 AND {id} = $2 AND data_key_version = $5 AND {blob} = $6",
                     table = kind.table,
                     blob = kind.blob,
                     id = kind.id,
-                ))
-                .bind(scope.id())
-                .bind(id.to_string())
-                .bind(sealed)
-                .bind(target)
-                .bind(old_version)
-                .bind(blob)
-                .execute(&self.pool)
-                .await?
-                .rows_affected() as usize;
+                );
+                done += self
+                    .execute_write(
+                        sqlx::query(&sql)
+                            .bind(scope.id())
+                            .bind(id.to_string())
+                            .bind(sealed)
+                            .bind(target)
+                            .bind(old_version)
+                            .bind(blob),
+                    )
+                    .await?
+                    .rows_affected() as usize;
             }
             counts.insert(kind.table.into(), json!(done));
             count += done;

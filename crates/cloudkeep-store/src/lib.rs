@@ -478,8 +478,10 @@ impl Store {
     /// with "database is locked" (measured on the `large` preset). Taken
     /// before a connection, so waiting writes hold none (see
     /// `SQLITE_CONNECTIONS`). Every write holds one: a transaction from
-    /// `begin_write` or `begin_relaxed_write`, a single statement by
-    /// taking it first. On PostgreSQL, `None`: it has many writers.
+    /// `begin_write` or `begin_relaxed_write`, a single statement through
+    /// `execute_write` (or `fetch_optional_write`), statements that belong
+    /// together by taking it first. On PostgreSQL, `None`: it has many
+    /// writers.
     pub(crate) async fn write_turn(&self) -> Result<Option<WriteTurn>> {
         if self.backend != Backend::Sqlite {
             return Ok(None);
@@ -518,6 +520,25 @@ impl Store {
         tx.commit().await?;
         self.checkpoint_soon();
         Ok(())
+    }
+
+    /// Runs one writing statement on the pool in its turn (see
+    /// `write_turn`): how a write of a single statement is made.
+    pub(crate) async fn execute_write<'q>(
+        &self,
+        statement: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<sqlx::any::AnyQueryResult> {
+        let _turn = self.write_turn().await?;
+        Ok(statement.execute(&self.pool).await?)
+    }
+
+    /// The same for a statement that answers a row (`RETURNING`).
+    pub(crate) async fn fetch_optional_write<'q>(
+        &self,
+        statement: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Option<AnyRow>> {
+        let _turn = self.write_turn().await?;
+        Ok(statement.fetch_optional(&self.pool).await?)
     }
 
     /// Runs one statement of what a run writes for the people watching it
@@ -583,8 +604,7 @@ impl Store {
             Backend::Postgres => "ANALYZE resources, resource_tags, tag_history",
         };
         // SQLite writes what it learns into its statistics table.
-        let _turn = self.write_turn().await?;
-        sqlx::query(sql).execute(&self.pool).await?;
+        self.execute_write(sqlx::query(sql)).await?;
         Ok(())
     }
 

@@ -94,11 +94,10 @@ impl Store {
 
     /// Forgets a key's failures (an account after a successful sign-in).
     pub async fn clear_login_failures(&self, key: &AttemptKey) -> Result<()> {
-        let _turn = self.write_turn().await?;
-        sqlx::query("DELETE FROM login_attempts WHERE attempt_key = $1")
-            .bind(key.stored())
-            .execute(&self.pool)
-            .await?;
+        self.execute_write(
+            sqlx::query("DELETE FROM login_attempts WHERE attempt_key = $1").bind(key.stored()),
+        )
+        .await?;
         Ok(())
     }
 

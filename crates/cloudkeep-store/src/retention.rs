@@ -126,16 +126,15 @@ impl Store {
                 return Ok(false);
             }
         }
-        let turn = self.write_turn().await?;
-        sqlx::query(
-            "INSERT INTO retention_checks (org_id, checked_at) VALUES ($1, $2) \
-             ON CONFLICT (org_id) DO UPDATE SET checked_at = $2",
+        self.execute_write(
+            sqlx::query(
+                "INSERT INTO retention_checks (org_id, checked_at) VALUES ($1, $2) \
+                 ON CONFLICT (org_id) DO UPDATE SET checked_at = $2",
+            )
+            .bind(scope.id())
+            .bind(now_ms),
         )
-        .bind(scope.id())
-        .bind(now_ms)
-        .execute(&self.pool)
         .await?;
-        drop(turn);
         let days = self.retention_settings(scope).await?.days;
         let cutoff = (now - Duration::days(days)).timestamp_millis();
         // A row past the window was first observed before it too: the
@@ -152,23 +151,26 @@ impl Store {
         if past.is_none() {
             return Ok(false);
         }
-        let _turn = self.write_turn().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (org_id, job_id, kind, connection_id, status, run_at, created_at) \
-             SELECT $1, $2, $3, $1, 'queued', $4, $4 WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.org_id = $1 AND j.kind = $3 \
-               AND j.status IN ('queued', 'running'))",
-        )
-        .bind(scope.id())
-        .bind(Uuid::new_v4().to_string())
-        .bind(RETENTION_JOB)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await;
+        let inserted = self
+            .execute_write(
+                sqlx::query(
+                    "INSERT INTO jobs (org_id, job_id, kind, connection_id, status, run_at, created_at) \
+                     SELECT $1, $2, $3, $1, 'queued', $4, $4 WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.org_id = $1 AND j.kind = $3 \
+                       AND j.status IN ('queued', 'running'))",
+                )
+                .bind(scope.id())
+                .bind(Uuid::new_v4().to_string())
+                .bind(RETENTION_JOB)
+                .bind(now_ms),
+            )
+            .await;
         match inserted {
             Ok(done) => Ok(done.rows_affected() > 0),
             // Another process queued it first.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -302,16 +302,17 @@ impl Store {
         connection: ConnectionId,
         trigger: SyncTrigger,
     ) -> Result<u64> {
-        let _turn = self.write_turn().await?;
-        let done = sqlx::query(
-            "UPDATE sync_runs SET status = 'interrupted', finished_at = $4 WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND trigger_kind = $3",
-        )
-        .bind(scope.id())
-        .bind(connection.to_string())
-        .bind(trigger.as_str())
-        .bind(self.now_ms())
-        .execute(&self.pool)
-        .await?;
+        let done = self
+            .execute_write(
+                sqlx::query(
+                    "UPDATE sync_runs SET status = 'interrupted', finished_at = $4 WHERE org_id = $1 AND connection_id = $2 AND status = 'running' AND trigger_kind = $3",
+                )
+                .bind(scope.id())
+                .bind(connection.to_string())
+                .bind(trigger.as_str())
+                .bind(self.now_ms()),
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -324,16 +325,17 @@ impl Store {
         scope: &OrgScope,
         stale_before: DateTime<Utc>,
     ) -> Result<u64> {
-        let _turn = self.write_turn().await?;
-        let done = sqlx::query(
-            "UPDATE sync_runs SET status = 'interrupted', finished_at = $3 \
-             WHERE org_id = $1 AND status = 'running' AND COALESCE(heartbeat_at, started_at) < $2",
-        )
-        .bind(scope.id())
-        .bind(stale_before.timestamp_millis())
-        .bind(self.now_ms())
-        .execute(&self.pool)
-        .await?;
+        let done = self
+            .execute_write(
+                sqlx::query(
+                    "UPDATE sync_runs SET status = 'interrupted', finished_at = $3 \
+                     WHERE org_id = $1 AND status = 'running' AND COALESCE(heartbeat_at, started_at) < $2",
+                )
+                .bind(scope.id())
+                .bind(stale_before.timestamp_millis())
+                .bind(self.now_ms()),
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
