@@ -330,14 +330,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<Connection> = rows.iter().map(connection).collect::<Result<_>>()?;
-        let subs = self.subscriptions(scope).await?;
-        for c in &mut out {
-            c.subscriptions = subs
-                .iter()
-                .filter(|s| s.connection_id == c.id)
-                .cloned()
-                .collect();
-        }
+        self.attach_subscriptions(scope, &mut out).await?;
         Ok(out)
     }
 
