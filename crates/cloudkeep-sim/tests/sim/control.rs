@@ -46,6 +46,15 @@ async fn portal_changes_show_through_arm() {
             .status,
         StatusCode::OK
     );
+    // Listed with its subscription's resources, by the id as Azure spells it.
+    let listing = format!("/subscriptions/{sub}/resources?{RES}");
+    let listed = |items: &[serde_json::Value]| items.iter().any(|r| r["id"] == new_id.as_str());
+    assert!(listed(&sim.get_all(&token, &listing).await.1));
+    assert!(listed(
+        &sim.get_all(&token, &listing.replace(&sub, &sub.to_uppercase()))
+            .await
+            .1
+    ));
     let r = sim
         .http
         .delete(format!("{}/_sim/resources", sim.url()))
@@ -60,6 +69,7 @@ async fn portal_changes_show_through_arm() {
             .status,
         StatusCode::NOT_FOUND
     );
+    assert!(!listed(&sim.get_all(&token, &listing).await.1));
 
     let (_, accounts) = sim.get_all(&token, &format!("/subscriptions/{sub}/providers/Microsoft.Storage/storageAccounts?api-version=2025-01-01")).await;
     let account = accounts[0]["id"].as_str().expect("id").to_string();
