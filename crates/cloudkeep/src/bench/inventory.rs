@@ -209,11 +209,15 @@ fn budget(floor: Duration, listing: Option<(f64, f64)>, storing: Option<f64>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let budget = FIRST_SYNC_TARGET * floor.as_secs_f64() * cores;
     let left = budget - sim - own;
+    let share = if left > 0.0 {
+        format!("{:.0}% of that", 100.0 * storing / left)
+    } else {
+        "with nothing left for it".into()
+    };
     println!(
         "  (CPU within the first sync's target: {budget:.2} core-s on {cores} cores; listing takes {:.2} (simulator {sim:.2}, this process {own:.2}), \
-         leaving {left:.2} for storing; SQLite alone took {storing:.2} to store, {:.0}% of that)",
+         leaving {left:.2} for storing; SQLite alone took {storing:.2} to store, {share})",
         sim + own,
-        100.0 * storing / left.max(f64::EPSILON),
     );
 }
 
